@@ -1,0 +1,1047 @@
+//! The one `validate()`: every problem of a chain, each with the field path it concerns.
+//!
+//! The CRD schema (types, enums, ranges, patterns, CEL rules) is the API server's door; this function is the
+//! door of the CLI, the operator and the data plane's gRPC. It checks everything the schema checks (so a chain
+//! that reaches a data plane without an API server is held to the same rules) and the semantic rules a schema
+//! cannot express: CIDR host bits, firewall rules shadowed by earlier ones, address-family mismatches, NAT and
+//! load-balancer address conflicts, functions the classifier makes unreachable, hooks that cannot feed the
+//! user-space tier.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::functions::{
+    Action, FirewallConfig, ForwardMode, Function, FunctionType, L4Protocol, LoadBalancerConfig,
+    MAX_FIREWALL_RULES, MAX_FUNCTIONS, MIN_MAGLEV_TABLE, MonitorConfig, NatConfig,
+    PayloadCipherConfig, Protocol, RateLimiterConfig, Tier, TrafficMatch,
+};
+use crate::net::{Cidr, IpAddress, PortRange, is_dns_label, is_dns_subdomain};
+use crate::vnfchain::{Hook, MAX_NAME_LEN, VNFChain, VNFChainSpec};
+
+/// One problem: the field it concerns (e.g. `spec.functions[1].firewall.rules[0].sourceCIDRs[2]`) and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationError {
+    /// Dotted field path from the object root.
+    pub path: String,
+    /// What is wrong, in words a user can act on.
+    pub message: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in one object (never empty when returned as an error).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ValidationErrors {
+    /// One error.
+    pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self(vec![ValidationError {
+            path: path.into(),
+            message: message.into(),
+        }])
+    }
+}
+
+/// Validates a whole chain object: metadata and spec.
+pub fn validate(chain: &VNFChain) -> Result<(), ValidationErrors> {
+    let mut v = Validator::default();
+    match chain.metadata.name.as_deref() {
+        None | Some("") => v.err("metadata.name", "is required"),
+        Some(name) => {
+            if !is_dns_label(name) {
+                v.err(
+                    "metadata.name",
+                    format!("{name:?} is not a DNS label (lower-case letters, digits and '-')"),
+                );
+            }
+            if name.len() > MAX_NAME_LEN {
+                v.err(
+                    "metadata.name",
+                    format!(
+                        "must be at most {MAX_NAME_LEN} characters (object names are derived from it), got {}",
+                        name.len()
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(ns) = chain.metadata.namespace.as_deref()
+        && !is_dns_label(ns)
+    {
+        v.err("metadata.namespace", format!("{ns:?} is not a DNS label"));
+    }
+    v.spec(&chain.spec);
+    v.finish()
+}
+
+/// Validates a spec alone (paths start at `spec`).
+pub fn validate_spec(spec: &VNFChainSpec) -> Result<(), ValidationErrors> {
+    let mut v = Validator::default();
+    v.spec(spec);
+    v.finish()
+}
+
+/// A prefix list as matched: empty means "any address".
+#[derive(Clone, Debug, Default)]
+struct Prefixes(Vec<IpNet>);
+
+impl Prefixes {
+    fn any(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether every address this list matches is matched by `self`.
+    fn covers(&self, other: &Prefixes) -> bool {
+        if self.any() {
+            return true;
+        }
+        if other.any() {
+            return covers_all_of_family(&self.0, true) && covers_all_of_family(&self.0, false);
+        }
+        other.0.iter().all(|o| self.0.iter().any(|s| s.contains(o)))
+    }
+
+    /// Which families this list can match: (IPv4, IPv6).
+    fn families(&self) -> (bool, bool) {
+        if self.any() {
+            return (true, true);
+        }
+        (
+            self.0.iter().any(|n| matches!(n, IpNet::V4(_))),
+            self.0.iter().any(|n| matches!(n, IpNet::V6(_))),
+        )
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.any() || self.0.iter().any(|n| n.contains(&ip))
+    }
+}
+
+fn covers_all_of_family(nets: &[IpNet], v4: bool) -> bool {
+    nets.iter()
+        .any(|n| n.prefix_len() == 0 && matches!(n, IpNet::V4(_)) == v4)
+}
+
+/// A port list as matched: empty means "any port".
+fn ports_cover(outer: &[PortRange], inner: &[PortRange]) -> bool {
+    if outer.is_empty() {
+        return true;
+    }
+    if inner.is_empty() {
+        return outer.iter().any(|r| r.from <= 1 && r.end() == u16::MAX);
+    }
+    inner.iter().all(|i| outer.iter().any(|o| o.covers(i)))
+}
+
+/// The parsed form of a match (classifier or firewall rule), for coverage and reachability checks.
+#[derive(Clone, Debug, Default)]
+struct Match {
+    protocol: Protocol,
+    src: Prefixes,
+    dst: Prefixes,
+    sports: Vec<PortRange>,
+    dports: Vec<PortRange>,
+}
+
+impl Match {
+    /// Whether every packet `other` matches is matched by `self`.
+    fn covers(&self, other: &Match) -> bool {
+        self.protocol.covers(other.protocol)
+            && self.src.covers(&other.src)
+            && self.dst.covers(&other.dst)
+            && ports_cover(&self.sports, &other.sports)
+            && ports_cover(&self.dports, &other.dports)
+    }
+}
+
+/// Earlier rules indexed by source prefix, so finding the first rule that covers a later one looks at the
+/// rules whose sources could contain it (its prefix's supernets), not at every earlier rule: 10,000 rules
+/// validate in milliseconds instead of seconds.
+#[derive(Default)]
+struct CoverIndex {
+    any_source: Vec<usize>,
+    by_source: HashMap<IpNet, Vec<usize>>,
+}
+
+impl CoverIndex {
+    fn insert(&mut self, i: usize, m: &Match) {
+        if m.src.any() {
+            self.any_source.push(i);
+        }
+        for n in &m.src.0 {
+            self.by_source.entry(*n).or_default().push(i);
+        }
+    }
+
+    /// The lowest-numbered indexed rule that covers `m`.
+    fn first_cover(&self, rules: &[Match], m: &Match) -> Option<usize> {
+        let supernets: Vec<IpNet> = match m.src.0.first() {
+            // Only a rule holding both default routes can cover "any source".
+            None => ["0.0.0.0/0", "::/0"]
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            Some(p) => (0..=p.prefix_len())
+                .filter_map(|len| IpNet::new(p.addr(), len).ok().map(|n| n.trunc()))
+                .collect(),
+        };
+        let candidates = supernets
+            .iter()
+            .filter_map(|n| self.by_source.get(n))
+            .flatten()
+            .chain(&self.any_source);
+        candidates.copied().filter(|&i| rules[i].covers(m)).min()
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<ValidationError>,
+}
+
+impl Validator {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ValidationError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn finish(self) -> Result<(), ValidationErrors> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(self.errors))
+        }
+    }
+
+    fn cidrs(&mut self, path: &str, list: &[Cidr], max: usize) -> Prefixes {
+        if list.len() > max {
+            self.err(path, format!("at most {max} prefixes, got {}", list.len()));
+        }
+        let mut out = Vec::with_capacity(list.len());
+        for (i, c) in list.iter().enumerate() {
+            match c.parse() {
+                Ok(n) => out.push(n),
+                Err(e) => self.err(format!("{path}[{i}]"), e),
+            }
+        }
+        Prefixes(out)
+    }
+
+    fn ip(&mut self, path: &str, a: &IpAddress) -> Option<IpAddr> {
+        match a.parse() {
+            Ok(ip) => Some(ip),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        }
+    }
+
+    fn port(&mut self, path: &str, p: u16) {
+        if p == 0 {
+            self.err(path, "must be between 1 and 65535, got 0");
+        }
+    }
+
+    fn port_ranges(&mut self, path: &str, list: &[PortRange], protocol: Protocol) {
+        if !list.is_empty() && !protocol.has_ports() {
+            self.err(
+                path,
+                format!(
+                    "ports can only be matched with protocol tcp or udp, not {}",
+                    protocol_name(protocol)
+                ),
+            );
+        }
+        if list.len() > 16 {
+            self.err(path, format!("at most 16 port ranges, got {}", list.len()));
+        }
+        for (i, r) in list.iter().enumerate() {
+            self.port_range(&format!("{path}[{i}]"), r);
+        }
+    }
+
+    fn port_range(&mut self, path: &str, r: &PortRange) {
+        self.port(&format!("{path}.from"), r.from);
+        if let Some(to) = r.to {
+            self.port(&format!("{path}.to"), to);
+            if to < r.from {
+                self.err(
+                    format!("{path}.to"),
+                    format!(
+                        "to ({to}) must be greater than or equal to from ({})",
+                        r.from
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Checks a match (the classifier or a firewall rule) and returns its parsed form.
+    fn traffic_match(&mut self, path: &str, m: &TrafficMatch) -> Match {
+        let protocol = m.protocol;
+        let src = self.cidrs(&format!("{path}.sourceCIDRs"), &m.source_cidrs, 64);
+        let dst = self.cidrs(
+            &format!("{path}.destinationCIDRs"),
+            &m.destination_cidrs,
+            64,
+        );
+        self.port_ranges(&format!("{path}.sourcePorts"), &m.source_ports, protocol);
+        self.port_ranges(
+            &format!("{path}.destinationPorts"),
+            &m.destination_ports,
+            protocol,
+        );
+        let (s4, s6) = src.families();
+        let (d4, d6) = dst.families();
+        let (v4, v6) = (s4 && d4, s6 && d6);
+        if !v4 && !v6 {
+            self.err(
+                path,
+                "sourceCIDRs and destinationCIDRs have no address family in common, so nothing can match",
+            );
+        } else if protocol == Protocol::Icmp && !v4 {
+            self.err(
+                path,
+                "protocol icmp is IPv4-only but the CIDRs are IPv6-only (use icmpv6)",
+            );
+        } else if protocol == Protocol::Icmpv6 && !v6 {
+            self.err(
+                path,
+                "protocol icmpv6 is IPv6-only but the CIDRs are IPv4-only (use icmp)",
+            );
+        }
+        Match {
+            protocol,
+            src,
+            dst,
+            sports: m.source_ports.clone(),
+            dports: m.destination_ports.clone(),
+        }
+    }
+
+    fn spec(&mut self, spec: &VNFChainSpec) {
+        let classifier = self.traffic_match("spec.classifier", &spec.classifier);
+        self.interfaces(spec);
+        if spec.dataplane.telemetry.sample_one_in == 0
+            || spec.dataplane.telemetry.sample_one_in > 65536
+        {
+            self.err(
+                "spec.dataplane.telemetry.sampleOneIn",
+                format!(
+                    "must be between 1 and 65536, got {}",
+                    spec.dataplane.telemetry.sample_one_in
+                ),
+            );
+        }
+        if let Some(image) = &spec.dataplane.image
+            && (image.is_empty() || image.chars().any(char::is_whitespace))
+        {
+            self.err(
+                "spec.dataplane.image",
+                format!("{image:?} is not an image reference"),
+            );
+        }
+        self.placement(spec);
+
+        let fns = &spec.functions;
+        if fns.is_empty() {
+            self.err("spec.functions", "a chain needs at least one function");
+        }
+        if fns.len() > MAX_FUNCTIONS {
+            self.err(
+                "spec.functions",
+                format!("at most {MAX_FUNCTIONS} functions, got {}", fns.len()),
+            );
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let interfaces = chain_interfaces(spec);
+        for (i, f) in fns.iter().enumerate() {
+            let path = format!("spec.functions[{i}]");
+            if let Err(e) = f.name.check() {
+                self.err(format!("{path}.name"), e);
+            }
+            if let Some(first) = seen.insert(f.name.as_str(), i) {
+                self.err(
+                    format!("{path}.name"),
+                    format!(
+                        "duplicate function name {:?} (also spec.functions[{first}].name)",
+                        f.name.as_str()
+                    ),
+                );
+            }
+            self.function(&path, f, &classifier, &interfaces);
+            if f.type_ == FunctionType::Forwarder
+                && let Some(first) = fns[..i]
+                    .iter()
+                    .position(|g| g.type_ == FunctionType::Forwarder)
+            {
+                self.err(
+                    format!("{path}.type"),
+                    format!("a chain has at most one forwarder (also spec.functions[{first}])"),
+                );
+            } else if f.type_ == FunctionType::Forwarder && i + 1 != fns.len() {
+                self.err(
+                    format!("{path}.type"),
+                    "the forwarder ends the chain, so it must be the last function",
+                );
+            }
+            if f.effective_tier() == Tier::Userspace && spec.dataplane.hook == Hook::Tc {
+                self.err(
+                    format!("{path}.tier"),
+                    "user-space functions are fed by an XDP redirect to AF_XDP, so spec.dataplane.hook cannot be tc",
+                );
+            }
+        }
+        self.address_conflicts(fns);
+    }
+
+    fn interfaces(&mut self, spec: &VNFChainSpec) {
+        let ifs = &spec.interfaces;
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        let mut add = |v: &mut Self, path: String, name: &crate::net::InterfaceName| {
+            if let Err(e) = name.check() {
+                v.err(path.clone(), e);
+            }
+            if let Some(other) = names.insert(name.as_str().to_owned(), path.clone()) {
+                v.err(
+                    path,
+                    format!("interface {:?} is already used by {other}", name.as_str()),
+                );
+            }
+        };
+        add(self, "spec.interfaces.ingress".into(), &ifs.ingress);
+        if let Some(e) = &ifs.egress {
+            add(self, "spec.interfaces.egress".into(), e);
+        }
+        for (i, n) in ifs.secondary_networks.iter().enumerate() {
+            let path = format!("spec.interfaces.secondaryNetworks[{i}]");
+            if !is_dns_subdomain(&n.name) {
+                self.err(
+                    format!("{path}.name"),
+                    format!(
+                        "{:?} is not a valid NetworkAttachmentDefinition name",
+                        n.name
+                    ),
+                );
+            }
+            if let Some(ns) = &n.namespace
+                && !is_dns_label(ns)
+            {
+                self.err(
+                    format!("{path}.namespace"),
+                    format!("{ns:?} is not a DNS label"),
+                );
+            }
+            add(self, format!("{path}.interface"), &n.interface);
+        }
+    }
+
+    fn placement(&mut self, spec: &VNFChainSpec) {
+        let p = &spec.placement;
+        if !(1..=100).contains(&p.replicas) {
+            self.err(
+                "spec.placement.replicas",
+                format!("must be between 1 and 100, got {}", p.replicas),
+            );
+        }
+        for (k, val) in &p.node_selector {
+            let path = format!("spec.placement.nodeSelector[{k:?}]");
+            if !is_label_key(k) {
+                self.err(path.clone(), format!("{k:?} is not a valid label key"));
+            }
+            if !is_label_value(val) {
+                self.err(path, format!("{val:?} is not a valid label value"));
+            }
+        }
+    }
+
+    fn function(&mut self, path: &str, f: &Function, classifier: &Match, interfaces: &[&str]) {
+        let present = f.present_blocks();
+        if !present.contains(&f.type_) {
+            self.err(
+                format!("{path}.{}", f.type_.as_str()),
+                format!("type {} needs a {} block", f.type_, f.type_.as_str()),
+            );
+        }
+        for other in present.iter().filter(|t| **t != f.type_) {
+            self.err(
+                format!("{path}.{}", other.as_str()),
+                format!(
+                    "a {} block is not allowed in a function of type {}",
+                    other.as_str(),
+                    f.type_
+                ),
+            );
+        }
+        if !f.type_.supports(f.tier) {
+            self.err(
+                format!("{path}.tier"),
+                format!(
+                    "type {} cannot run in the {} tier (it runs in the {} tier)",
+                    f.type_,
+                    tier_name(f.tier),
+                    tier_name(f.type_.default_tier())
+                ),
+            );
+        }
+        if let Some(c) = &f.firewall {
+            self.firewall(&format!("{path}.firewall"), c);
+        }
+        if let Some(c) = &f.nat {
+            self.nat(&format!("{path}.nat"), c);
+        }
+        if let Some(c) = &f.load_balancer {
+            self.load_balancer(&format!("{path}.loadBalancer"), c, classifier);
+        }
+        if let Some(c) = &f.rate_limiter {
+            self.rate_limiter(&format!("{path}.rateLimiter"), c);
+        }
+        if let Some(c) = &f.monitor {
+            self.monitor(&format!("{path}.monitor"), c);
+        }
+        if let Some(c) = &f.forwarder {
+            let p = format!("{path}.forwarder");
+            match (c.mode, &c.egress_interface) {
+                (ForwardMode::Redirect, None) => self.err(
+                    format!("{p}.egressInterface"),
+                    "is required with mode redirect",
+                ),
+                (ForwardMode::Redirect, Some(name)) => {
+                    if !interfaces.contains(&name.as_str()) {
+                        self.err(
+                            format!("{p}.egressInterface"),
+                            format!(
+                                "{:?} is not one of the chain's interfaces ({})",
+                                name.as_str(),
+                                interfaces.join(", ")
+                            ),
+                        );
+                    }
+                }
+                (mode, Some(_)) => self.err(
+                    format!("{p}.egressInterface"),
+                    format!(
+                        "is only used with mode redirect, not {}",
+                        match mode {
+                            ForwardMode::Bounce => "bounce",
+                            _ => "pass",
+                        }
+                    ),
+                ),
+                (_, None) => {}
+            }
+            if let Some(mac) = &c.next_hop_mac
+                && let Err(e) = mac.parse()
+            {
+                self.err(format!("{p}.nextHopMAC"), e);
+            }
+        }
+        if let Some(c) = &f.payload_cipher {
+            self.payload_cipher(&format!("{path}.payloadCipher"), c);
+        }
+    }
+
+    fn firewall(&mut self, path: &str, c: &FirewallConfig) {
+        if c.rules.len() > MAX_FIREWALL_RULES {
+            self.err(
+                format!("{path}.rules"),
+                format!("at most {MAX_FIREWALL_RULES} rules, got {}", c.rules.len()),
+            );
+        }
+        let parsed: Vec<Match> = c
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.traffic_match(&format!("{path}.rules[{i}]"), &r.traffic))
+            .collect();
+        // A rule that every packet reaching it has already matched can never decide anything.
+        let mut index = CoverIndex::default();
+        for (j, later) in parsed.iter().enumerate() {
+            let first = index.first_cover(&parsed, later);
+            index.insert(j, later);
+            if let Some(i) = first {
+                let verb = if c.rules[i].action == c.rules[j].action {
+                    "is redundant"
+                } else {
+                    "can never match"
+                };
+                self.err(
+                    format!("{path}.rules[{j}]"),
+                    format!(
+                        "{verb}: every packet it matches is matched first by {path}.rules[{i}] ({})",
+                        action_name(c.rules[i].action)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn nat(&mut self, path: &str, c: &NatConfig) {
+        if c.snat.is_none() && c.dnat.is_empty() {
+            self.err(path, "nat needs snat, dnat, or both");
+        }
+        if !(1024..=4_194_304).contains(&c.conntrack_size) {
+            self.err(
+                format!("{path}.conntrackSize"),
+                format!("must be between 1024 and 4194304, got {}", c.conntrack_size),
+            );
+        }
+        if let Some(s) = &c.snat {
+            let sp = format!("{path}.snat");
+            self.cidrs(&format!("{sp}.sourceCIDRs"), &s.source_cidrs, 64);
+            self.ip(&format!("{sp}.toAddress"), &s.to_address);
+            self.port_range(&format!("{sp}.toPorts"), &s.to_ports);
+        }
+        let mut seen: HashMap<(L4Protocol, IpAddr, u16), usize> = HashMap::new();
+        for (k, m) in c.dnat.iter().enumerate() {
+            let mp = format!("{path}.dnat[{k}]");
+            self.port(&format!("{mp}.port"), m.port);
+            if let Some(p) = m.to_port {
+                self.port(&format!("{mp}.toPort"), p);
+            }
+            let dst = self.ip(&format!("{mp}.destination"), &m.destination);
+            let to = self.ip(&format!("{mp}.toAddress"), &m.to_address);
+            if let (Some(d), Some(t)) = (dst, to) {
+                if d.is_ipv4() != t.is_ipv4() {
+                    self.err(
+                        format!("{mp}.toAddress"),
+                        "must be of the same address family as destination (no NAT46/NAT64)",
+                    );
+                }
+                if let Some(first) = seen.insert((m.protocol, d, m.port), k) {
+                    self.err(
+                        mp,
+                        format!(
+                            "duplicate mapping for {d} port {} (also {path}.dnat[{first}])",
+                            m.port
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn load_balancer(&mut self, path: &str, c: &LoadBalancerConfig, classifier: &Match) {
+        let vip = self.ip(&format!("{path}.vip"), &c.vip);
+        self.port(&format!("{path}.port"), c.port);
+        if c.table_size < MIN_MAGLEV_TABLE || !is_prime(c.table_size) {
+            self.err(
+                format!("{path}.tableSize"),
+                format!(
+                    "must be a prime of at least {MIN_MAGLEV_TABLE} (e.g. 65537, 131071, 262139), got {}",
+                    c.table_size
+                ),
+            );
+        }
+        if !(1024..=4_194_304).contains(&c.flow_table_size) {
+            self.err(
+                format!("{path}.flowTableSize"),
+                format!(
+                    "must be between 1024 and 4194304, got {}",
+                    c.flow_table_size
+                ),
+            );
+        }
+        if c.backends.is_empty() {
+            self.err(
+                format!("{path}.backends"),
+                "a load balancer needs at least one backend",
+            );
+        }
+        if c.backends.len() > 256 {
+            self.err(
+                format!("{path}.backends"),
+                format!("at most 256 backends, got {}", c.backends.len()),
+            );
+        }
+        let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
+        for (k, b) in c.backends.iter().enumerate() {
+            let bp = format!("{path}.backends[{k}]");
+            if !(1..=1000).contains(&b.weight) {
+                self.err(
+                    format!("{bp}.weight"),
+                    format!("must be between 1 and 1000, got {}", b.weight),
+                );
+            }
+            if let Some(p) = b.port {
+                self.port(&format!("{bp}.port"), p);
+            }
+            let Some(addr) = self.ip(&format!("{bp}.address"), &b.address) else {
+                continue;
+            };
+            let port = b.port.unwrap_or(c.port);
+            if let Some(v) = vip {
+                if v.is_ipv4() != addr.is_ipv4() {
+                    self.err(
+                        format!("{bp}.address"),
+                        "must be of the same address family as the vip",
+                    );
+                }
+                if v == addr && port == c.port {
+                    self.err(
+                        format!("{bp}.address"),
+                        "a backend cannot be the vip itself",
+                    );
+                }
+            }
+            if let Some(first) = seen.insert((addr, port), k) {
+                self.err(
+                    bp,
+                    format!("duplicate backend {addr} port {port} (also {path}.backends[{first}])"),
+                );
+            }
+        }
+        // Traffic the classifier keeps out of the chain never reaches the load balancer.
+        let proto = Protocol::from(c.protocol);
+        if !classifier.protocol.covers(proto) {
+            self.err(
+                format!("{path}.protocol"),
+                format!(
+                    "the classifier only admits {} traffic, so this {} service is unreachable",
+                    protocol_name(classifier.protocol),
+                    protocol_name(proto)
+                ),
+            );
+        }
+        if let Some(v) = vip
+            && !classifier.dst.contains(v)
+        {
+            self.err(
+                format!("{path}.vip"),
+                "is outside spec.classifier.destinationCIDRs, so the service is unreachable",
+            );
+        }
+        if !classifier.dports.is_empty() && !classifier.dports.iter().any(|r| r.contains(c.port)) {
+            self.err(
+                format!("{path}.port"),
+                "is outside spec.classifier.destinationPorts, so the service is unreachable",
+            );
+        }
+    }
+
+    fn rate_limiter(&mut self, path: &str, c: &RateLimiterConfig) {
+        if c.packets_per_second.is_none() && c.bits_per_second.is_none() {
+            self.err(
+                path,
+                "rateLimiter needs packetsPerSecond, bitsPerSecond, or both",
+            );
+        }
+        let positive = |v: &mut Self, field: &str, value: Option<u64>| {
+            if value == Some(0) {
+                v.err(format!("{path}.{field}"), "must be greater than 0");
+            }
+        };
+        positive(self, "packetsPerSecond", c.packets_per_second);
+        positive(self, "bitsPerSecond", c.bits_per_second);
+        positive(self, "burstPackets", c.burst_packets);
+        positive(self, "burstBytes", c.burst_bytes);
+        if c.burst_packets.is_some() && c.packets_per_second.is_none() {
+            self.err(format!("{path}.burstPackets"), "needs packetsPerSecond");
+        }
+        if c.burst_bytes.is_some() && c.bits_per_second.is_none() {
+            self.err(format!("{path}.burstBytes"), "needs bitsPerSecond");
+        }
+        if !(1024..=4_194_304).contains(&c.table_size) {
+            self.err(
+                format!("{path}.tableSize"),
+                format!("must be between 1024 and 4194304, got {}", c.table_size),
+            );
+        }
+    }
+
+    fn monitor(&mut self, path: &str, c: &MonitorConfig) {
+        if c.sample_one_in > 1_000_000 {
+            self.err(
+                format!("{path}.sampleOneIn"),
+                format!("must be between 0 and 1000000, got {}", c.sample_one_in),
+            );
+        }
+    }
+
+    fn payload_cipher(&mut self, path: &str, c: &PayloadCipherConfig) {
+        let r = &c.key_secret_ref;
+        if !is_dns_subdomain(&r.name) {
+            self.err(
+                format!("{path}.keySecretRef.name"),
+                format!("{:?} is not a valid Secret name", r.name),
+            );
+        }
+        let key_ok = !r.key.is_empty()
+            && r.key.len() <= 253
+            && r.key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !key_ok {
+            self.err(
+                format!("{path}.keySecretRef.key"),
+                format!("{:?} is not a valid Secret key", r.key),
+            );
+        }
+    }
+
+    /// Addresses two functions of the chain both claim.
+    fn address_conflicts(&mut self, fns: &[Function]) {
+        // (protocol, address, port) → the path that claims it.
+        let mut services: HashMap<(L4Protocol, IpAddr, u16), String> = HashMap::new();
+        let mut snat: HashMap<IpAddr, String> = HashMap::new();
+        for (i, f) in fns.iter().enumerate() {
+            if let Some(nat) = &f.nat {
+                if let Some(s) = &nat.snat
+                    && let Ok(a) = s.to_address.parse()
+                {
+                    snat.insert(a, format!("spec.functions[{i}].nat.snat.toAddress"));
+                }
+                for (k, m) in nat.dnat.iter().enumerate() {
+                    if let Ok(d) = m.destination.parse() {
+                        let path = format!("spec.functions[{i}].nat.dnat[{k}]");
+                        self.claim(&mut services, (m.protocol, d, m.port), path);
+                    }
+                }
+            }
+            if let Some(lb) = &f.load_balancer
+                && let Ok(v) = lb.vip.parse()
+            {
+                let path = format!("spec.functions[{i}].loadBalancer");
+                self.claim(&mut services, (lb.protocol, v, lb.port), path);
+            }
+        }
+        for ((_, addr, port), path) in &services {
+            if let Some(s) = snat.get(addr) {
+                self.err(
+                    path.clone(),
+                    format!("{addr} port {port} is also the SNAT address of {s}; replies to it would be translated twice"),
+                );
+            }
+        }
+    }
+
+    fn claim(
+        &mut self,
+        services: &mut HashMap<(L4Protocol, IpAddr, u16), String>,
+        key: (L4Protocol, IpAddr, u16),
+        path: String,
+    ) {
+        // Two mappings inside one NAT block are reported by `nat()`; here only different functions conflict.
+        if let Some(first) = services.get(&key) {
+            let same_function = first.split(".nat").next() == path.split(".nat").next();
+            if !same_function {
+                self.err(
+                    path,
+                    format!(
+                        "{} {} port {} is already claimed by {first}",
+                        protocol_name(key.0.into()),
+                        key.1,
+                        key.2
+                    ),
+                );
+            }
+            return;
+        }
+        services.insert(key, path);
+    }
+}
+
+fn chain_interfaces(spec: &VNFChainSpec) -> Vec<&str> {
+    let ifs = &spec.interfaces;
+    std::iter::once(ifs.ingress.as_str())
+        .chain(ifs.egress.as_ref().map(|e| e.as_str()))
+        .chain(ifs.secondary_networks.iter().map(|n| n.interface.as_str()))
+        .collect()
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Any => "any",
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Icmp => "icmp",
+        Protocol::Icmpv6 => "icmpv6",
+    }
+}
+
+fn tier_name(t: Tier) -> &'static str {
+    match t {
+        Tier::Auto => "auto",
+        Tier::Kernel => "kernel",
+        Tier::Userspace => "userspace",
+    }
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+    }
+}
+
+/// Deterministic trial division; table sizes are at most ~2^24.
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n.is_multiple_of(2) {
+        return n == 2;
+    }
+    let mut d = 3u32;
+    while d.saturating_mul(d) <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}
+
+/// Kubernetes label key: optional DNS-subdomain prefix and `/`, then a name of at most 63 characters.
+fn is_label_key(k: &str) -> bool {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    prefix.is_none_or(|p| !p.is_empty() && is_dns_subdomain(p))
+        && !name.is_empty()
+        && is_label_value(name)
+}
+
+/// Kubernetes label value: at most 63 characters, alphanumerics with `-`, `_`, `.` inside.
+fn is_label_value(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() <= 63
+        && (b.is_empty()
+            || (b.first().is_some_and(u8::is_ascii_alphanumeric)
+                && b.last().is_some_and(u8::is_ascii_alphanumeric)
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::functions::FirewallRule;
+
+    #[test]
+    fn primes() {
+        assert!(is_prime(65537));
+        assert!(is_prime(131071));
+        assert!(!is_prime(65536));
+        assert!(!is_prime(65539 * 3));
+        assert!(!is_prime(1));
+    }
+
+    #[test]
+    fn labels() {
+        assert!(is_label_key("kubernetes.io/hostname"));
+        assert!(is_label_key("edge"));
+        assert!(!is_label_key("/edge"));
+        assert!(!is_label_key("a/b/c"));
+        assert!(is_label_value(""));
+        assert!(!is_label_value("-x"));
+    }
+
+    fn m(p: Protocol, src: &[&str], dports: &[(u16, u16)]) -> Match {
+        Match {
+            protocol: p,
+            src: Prefixes(src.iter().map(|s| s.parse().expect("test CIDR")).collect()),
+            dst: Prefixes::default(),
+            sports: vec![],
+            dports: dports
+                .iter()
+                .map(|(a, b)| PortRange {
+                    from: *a,
+                    to: Some(*b),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn coverage() {
+        let wide = m(Protocol::Any, &["10.0.0.0/8"], &[]);
+        let narrow = m(Protocol::Tcp, &["10.1.0.0/16"], &[(80, 80)]);
+        assert!(wide.covers(&narrow));
+        assert!(!narrow.covers(&wide));
+        // A v4 default route does not cover IPv6 sources.
+        let v4_any = m(Protocol::Any, &["0.0.0.0/0"], &[]);
+        assert!(!v4_any.covers(&m(Protocol::Any, &[], &[])));
+        let both_any = m(Protocol::Any, &["0.0.0.0/0", "::/0"], &[]);
+        assert!(both_any.covers(&m(Protocol::Any, &[], &[])));
+        // Full port range covers "any port".
+        let all_ports = m(Protocol::Tcp, &[], &[(1, 65535)]);
+        assert!(all_ports.covers(&m(Protocol::Tcp, &[], &[])));
+        assert!(!m(Protocol::Tcp, &[], &[(1, 1000)]).covers(&m(Protocol::Tcp, &[], &[])));
+    }
+
+    #[test]
+    fn ten_thousand_rules_validate_and_a_shadowed_one_is_found() {
+        use crate::functions::FirewallConfig;
+        let rule = |i: usize| FirewallRule {
+            action: Action::Deny,
+            traffic: TrafficMatch {
+                protocol: Protocol::Tcp,
+                source_cidrs: vec![Cidr(format!("10.{}.{}.0/24", i / 256, i % 256))],
+                destination_ports: vec![PortRange::single(443)],
+                ..TrafficMatch::default()
+            },
+        };
+        let mut rules: Vec<FirewallRule> = (0..MAX_FIREWALL_RULES - 1).map(rule).collect();
+        let mut v = Validator::default();
+        v.firewall(
+            "fw",
+            &FirewallConfig {
+                default_action: Action::Allow,
+                stateful: false,
+                rules: rules.clone(),
+            },
+        );
+        assert!(v.errors.is_empty(), "{:?}", v.errors.first());
+        // The same prefix again, narrowed to a /25: rule 7 already decides all of it.
+        let mut narrow = rule(7);
+        narrow.traffic.source_cidrs = vec![Cidr("10.0.7.128/25".into())];
+        narrow.action = Action::Allow;
+        rules.push(narrow);
+        let mut v = Validator::default();
+        v.firewall(
+            "fw",
+            &FirewallConfig {
+                default_action: Action::Allow,
+                stateful: false,
+                rules,
+            },
+        );
+        assert_eq!(v.errors.len(), 1, "{:?}", v.errors);
+        assert_eq!(
+            v.errors[0].path,
+            format!("fw.rules[{}]", MAX_FIREWALL_RULES - 1)
+        );
+        assert!(
+            v.errors[0]
+                .message
+                .contains("matched first by fw.rules[7] (deny)"),
+            "{}",
+            v.errors[0]
+        );
+    }
+}

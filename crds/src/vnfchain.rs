@@ -1,0 +1,245 @@
+//! The `VNFChain` custom resource: classifier, ordered functions, interfaces, data-plane settings and placement.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::functions::{Function, TrafficMatch};
+use crate::net::InterfaceName;
+use crate::status::VNFChainStatus;
+
+/// API group of build-vnf's resources.
+pub const GROUP: &str = "buildvnf.io";
+/// API version of `VNFChain`.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "buildvnf.io/v1alpha1";
+/// Kind of the chain resource.
+pub const KIND: &str = "VNFChain";
+/// Longest chain name: the operator derives object names (`<name>-dataplane-<hash>`) from it.
+pub const MAX_NAME_LEN: usize = 48;
+
+/// A chain of network functions applied to the traffic a classifier selects on the pod's interfaces.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, kube::KubeSchema)]
+#[kube(
+    group = "buildvnf.io",
+    version = "v1alpha1",
+    kind = "VNFChain",
+    plural = "vnfchains",
+    singular = "vnfchain",
+    shortname = "vnfc",
+    category = "buildvnf",
+    namespaced,
+    status = "VNFChainStatus",
+    derive = "PartialEq",
+    doc = "A chain of network functions (firewall, NAT, load balancer, rate limiter, monitor, forwarder, user-space functions) run as eBPF and AF_XDP by the cnf-dataplane sidecar.",
+    validation = kube::core::Rule::new("size(self.metadata.name) <= 48").message("metadata.name must be at most 48 characters (object names are derived from it)"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "Functions", type_ = "string", json_path = ".spec.functions[*].name"),
+    printcolumn(name = "Hook", type_ = "string", json_path = ".spec.dataplane.hook"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = kube::core::Rule::new("self.functions.filter(f, f.type == 'forwarder').size() <= 1").message("a chain has at most one forwarder").field_path(".functions"))]
+#[x_kube(validation = kube::core::Rule::new("self.functions.all(f, f.type != 'forwarder' || f.name == self.functions[size(self.functions) - 1].name)").message("the forwarder must be the last function of the chain").field_path(".functions"))]
+pub struct VNFChainSpec {
+    /// Which traffic enters the chain; the rest bypasses it untouched.
+    #[serde(default)]
+    pub classifier: TrafficMatch,
+    /// The functions, in the order packets traverse them. Names are unique.
+    #[schemars(length(min = 1, max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub functions: Vec<Function>,
+    /// The pod interfaces the chain is attached to.
+    #[serde(default)]
+    pub interfaces: Interfaces,
+    /// How the data plane runs the chain.
+    #[serde(default)]
+    pub dataplane: Dataplane,
+    /// Where and how many data-plane pods run.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// The pod interfaces of the chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Interfaces {
+    /// Interface traffic arrives on.
+    #[serde(default = "default_ingress")]
+    pub ingress: InterfaceName,
+    /// Interface traffic leaves by, when it differs from ingress (two-armed chains).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<InterfaceName>,
+    /// Extra networks attached to the pod by Multus.
+    #[serde(default)]
+    #[schemars(length(max = 8))]
+    pub secondary_networks: Vec<SecondaryNetwork>,
+}
+
+fn default_ingress() -> InterfaceName {
+    InterfaceName::from("eth0")
+}
+
+impl Default for Interfaces {
+    fn default() -> Self {
+        Self {
+            ingress: default_ingress(),
+            egress: None,
+            secondary_networks: Vec::new(),
+        }
+    }
+}
+
+/// A Multus NetworkAttachmentDefinition to attach, and the interface name it gets in the pod.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecondaryNetwork {
+    /// Name of the NetworkAttachmentDefinition.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Its namespace; defaults to the chain's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+    /// Interface name inside the pod.
+    pub interface: InterfaceName,
+}
+
+/// Where the kernel-tier programs attach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Hook {
+    /// XDP native, falling back to XDP generic, then TC; the status tells which one was attached and why.
+    #[default]
+    Auto,
+    /// XDP in the driver only (fail if unsupported).
+    Xdp,
+    /// XDP generic (skb) mode.
+    XdpGeneric,
+    /// TC (tcx or clsact ingress).
+    Tc,
+}
+
+/// Back end of the user-space tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum UserspaceBackend {
+    /// AF_XDP sockets fed by the chain's XSKMAP redirect.
+    #[default]
+    Afxdp,
+    /// DPDK with an af_xdp/af_packet virtual device (needs a dataplane image built with DPDK).
+    Dpdk,
+}
+
+/// How user-space workers wait for packets: the latency versus CPU trade-off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Polling {
+    /// Spin on the rings: lowest latency, one core at 100%.
+    BusyPoll,
+    /// Spin while traffic flows, back off to sleeping when idle.
+    #[default]
+    Adaptive,
+    /// Sleep until the kernel wakes the socket: least CPU, highest latency.
+    Wakeup,
+}
+
+/// Settings of the user-space tier.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Userspace {
+    /// Packet I/O back end.
+    #[serde(default)]
+    pub backend: UserspaceBackend,
+    /// Polling policy.
+    #[serde(default)]
+    pub polling: Polling,
+}
+
+/// Telemetry the data plane collects in the kernel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Telemetry {
+    /// Per-function and whole-chain latency histograms.
+    #[serde(default = "default_true")]
+    pub latency_histograms: bool,
+    /// Time one packet in N (1 times every packet).
+    #[serde(default = "default_sample_one_in")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub sample_one_in: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_sample_one_in() -> u32 {
+    1
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            latency_histograms: true,
+            sample_one_in: default_sample_one_in(),
+        }
+    }
+}
+
+/// How the data plane runs the chain.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dataplane {
+    /// Attach point of the kernel tier.
+    #[serde(default)]
+    pub hook: Hook,
+    /// The user-space tier.
+    #[serde(default)]
+    pub userspace: Userspace,
+    /// cnf-dataplane image; defaults to the operator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Resources of the data-plane container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// In-kernel telemetry.
+    #[serde(default)]
+    pub telemetry: Telemetry,
+}
+
+/// Where and how many data-plane pods run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Placement {
+    /// Number of data-plane pods.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub replicas: i32,
+    /// Node labels the pods must match.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the pods.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub tolerations: Vec<Toleration>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Self {
+            replicas: default_replicas(),
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: format check, clippy with -D warnings, and every test of the workspace.
+# Run as root: the data-plane tests load eBPF and create network namespaces (under CI=true they may not skip).
+set -euo pipefail
+cd "$(dirname "$0")"
+bash scripts/install-deps.sh
+[[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+# One test binary at a time runs its tests on both cores; namespace tests use unique names, so they may overlap.
+cargo test --workspace --locked

@@ -38,6 +38,9 @@ pub struct VNFChainStatus {
     /// The last generation every replica applied, kept so a failed update can roll back without guessing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_generation: Option<i64>,
+    /// A generation that failed to apply and was rolled back; it is not pushed again until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_generation: Option<i64>,
 }
 
 /// The kernel hook a replica actually got on an interface.

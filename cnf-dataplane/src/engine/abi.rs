@@ -1,0 +1,557 @@
+//! Rust mirror of `ebpf/include/vnf_shared.h`: map keys/values shared with the eBPF programs.
+//!
+//! Every struct is `#[repr(C)]` with explicit padding; the tests at the bottom
+//! assert the same sizes as the `_Static_assert`s in the C header plus the
+//! field offsets, so the two sides cannot drift apart silently.
+
+use aya::Pod;
+
+/// Functions per chain (positions).
+pub const MAX_CHAIN: u32 = 16;
+/// Double-buffered chain generations.
+pub const GENERATIONS: u32 = 2;
+/// Slots in the prog array / slot table.
+pub const SLOTS: u32 = MAX_CHAIN * GENERATIONS;
+/// Function instance ids are `1..MAX_INSTANCES` (0 = none).
+pub const MAX_INSTANCES: u32 = 64;
+/// Rules per firewall instance.
+pub const FW_MAX_RULES: u32 = 64;
+/// log2 latency histogram buckets.
+pub const HIST_BUCKETS: usize = 32;
+/// Drop-reason counters per function.
+pub const NR_REASONS: usize = 16;
+/// Backends per load-balancer instance.
+pub const LB_MAX_BACKENDS: u32 = 32;
+/// Maglev lookup table size per load-balancer instance (prime).
+pub const LB_TABLE: u32 = 4093;
+/// Monitor traffic classes.
+pub const MON_CLASSES: u32 = 8;
+
+/// Function kinds (`enum vnf_kind`).
+pub mod kind {
+    pub const FIREWALL: u32 = 1;
+    pub const FORWARDER: u32 = 2;
+    pub const MONITOR: u32 = 3;
+    pub const RATELIMIT: u32 = 4;
+    pub const NAT: u32 = 5;
+    pub const LB: u32 = 6;
+}
+
+/// Verdict reasons (`enum vnf_reason`), index into [`FnStats::dropped`].
+pub mod reason {
+    pub const NONE: usize = 0;
+    pub const MALFORMED: usize = 1;
+    pub const FW_RULE: usize = 2;
+    pub const FW_DEFAULT: usize = 3;
+    pub const RATELIMIT: usize = 4;
+    pub const NO_CONFIG: usize = 5;
+    pub const CHAIN_BROKEN: usize = 6;
+    pub const TTL_EXCEEDED: usize = 7;
+    pub const FWD_DROP: usize = 8;
+    pub const NAT_EXHAUSTED: usize = 9;
+    pub const LB_NO_BACKEND: usize = 10;
+}
+
+/// Classifier field bits (`VNF_CLS_F_*`).
+pub mod cls {
+    pub const FAMILY: u32 = 1 << 0;
+    pub const PROTO: u32 = 1 << 1;
+    pub const SRC: u32 = 1 << 2;
+    pub const DST: u32 = 1 << 3;
+    pub const SPORT: u32 = 1 << 4;
+    pub const DPORT: u32 = 1 << 5;
+}
+
+/// Firewall actions (`enum vnf_action`).
+pub const ACT_ALLOW: u8 = 0;
+/// Firewall deny action.
+pub const ACT_DENY: u8 = 1;
+/// `VNF_FW_RULE_VALID`: the rule slot is in use.
+pub const FW_RULE_VALID: u8 = 1 << 0;
+/// `VNF_FW_RULE_PORTS`: the port ranges apply (TCP/UDP only).
+pub const FW_RULE_PORTS: u8 = 1 << 1;
+/// `VNF_FW_F_CONNTRACK`.
+pub const FW_F_CONNTRACK: u8 = 1;
+
+/// Forwarder modes and flags.
+pub mod fwd {
+    pub const PASS: u8 = 0;
+    pub const TX: u8 = 1;
+    pub const REDIRECT: u8 = 2;
+    pub const DROP: u8 = 3;
+    pub const F_SMAC: u8 = 1 << 0;
+    pub const F_DMAC: u8 = 1 << 1;
+    pub const F_DEC_TTL: u8 = 1 << 2;
+}
+
+/// Monitor classes (`enum vnf_mon_class`).
+pub mod mon {
+    pub const TCP: u8 = 0;
+    pub const UDP: u8 = 1;
+    pub const ICMP: u8 = 2;
+    pub const OTHER_V4: u8 = 3;
+    pub const OTHER_V6: u8 = 4;
+    pub const FRAGMENT: u8 = 5;
+    pub const NON_IP: u8 = 6;
+    pub const MALFORMED: u8 = 7;
+}
+
+/// Rate limiter key modes (`enum vnf_rl_key_mode`).
+pub mod rl {
+    pub const KEY_GLOBAL: u8 = 0;
+    pub const KEY_SRC: u8 = 1;
+    pub const KEY_FLOW: u8 = 2;
+}
+
+/// NAT modes (`enum vnf_nat_mode`).
+pub mod nat {
+    pub const SNAT: u8 = 1;
+    pub const DNAT: u8 = 2;
+}
+
+/// `struct vnf_classifier`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Classifier {
+    pub fields: u32,
+    pub family: u8,
+    pub proto: u8,
+    pub src_plen: u8,
+    pub dst_plen: u8,
+    pub sport_lo: u16,
+    pub sport_hi: u16,
+    pub dport_lo: u16,
+    pub dport_hi: u16,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
+/// `struct vnf_gen_cfg`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GenCfg {
+    pub chain_len: u32,
+    pub latency_sample_rate: u32,
+    pub cls: Classifier,
+}
+
+/// `struct vnf_slot`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Slot {
+    pub instance: u32,
+    pub kind: u32,
+}
+
+/// `struct vnf_scratch` (only read by tests/debugging).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scratch {
+    pub entry_ns: u64,
+    pub seq: u64,
+    pub generation: u32,
+    pub pos: u32,
+    pub chain_len: u32,
+    pub reason: u32,
+    pub sampled: u32,
+    pub _pad: u32,
+}
+
+/// `struct vnf_instance_cfg`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InstanceCfg {
+    pub kind: u32,
+    pub latency_sample_rate: u32,
+}
+
+/// `struct vnf_fn_stats` (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FnStats {
+    pub pkts_in: u64,
+    pub bytes_in: u64,
+    pub passed: u64,
+    pub aux: u64,
+    pub dropped: [u64; NR_REASONS],
+    pub latency_hist: [u64; HIST_BUCKETS],
+}
+
+/// `struct vnf_chain_stats` (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainStats {
+    pub classified: u64,
+    pub bypassed: u64,
+    pub completed: u64,
+    pub broken: u64,
+    pub latency_hist: [u64; HIST_BUCKETS],
+}
+
+/// `struct vnf_tuple`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// `struct vnf_fw_cfg`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FwCfg {
+    pub default_action: u8,
+    pub flags: u8,
+    pub _pad: [u8; 2],
+    pub nr_rules: u32,
+    pub ct_timeout_ns: u64,
+}
+
+/// `struct vnf_fw_rule`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FwRule {
+    pub proto: u8,
+    pub action: u8,
+    pub family: u8,
+    /// `FW_RULE_VALID | FW_RULE_PORTS`.
+    pub flags: u8,
+    pub sport_lo: u16,
+    pub sport_hi: u16,
+    pub dport_lo: u16,
+    pub dport_hi: u16,
+}
+
+/// Data part of `struct vnf_lpm4_key` (aya's `lpm_trie::Key` adds `prefixlen`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lpm4Data {
+    /// Instance id, big-endian (the first 32 prefix bits).
+    pub instance_be: u32,
+    pub addr: [u8; 4],
+}
+
+/// Data part of `struct vnf_lpm6_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lpm6Data {
+    pub instance_be: u32,
+    pub addr: [u8; 16],
+}
+
+/// `struct vnf_ct_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtKey {
+    pub instance: u32,
+    pub _pad: u32,
+    pub t: Tuple,
+}
+
+/// `struct vnf_ct_val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtVal {
+    pub last_seen_ns: u64,
+    pub packets: u64,
+}
+
+/// `struct vnf_fwd_cfg`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FwdCfg {
+    pub mode: u8,
+    pub flags: u8,
+    pub _pad: [u8; 2],
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+}
+
+/// `struct vnf_mon_cfg`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MonCfg {
+    pub sample_rate: u32,
+    pub _pad: u32,
+}
+
+/// `struct vnf_mon_counter` (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MonCounter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// `struct vnf_mon_sample`: one ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MonSample {
+    pub ts_ns: u64,
+    pub instance: u32,
+    pub ifindex: u32,
+    pub pkt_len: u32,
+    pub class: u8,
+    pub tcp_flags: u8,
+    pub _pad: [u8; 2],
+    pub t: Tuple,
+}
+
+impl MonSample {
+    /// Decodes a ring-buffer record (`None` if it is too short).
+    pub fn from_bytes(buf: &[u8]) -> Option<Self> {
+        if buf.len() < size_of::<Self>() {
+            return None;
+        }
+        // SAFETY: `Self` is a padding-free `repr(C)` POD for which every bit
+        // pattern is valid; the length was checked and `read_unaligned`
+        // tolerates any alignment of the ring-buffer slice.
+        Some(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<Self>()) })
+    }
+}
+
+/// `struct vnf_rl_cfg`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RlCfg {
+    pub key_mode: u8,
+    pub _pad: [u8; 7],
+    pub pps: u64,
+    pub pkt_tau_ns: u64,
+    pub bps: u64,
+    pub byte_tau_ns: u64,
+}
+
+/// `struct vnf_rl_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RlKey {
+    pub instance: u32,
+    pub _pad: u32,
+    pub t: Tuple,
+}
+
+/// `struct vnf_rl_state`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RlState {
+    pub pkt_tat_ns: u64,
+    pub byte_tat_ns: u64,
+}
+
+/// `struct vnf_nat_cfg`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatCfg {
+    pub mode: u8,
+    pub family: u8,
+    pub match_plen: u8,
+    pub _pad: u8,
+    pub port_lo: u16,
+    pub port_hi: u16,
+    pub match_port: u16,
+    pub _pad2: [u8; 6],
+    pub timeout_ns: u64,
+    pub match_addr: [u8; 16],
+    pub nat_addr: [u8; 16],
+}
+
+/// `struct vnf_nat_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatKey {
+    pub instance: u32,
+    pub _pad: u32,
+    pub t: Tuple,
+}
+
+/// `struct vnf_nat_val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatVal {
+    pub last_seen_ns: u64,
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub rewrite_src: u8,
+    pub _pad: [u8; 5],
+}
+
+/// `struct vnf_lb_cfg`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbCfg {
+    pub family: u8,
+    pub proto: u8,
+    pub vip_port: u16,
+    pub nr_backends: u32,
+    pub affinity_timeout_ns: u64,
+    pub vip: [u8; 16],
+}
+
+/// `struct vnf_lb_backend`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbBackend {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub _pad: [u8; 2],
+}
+
+// SAFETY: all types below are `repr(C)`, contain only integers and integer
+// arrays, have no implicit padding (checked by the layout tests), and every
+// bit pattern is a valid value, which is what `aya::Pod` requires.
+unsafe impl Pod for Classifier {}
+// SAFETY: see above.
+unsafe impl Pod for GenCfg {}
+// SAFETY: see above.
+unsafe impl Pod for Slot {}
+// SAFETY: see above.
+unsafe impl Pod for Scratch {}
+// SAFETY: see above.
+unsafe impl Pod for InstanceCfg {}
+// SAFETY: see above.
+unsafe impl Pod for FnStats {}
+// SAFETY: see above.
+unsafe impl Pod for ChainStats {}
+// SAFETY: see above.
+unsafe impl Pod for Tuple {}
+// SAFETY: see above.
+unsafe impl Pod for FwCfg {}
+// SAFETY: see above.
+unsafe impl Pod for FwRule {}
+// SAFETY: see above.
+unsafe impl Pod for Lpm4Data {}
+// SAFETY: see above.
+unsafe impl Pod for Lpm6Data {}
+// SAFETY: see above.
+unsafe impl Pod for CtKey {}
+// SAFETY: see above.
+unsafe impl Pod for CtVal {}
+// SAFETY: see above.
+unsafe impl Pod for FwdCfg {}
+// SAFETY: see above.
+unsafe impl Pod for MonCfg {}
+// SAFETY: see above.
+unsafe impl Pod for MonCounter {}
+// SAFETY: see above.
+unsafe impl Pod for MonSample {}
+// SAFETY: see above.
+unsafe impl Pod for RlCfg {}
+// SAFETY: see above.
+unsafe impl Pod for RlKey {}
+// SAFETY: see above.
+unsafe impl Pod for RlState {}
+// SAFETY: see above.
+unsafe impl Pod for NatCfg {}
+// SAFETY: see above.
+unsafe impl Pod for NatKey {}
+// SAFETY: see above.
+unsafe impl Pod for NatVal {}
+// SAFETY: see above.
+unsafe impl Pod for LbCfg {}
+// SAFETY: see above.
+unsafe impl Pod for LbBackend {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{align_of, offset_of, size_of};
+
+    /// Sizes from the `_Static_assert`s in vnf_shared.h.
+    #[test]
+    fn sizes_match_c_header() {
+        assert_eq!(size_of::<Classifier>(), 48);
+        assert_eq!(size_of::<GenCfg>(), 56);
+        assert_eq!(size_of::<Slot>(), 8);
+        assert_eq!(size_of::<Scratch>(), 40);
+        assert_eq!(size_of::<InstanceCfg>(), 8);
+        assert_eq!(size_of::<FnStats>(), 416);
+        assert_eq!(size_of::<ChainStats>(), 288);
+        assert_eq!(size_of::<Tuple>(), 40);
+        assert_eq!(size_of::<FwCfg>(), 16);
+        assert_eq!(size_of::<FwRule>(), 12);
+        assert_eq!(size_of::<Lpm4Data>() + 4, 12);
+        assert_eq!(size_of::<Lpm6Data>() + 4, 24);
+        assert_eq!(size_of::<CtKey>(), 48);
+        assert_eq!(size_of::<CtVal>(), 16);
+        assert_eq!(size_of::<FwdCfg>(), 20);
+        assert_eq!(size_of::<MonCfg>(), 8);
+        assert_eq!(size_of::<MonCounter>(), 16);
+        assert_eq!(size_of::<MonSample>(), 64);
+        assert_eq!(size_of::<RlCfg>(), 40);
+        assert_eq!(size_of::<RlKey>(), 48);
+        assert_eq!(size_of::<RlState>(), 16);
+        assert_eq!(size_of::<NatCfg>(), 56);
+        assert_eq!(size_of::<NatKey>(), 48);
+        assert_eq!(size_of::<NatVal>(), 32);
+        assert_eq!(size_of::<LbCfg>(), 32);
+        assert_eq!(size_of::<LbBackend>(), 20);
+    }
+
+    #[test]
+    fn offsets_and_alignment_match_c_header() {
+        assert_eq!(offset_of!(Classifier, family), 4);
+        assert_eq!(offset_of!(Classifier, sport_lo), 8);
+        assert_eq!(offset_of!(Classifier, dport_hi), 14);
+        assert_eq!(offset_of!(Classifier, src), 16);
+        assert_eq!(offset_of!(Classifier, dst), 32);
+        assert_eq!(offset_of!(GenCfg, cls), 8);
+        assert_eq!(offset_of!(Scratch, generation), 16);
+        assert_eq!(offset_of!(Scratch, reason), 28);
+        assert_eq!(offset_of!(FnStats, dropped), 32);
+        assert_eq!(offset_of!(FnStats, latency_hist), 32 + 8 * NR_REASONS);
+        assert_eq!(offset_of!(ChainStats, latency_hist), 32);
+        assert_eq!(offset_of!(Tuple, sport), 32);
+        assert_eq!(offset_of!(Tuple, proto), 36);
+        assert_eq!(offset_of!(Tuple, family), 37);
+        assert_eq!(offset_of!(FwCfg, nr_rules), 4);
+        assert_eq!(offset_of!(FwCfg, ct_timeout_ns), 8);
+        assert_eq!(offset_of!(FwRule, sport_lo), 4);
+        assert_eq!(offset_of!(FwRule, dport_hi), 10);
+        assert_eq!(offset_of!(Lpm6Data, addr), 4);
+        assert_eq!(offset_of!(CtKey, t), 8);
+        assert_eq!(offset_of!(FwdCfg, ifindex), 4);
+        assert_eq!(offset_of!(FwdCfg, smac), 8);
+        assert_eq!(offset_of!(FwdCfg, dmac), 14);
+        assert_eq!(offset_of!(MonSample, pkt_len), 16);
+        assert_eq!(offset_of!(MonSample, class), 20);
+        assert_eq!(offset_of!(MonSample, t), 24);
+        assert_eq!(offset_of!(RlCfg, pps), 8);
+        assert_eq!(offset_of!(RlCfg, byte_tau_ns), 32);
+        assert_eq!(offset_of!(RlKey, t), 8);
+        assert_eq!(offset_of!(NatCfg, port_lo), 4);
+        assert_eq!(offset_of!(NatCfg, match_port), 8);
+        assert_eq!(offset_of!(NatCfg, timeout_ns), 16);
+        assert_eq!(offset_of!(NatCfg, match_addr), 24);
+        assert_eq!(offset_of!(NatCfg, nat_addr), 40);
+        assert_eq!(offset_of!(NatVal, addr), 8);
+        assert_eq!(offset_of!(NatVal, port), 24);
+        assert_eq!(offset_of!(NatVal, rewrite_src), 26);
+        assert_eq!(offset_of!(LbCfg, nr_backends), 4);
+        assert_eq!(offset_of!(LbCfg, affinity_timeout_ns), 8);
+        assert_eq!(offset_of!(LbCfg, vip), 16);
+        assert_eq!(offset_of!(LbBackend, port), 16);
+        assert_eq!(align_of::<GenCfg>(), 4);
+        assert_eq!(align_of::<FnStats>(), 8);
+        assert_eq!(align_of::<FwRule>(), 2);
+        assert_eq!(align_of::<MonSample>(), 8);
+        assert_eq!(align_of::<RlCfg>(), 8);
+    }
+
+    #[test]
+    fn mon_sample_decodes_from_unaligned_bytes() {
+        let mut buf = [0u8; 65];
+        buf[1 + 16..1 + 20].copy_from_slice(&1500u32.to_ne_bytes());
+        buf[1 + 20] = mon::UDP;
+        let s = MonSample::from_bytes(&buf[1..]).expect("long enough");
+        assert_eq!(s.pkt_len, 1500);
+        assert_eq!(s.class, mon::UDP);
+        assert!(MonSample::from_bytes(&buf[..63]).is_none());
+    }
+}

@@ -1,0 +1,21 @@
+//! Engine: eBPF objects, chain composition, telemetry readout.
+
+pub mod abi;
+pub mod config;
+pub mod error;
+pub mod firewall;
+pub mod loader;
+pub mod maglev;
+pub mod objects;
+pub mod testrun;
+
+pub use config::{
+    Action, ChainConfig, ClassifierConfig, FirewallConfig, FirewallRule, ForwardMode,
+    ForwarderConfig, FunctionConfig, FunctionKind, IpCidr, LbBackendConfig, LbConfig,
+    MonitorConfig, NatConfig, NatRule, PortRange, RateLimitKey, RateLimiterConfig,
+};
+pub use error::EngineError;
+pub use loader::{
+    AppliedChain, AttachInfo, ChainCounters, Engine, FunctionStats, Hook, TestRunOutcome,
+};
+pub use testrun::TestRunner;

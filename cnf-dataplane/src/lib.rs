@@ -1,0 +1,7 @@
+//! cnf-dataplane: loads and drives the eBPF network-function chains of build-vnf.
+//!
+//! The [`engine`] module turns an engine-level [`engine::ChainConfig`] into
+//! eBPF programs and map entries (XDP with TC fallback), switches chains
+//! atomically, and reads counters and histograms back.
+
+pub mod engine;

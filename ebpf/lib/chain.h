@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * chain.h - tail-call chaining of network functions with atomic
+ * re-composition.
+ *
+ * Design
+ * ------
+ * A chain is a list of up to VNF_MAX_CHAIN function *instances*.  Every
+ * instance has a numeric id; all per-function configuration maps are keyed
+ * by that id, so two chains that use differently configured copies of the
+ * same function coexist in the maps.
+ *
+ * There are VNF_GENERATIONS (2) generations of the chain.  The prog array
+ * vnf_progs and the slot table vnf_slots have one slot per (generation,
+ * position): slot = gen * VNF_MAX_CHAIN + pos.  vnf_gen_cfg[gen] holds the
+ * chain length and the entry classifier of that generation.
+ *
+ * The entry program reads the active generation from vnf_active_gen[0]
+ * exactly once and stores it, together with the chain length, in the
+ * per-CPU scratch (vnf_scratch).  Every later tail call of this packet
+ * uses slot(scratch.gen, pos), so a packet never mixes two generations.
+ *
+ * To re-compose, user space writes the instance configs, vnf_slots,
+ * vnf_progs and vnf_gen_cfg of the *inactive* generation, then flips
+ * vnf_active_gen with one map update.  Packets already in flight finish in
+ * the old generation; user space lets an RCU grace period pass (a few ms)
+ * before it reuses the old generation for the next re-composition.
+ *
+ * The per-CPU scratch is safe across tail calls: a chain runs to completion
+ * on one CPU in one softirq/NAPI context without preemption.
+ */
+#ifndef VNF_CHAIN_H
+#define VNF_CHAIN_H
+
+#include "ctx.h"
+#include "parse.h"
+#include "telemetry.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} vnf_active_gen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VNF_GENERATIONS);
+	__type(key, __u32);
+	__type(value, struct vnf_gen_cfg);
+} vnf_gen_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VNF_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vnf_slot);
+} vnf_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, VNF_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} vnf_progs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vnf_scratch);
+} vnf_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VNF_MAX_INSTANCES);
+	__type(key, __u32);
+	__type(value, struct vnf_instance_cfg);
+} vnf_instances SEC(".maps");
+
+static __always_inline __u32 chain_slot(__u32 gen, __u32 pos)
+{
+	return (gen & (VNF_GENERATIONS - 1)) * VNF_MAX_CHAIN + pos;
+}
+
+static __always_inline struct vnf_scratch *chain_scratch(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&vnf_scratch, &zero);
+}
+
+/* The packet leaves the chain with the final verdict. */
+static __always_inline int chain_finish(struct vnf_scratch *s, int verdict)
+{
+	__u32 gen = s->gen;
+	struct vnf_chain_stats *cs = bpf_map_lookup_elem(&vnf_chain_stats, &gen);
+
+	if (cs) {
+		cs->completed++;
+		if (s->sampled)
+			tel_hist_add(cs->latency_hist,
+				     bpf_ktime_get_ns() - s->entry_ns);
+	}
+	return verdict;
+}
+
+/* Tail-call the function at position s->pos.  Only returns on failure. */
+static __always_inline int chain_jump(vnf_ctx_t *ctx, struct vnf_scratch *s)
+{
+	__u32 gen = s->gen;
+	struct vnf_chain_stats *cs;
+
+	bpf_tail_call(ctx, &vnf_progs, chain_slot(gen, s->pos));
+
+	/* empty slot: fail closed */
+	cs = bpf_map_lookup_elem(&vnf_chain_stats, &gen);
+	if (cs)
+		cs->broken++;
+	s->reason = VNF_R_CHAIN_BROKEN;
+	return VNF_ACT_DROP;
+}
+
+/* Continue after the function at s->pos passed the packet on. */
+static __always_inline int chain_next(vnf_ctx_t *ctx, struct vnf_scratch *s)
+{
+	s->pos++;
+	if (s->pos >= s->chain_len || s->pos >= VNF_MAX_CHAIN)
+		return chain_finish(s, VNF_ACT_PASS);
+	return chain_jump(ctx, s);
+}
+
+static __always_inline int vnf_cls_port_in(__u16 port, __u16 lo, __u16 hi)
+{
+	return port >= lo && port <= hi;
+}
+
+/* Does the parsed packet match the generation's classifier? */
+static __always_inline int chain_classify(const struct vnf_classifier *c,
+					  int parse_rc, const struct vnf_pkt *p)
+{
+	__u32 f = c->fields;
+
+	if (!f)
+		return 1;
+	if (parse_rc != VNF_PARSE_OK)
+		return 0;
+	if ((f & VNF_CLS_F_FAMILY) && p->t.family != c->family)
+		return 0;
+	if ((f & VNF_CLS_F_PROTO) && p->t.proto != c->proto)
+		return 0;
+	if ((f & VNF_CLS_F_SRC) &&
+	    (p->t.family != c->family ||
+	     !vnf_prefix_match(p->t.saddr, c->src, c->src_plen)))
+		return 0;
+	if ((f & VNF_CLS_F_DST) &&
+	    (p->t.family != c->family ||
+	     !vnf_prefix_match(p->t.daddr, c->dst, c->dst_plen)))
+		return 0;
+	if (f & (VNF_CLS_F_SPORT | VNF_CLS_F_DPORT)) {
+		if (!p->l4_valid ||
+		    (p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP))
+			return 0;
+		if ((f & VNF_CLS_F_SPORT) &&
+		    !vnf_cls_port_in(p->t.sport, c->sport_lo, c->sport_hi))
+			return 0;
+		if ((f & VNF_CLS_F_DPORT) &&
+		    !vnf_cls_port_in(p->t.dport, c->dport_lo, c->dport_hi))
+			return 0;
+	}
+	return 1;
+}
+
+/* Entry program body: pick the generation, classify, start the chain. */
+static __always_inline int chain_entry(vnf_ctx_t *ctx)
+{
+	struct vnf_chain_stats *cs;
+	struct vnf_gen_cfg *gc;
+	struct vnf_scratch *s;
+	struct vnf_pkt pkt;
+	__u32 zero = 0, gen;
+	__u32 *active;
+	int rc;
+
+	ctx_prepare(ctx);
+	active = bpf_map_lookup_elem(&vnf_active_gen, &zero);
+	if (!active)
+		return VNF_ACT_PASS;
+	gen = *active & (VNF_GENERATIONS - 1); /* read once */
+	gc = bpf_map_lookup_elem(&vnf_gen_cfg, &gen);
+	cs = bpf_map_lookup_elem(&vnf_chain_stats, &gen);
+	s = chain_scratch();
+	if (!gc || !cs || !s || gc->chain_len == 0)
+		return VNF_ACT_PASS;
+
+	rc = vnf_parse(ctx, &pkt);
+	if (!chain_classify(&gc->cls, rc, &pkt)) {
+		cs->bypassed++;
+		return VNF_ACT_PASS;
+	}
+	cs->classified++;
+
+	s->gen = gen;
+	s->pos = 0;
+	s->chain_len = gc->chain_len;
+	s->reason = VNF_R_NONE;
+	s->seq++;
+	s->sampled = tel_sample(gc->latency_sample_rate, s->seq);
+	s->entry_ns = s->sampled ? bpf_ktime_get_ns() : 0;
+	return chain_jump(ctx, s);
+}
+
+/* Defined by the attach point after including the nf/ bodies:
+ * runs the body of `kind` for `instance`. */
+static __always_inline int vnf_dispatch(vnf_ctx_t *ctx, __u32 kind,
+					struct vnf_scratch *s, __u32 instance,
+					struct vnf_fn_stats *st);
+
+/* Program body of one chain function (kind is a compile-time constant). */
+static __always_inline int chain_function(vnf_ctx_t *ctx, __u32 kind)
+{
+	struct vnf_instance_cfg *ic;
+	struct vnf_fn_stats *st;
+	struct vnf_scratch *s;
+	struct vnf_slot *slot;
+	__u32 idx, inst;
+	__u64 t0 = 0;
+	int verdict;
+
+	s = chain_scratch();
+	if (!s)
+		return VNF_ACT_DROP;
+	idx = chain_slot(s->gen, s->pos);
+	slot = bpf_map_lookup_elem(&vnf_slots, &idx);
+	if (!slot)
+		return VNF_ACT_DROP;
+	inst = slot->instance;
+	ic = bpf_map_lookup_elem(&vnf_instances, &inst);
+	st = bpf_map_lookup_elem(&vnf_stats, &inst);
+	if (!ic || !st)
+		return chain_finish(s, VNF_ACT_DROP);
+	tel_in(st, ctx_len(ctx));
+	if (slot->kind != kind || ic->kind != kind) {
+		s->reason = VNF_R_NO_CONFIG;
+		tel_verdict(st, VNF_ACT_DROP, s->reason);
+		return chain_finish(s, VNF_ACT_DROP);
+	}
+	if (tel_sample(ic->latency_sample_rate, st->pkts_in))
+		t0 = bpf_ktime_get_ns();
+
+	s->reason = VNF_R_NONE;
+	verdict = vnf_dispatch(ctx, kind, s, inst, st);
+
+	if (t0)
+		tel_hist_add(st->latency_hist, bpf_ktime_get_ns() - t0);
+	tel_verdict(st, verdict, s->reason);
+	if (verdict == VNF_NEXT)
+		return chain_next(ctx, s);
+	return chain_finish(s, verdict);
+}
+
+#endif /* VNF_CHAIN_H */

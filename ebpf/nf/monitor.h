@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * monitor.h - passive function: per-class packet/byte counters and 1-in-N
+ * sampled packet metadata (vnf_mon_sample) pushed to the ring buffer
+ * vnf_samples.  stats.aux counts samples emitted; a full ring buffer only
+ * loses the sample, never the packet.
+ */
+#ifndef VNF_NF_MONITOR_H
+#define VNF_NF_MONITOR_H
+
+#include "../lib/chain.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VNF_MAX_INSTANCES);
+	__type(key, __u32);
+	__type(value, struct vnf_mon_cfg);
+} vnf_mon_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VNF_MAX_INSTANCES * VNF_MON_CLASSES);
+	__type(key, __u32);
+	__type(value, struct vnf_mon_counter);
+} vnf_mon_classes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, VNF_RINGBUF_BYTES);
+} vnf_samples SEC(".maps");
+
+static __always_inline __u8 mon_class(int rc, const struct vnf_pkt *p)
+{
+	if (rc == VNF_PARSE_NON_IP)
+		return VNF_MON_NON_IP;
+	if (rc != VNF_PARSE_OK)
+		return VNF_MON_MALFORMED;
+	if (p->frag == VNF_FRAG_LATER)
+		return VNF_MON_FRAGMENT;
+	switch (p->t.proto) {
+	case IPPROTO_TCP:
+		return VNF_MON_TCP;
+	case IPPROTO_UDP:
+		return VNF_MON_UDP;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		return VNF_MON_ICMP;
+	}
+	return p->t.family == 4 ? VNF_MON_OTHER_V4 : VNF_MON_OTHER_V6;
+}
+
+static __always_inline int nf_monitor(vnf_ctx_t *ctx, struct vnf_scratch *s,
+				      __u32 inst, struct vnf_fn_stats *st)
+{
+	struct vnf_mon_cfg *cfg = bpf_map_lookup_elem(&vnf_mon_cfg, &inst);
+	struct vnf_mon_counter *c;
+	struct vnf_mon_sample *smp;
+	struct vnf_pkt p;
+	__u32 len = ctx_len(ctx);
+	__u32 idx;
+	__u8 cls;
+	int rc;
+
+	if (!cfg) {
+		s->reason = VNF_R_NO_CONFIG;
+		return VNF_ACT_DROP;
+	}
+	rc = vnf_parse(ctx, &p);
+	cls = mon_class(rc, &p);
+	idx = inst * VNF_MON_CLASSES + cls;
+	c = bpf_map_lookup_elem(&vnf_mon_classes, &idx);
+	if (c) {
+		c->packets++;
+		c->bytes += len;
+	}
+	if (!tel_sample(cfg->sample_rate, st->pkts_in))
+		return VNF_NEXT;
+	smp = bpf_ringbuf_reserve(&vnf_samples, sizeof(*smp), 0);
+	if (!smp)
+		return VNF_NEXT;
+	smp->ts_ns = bpf_ktime_get_ns();
+	smp->instance = inst;
+	smp->ifindex = ctx_ifindex(ctx);
+	smp->pkt_len = len;
+	smp->class = cls;
+	smp->tcp_flags = p.tcp_flags;
+	smp->_pad[0] = 0;
+	smp->_pad[1] = 0;
+	smp->t = p.t;
+	bpf_ringbuf_submit(smp, 0);
+	st->aux++;
+	return VNF_NEXT;
+}
+
+#endif /* VNF_NF_MONITOR_H */

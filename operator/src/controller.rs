@@ -1,0 +1,536 @@
+//! The reconcile loop: validate, apply owned objects by server-side apply, push the chain to every ready
+//! sidecar, roll back a failed generation, and write the status it observed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crds::{VNFChain, VNFChainStatus};
+use dataplane_api::ApplyChainRequest;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+use crate::render::{self, Settings};
+use crate::sidecar::{PodEndpoint, SidecarError, Sidecars};
+use crate::status::{self, Observation, PushFailure, ReplicaObservation};
+use crate::{Error, Result};
+
+/// Finalizer the operator puts on every chain: the sidecars must drop their pinned programs and maps
+/// (which owner references cannot reach) before the chain goes away.
+pub const FINALIZER: &str = "buildvnf.io/cleanup";
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "buildvnf-operator";
+
+/// What every reconcile shares.
+pub struct Context<S> {
+    /// API client.
+    pub client: Client,
+    /// How to reach sidecars.
+    pub sidecars: S,
+    /// Rendering settings.
+    pub settings: Settings,
+    /// Kubernetes Events.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Consecutive failures per chain, for exponential back-off.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl<S: Sidecars> Context<S> {
+    /// A context for `client`.
+    pub fn new(client: Client, sidecars: S, settings: Settings, metrics: Metrics) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            sidecars,
+            settings,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+}
+
+fn key(chain: &VNFChain) -> String {
+    format!(
+        "{}/{}",
+        chain.namespace().unwrap_or_default(),
+        chain.name_any()
+    )
+}
+
+/// Reconciles one chain (with the finalizer: Apply while it lives, Cleanup when it is deleted).
+pub async fn reconcile<S: Sidecars>(chain: Arc<VNFChain>, ctx: Arc<Context<S>>) -> Result<Action> {
+    let timer = ctx
+        .metrics
+        .duration
+        .with_label_values::<&str>(&[])
+        .start_timer();
+    let ns = chain
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<VNFChain> = Api::namespaced(ctx.client.clone(), &ns);
+    let k = key(&chain);
+    let result = finalizer(&api, FINALIZER, chain, |event| async {
+        match event {
+            Finalizer::Apply(c) => apply(c, &ctx).await,
+            Finalizer::Cleanup(c) => cleanup(c, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    timer.observe_duration();
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
+    if result.is_ok()
+        && let Ok(mut f) = ctx.failures.lock()
+    {
+        f.remove(&k);
+    }
+    result
+}
+
+/// Exponential back-off with jitter: 1 s, 2 s, 4 s … capped at 5 min, ±20%.
+pub fn error_policy<S: Sidecars>(
+    chain: Arc<VNFChain>,
+    error: &Error,
+    ctx: Arc<Context<S>>,
+) -> Action {
+    warn!(chain = %key(&chain), %error, "reconcile failed");
+    ctx.metrics.errors.with_label_values(&[error.kind()]).inc();
+    let attempts = match ctx.failures.lock() {
+        Ok(mut f) => {
+            let n = f.entry(key(&chain)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        }
+        Err(_) => 1,
+    };
+    Action::requeue(backoff(attempts, jitter_seed()))
+}
+
+fn jitter_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0)
+}
+
+/// The delay after `attempts` consecutive failures; `seed` picks the jitter.
+pub fn backoff(attempts: u32, seed: u64) -> Duration {
+    let base = 1u64 << attempts.saturating_sub(1).min(9); // 1 s … 512 s
+    let capped = base.min(300) as f64;
+    let jitter = 0.8 + 0.4 * ((seed % 1000) as f64 / 1000.0);
+    Duration::from_secs_f64(capped * jitter)
+}
+
+fn ssa() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Applies an object by server-side apply under the operator's field manager.
+async fn apply_object<K>(api: &Api<K>, name: &str, obj: &K) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.patch(name, &ssa(), &Patch::Apply(obj)).await?;
+    Ok(())
+}
+
+/// A chain's pods as the operator sees them: where to reach each sidecar, or why it cannot.
+struct PodView {
+    pod: String,
+    node: Option<String>,
+    endpoint: Option<PodEndpoint>,
+    not_ready: Option<String>,
+    current_template: bool,
+}
+
+async fn pods(
+    chain: &VNFChain,
+    ctx: &Context<impl Sidecars>,
+    restart_hash: &str,
+) -> Result<Vec<PodView>> {
+    let ns = chain.namespace().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let list = api
+        .list(&ListParams::default().labels(&render::pod_selector(chain)?))
+        .await?;
+    let service = render::object_name(chain)?;
+    let mut out: Vec<PodView> = list
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            let name = p.name_any();
+            let status = p.status.as_ref();
+            let ip = status.and_then(|s| s.pod_ip.clone());
+            let phase = status
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Unknown".into());
+            let current_template = p
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(render::RESTART_HASH_ANNOTATION))
+                .is_some_and(|h| h == restart_hash);
+            let (endpoint, not_ready) = match (phase.as_str(), ip) {
+                ("Running", Some(ip)) => (
+                    Some(PodEndpoint {
+                        pod: name.clone(),
+                        ip,
+                        service: service.clone(),
+                        namespace: ns.clone(),
+                    }),
+                    None,
+                ),
+                (phase, _) => (None, Some(format!("pod is {phase}"))),
+            };
+            PodView {
+                pod: name,
+                node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
+                endpoint,
+                not_ready,
+                current_template,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.pod.cmp(&b.pod));
+    Ok(out)
+}
+
+async fn observe(ctx: &Context<impl Sidecars>, pods: &[PodView]) -> Vec<ReplicaObservation> {
+    let mut out = Vec::with_capacity(pods.len());
+    for p in pods {
+        let sidecar = match (&p.endpoint, &p.not_ready) {
+            (_, Some(reason)) => Err(reason.clone()),
+            (Some(ep), None) => ctx.sidecars.status(ep).await.map_err(|e| e.to_string()),
+            (None, None) => Err("no pod IP".into()),
+        };
+        // A pod of an older template runs an older image or interface set: never counted as current.
+        let sidecar = match sidecar {
+            Ok(st) if !p.current_template => Err(format!(
+                "pod template is outdated (rollout in progress), it runs generation {}",
+                st.applied_generation
+            )),
+            other => other,
+        };
+        out.push(ReplicaObservation {
+            pod: p.pod.clone(),
+            node: p.node.clone(),
+            sidecar,
+        });
+    }
+    out
+}
+
+fn apply_request(chain: &VNFChain) -> Result<ApplyChainRequest> {
+    Ok(ApplyChainRequest {
+        chain: Some(dataplane_api::ChainRef {
+            namespace: chain.namespace().unwrap_or_default(),
+            name: chain.name_any(),
+        }),
+        generation: chain.metadata.generation.unwrap_or_default(),
+        spec_json: serde_json::to_string(&chain.spec).map_err(|e| Error::Render(e.to_string()))?,
+    })
+}
+
+/// Reads the known-good chain (the last generation every replica applied) from the ConfigMap.
+fn known_good_from(cm: &ConfigMap) -> Option<VNFChain> {
+    let text = cm.data.as_ref()?.get(render::CONFIG_KEY)?;
+    crds::manifest::parse_single_chain(text).ok()
+}
+
+/// Pushes `chain` to every reachable sidecar that does not run it; on the first refusal, returns the
+/// replicas that took it to `known_good`.
+async fn push(
+    chain: &VNFChain,
+    known_good: &VNFChain,
+    ctx: &Context<impl Sidecars>,
+    pods: &[PodView],
+) -> Result<Option<PushFailure>> {
+    let generation = chain.metadata.generation.unwrap_or_default();
+    let request = apply_request(chain)?;
+    let mut took: Vec<&PodEndpoint> = Vec::new();
+    let mut failure = None;
+    for ep in pods
+        .iter()
+        .filter(|p| p.current_template)
+        .filter_map(|p| p.endpoint.as_ref())
+    {
+        match ctx.sidecars.status(ep).await {
+            Ok(st) if st.applied_generation == generation => {
+                took.push(ep);
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                info!(pod = %ep.pod, error = %e, "sidecar not reachable; it will get the chain when it is");
+                continue;
+            }
+        }
+        match ctx.sidecars.apply(ep, request.clone()).await {
+            Ok(_) => took.push(ep),
+            Err(SidecarError::Unreachable(e)) => {
+                info!(pod = %ep.pod, error = %e, "sidecar not reachable; it will get the chain when it is")
+            }
+            Err(SidecarError::Rejected(reason)) => {
+                failure = Some(PushFailure {
+                    generation,
+                    pod: ep.pod.clone(),
+                    reason,
+                    rolled_back: Vec::new(),
+                    previous: known_good.metadata.generation,
+                });
+                break;
+            }
+        }
+    }
+    let Some(mut failure) = failure else {
+        return Ok(None);
+    };
+    if known_good.metadata.generation != Some(generation) {
+        let back = apply_request(known_good)?;
+        for ep in took {
+            match ctx.sidecars.apply(ep, back.clone()).await {
+                Ok(_) => failure.rolled_back.push(ep.pod.clone()),
+                Err(e) => warn!(pod = %ep.pod, error = %e, "rollback failed"),
+            }
+        }
+    }
+    Ok(Some(failure))
+}
+
+async fn apply(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Action> {
+    let ns = chain
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = render::object_name(&chain)?;
+    let generation = chain.metadata.generation.unwrap_or_default();
+    let previous = chain.status.clone();
+    let restart_hash = render::restart_hash(&chain)?;
+    let mut obs = Observation {
+        known_good: previous.as_ref().and_then(|s| s.last_applied_generation),
+        ..Observation::default()
+    };
+
+    if let Err(errors) = crds::validate(&chain) {
+        // Nothing is changed for an invalid spec; the status still says what runs.
+        obs.invalid = Some(errors);
+        let pods = pods(&chain, ctx, &restart_hash).await?;
+        obs.replicas = observe(ctx, &pods).await;
+        write_status(&chain, previous.as_ref(), &obs, ctx).await?;
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let known_good = match cms.get_opt(&name).await?.as_ref().and_then(known_good_from) {
+        Some(kg) => kg,
+        None => {
+            // First generation: nothing to roll back to, so new pods start from it.
+            apply_object(&cms, &name, &render::config_map(&chain, &chain)?).await?;
+            (*chain).clone()
+        }
+    };
+    obs.known_good = known_good.metadata.generation;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    apply_object(
+        &deployments,
+        &name,
+        &render::deployment(&chain, &ctx.settings)?,
+    )
+    .await?;
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    apply_object(&services, &name, &render::service(&chain)?).await?;
+    if ctx.settings.pod_monitor {
+        let monitors: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &ns, &render::pod_monitor_resource());
+        apply_object(&monitors, &name, &render::pod_monitor(&chain)?).await?;
+    }
+
+    let pods = pods(&chain, ctx, &restart_hash).await?;
+    let already_failed = previous.as_ref().and_then(|s| s.failed_generation) == Some(generation);
+    if already_failed {
+        obs.failure = previous.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == crds::CONDITION_DEGRADED && c.status == "True")
+                .map(|c| PushFailure {
+                    generation,
+                    pod: "a replica".into(),
+                    reason: c.message.clone(),
+                    rolled_back: Vec::new(),
+                    previous: known_good.metadata.generation,
+                })
+        });
+    } else {
+        obs.failure = push(&chain, &known_good, ctx, &pods).await?;
+    }
+    obs.replicas = observe(ctx, &pods).await;
+
+    let desired = chain.spec.placement.replicas;
+    let ready = obs
+        .replicas
+        .iter()
+        .filter(|r| status::replica_ready(&chain, generation, r))
+        .count() as i32;
+    if obs.failure.is_none()
+        && desired > 0
+        && ready >= desired
+        && known_good.metadata.generation != Some(generation)
+    {
+        // Every replica runs this generation: it becomes what new pods start from and rollbacks return to.
+        apply_object(&cms, &name, &render::config_map(&chain, &chain)?).await?;
+        obs.known_good = Some(generation);
+    }
+    let status = write_status(&chain, previous.as_ref(), &obs, ctx).await?;
+    let ready_now = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == crds::CONDITION_READY && c.status == "True");
+    Ok(if ready_now {
+        Action::requeue(Duration::from_secs(300))
+    } else if obs.failure.is_some() {
+        Action::requeue(Duration::from_secs(60))
+    } else {
+        Action::requeue(Duration::from_secs(5))
+    })
+}
+
+async fn write_status(
+    chain: &VNFChain,
+    previous: Option<&VNFChainStatus>,
+    obs: &Observation,
+    ctx: &Context<impl Sidecars>,
+) -> Result<VNFChainStatus> {
+    let ns = chain.namespace().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = status::compute(chain, previous, obs, now);
+    let api: Api<VNFChain> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = json!({
+        "apiVersion": crds::API_VERSION,
+        "kind": crds::KIND,
+        "status": status,
+    });
+    api.patch_status(&chain.name_any(), &ssa(), &Patch::Apply(&patch))
+        .await?;
+    for c in status.conditions.iter() {
+        ctx.metrics
+            .conditions
+            .with_label_values(&[ns.as_str(), chain.name_any().as_str(), c.type_.as_str()])
+            .set(i64::from(c.status == "True"));
+    }
+    let reference = chain.object_ref(&());
+    for c in status::transitions(previous, &status) {
+        let warning = (c.type_ == crds::CONDITION_READY && c.status == "False")
+            || (c.type_ != crds::CONDITION_READY
+                && c.type_ != crds::CONDITION_PROGRESSING
+                && c.status == "True");
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: c.reason.clone(),
+            note: Some(format!("{} is {}: {}", c.type_, c.status, c.message)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(error = %e, "cannot publish event");
+        }
+    }
+    Ok(status)
+}
+
+async fn cleanup(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Action> {
+    let pods = pods(&chain, ctx, &render::restart_hash(&chain)?).await?;
+    for ep in pods.iter().filter_map(|p| p.endpoint.as_ref()) {
+        // An unreachable sidecar cannot be waited for forever; its pod's deletion takes its interfaces along.
+        if let Err(e) = ctx.sidecars.detach(ep).await {
+            warn!(pod = %ep.pod, error = %e, "detach failed; continuing with deletion");
+        }
+    }
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Deleted".into(),
+        note: Some(format!("detached the chain from {} pod(s)", pods.len())),
+        action: "Cleanup".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &chain.object_ref(&())).await {
+        warn!(error = %e, "cannot publish event");
+    }
+    Ok(Action::await_change())
+}
+
+/// Fails with a clear message when the CRD is not installed.
+pub async fn check_crd(client: &Client) -> Result<()> {
+    let api: Api<VNFChain> = Api::all(client.clone());
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(Error::CrdMissing),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Whether the Prometheus Operator's PodMonitor kind is served (a PodMonitor is rendered then).
+pub async fn pod_monitor_available(client: &Client) -> bool {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &render::pod_monitor_resource());
+    api.list(&ListParams::default().limit(1)).await.is_ok()
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run<S: Sidecars>(
+    ctx: Arc<Context<S>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let chains: Api<VNFChain> = Api::all(client.clone());
+    let config = watcher::Config::default().any_semantic();
+    Controller::new(chains, config.clone())
+        .owns(Api::<Deployment>::all(client.clone()), config.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
+        .owns(Api::<Service>::all(client), config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(chain = %obj.name, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let mid = |n| backoff(n, 500).as_secs_f64();
+        assert!((mid(1) - 1.0).abs() < 1e-9);
+        assert!((mid(2) - 2.0).abs() < 1e-9);
+        assert!((mid(5) - 16.0).abs() < 1e-9);
+        assert!((mid(30) - 300.0).abs() < 1e-9);
+        assert!(backoff(3, 0).as_secs_f64() < backoff(3, 999).as_secs_f64());
+        assert!(backoff(3, 0).as_secs_f64() >= 4.0 * 0.8 - 1e-9);
+    }
+}

@@ -1,0 +1,49 @@
+//! The build-vnf operator: reconciles `VNFChain`s into cnf-dataplane pods, pushes live updates over gRPC,
+//! rolls back failed generations and reports status that tells the truth.
+
+pub mod controller;
+pub mod metrics;
+pub mod render;
+pub mod sidecar;
+pub mod status;
+
+#[cfg(test)]
+mod fixtures;
+
+/// Everything that can go wrong in a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The finalizer helper failed (adding/removing the finalizer, or the wrapped reconcile).
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// An object lacks a field the operator needs.
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+    /// A desired object could not be rendered.
+    #[error("rendering: {0}")]
+    Render(String),
+    /// The VNFChain CRD is not installed in the cluster.
+    #[error(
+        "the VNFChain CRD (vnfchains.buildvnf.io) is not installed: run `kubectl apply -f crds/buildvnf.io_vnfchains.yaml` (or install the Helm chart) and start the operator again"
+    )]
+    CrdMissing,
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Finalizer(_) => "finalizer",
+            Error::MissingField(_) => "missing_field",
+            Error::Render(_) => "render",
+            Error::CrdMissing => "crd_missing",
+        }
+    }
+}
+
+/// Result with the operator's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,480 @@
+//! Truthful status as a pure function of what the operator observed: conditions, attachments, ready replicas.
+//!
+//! `Ready` is true only when every desired replica reports the current generation attached on every
+//! interface of the chain; zero replicas, an unreachable sidecar or a stale generation is never Ready.
+
+use crds::{
+    AttachedHook, Attachment, CONDITION_DEGRADED, CONDITION_INVALID_SPEC, CONDITION_PROGRESSING,
+    CONDITION_READY, VNFChain, VNFChainStatus, ValidationErrors,
+};
+use dataplane_api::{DataplaneStatus, Hook};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// What one replica (pod) looked like when the operator asked.
+#[derive(Clone, Debug)]
+pub struct ReplicaObservation {
+    /// Pod name.
+    pub pod: String,
+    /// Node the pod runs on.
+    pub node: Option<String>,
+    /// The sidecar's answer to `GetStatus`, or why there was none.
+    pub sidecar: Result<DataplaneStatus, String>,
+}
+
+/// A generation that failed on some replica, and what was done about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PushFailure {
+    /// The generation that failed.
+    pub generation: i64,
+    /// The pod where it failed.
+    pub pod: String,
+    /// The sidecar's reason (validation or verifier message).
+    pub reason: String,
+    /// Pods that had taken it and were returned to the previous generation.
+    pub rolled_back: Vec<String>,
+    /// The generation they were returned to.
+    pub previous: Option<i64>,
+}
+
+/// Everything a reconcile learned.
+#[derive(Clone, Debug, Default)]
+pub struct Observation {
+    /// `validate()` problems; when set, nothing was changed.
+    pub invalid: Option<ValidationErrors>,
+    /// The chain's pods.
+    pub replicas: Vec<ReplicaObservation>,
+    /// A failed push in this reconcile.
+    pub failure: Option<PushFailure>,
+    /// The generation all replicas last applied (the ConfigMap's).
+    pub known_good: Option<i64>,
+}
+
+fn hook(h: i32) -> AttachedHook {
+    match Hook::try_from(h) {
+        Ok(Hook::Xdp) => AttachedHook::Xdp,
+        Ok(Hook::XdpGeneric) => AttachedHook::XdpGeneric,
+        Ok(Hook::Tc) => AttachedHook::Tc,
+        _ => AttachedHook::None,
+    }
+}
+
+/// The interfaces a replica must report attached.
+pub fn chain_interfaces(chain: &VNFChain) -> Vec<String> {
+    let i = &chain.spec.interfaces;
+    std::iter::once(i.ingress.as_str().to_owned())
+        .chain(i.egress.as_ref().map(|e| e.as_str().to_owned()))
+        .collect()
+}
+
+/// Whether a replica runs `generation` on every interface of the chain.
+pub fn replica_ready(chain: &VNFChain, generation: i64, r: &ReplicaObservation) -> bool {
+    let Ok(st) = &r.sidecar else { return false };
+    st.applied_generation == generation
+        && chain_interfaces(chain).iter().all(|ifname| {
+            st.attachments.iter().any(|a| {
+                &a.interface == ifname && a.error.is_empty() && hook(a.hook) != AttachedHook::None
+            })
+        })
+}
+
+fn attachments(r: &ReplicaObservation) -> Vec<Attachment> {
+    match &r.sidecar {
+        Ok(st) if !st.attachments.is_empty() => st
+            .attachments
+            .iter()
+            .map(|a| Attachment {
+                pod: r.pod.clone(),
+                node: r.node.clone(),
+                interface: a.interface.clone(),
+                hook: hook(a.hook),
+                fallback_reason: (!a.fallback_reason.is_empty()).then(|| a.fallback_reason.clone()),
+                applied_generation: (st.applied_generation > 0).then_some(st.applied_generation),
+                error: (!a.error.is_empty()).then(|| a.error.clone()),
+            })
+            .collect(),
+        Ok(st) => vec![Attachment {
+            pod: r.pod.clone(),
+            node: r.node.clone(),
+            interface: String::new(),
+            hook: AttachedHook::None,
+            fallback_reason: None,
+            applied_generation: (st.applied_generation > 0).then_some(st.applied_generation),
+            error: Some(if st.last_error.is_empty() {
+                "no chain attached".into()
+            } else {
+                st.last_error.clone()
+            }),
+        }],
+        Err(e) => vec![Attachment {
+            pod: r.pod.clone(),
+            node: r.node.clone(),
+            interface: String::new(),
+            hook: AttachedHook::None,
+            fallback_reason: None,
+            applied_generation: None,
+            error: Some(format!("sidecar unreachable: {e}")),
+        }],
+    }
+}
+
+/// Builds the condition list, keeping a condition's transition time when its status did not change.
+struct Conditions<'a> {
+    list: Vec<Condition>,
+    previous: &'a [Condition],
+    generation: i64,
+    now: Time,
+}
+
+impl Conditions<'_> {
+    fn set(&mut self, type_: &str, status: bool, reason: &str, message: String) {
+        let status = if status { "True" } else { "False" }.to_string();
+        let last_transition_time = self
+            .previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| self.now.clone());
+        self.list.push(Condition {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message,
+            observed_generation: Some(self.generation),
+            last_transition_time,
+        });
+    }
+}
+
+/// Computes the whole status from an observation.
+pub fn compute(
+    chain: &VNFChain,
+    previous: Option<&VNFChainStatus>,
+    obs: &Observation,
+    now: Time,
+) -> VNFChainStatus {
+    let generation = chain.metadata.generation.unwrap_or_default();
+    let desired = chain.spec.placement.replicas.max(0);
+    let prev_conditions = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    let ready_replicas = obs
+        .replicas
+        .iter()
+        .filter(|r| replica_ready(chain, generation, r))
+        .count() as i32;
+    let ready = obs.invalid.is_none() && desired > 0 && ready_replicas >= desired;
+    let mut conditions = Conditions {
+        list: Vec::new(),
+        previous: prev_conditions,
+        generation,
+        now,
+    };
+
+    let (ready_reason, ready_message) = if let Some(e) = &obs.invalid {
+        (
+            "InvalidSpec",
+            format!(
+                "the spec is invalid, nothing was changed: {}",
+                first_lines(e)
+            ),
+        )
+    } else if ready {
+        (
+            "AllReplicasReady",
+            format!("{ready_replicas}/{desired} replicas run generation {generation}"),
+        )
+    } else if obs.replicas.is_empty() {
+        (
+            "NoReplicas",
+            format!("0/{desired} replicas: no data-plane pod exists yet"),
+        )
+    } else {
+        (
+            "ReplicasNotReady",
+            format!("{ready_replicas}/{desired} replicas run generation {generation}"),
+        )
+    };
+    conditions.set(CONDITION_READY, ready, ready_reason, ready_message);
+
+    let degraded = obs.failure.is_some();
+    let (prog, prog_reason, prog_message) = if obs.invalid.is_some() {
+        (
+            false,
+            "InvalidSpec",
+            "not rolling out an invalid spec".to_string(),
+        )
+    } else if ready {
+        (
+            false,
+            "Complete",
+            format!("generation {generation} is applied everywhere"),
+        )
+    } else if degraded {
+        (
+            false,
+            "RolledBack",
+            "the rollout stopped at a failed apply".to_string(),
+        )
+    } else {
+        (
+            true,
+            "RollingOut",
+            format!("applying generation {generation}"),
+        )
+    };
+    conditions.set(CONDITION_PROGRESSING, prog, prog_reason, prog_message);
+
+    match &obs.failure {
+        Some(f) => {
+            let back = match (f.rolled_back.is_empty(), f.previous) {
+                (true, _) => "no replica had taken it".to_string(),
+                (false, Some(p)) => {
+                    format!("{} returned to generation {p}", f.rolled_back.join(", "))
+                }
+                (false, None) => format!(
+                    "{} could not be returned (no previous generation)",
+                    f.rolled_back.join(", ")
+                ),
+            };
+            conditions.set(
+                CONDITION_DEGRADED,
+                true,
+                "ApplyFailed",
+                format!(
+                    "generation {} failed on {}: {}; {back}",
+                    f.generation, f.pod, f.reason
+                ),
+            );
+        }
+        None => conditions.set(CONDITION_DEGRADED, false, "AsExpected", String::new()),
+    }
+
+    match &obs.invalid {
+        Some(e) => conditions.set(
+            CONDITION_INVALID_SPEC,
+            true,
+            "ValidationFailed",
+            first_lines(e),
+        ),
+        None => conditions.set(CONDITION_INVALID_SPEC, false, "Valid", String::new()),
+    }
+
+    VNFChainStatus {
+        observed_generation: Some(generation),
+        conditions: conditions.list,
+        replicas: desired,
+        ready_replicas,
+        attachments: obs.replicas.iter().flat_map(attachments).collect(),
+        last_applied_generation: obs.known_good,
+        failed_generation: obs.failure.as_ref().map(|f| f.generation).or_else(|| {
+            // A failure stays recorded until the spec moves past it.
+            previous
+                .and_then(|p| p.failed_generation)
+                .filter(|g| *g == generation)
+        }),
+    }
+}
+
+/// The conditions whose status changed, for Kubernetes Events.
+pub fn transitions<'a>(
+    previous: Option<&VNFChainStatus>,
+    new: &'a VNFChainStatus,
+) -> Vec<&'a Condition> {
+    let prev = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    new.conditions
+        .iter()
+        .filter(|c| {
+            let before = prev
+                .iter()
+                .find(|p| p.type_ == c.type_)
+                .map(|p| p.status.as_str());
+            match before {
+                Some(s) => s != c.status,
+                // A new condition is an event only when it reports something (True), or Ready False.
+                None => c.status == "True",
+            }
+        })
+        .collect()
+}
+
+fn first_lines(e: &ValidationErrors) -> String {
+    let mut lines: Vec<String> = e.0.iter().take(5).map(ToString::to_string).collect();
+    if e.0.len() > 5 {
+        lines.push(format!("and {} more", e.0.len() - 5));
+    }
+    lines.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane_api::InterfaceAttachment;
+
+    fn chain(replicas: i32, generation: i64) -> VNFChain {
+        let mut c = crds::manifest::parse_single_chain(&format!(
+            "apiVersion: buildvnf.io/v1alpha1\nkind: VNFChain\nmetadata: {{name: c}}\nspec:\n  functions: [{{name: m, type: monitor, monitor: {{}}}}]\n  interfaces: {{ingress: eth0, egress: eth1}}\n  placement: {{replicas: {replicas}}}\n"
+        ))
+        .expect("valid");
+        c.metadata.generation = Some(generation);
+        c
+    }
+
+    fn replica(pod: &str, generation: i64, ifaces: &[(&str, Hook)]) -> ReplicaObservation {
+        ReplicaObservation {
+            pod: pod.into(),
+            node: Some("n1".into()),
+            sidecar: Ok(DataplaneStatus {
+                chain: None,
+                applied_generation: generation,
+                attachments: ifaces
+                    .iter()
+                    .map(|(i, h)| InterfaceAttachment {
+                        interface: (*i).into(),
+                        hook: *h as i32,
+                        fallback_reason: String::new(),
+                        error: String::new(),
+                    })
+                    .collect(),
+                last_error: String::new(),
+            }),
+        }
+    }
+
+    fn cond<'a>(s: &'a VNFChainStatus, t: &str) -> &'a Condition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .expect("condition present")
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("time"))
+    }
+
+    #[test]
+    fn ready_only_when_every_desired_replica_runs_this_generation_on_every_interface() {
+        let c = chain(2, 3);
+        let both = [("eth0", Hook::Xdp), ("eth1", Hook::Tc)];
+        let obs = |replicas| Observation {
+            replicas,
+            ..Observation::default()
+        };
+        let s = compute(
+            &c,
+            None,
+            &obs(vec![replica("a", 3, &both), replica("b", 3, &both)]),
+            now(),
+        );
+        assert_eq!(cond(&s, "Ready").status, "True");
+        assert_eq!(s.ready_replicas, 2);
+        assert_eq!(s.attachments.len(), 4);
+
+        // One replica on the old generation, one missing an interface, none at all, unreachable sidecar.
+        for replicas in [
+            vec![replica("a", 3, &both), replica("b", 2, &both)],
+            vec![
+                replica("a", 3, &both),
+                replica("b", 3, &[("eth0", Hook::Xdp)]),
+            ],
+            vec![],
+            vec![
+                replica("a", 3, &both),
+                ReplicaObservation {
+                    pod: "b".into(),
+                    node: None,
+                    sidecar: Err("connection refused".into()),
+                },
+            ],
+            vec![
+                replica("a", 3, &both),
+                replica("b", 3, &[("eth0", Hook::None), ("eth1", Hook::Xdp)]),
+            ],
+        ] {
+            let s = compute(&c, None, &obs(replicas.clone()), now());
+            assert_eq!(cond(&s, "Ready").status, "False", "{replicas:?}");
+            assert_eq!(cond(&s, "Progressing").status, "True");
+        }
+        let s = compute(&c, None, &obs(vec![]), now());
+        assert_eq!(cond(&s, "Ready").reason, "NoReplicas");
+    }
+
+    #[test]
+    fn invalid_spec_and_failure_are_reported_with_reasons() {
+        let c = chain(1, 4);
+        let s = compute(
+            &c,
+            None,
+            &Observation {
+                invalid: Some(ValidationErrors::single("spec.functions[0].name", "bad")),
+                ..Observation::default()
+            },
+            now(),
+        );
+        assert_eq!(cond(&s, "InvalidSpec").status, "True");
+        assert!(
+            cond(&s, "InvalidSpec")
+                .message
+                .contains("spec.functions[0].name: bad")
+        );
+        assert_eq!(cond(&s, "Ready").status, "False");
+
+        let s = compute(
+            &c,
+            None,
+            &Observation {
+                replicas: vec![replica("a", 3, &[("eth0", Hook::Xdp), ("eth1", Hook::Xdp)])],
+                failure: Some(PushFailure {
+                    generation: 4,
+                    pod: "b".into(),
+                    reason: "verifier: invalid mem access".into(),
+                    rolled_back: vec!["a".into()],
+                    previous: Some(3),
+                }),
+                known_good: Some(3),
+                ..Observation::default()
+            },
+            now(),
+        );
+        let d = cond(&s, "Degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "ApplyFailed")
+        );
+        assert!(d.message.contains(
+            "generation 4 failed on b: verifier: invalid mem access; a returned to generation 3"
+        ));
+        assert_eq!(s.failed_generation, Some(4));
+        assert_eq!(s.last_applied_generation, Some(3));
+        assert_eq!(cond(&s, "Progressing").status, "False");
+    }
+
+    #[test]
+    fn transition_times_hold_and_events_fire_only_on_change() {
+        let c = chain(1, 1);
+        let ok = Observation {
+            replicas: vec![replica("a", 1, &[("eth0", Hook::Xdp), ("eth1", Hook::Xdp)])],
+            ..Observation::default()
+        };
+        let first = compute(&c, None, &ok, now());
+        assert_eq!(
+            transitions(None, &first)
+                .iter()
+                .map(|c| c.type_.as_str())
+                .collect::<Vec<_>>(),
+            ["Ready"]
+        );
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_100).expect("time"));
+        let second = compute(&c, Some(&first), &ok, later.clone());
+        assert_eq!(cond(&second, "Ready").last_transition_time, now());
+        assert!(transitions(Some(&first), &second).is_empty());
+        let third = compute(&c, Some(&second), &Observation::default(), later.clone());
+        assert_eq!(cond(&third, "Ready").last_transition_time, later);
+        assert_eq!(
+            transitions(Some(&second), &third).len(),
+            2,
+            "Ready went False, Progressing went True"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! Rendered objects for every example chain: compared with golden files, and round-tripped through the
+//! Kubernetes v1.37 types so no field is one the API would drop.
+
+use std::path::{Path, PathBuf};
+
+use crds::VNFChain;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use operator::render::{self, Settings};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn example_chains() -> Vec<(String, VNFChain)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read");
+            let mut chain = crds::manifest::parse_single_chain(&text).expect("valid example");
+            chain
+                .metadata
+                .namespace
+                .get_or_insert_with(|| "default".into());
+            chain.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
+            chain.metadata.generation = Some(1);
+            (
+                p.file_stem().expect("stem").to_string_lossy().into_owned(),
+                chain,
+            )
+        })
+        .collect()
+}
+
+/// Encodes, decodes into the Kubernetes type and encodes again: a field the type does not know is lost
+/// on the way, and the two encodings differ.
+fn round_trips<K: Serialize + DeserializeOwned>(obj: &K, what: &str) -> Value {
+    let first = serde_json::to_value(obj).expect("encode");
+    let decoded: K = serde_json::from_value(first.clone()).expect("decode as the Kubernetes type");
+    let second = serde_json::to_value(&decoded).expect("re-encode");
+    assert_eq!(
+        first, second,
+        "{what}: fields lost in a round trip through k8s-openapi"
+    );
+    first
+}
+
+#[test]
+fn rendered_objects_match_golden_files_and_the_kubernetes_types() {
+    let settings = Settings {
+        pod_monitor: true,
+        ..Settings::default()
+    };
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for (name, chain) in example_chains() {
+        let deployment = render::deployment(&chain, &settings).expect("deployment");
+        let config_map = render::config_map(&chain, &chain).expect("config map");
+        let service = render::service(&chain).expect("service");
+        let monitor = render::pod_monitor(&chain).expect("pod monitor");
+        let docs = vec![
+            round_trips::<Deployment>(&deployment, &format!("{name} Deployment")),
+            round_trips::<ConfigMap>(&config_map, &format!("{name} ConfigMap")),
+            round_trips::<Service>(&service, &format!("{name} Service")),
+            serde_json::to_value(&monitor).expect("encode"),
+        ];
+        let rendered = serde_saphyr::to_string_multiple(&docs).expect("yaml");
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(format!("{name}.yaml"));
+        if update {
+            std::fs::write(&golden, &rendered).expect("write golden");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+                golden.display()
+            )
+        });
+        assert!(
+            expected == rendered,
+            "{} differs from what the operator renders now; review the change and run with UPDATE_GOLDEN=1",
+            golden.display()
+        );
+        // The ConfigMap holds a manifest the sidecar can read back with the shared parser.
+        let text = &config_map.data.as_ref().expect("data")[render::CONFIG_KEY];
+        let back = crds::manifest::parse_single_chain(text).expect("sidecar-readable");
+        assert_eq!(back.spec, chain.spec);
+        assert_eq!(back.metadata.generation, Some(1));
+    }
+}
+
+#[test]
+fn restart_hash_moves_only_for_changes_that_need_new_pods() {
+    let (_, base) = example_chains()
+        .into_iter()
+        .find(|(n, _)| n == "edge-chain")
+        .expect("edge chain");
+    let hash = |c: &VNFChain| render::restart_hash(c).expect("hash");
+    let mut rules = base.clone();
+    rules.spec.functions[0]
+        .firewall
+        .as_mut()
+        .expect("fw")
+        .default_action = crds::Action::Allow;
+    rules.spec.placement.replicas = 5;
+    assert_eq!(
+        hash(&base),
+        hash(&rules),
+        "rules and replicas are live changes"
+    );
+    for change in [
+        |c: &mut VNFChain| c.spec.dataplane.image = Some("other:1".into()),
+        |c: &mut VNFChain| c.spec.interfaces.egress = Some(crds::net::InterfaceName::from("eth1")),
+        |c: &mut VNFChain| c.spec.dataplane.hook = crds::Hook::Tc,
+    ] {
+        let mut changed = base.clone();
+        change(&mut changed);
+        assert_ne!(hash(&base), hash(&changed));
+    }
+}

@@ -35,6 +35,8 @@ pub struct ClusterState {
     pub requests: Vec<Recorded>,
     /// Whether the VNFChain CRD is served.
     pub crd_installed: bool,
+    /// Fault injection: another writer updates the object just before the next PUT lands.
+    pub concurrent_write_before_put: bool,
 }
 
 impl ClusterState {
@@ -92,6 +94,51 @@ fn route(
             None => not_found(path),
         },
         "POST" if path.contains("/events") => json_response(StatusCode::CREATED, &body),
+        "POST" => {
+            let name = body["metadata"]["name"].as_str().unwrap_or_default();
+            let object_path = format!("{path}/{name}");
+            if state.objects.contains_key(&object_path) {
+                return json_response(
+                    StatusCode::CONFLICT,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "already exists", "reason": "AlreadyExists", "code": 409}),
+                );
+            }
+            let mut body = body;
+            body["metadata"]["resourceVersion"] = json!("1");
+            state.objects.insert(object_path, body.clone());
+            json_response(StatusCode::CREATED, &body)
+        }
+        "PUT" => {
+            // Replace with optimistic concurrency, as the API server does.
+            if std::mem::take(&mut state.concurrent_write_before_put)
+                && let Some(obj) = state.objects.get_mut(path)
+            {
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0);
+                obj["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+            }
+            let Some(current) = state.objects.get(path) else {
+                return not_found(path);
+            };
+            let stored_rv = current["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("0")
+                .to_string();
+            if body["metadata"]["resourceVersion"].as_str() != Some(stored_rv.as_str()) {
+                return json_response(
+                    StatusCode::CONFLICT,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "the object has been modified", "reason": "Conflict", "code": 409}),
+                );
+            }
+            let next = stored_rv.parse::<u64>().unwrap_or(0) + 1;
+            let mut body = body;
+            body["metadata"]["resourceVersion"] = json!(next.to_string());
+            state.objects.insert(path.into(), body.clone());
+            json_response(StatusCode::OK, &body)
+        }
         "PATCH" if path.contains("/events/") => json_response(StatusCode::OK, &body),
         "PATCH" if path.ends_with("/status") => {
             let object_path = path.trim_end_matches("/status");
@@ -743,5 +790,82 @@ mod tests {
     #[tokio::test]
     async fn crd_missing_is_a_clear_error() {
         run(Scenario::CrdMissing).await;
+    }
+
+    mod leader {
+        use std::time::Duration;
+
+        use k8s_openapi::api::coordination::v1::Lease;
+        use kube::Api;
+        use serde_json::json;
+
+        use super::Harness;
+        use crate::leader::{Elector, Outcome};
+
+        const LEASE: &str =
+            "/apis/coordination.k8s.io/v1/namespaces/default/leases/buildvnf-operator";
+
+        fn elector(h: &Harness, id: &str) -> Elector {
+            let api: Api<Lease> = Api::namespaced(h.ctx.client.clone(), "default");
+            Elector::new(api, "buildvnf-operator", id, Duration::from_secs(15))
+        }
+
+        #[tokio::test]
+        async fn one_leader_renewals_and_takeover_after_expiry() {
+            let h = Harness::new();
+            let a = elector(&h, "operator-a");
+            let b = elector(&h, "operator-b");
+            assert_eq!(a.try_acquire_or_renew().await.expect("a"), Outcome::Leading);
+            assert_eq!(
+                b.try_acquire_or_renew().await.expect("b"),
+                Outcome::Following("operator-a".into())
+            );
+            assert_eq!(
+                a.try_acquire_or_renew().await.expect("renew"),
+                Outcome::Leading
+            );
+            let rv = h.object(LEASE).expect("lease")["metadata"]["resourceVersion"].clone();
+            assert_eq!(rv, json!("2"), "renewal replaced the lease");
+
+            // A stops renewing: once its lease has expired, B takes over and A follows.
+            h.state
+                .lock()
+                .expect("state")
+                .objects
+                .get_mut(LEASE)
+                .expect("lease")["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+            assert_eq!(b.try_acquire_or_renew().await.expect("b"), Outcome::Leading);
+            let lease = h.object(LEASE).expect("lease");
+            assert_eq!(lease["spec"]["holderIdentity"], json!("operator-b"));
+            assert_eq!(lease["spec"]["leaseTransitions"], json!(1));
+            assert_eq!(
+                a.try_acquire_or_renew().await.expect("a"),
+                Outcome::Following("operator-b".into())
+            );
+        }
+
+        #[tokio::test]
+        async fn a_stale_write_loses_the_race() {
+            let h = Harness::new();
+            let a = elector(&h, "operator-a");
+            assert_eq!(a.try_acquire_or_renew().await.expect("a"), Outcome::Leading);
+            h.state
+                .lock()
+                .expect("state")
+                .objects
+                .get_mut(LEASE)
+                .expect("lease")["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+            // B sees an expired lease, but someone writes between its read and its replace: B must not lead.
+            h.state.lock().expect("state").concurrent_write_before_put = true;
+            let b = elector(&h, "operator-b");
+            assert!(matches!(
+                b.try_acquire_or_renew().await.expect("b"),
+                Outcome::Following(_)
+            ));
+            assert_eq!(
+                h.object(LEASE).expect("lease")["spec"]["holderIdentity"],
+                json!("operator-a")
+            );
+        }
     }
 }

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use axum::routing::get;
 use clap::Parser;
+use std::time::Duration;
+
 use operator::controller::{self, Context};
+use operator::leader::Elector;
 use operator::metrics::Metrics;
 use operator::render::Settings;
 use operator::sidecar::GrpcSidecars;
@@ -46,6 +49,15 @@ struct Flags {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Run without leader election (only one replica may run then).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "buildvnf-system")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME", default_value = "buildvnf-operator")]
+    identity: String,
 }
 
 #[tokio::main]
@@ -64,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("no Kubernetes configuration (in-cluster service account or KUBECONFIG)")?;
     controller::check_crd(&client).await?;
+    let client_for_lease = client.clone();
     let settings = Settings {
         default_image: flags.dataplane_image,
         tls_secret: flags.tls_secret,
@@ -107,7 +120,42 @@ async fn main() -> anyhow::Result<()> {
     });
 
     ready.store(true, Ordering::Relaxed);
-    controller::run(ctx, shutdown_signal()).await;
+    if flags.no_leader_election {
+        controller::run(ctx, shutdown_signal()).await;
+        tracing::info!("stopped");
+        return Ok(());
+    }
+    let leases = kube::Api::namespaced(client_for_lease, &flags.lease_namespace);
+    let elector = Elector::new(
+        leases,
+        "buildvnf-operator",
+        &flags.identity,
+        Duration::from_secs(15),
+    );
+    elector.acquire(Duration::from_secs(5)).await?;
+    tracing::info!(identity = %flags.identity, "leading");
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        let reason = elector.keep(Duration::from_secs(5)).await;
+        let _ = lost_tx.send(reason);
+    });
+    let lost = Arc::new(std::sync::Mutex::new(None));
+    let lost_reason = lost.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {},
+            reason = lost_rx => {
+                if let Ok(mut l) = lost_reason.lock() {
+                    *l = reason.ok();
+                }
+            }
+        }
+    };
+    controller::run(ctx, shutdown).await;
+    if let Some(reason) = lost.lock().ok().and_then(|mut l| l.take()) {
+        // Exit so Kubernetes restarts this replica as a candidate; another replica leads meanwhile.
+        anyhow::bail!("lost leadership: {reason}");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -259,8 +259,6 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
             format!("0.0.0.0:{METRICS_PORT}"),
             "--tls-dir".into(),
             TLS_DIR.into(),
-            "--on-exit".into(),
-            "keep".into(),
         ]),
         env: Some(vec![
             env_from_field("POD_NAME", "metadata.name"),

@@ -1,0 +1,140 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease: one operator replica reconciles, the others wait.
+//!
+//! Acquire or renew with optimistic concurrency (the Lease's resourceVersion), so two candidates never both
+//! believe they hold it; a holder that cannot renew within the lease duration stops leading.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Api;
+use kube::api::PostParams;
+
+use crate::Result;
+
+/// Settings of one candidate.
+#[derive(Clone, Debug)]
+pub struct Elector {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    duration: Duration,
+}
+
+/// What one attempt found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// This candidate holds the lease (acquired or renewed).
+    Leading,
+    /// Another live holder has it.
+    Following(String),
+}
+
+impl Elector {
+    /// A candidate `identity` for Lease `name` (in the namespace of `api`).
+    pub fn new(api: Api<Lease>, name: &str, identity: &str, duration: Duration) -> Self {
+        Self {
+            api,
+            name: name.into(),
+            identity: identity.into(),
+            duration,
+        }
+    }
+
+    fn spec(&self, now: Timestamp, acquire: Option<MicroTime>, transitions: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(self.identity.clone()),
+            lease_duration_seconds: Some(self.duration.as_secs().max(1) as i32),
+            acquire_time: Some(acquire.unwrap_or(MicroTime(now))),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+
+    /// Acquires the lease if it is free or expired, renews it if held; a lost race is `Following`.
+    pub async fn try_acquire_or_renew(&self) -> Result<Outcome> {
+        let now = Timestamp::now();
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(self.spec(now, None, 0)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(Outcome::Leading),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    Ok(Outcome::Following("another candidate".into()))
+                }
+                Err(e) => Err(e.into()),
+            };
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
+            (Some(MicroTime(renewed)), Some(secs)) => renewed
+                .checked_add(SignedDuration::from_secs(i64::from(secs)))
+                .map_or(true, |until| until < now),
+            _ => true,
+        };
+        if holder != self.identity && !holder.is_empty() && !expired {
+            return Ok(Outcome::Following(holder));
+        }
+        let (acquire, transitions) = if holder == self.identity {
+            (
+                spec.acquire_time.clone(),
+                spec.lease_transitions.unwrap_or(0),
+            )
+        } else {
+            (None, spec.lease_transitions.unwrap_or(0) + 1)
+        };
+        // Replace carries the resourceVersion we read: if someone else wrote in between, this fails with 409.
+        lease.spec = Some(self.spec(now, acquire, transitions));
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(Outcome::Leading),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                Ok(Outcome::Following("another candidate".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits until this candidate leads, trying every `retry`.
+    pub async fn acquire(&self, retry: Duration) -> Result<()> {
+        loop {
+            match self.try_acquire_or_renew().await? {
+                Outcome::Leading => return Ok(()),
+                Outcome::Following(holder) => {
+                    tracing::info!(%holder, "waiting for the leader lease");
+                    tokio::time::sleep(retry).await;
+                }
+            }
+        }
+    }
+
+    /// Renews every `every` while leading; returns when leadership is lost (not renewed within the lease
+    /// duration, or taken by another candidate), so the caller can stop reconciling.
+    pub async fn keep(&self, every: Duration) -> String {
+        let mut last_ok = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(every).await;
+            match self.try_acquire_or_renew().await {
+                Ok(Outcome::Leading) => last_ok = tokio::time::Instant::now(),
+                Ok(Outcome::Following(holder)) => return format!("lease taken by {holder}"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew the leader lease");
+                    if last_ok.elapsed() >= self.duration {
+                        return format!("lease not renewed for {:?}: {e}", self.duration);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! `pktgen`: a UDP packet generator, receiver and reflector that measures what a chain of
+//! network functions does to traffic — loss, reordering, duplicates, one-way latency and RTT.
+//!
+//! The pieces are small and separately testable:
+//! - [`payload`]: the on-wire test header (magic, stream id, sequence number, tx timestamp);
+//! - [`stats`]: per-stream receiver bookkeeping and latency histograms (pure logic);
+//! - [`pacing`]: departure schedules (constant, on/off, Poisson, Pareto);
+//! - [`sizes`]: packet sizes (fixed, sweep, IMIX);
+//! - [`mmsg`]: batched `sendmmsg`/`recvmmsg` I/O;
+//! - [`send`]: the paced multi-flow sender (with optional RTT collection);
+//! - [`recv`]: the receiver and the reflector;
+//! - [`tcp`]: TCP stream mode (length-prefixed records) and its receiver;
+//! - [`xdp_live`]: the fast path, `BPF_PROG_TEST_RUN` live frames with per-frame seq/timestamp;
+//! - [`error`]: the library error type;
+//! - [`netns`]: network-namespace/veth helpers used by the real-packet tests;
+//! - [`clock`]: the shared `CLOCK_MONOTONIC` clock.
+
+pub mod clock;
+pub mod error;
+pub mod mmsg;
+pub mod netns;
+pub mod pacing;
+pub mod payload;
+pub mod recv;
+pub mod send;
+pub mod sizes;
+pub mod stats;
+pub mod tcp;
+pub mod xdp_live;

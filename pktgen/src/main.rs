@@ -1,0 +1,502 @@
+//! `pktgen` command line: `send`, `recv` and `reflect`, with live progress on stderr once per
+//! second and a final summary (human-readable, or JSON on stdout with `--json`).
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pktgen::pacing::Pattern;
+use pktgen::recv::{Receiver, RecvConfig, ReflectConfig, Reflector, StopWhen};
+use pktgen::send::{Proto, SendConfig, SendProgress, run_sender};
+use pktgen::sizes::SizeSpec;
+use pktgen::stats::{LatencySummary, RxSummary};
+use pktgen::tcp::TcpReceiver;
+use pktgen::xdp_live::{XdpLiveConfig, parse_mac, run_xdp_live};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(
+    name = "pktgen",
+    version,
+    about = "UDP packet generator, receiver and reflector for build-vnf chains"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Send paced test packets to a receiver or reflector.
+    Send(SendArgs),
+    /// Receive test packets and report loss, reordering, duplicates, latency and jitter.
+    Recv(RecvArgs),
+    /// Echo every datagram back to its sender unchanged (for `send --rtt`).
+    Reflect(ReflectArgs),
+    /// Fast path: an unpaced burst of IPv4/UDP test frames from BPF_PROG_TEST_RUN live frames.
+    SendXdp(SendXdpArgs),
+}
+
+#[derive(Args)]
+struct SendXdpArgs {
+    /// Interface to transmit on (XDP_TX); on a veth the peer needs XDP or GRO enabled.
+    #[arg(long)]
+    dev: String,
+    /// Source IPv4 address:port written into the frames.
+    #[arg(long)]
+    src: SocketAddrV4,
+    /// Destination IPv4 address:port.
+    #[arg(long)]
+    dst: SocketAddrV4,
+    /// Destination MAC (the next hop), aa:bb:cc:dd:ee:ff.
+    #[arg(long)]
+    dst_mac: String,
+    /// Source MAC (default: the interface's own, from /sys/class/net/DEV/address).
+    #[arg(long)]
+    src_mac: Option<String>,
+    /// Stream id written into every frame.
+    #[arg(long, default_value_t = 0)]
+    stream_id: u32,
+    /// IP packet size, bytes.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(52..=1500))]
+    size: u16,
+    /// Frames to send.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    count: u64,
+    /// Frames per kernel batch (1..=256).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=256))]
+    batch: u32,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PatternArg {
+    /// Evenly spaced packets.
+    Constant,
+    /// Constant rate during --on-ms, silent during --off-ms.
+    Onoff,
+    /// Exponential inter-arrival times.
+    Poisson,
+    /// Pareto inter-arrival times (heavy-tailed), shape --pareto-shape.
+    Pareto,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Print the final summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Suppress the once-per-second progress lines on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Datagrams per sendmmsg/recvmmsg call.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    batch: u32,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// Destination address:port (IPv4 or [IPv6]).
+    #[arg(long)]
+    dst: SocketAddr,
+    /// Source address to bind.
+    #[arg(long)]
+    src: Option<IpAddr>,
+    /// First source port (flow i uses PORT+i); 0 picks ephemeral ports.
+    #[arg(long, default_value_t = 0)]
+    src_port: u16,
+    /// Number of flows (distinct source ports, one stream id each).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    flows: u32,
+    /// Stream id of the first flow.
+    #[arg(long, default_value_t = 0)]
+    stream_id: u32,
+    /// Packets per second over all flows; 0 sends as fast as possible.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Inter-departure pattern.
+    #[arg(long, value_enum, default_value_t = PatternArg::Constant)]
+    pattern: PatternArg,
+    /// On period for --pattern onoff, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    on_ms: u64,
+    /// Off period for --pattern onoff, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    off_ms: u64,
+    /// Shape for --pattern pareto (must be > 1).
+    #[arg(long, default_value_t = 1.5)]
+    pareto_shape: f64,
+    /// RNG seed for Poisson/Pareto.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// IP packet size(s): a number, a sweep list like 64,512,1500, or imix (7:4:1 of 64/576/1500).
+    #[arg(long, default_value = "64")]
+    size: SizeSpec,
+    /// For a sweep list: packets sent at each size before moving to the next.
+    #[arg(long, default_value_t = 1000)]
+    per_size: u64,
+    /// Stop after this many packets.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds (default 10 when --count is not given).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Receive the echoes of a `pktgen reflect` and report round-trip times.
+    #[arg(long, conflicts_with = "tcp")]
+    rtt: bool,
+    /// TCP stream mode: one connection per flow, one length-prefixed record per packet.
+    #[arg(long)]
+    tcp: bool,
+    /// With --rtt: seconds to wait for outstanding echoes after the last packet.
+    #[arg(long, default_value_t = 0.5)]
+    rtt_grace: f64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct Listen {
+    /// Address:port to listen on.
+    #[arg(long, default_value = "0.0.0.0:9000")]
+    bind: SocketAddr,
+    /// Stop after this many datagrams.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Stop after this many seconds without traffic, once traffic has started.
+    #[arg(long)]
+    idle: Option<f64>,
+    /// Socket receive buffer, bytes.
+    #[arg(long, default_value_t = 8 << 20)]
+    rcvbuf: usize,
+}
+
+#[derive(Args)]
+struct RecvArgs {
+    #[command(flatten)]
+    listen: Listen,
+    /// Sequence window per stream for reorder/duplicate detection (power of two >= 64).
+    #[arg(long, default_value_t = 65_536)]
+    window: u64,
+    /// Accept TCP stream-mode senders (`send --tcp`) instead of UDP.
+    #[arg(long)]
+    tcp: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct ReflectArgs {
+    #[command(flatten)]
+    listen: Listen,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn secs(name: &str, v: Option<f64>) -> Result<Option<Duration>> {
+    v.map(|s| {
+        Duration::try_from_secs_f64(s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("--{name} must be a positive number of seconds, got {s}"))
+    })
+    .transpose()
+}
+
+fn stop_when(l: &Listen) -> Result<StopWhen> {
+    Ok(StopWhen {
+        count: l.count,
+        duration: secs("duration", l.duration)?,
+        idle: secs("idle", l.idle)?,
+    })
+}
+
+/// Stops the run cleanly on SIGINT/SIGTERM so the summary is still printed.
+fn install_signal_stop() -> Arc<AtomicBool> {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_signal(_: libc::c_int) {
+        STOP.store(true, Ordering::Relaxed);
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `on_signal` only performs an atomic store, which is async-signal-safe, and
+        // has the signature signal(2) expects.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    std::thread::spawn(move || {
+        while !STOP.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        f.store(true, Ordering::Relaxed);
+    });
+    flag
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+fn lat_line(l: &LatencySummary) -> String {
+    format!(
+        "p50 {:.1} us  p90 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us  (min {:.1}, mean {:.1}, stddev {:.1})",
+        us(l.p50_ns),
+        us(l.p90_ns),
+        us(l.p99_ns),
+        us(l.p999_ns),
+        us(l.max_ns),
+        us(l.min_ns),
+        l.mean_ns / 1000.0,
+        l.stddev_ns / 1000.0
+    )
+}
+
+fn print_rx(title: &str, s: &RxSummary) {
+    eprintln!("{title}:");
+    eprintln!(
+        "  packets {}  unique {}  expected {}  lost {} ({:.4}%)  duplicates {}  reordered {} (max distance {})  out-of-window {}  foreign {}",
+        s.packets,
+        s.unique,
+        s.expected,
+        s.lost,
+        s.loss_ratio * 100.0,
+        s.duplicates,
+        s.reordered,
+        s.max_reorder_distance,
+        s.out_of_window,
+        s.foreign
+    );
+    eprintln!("  latency {}", lat_line(&s.latency));
+    eprintln!(
+        "  jitter: RFC 3550 {:.1} us (max over streams), mean |D| {:.1} us; streams {}; active {:.2} s",
+        s.jitter_rfc3550_ns / 1000.0,
+        s.ipdv_mean_abs_ns / 1000.0,
+        s.streams.len(),
+        s.active_secs
+    );
+    if s.socket_drops > 0 {
+        eprintln!(
+            "  warning: {} datagrams were dropped at the receiving socket (buffer full): that part of the loss is the receiver's, not the path's (raise --rcvbuf or --batch)",
+            s.socket_drops
+        );
+    }
+    if s.clock_anomalies > 0 {
+        eprintln!(
+            "  warning: {} packets arrived before they were sent (clock misuse?)",
+            s.clock_anomalies
+        );
+    }
+}
+
+fn emit_json(v: &impl Serialize) -> Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).context("encode JSON")?
+    );
+    Ok(())
+}
+
+fn send(a: SendArgs) -> Result<()> {
+    let pattern = match a.pattern {
+        _ if a.rate == 0.0 => Pattern::Unlimited,
+        PatternArg::Constant => Pattern::Constant,
+        PatternArg::Onoff => Pattern::OnOff {
+            on_ns: a.on_ms.saturating_mul(1_000_000),
+            off_ns: a.off_ms.saturating_mul(1_000_000),
+        },
+        PatternArg::Poisson => Pattern::Poisson,
+        PatternArg::Pareto => Pattern::Pareto {
+            shape: a.pareto_shape,
+        },
+    };
+    if !(a.rate.is_finite() && a.rate >= 0.0) {
+        bail!(
+            "--rate must be a non-negative number of packets per second, got {}",
+            a.rate
+        );
+    }
+    let mut cfg = SendConfig::new(a.dst);
+    cfg.proto = if a.tcp { Proto::Tcp } else { Proto::Udp };
+    cfg.src_ip = a.src;
+    cfg.src_port = a.src_port;
+    cfg.flows = a.flows;
+    cfg.stream_base = a.stream_id;
+    cfg.pattern = pattern;
+    cfg.rate_pps = a.rate;
+    cfg.seed = a.seed;
+    cfg.sizes = a.size.with_per_size(a.per_size);
+    cfg.count = a.count;
+    cfg.duration = secs("duration", a.duration)?;
+    if cfg.count.is_none() && cfg.duration.is_none() {
+        cfg.duration = Some(Duration::from_secs(10));
+    }
+    cfg.batch = a.common.batch as usize;
+    cfg.rtt = a.rtt;
+    cfg.rtt_grace = secs("rtt-grace", Some(a.rtt_grace))?.unwrap_or_default();
+    let stop = install_signal_stop();
+    let quiet = a.common.quiet;
+    let sum = run_sender(&cfg, &stop, |p: &SendProgress| {
+        if quiet {
+            return;
+        }
+        let secs = p.interval_secs.max(1e-9);
+        let mut line = format!(
+            "[{:6.1}s] sent {:>10.0} pps  {:>8.2} Mbit/s payload  total {}",
+            p.elapsed_secs,
+            p.packets as f64 / secs,
+            p.bytes as f64 * 8.0 / 1e6 / secs,
+            p.total
+        );
+        if let Some(r) = &p.rtt {
+            line += &format!(
+                "  | echoes {}  rtt p50 {:.1} us  p99 {:.1} us",
+                r.packets,
+                us(r.latency.p50_ns),
+                us(r.latency.p99_ns)
+            );
+        }
+        eprintln!("{line}");
+    })
+    .context("sender failed")?;
+    if a.common.json {
+        return emit_json(&sum);
+    }
+    eprintln!(
+        "sent {} packets ({} bytes payload) in {:.3} s: {:.0} pps, {:.2} Mbit/s payload; dropped {}, send errors {}; lateness mean {:.1} us max {:.1} us",
+        sum.sent,
+        sum.bytes,
+        sum.elapsed_secs,
+        sum.pps,
+        sum.payload_mbps,
+        sum.dropped,
+        sum.send_errors,
+        sum.mean_lateness_ns / 1000.0,
+        us(sum.max_lateness_ns)
+    );
+    if let Some(r) = &sum.rtt {
+        print_rx("round trip (latency = RTT)", r);
+    }
+    Ok(())
+}
+
+fn recv(a: RecvArgs) -> Result<()> {
+    let mut cfg = RecvConfig::new(a.listen.bind);
+    cfg.batch = a.common.batch as usize;
+    cfg.rcvbuf = a.listen.rcvbuf;
+    cfg.window = a.window;
+    cfg.stop = stop_when(&a.listen)?;
+    let stop = install_signal_stop();
+    let quiet = a.common.quiet;
+    let report = |iv: &pktgen::stats::Interval| {
+        if !quiet {
+            eprintln!(
+                "recv {:>10} pps  {:>8.2} Mbit/s  lost {}  p50 {:.1} us  p99 {:.1} us",
+                iv.packets,
+                iv.bytes as f64 * 8.0 / 1e6,
+                iv.lost_total,
+                us(iv.latency.p50_ns),
+                us(iv.latency.p99_ns)
+            );
+        }
+    };
+    let sum = if a.tcp {
+        let rx = TcpReceiver::bind(cfg).context("TCP receiver setup")?;
+        if !quiet {
+            eprintln!("listening on {} (TCP)", rx.local_addr()?);
+        }
+        rx.run(&stop, report)
+    } else {
+        let rx = Receiver::bind(cfg).context("receiver setup")?;
+        if !quiet {
+            eprintln!("listening on {}", rx.local_addr()?);
+        }
+        rx.run(&stop, report)
+    }
+    .context("receiver failed")?;
+    if a.common.json {
+        return emit_json(&sum);
+    }
+    print_rx("received (latency = one-way)", &sum);
+    Ok(())
+}
+
+fn reflect(a: ReflectArgs) -> Result<()> {
+    let mut cfg = ReflectConfig::new(a.listen.bind);
+    cfg.batch = a.common.batch as usize;
+    cfg.rcvbuf = a.listen.rcvbuf;
+    cfg.stop = stop_when(&a.listen)?;
+    let r = Reflector::bind(cfg).context("reflector setup")?;
+    if !a.common.quiet {
+        eprintln!("reflecting on {}", r.local_addr()?);
+    }
+    let stop = install_signal_stop();
+    let quiet = a.common.quiet;
+    let mut last = 0u64;
+    let sum = r
+        .run(&stop, |s| {
+            if !quiet {
+                eprintln!(
+                    "reflect {:>10} pps  total {}  dropped {}",
+                    s.reflected - last,
+                    s.reflected,
+                    s.dropped
+                );
+            }
+            last = s.reflected;
+        })
+        .context("reflector failed")?;
+    if a.common.json {
+        return emit_json(&sum);
+    }
+    eprintln!(
+        "reflected {} of {} datagrams ({} bytes) in {:.2} s; dropped {}, socket drops {}",
+        sum.reflected, sum.received, sum.bytes, sum.elapsed_secs, sum.dropped, sum.socket_drops
+    );
+    Ok(())
+}
+
+fn send_xdp(a: SendXdpArgs) -> Result<()> {
+    let src_mac = match &a.src_mac {
+        Some(m) => m.clone(),
+        None => std::fs::read_to_string(format!("/sys/class/net/{}/address", a.dev))
+            .with_context(|| format!("cannot read the MAC of {}; pass --src-mac", a.dev))?,
+    };
+    let cfg = XdpLiveConfig {
+        ifname: a.dev,
+        src_mac: parse_mac(&src_mac)?,
+        dst_mac: parse_mac(&a.dst_mac)?,
+        src: a.src,
+        dst: a.dst,
+        stream_id: a.stream_id,
+        ip_size: usize::from(a.size),
+        count: a.count,
+        batch: a.batch,
+    };
+    let sum = run_xdp_live(&cfg).context("live-frames sender failed")?;
+    if a.json {
+        return emit_json(&sum);
+    }
+    eprintln!(
+        "sent {} frames in {:.3} s: {:.0} pps",
+        sum.sent, sum.elapsed_secs, sum.pps
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Send(a) => send(a),
+        Cmd::Recv(a) => recv(a),
+        Cmd::Reflect(a) => reflect(a),
+        Cmd::SendXdp(a) => send_xdp(a),
+    }
+}

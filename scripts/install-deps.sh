@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   clang llvm libbpf-dev bpftool pkg-config protobuf-compiler   # eBPF build + gRPC codegen
-  iproute2 ethtool iputils-ping                                 # namespaces, veth, offloads
+  iproute2 ethtool iputils-ping python3                         # namespaces, veth, offloads; lab report
   linux-libc-dev libc6-dev gcc make                            # headers for -target bpf, C builds
 )
 

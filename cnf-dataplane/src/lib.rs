@@ -2,6 +2,9 @@
 //!
 //! The [`engine`] module turns an engine-level [`engine::ChainConfig`] into
 //! eBPF programs and map entries (XDP with TC fallback), switches chains
-//! atomically, and reads counters and histograms back.
+//! atomically, and reads counters and histograms back. The [`daemon`] module is the sidecar process
+//! around it: gRPC control API, metrics, capability checks.
 
+pub mod daemon;
 pub mod engine;
+pub mod spec;

@@ -96,8 +96,8 @@ fn classifier_selects_traffic_and_the_rest_bypasses() {
         let mut cfg = chain(vec![firewall(Action::Deny)]);
         cfg.classifier = ClassifierConfig {
             protocol: Some(UDP),
-            dst: Some("10.0.0.0/8".parse().expect("cidr")),
-            dst_ports: Some(PortRange::new(53, 60).expect("range")),
+            dst: vec!["10.0.0.0/8".parse().expect("cidr")],
+            dst_ports: vec![PortRange::new(53, 60).expect("range")],
             ..Default::default()
         };
         let applied = e.apply(&cfg).expect("apply");
@@ -198,7 +198,10 @@ fn multi_function_chain_runs_every_function_in_order() {
         let mut cfg = chain(vec![
             FunctionConfig::new(
                 "mon",
-                FunctionKind::Monitor(MonitorConfig { sample_rate: 0 }),
+                FunctionKind::Monitor(MonitorConfig {
+                    sample_rate: 0,
+                    ..Default::default()
+                }),
             ),
             FunctionConfig::new(
                 "rl",
@@ -211,7 +214,10 @@ fn multi_function_chain_runs_every_function_in_order() {
             firewall(Action::Allow),
             FunctionConfig::new(
                 "mon2",
-                FunctionKind::Monitor(MonitorConfig { sample_rate: 0 }),
+                FunctionKind::Monitor(MonitorConfig {
+                    sample_rate: 0,
+                    ..Default::default()
+                }),
             ),
         ]);
         cfg.latency_sample_rate = 1;

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -53,24 +51,6 @@ fn link_info(ns: &str, dev: &str) -> (u32, [u8; 6]) {
         *b = u8::from_str_radix(part, 16).expect("hex");
     }
     (ifindex, out)
-}
-
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn enter(ns: &str) {
-    let f = File::open(format!("/var/run/netns/{ns}")).expect("open netns");
-    // SAFETY: setns only switches this thread's network namespace; the fd
-    // refers to an open netns file for the duration of the call.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
 }
 
 fn forward_chain(ifindex: u32, smac: [u8; 6], dmac: [u8; 6]) -> ChainConfig {

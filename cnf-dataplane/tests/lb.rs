@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use cnf_dataplane::engine::abi;
 use cnf_dataplane::engine::maglev;
 use cnf_dataplane::engine::{
     ChainConfig, Engine, FunctionConfig, FunctionKind, Hook, LbBackendConfig, LbConfig,
@@ -24,9 +23,11 @@ fn lb_config(vip: &str, backends: &[&str]) -> LbConfig {
             .map(|b| LbBackendConfig {
                 addr: ip(b),
                 port: Some(8080),
+                weight: 1,
             })
             .collect(),
         affinity_timeout: Duration::from_secs(60),
+        table_size: 4093,
     }
 }
 
@@ -73,9 +74,10 @@ fn predict(cfg: &LbConfig, client: IpAddr, sport: u16) -> usize {
             id
         })
         .collect();
-    let table = maglev::populate(&ids, abi::LB_TABLE as usize).expect("table");
+    let weights: Vec<u32> = cfg.backends.iter().map(|b| b.weight).collect();
+    let table = maglev::populate_weighted(&ids, &weights, cfg.table_size as usize).expect("table");
     let h = flow_hash(client, sport, cfg.vip, 80, TCP);
-    table[(h % abi::LB_TABLE) as usize] as usize
+    table[(h % cfg.table_size) as usize] as usize
 }
 
 fn run_ok(e: &Engine, hook: Hook, p: &Pkt) -> Vec<u8> {
@@ -172,6 +174,7 @@ fn invalid_load_balancers_are_rejected() {
     mixed.backends.push(LbBackendConfig {
         addr: ip("2001:db8::1"),
         port: None,
+        weight: 1,
     });
     let empty = lb_config("192.0.2.1", &[]);
     let dup = lb_config("192.0.2.1", &["10.0.0.1", "10.0.0.1"]);

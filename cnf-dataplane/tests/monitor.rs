@@ -14,7 +14,10 @@ fn setup(hook: Hook, sample_rate: u32) -> (Engine, u32) {
         .apply(&ChainConfig {
             functions: vec![FunctionConfig::new(
                 "mon",
-                FunctionKind::Monitor(MonitorConfig { sample_rate }),
+                FunctionKind::Monitor(MonitorConfig {
+                    sample_rate,
+                    ..Default::default()
+                }),
             )],
             ..Default::default()
         })

@@ -18,7 +18,7 @@ fn setup(hook: Hook, rule: NatRule) -> (Engine, u32) {
             functions: vec![FunctionConfig::new(
                 "nat",
                 FunctionKind::Nat(NatConfig {
-                    rule,
+                    rules: vec![rule],
                     timeout: Duration::from_secs(60),
                 }),
             )],
@@ -85,7 +85,7 @@ fn snat_translates_flows_and_their_replies() {
             let (e, inst) = setup(
                 hook,
                 NatRule::Snat {
-                    match_src: match_src.parse().expect("cidr"),
+                    match_src: vec![match_src.parse().expect("cidr")],
                     to_addr: ip(nat_ip),
                     ports: PortRange::new(40000, 40009).expect("range"),
                 },
@@ -141,6 +141,7 @@ fn dnat_translates_destination_and_replies() {
         let (e, inst) = setup(
             hook,
             NatRule::Dnat {
+                protocol: None,
                 match_dst: ip("192.0.2.10"),
                 match_port: Some(80),
                 to_addr: ip("10.0.0.20"),
@@ -175,7 +176,7 @@ fn zero_udp_checksum_stays_zero() {
         let (e, _) = setup(
             hook,
             NatRule::Snat {
-                match_src: "10.0.0.0/24".parse().expect("cidr"),
+                match_src: vec!["10.0.0.0/24".parse().expect("cidr")],
                 to_addr: ip("203.0.113.1"),
                 ports: PortRange::new(40000, 40000).expect("range"),
             },
@@ -202,7 +203,7 @@ fn exhausted_port_pool_drops_and_other_traffic_is_untouched() {
         let (e, inst) = setup(
             hook,
             NatRule::Snat {
-                match_src: "10.0.0.0/24".parse().expect("cidr"),
+                match_src: vec!["10.0.0.0/24".parse().expect("cidr")],
                 to_addr: ip("203.0.113.1"),
                 ports: PortRange::new(50000, 50000).expect("range"),
             },
@@ -250,16 +251,17 @@ fn invalid_nat_rules_are_rejected() {
     let mut e = load(Hook::Xdp);
     for rule in [
         NatRule::Snat {
-            match_src: "10.0.0.0/8".parse().expect("cidr"),
+            match_src: vec!["10.0.0.0/8".parse().expect("cidr")],
             to_addr: ip("2001:db8::1"),
             ports: PortRange::new(1000, 2000).expect("range"),
         },
         NatRule::Snat {
-            match_src: "10.0.0.0/8".parse().expect("cidr"),
+            match_src: vec!["10.0.0.0/8".parse().expect("cidr")],
             to_addr: ip("192.0.2.1"),
             ports: PortRange::new(0, 10).expect("range"),
         },
         NatRule::Dnat {
+            protocol: None,
             match_dst: ip("192.0.2.1"),
             match_port: Some(0),
             to_addr: ip("10.0.0.1"),
@@ -270,7 +272,7 @@ fn invalid_nat_rules_are_rejected() {
             functions: vec![FunctionConfig::new(
                 "nat",
                 FunctionKind::Nat(NatConfig {
-                    rule: rule.clone(),
+                    rules: vec![rule.clone()],
                     timeout: Duration::from_secs(1),
                 }),
             )],

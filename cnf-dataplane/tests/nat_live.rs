@@ -3,53 +3,14 @@
 
 mod common;
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cnf_dataplane::engine::{
     ChainConfig, Engine, FunctionConfig, FunctionKind, Hook, NatConfig, NatRule, PortRange,
 };
 use common::*;
-
-fn sh(ns: Option<&str>, cmd: &[&str]) {
-    let mut c = match ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]);
-            c.args(cmd);
-            c
-        }
-        None => {
-            let mut c = Command::new(cmd[0]);
-            c.args(&cmd[1..]);
-            c
-        }
-    };
-    let st = c.status().expect("spawn");
-    assert!(st.success(), "{ns:?} {cmd:?} failed");
-}
-
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn enter(ns: &str) {
-    let f = File::open(format!("/var/run/netns/{ns}")).expect("open netns");
-    // SAFETY: setns only switches this thread's network namespace; the fd
-    // refers to an open netns file for the duration of the call.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-}
 
 #[test]
 fn snat_router_translates_real_tcp_connections() {
@@ -123,11 +84,11 @@ fn snat_router_translates_real_tcp_connections() {
                     functions: vec![FunctionConfig::new(
                         "snat",
                         FunctionKind::Nat(NatConfig {
-                            rule: NatRule::Snat {
-                                match_src: "10.98.1.0/24".parse().expect("cidr"),
+                            rules: vec![NatRule::Snat {
+                                match_src: vec!["10.98.1.0/24".parse().expect("cidr")],
                                 to_addr: ip("10.98.9.1"),
                                 ports: PortRange::new(41000, 41099).expect("range"),
-                            },
+                            }],
                             timeout: Duration::from_secs(30),
                         }),
                     )],

@@ -70,7 +70,10 @@ fn ns_per_packet_of_typical_chains() {
             vec![
                 FunctionConfig::new(
                     "mon",
-                    FunctionKind::Monitor(MonitorConfig { sample_rate: 0 }),
+                    FunctionKind::Monitor(MonitorConfig {
+                        sample_rate: 0,
+                        ..Default::default()
+                    }),
                 ),
                 FunctionConfig::new(
                     "rl",

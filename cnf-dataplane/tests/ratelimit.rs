@@ -92,7 +92,7 @@ fn byte_bucket_limits_by_size() {
         let (e, _) = setup(
             hook,
             RateLimiterConfig {
-                bytes_per_sec: Some(1),
+                bits_per_sec: Some(8),
                 burst_bytes: 1000,
                 ..Default::default()
             },
@@ -110,7 +110,7 @@ fn byte_bucket_limits_by_size() {
         let (e, _) = setup(
             hook,
             RateLimiterConfig {
-                bytes_per_sec: Some(1),
+                bits_per_sec: Some(8),
                 burst_bytes: 1000,
                 ..Default::default()
             },

@@ -18,13 +18,23 @@
 #define VNF_GENERATIONS 2 /* double-buffered chain generations */
 #define VNF_SLOTS (VNF_MAX_CHAIN * VNF_GENERATIONS)
 #define VNF_MAX_INSTANCES 64 /* function instances (ids 1..63; 0 = none) */
-#define VNF_FW_MAX_RULES 64 /* rules per firewall instance (one u64 bitmap) */
+#define VNF_FW_MAX_RULES 10240 /* rules per firewall instance */
+#define VNF_FW_MAX_WORDS (VNF_FW_MAX_RULES / 64) /* u64 words of a rule bitmap */
+#define VNF_FW_AGG_WORDS 3 /* aggregate: 1 bit per bitmap word (>= 160) */
+#define VNF_FW_RULE_POOL 65536 /* rule slots of all firewall instances */
+#define VNF_FW_WORD_POOL (1u << 22) /* bitmap words of all firewall instances */
+#define VNF_FW_PORT_POOL 131072 /* port segments of all firewall instances */
+#define VNF_FW_LPM_MAX 32768 /* prefixes per firewall trie, all instances */
 #define VNF_HIST_BUCKETS 32 /* log2 ns buckets: bucket i = [2^i, 2^(i+1)) */
 #define VNF_NR_REASONS 16
 #define VNF_MON_CLASSES 8
 #define VNF_CT_MAX 65536
 #define VNF_RL_MAX 65536
 #define VNF_NAT_MAX 65536
+#define VNF_NAT_DNAT_MAX 8192 /* static DNAT mappings, all instances */
+#define VNF_MON_KEYED_MAX 65536 /* per-port / per-DSCP monitor counters */
+#define VNF_CLS_MAX_PORTS 16 /* port ranges per classifier field */
+#define VNF_CLS_LPM_MAX 1024 /* classifier prefixes, both generations */
 #define VNF_RINGBUF_BYTES (256 * 1024)
 
 /* ---- function kinds ---------------------------------------------------- */
@@ -61,22 +71,28 @@ enum vnf_reason {
 #define VNF_CLS_F_SPORT (1u << 4)
 #define VNF_CLS_F_DPORT (1u << 5)
 
-/* Entry classifier: all enabled fields must match (AND).  Addresses are in
- * network byte order (IPv4 in the first 4 bytes), ports in host order. */
+/* Inclusive port range, host order. */
+struct vnf_port_range {
+	__u16 lo;
+	__u16 hi;
+};
+_Static_assert(sizeof(struct vnf_port_range) == 4, "vnf_port_range size");
+
+/* Entry classifier: all enabled fields must match (AND); within a field any
+ * element may match (OR).  The prefixes of VNF_CLS_F_SRC / VNF_CLS_F_DST
+ * live in the LPM tries vnf_cls_{src,dst}{4,6}, keyed by (generation,
+ * address): a packet matches the field when its address hits a prefix of
+ * the generation in the trie of its family.  Ports in host order. */
 struct vnf_classifier {
 	__u32 fields; /* VNF_CLS_F_* */
 	__u8 family; /* 4 or 6 */
 	__u8 proto; /* IPPROTO_* */
-	__u8 src_plen;
-	__u8 dst_plen;
-	__u16 sport_lo;
-	__u16 sport_hi;
-	__u16 dport_lo;
-	__u16 dport_hi;
-	__u8 src[16];
-	__u8 dst[16];
+	__u8 nr_sports; /* used entries of sports (1..VNF_CLS_MAX_PORTS) */
+	__u8 nr_dports;
+	struct vnf_port_range sports[VNF_CLS_MAX_PORTS];
+	struct vnf_port_range dports[VNF_CLS_MAX_PORTS];
 };
-_Static_assert(sizeof(struct vnf_classifier) == 48, "vnf_classifier size");
+_Static_assert(sizeof(struct vnf_classifier) == 136, "vnf_classifier size");
 
 /* Array map "vnf_gen_cfg", index = generation. */
 struct vnf_gen_cfg {
@@ -84,7 +100,7 @@ struct vnf_gen_cfg {
 	__u32 latency_sample_rate; /* chain latency: 0 = off, N = 1 in N */
 	struct vnf_classifier cls;
 };
-_Static_assert(sizeof(struct vnf_gen_cfg) == 56, "vnf_gen_cfg size");
+_Static_assert(sizeof(struct vnf_gen_cfg) == 144, "vnf_gen_cfg size");
 
 /* Array map "vnf_slots", index = slot(gen, pos). */
 struct vnf_slot {
@@ -156,36 +172,46 @@ enum vnf_action {
 
 #define VNF_FW_F_CONNTRACK (1u << 0)
 
+/* A rule bitmap (bit i = rule i of the instance) of nwords u64 words at
+ * vnf_fw_words[word_off ..], with its aggregate: bit j of agg is set when
+ * word j is non-zero (Lakshman-Stiliadis aggregated bit vectors). */
+struct vnf_fw_bm {
+	__u32 word_off;
+	__u32 _pad;
+	__u64 agg[VNF_FW_AGG_WORDS];
+};
+_Static_assert(sizeof(struct vnf_fw_bm) == 32, "vnf_fw_bm size");
+
 /* Array map "vnf_fw_cfg", index = instance id. */
 struct vnf_fw_cfg {
 	__u8 default_action; /* enum vnf_action */
 	__u8 flags; /* VNF_FW_F_* */
-	__u8 _pad[2];
+	__u16 nwords; /* words per bitmap: ceil(nr_rules / 64) */
 	__u32 nr_rules;
 	__u64 ct_timeout_ns; /* conntrack idle timeout */
+	__u32 rule_off; /* first slot in vnf_fw_actions / vnf_fw_hits */
+	__u32 sport_off; /* first segment in vnf_fw_ports (source port) */
+	__u32 sport_n; /* segments (>= 1 when configured) */
+	__u32 dport_off;
+	__u32 dport_n;
+	__u32 _pad;
+	struct vnf_fw_bm noport; /* rules without port criteria */
 };
-_Static_assert(sizeof(struct vnf_fw_cfg) == 16, "vnf_fw_cfg size");
+_Static_assert(sizeof(struct vnf_fw_cfg) == 72, "vnf_fw_cfg size");
 
-/* Array map "vnf_fw_rules", index = instance * VNF_FW_MAX_RULES + rule.
- * Rule index order is priority order (lowest index wins).  Addresses are
- * matched by the LPM tries; this entry holds the remaining criteria. */
-#define VNF_FW_RULE_VALID (1u << 0)
-#define VNF_FW_RULE_PORTS (1u << 1) /* port ranges apply: TCP/UDP only */
-
-struct vnf_fw_rule {
-	__u8 proto; /* 0 = any */
-	__u8 action; /* enum vnf_action */
-	__u8 family; /* 0 = any, 4, 6 */
-	__u8 flags; /* VNF_FW_RULE_* */
-	__u16 sport_lo; /* inclusive, host order */
-	__u16 sport_hi;
-	__u16 dport_lo;
-	__u16 dport_hi;
+/* Array map "vnf_fw_ports": elementary port intervals of one dimension of
+ * an instance, sorted by lo; segment k covers [lo_k, lo_{k+1} - 1] and the
+ * first starts at 0.  The bitmap holds every rule whose range covers it. */
+struct vnf_fw_port_seg {
+	__u16 lo;
+	__u16 _pad;
+	__u32 _pad2;
+	struct vnf_fw_bm bm;
 };
-_Static_assert(sizeof(struct vnf_fw_rule) == 12, "vnf_fw_rule size");
+_Static_assert(sizeof(struct vnf_fw_port_seg) == 40, "vnf_fw_port_seg size");
 
-/* LPM tries "vnf_fw_src4"/"vnf_fw_dst4": prefixlen = 32 + cidr length. The
- * value is the bitmap of every rule whose CIDR contains this prefix. */
+/* LPM tries "vnf_fw_src4"/"vnf_fw_dst4"/..., prefixlen = 32 + cidr length,
+ * value struct vnf_fw_bm: every rule whose CIDR contains this prefix. */
 struct vnf_lpm4_key {
 	__u32 prefixlen;
 	__u32 instance; /* big-endian so it forms the first 32 prefix bits */
@@ -250,9 +276,18 @@ enum vnf_mon_class {
 };
 
 /* Array map "vnf_mon_cfg", index = instance id. */
+enum vnf_mon_count_by {
+	VNF_MON_BY_CLASS = 0, /* vnf_mon_classes, enum vnf_mon_class */
+	VNF_MON_BY_DPORT = 1, /* vnf_mon_keyed: TCP/UDP dport, else 65536 */
+	VNF_MON_BY_DSCP = 2, /* vnf_mon_keyed: DSCP 0..63, non-IP 64 */
+};
+#define VNF_MON_NO_PORT 65536
+#define VNF_MON_NO_DSCP 64
+
 struct vnf_mon_cfg {
 	__u32 sample_rate; /* 0 = no samples, N = 1 in N packets per CPU */
-	__u32 _pad;
+	__u8 count_by; /* enum vnf_mon_count_by */
+	__u8 _pad[3];
 };
 _Static_assert(sizeof(struct vnf_mon_cfg) == 8, "vnf_mon_cfg size");
 
@@ -262,6 +297,13 @@ struct vnf_mon_counter {
 	__u64 bytes;
 };
 _Static_assert(sizeof(struct vnf_mon_counter) == 16, "vnf_mon_counter size");
+
+/* Per-CPU hash "vnf_mon_keyed" (count_by dport / dscp). */
+struct vnf_mon_key {
+	__u32 instance;
+	__u32 value; /* port or DSCP, see enum vnf_mon_count_by */
+};
+_Static_assert(sizeof(struct vnf_mon_key) == 8, "vnf_mon_key size");
 
 /* Ring buffer "vnf_samples" record. */
 struct vnf_mon_sample {
@@ -286,14 +328,15 @@ enum vnf_rl_key_mode {
 /* Array map "vnf_rl_cfg", index = instance id.  Token buckets implemented
  * as GCRA (virtual scheduling): a packet conforms when its theoretical
  * arrival time is at most tau_ns ahead of now; emission interval = 1e9/pps
- * per packet and len*1e9/bps per byte. 0 rates disable that bucket. */
+ * per packet and len*8e9/bps per frame (bps in bits). 0 rates disable that
+ * bucket. */
 struct vnf_rl_cfg {
 	__u8 key_mode; /* enum vnf_rl_key_mode */
 	__u8 _pad[7];
 	__u64 pps;
 	__u64 pkt_tau_ns; /* burst_pkts * (1e9 / pps) */
-	__u64 bps; /* bytes per second */
-	__u64 byte_tau_ns; /* burst_bytes * 1e9 / bps */
+	__u64 bps; /* bits per second */
+	__u64 byte_tau_ns; /* burst_bytes * 8e9 / bps */
 };
 _Static_assert(sizeof(struct vnf_rl_cfg) == 40, "vnf_rl_cfg size");
 
@@ -312,26 +355,42 @@ struct vnf_rl_state {
 _Static_assert(sizeof(struct vnf_rl_state) == 16, "vnf_rl_state size");
 
 /* ---- NAT ------------------------------------------------------------------- */
-enum vnf_nat_mode {
-	VNF_NAT_SNAT = 1, /* src in match prefix -> nat_addr:port from pool */
-	VNF_NAT_DNAT = 2, /* dst == match_addr[:match_port] -> nat_addr[:port_lo] */
-};
+#define VNF_NAT_F_SNAT (1u << 0) /* the SNAT rule is set */
+#define VNF_NAT_F_SNAT_ANY (1u << 1) /* SNAT every source of snat_family */
 
-/* Array map "vnf_nat_cfg", index = instance id. */
+/* Array map "vnf_nat_cfg", index = instance id.  A new flow is checked
+ * against the DNAT mappings first (hash vnf_nat_dnat), then against the
+ * SNAT rule, whose source prefixes live in the LPM tries
+ * vnf_nat_src{4,6} keyed by (instance, address). */
 struct vnf_nat_cfg {
-	__u8 mode; /* enum vnf_nat_mode, 0 = unconfigured */
-	__u8 family; /* 4 or 6 */
-	__u8 match_plen; /* SNAT: source prefix length */
-	__u8 _pad;
-	__u16 port_lo; /* SNAT: port pool; DNAT: new port (0 = keep) */
+	__u8 flags; /* VNF_NAT_F_*, 0 with nr_dnat 0 = unconfigured */
+	__u8 snat_family; /* 4 or 6 */
+	__u16 port_lo; /* SNAT port pool, inclusive */
 	__u16 port_hi;
-	__u16 match_port; /* DNAT: destination port, 0 = any */
-	__u8 _pad2[6];
+	__u16 nr_dnat; /* DNAT mappings of the instance */
 	__u64 timeout_ns; /* idle timeout of a translation */
-	__u8 match_addr[16];
-	__u8 nat_addr[16];
+	__u8 snat_addr[16];
 };
-_Static_assert(sizeof(struct vnf_nat_cfg) == 56, "vnf_nat_cfg size");
+_Static_assert(sizeof(struct vnf_nat_cfg) == 32, "vnf_nat_cfg size");
+
+/* Hash "vnf_nat_dnat": static DNAT.  proto 0 = TCP and UDP, port 0 = any
+ * port; the most specific of (proto, port), (proto, *), (*, port), (*, *)
+ * wins. */
+struct vnf_nat_dnat_key {
+	__u32 instance;
+	__u8 proto;
+	__u8 family;
+	__u16 port; /* host order */
+	__u8 addr[16];
+};
+_Static_assert(sizeof(struct vnf_nat_dnat_key) == 24, "vnf_nat_dnat_key size");
+
+struct vnf_nat_dnat_val {
+	__u8 addr[16];
+	__u16 port; /* host order, 0 = keep */
+	__u8 _pad[2];
+};
+_Static_assert(sizeof(struct vnf_nat_dnat_val) == 20, "vnf_nat_dnat_val size");
 
 /* LRU hash "vnf_nat_ct": one entry per direction of a translated flow,
  * keyed by the tuple as it arrives. */
@@ -352,8 +411,8 @@ struct vnf_nat_val {
 _Static_assert(sizeof(struct vnf_nat_val) == 32, "vnf_nat_val size");
 
 /* ---- L4 load balancer ------------------------------------------------------ */
-#define VNF_LB_MAX_BACKENDS 32
-#define VNF_LB_TABLE 4093 /* Maglev lookup table size (prime) */
+#define VNF_LB_MAX_BACKENDS 256
+#define VNF_LB_POOL (1u << 21) /* Maglev slots shared by all LB instances */
 
 /* Array map "vnf_lb_cfg", index = instance id. */
 struct vnf_lb_cfg {
@@ -363,8 +422,10 @@ struct vnf_lb_cfg {
 	__u32 nr_backends;
 	__u64 affinity_timeout_ns; /* idle timeout of a flow's backend choice */
 	__u8 vip[16];
+	__u32 table_off; /* first slot of the instance's table in vnf_lb_maglev */
+	__u32 table_size; /* Maglev table size (prime), 0 = no table */
 };
-_Static_assert(sizeof(struct vnf_lb_cfg) == 32, "vnf_lb_cfg size");
+_Static_assert(sizeof(struct vnf_lb_cfg) == 40, "vnf_lb_cfg size");
 
 /* Array map "vnf_lb_backends", index = instance * VNF_LB_MAX_BACKENDS + i */
 struct vnf_lb_backend {
@@ -374,7 +435,8 @@ struct vnf_lb_backend {
 };
 _Static_assert(sizeof(struct vnf_lb_backend) == 20, "vnf_lb_backend size");
 
-/* Array map "vnf_lb_maglev", index = instance * VNF_LB_TABLE + slot, value =
- * backend index (u32), filled by user space with Maglev's population. */
+/* Array map "vnf_lb_maglev" (VNF_LB_POOL slots), index = table_off + slot,
+ * value = backend index (u32), filled by user space with Maglev's
+ * population; user space allocates each instance a region of table_size. */
 
 #endif /* VNF_SHARED_H */

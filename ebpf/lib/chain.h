@@ -78,6 +78,21 @@ struct {
 	__type(value, struct vnf_instance_cfg);
 } vnf_instances SEC(".maps");
 
+/* Classifier prefixes: key (generation, address), value unused (1). */
+#define VNF_CLS_LPM(name, keytype)                                  \
+	struct {                                                    \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                \
+		__uint(max_entries, VNF_CLS_LPM_MAX);               \
+		__uint(map_flags, BPF_F_NO_PREALLOC);               \
+		__type(key, keytype);                               \
+		__type(value, __u32);                               \
+	} name SEC(".maps")
+
+VNF_CLS_LPM(vnf_cls_src4, struct vnf_lpm4_key);
+VNF_CLS_LPM(vnf_cls_dst4, struct vnf_lpm4_key);
+VNF_CLS_LPM(vnf_cls_src6, struct vnf_lpm6_key);
+VNF_CLS_LPM(vnf_cls_dst6, struct vnf_lpm6_key);
+
 static __always_inline __u32 chain_slot(__u32 gen, __u32 pos)
 {
 	return (gen & (VNF_GENERATIONS - 1)) * VNF_MAX_CHAIN + pos;
@@ -130,14 +145,47 @@ static __always_inline int chain_next(vnf_ctx_t *ctx, struct vnf_scratch *s)
 	return chain_jump(ctx, s);
 }
 
-static __always_inline int vnf_cls_port_in(__u16 port, __u16 lo, __u16 hi)
+/* Is port in one of the first n ranges? */
+static __always_inline int vnf_cls_ports_in(__u16 port,
+					    const struct vnf_port_range *r,
+					    __u32 n)
 {
-	return port >= lo && port <= hi;
+	__u32 i;
+
+	/* a bounded loop (not unrolled): n is at most VNF_CLS_MAX_PORTS */
+	for (i = 0; i < VNF_CLS_MAX_PORTS; i++) {
+		if (i >= n)
+			break;
+		if (port >= r[i].lo && port <= r[i].hi)
+			return 1;
+	}
+	return 0;
+}
+
+/* Does addr hit one of the generation's prefixes in the family's trie? */
+static __always_inline int vnf_cls_addr_in(void *trie4, void *trie6, __u32 gen,
+					   const struct vnf_tuple *t,
+					   const __u8 *addr)
+{
+	if (t->family == 4) {
+		struct vnf_lpm4_key k = { .prefixlen = 64,
+					  .instance = bpf_htonl(gen) };
+
+		__builtin_memcpy(k.addr, addr, 4);
+		return bpf_map_lookup_elem(trie4, &k) != NULL;
+	} else {
+		struct vnf_lpm6_key k = { .prefixlen = 160,
+					  .instance = bpf_htonl(gen) };
+
+		__builtin_memcpy(k.addr, addr, 16);
+		return bpf_map_lookup_elem(trie6, &k) != NULL;
+	}
 }
 
 /* Does the parsed packet match the generation's classifier? */
 static __always_inline int chain_classify(const struct vnf_classifier *c,
-					  int parse_rc, const struct vnf_pkt *p)
+					  __u32 gen, int parse_rc,
+					  const struct vnf_pkt *p)
 {
 	__u32 f = c->fields;
 
@@ -150,22 +198,22 @@ static __always_inline int chain_classify(const struct vnf_classifier *c,
 	if ((f & VNF_CLS_F_PROTO) && p->t.proto != c->proto)
 		return 0;
 	if ((f & VNF_CLS_F_SRC) &&
-	    (p->t.family != c->family ||
-	     !vnf_prefix_match(p->t.saddr, c->src, c->src_plen)))
+	    !vnf_cls_addr_in(&vnf_cls_src4, &vnf_cls_src6, gen, &p->t,
+			     p->t.saddr))
 		return 0;
 	if ((f & VNF_CLS_F_DST) &&
-	    (p->t.family != c->family ||
-	     !vnf_prefix_match(p->t.daddr, c->dst, c->dst_plen)))
+	    !vnf_cls_addr_in(&vnf_cls_dst4, &vnf_cls_dst6, gen, &p->t,
+			     p->t.daddr))
 		return 0;
 	if (f & (VNF_CLS_F_SPORT | VNF_CLS_F_DPORT)) {
 		if (!p->l4_valid ||
 		    (p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP))
 			return 0;
 		if ((f & VNF_CLS_F_SPORT) &&
-		    !vnf_cls_port_in(p->t.sport, c->sport_lo, c->sport_hi))
+		    !vnf_cls_ports_in(p->t.sport, c->sports, c->nr_sports))
 			return 0;
 		if ((f & VNF_CLS_F_DPORT) &&
-		    !vnf_cls_port_in(p->t.dport, c->dport_lo, c->dport_hi))
+		    !vnf_cls_ports_in(p->t.dport, c->dports, c->nr_dports))
 			return 0;
 	}
 	return 1;
@@ -194,7 +242,7 @@ static __always_inline int chain_entry(vnf_ctx_t *ctx)
 		return VNF_ACT_PASS;
 
 	rc = vnf_parse(ctx, &pkt);
-	if (!chain_classify(&gc->cls, rc, &pkt)) {
+	if (!chain_classify(&gc->cls, gen, rc, &pkt)) {
 		cs->bypassed++;
 		return VNF_ACT_PASS;
 	}

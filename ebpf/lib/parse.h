@@ -53,6 +53,7 @@ struct vnf_pkt {
 	__u8 tcp_flags;
 	__u8 icmp_type;
 	__u8 icmp_code;
+	__u8 dscp; /* IPv4 TOS / IPv6 traffic class >> 2 */
 };
 
 struct vnf_vlan_hdr {
@@ -153,6 +154,7 @@ static __always_inline int vnf_parse_ipv4(void *data, void *data_end,
 
 	p->t.family = 4;
 	p->t.proto = iph->protocol;
+	p->dscp = iph->tos >> 2;
 	__builtin_memcpy(p->t.saddr, &iph->saddr, 4);
 	__builtin_memcpy(p->t.daddr, &iph->daddr, 4);
 
@@ -180,6 +182,7 @@ static __always_inline int vnf_parse_ipv6(void *data, void *data_end,
 		return VNF_PARSE_MALFORMED;
 
 	p->t.family = 6;
+	p->dscp = ((ip6->priority << 4) | (ip6->flow_lbl[0] >> 4)) >> 2;
 	__builtin_memcpy(p->t.saddr, &ip6->saddr, 16);
 	__builtin_memcpy(p->t.daddr, &ip6->daddr, 16);
 	nexthdr = ip6->nexthdr;

@@ -1,13 +1,35 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * firewall.h - ordered rule firewall with optional connection tracking.
+ * firewall.h - ordered-rule firewall (up to VNF_FW_MAX_RULES = 10240 rules
+ * per instance) with optional connection tracking.
  *
- * Rules of an instance are numbered 0..63 in priority order.  The source and
- * destination CIDRs live in LPM tries keyed by (instance, address); each trie
- * entry's value is the bitmap of all rules whose CIDR contains that prefix
- * (user space folds ancestors in), so one lookup per trie yields every rule
- * whose addresses match.  The candidates (src & dst) are then checked in
- * ascending order for protocol and port ranges; the first match decides.
+ * Classification: aggregated bit vectors (Lakshman & Stiliadis, SIGCOMM
+ * 1998).  Rules are numbered 0..n-1 in priority order; user space
+ * (cnf-dataplane/src/engine/firewall.rs) precomputes, for every dimension,
+ * the bitmap of the rules each packet value matches:
+ *
+ *   source, destination  LPM tries (instance, address) -> bitmap of every
+ *                        rule whose prefix contains the longest matching
+ *                        prefix (ancestors folded in; /0 always present);
+ *   protocol             array (instance * 256 + proto) -> bitmap;
+ *   source, destination  the elementary intervals cut by all rule port
+ *   port                 bounds, sorted in a pool region per instance and
+ *                        binary-searched (<= 17 steps) -> bitmap; packets
+ *                        without TCP/UDP ports use the bitmap of the rules
+ *                        without port criteria.
+ *
+ * A bitmap is nwords = ceil(n / 64) u64 words in the pool vnf_fw_words
+ * (identical bitmaps are stored once), plus an aggregate with one bit per
+ * word that is set when the word is non-zero.  Per packet: 5 lookups, AND
+ * of the five 3-word aggregates, then for each candidate word in ascending
+ * order (a bpf_loop() callback) the AND of the five words; the first
+ * non-zero word's lowest bit is the first matching rule.  The cost is a
+ * handful of lookups plus one step per word whose aggregate bits are set in
+ * all five dimensions, so it barely grows with the rule count (rule sets
+ * whose matching rules are spread over many words pay one step per word
+ * with a false aggregate hit).  Memory is the classic price: one bitmap of
+ * n bits per distinct prefix / port interval / protocol.
+ *
  * No match -> default action.  With conntrack, an allowed packet records its
  * flow, and later packets of the flow in either direction pass directly.
  * Non-IP frames (ARP, ...) pass; malformed IP packets are dropped.
@@ -24,27 +46,49 @@ struct {
 	__type(value, struct vnf_fw_cfg);
 } vnf_fw_cfg SEC(".maps");
 
+/* action (enum vnf_action) of rule slot rule_off + i */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, VNF_MAX_INSTANCES * VNF_FW_MAX_RULES);
+	__uint(max_entries, VNF_FW_RULE_POOL);
 	__type(key, __u32);
-	__type(value, struct vnf_fw_rule);
-} vnf_fw_rules SEC(".maps");
+	__type(value, __u32);
+} vnf_fw_actions SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VNF_MAX_INSTANCES * VNF_FW_MAX_RULES);
+	__uint(max_entries, VNF_FW_RULE_POOL);
 	__type(key, __u32);
 	__type(value, __u64);
 } vnf_fw_hits SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VNF_FW_WORD_POOL);
+	__type(key, __u32);
+	__type(value, __u64);
+} vnf_fw_words SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VNF_MAX_INSTANCES * 256);
+	__type(key, __u32);
+	__type(value, struct vnf_fw_bm);
+} vnf_fw_proto SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VNF_FW_PORT_POOL);
+	__type(key, __u32);
+	__type(value, struct vnf_fw_port_seg);
+} vnf_fw_ports SEC(".maps");
+
 #define VNF_FW_LPM(name, keytype)                                   \
 	struct {                                                    \
 		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                \
-		__uint(max_entries, 16384);                         \
+		__uint(max_entries, VNF_FW_LPM_MAX);                \
 		__uint(map_flags, BPF_F_NO_PREALLOC);               \
 		__type(key, keytype);                               \
-		__type(value, __u64);                               \
+		__type(value, struct vnf_fw_bm);                    \
 	} name SEC(".maps")
 
 VNF_FW_LPM(vnf_fw_src4, struct vnf_lpm4_key);
@@ -59,47 +103,53 @@ struct {
 	__type(value, struct vnf_ct_val);
 } vnf_ct SEC(".maps");
 
-static __always_inline __u64 fw_lookup4(void *map, __u32 inst,
-					const __u8 *addr)
+static __always_inline struct vnf_fw_bm *fw_lookup(void *trie4, void *trie6,
+						   __u32 inst,
+						   const struct vnf_pkt *p,
+						   const __u8 *addr)
 {
-	struct vnf_lpm4_key k = { .prefixlen = 64,
-				  .instance = bpf_htonl(inst) };
-	__u64 *v;
+	if (p->t.family == 4) {
+		struct vnf_lpm4_key k = { .prefixlen = 64,
+					  .instance = bpf_htonl(inst) };
 
-	__builtin_memcpy(k.addr, addr, 4);
-	v = bpf_map_lookup_elem(map, &k);
-	return v ? *v : 0;
+		__builtin_memcpy(k.addr, addr, 4);
+		return bpf_map_lookup_elem(trie4, &k);
+	} else {
+		struct vnf_lpm6_key k = { .prefixlen = 160,
+					  .instance = bpf_htonl(inst) };
+
+		__builtin_memcpy(k.addr, addr, 16);
+		return bpf_map_lookup_elem(trie6, &k);
+	}
 }
 
-static __always_inline __u64 fw_lookup6(void *map, __u32 inst,
-					const __u8 *addr)
+/* Bitmap of the port segment containing port: binary search over the
+ * instance's n (>= 1) segments at off, sorted by lo, the first at 0. */
+static __always_inline struct vnf_fw_bm *fw_port_bm(__u32 off, __u32 n,
+						    __u16 port)
 {
-	struct vnf_lpm6_key k = { .prefixlen = 160,
-				  .instance = bpf_htonl(inst) };
-	__u64 *v;
+	struct vnf_fw_port_seg *seg;
+	__u32 lo = 0, hi = n ? n - 1 : 0, idx;
+	int i;
 
-	__builtin_memcpy(k.addr, addr, 16);
-	v = bpf_map_lookup_elem(map, &k);
-	return v ? *v : 0;
-}
+	for (i = 0; i < 18; i++) {
+		__u32 mid;
 
-static __always_inline int fw_rule_match(const struct vnf_fw_rule *r,
-					 const struct vnf_pkt *p)
-{
-	if (!(r->flags & VNF_FW_RULE_VALID))
-		return 0;
-	if (r->family && r->family != p->t.family)
-		return 0;
-	if (r->proto && r->proto != p->t.proto)
-		return 0;
-	if (!(r->flags & VNF_FW_RULE_PORTS))
-		return 1;
-	/* port criteria need a TCP/UDP header */
-	if (!p->l4_valid ||
-	    (p->t.proto != IPPROTO_TCP && p->t.proto != IPPROTO_UDP))
-		return 0;
-	return p->t.sport >= r->sport_lo && p->t.sport <= r->sport_hi &&
-	       p->t.dport >= r->dport_lo && p->t.dport <= r->dport_hi;
+		if (lo >= hi)
+			break;
+		mid = (lo + hi + 1) / 2;
+		idx = off + mid;
+		seg = bpf_map_lookup_elem(&vnf_fw_ports, &idx);
+		if (!seg)
+			return NULL;
+		if (seg->lo <= port)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	idx = off + lo;
+	seg = bpf_map_lookup_elem(&vnf_fw_ports, &idx);
+	return seg ? &seg->bm : NULL;
 }
 
 static __always_inline void fw_reverse(struct vnf_tuple *dst,
@@ -159,55 +209,62 @@ static __always_inline int fw_verdict(__u8 action, __u32 reason,
 	return VNF_ACT_DROP;
 }
 
-/* Index of the lowest set bit of a non-zero v. */
+/* Index of the lowest set bit of a non-zero v, branch-free: popcount of
+ * the bits below it (SWAR).  Without branches the verifier sees one unknown
+ * scalar instead of 64 constants, each of which it would otherwise follow
+ * through the rest of the program. */
 static __always_inline __u32 fw_ctz(__u64 v)
 {
-	__u32 r = 0;
+	__u64 x = (v & -v) - 1;
 
-	v &= -v;
-	if (v & 0xffffffff00000000ULL)
-		r += 32;
-	if (v & 0xffff0000ffff0000ULL)
-		r += 16;
-	if (v & 0xff00ff00ff00ff00ULL)
-		r += 8;
-	if (v & 0xf0f0f0f0f0f0f0f0ULL)
-		r += 4;
-	if (v & 0xccccccccccccccccULL)
-		r += 2;
-	if (v & 0xaaaaaaaaaaaaaaaaULL)
-		r += 1;
-	return r;
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (__u32)((x * 0x0101010101010101ULL) >> 56);
 }
 
-/* State of the rule scan, passed to the bpf_loop() callback. */
+/* State of the word scan, passed to the bpf_loop() callback. */
 struct fw_scan {
-	struct vnf_pkt p;
-	__u64 cand; /* rules still to check */
-	__u32 inst;
+	__u64 agg[VNF_FW_AGG_WORDS]; /* candidate words still to check */
+	__u32 off[5]; /* word_off of the five dimension bitmaps */
+	__u32 nwords;
 	__s32 matched; /* rule index, -1 = none */
-	__u8 action;
 };
 
-/* One step of the scan: check the lowest-numbered candidate rule.  The
- * callback is verified once instead of once per unrolled iteration. */
+static __always_inline __u64 fw_word(__u32 idx)
+{
+	__u64 *w = bpf_map_lookup_elem(&vnf_fw_words, &idx);
+
+	return w ? *w : 0;
+}
+
+/* One step: AND the five bitmaps' next candidate word.  The callback is
+ * verified once instead of once per unrolled iteration. */
 static long fw_scan_step(__u64 index, void *data)
 {
 	struct fw_scan *sc = data;
-	struct vnf_fw_rule *r;
-	__u32 i, idx;
+	__u32 a, j, k;
+	__u64 w;
 
 	(void)index;
-	if (!sc->cand)
+	if (sc->agg[0])
+		a = 0;
+	else if (sc->agg[1])
+		a = 1;
+	else if (sc->agg[2])
+		a = 2;
+	else
 		return 1;
-	i = fw_ctz(sc->cand) & (VNF_FW_MAX_RULES - 1);
-	sc->cand &= ~(1ULL << i);
-	idx = sc->inst * VNF_FW_MAX_RULES + i;
-	r = bpf_map_lookup_elem(&vnf_fw_rules, &idx);
-	if (!r || !fw_rule_match(r, &sc->p))
+	j = a * 64 + fw_ctz(sc->agg[a]);
+	sc->agg[a] &= sc->agg[a] - 1;
+	if (j >= sc->nwords)
+		return 1;
+	w = ~0ULL;
+	for (k = 0; k < 5; k++)
+		w &= fw_word(sc->off[k] + j);
+	if (!w)
 		return 0;
-	sc->matched = i;
-	sc->action = r->action;
+	sc->matched = j * 64 + fw_ctz(w);
 	return 1;
 }
 
@@ -215,15 +272,19 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 				       __u32 inst, struct vnf_fn_stats *st)
 {
 	struct vnf_fw_cfg *cfg = bpf_map_lookup_elem(&vnf_fw_cfg, &inst);
+	struct vnf_fw_bm *bm[5];
 	struct fw_scan sc;
+	struct vnf_pkt p;
+	__u8 action;
+	__u32 idx;
 	int ct = 0;
-	int rc;
+	int rc, k, i;
 
 	if (!cfg) {
 		s->reason = VNF_R_NO_CONFIG;
 		return VNF_ACT_DROP;
 	}
-	rc = vnf_parse(ctx, &sc.p);
+	rc = vnf_parse(ctx, &p);
 	if (rc == VNF_PARSE_NON_IP)
 		return VNF_NEXT;
 	if (rc != VNF_PARSE_OK) {
@@ -232,33 +293,60 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	}
 
 	ct = cfg->flags & VNF_FW_F_CONNTRACK;
-	if (ct && fw_ct_hit(inst, cfg, &sc.p)) {
+	if (ct && fw_ct_hit(inst, cfg, &p)) {
 		st->aux++;
 		return VNF_NEXT;
 	}
 
-	if (sc.p.t.family == 4)
-		sc.cand = fw_lookup4(&vnf_fw_src4, inst, sc.p.t.saddr) &
-			  fw_lookup4(&vnf_fw_dst4, inst, sc.p.t.daddr);
-	else
-		sc.cand = fw_lookup6(&vnf_fw_src6, inst, sc.p.t.saddr) &
-			  fw_lookup6(&vnf_fw_dst6, inst, sc.p.t.daddr);
-	sc.inst = inst;
 	sc.matched = -1;
-	sc.action = cfg->default_action;
-	bpf_loop(VNF_FW_MAX_RULES, fw_scan_step, &sc, 0);
+	action = cfg->default_action;
+	if (!cfg->nr_rules)
+		goto verdict;
+	bm[0] = fw_lookup(&vnf_fw_src4, &vnf_fw_src6, inst, &p, p.t.saddr);
+	bm[1] = fw_lookup(&vnf_fw_dst4, &vnf_fw_dst6, inst, &p, p.t.daddr);
+	idx = (inst & (VNF_MAX_INSTANCES - 1)) * 256 + p.t.proto;
+	bm[2] = bpf_map_lookup_elem(&vnf_fw_proto, &idx);
+	if (p.l4_valid &&
+	    (p.t.proto == IPPROTO_TCP || p.t.proto == IPPROTO_UDP)) {
+		bm[3] = fw_port_bm(cfg->sport_off, cfg->sport_n, p.t.sport);
+		bm[4] = fw_port_bm(cfg->dport_off, cfg->dport_n, p.t.dport);
+	} else {
+		bm[3] = &cfg->noport;
+		bm[4] = &cfg->noport;
+	}
+#pragma unroll
+	for (i = 0; i < VNF_FW_AGG_WORDS; i++)
+		sc.agg[i] = ~0ULL;
+#pragma unroll
+	for (k = 0; k < 5; k++) {
+		if (!bm[k])
+			goto verdict; /* a dimension without entry: no rule */
+		sc.off[k] = bm[k]->word_off;
+#pragma unroll
+		for (i = 0; i < VNF_FW_AGG_WORDS; i++)
+			sc.agg[i] &= bm[k]->agg[i];
+	}
+	sc.nwords = cfg->nwords;
+	bpf_loop(VNF_FW_MAX_WORDS, fw_scan_step, &sc, 0);
 
-	if (sc.matched >= 0) {
-		__u32 idx = inst * VNF_FW_MAX_RULES +
-			    (sc.matched & (VNF_FW_MAX_RULES - 1));
-		__u64 *hits = bpf_map_lookup_elem(&vnf_fw_hits, &idx);
+	if (sc.matched >= 0 && sc.matched < cfg->nr_rules) {
+		__u64 *hits;
+		__u32 *act;
 
+		idx = cfg->rule_off + sc.matched;
+		act = bpf_map_lookup_elem(&vnf_fw_actions, &idx);
+		hits = bpf_map_lookup_elem(&vnf_fw_hits, &idx);
+		if (act)
+			action = *act;
 		if (hits)
 			(*hits)++;
+	} else {
+		sc.matched = -1;
 	}
-	if (sc.action == VNF_ACT_ALLOW && ct)
-		fw_ct_open(inst, &sc.p);
-	return fw_verdict(sc.action,
+verdict:
+	if (action == VNF_ACT_ALLOW && ct)
+		fw_ct_open(inst, &p);
+	return fw_verdict(action,
 			  sc.matched >= 0 ? VNF_R_FW_RULE : VNF_R_FW_DEFAULT, s);
 }
 

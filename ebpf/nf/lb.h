@@ -4,7 +4,9 @@
  *
  * A new flow to the VIP[:port] picks a backend from the instance's Maglev
  * lookup table (vnf_lb_maglev, filled by user space) at
- * nat_hash(5-tuple) % VNF_LB_TABLE and is DNATed to it.  The choice is kept
+ * table_off + nat_hash(5-tuple) % table_size and is DNATed to it (the
+ * tables of all instances share the slot pool vnf_lb_maglev; user space
+ * builds them with the backends' weights).  The choice is kept
  * in vnf_nat_ct (LRU) together with the reverse translation for the replies,
  * so established flows keep their backend (flow affinity) when the backend
  * set or table changes; Maglev keeps the remapping of new flows minimal.
@@ -30,7 +32,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, VNF_MAX_INSTANCES * VNF_LB_TABLE);
+	__uint(max_entries, VNF_LB_POOL);
 	__type(key, __u32);
 	__type(value, __u32);
 } vnf_lb_maglev SEC(".maps");
@@ -73,7 +75,11 @@ static __always_inline int nf_lb(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	    (cfg->vip_port && p.t.dport != cfg->vip_port))
 		return VNF_NEXT;
 
-	idx = inst * VNF_LB_TABLE + nat_hash(&p.t) % VNF_LB_TABLE;
+	if (!cfg->table_size) {
+		s->reason = VNF_R_LB_NO_BACKEND;
+		return VNF_ACT_DROP;
+	}
+	idx = cfg->table_off + nat_hash(&p.t) % cfg->table_size;
 	bi = bpf_map_lookup_elem(&vnf_lb_maglev, &idx);
 	if (!bi || *bi >= cfg->nr_backends || *bi >= VNF_LB_MAX_BACKENDS) {
 		s->reason = VNF_R_LB_NO_BACKEND;

@@ -2,7 +2,10 @@
 /*
  * monitor.h - passive function: per-class packet/byte counters and 1-in-N
  * sampled packet metadata (vnf_mon_sample) pushed to the ring buffer
- * vnf_samples.  stats.aux counts samples emitted; a full ring buffer only
+ * vnf_samples.  count_by selects the counters: the fixed classes of
+ * enum vnf_mon_class (array vnf_mon_classes), or one counter per TCP/UDP
+ * destination port or per DSCP value (per-CPU hash vnf_mon_keyed; a full
+ * hash only loses the count of a new key, never the packet).  stats.aux counts samples emitted; a full ring buffer only
  * loses the sample, never the packet.
  */
 #ifndef VNF_NF_MONITOR_H
@@ -23,6 +26,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vnf_mon_counter);
 } vnf_mon_classes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, VNF_MON_KEYED_MAX);
+	__type(key, struct vnf_mon_key);
+	__type(value, struct vnf_mon_counter);
+} vnf_mon_keyed SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -67,11 +77,35 @@ static __always_inline int nf_monitor(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	}
 	rc = vnf_parse(ctx, &p);
 	cls = mon_class(rc, &p);
-	idx = inst * VNF_MON_CLASSES + cls;
-	c = bpf_map_lookup_elem(&vnf_mon_classes, &idx);
-	if (c) {
-		c->packets++;
-		c->bytes += len;
+	if (cfg->count_by == VNF_MON_BY_CLASS) {
+		idx = inst * VNF_MON_CLASSES + cls;
+		c = bpf_map_lookup_elem(&vnf_mon_classes, &idx);
+		if (c) {
+			c->packets++;
+			c->bytes += len;
+		}
+	} else {
+		struct vnf_mon_key k = { .instance = inst };
+
+		if (cfg->count_by == VNF_MON_BY_DPORT)
+			k.value = (rc == VNF_PARSE_OK && p.l4_valid &&
+				   (p.t.proto == IPPROTO_TCP ||
+				    p.t.proto == IPPROTO_UDP)) ?
+					  p.t.dport :
+					  VNF_MON_NO_PORT;
+		else
+			k.value = rc == VNF_PARSE_OK ? p.dscp : VNF_MON_NO_DSCP;
+		c = bpf_map_lookup_elem(&vnf_mon_keyed, &k);
+		if (c) {
+			c->packets++;
+			c->bytes += len;
+		} else {
+			struct vnf_mon_counter first = { .packets = 1,
+							 .bytes = len };
+
+			bpf_map_update_elem(&vnf_mon_keyed, &k, &first,
+					    BPF_NOEXIST);
+		}
 	}
 	if (!tel_sample(cfg->sample_rate, st->pkts_in))
 		return VNF_NEXT;

@@ -2,7 +2,14 @@
 /*
  * nat.h - stateful SNAT / DNAT for TCP and UDP over IPv4 and IPv6.
  *
- * The first packet of a flow that matches the instance's rule creates two
+ * An instance has at most one SNAT rule (translated address, port pool,
+ * source prefixes in the LPM tries vnf_nat_src{4,6} keyed by (instance,
+ * address), or every source of the family with VNF_NAT_F_SNAT_ANY) and any
+ * number of static DNAT mappings (hash vnf_nat_dnat).  A new flow that
+ * matches a DNAT mapping is destination-translated only; any other new flow
+ * whose source matches the SNAT rule is source-translated.
+ *
+ * The first packet of a flow that matches a rule creates two
  * entries in vnf_nat_ct, both keyed by the tuple *as it arrives*: the
  * original direction (rewrite to the translated address/port) and the reply
  * direction (rewrite back).  SNAT picks a source port from the pool by
@@ -35,6 +42,25 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vnf_nat_cfg);
 } vnf_nat_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VNF_NAT_DNAT_MAX);
+	__type(key, struct vnf_nat_dnat_key);
+	__type(value, struct vnf_nat_dnat_val);
+} vnf_nat_dnat SEC(".maps");
+
+#define VNF_NAT_LPM(name, keytype)                                  \
+	struct {                                                    \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                \
+		__uint(max_entries, 4096);                          \
+		__uint(map_flags, BPF_F_NO_PREALLOC);               \
+		__type(key, keytype);                               \
+		__type(value, __u32);                               \
+	} name SEC(".maps")
+
+VNF_NAT_LPM(vnf_nat_src4, struct vnf_lpm4_key);
+VNF_NAT_LPM(vnf_nat_src6, struct vnf_lpm6_key);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -157,6 +183,57 @@ static __always_inline void nat_tuple_reply(struct vnf_tuple *r,
 	r->_pad[1] = 0;
 }
 
+/* The DNAT mapping for the packet, most specific first. */
+static __always_inline struct vnf_nat_dnat_val *
+nat_dnat_find(__u32 inst, const struct vnf_pkt *p)
+{
+	struct vnf_nat_dnat_key k = { .instance = inst,
+				      .family = p->t.family };
+	struct vnf_nat_dnat_val *v;
+
+	__builtin_memcpy(k.addr, p->t.daddr, 16);
+	k.proto = p->t.proto;
+	k.port = p->t.dport;
+	v = bpf_map_lookup_elem(&vnf_nat_dnat, &k);
+	if (v)
+		return v;
+	k.port = 0;
+	v = bpf_map_lookup_elem(&vnf_nat_dnat, &k);
+	if (v)
+		return v;
+	k.proto = 0;
+	k.port = p->t.dport;
+	v = bpf_map_lookup_elem(&vnf_nat_dnat, &k);
+	if (v)
+		return v;
+	k.port = 0;
+	return bpf_map_lookup_elem(&vnf_nat_dnat, &k);
+}
+
+/* Does the SNAT rule apply to the packet's source? */
+static __always_inline int nat_snat_match(__u32 inst,
+					  const struct vnf_nat_cfg *cfg,
+					  const struct vnf_pkt *p)
+{
+	if (!(cfg->flags & VNF_NAT_F_SNAT) || p->t.family != cfg->snat_family)
+		return 0;
+	if (cfg->flags & VNF_NAT_F_SNAT_ANY)
+		return 1;
+	if (p->t.family == 4) {
+		struct vnf_lpm4_key k = { .prefixlen = 64,
+					  .instance = bpf_htonl(inst) };
+
+		__builtin_memcpy(k.addr, p->t.saddr, 4);
+		return bpf_map_lookup_elem(&vnf_nat_src4, &k) != NULL;
+	} else {
+		struct vnf_lpm6_key k = { .prefixlen = 160,
+					  .instance = bpf_htonl(inst) };
+
+		__builtin_memcpy(k.addr, p->t.saddr, 16);
+		return bpf_map_lookup_elem(&vnf_nat_src6, &k) != NULL;
+	}
+}
+
 static __always_inline int nf_nat(vnf_ctx_t *ctx, struct vnf_scratch *s,
 				  __u32 inst, struct vnf_fn_stats *st)
 {
@@ -164,12 +241,13 @@ static __always_inline int nf_nat(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	struct vnf_nat_key fk = { .instance = inst };
 	struct vnf_nat_key rk = { .instance = inst };
 	struct vnf_nat_val fv = {}, rv = {};
+	struct vnf_nat_dnat_val *dv = NULL;
 	struct vnf_nat_val *v;
 	struct vnf_pkt p;
 	__u64 now;
 	int i;
 
-	if (!cfg || !cfg->mode) {
+	if (!cfg || (!cfg->flags && !cfg->nr_dnat)) {
 		s->reason = VNF_R_NO_CONFIG;
 		return VNF_ACT_DROP;
 	}
@@ -188,20 +266,30 @@ static __always_inline int nf_nat(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		return VNF_NEXT;
 	}
 
-	/* new flow: does the rule apply? */
-	if (p.t.family != cfg->family)
-		return VNF_NEXT;
+	/* new flow: does a DNAT mapping or the SNAT rule apply? */
 	fv.last_seen_ns = now;
 	rv.last_seen_ns = now;
-	if (cfg->mode == VNF_NAT_SNAT) {
+	if (cfg->nr_dnat)
+		dv = nat_dnat_find(inst, &p);
+	if (dv) {
+		__builtin_memcpy(fv.addr, dv->addr, 16);
+		fv.port = dv->port ? dv->port : p.t.dport;
+		fv.rewrite_src = 0;
+		/* reply arrives as to_addr:port -> saddr:sport */
+		nat_tuple_reply(&rk.t, &p.t);
+		__builtin_memcpy(rk.t.saddr, dv->addr, 16);
+		rk.t.sport = fv.port;
+		__builtin_memcpy(rv.addr, p.t.daddr, 16);
+		rv.port = p.t.dport;
+		rv.rewrite_src = 1;
+		bpf_map_update_elem(&vnf_nat_ct, &rk, &rv, BPF_ANY);
+	} else if (nat_snat_match(inst, cfg, &p)) {
 		__u32 range = (__u32)cfg->port_hi - cfg->port_lo + 1;
 		__u32 start;
 
-		if (!vnf_prefix_match(p.t.saddr, cfg->match_addr, cfg->match_plen))
-			return VNF_NEXT;
-		/* reply arrives as nat_addr:port <- daddr:dport */
+		/* reply arrives as snat_addr:port <- daddr:dport */
 		nat_tuple_reply(&rk.t, &p.t);
-		__builtin_memcpy(rk.t.daddr, cfg->nat_addr, 16);
+		__builtin_memcpy(rk.t.daddr, cfg->snat_addr, 16);
 		__builtin_memcpy(rv.addr, p.t.saddr, 16);
 		rv.port = p.t.sport;
 		rv.rewrite_src = 0;
@@ -218,23 +306,10 @@ static __always_inline int nf_nat(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		s->reason = VNF_R_NAT_EXHAUSTED;
 		return VNF_ACT_DROP;
 found:
-		__builtin_memcpy(fv.addr, cfg->nat_addr, 16);
+		__builtin_memcpy(fv.addr, cfg->snat_addr, 16);
 		fv.rewrite_src = 1;
 	} else {
-		if (!nat_addr_eq(p.t.daddr, cfg->match_addr) ||
-		    (cfg->match_port && p.t.dport != cfg->match_port))
-			return VNF_NEXT;
-		__builtin_memcpy(fv.addr, cfg->nat_addr, 16);
-		fv.port = cfg->port_lo ? cfg->port_lo : p.t.dport;
-		fv.rewrite_src = 0;
-		/* reply arrives as nat_addr:port -> saddr:sport */
-		nat_tuple_reply(&rk.t, &p.t);
-		__builtin_memcpy(rk.t.saddr, cfg->nat_addr, 16);
-		rk.t.sport = fv.port;
-		__builtin_memcpy(rv.addr, p.t.daddr, 16);
-		rv.port = p.t.dport;
-		rv.rewrite_src = 1;
-		bpf_map_update_elem(&vnf_nat_ct, &rk, &rv, BPF_ANY);
+		return VNF_NEXT;
 	}
 	bpf_map_update_elem(&vnf_nat_ct, &fk, &fv, BPF_ANY);
 	nat_rewrite(ctx, &p, fv.rewrite_src, fv.addr, fv.port);

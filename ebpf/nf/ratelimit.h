@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * ratelimit.h - token-bucket rate limiter (packets/s and/or bytes/s) keyed
+ * ratelimit.h - token-bucket rate limiter (packets/s and/or bits/s) keyed
  * globally, by source address or by 5-tuple, state in an LRU hash.
  *
  * Each bucket is implemented as GCRA (the "virtual scheduling" form of a
  * token bucket): the state is a theoretical arrival time (TAT); a packet
  * conforms if max(TAT, now) + increment - now <= tau, where increment is
- * 1e9/pps (or len*1e9/bps) and tau = burst * increment.  This admits exactly
+ * 1e9/pps (or len*8e9/bps, bps in bits per second) and tau = burst *
+ * increment.  This admits exactly
  * `burst` back-to-back packets and then `rate` per second, like a token
  * bucket, but the state is one u64 updated lock-free with compare-and-swap,
  * so CPUs sharing a bucket do not lose updates.  The packet bucket is
@@ -96,7 +97,7 @@ static __always_inline int nf_ratelimit(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		goto drop;
 	if (cfg->bps &&
 	    !rl_gcra(&b->byte_tat_ns, now,
-		     (__u64)ctx_len(ctx) * 1000000000ULL / cfg->bps,
+		     (__u64)ctx_len(ctx) * 8000000000ULL / cfg->bps,
 		     cfg->byte_tau_ns))
 		goto drop;
 	return VNF_NEXT;

@@ -15,15 +15,35 @@ pub const SLOTS: u32 = MAX_CHAIN * GENERATIONS;
 /// Function instance ids are `1..MAX_INSTANCES` (0 = none).
 pub const MAX_INSTANCES: u32 = 64;
 /// Rules per firewall instance.
-pub const FW_MAX_RULES: u32 = 64;
+pub const FW_MAX_RULES: u32 = 10_240;
+/// u64 words of a firewall rule bitmap at most.
+pub const FW_MAX_WORDS: u32 = FW_MAX_RULES / 64;
+/// Aggregate words of a firewall bitmap (one bit per bitmap word).
+pub const FW_AGG_WORDS: usize = 3;
+/// Rule slots (actions, hit counters) of all firewall instances.
+pub const FW_RULE_POOL: u32 = 65_536;
+/// Bitmap words of all firewall instances.
+pub const FW_WORD_POOL: u32 = 1 << 22;
+/// Port segments of all firewall instances.
+pub const FW_PORT_POOL: u32 = 131_072;
+/// Prefixes per firewall trie over all instances.
+pub const FW_LPM_MAX: u32 = 32_768;
 /// log2 latency histogram buckets.
 pub const HIST_BUCKETS: usize = 32;
 /// Drop-reason counters per function.
 pub const NR_REASONS: usize = 16;
 /// Backends per load-balancer instance.
-pub const LB_MAX_BACKENDS: u32 = 32;
-/// Maglev lookup table size per load-balancer instance (prime).
-pub const LB_TABLE: u32 = 4093;
+pub const LB_MAX_BACKENDS: u32 = 256;
+/// Maglev slots shared by the tables of all load-balancer instances.
+pub const LB_POOL: u32 = 1 << 21;
+/// Port ranges per classifier port field.
+pub const CLS_MAX_PORTS: usize = 16;
+/// Classifier prefixes per trie (both generations).
+pub const CLS_LPM_MAX: usize = 1024;
+/// Static DNAT mappings over all NAT instances.
+pub const NAT_DNAT_MAX: usize = 8192;
+/// SNAT source prefixes per trie over all NAT instances.
+pub const NAT_LPM_MAX: usize = 4096;
 /// Monitor traffic classes.
 pub const MON_CLASSES: u32 = 8;
 
@@ -66,10 +86,6 @@ pub mod cls {
 pub const ACT_ALLOW: u8 = 0;
 /// Firewall deny action.
 pub const ACT_DENY: u8 = 1;
-/// `VNF_FW_RULE_VALID`: the rule slot is in use.
-pub const FW_RULE_VALID: u8 = 1 << 0;
-/// `VNF_FW_RULE_PORTS`: the port ranges apply (TCP/UDP only).
-pub const FW_RULE_PORTS: u8 = 1 << 1;
 /// `VNF_FW_F_CONNTRACK`.
 pub const FW_F_CONNTRACK: u8 = 1;
 
@@ -103,10 +119,29 @@ pub mod rl {
     pub const KEY_FLOW: u8 = 2;
 }
 
-/// NAT modes (`enum vnf_nat_mode`).
+/// NAT flags (`VNF_NAT_F_*`).
 pub mod nat {
-    pub const SNAT: u8 = 1;
-    pub const DNAT: u8 = 2;
+    pub const F_SNAT: u8 = 1 << 0;
+    pub const F_SNAT_ANY: u8 = 1 << 1;
+}
+
+/// Monitor counter modes (`enum vnf_mon_count_by`) and their catch-all keys.
+pub mod mon_by {
+    pub const CLASS: u8 = 0;
+    pub const DPORT: u8 = 1;
+    pub const DSCP: u8 = 2;
+    /// `VNF_MON_NO_PORT`: key of packets without a TCP/UDP port.
+    pub const NO_PORT: u32 = 65_536;
+    /// `VNF_MON_NO_DSCP`: key of non-IP packets.
+    pub const NO_DSCP: u32 = 64;
+}
+
+/// `struct vnf_port_range`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRangeAbi {
+    pub lo: u16,
+    pub hi: u16,
 }
 
 /// `struct vnf_classifier`.
@@ -116,14 +151,10 @@ pub struct Classifier {
     pub fields: u32,
     pub family: u8,
     pub proto: u8,
-    pub src_plen: u8,
-    pub dst_plen: u8,
-    pub sport_lo: u16,
-    pub sport_hi: u16,
-    pub dport_lo: u16,
-    pub dport_hi: u16,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    pub nr_sports: u8,
+    pub nr_dports: u8,
+    pub sports: [PortRangeAbi; CLS_MAX_PORTS],
+    pub dports: [PortRangeAbi; CLS_MAX_PORTS],
 }
 
 /// `struct vnf_gen_cfg`.
@@ -201,30 +232,41 @@ pub struct Tuple {
     pub _pad: [u8; 2],
 }
 
+/// `struct vnf_fw_bm`: a rule bitmap in the word pool and its aggregate.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FwBm {
+    pub word_off: u32,
+    pub _pad: u32,
+    pub agg: [u64; FW_AGG_WORDS],
+}
+
 /// `struct vnf_fw_cfg`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FwCfg {
     pub default_action: u8,
     pub flags: u8,
-    pub _pad: [u8; 2],
+    pub nwords: u16,
     pub nr_rules: u32,
     pub ct_timeout_ns: u64,
+    pub rule_off: u32,
+    pub sport_off: u32,
+    pub sport_n: u32,
+    pub dport_off: u32,
+    pub dport_n: u32,
+    pub _pad: u32,
+    pub noport: FwBm,
 }
 
-/// `struct vnf_fw_rule`.
+/// `struct vnf_fw_port_seg`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FwRule {
-    pub proto: u8,
-    pub action: u8,
-    pub family: u8,
-    /// `FW_RULE_VALID | FW_RULE_PORTS`.
-    pub flags: u8,
-    pub sport_lo: u16,
-    pub sport_hi: u16,
-    pub dport_lo: u16,
-    pub dport_hi: u16,
+pub struct FwPortSeg {
+    pub lo: u16,
+    pub _pad: u16,
+    pub _pad2: u32,
+    pub bm: FwBm,
 }
 
 /// Data part of `struct vnf_lpm4_key` (aya's `lpm_trie::Key` adds `prefixlen`).
@@ -278,7 +320,16 @@ pub struct FwdCfg {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MonCfg {
     pub sample_rate: u32,
-    pub _pad: u32,
+    pub count_by: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `struct vnf_mon_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MonKey {
+    pub instance: u32,
+    pub value: u32,
 }
 
 /// `struct vnf_mon_counter` (per CPU).
@@ -349,17 +400,33 @@ pub struct RlState {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NatCfg {
-    pub mode: u8,
-    pub family: u8,
-    pub match_plen: u8,
-    pub _pad: u8,
+    pub flags: u8,
+    pub snat_family: u8,
     pub port_lo: u16,
     pub port_hi: u16,
-    pub match_port: u16,
-    pub _pad2: [u8; 6],
+    pub nr_dnat: u16,
     pub timeout_ns: u64,
-    pub match_addr: [u8; 16],
-    pub nat_addr: [u8; 16],
+    pub snat_addr: [u8; 16],
+}
+
+/// `struct vnf_nat_dnat_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NatDnatKey {
+    pub instance: u32,
+    pub proto: u8,
+    pub family: u8,
+    pub port: u16,
+    pub addr: [u8; 16],
+}
+
+/// `struct vnf_nat_dnat_val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatDnatVal {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub _pad: [u8; 2],
 }
 
 /// `struct vnf_nat_key`.
@@ -392,6 +459,8 @@ pub struct LbCfg {
     pub nr_backends: u32,
     pub affinity_timeout_ns: u64,
     pub vip: [u8; 16],
+    pub table_off: u32,
+    pub table_size: u32,
 }
 
 /// `struct vnf_lb_backend`.
@@ -407,6 +476,14 @@ pub struct LbBackend {
 // arrays, have no implicit padding (checked by the layout tests), and every
 // bit pattern is a valid value, which is what `aya::Pod` requires.
 unsafe impl Pod for Classifier {}
+// SAFETY: see above.
+unsafe impl Pod for PortRangeAbi {}
+// SAFETY: see above.
+unsafe impl Pod for MonKey {}
+// SAFETY: see above.
+unsafe impl Pod for NatDnatKey {}
+// SAFETY: see above.
+unsafe impl Pod for NatDnatVal {}
 // SAFETY: see above.
 unsafe impl Pod for GenCfg {}
 // SAFETY: see above.
@@ -424,7 +501,9 @@ unsafe impl Pod for Tuple {}
 // SAFETY: see above.
 unsafe impl Pod for FwCfg {}
 // SAFETY: see above.
-unsafe impl Pod for FwRule {}
+unsafe impl Pod for FwBm {}
+// SAFETY: see above.
+unsafe impl Pod for FwPortSeg {}
 // SAFETY: see above.
 unsafe impl Pod for Lpm4Data {}
 // SAFETY: see above.
@@ -466,16 +545,21 @@ mod tests {
     /// Sizes from the `_Static_assert`s in vnf_shared.h.
     #[test]
     fn sizes_match_c_header() {
-        assert_eq!(size_of::<Classifier>(), 48);
-        assert_eq!(size_of::<GenCfg>(), 56);
+        assert_eq!(size_of::<PortRangeAbi>(), 4);
+        assert_eq!(size_of::<Classifier>(), 136);
+        assert_eq!(size_of::<GenCfg>(), 144);
+        assert_eq!(size_of::<MonKey>(), 8);
+        assert_eq!(size_of::<NatDnatKey>(), 24);
+        assert_eq!(size_of::<NatDnatVal>(), 20);
         assert_eq!(size_of::<Slot>(), 8);
         assert_eq!(size_of::<Scratch>(), 40);
         assert_eq!(size_of::<InstanceCfg>(), 8);
         assert_eq!(size_of::<FnStats>(), 416);
         assert_eq!(size_of::<ChainStats>(), 288);
         assert_eq!(size_of::<Tuple>(), 40);
-        assert_eq!(size_of::<FwCfg>(), 16);
-        assert_eq!(size_of::<FwRule>(), 12);
+        assert_eq!(size_of::<FwCfg>(), 72);
+        assert_eq!(size_of::<FwBm>(), 32);
+        assert_eq!(size_of::<FwPortSeg>(), 40);
         assert_eq!(size_of::<Lpm4Data>() + 4, 12);
         assert_eq!(size_of::<Lpm6Data>() + 4, 24);
         assert_eq!(size_of::<CtKey>(), 48);
@@ -487,20 +571,25 @@ mod tests {
         assert_eq!(size_of::<RlCfg>(), 40);
         assert_eq!(size_of::<RlKey>(), 48);
         assert_eq!(size_of::<RlState>(), 16);
-        assert_eq!(size_of::<NatCfg>(), 56);
+        assert_eq!(size_of::<NatCfg>(), 32);
         assert_eq!(size_of::<NatKey>(), 48);
         assert_eq!(size_of::<NatVal>(), 32);
-        assert_eq!(size_of::<LbCfg>(), 32);
+        assert_eq!(size_of::<LbCfg>(), 40);
         assert_eq!(size_of::<LbBackend>(), 20);
     }
 
     #[test]
     fn offsets_and_alignment_match_c_header() {
         assert_eq!(offset_of!(Classifier, family), 4);
-        assert_eq!(offset_of!(Classifier, sport_lo), 8);
-        assert_eq!(offset_of!(Classifier, dport_hi), 14);
-        assert_eq!(offset_of!(Classifier, src), 16);
-        assert_eq!(offset_of!(Classifier, dst), 32);
+        assert_eq!(offset_of!(Classifier, nr_sports), 6);
+        assert_eq!(offset_of!(Classifier, sports), 8);
+        assert_eq!(offset_of!(Classifier, dports), 72);
+        assert_eq!(offset_of!(MonCfg, count_by), 4);
+        assert_eq!(offset_of!(NatDnatKey, port), 6);
+        assert_eq!(offset_of!(NatDnatKey, addr), 8);
+        assert_eq!(offset_of!(NatDnatVal, port), 16);
+        assert_eq!(offset_of!(LbCfg, table_off), 32);
+        assert_eq!(offset_of!(LbCfg, table_size), 36);
         assert_eq!(offset_of!(GenCfg, cls), 8);
         assert_eq!(offset_of!(Scratch, generation), 16);
         assert_eq!(offset_of!(Scratch, reason), 28);
@@ -512,8 +601,11 @@ mod tests {
         assert_eq!(offset_of!(Tuple, family), 37);
         assert_eq!(offset_of!(FwCfg, nr_rules), 4);
         assert_eq!(offset_of!(FwCfg, ct_timeout_ns), 8);
-        assert_eq!(offset_of!(FwRule, sport_lo), 4);
-        assert_eq!(offset_of!(FwRule, dport_hi), 10);
+        assert_eq!(offset_of!(FwCfg, rule_off), 16);
+        assert_eq!(offset_of!(FwCfg, dport_n), 32);
+        assert_eq!(offset_of!(FwCfg, noport), 40);
+        assert_eq!(offset_of!(FwBm, agg), 8);
+        assert_eq!(offset_of!(FwPortSeg, bm), 8);
         assert_eq!(offset_of!(Lpm6Data, addr), 4);
         assert_eq!(offset_of!(CtKey, t), 8);
         assert_eq!(offset_of!(FwdCfg, ifindex), 4);
@@ -525,11 +617,10 @@ mod tests {
         assert_eq!(offset_of!(RlCfg, pps), 8);
         assert_eq!(offset_of!(RlCfg, byte_tau_ns), 32);
         assert_eq!(offset_of!(RlKey, t), 8);
-        assert_eq!(offset_of!(NatCfg, port_lo), 4);
-        assert_eq!(offset_of!(NatCfg, match_port), 8);
-        assert_eq!(offset_of!(NatCfg, timeout_ns), 16);
-        assert_eq!(offset_of!(NatCfg, match_addr), 24);
-        assert_eq!(offset_of!(NatCfg, nat_addr), 40);
+        assert_eq!(offset_of!(NatCfg, port_lo), 2);
+        assert_eq!(offset_of!(NatCfg, nr_dnat), 6);
+        assert_eq!(offset_of!(NatCfg, timeout_ns), 8);
+        assert_eq!(offset_of!(NatCfg, snat_addr), 16);
         assert_eq!(offset_of!(NatVal, addr), 8);
         assert_eq!(offset_of!(NatVal, port), 24);
         assert_eq!(offset_of!(NatVal, rewrite_src), 26);
@@ -539,7 +630,7 @@ mod tests {
         assert_eq!(offset_of!(LbBackend, port), 16);
         assert_eq!(align_of::<GenCfg>(), 4);
         assert_eq!(align_of::<FnStats>(), 8);
-        assert_eq!(align_of::<FwRule>(), 2);
+        assert_eq!(align_of::<FwCfg>(), 8);
         assert_eq!(align_of::<MonSample>(), 8);
         assert_eq!(align_of::<RlCfg>(), 8);
     }

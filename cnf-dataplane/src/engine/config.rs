@@ -158,22 +158,28 @@ impl PortRange {
 }
 
 /// Which traffic enters the chain; everything else bypasses it untouched.
-/// All given criteria must match; an empty classifier matches every frame.
+/// All given criteria must match; within one list, any element may match (OR).
+/// An empty list matches anything; an empty classifier matches every frame.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClassifierConfig {
     /// IP family (4 or 6).
     pub family: Option<u8>,
     /// IP protocol number (6 = TCP, 17 = UDP, ...).
     pub protocol: Option<u8>,
-    /// Source prefix.
-    pub src: Option<IpCidr>,
-    /// Destination prefix.
-    pub dst: Option<IpCidr>,
-    /// TCP/UDP source ports.
-    pub src_ports: Option<PortRange>,
-    /// TCP/UDP destination ports.
-    pub dst_ports: Option<PortRange>,
+    /// Source prefixes, IPv4 and/or IPv6 (at most [`MAX_CLASSIFIER_CIDRS`]).
+    pub src: Vec<IpCidr>,
+    /// Destination prefixes, IPv4 and/or IPv6 (at most [`MAX_CLASSIFIER_CIDRS`]).
+    pub dst: Vec<IpCidr>,
+    /// TCP/UDP source port ranges (at most [`MAX_CLASSIFIER_PORTS`]).
+    pub src_ports: Vec<PortRange>,
+    /// TCP/UDP destination port ranges (at most [`MAX_CLASSIFIER_PORTS`]).
+    pub dst_ports: Vec<PortRange>,
 }
+
+/// Most prefixes per classifier address field.
+pub const MAX_CLASSIFIER_CIDRS: usize = 64;
+/// Most port ranges per classifier port field.
+pub const MAX_CLASSIFIER_PORTS: usize = super::abi::CLS_MAX_PORTS;
 
 /// Firewall verdict.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -207,7 +213,7 @@ pub struct FirewallRule {
 /// Firewall function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FirewallConfig {
-    /// Ordered rules (at most 64).
+    /// Ordered rules (at most [`super::abi::FW_MAX_RULES`]).
     pub rules: Vec<FirewallRule>,
     /// Verdict when no rule matches.
     pub default_action: Action,
@@ -258,11 +264,25 @@ pub struct ForwarderConfig {
     pub decrement_ttl: bool,
 }
 
+/// How the monitor splits its counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CountBy {
+    /// Fixed classes: TCP, UDP, ICMP, other v4/v6, fragments, non-IP, malformed.
+    #[default]
+    Protocol,
+    /// One counter pair per TCP/UDP destination port (other packets: port 0).
+    DestinationPort,
+    /// One counter pair per DSCP value (non-IP: 0).
+    Dscp,
+}
+
 /// Monitor function.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MonitorConfig {
     /// Emit metadata of 1 in N packets (per CPU) to the ring buffer; 0 = none.
     pub sample_rate: u32,
+    /// Counter classes.
+    pub count_by: CountBy,
 }
 
 /// What a rate-limiter bucket is keyed by.
@@ -286,26 +306,29 @@ pub struct RateLimiterConfig {
     pub packets_per_sec: Option<u64>,
     /// Packet burst (bucket depth); at least 1 when the packet rate is set.
     pub burst_packets: u64,
-    /// Bytes per second.
-    pub bytes_per_sec: Option<u64>,
-    /// Byte burst; at least one maximum-size packet when the byte rate is set.
+    /// Bits per second (counting the frame as seen by the hook).
+    pub bits_per_sec: Option<u64>,
+    /// Byte burst (bucket depth in bytes); at least 64 when the bit rate is set.
     pub burst_bytes: u64,
 }
 
 /// Address translation rule of a NAT function (TCP and UDP).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NatRule {
-    /// Flows from `match_src` leave as `to_addr` with a source port from `ports`.
+    /// Flows from any of `match_src` leave as `to_addr` with a source port from `ports`.
     Snat {
-        /// Sources to translate.
-        match_src: IpCidr,
-        /// Translated source address (same family).
+        /// Sources to translate (any of them, same family as `to_addr`); empty = every
+        /// flow of `to_addr`'s family.
+        match_src: Vec<IpCidr>,
+        /// Translated source address.
         to_addr: IpAddr,
         /// Pool of translated source ports.
         ports: PortRange,
     },
     /// Flows to `match_dst[:match_port]` are sent to `to_addr[:to_port]`.
     Dnat {
+        /// 6 (TCP) or 17 (UDP); `None` = both.
+        protocol: Option<u8>,
         /// Destination address to translate.
         match_dst: IpAddr,
         /// Destination port to translate (`None` = any).
@@ -317,14 +340,20 @@ pub enum NatRule {
     },
 }
 
-/// NAT function: one rule plus connection tracking.
+/// NAT function: at most one SNAT rule plus any number of static DNAT mappings
+/// (at most [`MAX_DNAT`]), with connection tracking.  A new flow that matches
+/// a DNAT mapping is destination-translated (and not source-translated); any
+/// other new flow whose source matches the SNAT rule is source-translated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NatConfig {
-    /// The translation.
-    pub rule: NatRule,
+    /// The translations.
+    pub rules: Vec<NatRule>,
     /// Idle timeout of a translated flow.
     pub timeout: Duration,
 }
+
+/// Most DNAT mappings per NAT function.
+pub const MAX_DNAT: usize = 1024;
 
 /// One load-balancer backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -333,6 +362,8 @@ pub struct LbBackendConfig {
     pub addr: IpAddr,
     /// Backend port (`None` = the client's destination port).
     pub port: Option<u16>,
+    /// Relative share of new flows (1..=1000).
+    pub weight: u32,
 }
 
 /// L4 load balancer: DNAT from the VIP to a Maglev-chosen backend.
@@ -348,7 +379,14 @@ pub struct LbConfig {
     pub backends: Vec<LbBackendConfig>,
     /// Idle timeout after which a flow may be re-balanced.
     pub affinity_timeout: Duration,
+    /// Maglev lookup-table size: a prime of at most [`MAX_MAGLEV_TABLE`], larger than
+    /// the number of backends (the API asks for at least 65537).
+    pub table_size: u32,
 }
+
+/// Largest Maglev table one load balancer may use (the shared slot pool holds
+/// [`super::abi::LB_POOL`] slots for every live load-balancer instance).
+pub const MAX_MAGLEV_TABLE: u32 = 1_048_573;
 
 /// The kind-specific part of a function.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Loads an attach point, composes chains into maps with atomic generation switches, reads telemetry.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use aya::Ebpf;
 use aya::maps::lpm_trie::Key;
 use aya::maps::{
-    Array, DevMap, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, PerCpuValues,
-    ProgramArray, RingBuf,
+    Array, DevMap, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap,
+    PerCpuValues, ProgramArray, RingBuf,
 };
 use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
 use aya::programs::xdp::XdpLinkId;
@@ -17,16 +17,17 @@ use aya::programs::{ProgramFd, SchedClassifier, TestRun, TestRunOptions, Xdp, Xd
 use log::{debug, info};
 
 use super::abi::{
-    self, ChainStats, Classifier, CtKey, CtVal, FnStats, FwCfg, FwRule, FwdCfg, GenCfg,
-    InstanceCfg, LbBackend, LbCfg, Lpm4Data, Lpm6Data, MonCfg, MonCounter, MonSample, NatCfg,
-    NatKey, NatVal, RlCfg, RlKey, RlState, Slot,
+    self, ChainStats, Classifier, CtKey, CtVal, FnStats, FwBm, FwCfg, FwPortSeg, FwdCfg, GenCfg,
+    InstanceCfg, LbBackend, LbCfg, Lpm4Data, Lpm6Data, MonCfg, MonCounter, MonKey, MonSample,
+    NatCfg, NatDnatKey, NatDnatVal, NatKey, NatVal, PortRangeAbi, RlCfg, RlKey, RlState, Slot,
 };
 use super::config::{
-    ChainConfig, ClassifierConfig, ForwardMode, ForwarderConfig, FunctionConfig, FunctionKind,
-    IpCidr, LbConfig, NatConfig, NatRule, RateLimitKey, RateLimiterConfig,
+    ChainConfig, ClassifierConfig, CountBy, ForwardMode, ForwarderConfig, FunctionConfig,
+    FunctionKind, IpCidr, LbConfig, MAX_CLASSIFIER_CIDRS, MAX_DNAT, MAX_MAGLEV_TABLE, NatConfig,
+    NatRule, PortRange, RateLimitKey, RateLimiterConfig,
 };
 use super::error::{EngineError, Result};
-use super::firewall::{self, CompiledFirewall, PrefixBitmaps};
+use super::firewall::{self, CompiledFirewall};
 use super::maglev;
 use super::objects;
 use super::testrun::TestRunner;
@@ -133,6 +134,14 @@ struct FwKeys {
     v6: Vec<(u32, Lpm6Data, bool)>,
 }
 
+/// Prefixes of one classifier generation or one NAT instance's SNAT rule,
+/// as written into their LPM tries (`bool` = destination trie).
+#[derive(Clone, Debug, Default)]
+struct PrefixKeys {
+    v4: Vec<(u32, Lpm4Data, bool)>,
+    v6: Vec<(u32, Lpm6Data, bool)>,
+}
+
 struct Maps {
     active_gen: Array<MapData, u32>,
     gen_cfg: Array<MapData, GenCfg>,
@@ -142,12 +151,15 @@ struct Maps {
     stats: PerCpuArray<MapData, FnStats>,
     chain_stats: PerCpuArray<MapData, ChainStats>,
     fw_cfg: Array<MapData, FwCfg>,
-    fw_rules: Array<MapData, FwRule>,
+    fw_actions: Array<MapData, u32>,
     fw_hits: PerCpuArray<MapData, u64>,
-    fw_src4: LpmTrie<MapData, Lpm4Data, u64>,
-    fw_dst4: LpmTrie<MapData, Lpm4Data, u64>,
-    fw_src6: LpmTrie<MapData, Lpm6Data, u64>,
-    fw_dst6: LpmTrie<MapData, Lpm6Data, u64>,
+    fw_words: Array<MapData, u64>,
+    fw_proto: Array<MapData, FwBm>,
+    fw_ports: Array<MapData, FwPortSeg>,
+    fw_src4: LpmTrie<MapData, Lpm4Data, FwBm>,
+    fw_dst4: LpmTrie<MapData, Lpm4Data, FwBm>,
+    fw_src6: LpmTrie<MapData, Lpm6Data, FwBm>,
+    fw_dst6: LpmTrie<MapData, Lpm6Data, FwBm>,
     ct: BpfHashMap<MapData, CtKey, CtVal>,
     fwd_cfg: Array<MapData, FwdCfg>,
     devmap: Option<DevMap<MapData>>,
@@ -161,6 +173,14 @@ struct Maps {
     lb_cfg: Array<MapData, LbCfg>,
     lb_backends: Array<MapData, LbBackend>,
     lb_maglev: Array<MapData, u32>,
+    cls_src4: LpmTrie<MapData, Lpm4Data, u32>,
+    cls_dst4: LpmTrie<MapData, Lpm4Data, u32>,
+    cls_src6: LpmTrie<MapData, Lpm6Data, u32>,
+    cls_dst6: LpmTrie<MapData, Lpm6Data, u32>,
+    mon_keyed: PerCpuHashMap<MapData, MonKey, MonCounter>,
+    nat_dnat: BpfHashMap<MapData, NatDnatKey, NatDnatVal>,
+    nat_src4: LpmTrie<MapData, Lpm4Data, u32>,
+    nat_src6: LpmTrie<MapData, Lpm6Data, u32>,
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
@@ -184,8 +204,11 @@ impl Maps {
             stats: take(ebpf, "vnf_stats")?,
             chain_stats: take(ebpf, "vnf_chain_stats")?,
             fw_cfg: take(ebpf, "vnf_fw_cfg")?,
-            fw_rules: take(ebpf, "vnf_fw_rules")?,
+            fw_actions: take(ebpf, "vnf_fw_actions")?,
             fw_hits: take(ebpf, "vnf_fw_hits")?,
+            fw_words: take(ebpf, "vnf_fw_words")?,
+            fw_proto: take(ebpf, "vnf_fw_proto")?,
+            fw_ports: take(ebpf, "vnf_fw_ports")?,
             fw_src4: take(ebpf, "vnf_fw_src4")?,
             fw_dst4: take(ebpf, "vnf_fw_dst4")?,
             fw_src6: take(ebpf, "vnf_fw_src6")?,
@@ -206,6 +229,14 @@ impl Maps {
             lb_cfg: take(ebpf, "vnf_lb_cfg")?,
             lb_backends: take(ebpf, "vnf_lb_backends")?,
             lb_maglev: take(ebpf, "vnf_lb_maglev")?,
+            cls_src4: take(ebpf, "vnf_cls_src4")?,
+            cls_dst4: take(ebpf, "vnf_cls_dst4")?,
+            cls_src6: take(ebpf, "vnf_cls_src6")?,
+            cls_dst6: take(ebpf, "vnf_cls_dst6")?,
+            mon_keyed: take(ebpf, "vnf_mon_keyed")?,
+            nat_dnat: take(ebpf, "vnf_nat_dnat")?,
+            nat_src4: take(ebpf, "vnf_nat_src4")?,
+            nat_src6: take(ebpf, "vnf_nat_src6")?,
         })
     }
 }
@@ -230,6 +261,16 @@ pub struct Engine {
     live: HashMap<u32, u32>,
     free_ids: BTreeSet<u32>,
     fw_keys: HashMap<u32, FwKeys>,
+    /// Rule priorities of each firewall instance, in evaluation order.
+    fw_priorities: HashMap<u32, Vec<u32>>,
+    /// Pool regions (offset, length) of each firewall instance: rules, words, port segments.
+    fw_regions: HashMap<u32, [(u32, u32); 3]>,
+    /// Classifier prefixes written for each generation.
+    cls_keys: [PrefixKeys; 2],
+    /// SNAT prefixes and DNAT keys written for each NAT instance.
+    nat_keys: HashMap<u32, (PrefixKeys, Vec<NatDnatKey>)>,
+    /// Maglev pool region (offset, size) of each load-balancer instance.
+    lb_regions: HashMap<u32, (u32, u32)>,
     last_flip: Option<Instant>,
     /// Attachments, by interface name.
     links: Vec<(String, Link)>,
@@ -245,60 +286,85 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn cidr_fields(c: &IpCidr) -> (u8, [u8; 16]) {
-    (c.prefix_len(), c.masked_bytes())
+fn port_ranges(list: &[PortRange], what: &str) -> Result<(u8, [PortRangeAbi; abi::CLS_MAX_PORTS])> {
+    let mut out = [PortRangeAbi::default(); abi::CLS_MAX_PORTS];
+    if list.len() > abi::CLS_MAX_PORTS {
+        return Err(EngineError::Config(format!(
+            "classifier has {} {what} port ranges, at most {} are supported",
+            list.len(),
+            abi::CLS_MAX_PORTS
+        )));
+    }
+    for (o, r) in out.iter_mut().zip(list) {
+        if r.lo > r.hi {
+            return Err(EngineError::Config(format!(
+                "classifier {what} port range {}-{} is empty",
+                r.lo, r.hi
+            )));
+        }
+        *o = PortRangeAbi { lo: r.lo, hi: r.hi };
+    }
+    Ok((list.len() as u8, out))
 }
 
-fn classifier_abi(c: &ClassifierConfig) -> Result<Classifier> {
+/// Encodes a classifier: the `vnf_gen_cfg` part and the prefixes for the
+/// generation's LPM tries (`bool` = destination).
+fn classifier_abi(c: &ClassifierConfig) -> Result<(Classifier, Vec<(IpCidr, bool)>)> {
     let mut out = Classifier::default();
-    let mut family = c.family;
-    for cidr in [c.src, c.dst].into_iter().flatten() {
-        match family {
-            Some(f) if f != cidr.family() => {
-                return Err(EngineError::Config(format!(
-                    "classifier prefix {cidr} does not match IP family {f}"
-                )));
-            }
-            _ => family = Some(cidr.family()),
-        }
-    }
-    if let Some(f) = family {
+    if let Some(f) = c.family {
         if f != 4 && f != 6 {
             return Err(EngineError::Config(format!(
                 "IP family must be 4 or 6, got {f}"
             )));
         }
+        if let Some(cidr) = c.src.iter().chain(&c.dst).find(|x| x.family() != f) {
+            return Err(EngineError::Config(format!(
+                "classifier prefix {cidr} does not match IP family {f}"
+            )));
+        }
         out.fields |= abi::cls::FAMILY;
         out.family = f;
+    }
+    for (list, what) in [(&c.src, "source"), (&c.dst, "destination")] {
+        if list.len() > MAX_CLASSIFIER_CIDRS {
+            return Err(EngineError::Config(format!(
+                "classifier has {} {what} prefixes, at most {MAX_CLASSIFIER_CIDRS} are supported",
+                list.len()
+            )));
+        }
     }
     if let Some(p) = c.protocol {
         out.fields |= abi::cls::PROTO;
         out.proto = p;
     }
-    if let Some(src) = &c.src {
+    if !c.src.is_empty() {
         out.fields |= abi::cls::SRC;
-        (out.src_plen, out.src) = cidr_fields(src);
     }
-    if let Some(dst) = &c.dst {
+    if !c.dst.is_empty() {
         out.fields |= abi::cls::DST;
-        (out.dst_plen, out.dst) = cidr_fields(dst);
     }
-    if let Some(r) = c.src_ports {
+    if !c.src_ports.is_empty() {
         out.fields |= abi::cls::SPORT;
-        (out.sport_lo, out.sport_hi) = (r.lo, r.hi);
+        (out.nr_sports, out.sports) = port_ranges(&c.src_ports, "source")?;
     }
-    if let Some(r) = c.dst_ports {
+    if !c.dst_ports.is_empty() {
         out.fields |= abi::cls::DPORT;
-        (out.dport_lo, out.dport_hi) = (r.lo, r.hi);
+        (out.nr_dports, out.dports) = port_ranges(&c.dst_ports, "destination")?;
     }
-    if (c.src_ports.is_some() || c.dst_ports.is_some())
+    if (!c.src_ports.is_empty() || !c.dst_ports.is_empty())
         && !matches!(c.protocol, None | Some(6) | Some(17))
     {
         return Err(EngineError::Config(
             "classifier port ranges need protocol TCP (6) or UDP (17)".into(),
         ));
     }
-    Ok(out)
+    let prefixes = c
+        .src
+        .iter()
+        .map(|p| (*p, false))
+        .chain(c.dst.iter().map(|p| (*p, true)))
+        .collect();
+    Ok((out, prefixes))
 }
 
 fn forwarder_abi(c: &ForwarderConfig) -> Result<FwdCfg> {
@@ -332,8 +398,8 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 
 fn ratelimit_abi(c: &RateLimiterConfig) -> Result<RlCfg> {
     let bad = |m: &str| Err(EngineError::Config(format!("rate limiter: {m}")));
-    if c.packets_per_sec.is_none() && c.bytes_per_sec.is_none() {
-        return bad("set packets_per_sec and/or bytes_per_sec");
+    if c.packets_per_sec.is_none() && c.bits_per_sec.is_none() {
+        return bad("set packets_per_sec and/or bits_per_sec");
     }
     let mut out = RlCfg {
         key_mode: match c.key {
@@ -356,86 +422,144 @@ fn ratelimit_abi(c: &RateLimiterConfig) -> Result<RlCfg> {
             .checked_mul(NS_PER_SEC / pps)
             .ok_or_else(|| EngineError::Config("rate limiter: packet burst too large".into()))?;
     }
-    if let Some(bps) = c.bytes_per_sec {
+    if let Some(bps) = c.bits_per_sec {
         if bps == 0 {
-            return bad("bytes_per_sec must be positive");
+            return bad("bits_per_sec must be positive");
         }
         if c.burst_bytes < 64 {
             return bad("burst_bytes must be at least 64");
         }
         out.bps = bps;
-        let tau = u128::from(c.burst_bytes) * u128::from(NS_PER_SEC) / u128::from(bps);
+        let tau = u128::from(c.burst_bytes) * 8 * u128::from(NS_PER_SEC) / u128::from(bps);
         out.byte_tau_ns = u64::try_from(tau)
             .map_err(|_| EngineError::Config("rate limiter: byte burst too large".into()))?;
     }
     Ok(out)
 }
 
-fn nat_abi(c: &NatConfig) -> Result<NatCfg> {
+/// Validated NAT state: config, SNAT source prefixes, DNAT mappings.
+struct PreparedNat {
+    cfg: NatCfg,
+    snat_src: Vec<IpCidr>,
+    dnat: Vec<(NatDnatKey, NatDnatVal)>,
+}
+
+fn nat_abi(c: &NatConfig) -> Result<PreparedNat> {
     let same_family = |a: IpAddr, b: IpAddr| a.is_ipv4() == b.is_ipv4();
-    let mut out = NatCfg {
-        timeout_ns: u64::try_from(c.timeout.as_nanos()).unwrap_or(u64::MAX),
-        ..Default::default()
+    let family = |a: IpAddr| if a.is_ipv4() { 4 } else { 6 };
+    let mut out = PreparedNat {
+        cfg: NatCfg {
+            timeout_ns: u64::try_from(c.timeout.as_nanos()).unwrap_or(u64::MAX),
+            ..Default::default()
+        },
+        snat_src: Vec::new(),
+        dnat: Vec::new(),
     };
-    match &c.rule {
-        NatRule::Snat {
-            match_src,
-            to_addr,
-            ports,
-        } => {
-            if !same_family(match_src.addr(), *to_addr) {
-                return Err(EngineError::Config(format!(
-                    "SNAT {match_src} -> {to_addr}: address families differ"
-                )));
+    if c.rules.is_empty() {
+        return Err(EngineError::Config("NAT needs at least one rule".into()));
+    }
+    for rule in &c.rules {
+        match rule {
+            NatRule::Snat {
+                match_src,
+                to_addr,
+                ports,
+            } => {
+                if out.cfg.flags & abi::nat::F_SNAT != 0 {
+                    return Err(EngineError::Config(
+                        "NAT supports one SNAT rule per function".into(),
+                    ));
+                }
+                if let Some(m) = match_src.iter().find(|m| !same_family(m.addr(), *to_addr)) {
+                    return Err(EngineError::Config(format!(
+                        "SNAT {m} -> {to_addr}: address families differ"
+                    )));
+                }
+                if match_src.len() > MAX_CLASSIFIER_CIDRS {
+                    return Err(EngineError::Config(format!(
+                        "SNAT has {} source prefixes, at most {MAX_CLASSIFIER_CIDRS} are supported",
+                        match_src.len()
+                    )));
+                }
+                if ports.lo == 0 || ports.lo > ports.hi {
+                    return Err(EngineError::Config(
+                        "SNAT port pool must be a non-empty range without port 0".into(),
+                    ));
+                }
+                out.cfg.flags |= abi::nat::F_SNAT;
+                if match_src.is_empty() {
+                    out.cfg.flags |= abi::nat::F_SNAT_ANY;
+                }
+                out.cfg.snat_family = family(*to_addr);
+                out.cfg.snat_addr = Engine::addr_bytes(*to_addr);
+                (out.cfg.port_lo, out.cfg.port_hi) = (ports.lo, ports.hi);
+                out.snat_src.clone_from(match_src);
             }
-            if ports.lo == 0 {
-                return Err(EngineError::Config(
-                    "SNAT port pool must not include port 0".into(),
+            NatRule::Dnat {
+                protocol,
+                match_dst,
+                match_port,
+                to_addr,
+                to_port,
+            } => {
+                if !same_family(*match_dst, *to_addr) {
+                    return Err(EngineError::Config(format!(
+                        "DNAT {match_dst} -> {to_addr}: address families differ"
+                    )));
+                }
+                if *match_port == Some(0) || *to_port == Some(0) {
+                    return Err(EngineError::Config("DNAT ports must be non-zero".into()));
+                }
+                if !matches!(protocol, None | Some(6) | Some(17)) {
+                    return Err(EngineError::Config(
+                        "DNAT protocol must be TCP (6) or UDP (17)".into(),
+                    ));
+                }
+                let key = NatDnatKey {
+                    instance: 0,
+                    proto: protocol.unwrap_or(0),
+                    family: family(*match_dst),
+                    port: match_port.unwrap_or(0),
+                    addr: Engine::addr_bytes(*match_dst),
+                };
+                if out.dnat.iter().any(|(k, _)| *k == key) {
+                    return Err(EngineError::Config(format!(
+                        "two DNAT mappings for {match_dst} port {} protocol {}",
+                        key.port, key.proto
+                    )));
+                }
+                out.dnat.push((
+                    key,
+                    NatDnatVal {
+                        addr: Engine::addr_bytes(*to_addr),
+                        port: to_port.unwrap_or(0),
+                        _pad: [0; 2],
+                    },
                 ));
             }
-            out.mode = abi::nat::SNAT;
-            out.family = match_src.family();
-            out.match_plen = match_src.prefix_len();
-            out.match_addr = match_src.masked_bytes();
-            out.nat_addr = Engine::addr_bytes(*to_addr);
-            (out.port_lo, out.port_hi) = (ports.lo, ports.hi);
-        }
-        NatRule::Dnat {
-            match_dst,
-            match_port,
-            to_addr,
-            to_port,
-        } => {
-            if !same_family(*match_dst, *to_addr) {
-                return Err(EngineError::Config(format!(
-                    "DNAT {match_dst} -> {to_addr}: address families differ"
-                )));
-            }
-            if *match_port == Some(0) || *to_port == Some(0) {
-                return Err(EngineError::Config("DNAT ports must be non-zero".into()));
-            }
-            out.mode = abi::nat::DNAT;
-            out.family = if match_dst.is_ipv4() { 4 } else { 6 };
-            out.match_addr = Engine::addr_bytes(*match_dst);
-            out.nat_addr = Engine::addr_bytes(*to_addr);
-            out.match_port = match_port.unwrap_or(0);
-            out.port_lo = to_port.unwrap_or(0);
         }
     }
+    if out.dnat.len() > MAX_DNAT {
+        return Err(EngineError::Config(format!(
+            "NAT has {} DNAT mappings, at most {MAX_DNAT} are supported",
+            out.dnat.len()
+        )));
+    }
+    out.cfg.nr_dnat = out.dnat.len() as u16;
     Ok(out)
 }
 
 /// Per-kind, validated map values of one function.
 enum Prepared {
-    Firewall(CompiledFirewall),
+    Firewall(Box<CompiledFirewall>),
     Forwarder(FwdCfg),
     Monitor(MonCfg),
     RateLimiter(RlCfg),
-    Nat(NatCfg),
+    Nat(PreparedNat),
     Lb(PreparedLb),
 }
 
-/// Validated load-balancer state: config, backends, Maglev table.
+/// Validated load-balancer state: config (without its pool region), backends, Maglev table.
 struct PreparedLb {
     cfg: LbCfg,
     backends: Vec<LbBackend>,
@@ -460,6 +584,12 @@ fn lb_abi(c: &LbConfig) -> Result<PreparedLb> {
             "load balancer port must be non-zero".into(),
         ));
     }
+    if c.table_size > MAX_MAGLEV_TABLE || !maglev::is_prime(c.table_size) {
+        return Err(EngineError::Config(format!(
+            "Maglev table size {} must be a prime of at most {MAX_MAGLEV_TABLE}",
+            c.table_size
+        )));
+    }
     let mut backends = Vec::with_capacity(c.backends.len());
     let mut ids = Vec::with_capacity(c.backends.len());
     for b in &c.backends {
@@ -475,6 +605,12 @@ fn lb_abi(c: &LbConfig) -> Result<PreparedLb> {
                 b.addr
             )));
         }
+        if b.weight == 0 {
+            return Err(EngineError::Config(format!(
+                "backend {}: weight must be positive",
+                b.addr
+            )));
+        }
         let addr = Engine::addr_bytes(b.addr);
         let port = b.port.unwrap_or(0);
         let mut id = addr.to_vec();
@@ -486,7 +622,8 @@ fn lb_abi(c: &LbConfig) -> Result<PreparedLb> {
             _pad: [0; 2],
         });
     }
-    let table = maglev::populate(&ids, abi::LB_TABLE as usize)?;
+    let weights: Vec<u32> = c.backends.iter().map(|b| b.weight).collect();
+    let table = maglev::populate_weighted(&ids, &weights, c.table_size as usize)?;
     Ok(PreparedLb {
         cfg: LbCfg {
             family: if c.vip.is_ipv4() { 4 } else { 6 },
@@ -495,6 +632,8 @@ fn lb_abi(c: &LbConfig) -> Result<PreparedLb> {
             nr_backends: backends.len() as u32,
             affinity_timeout_ns: u64::try_from(c.affinity_timeout.as_nanos()).unwrap_or(u64::MAX),
             vip: Engine::addr_bytes(c.vip),
+            table_off: 0,
+            table_size: c.table_size,
         },
         backends,
         table,
@@ -503,11 +642,16 @@ fn lb_abi(c: &LbConfig) -> Result<PreparedLb> {
 
 fn prepare(f: &FunctionConfig) -> Result<Prepared> {
     Ok(match &f.kind {
-        FunctionKind::Firewall(c) => Prepared::Firewall(firewall::compile(c)?),
+        FunctionKind::Firewall(c) => Prepared::Firewall(Box::new(firewall::compile(c)?)),
         FunctionKind::Forwarder(c) => Prepared::Forwarder(forwarder_abi(c)?),
         FunctionKind::Monitor(c) => Prepared::Monitor(MonCfg {
             sample_rate: c.sample_rate,
-            _pad: 0,
+            count_by: match c.count_by {
+                CountBy::Protocol => abi::mon_by::CLASS,
+                CountBy::DestinationPort => abi::mon_by::DPORT,
+                CountBy::Dscp => abi::mon_by::DSCP,
+            },
+            _pad: [0; 3],
         }),
         FunctionKind::RateLimiter(c) => Prepared::RateLimiter(ratelimit_abi(c)?),
         FunctionKind::Nat(c) => Prepared::Nat(nat_abi(c)?),
@@ -585,6 +729,11 @@ impl Engine {
             live: HashMap::new(),
             free_ids: (1..abi::MAX_INSTANCES).collect(),
             fw_keys: HashMap::new(),
+            fw_priorities: HashMap::new(),
+            fw_regions: HashMap::new(),
+            cls_keys: Default::default(),
+            nat_keys: HashMap::new(),
+            lb_regions: HashMap::new(),
             last_flip: None,
             links: Vec::new(),
         })
@@ -616,7 +765,7 @@ impl Engine {
             )));
         }
         // validate everything before touching a map
-        let cls = classifier_abi(&chain.classifier)?;
+        let (cls, cls_prefixes) = classifier_abi(&chain.classifier)?;
         let prepared = chain
             .functions
             .iter()
@@ -637,6 +786,7 @@ impl Engine {
         if self.free_ids.len() < prepared.len() {
             return Err(EngineError::NoInstanceIds(abi::MAX_INSTANCES - 1));
         }
+        self.write_classifier_prefixes(target, &cls_prefixes)?;
 
         let mut instances = Vec::with_capacity(prepared.len());
         for (pos, (f, p)) in chain.functions.iter().zip(&prepared).enumerate() {
@@ -762,86 +912,267 @@ impl Engine {
                 .rl_cfg
                 .set(inst, cfg, 0)
                 .map_err(EngineError::map("vnf_rl_cfg")),
-            Prepared::Nat(cfg) => self
-                .maps
-                .nat_cfg
-                .set(inst, cfg, 0)
-                .map_err(EngineError::map("vnf_nat_cfg")),
+            Prepared::Nat(nat) => self.write_nat(inst, nat),
             Prepared::Lb(lb) => self.write_lb(inst, lb),
         }
     }
 
-    fn write_firewall(&mut self, inst: u32, fw: &CompiledFirewall) -> Result<()> {
-        let base = inst * abi::FW_MAX_RULES;
-        for i in 0..abi::FW_MAX_RULES {
-            let rule = fw.rules.get(i as usize).copied().unwrap_or_default();
+    /// Replaces the classifier prefixes of generation `generation` (which is inactive).
+    fn write_classifier_prefixes(
+        &mut self,
+        generation: u32,
+        list: &[(IpCidr, bool)],
+    ) -> Result<()> {
+        let g = (generation & 1) as usize;
+        let old = std::mem::take(&mut self.cls_keys[g]);
+        for (plen, data, dst) in old.v4 {
+            let trie = if dst {
+                &mut self.maps.cls_dst4
+            } else {
+                &mut self.maps.cls_src4
+            };
+            ignore_missing(trie.remove(&Key::new(plen, data)), "vnf_cls_lpm4")?;
+        }
+        for (plen, data, dst) in old.v6 {
+            let trie = if dst {
+                &mut self.maps.cls_dst6
+            } else {
+                &mut self.maps.cls_src6
+            };
+            ignore_missing(trie.remove(&Key::new(plen, data)), "vnf_cls_lpm6")?;
+        }
+        let mut keys = PrefixKeys::default();
+        for (c, dst) in list {
+            if c.family() == 4 {
+                let (plen, data) = lpm4(generation, c);
+                let trie = if *dst {
+                    &mut self.maps.cls_dst4
+                } else {
+                    &mut self.maps.cls_src4
+                };
+                trie.insert(&Key::new(plen, data), 1, 0)
+                    .map_err(EngineError::map("vnf_cls_lpm4"))?;
+                keys.v4.push((plen, data, *dst));
+            } else {
+                let (plen, data) = lpm6(generation, c);
+                let trie = if *dst {
+                    &mut self.maps.cls_dst6
+                } else {
+                    &mut self.maps.cls_src6
+                };
+                trie.insert(&Key::new(plen, data), 1, 0)
+                    .map_err(EngineError::map("vnf_cls_lpm6"))?;
+                keys.v6.push((plen, data, *dst));
+            }
+        }
+        self.cls_keys[g] = keys;
+        Ok(())
+    }
+
+    /// Writes SNAT prefixes and DNAT mappings, then the config.
+    fn write_nat(&mut self, inst: u32, nat: &PreparedNat) -> Result<()> {
+        let mut prefixes = PrefixKeys::default();
+        let mut dnat_keys = Vec::with_capacity(nat.dnat.len());
+        // record before inserting so a failure half-way is still cleaned up on release
+        self.nat_keys
+            .insert(inst, (PrefixKeys::default(), Vec::new()));
+        for c in &nat.snat_src {
+            if c.family() == 4 {
+                let (plen, data) = lpm4(inst, c);
+                self.maps
+                    .nat_src4
+                    .insert(&Key::new(plen, data), 1, 0)
+                    .map_err(EngineError::map("vnf_nat_src4"))?;
+                prefixes.v4.push((plen, data, false));
+            } else {
+                let (plen, data) = lpm6(inst, c);
+                self.maps
+                    .nat_src6
+                    .insert(&Key::new(plen, data), 1, 0)
+                    .map_err(EngineError::map("vnf_nat_src6"))?;
+                prefixes.v6.push((plen, data, false));
+            }
+            if let Some(e) = self.nat_keys.get_mut(&inst) {
+                e.0 = prefixes.clone();
+            }
+        }
+        for (k, v) in &nat.dnat {
+            let key = NatDnatKey {
+                instance: inst,
+                ..*k
+            };
             self.maps
-                .fw_rules
-                .set(base + i, rule, 0)
-                .map_err(EngineError::map("vnf_fw_rules"))?;
+                .nat_dnat
+                .insert(key, v, 0)
+                .map_err(EngineError::map("vnf_nat_dnat"))?;
+            dnat_keys.push(key);
+            if let Some(e) = self.nat_keys.get_mut(&inst) {
+                e.1.clone_from(&dnat_keys);
+            }
+        }
+        self.maps
+            .nat_cfg
+            .set(inst, nat.cfg, 0)
+            .map_err(EngineError::map("vnf_nat_cfg"))
+    }
+
+    /// Removes the SNAT prefixes and DNAT mappings of a NAT instance.
+    fn clear_nat(&mut self, inst: u32) -> Result<()> {
+        let Some((prefixes, dnat)) = self.nat_keys.remove(&inst) else {
+            return Ok(());
+        };
+        for (plen, data, _) in prefixes.v4 {
+            ignore_missing(
+                self.maps.nat_src4.remove(&Key::new(plen, data)),
+                "vnf_nat_src4",
+            )?;
+        }
+        for (plen, data, _) in prefixes.v6 {
+            ignore_missing(
+                self.maps.nat_src6.remove(&Key::new(plen, data)),
+                "vnf_nat_src6",
+            )?;
+        }
+        for k in dnat {
+            ignore_missing(self.maps.nat_dnat.remove(&k), "vnf_nat_dnat")?;
+        }
+        Ok(())
+    }
+
+    /// First-fit region of `size` slots in the Maglev pool, not overlapping any live table.
+    fn lb_alloc(&self, size: u32) -> Result<u32> {
+        let mut used: Vec<(u32, u32)> = self.lb_regions.values().copied().collect();
+        used.sort_unstable();
+        let mut start = 0u32;
+        for (off, len) in used {
+            if off.saturating_sub(start) >= size {
+                return Ok(start);
+            }
+            start = start.max(off + len);
+        }
+        if abi::LB_POOL - start >= size {
+            return Ok(start);
+        }
+        Err(EngineError::Config(format!(
+            "no room for a Maglev table of {size} slots: the pool of {} slots is taken by {} live tables",
+            abi::LB_POOL,
+            self.lb_regions.len()
+        )))
+    }
+
+    /// Writes the rules, bitmaps and port segments of a firewall instance into
+    /// fresh pool regions, then its protocol and prefix entries, then the
+    /// config; frees the previous regions and removes stale prefixes last.
+    fn write_firewall(&mut self, inst: u32, fw: &CompiledFirewall) -> Result<()> {
+        let n = fw.actions.len() as u32;
+        let nports = (fw.sports.len() + fw.dports.len()) as u32;
+        let rule_off = self.fw_alloc(0, n, abi::FW_RULE_POOL, "rule")?;
+        let word_off = self.fw_alloc(1, fw.words.len() as u32, abi::FW_WORD_POOL, "bitmap word")?;
+        let port_off = self.fw_alloc(2, nports, abi::FW_PORT_POOL, "port segment")?;
+        let rebase = |bm: &FwBm| FwBm {
+            word_off: bm.word_off + word_off,
+            ..*bm
+        };
+        for (i, a) in fw.actions.iter().enumerate() {
+            let idx = rule_off + i as u32;
+            self.maps
+                .fw_actions
+                .set(idx, a, 0)
+                .map_err(EngineError::map("vnf_fw_actions"))?;
+            self.maps
+                .fw_hits
+                .set(idx, PerCpuValues::try_from(vec![0u64; self.nr_cpus])?, 0)
+                .map_err(EngineError::map("vnf_fw_hits"))?;
+        }
+        for (i, w) in fw.words.iter().enumerate() {
+            self.maps
+                .fw_words
+                .set(word_off + i as u32, w, 0)
+                .map_err(EngineError::map("vnf_fw_words"))?;
+        }
+        for (i, seg) in fw.sports.iter().chain(&fw.dports).enumerate() {
+            let seg = FwPortSeg {
+                bm: rebase(&seg.bm),
+                ..*seg
+            };
+            self.maps
+                .fw_ports
+                .set(port_off + i as u32, seg, 0)
+                .map_err(EngineError::map("vnf_fw_ports"))?;
+        }
+        for (p, bm) in fw.proto.iter().enumerate() {
+            self.maps
+                .fw_proto
+                .set(inst * 256 + p as u32, rebase(bm), 0)
+                .map_err(EngineError::map("vnf_fw_proto"))?;
         }
         let mut keys = FwKeys::default();
-        let put4 = |trie: &mut LpmTrie<MapData, Lpm4Data, u64>,
-                    list: &PrefixBitmaps,
-                    dst: bool,
-                    keys: &mut FwKeys,
-                    name|
-         -> Result<()> {
-            for (c, bits) in list {
+        for (list, dst, name) in [
+            (&fw.src4, false, "vnf_fw_src4"),
+            (&fw.dst4, true, "vnf_fw_dst4"),
+        ] {
+            let trie = if dst {
+                &mut self.maps.fw_dst4
+            } else {
+                &mut self.maps.fw_src4
+            };
+            for (c, bm) in list {
                 let (plen, data) = lpm4(inst, c);
-                trie.insert(&Key::new(plen, data), bits, 0)
+                trie.insert(&Key::new(plen, data), rebase(bm), 0)
                     .map_err(EngineError::map(name))?;
                 keys.v4.push((plen, data, dst));
             }
-            Ok(())
-        };
-        put4(
-            &mut self.maps.fw_src4,
-            &fw.src4,
-            false,
-            &mut keys,
-            "vnf_fw_src4",
-        )?;
-        put4(
-            &mut self.maps.fw_dst4,
-            &fw.dst4,
-            true,
-            &mut keys,
-            "vnf_fw_dst4",
-        )?;
-        let put6 = |trie: &mut LpmTrie<MapData, Lpm6Data, u64>,
-                    list: &PrefixBitmaps,
-                    dst: bool,
-                    keys: &mut FwKeys,
-                    name|
-         -> Result<()> {
-            for (c, bits) in list {
+        }
+        for (list, dst, name) in [
+            (&fw.src6, false, "vnf_fw_src6"),
+            (&fw.dst6, true, "vnf_fw_dst6"),
+        ] {
+            let trie = if dst {
+                &mut self.maps.fw_dst6
+            } else {
+                &mut self.maps.fw_src6
+            };
+            for (c, bm) in list {
                 let (plen, data) = lpm6(inst, c);
-                trie.insert(&Key::new(plen, data), bits, 0)
+                trie.insert(&Key::new(plen, data), rebase(bm), 0)
                     .map_err(EngineError::map(name))?;
                 keys.v6.push((plen, data, dst));
             }
-            Ok(())
+        }
+        let cfg = FwCfg {
+            rule_off,
+            sport_off: port_off + fw.cfg.sport_off,
+            dport_off: port_off + fw.cfg.dport_off,
+            noport: rebase(&fw.cfg.noport),
+            ..fw.cfg
         };
-        put6(
-            &mut self.maps.fw_src6,
-            &fw.src6,
-            false,
-            &mut keys,
-            "vnf_fw_src6",
-        )?;
-        put6(
-            &mut self.maps.fw_dst6,
-            &fw.dst6,
-            true,
-            &mut keys,
-            "vnf_fw_dst6",
-        )?;
+        self.maps
+            .fw_cfg
+            .set(inst, cfg, 0)
+            .map_err(EngineError::map("vnf_fw_cfg"))?;
+        self.fw_regions.insert(
+            inst,
+            [
+                (rule_off, n),
+                (word_off, fw.words.len() as u32),
+                (port_off, nports),
+            ],
+        );
 
         // remove prefixes of the previous rule set that are not in the new one
         if let Some(old) = self.fw_keys.remove(&inst) {
+            let new4: HashSet<_> = keys
+                .v4
+                .iter()
+                .map(|(p, d, x)| (*p, d.addr, d.instance_be, *x))
+                .collect();
+            let new6: HashSet<_> = keys
+                .v6
+                .iter()
+                .map(|(p, d, x)| (*p, d.addr, d.instance_be, *x))
+                .collect();
             for (plen, data, dst) in old.v4 {
-                if !keys.v4.contains(&(plen, data, dst)) {
+                if !new4.contains(&(plen, data.addr, data.instance_be, dst)) {
                     let trie = if dst {
                         &mut self.maps.fw_dst4
                     } else {
@@ -851,7 +1182,7 @@ impl Engine {
                 }
             }
             for (plen, data, dst) in old.v6 {
-                if !keys.v6.contains(&(plen, data, dst)) {
+                if !new6.contains(&(plen, data.addr, data.instance_be, dst)) {
                     let trie = if dst {
                         &mut self.maps.fw_dst6
                     } else {
@@ -862,14 +1193,34 @@ impl Engine {
             }
         }
         self.fw_keys.insert(inst, keys);
-        self.maps
-            .fw_cfg
-            .set(inst, fw.cfg, 0)
-            .map_err(EngineError::map("vnf_fw_cfg"))
+        self.fw_priorities.insert(inst, fw.priorities.clone());
+        Ok(())
     }
 
-    /// Writes backends, then the Maglev table, then the config: every state
-    /// in between only maps table slots to valid backends.
+    /// First-fit region of `size` entries of firewall pool `which` (0 rules,
+    /// 1 words, 2 port segments) of `pool` entries, beside every live region.
+    fn fw_alloc(&self, which: usize, size: u32, pool: u32, what: &str) -> Result<u32> {
+        let mut used: Vec<(u32, u32)> = self.fw_regions.values().map(|r| r[which]).collect();
+        used.sort_unstable();
+        let mut start = 0u32;
+        for (off, len) in used {
+            if off.saturating_sub(start) >= size {
+                return Ok(start);
+            }
+            start = start.max(off + len);
+        }
+        if pool - start >= size {
+            return Ok(start);
+        }
+        Err(EngineError::Config(format!(
+            "no room for {size} firewall {what} entries: the pool of {pool} is taken by {} live firewalls",
+            self.fw_regions.len()
+        )))
+    }
+
+    /// Writes backends, then the Maglev table into a fresh pool region, then
+    /// the config, then frees the instance's previous region: every state in
+    /// between only maps table slots to valid backends.
     fn write_lb(&mut self, inst: u32, lb: &PreparedLb) -> Result<()> {
         let base = inst * abi::LB_MAX_BACKENDS;
         for (i, b) in lb.backends.iter().enumerate() {
@@ -878,22 +1229,31 @@ impl Engine {
                 .set(base + i as u32, b, 0)
                 .map_err(EngineError::map("vnf_lb_backends"))?;
         }
-        let tbase = inst * abi::LB_TABLE;
+        let size = lb.table.len() as u32;
+        let off = self.lb_alloc(size)?;
         for (slot, b) in lb.table.iter().enumerate() {
             self.maps
                 .lb_maglev
-                .set(tbase + slot as u32, b, 0)
+                .set(off + slot as u32, b, 0)
                 .map_err(EngineError::map("vnf_lb_maglev"))?;
         }
+        let cfg = LbCfg {
+            table_off: off,
+            table_size: size,
+            ..lb.cfg
+        };
         self.maps
             .lb_cfg
-            .set(inst, lb.cfg, 0)
-            .map_err(EngineError::map("vnf_lb_cfg"))
+            .set(inst, cfg, 0)
+            .map_err(EngineError::map("vnf_lb_cfg"))?;
+        self.lb_regions.insert(inst, (off, size));
+        Ok(())
     }
 
     /// Replaces the backends of a live load-balancer instance in place.
     /// Established flows keep their backend (affinity); new flows use the
-    /// new Maglev table.
+    /// new Maglev table.  The new table is written beside the old one and
+    /// switched to with one config update.
     pub fn update_load_balancer(&mut self, instance: u32, lb: &LbConfig) -> Result<()> {
         if self.live.get(&instance) != Some(&abi::kind::LB) {
             return Err(EngineError::UnknownInstance(instance));
@@ -903,8 +1263,10 @@ impl Engine {
     }
 
     /// Replaces the rules of a live firewall instance in place (map updates
-    /// only; packets see either the old or the new entry of each prefix).
-    /// Use [`Engine::apply`] for an atomic switch.
+    /// only, hit counters restart at zero).  Not atomic: while the update is
+    /// in flight a packet may combine dimension tables of the old and the new
+    /// rule set and get the verdict of neither; the word pool must hold both
+    /// rule sets for the moment.  Use [`Engine::apply`] for an atomic switch.
     pub fn update_firewall(
         &mut self,
         instance: u32,
@@ -927,16 +1289,6 @@ impl Engine {
                 0,
             )
             .map_err(EngineError::map("vnf_stats"))?;
-        for i in 0..abi::FW_MAX_RULES {
-            self.maps
-                .fw_hits
-                .set(
-                    inst * abi::FW_MAX_RULES + i,
-                    PerCpuValues::try_from(vec![0u64; n])?,
-                    0,
-                )
-                .map_err(EngineError::map("vnf_fw_hits"))?;
-        }
         for c in 0..abi::MON_CLASSES {
             self.maps
                 .mon_classes
@@ -957,6 +1309,20 @@ impl Engine {
             .instances
             .set(inst, InstanceCfg::default(), 0)
             .map_err(EngineError::map("vnf_instances"))?;
+        self.fw_priorities.remove(&inst);
+        self.fw_regions.remove(&inst);
+        self.lb_regions.remove(&inst);
+        self.clear_nat(inst)?;
+        let mon_keys: Vec<MonKey> = self
+            .maps
+            .mon_keyed
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.instance == inst)
+            .collect();
+        for k in mon_keys {
+            ignore_missing(self.maps.mon_keyed.remove(&k), "vnf_mon_keyed")?;
+        }
         if let Some(old) = self.fw_keys.remove(&inst) {
             for (plen, data, dst) in old.v4 {
                 let trie = if dst {
@@ -1050,21 +1416,58 @@ impl Engine {
 
     /// Hit counters of a firewall instance's rules, in priority order.
     pub fn firewall_rule_hits(&self, instance: u32) -> Result<Vec<u64>> {
-        let n = self
+        let cfg = self
             .maps
             .fw_cfg
             .get(&instance, 0)
-            .map_err(EngineError::map("vnf_fw_cfg"))?
-            .nr_rules;
-        (0..n.min(abi::FW_MAX_RULES))
+            .map_err(EngineError::map("vnf_fw_cfg"))?;
+        if self.live.get(&instance) != Some(&abi::kind::FIREWALL) {
+            return Err(EngineError::UnknownInstance(instance));
+        }
+        (0..cfg.nr_rules.min(abi::FW_MAX_RULES))
             .map(|i| {
                 self.maps
                     .fw_hits
-                    .get(&(instance * abi::FW_MAX_RULES + i), 0)
+                    .get(&(cfg.rule_off + i), 0)
                     .map(|v| v.iter().sum())
                     .map_err(EngineError::map("vnf_fw_hits"))
             })
             .collect()
+    }
+
+    /// Hit counters of a firewall instance summed per rule priority: every
+    /// engine rule compiled from one API rule carries that rule's index as
+    /// its priority, so this is the hit count of each API rule.
+    pub fn firewall_hits_by_priority(&self, instance: u32) -> Result<BTreeMap<u32, u64>> {
+        let hits = self.firewall_rule_hits(instance)?;
+        let prios = self
+            .fw_priorities
+            .get(&instance)
+            .ok_or(EngineError::UnknownInstance(instance))?;
+        let mut out = BTreeMap::new();
+        for (p, h) in prios.iter().zip(hits) {
+            *out.entry(*p).or_insert(0) += h;
+        }
+        Ok(out)
+    }
+
+    /// Keyed counters of a monitor counting by destination port or DSCP:
+    /// key -> counters summed over CPUs (keys `abi::mon_by::NO_PORT` /
+    /// `abi::mon_by::NO_DSCP` count packets without a port / non-IP frames).
+    pub fn monitor_keyed(&self, instance: u32) -> Result<BTreeMap<u32, MonCounter>> {
+        let mut out = BTreeMap::new();
+        for item in self.maps.mon_keyed.iter() {
+            let (k, per_cpu) = item.map_err(EngineError::map("vnf_mon_keyed"))?;
+            if k.instance != instance {
+                continue;
+            }
+            let e: &mut MonCounter = out.entry(k.value).or_default();
+            for v in per_cpu.iter() {
+                e.packets += v.packets;
+                e.bytes += v.bytes;
+            }
+        }
+        Ok(out)
     }
 
     /// Per-class counters of a monitor instance (index = `abi::mon::*`).
@@ -1321,26 +1724,39 @@ mod tests {
     fn classifier_encoding() {
         let c = ClassifierConfig {
             protocol: Some(17),
-            dst: Some("10.0.0.0/8".parse().expect("cidr")),
-            dst_ports: Some(PortRange::new(53, 53).expect("range")),
+            dst: vec![
+                "10.0.0.0/8".parse().expect("cidr"),
+                "2001:db8::/32".parse().expect("cidr"),
+            ],
+            dst_ports: vec![
+                PortRange::new(53, 53).expect("range"),
+                PortRange::new(5000, 5010).expect("range"),
+            ],
             ..Default::default()
         };
-        let a = classifier_abi(&c).expect("valid");
-        assert_eq!(
-            a.fields,
-            abi::cls::FAMILY | abi::cls::PROTO | abi::cls::DST | abi::cls::DPORT
-        );
-        assert_eq!((a.family, a.proto, a.dst_plen, a.dst[0]), (4, 17, 8, 10));
-        assert_eq!((a.dport_lo, a.dport_hi), (53, 53));
+        let (a, prefixes) = classifier_abi(&c).expect("valid");
+        assert_eq!(a.fields, abi::cls::PROTO | abi::cls::DST | abi::cls::DPORT);
+        assert_eq!((a.proto, a.nr_dports, a.nr_sports), (17, 2, 0));
+        assert_eq!((a.dports[0].lo, a.dports[0].hi), (53, 53));
+        assert_eq!((a.dports[1].lo, a.dports[1].hi), (5000, 5010));
+        assert_eq!(prefixes.len(), 2);
+        assert!(prefixes.iter().all(|(_, dst)| *dst));
         let mixed = ClassifierConfig {
             family: Some(6),
-            src: Some("10.0.0.0/8".parse().expect("cidr")),
+            src: vec!["10.0.0.0/8".parse().expect("cidr")],
             ..Default::default()
         };
         assert!(classifier_abi(&mixed).is_err());
+        let too_many = ClassifierConfig {
+            protocol: Some(6),
+            src_ports: vec![PortRange::single(1); abi::CLS_MAX_PORTS + 1],
+            ..Default::default()
+        };
+        assert!(classifier_abi(&too_many).is_err());
         assert_eq!(
             classifier_abi(&ClassifierConfig::default())
                 .expect("valid")
+                .0
                 .fields,
             0
         );
@@ -1351,13 +1767,15 @@ mod tests {
         let c = RateLimiterConfig {
             packets_per_sec: Some(1000),
             burst_packets: 10,
-            bytes_per_sec: Some(1_000_000),
+            bits_per_sec: Some(8_000_000),
             burst_bytes: 15_000,
             ..Default::default()
         };
         let a = ratelimit_abi(&c).expect("valid");
         assert_eq!(a.pkt_tau_ns, 10 * 1_000_000);
+        // 15 000 bytes at 1 MB/s
         assert_eq!(a.byte_tau_ns, 15_000_000);
+        assert_eq!(a.bps, 8_000_000);
         assert!(ratelimit_abi(&RateLimiterConfig::default()).is_err());
         let no_burst = RateLimiterConfig {
             packets_per_sec: Some(5),

@@ -12,12 +12,40 @@ fn fnv1a(seed: u64, data: &[u8]) -> u64 {
     h
 }
 
+/// Whether `n` is prime (trial division; table sizes are at most a few million).
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let n = u64::from(n);
+    let mut d = 2u64;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
 /// Fills a table of `size` (prime) slots with backend indices: each backend
 /// walks its own permutation (offset, skip) and claims the next free slot
 /// in turn, so every backend owns `size / n` or `size / n + 1` slots and
 /// adding/removing one backend moves few slots of the others.
 pub fn populate(backends: &[Vec<u8>], size: usize) -> Result<Vec<u32>> {
+    populate_weighted(backends, &vec![1; backends.len()], size)
+}
+
+/// Weighted Maglev: in every round backend `i` claims `weights[i]` slots
+/// (each the next free one of its permutation), so backend `i` owns about
+/// `size * weights[i] / sum(weights)` slots (within `max(weights)` slots).
+pub fn populate_weighted(backends: &[Vec<u8>], weights: &[u32], size: usize) -> Result<Vec<u32>> {
     let n = backends.len();
+    if weights.len() != n || weights.contains(&0) {
+        return Err(EngineError::Config(
+            "maglev needs one positive weight per backend".into(),
+        ));
+    }
     if n == 0 || size < 2 || n > size {
         return Err(EngineError::Config(format!(
             "maglev needs 1..={size} backends, got {n}"
@@ -42,16 +70,18 @@ pub fn populate(backends: &[Vec<u8>], size: usize) -> Result<Vec<u32>> {
     let mut filled = 0;
     loop {
         for (i, &(offset, skip)) in perm.iter().enumerate() {
-            let mut c = (offset + next[i] * skip) % m;
-            while table[c as usize] != u32::MAX {
+            for _ in 0..weights[i] {
+                let mut c = (offset + next[i] * skip) % m;
+                while table[c as usize] != u32::MAX {
+                    next[i] += 1;
+                    c = (offset + next[i] * skip) % m;
+                }
+                table[c as usize] = i as u32;
                 next[i] += 1;
-                c = (offset + next[i] * skip) % m;
-            }
-            table[c as usize] = i as u32;
-            next[i] += 1;
-            filled += 1;
-            if filled == size {
-                return Ok(table);
+                filled += 1;
+                if filled == size {
+                    return Ok(table);
+                }
             }
         }
     }
@@ -100,6 +130,28 @@ mod tests {
             .count();
         let others = before.iter().filter(|&&b| b != 3).count();
         assert!(kept * 100 >= others * 90, "only {kept}/{others} slots kept");
+    }
+
+    #[test]
+    fn weights_set_the_shares() {
+        let w = [2u32, 1, 1];
+        let t = populate_weighted(&names(3), &w, 65_537).expect("table");
+        let mut counts = [0usize; 3];
+        for &b in &t {
+            counts[b as usize] += 1;
+        }
+        // 2:1:1 within max(weight) slots
+        assert!(counts[0].abs_diff(65_537 / 2) <= 2, "{counts:?}");
+        assert!(counts[1].abs_diff(65_537 / 4) <= 2, "{counts:?}");
+        assert!(counts[2].abs_diff(65_537 / 4) <= 2, "{counts:?}");
+        assert!(populate_weighted(&names(2), &[1, 0], 13).is_err());
+        assert!(populate_weighted(&names(2), &[1], 13).is_err());
+    }
+
+    #[test]
+    fn primes() {
+        assert!(is_prime(65_537) && is_prime(4093) && is_prime(2) && is_prime(1_048_573));
+        assert!(!is_prime(65_536) && !is_prime(1) && !is_prime(0) && !is_prime(65_539 * 3));
     }
 
     #[test]

@@ -10,9 +10,10 @@ pub mod objects;
 pub mod testrun;
 
 pub use config::{
-    Action, ChainConfig, ClassifierConfig, FirewallConfig, FirewallRule, ForwardMode,
+    Action, ChainConfig, ClassifierConfig, CountBy, FirewallConfig, FirewallRule, ForwardMode,
     ForwarderConfig, FunctionConfig, FunctionKind, IpCidr, LbBackendConfig, LbConfig,
-    MonitorConfig, NatConfig, NatRule, PortRange, RateLimitKey, RateLimiterConfig,
+    MAX_CLASSIFIER_CIDRS, MAX_CLASSIFIER_PORTS, MAX_DNAT, MAX_MAGLEV_TABLE, MonitorConfig,
+    NatConfig, NatRule, PortRange, RateLimitKey, RateLimiterConfig,
 };
 pub use error::EngineError;
 pub use loader::{

@@ -113,6 +113,8 @@ pub struct Pkt {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub ttl: u8,
+    /// IPv4 TOS / IPv6 traffic class (DSCP << 2 | ECN).
+    pub tos: u8,
     pub ip_options: Vec<u8>,
     /// IPv6 extension header types inserted before L4 (0, 43, 60).
     pub v6_ext: Vec<u8>,
@@ -130,6 +132,7 @@ impl Pkt {
             src: ip(src),
             dst: ip(dst),
             ttl: 64,
+            tos: 0,
             ip_options: Vec::new(),
             v6_ext: Vec::new(),
             frag: Frag::None,
@@ -242,6 +245,7 @@ impl Pkt {
                 let hlen = 20 + self.ip_options.len();
                 let mut h = vec![0u8; hlen];
                 h[0] = 0x40 | (hlen / 4) as u8;
+                h[1] = self.tos;
                 h[2..4].copy_from_slice(&((hlen + l4.len()) as u16).to_be_bytes());
                 h[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
                 let fo: u16 = match self.frag {
@@ -288,7 +292,8 @@ impl Pkt {
                 }
                 let first = chain.first().copied().unwrap_or(self.proto());
                 let mut h = vec![0u8; 40];
-                h[0] = 0x60;
+                h[0] = 0x60 | (self.tos >> 4);
+                h[1] = self.tos << 4;
                 h[4..6].copy_from_slice(&((ext.len() + l4.len()) as u16).to_be_bytes());
                 h[6] = first;
                 h[7] = self.ttl;
@@ -410,4 +415,76 @@ pub fn arp_frame() -> Vec<u8> {
     f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 10, 0, 0, 1]);
     f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
     f
+}
+
+// ---- network namespaces for the live tests ----
+
+/// Runs `cmd` (inside namespace `ns` when given), asserting success.
+pub fn sh(ns: Option<&str>, cmd: &[&str]) {
+    let mut c = match ns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns]);
+            c.args(cmd);
+            c
+        }
+        None => {
+            let mut c = std::process::Command::new(cmd[0]);
+            c.args(&cmd[1..]);
+            c
+        }
+    };
+    let st = c.status().expect("spawn");
+    assert!(st.success(), "{ns:?} {cmd:?} failed");
+}
+
+/// Namespaces deleted on drop.
+pub struct Namespaces(pub Vec<String>);
+
+impl Namespaces {
+    pub fn new(names: &[&str]) -> Self {
+        let pid = std::process::id();
+        let ns = Self(names.iter().map(|n| format!("vnft-{pid}-{n}")).collect());
+        for n in &ns.0 {
+            sh(None, &["ip", "netns", "add", n]);
+            sh(Some(n), &["ip", "link", "set", "lo", "up"]);
+        }
+        ns
+    }
+
+    /// veth `a_dev` in namespace `a` <-> `b_dev` in `b`, addressed, up, checksum offload off (so receivers
+    /// verify what the data plane rewrote).
+    pub fn link(&self, a: usize, a_dev: &str, a_addr: &str, b: usize, b_dev: &str, b_addr: &str) {
+        let (na, nb) = (&self.0[a], &self.0[b]);
+        sh(
+            None,
+            &[
+                "ip", "-n", na, "link", "add", a_dev, "type", "veth", "peer", "name", b_dev,
+                "netns", nb,
+            ],
+        );
+        for (ns, dev, addr) in [(na, a_dev, a_addr), (nb, b_dev, b_addr)] {
+            sh(Some(ns), &["ip", "addr", "add", addr, "dev", dev]);
+            sh(Some(ns), &["ip", "link", "set", dev, "up"]);
+            sh(Some(ns), &["ethtool", "-K", dev, "tx", "off"]);
+        }
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+pub fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("open netns");
+    // SAFETY: setns only switches this thread's network namespace; the fd
+    // refers to an open netns file for the duration of the call.
+    let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
 }

@@ -1,0 +1,258 @@
+//! The gRPC control API (`buildvnf.dataplane.v1.Dataplane`): ApplyChain, GetStatus, WatchStats, Detach.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dataplane_api::dataplane_server::Dataplane as DataplaneApi;
+use dataplane_api::{
+    ApplyChainRequest, ApplyChainResponse, ChainRef, DataplaneStatus, DetachRequest, FunctionStats,
+    GetStatusRequest, Hook, InterfaceAttachment, LatencySummary, StatsSnapshot, WatchStatsRequest,
+};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::{ApplyError, Dataplane};
+use crate::engine::abi;
+
+/// The service, sharing the daemon's state.
+#[derive(Clone)]
+pub struct Service {
+    state: Arc<Mutex<Dataplane>>,
+}
+
+impl Service {
+    /// A service over `state`.
+    pub fn new(state: Arc<Mutex<Dataplane>>) -> Self {
+        Self { state }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Dataplane>, Status> {
+        self.state
+            .lock()
+            .map_err(|_| Status::internal("data plane state poisoned"))
+    }
+}
+
+fn hook_of(mode: &str) -> Hook {
+    match mode {
+        "xdp-native" => Hook::Xdp,
+        "xdp-generic" => Hook::XdpGeneric,
+        "tc-ingress" => Hook::Tc,
+        _ => Hook::None,
+    }
+}
+
+/// The status message for the current state.
+pub fn status_of(dp: &Dataplane) -> DataplaneStatus {
+    let (namespace, name) = dp.chain();
+    DataplaneStatus {
+        chain: Some(ChainRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }),
+        applied_generation: dp.generation(),
+        attachments: attachments(dp),
+        last_error: dp.last_error().into(),
+    }
+}
+
+fn attachments(dp: &Dataplane) -> Vec<InterfaceAttachment> {
+    dp.attachments()
+        .iter()
+        .map(|a| InterfaceAttachment {
+            interface: a.interface.clone(),
+            hook: hook_of(a.mode) as i32,
+            fallback_reason: a.fallback_reason.clone(),
+            error: String::new(),
+        })
+        .collect()
+}
+
+/// Percentiles from a log2 histogram (bucket i holds [2^i, 2^(i+1)) ns); each is the bucket's upper bound.
+pub fn summarize(hist: &[u64; abi::HIST_BUCKETS]) -> LatencySummary {
+    let count: u64 = hist.iter().sum();
+    let at = |q: f64| -> u64 {
+        if count == 0 {
+            return 0;
+        }
+        let rank = (q * count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in hist.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return 1u64 << (i + 1).min(63);
+            }
+        }
+        0
+    };
+    LatencySummary {
+        count,
+        p50_ns: at(0.5),
+        p99_ns: at(0.99),
+        p999_ns: at(0.999),
+        max_ns: hist
+            .iter()
+            .rposition(|n| *n > 0)
+            .map(|i| 1u64 << (i + 1).min(63))
+            .unwrap_or(0),
+    }
+}
+
+/// Names of the engine's drop reasons (index = `abi::reason::*`), for labels.
+pub const DROP_REASONS: [&str; 11] = [
+    "none",
+    "malformed",
+    "firewall_rule",
+    "firewall_default",
+    "rate_limited",
+    "no_config",
+    "chain_broken",
+    "ttl_exceeded",
+    "forward_failed",
+    "nat_ports_exhausted",
+    "lb_no_backend",
+];
+
+/// A stats snapshot of the running chain.
+pub fn snapshot(dp: &Dataplane) -> StatsSnapshot {
+    let functions = dp
+        .function_stats()
+        .into_values()
+        .map(|(f, s)| FunctionStats {
+            name: f.name,
+            r#type: f.type_,
+            packets_in: s.packets_in,
+            bytes_in: s.bytes_in,
+            passed: s.passed,
+            dropped: s.dropped_total(),
+            drops_by_reason: s
+                .dropped
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| {
+                    (
+                        DROP_REASONS.get(i).copied().unwrap_or("other").to_string(),
+                        *n,
+                    )
+                })
+                .collect(),
+            latency: Some(summarize(&s.latency_hist)),
+        })
+        .collect();
+    StatsSnapshot {
+        generation: dp.generation(),
+        unix_time_ns: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+        functions,
+        chain_latency: dp.chain_counters().map(|c| summarize(&c.latency_hist)),
+    }
+}
+
+fn to_status(e: ApplyError) -> Status {
+    match e {
+        ApplyError::Invalid(errors) => Status::invalid_argument(errors.to_string()),
+        ApplyError::Unsupported { .. } => Status::invalid_argument(e.to_string()),
+        ApplyError::Stale { .. } | ApplyError::NeedsRestart(_) => {
+            Status::failed_precondition(e.to_string())
+        }
+        ApplyError::Engine(_) => {
+            Status::aborted(format!("{e}; the previous generation is still running"))
+        }
+    }
+}
+
+type StatsStream = Pin<Box<dyn Stream<Item = Result<StatsSnapshot, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl DataplaneApi for Service {
+    async fn apply_chain(
+        &self,
+        request: Request<ApplyChainRequest>,
+    ) -> Result<Response<ApplyChainResponse>, Status> {
+        let req = request.into_inner();
+        let spec: crds::VNFChainSpec = serde_json::from_str(&req.spec_json)
+            .map_err(|e| Status::invalid_argument(format!("spec_json: {e}")))?;
+        let mut dp = self.lock()?;
+        if let Some(c) = &req.chain {
+            let (ns, name) = dp.chain();
+            if (c.namespace.as_str(), c.name.as_str()) != (ns, name) {
+                return Err(Status::failed_precondition(format!(
+                    "this data plane runs chain {ns}/{name}, not {}/{}",
+                    c.namespace, c.name
+                )));
+            }
+        }
+        let changed = dp.apply(req.generation, &spec).map_err(to_status)?;
+        Ok(Response::new(ApplyChainResponse {
+            applied_generation: dp.generation(),
+            changed,
+            attachments: attachments(&dp),
+        }))
+    }
+
+    async fn get_status(
+        &self,
+        _: Request<GetStatusRequest>,
+    ) -> Result<Response<DataplaneStatus>, Status> {
+        Ok(Response::new(status_of(&*self.lock()?)))
+    }
+
+    type WatchStatsStream = StatsStream;
+
+    async fn watch_stats(
+        &self,
+        request: Request<WatchStatsRequest>,
+    ) -> Result<Response<Self::WatchStatsStream>, Status> {
+        let interval = Duration::from_millis(u64::from(
+            request.into_inner().interval_ms.clamp(100, 60_000),
+        ));
+        let state = self.state.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                let snap = match state.lock() {
+                    Ok(dp) => Ok(snapshot(&dp)),
+                    Err(_) => Err(Status::internal("data plane state poisoned")),
+                };
+                if tx.send(snap).await.is_err() {
+                    break; // the client went away
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn detach(&self, _: Request<DetachRequest>) -> Result<Response<DataplaneStatus>, Status> {
+        let mut dp = self.lock()?;
+        dp.detach().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(status_of(&dp)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_from_log2_buckets() {
+        let mut h = [0u64; abi::HIST_BUCKETS];
+        h[6] = 98; // [64, 128) ns
+        h[10] = 1; // [1024, 2048) ns
+        h[20] = 1; // ~1 ms
+        let s = summarize(&h);
+        assert_eq!(s.count, 100);
+        assert_eq!(s.p50_ns, 128);
+        assert_eq!(s.p99_ns, 2048);
+        assert_eq!(s.p999_ns, 1 << 21);
+        assert_eq!(s.max_ns, 1 << 21);
+        assert_eq!(summarize(&[0; abi::HIST_BUCKETS]).count, 0);
+    }
+}

@@ -1,0 +1,261 @@
+//! `cnf-dataplane`: the sidecar that runs one VNFChain as eBPF on the pod's interfaces, serves the gRPC
+//! control API (mTLS, or a 0600 Unix socket on the laptop) and `/metrics`, `/healthz`, `/readyz`.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::Parser;
+use cnf_dataplane::daemon::{ApplyError, Dataplane, caps, grpc, metrics};
+use dataplane_api::dataplane_server::DataplaneServer;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+/// Exit status for a bad configuration (EX_USAGE): nothing was attached.
+const EXIT_CONFIG: u8 = 64;
+/// Exit status for a missing capability (EX_NOPERM).
+const EXIT_NOPERM: u8 = 77;
+
+#[derive(Parser)]
+#[command(
+    name = "cnf-dataplane",
+    version,
+    about = "Runs a VNFChain as eBPF on this pod's interfaces"
+)]
+struct Flags {
+    /// The chain: a VNFChain manifest (what the operator renders into the pod's ConfigMap).
+    #[arg(long, env = "CNF_CONFIG")]
+    config: PathBuf,
+    /// gRPC on TCP (needs --tls-dir: clients must present a certificate signed by its ca.crt).
+    #[arg(long, env = "CNF_GRPC_LISTEN")]
+    grpc_listen: Option<SocketAddr>,
+    /// gRPC on a Unix socket created with mode 0600 (the laptop testbed).
+    #[arg(long, env = "CNF_GRPC_SOCKET")]
+    grpc_socket: Option<PathBuf>,
+    /// Directory with tls.crt, tls.key and ca.crt for mutual TLS.
+    #[arg(long, env = "CNF_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "CNF_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    metrics_listen: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let flags = Flags::parse();
+
+    let text = match std::fs::read_to_string(&flags.config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cnf-dataplane: {}: {e}", flags.config.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let chain = match crds::manifest::parse_single_chain(&text) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{}: {e}", flags.config.display());
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if flags.grpc_listen.is_some() && flags.tls_dir.is_none() {
+        eprintln!(
+            "cnf-dataplane: --grpc-listen needs --tls-dir (unauthenticated gRPC is refused); use --grpc-socket on a single host"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if let Err(e) = caps::check() {
+        eprintln!("cnf-dataplane: {e}");
+        return ExitCode::from(EXIT_NOPERM);
+    }
+    let started = std::time::Instant::now();
+    let dataplane = match Dataplane::start(&chain) {
+        Ok(d) => d,
+        Err(e @ (ApplyError::Invalid(_) | ApplyError::Unsupported { .. })) => {
+            for line in e.to_string().lines() {
+                eprintln!("{}: {line}", flags.config.display());
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("cnf-dataplane: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for a in dataplane.attachments() {
+        log::info!(
+            "attached to {} with {}{}",
+            a.interface,
+            a.mode,
+            if a.fallback_reason.is_empty() {
+                String::new()
+            } else {
+                format!(" (fell back: {})", a.fallback_reason)
+            }
+        );
+    }
+    log::info!(
+        "chain {}/{} generation {} running ({} ms from start to attached)",
+        dataplane.chain().0,
+        dataplane.chain().1,
+        dataplane.generation(),
+        started.elapsed().as_millis()
+    );
+    let state = Arc::new(Mutex::new(dataplane));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cnf-dataplane: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve(flags, state.clone()));
+    // Detach before exiting (the engine also detaches when dropped).
+    if let Ok(mut dp) = state.lock()
+        && let Err(e) = dp.detach()
+    {
+        log::warn!("detach: {e}");
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cnf-dataplane: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(flags: Flags, state: Arc<Mutex<Dataplane>>) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<DataplaneServer<grpc::Service>>().await;
+    let service = DataplaneServer::new(grpc::Service::new(state.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if let Some(addr) = flags.grpc_listen {
+        let dir = flags
+            .tls_dir
+            .clone()
+            .context("--grpc-listen needs --tls-dir")?;
+        let read = |f: &str| {
+            std::fs::read(dir.join(f)).with_context(|| format!("reading {}", dir.join(f).display()))
+        };
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(read("tls.crt")?, read("tls.key")?))
+            .client_ca_root(Certificate::from_pem(read("ca.crt")?));
+        let router = Server::builder()
+            .tls_config(tls)
+            .context("TLS configuration")?
+            .add_service(health_service.clone())
+            .add_service(service.clone());
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            router
+                .serve_with_shutdown(addr, stop)
+                .await
+                .context("gRPC (TCP)")
+        });
+        log::info!("gRPC on {addr} (mutual TLS)");
+    }
+    if let Some(path) = flags.grpc_socket.clone() {
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path)
+            .with_context(|| format!("binding {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod 0600 {}", path.display()))?;
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        let router = Server::builder()
+            .add_service(health_service.clone())
+            .add_service(service.clone());
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, stop)
+                .await
+                .context("gRPC (Unix socket)")
+        });
+        log::info!("gRPC on unix:{} (mode 0600)", path.display());
+    }
+
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get({
+                let state = state.clone();
+                move || async move {
+                    match state.lock() {
+                        Ok(dp) => (StatusCode::OK, metrics::render(&dp)),
+                        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+                    }
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get({
+                let state = state.clone();
+                move || async move {
+                    match state.lock() {
+                        Ok(dp) if dp.ready() => (StatusCode::OK, "ready"),
+                        _ => (StatusCode::SERVICE_UNAVAILABLE, "not attached"),
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(flags.metrics_listen)
+        .await
+        .with_context(|| format!("binding {}", flags.metrics_listen))?;
+    let stop = stopped(stop_rx.clone());
+    tasks.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .context("metrics server")
+    });
+    log::info!("metrics on http://{}/metrics", flags.metrics_listen);
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => log::info!("interrupted"),
+        _ = term.recv() => log::info!("SIGTERM"),
+        Some(res) = tasks.join_next() => {
+            let _ = stop_tx.send(true);
+            return res.context("server task")?;
+        }
+    }
+    let _ = stop_tx.send(true);
+    // Drain in-flight requests briefly; idle client connections (the operator keeps one) must not hold
+    // the shutdown up.
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(res) = tasks.join_next().await {
+            res.context("server task")??;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    match drained {
+        Ok(res) => res?,
+        Err(_) => {
+            log::info!("closing connections still open after 2 s");
+            tasks.abort_all();
+        }
+    }
+    if let Some(path) = flags.grpc_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}

@@ -1,0 +1,912 @@
+//! The contract between the API and the engine: maps a validated `VNFChainSpec` onto an engine [`ChainConfig`].
+//!
+//! [`chain_config`] is the one entry point the daemon calls.  It expects a spec that passed
+//! [`crds::validate_spec`] (the daemon validates first), but it never panics on any input: every value it
+//! reads is parsed again, and everything the engine cannot express is reported as a [`SpecError`] naming the
+//! spec field, never approximated silently.
+//!
+//! What maps to what:
+//!
+//! - **classifier** → [`ClassifierConfig`]: lists of CIDRs (IPv4 and IPv6 mixed) and port ranges map one to
+//!   one; protocol `icmp` restricts the family to IPv4 and `icmpv6` to IPv6.
+//! - **firewall** → [`FirewallConfig`]: each API rule with lists is expanded into one engine rule per
+//!   combination of source CIDR × destination CIDR × source port range × destination port range (pairs of
+//!   CIDRs of different families are left out: they can never match). All engine rules of API rule `i` carry
+//!   priority `i` and sit consecutively, so first-match order is preserved and
+//!   [`crate::engine::Engine::firewall_hits_by_priority`] gives the hit count of API rule `i`.
+//!   `stateful` → connection tracking (idle timeout [`CONNTRACK_TIMEOUT`]).
+//! - **nat** → [`NatConfig`]: `snat` → one [`NatRule::Snat`] (empty `sourceCIDRs` = every flow of
+//!   `toAddress`'s family), each `dnat[j]` → one [`NatRule::Dnat`]. A new flow matching a DNAT mapping is
+//!   only destination-translated. Translations idle for [`NAT_TIMEOUT`] expire.
+//! - **loadBalancer** → [`LbConfig`]: backend port defaults to the VIP port, weights and `tableSize` go to
+//!   the weighted Maglev table; flows keep their backend while they are in the flow table (no idle timeout).
+//! - **rateLimiter** → [`RateLimiterConfig`]: `bitsPerSecond` as is (the kernel counts bits), default
+//!   `burstPackets` = max(1, pps / 10), default `burstBytes` = max(1500, bps / 80) — a tenth of a second.
+//! - **monitor** → [`MonitorConfig`]: `countBy` and `sampleOneIn` as is (`protocol` counts the engine's fixed
+//!   classes: TCP, UDP, ICMP/ICMPv6, other IPv4, other IPv6, fragments, non-IP, malformed).
+//! - **forwarder** → [`ForwarderConfig`]: `redirect` → the egress interface's ifindex (from the resolver),
+//!   `bounce` → XDP_TX, `pass` → the kernel stack; `nextHopMAC` → destination MAC rewrite. Known gap: without
+//!   `nextHopMAC` the MACs are left as received (the API's default, the kernel's neighbour for the destination,
+//!   needs `bpf_fib_lookup` in the forwarder), and the source MAC is not rewritten to the egress interface's.
+//! - **dataplane.telemetry**: `latencyHistograms: false` → latency sampling 0 (off), else `sampleOneIn`,
+//!   for the chain and every function.
+//!
+//! Not supported by this data plane yet (each a [`SpecError`] at the field): user-space functions
+//! (`payloadCipher`); firewalls whose expansion exceeds [`abi::FW_MAX_RULES`] engine rules; Maglev tables
+//! above [`MAX_MAGLEV_TABLE`]; conntrack / flow / bucket table sizes above the engine's shared tables.
+//! `interfaces`, `dataplane.hook`, `dataplane.userspace`, `dataplane.image`/`resources` and `placement` are
+//! not part of the engine configuration (the daemon and operator handle them).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crds::net::{Cidr, IpAddress};
+use crds::{
+    Action as ApiAction, CountBy as ApiCountBy, FirewallConfig as ApiFirewall,
+    ForwardMode as ApiForwardMode, ForwarderConfig as ApiForwarder, Function, FunctionType,
+    L4Protocol, LoadBalancerConfig, MonitorConfig as ApiMonitor, NatConfig as ApiNat, Protocol,
+    RateKey, RateLimiterConfig as ApiRateLimiter, Tier, TrafficMatch, VNFChainSpec,
+};
+
+use crate::engine::{
+    Action, ChainConfig, ClassifierConfig, CountBy, FirewallConfig, FirewallRule, ForwardMode,
+    ForwarderConfig, FunctionConfig, FunctionKind, IpCidr, LbBackendConfig, LbConfig,
+    MAX_MAGLEV_TABLE, MonitorConfig, NatConfig, NatRule, PortRange, RateLimitKey,
+    RateLimiterConfig, abi,
+};
+
+/// Idle timeout of firewall connection tracking.
+pub const CONNTRACK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Idle timeout of a NAT translation.
+pub const NAT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Entries of the engine's shared NAT/LB translation table (`VNF_NAT_MAX`).
+pub const NAT_TABLE_ENTRIES: u32 = 65_536;
+/// Entries of the engine's shared rate-limiter bucket table (`VNF_RL_MAX`).
+pub const RL_TABLE_ENTRIES: u32 = 65_536;
+
+/// A spec feature this data plane cannot run, or a value it cannot read, with the spec field it concerns.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SpecError {
+    /// Field path in the manifest, e.g. `spec.functions[2].nat.dnat[1]`.
+    pub path: String,
+    /// What is wrong or unsupported.
+    pub message: String,
+}
+
+impl SpecError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    fn unsupported(path: impl Into<String>, what: impl std::fmt::Display) -> Self {
+        Self::new(
+            path,
+            format!("{what}: not supported by this data plane yet"),
+        )
+    }
+}
+
+type Result<T> = std::result::Result<T, SpecError>;
+
+/// Maps a (validated) chain spec onto the engine configuration.
+///
+/// `ifindex` resolves an interface name to its index in the data plane's network namespace (the daemon passes
+/// `if_nametoindex`); it is asked only for the egress interface of a `redirect` forwarder.  Returns the first
+/// problem found, as a [`SpecError`] naming the spec field: a feature this data plane does not support yet, a
+/// value that does not parse, or an interface that does not exist.
+pub fn chain_config(
+    spec: &VNFChainSpec,
+    ifindex: &dyn Fn(&str) -> Option<u32>,
+) -> Result<ChainConfig> {
+    let telemetry = &spec.dataplane.telemetry;
+    let sample = if telemetry.latency_histograms {
+        telemetry.sample_one_in
+    } else {
+        0
+    };
+    if spec.functions.len() > abi::MAX_CHAIN as usize {
+        return Err(SpecError::unsupported(
+            "spec.functions",
+            format!(
+                "{} functions (at most {})",
+                spec.functions.len(),
+                abi::MAX_CHAIN
+            ),
+        ));
+    }
+    let classifier = classifier(&spec.classifier, "spec.classifier")?;
+    let functions = spec
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let kind = function(f, &format!("spec.functions[{i}]"), ifindex)?;
+            Ok(FunctionConfig {
+                name: f.name.as_str().to_owned(),
+                latency_sample_rate: sample,
+                kind,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ChainConfig {
+        classifier,
+        functions,
+        latency_sample_rate: sample,
+    })
+}
+
+fn function(
+    f: &Function,
+    path: &str,
+    ifindex: &dyn Fn(&str) -> Option<u32>,
+) -> Result<FunctionKind> {
+    if f.type_ == FunctionType::PayloadCipher || f.effective_tier() == Tier::Userspace {
+        return Err(SpecError::unsupported(
+            path,
+            format!(
+                "function {:?} of type {} runs in the user-space tier (AF_XDP/DPDK)",
+                f.name.as_str(),
+                f.type_
+            ),
+        ));
+    }
+    let block = f.type_.as_str();
+    let missing = || {
+        SpecError::new(
+            format!("{path}.{block}"),
+            format!("the {block} block is required for type {block}"),
+        )
+    };
+    let path = format!("{path}.{block}");
+    Ok(match f.type_ {
+        FunctionType::Firewall => {
+            FunctionKind::Firewall(firewall(f.firewall.as_ref().ok_or_else(missing)?, &path)?)
+        }
+        FunctionType::Nat => FunctionKind::Nat(nat(f.nat.as_ref().ok_or_else(missing)?, &path)?),
+        FunctionType::LoadBalancer => FunctionKind::LoadBalancer(load_balancer(
+            f.load_balancer.as_ref().ok_or_else(missing)?,
+            &path,
+        )?),
+        FunctionType::RateLimiter => FunctionKind::RateLimiter(rate_limiter(
+            f.rate_limiter.as_ref().ok_or_else(missing)?,
+            &path,
+        )?),
+        FunctionType::Monitor => {
+            FunctionKind::Monitor(monitor(f.monitor.as_ref().ok_or_else(missing)?))
+        }
+        FunctionType::Forwarder => FunctionKind::Forwarder(forwarder(
+            f.forwarder.as_ref().ok_or_else(missing)?,
+            &path,
+            ifindex,
+        )?),
+        FunctionType::PayloadCipher => return Err(SpecError::unsupported(path, "payloadCipher")),
+    })
+}
+
+fn cidr(c: &Cidr, path: &str) -> Result<IpCidr> {
+    let net = c.parse().map_err(|m| SpecError::new(path, m))?;
+    IpCidr::new(net.addr(), net.prefix_len()).map_err(|e| SpecError::new(path, e.to_string()))
+}
+
+fn cidrs(list: &[Cidr], path: &str) -> Result<Vec<IpCidr>> {
+    list.iter()
+        .enumerate()
+        .map(|(k, c)| cidr(c, &format!("{path}[{k}]")))
+        .collect()
+}
+
+fn address(a: &IpAddress, path: &str) -> Result<IpAddr> {
+    a.parse().map_err(|m| SpecError::new(path, m))
+}
+
+fn ports(list: &[crds::net::PortRange], path: &str) -> Result<Vec<PortRange>> {
+    list.iter()
+        .enumerate()
+        .map(|(k, r)| {
+            PortRange::new(r.from, r.end())
+                .map_err(|e| SpecError::new(format!("{path}[{k}]"), e.to_string()))
+        })
+        .collect()
+}
+
+/// IP protocol number and the only family it exists in, if any.
+fn protocol(p: Protocol) -> (Option<u8>, Option<u8>) {
+    match p {
+        Protocol::Any => (None, None),
+        Protocol::Tcp => (Some(6), None),
+        Protocol::Udp => (Some(17), None),
+        Protocol::Icmp => (Some(1), Some(4)),
+        Protocol::Icmpv6 => (Some(58), Some(6)),
+    }
+}
+
+fn l4(p: L4Protocol) -> u8 {
+    match p {
+        L4Protocol::Tcp => 6,
+        L4Protocol::Udp => 17,
+    }
+}
+
+fn classifier(m: &TrafficMatch, path: &str) -> Result<ClassifierConfig> {
+    let (proto, family) = protocol(m.protocol);
+    let src = cidrs(&m.source_cidrs, &format!("{path}.sourceCIDRs"))?;
+    let dst = cidrs(&m.destination_cidrs, &format!("{path}.destinationCIDRs"))?;
+    if let Some(f) = family {
+        for (list, field) in [(&src, "sourceCIDRs"), (&dst, "destinationCIDRs")] {
+            if let Some(k) = list.iter().position(|c| c.family() != f) {
+                return Err(SpecError::new(
+                    format!("{path}.{field}[{k}]"),
+                    format!(
+                        "{} is not an IPv{f} prefix, the only family of protocol {:?}",
+                        list[k], m.protocol
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(ClassifierConfig {
+        family,
+        protocol: proto,
+        src,
+        dst,
+        src_ports: ports(&m.source_ports, &format!("{path}.sourcePorts"))?,
+        dst_ports: ports(&m.destination_ports, &format!("{path}.destinationPorts"))?,
+    })
+}
+
+fn action(a: ApiAction) -> Action {
+    match a {
+        ApiAction::Allow => Action::Allow,
+        ApiAction::Deny => Action::Deny,
+    }
+}
+
+/// `[None]` for an empty list (wildcard), else every element.
+fn or_any<T: Copy>(list: &[T]) -> Vec<Option<T>> {
+    if list.is_empty() {
+        vec![None]
+    } else {
+        list.iter().copied().map(Some).collect()
+    }
+}
+
+fn too_many(fw: &ApiFirewall, path: &str, max: usize) -> SpecError {
+    SpecError::unsupported(
+        format!("{path}.rules"),
+        format!(
+            "{} rules expand to more than {max} engine rules (one per combination of source CIDR, destination \
+             CIDR, source and destination port range; at most {max} per firewall)",
+            fw.rules.len()
+        ),
+    )
+}
+
+fn firewall(fw: &ApiFirewall, path: &str) -> Result<FirewallConfig> {
+    let max = abi::FW_MAX_RULES as usize;
+    let mut rules = Vec::new();
+    for (i, r) in fw.rules.iter().enumerate() {
+        let rpath = format!("{path}.rules[{i}]");
+        let m = &r.traffic;
+        let (proto, family) = protocol(m.protocol);
+        let src = cidrs(&m.source_cidrs, &format!("{rpath}.sourceCIDRs"))?;
+        let dst = cidrs(&m.destination_cidrs, &format!("{rpath}.destinationCIDRs"))?;
+        let sports = ports(&m.source_ports, &format!("{rpath}.sourcePorts"))?;
+        let dports = ports(&m.destination_ports, &format!("{rpath}.destinationPorts"))?;
+        // a protocol of one family without addresses: pin the family with a /0 prefix
+        let srcs = match (family, src.is_empty() && dst.is_empty()) {
+            (Some(f), true) => vec![Some(IpCidr::any(f))],
+            _ => or_any(&src),
+        };
+        for s in &srcs {
+            for d in or_any(&dst) {
+                let fam = |c: &Option<IpCidr>| c.map(|c| c.family());
+                if let (Some(a), Some(b)) = (fam(s), fam(&d))
+                    && a != b
+                {
+                    continue; // different families never match together
+                }
+                if let (Some(f), Some(c)) = (family, fam(s).or(fam(&d)))
+                    && f != c
+                {
+                    continue; // e.g. icmp with an IPv6 prefix
+                }
+                for sp in or_any(&sports) {
+                    for dp in or_any(&dports) {
+                        if rules.len() == max {
+                            return Err(too_many(fw, path, max));
+                        }
+                        rules.push(FirewallRule {
+                            priority: i as u32,
+                            action: action(r.action),
+                            protocol: proto,
+                            src: *s,
+                            dst: d,
+                            src_ports: sp,
+                            dst_ports: dp,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(FirewallConfig {
+        rules,
+        default_action: action(fw.default_action),
+        conntrack: fw.stateful,
+        conntrack_timeout: CONNTRACK_TIMEOUT,
+    })
+}
+
+fn nat(n: &ApiNat, path: &str) -> Result<NatConfig> {
+    if n.conntrack_size > NAT_TABLE_ENTRIES {
+        return Err(SpecError::unsupported(
+            format!("{path}.conntrackSize"),
+            format!(
+                "conntrackSize {} (the data plane's translation table holds {NAT_TABLE_ENTRIES} entries)",
+                n.conntrack_size
+            ),
+        ));
+    }
+    let mut rules = Vec::new();
+    if let Some(s) = &n.snat {
+        let spath = format!("{path}.snat");
+        let to_addr = address(&s.to_address, &format!("{spath}.toAddress"))?;
+        let match_src = cidrs(&s.source_cidrs, &format!("{spath}.sourceCIDRs"))?;
+        if let Some(k) = match_src
+            .iter()
+            .position(|c| c.addr().is_ipv4() != to_addr.is_ipv4())
+        {
+            return Err(SpecError::new(
+                format!("{spath}.sourceCIDRs[{k}]"),
+                format!(
+                    "{} and toAddress {to_addr} are of different IP families",
+                    match_src[k]
+                ),
+            ));
+        }
+        rules.push(NatRule::Snat {
+            match_src,
+            to_addr,
+            ports: PortRange::new(s.to_ports.from, s.to_ports.end())
+                .map_err(|e| SpecError::new(format!("{spath}.toPorts"), e.to_string()))?,
+        });
+    }
+    for (j, d) in n.dnat.iter().enumerate() {
+        let dpath = format!("{path}.dnat[{j}]");
+        let match_dst = address(&d.destination, &format!("{dpath}.destination"))?;
+        let to_addr = address(&d.to_address, &format!("{dpath}.toAddress"))?;
+        if match_dst.is_ipv4() != to_addr.is_ipv4() {
+            return Err(SpecError::new(
+                dpath,
+                format!(
+                    "destination {match_dst} and toAddress {to_addr} are of different IP families"
+                ),
+            ));
+        }
+        rules.push(NatRule::Dnat {
+            protocol: Some(l4(d.protocol)),
+            match_dst,
+            match_port: Some(d.port),
+            to_addr,
+            to_port: Some(d.to_port.unwrap_or(d.port)),
+        });
+    }
+    if rules.is_empty() {
+        return Err(SpecError::new(path, "nat needs snat, dnat, or both"));
+    }
+    if n.dnat.len() > crate::engine::MAX_DNAT {
+        return Err(SpecError::unsupported(
+            format!("{path}.dnat"),
+            format!(
+                "{} DNAT mappings (at most {})",
+                n.dnat.len(),
+                crate::engine::MAX_DNAT
+            ),
+        ));
+    }
+    Ok(NatConfig {
+        rules,
+        timeout: NAT_TIMEOUT,
+    })
+}
+
+fn load_balancer(lb: &LoadBalancerConfig, path: &str) -> Result<LbConfig> {
+    if lb.table_size > MAX_MAGLEV_TABLE {
+        return Err(SpecError::unsupported(
+            format!("{path}.tableSize"),
+            format!("tableSize {} (at most {MAX_MAGLEV_TABLE})", lb.table_size),
+        ));
+    }
+    if !crate::engine::maglev::is_prime(lb.table_size) {
+        return Err(SpecError::new(
+            format!("{path}.tableSize"),
+            format!("{} is not a prime", lb.table_size),
+        ));
+    }
+    if lb.flow_table_size > NAT_TABLE_ENTRIES {
+        return Err(SpecError::unsupported(
+            format!("{path}.flowTableSize"),
+            format!(
+                "flowTableSize {} (the data plane's flow table holds {NAT_TABLE_ENTRIES} entries)",
+                lb.flow_table_size
+            ),
+        ));
+    }
+    if lb.backends.len() > abi::LB_MAX_BACKENDS as usize {
+        return Err(SpecError::unsupported(
+            format!("{path}.backends"),
+            format!(
+                "{} backends (at most {})",
+                lb.backends.len(),
+                abi::LB_MAX_BACKENDS
+            ),
+        ));
+    }
+    let vip = address(&lb.vip, &format!("{path}.vip"))?;
+    let backends = lb
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(k, b)| {
+            let bpath = format!("{path}.backends[{k}]");
+            let addr = address(&b.address, &format!("{bpath}.address"))?;
+            if addr.is_ipv4() != vip.is_ipv4() {
+                return Err(SpecError::new(
+                    format!("{bpath}.address"),
+                    format!("{addr} and the VIP {vip} are of different IP families"),
+                ));
+            }
+            Ok(LbBackendConfig {
+                addr,
+                port: Some(b.port.unwrap_or(lb.port)),
+                weight: b.weight,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(LbConfig {
+        vip,
+        port: Some(lb.port),
+        protocol: Some(l4(lb.protocol)),
+        backends,
+        affinity_timeout: Duration::ZERO,
+        table_size: lb.table_size,
+    })
+}
+
+fn rate_limiter(r: &ApiRateLimiter, path: &str) -> Result<RateLimiterConfig> {
+    if r.table_size > RL_TABLE_ENTRIES {
+        return Err(SpecError::unsupported(
+            format!("{path}.tableSize"),
+            format!(
+                "tableSize {} (the data plane's bucket table holds {RL_TABLE_ENTRIES} entries)",
+                r.table_size
+            ),
+        ));
+    }
+    if r.packets_per_second.is_none() && r.bits_per_second.is_none() {
+        return Err(SpecError::new(
+            path,
+            "rateLimiter needs packetsPerSecond, bitsPerSecond, or both",
+        ));
+    }
+    let burst_packets = match (r.packets_per_second, r.burst_packets) {
+        (_, Some(b)) => b,
+        (Some(pps), None) => (pps / 10).max(1),
+        (None, None) => 0,
+    };
+    let burst_bytes = match (r.bits_per_second, r.burst_bytes) {
+        (_, Some(b)) => b,
+        (Some(bps), None) => (bps / 80).max(1500),
+        (None, None) => 0,
+    };
+    if let Some(pps) = r.packets_per_second
+        && pps > 1_000_000_000
+    {
+        return Err(SpecError::new(
+            format!("{path}.packetsPerSecond"),
+            format!("{pps} is above 1e9"),
+        ));
+    }
+    Ok(RateLimiterConfig {
+        key: match r.key {
+            RateKey::Global => RateLimitKey::Global,
+            RateKey::SourceIp => RateLimitKey::SourceIp,
+            RateKey::Flow => RateLimitKey::Flow,
+        },
+        packets_per_sec: r.packets_per_second,
+        burst_packets,
+        bits_per_sec: r.bits_per_second,
+        burst_bytes,
+    })
+}
+
+fn monitor(m: &ApiMonitor) -> MonitorConfig {
+    MonitorConfig {
+        sample_rate: m.sample_one_in,
+        count_by: match m.count_by {
+            ApiCountBy::Protocol => CountBy::Protocol,
+            ApiCountBy::DestinationPort => CountBy::DestinationPort,
+            ApiCountBy::Dscp => CountBy::Dscp,
+        },
+    }
+}
+
+fn forwarder(
+    f: &ApiForwarder,
+    path: &str,
+    ifindex: &dyn Fn(&str) -> Option<u32>,
+) -> Result<ForwarderConfig> {
+    let mode = match f.mode {
+        ApiForwardMode::Redirect => {
+            let name = f.egress_interface.as_ref().ok_or_else(|| {
+                SpecError::new(
+                    format!("{path}.egressInterface"),
+                    "mode redirect needs egressInterface",
+                )
+            })?;
+            let idx = ifindex(name.as_str()).ok_or_else(|| {
+                SpecError::new(
+                    format!("{path}.egressInterface"),
+                    format!(
+                        "interface {:?} does not exist in the data plane's network namespace",
+                        name.as_str()
+                    ),
+                )
+            })?;
+            ForwardMode::Redirect { ifindex: idx }
+        }
+        ApiForwardMode::Bounce => ForwardMode::Tx,
+        ApiForwardMode::Pass => ForwardMode::Pass,
+    };
+    let dst_mac = f
+        .next_hop_mac
+        .as_ref()
+        .map(|m| {
+            m.parse()
+                .map_err(|e| SpecError::new(format!("{path}.nextHopMAC"), e))
+        })
+        .transpose()?;
+    Ok(ForwarderConfig {
+        mode,
+        src_mac: None,
+        dst_mac,
+        decrement_ttl: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> VNFChainSpec {
+        let path = format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        match crds::manifest::parse_single_chain(&text) {
+            Ok(c) => c.spec,
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+
+    fn resolver(name: &str) -> Option<u32> {
+        match name {
+            "eth0" => Some(2),
+            "eth1" => Some(3),
+            "net1" => Some(7),
+            _ => None,
+        }
+    }
+
+    fn c(s: &str) -> IpCidr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn every_example_maps_or_names_its_unsupported_function() {
+        let dir = format!("{}/../examples", env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("name")
+                .to_owned();
+            let spec = example(&name);
+            let cipher = spec
+                .functions
+                .iter()
+                .position(|f| f.type_ == FunctionType::PayloadCipher);
+            match (chain_config(&spec, &resolver), cipher) {
+                (Ok(cfg), None) => assert_eq!(cfg.functions.len(), spec.functions.len(), "{name}"),
+                (Err(e), Some(i)) => {
+                    assert_eq!(e.path, format!("spec.functions[{i}]"), "{name}: {e}");
+                    assert!(
+                        e.message.contains("not supported by this data plane yet"),
+                        "{name}: {e}"
+                    );
+                    assert!(e.message.contains("payloadCipher"), "{name}: {e}");
+                }
+                (r, _) => panic!("{name}: unexpected {r:?}"),
+            }
+            seen += 1;
+        }
+        assert!(seen >= 4, "only {seen} examples found in {dir}");
+    }
+
+    #[test]
+    fn edge_chain_field_by_field() {
+        let cfg = chain_config(&example("edge-chain.yaml"), &resolver).expect("maps");
+        assert_eq!(cfg.latency_sample_rate, 1);
+        assert_eq!(
+            cfg.classifier,
+            ClassifierConfig {
+                family: None,
+                protocol: None,
+                src: vec![],
+                dst: vec![c("10.0.0.0/16"), c("2001:db8:100::/48")],
+                src_ports: vec![],
+                dst_ports: vec![],
+            }
+        );
+        let names: Vec<&str> = cfg.functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["fw", "nat", "lb", "rl", "mon"]);
+        assert!(cfg.functions.iter().all(|f| f.latency_sample_rate == 1));
+
+        let FunctionKind::Firewall(fw) = &cfg.functions[0].kind else {
+            panic!("fw: {:?}", cfg.functions[0].kind)
+        };
+        assert_eq!(fw.default_action, Action::Deny);
+        assert!(fw.conntrack);
+        assert_eq!(fw.conntrack_timeout, CONNTRACK_TIMEOUT);
+        let rule = |priority, action, protocol, src: Option<&str>, dst_ports: Option<PortRange>| {
+            FirewallRule {
+                priority,
+                action,
+                protocol,
+                src: src.map(c),
+                dst: None,
+                src_ports: None,
+                dst_ports,
+            }
+        };
+        let p80 = PortRange::single(80);
+        let p8000 = PortRange::new(8000, 8099).expect("range");
+        assert_eq!(
+            fw.rules,
+            vec![
+                rule(0, Action::Deny, None, Some("10.0.1.66/32"), None),
+                rule(1, Action::Allow, Some(6), Some("10.0.1.0/24"), Some(p80)),
+                rule(1, Action::Allow, Some(6), Some("10.0.1.0/24"), Some(p8000)),
+                rule(
+                    1,
+                    Action::Allow,
+                    Some(6),
+                    Some("2001:db8:1::/64"),
+                    Some(p80)
+                ),
+                rule(
+                    1,
+                    Action::Allow,
+                    Some(6),
+                    Some("2001:db8:1::/64"),
+                    Some(p8000)
+                ),
+                rule(
+                    2,
+                    Action::Allow,
+                    Some(17),
+                    None,
+                    Some(PortRange::single(9999))
+                ),
+                rule(3, Action::Allow, Some(1), Some("0.0.0.0/0"), None),
+            ]
+        );
+
+        let FunctionKind::Nat(nat) = &cfg.functions[1].kind else {
+            panic!("nat: {:?}", cfg.functions[1].kind)
+        };
+        assert_eq!(nat.timeout, NAT_TIMEOUT);
+        assert_eq!(
+            nat.rules,
+            vec![
+                NatRule::Snat {
+                    match_src: vec![c("10.0.1.0/24")],
+                    to_addr: ip("10.0.0.1"),
+                    ports: PortRange::new(20000, 59999).expect("range"),
+                },
+                NatRule::Dnat {
+                    protocol: Some(17),
+                    match_dst: ip("10.0.0.200"),
+                    match_port: Some(9999),
+                    to_addr: ip("10.0.2.10"),
+                    to_port: Some(9999),
+                },
+            ]
+        );
+
+        let FunctionKind::LoadBalancer(lb) = &cfg.functions[2].kind else {
+            panic!("lb: {:?}", cfg.functions[2].kind)
+        };
+        let be = |a: &str, weight| LbBackendConfig {
+            addr: ip(a),
+            port: Some(8080),
+            weight,
+        };
+        assert_eq!(
+            *lb,
+            LbConfig {
+                vip: ip("10.0.0.100"),
+                port: Some(80),
+                protocol: Some(6),
+                backends: vec![be("10.0.2.1", 2), be("10.0.2.2", 1), be("10.0.2.3", 1)],
+                affinity_timeout: Duration::ZERO,
+                table_size: 65_537,
+            }
+        );
+
+        let FunctionKind::RateLimiter(rl) = &cfg.functions[3].kind else {
+            panic!("rl: {:?}", cfg.functions[3].kind)
+        };
+        assert_eq!(
+            *rl,
+            RateLimiterConfig {
+                key: RateLimitKey::SourceIp,
+                packets_per_sec: Some(100_000),
+                burst_packets: 10_000,
+                bits_per_sec: Some(1_000_000_000),
+                // default: a tenth of a second at 1 Gbit/s
+                burst_bytes: 12_500_000,
+            }
+        );
+
+        let FunctionKind::Monitor(mon) = &cfg.functions[4].kind else {
+            panic!("mon: {:?}", cfg.functions[4].kind)
+        };
+        assert_eq!(
+            *mon,
+            MonitorConfig {
+                sample_rate: 1000,
+                count_by: CountBy::Protocol,
+            }
+        );
+    }
+
+    #[test]
+    fn ipv6_router_resolves_the_egress_interface() {
+        let spec = example("ipv6-router.yaml");
+        let cfg = chain_config(&spec, &resolver).expect("maps");
+        assert_eq!(cfg.classifier.src, vec![c("2001:db8:1::/48")]);
+        assert_eq!(
+            cfg.functions[0].kind,
+            FunctionKind::Monitor(MonitorConfig {
+                sample_rate: 0,
+                count_by: CountBy::Dscp
+            })
+        );
+        assert_eq!(
+            cfg.functions[1].kind,
+            FunctionKind::RateLimiter(RateLimiterConfig {
+                key: RateLimitKey::Flow,
+                packets_per_sec: None,
+                burst_packets: 0,
+                bits_per_sec: Some(100_000_000),
+                burst_bytes: 1_500_000,
+            })
+        );
+        assert_eq!(
+            cfg.functions[2].kind,
+            FunctionKind::Forwarder(ForwarderConfig {
+                mode: ForwardMode::Redirect { ifindex: 3 },
+                src_mac: None,
+                dst_mac: None,
+                decrement_ttl: false,
+            })
+        );
+        let e = chain_config(&spec, &|_| None).expect_err("no eth1");
+        assert_eq!(e.path, "spec.functions[2].forwarder.egressInterface");
+        assert!(e.message.contains("\"eth1\""), "{e}");
+    }
+
+    #[test]
+    fn firewall_example_pins_icmp_families() {
+        let cfg = chain_config(&example("firewall.yaml"), &resolver).expect("maps");
+        let FunctionKind::Firewall(fw) = &cfg.functions[0].kind else {
+            panic!("{:?}", cfg.functions[0].kind)
+        };
+        let last: Vec<(u32, Option<u8>, Option<IpCidr>)> = fw
+            .rules
+            .iter()
+            .map(|r| (r.priority, r.protocol, r.src))
+            .collect();
+        assert_eq!(
+            last,
+            vec![
+                (0, Some(6), Some(c("10.0.0.0/8"))),
+                (1, Some(6), None),
+                (1, Some(6), None),
+                (2, Some(1), Some(c("0.0.0.0/0"))),
+                (3, Some(58), Some(c("::/0"))),
+            ]
+        );
+        assert_eq!(fw.rules[1].dst_ports, Some(PortRange::single(80)));
+        assert_eq!(fw.rules[2].dst_ports, Some(PortRange::single(443)));
+        // defaults of the telemetry block: histograms on, every packet
+        assert_eq!(cfg.latency_sample_rate, 1);
+    }
+
+    #[test]
+    fn telemetry_off_and_defaults() {
+        let mut spec = example("firewall.yaml");
+        spec.dataplane.telemetry.latency_histograms = false;
+        spec.dataplane.telemetry.sample_one_in = 64;
+        let cfg = chain_config(&spec, &resolver).expect("maps");
+        assert_eq!(cfg.latency_sample_rate, 0);
+        assert!(cfg.functions.iter().all(|f| f.latency_sample_rate == 0));
+        spec.dataplane.telemetry.latency_histograms = true;
+        let cfg = chain_config(&spec, &resolver).expect("maps");
+        assert_eq!(cfg.latency_sample_rate, 64);
+    }
+
+    #[test]
+    fn unsupported_sizes_name_their_field() {
+        let mut spec = example("edge-chain.yaml");
+        if let Some(lb) = spec.functions[2].load_balancer.as_mut() {
+            lb.table_size = 16_777_259;
+        }
+        let e = chain_config(&spec, &resolver).expect_err("too big");
+        assert_eq!(e.path, "spec.functions[2].loadBalancer.tableSize");
+        assert!(
+            e.message.contains("not supported by this data plane yet"),
+            "{e}"
+        );
+
+        let mut spec = example("edge-chain.yaml");
+        if let Some(nat) = spec.functions[1].nat.as_mut() {
+            nat.conntrack_size = 1 << 20;
+        }
+        let e = chain_config(&spec, &resolver).expect_err("too big");
+        assert_eq!(e.path, "spec.functions[1].nat.conntrackSize");
+
+        let mut spec = example("edge-chain.yaml");
+        if let Some(fw) = spec.functions[0].firewall.as_mut() {
+            let rule = fw.rules[2].clone();
+            fw.rules = vec![rule; abi::FW_MAX_RULES as usize + 1];
+        }
+        let e = chain_config(&spec, &resolver).expect_err("too many rules");
+        assert_eq!(e.path, "spec.functions[0].firewall.rules");
+        assert!(
+            e.message.contains("not supported by this data plane yet"),
+            "{e}"
+        );
+        assert_eq!(e.to_string(), format!("{}: {}", e.path, e.message));
+    }
+
+    #[test]
+    fn cross_family_pairs_are_left_out() {
+        let mut spec = example("firewall.yaml");
+        if let Some(fw) = spec.functions[0].firewall.as_mut() {
+            fw.rules[0].traffic.source_cidrs =
+                vec![Cidr::from("10.0.0.0/8"), Cidr::from("2001:db8::/32")];
+            fw.rules[0].traffic.destination_cidrs = vec![Cidr::from("2001:db8:1::/48")];
+        }
+        let cfg = chain_config(&spec, &resolver).expect("maps");
+        let FunctionKind::Firewall(fw) = &cfg.functions[0].kind else {
+            panic!("{:?}", cfg.functions[0].kind)
+        };
+        let first: Vec<&FirewallRule> = fw.rules.iter().filter(|r| r.priority == 0).collect();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].src, Some(c("2001:db8::/32")));
+        assert_eq!(first[0].dst, Some(c("2001:db8:1::/48")));
+    }
+}

@@ -1,0 +1,309 @@
+//! The cnf-dataplane daemon as a process: bad config exits 64 naming the field; in a namespace it attaches
+//! the chain, serves gRPC on a 0600 Unix socket and /metrics, counts real packets, applies new generations
+//! live, refuses invalid and stale ones (the old chain keeps running), and detaches on SIGTERM.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Namespaces, enter};
+use dataplane_api::dataplane_client::DataplaneClient;
+use dataplane_api::{ApplyChainRequest, ChainRef, GetStatusRequest, Hook};
+use tonic::transport::{Channel, Endpoint};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cnf-dataplane")
+}
+
+#[test]
+fn bad_config_exits_64_and_names_the_field() {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/invalid/06-cidr-host-bits.yaml");
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "spec.functions[0].firewall.rules[0].sourceCIDRs[0]: \"10.1.2.3/8\" has host bits set"
+        ),
+        "{err}"
+    );
+    let out = Command::new(bin())
+        .args(["--config", "/nonexistent.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+}
+
+const CHAIN: &str = "apiVersion: buildvnf.io/v1alpha1
+kind: VNFChain
+metadata: {name: t, namespace: lab}
+spec:
+  functions:
+    - name: fw
+      type: firewall
+      firewall:
+        defaultAction: allow
+        rules: [{action: deny, protocol: udp, destinationPorts: [{from: 9}]}]
+    - name: mon
+      type: monitor
+      monitor: {}
+  interfaces: {ingress: cnf0}
+";
+
+/// Kills the daemon if the test fails before it is stopped.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn connect(rt: &tokio::runtime::Runtime, sock: PathBuf) -> DataplaneClient<Channel> {
+    rt.block_on(async move {
+        let channel = Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let sock = sock.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(sock).await?,
+                    ))
+                }
+            }))
+            .await
+            .expect("connect to the daemon's socket");
+        DataplaneClient::new(channel)
+    })
+}
+
+fn scrape(ns: &str) -> String {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter(ns);
+            let mut c = TcpStream::connect("127.0.0.1:9090").expect("metrics port");
+            c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+                .expect("request");
+            let mut body = String::new();
+            c.read_to_string(&mut body).expect("response");
+            body
+        })
+        .join()
+        .expect("scrape thread")
+    })
+}
+
+fn send_udp(ns: &str, dst: &str, port: u16, count: usize) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter(ns);
+            let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+            for _ in 0..count {
+                sock.send_to(b"build-vnf", (dst, port)).expect("send");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+        .join()
+        .expect("sender thread")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn xdp_on(ns: &str, dev: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns, "link", "show", dev])
+        .output()
+        .expect("ip link show");
+    out.stdout.windows(3).any(|w| w == b"xdp")
+}
+
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn spec_json(rule_port: u16) -> String {
+    let chain = crds::manifest::parse_single_chain(
+        &CHAIN.replace("from: 9", &format!("from: {rule_port}")),
+    )
+    .expect("chain");
+    serde_json::to_string(&chain.spec).expect("json")
+}
+
+#[test]
+fn daemon_runs_a_chain_live_updates_it_and_detaches() {
+    if !common::privileged() {
+        return;
+    }
+    let namespaces = Namespaces::new(&["dcnf", "dcli"]);
+    let (cnf, cli) = (namespaces.0[0].as_str(), namespaces.0[1].as_str());
+    namespaces.link(0, "cnf0", "10.77.0.1/24", 1, "cli0", "10.77.0.2/24");
+    let dir = std::env::temp_dir().join(format!("vnfd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let config = dir.join("chain.yaml");
+    std::fs::write(&config, CHAIN).expect("write chain");
+    let sock = dir.join("dp.sock");
+
+    let started = Instant::now();
+    let child = Command::new("ip")
+        .args(["netns", "exec", cnf])
+        .args([
+            bin(),
+            "--config",
+            config.to_str().expect("path"),
+            "--grpc-socket",
+            sock.to_str().expect("path"),
+            "--metrics-listen",
+            "127.0.0.1:9090",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start daemon");
+    let mut daemon = Daemon(child);
+    while !sock.exists() {
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            let mut err = String::new();
+            let _ = daemon
+                .0
+                .stderr
+                .take()
+                .map(|mut e| e.read_to_string(&mut err));
+            panic!("daemon exited early with {status}: {err}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "daemon did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode = std::fs::metadata(&sock)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the control socket is private to root");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut client = connect(&rt, sock.clone());
+    let status = rt
+        .block_on(client.get_status(GetStatusRequest {}))
+        .expect("status")
+        .into_inner();
+    assert_eq!(status.applied_generation, 1);
+    assert_eq!(status.attachments.len(), 1);
+    assert_eq!(status.attachments[0].interface, "cnf0");
+    assert_ne!(status.attachments[0].hook, Hook::None as i32);
+    assert!(xdp_on(cnf, "cnf0"), "XDP attached on cnf0");
+
+    // Real packets: 20 to the denied port are dropped by rule 0, 7 to another port pass.
+    send_udp(cli, "10.77.0.1", 9, 20);
+    send_udp(cli, "10.77.0.1", 10, 7);
+    let m = scrape(cnf);
+    let drops = "buildvnf_function_drops_total{namespace=\"lab\",chain=\"t\",function=\"fw\",type=\"firewall\",reason=\"firewall_rule\"}";
+    assert_eq!(metric(&m, drops), Some(20.0), "{m}");
+    let mon_in = "buildvnf_function_packets_total{namespace=\"lab\",chain=\"t\",function=\"mon\",type=\"monitor\"}";
+    assert!(metric(&m, mon_in).is_some_and(|n| n >= 7.0), "{m}");
+    assert!(
+        m.contains(
+            "buildvnf_function_latency_seconds_bucket{namespace=\"lab\",chain=\"t\",function=\"fw\""
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "buildvnf_attach_info{namespace=\"lab\",chain=\"t\",interface=\"cnf0\",hook=\"xdp-"
+        ),
+        "{m}"
+    );
+
+    // Generation 2 moves the rule to port 10: applied live, counters of the new generation start at 0.
+    let apply = |client: &mut DataplaneClient<Channel>, generation: i64, spec_json: String| {
+        rt.block_on(client.apply_chain(ApplyChainRequest {
+            chain: Some(ChainRef {
+                namespace: "lab".into(),
+                name: "t".into(),
+            }),
+            generation,
+            spec_json,
+        }))
+    };
+    let r = apply(&mut client, 2, spec_json(10))
+        .expect("apply generation 2")
+        .into_inner();
+    assert!(r.changed);
+    assert_eq!(r.applied_generation, 2);
+    send_udp(cli, "10.77.0.1", 9, 5);
+    send_udp(cli, "10.77.0.1", 10, 3);
+    let m = scrape(cnf);
+    assert_eq!(metric(&m, drops), Some(3.0), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "buildvnf_applied_generation{namespace=\"lab\",chain=\"t\"}"
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    // The same generation again is a no-op.
+    assert!(
+        !apply(&mut client, 2, spec_json(10))
+            .expect("idempotent")
+            .into_inner()
+            .changed
+    );
+
+    // Invalid and stale generations are refused; generation 2 keeps running.
+    let dup = spec_json(10).replace("\"name\":\"mon\"", "\"name\":\"fw\"");
+    let e = apply(&mut client, 3, dup).expect_err("duplicate names");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message()
+            .contains("spec.functions[1].name: duplicate function name \"fw\""),
+        "{}",
+        e.message()
+    );
+    let e = apply(&mut client, 1, spec_json(9)).expect_err("stale");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    let status = rt
+        .block_on(client.get_status(GetStatusRequest {}))
+        .expect("status")
+        .into_inner();
+    assert_eq!(status.applied_generation, 2);
+    assert!(!status.last_error.is_empty());
+    send_udp(cli, "10.77.0.1", 10, 2);
+    assert_eq!(
+        metric(&scrape(cnf), drops),
+        Some(5.0),
+        "generation 2 still drops port 10"
+    );
+
+    // SIGTERM: clean exit, nothing left attached.
+    // SAFETY: kill() with a valid pid of our own child and a standard signal.
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(s) = daemon.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "exit status {code}");
+    assert!(!xdp_on(cnf, "cnf0"), "XDP detached");
+    assert!(!sock.exists(), "socket removed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -41,10 +41,11 @@ ip -n "$cnf" addr add 192.0.2.2/24 dev eth0
 
 echo "== cnf-dataplane: attaching the chain"
 ip netns exec "$cnf" "$bin/cnf-dataplane" --config "$chain" --grpc-socket "$tmp/dp.sock" \
-  --metrics-listen 127.0.0.1:9090 2> >(sed 's/^/   dataplane: /' >&2) &
+  --metrics-listen 127.0.0.1:9090 2> "$tmp/dataplane.log" &
 pids+=($!)
 for _ in $(seq 200); do [[ -S $tmp/dp.sock ]] && break; sleep 0.05; done
-[[ -S $tmp/dp.sock ]] || { echo "lab: cnf-dataplane did not start" >&2; exit 1; }
+sed -n 's/^\[[^]]*\] */   /p' "$tmp/dataplane.log"
+[[ -S $tmp/dp.sock ]] || { echo "lab: cnf-dataplane did not start:" >&2; cat "$tmp/dataplane.log" >&2; exit 1; }
 
 echo "== Traffic: 10 kpps to port 9000 (allowed, under the 20 kpps policer), 2 kpps to port 9001 (denied), 3 s"
 ip netns exec "$cnf" "$bin/pktgen" recv --bind 0.0.0.0:9000 --idle 2 --json > "$tmp/recv.json" 2>/dev/null &

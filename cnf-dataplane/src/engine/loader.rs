@@ -1341,36 +1341,9 @@ impl Engine {
                 ignore_missing(trie.remove(&Key::new(plen, data)), "vnf_fw_lpm6")?;
             }
         }
-        let ct_keys: Vec<CtKey> = self
-            .maps
-            .ct
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| k.instance == inst)
-            .collect();
-        for k in ct_keys {
-            ignore_missing(self.maps.ct.remove(&k), "vnf_ct")?;
-        }
-        let rl_keys: Vec<RlKey> = self
-            .maps
-            .rl_buckets
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| k.instance == inst)
-            .collect();
-        for k in rl_keys {
-            ignore_missing(self.maps.rl_buckets.remove(&k), "vnf_rl_buckets")?;
-        }
-        let nat_keys: Vec<NatKey> = self
-            .maps
-            .nat_ct
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| k.instance == inst)
-            .collect();
-        for k in nat_keys {
-            ignore_missing(self.maps.nat_ct.remove(&k), "vnf_nat_ct")?;
-        }
+        purge_instance(&mut self.maps.ct, inst, "vnf_ct")?;
+        purge_instance(&mut self.maps.rl_buckets, inst, "vnf_rl_buckets")?;
+        purge_instance(&mut self.maps.nat_ct, inst, "vnf_nat_ct")?;
         self.free_ids.insert(inst);
         Ok(())
     }
@@ -1687,6 +1660,51 @@ impl Engine {
         }
         out
     }
+}
+
+/// Keys of the state maps that hold entries of many function instances.
+trait InstanceKey {
+    /// The function instance the entry belongs to.
+    fn instance(&self) -> u32;
+}
+
+impl InstanceKey for CtKey {
+    fn instance(&self) -> u32 {
+        self.instance
+    }
+}
+
+impl InstanceKey for RlKey {
+    fn instance(&self) -> u32 {
+        self.instance
+    }
+}
+
+impl InstanceKey for NatKey {
+    fn instance(&self) -> u32 {
+        self.instance
+    }
+}
+
+/// Removes every entry of instance `inst` from a per-instance state map (conntrack, buckets, NAT).
+fn purge_instance<K, V>(
+    map: &mut BpfHashMap<MapData, K, V>,
+    inst: u32,
+    name: &'static str,
+) -> Result<()>
+where
+    K: aya::Pod + InstanceKey,
+    V: aya::Pod,
+{
+    let keys: Vec<K> = map
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| k.instance() == inst)
+        .collect();
+    for k in keys {
+        ignore_missing(map.remove(&k), name)?;
+    }
+    Ok(())
 }
 
 fn ignore_missing(

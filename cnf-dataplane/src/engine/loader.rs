@@ -128,13 +128,7 @@ pub struct ChainCounters {
     pub latency_hist: [u64; abi::HIST_BUCKETS],
 }
 
-#[derive(Clone, Debug, Default)]
-struct FwKeys {
-    v4: Vec<(u32, Lpm4Data, bool)>,
-    v6: Vec<(u32, Lpm6Data, bool)>,
-}
-
-/// Prefixes of one classifier generation or one NAT instance's SNAT rule,
+/// Prefixes of one classifier generation, one firewall instance or one NAT instance's SNAT rule,
 /// as written into their LPM tries (`bool` = destination trie).
 #[derive(Clone, Debug, Default)]
 struct PrefixKeys {
@@ -260,7 +254,7 @@ pub struct Engine {
     /// Kinds of live instances.
     live: HashMap<u32, u32>,
     free_ids: BTreeSet<u32>,
-    fw_keys: HashMap<u32, FwKeys>,
+    fw_keys: HashMap<u32, PrefixKeys>,
     /// Rule priorities of each firewall instance, in evaluation order.
     fw_priorities: HashMap<u32, Vec<u32>>,
     /// Pool regions (offset, length) of each firewall instance: rules, words, port segments.
@@ -925,22 +919,13 @@ impl Engine {
     ) -> Result<()> {
         let g = (generation & 1) as usize;
         let old = std::mem::take(&mut self.cls_keys[g]);
-        for (plen, data, dst) in old.v4 {
-            let trie = if dst {
-                &mut self.maps.cls_dst4
-            } else {
-                &mut self.maps.cls_src4
-            };
-            ignore_missing(trie.remove(&Key::new(plen, data)), "vnf_cls_lpm4")?;
-        }
-        for (plen, data, dst) in old.v6 {
-            let trie = if dst {
-                &mut self.maps.cls_dst6
-            } else {
-                &mut self.maps.cls_src6
-            };
-            ignore_missing(trie.remove(&Key::new(plen, data)), "vnf_cls_lpm6")?;
-        }
+        let m = &mut self.maps;
+        remove_prefixes(
+            old,
+            [&mut m.cls_src4, &mut m.cls_dst4],
+            [&mut m.cls_src6, &mut m.cls_dst6],
+            ("vnf_cls_lpm4", "vnf_cls_lpm6"),
+        )?;
         let mut keys = PrefixKeys::default();
         for (c, dst) in list {
             if c.family() == 4 {
@@ -1106,7 +1091,7 @@ impl Engine {
                 .set(inst * 256 + p as u32, rebase(bm), 0)
                 .map_err(EngineError::map("vnf_fw_proto"))?;
         }
-        let mut keys = FwKeys::default();
+        let mut keys = PrefixKeys::default();
         for (list, dst, name) in [
             (&fw.src4, false, "vnf_fw_src4"),
             (&fw.dst4, true, "vnf_fw_dst4"),
@@ -1171,26 +1156,21 @@ impl Engine {
                 .iter()
                 .map(|(p, d, x)| (*p, d.addr, d.instance_be, *x))
                 .collect();
-            for (plen, data, dst) in old.v4 {
-                if !new4.contains(&(plen, data.addr, data.instance_be, dst)) {
-                    let trie = if dst {
-                        &mut self.maps.fw_dst4
-                    } else {
-                        &mut self.maps.fw_src4
-                    };
-                    ignore_missing(trie.remove(&Key::new(plen, data)), "vnf_fw_lpm4")?;
-                }
-            }
-            for (plen, data, dst) in old.v6 {
-                if !new6.contains(&(plen, data.addr, data.instance_be, dst)) {
-                    let trie = if dst {
-                        &mut self.maps.fw_dst6
-                    } else {
-                        &mut self.maps.fw_src6
-                    };
-                    ignore_missing(trie.remove(&Key::new(plen, data)), "vnf_fw_lpm6")?;
-                }
-            }
+            // Only the prefixes the new rule set no longer has.
+            let mut stale = old;
+            stale
+                .v4
+                .retain(|(p, d, x)| !new4.contains(&(*p, d.addr, d.instance_be, *x)));
+            stale
+                .v6
+                .retain(|(p, d, x)| !new6.contains(&(*p, d.addr, d.instance_be, *x)));
+            let m = &mut self.maps;
+            remove_prefixes(
+                stale,
+                [&mut m.fw_src4, &mut m.fw_dst4],
+                [&mut m.fw_src6, &mut m.fw_dst6],
+                ("vnf_fw_lpm4", "vnf_fw_lpm6"),
+            )?;
         }
         self.fw_keys.insert(inst, keys);
         self.fw_priorities.insert(inst, fw.priorities.clone());
@@ -1324,22 +1304,13 @@ impl Engine {
             ignore_missing(self.maps.mon_keyed.remove(&k), "vnf_mon_keyed")?;
         }
         if let Some(old) = self.fw_keys.remove(&inst) {
-            for (plen, data, dst) in old.v4 {
-                let trie = if dst {
-                    &mut self.maps.fw_dst4
-                } else {
-                    &mut self.maps.fw_src4
-                };
-                ignore_missing(trie.remove(&Key::new(plen, data)), "vnf_fw_lpm4")?;
-            }
-            for (plen, data, dst) in old.v6 {
-                let trie = if dst {
-                    &mut self.maps.fw_dst6
-                } else {
-                    &mut self.maps.fw_src6
-                };
-                ignore_missing(trie.remove(&Key::new(plen, data)), "vnf_fw_lpm6")?;
-            }
+            let m = &mut self.maps;
+            remove_prefixes(
+                old,
+                [&mut m.fw_src4, &mut m.fw_dst4],
+                [&mut m.fw_src6, &mut m.fw_dst6],
+                ("vnf_fw_lpm4", "vnf_fw_lpm6"),
+            )?;
         }
         purge_instance(&mut self.maps.ct, inst, "vnf_ct")?;
         purge_instance(&mut self.maps.rl_buckets, inst, "vnf_rl_buckets")?;
@@ -1660,6 +1631,26 @@ impl Engine {
         }
         out
     }
+}
+
+/// Removes recorded prefix keys from the `[source, destination]` LPM tries of each address family.
+fn remove_prefixes<V: aya::Pod>(
+    keys: PrefixKeys,
+    tries4: [&mut LpmTrie<MapData, Lpm4Data, V>; 2],
+    tries6: [&mut LpmTrie<MapData, Lpm6Data, V>; 2],
+    (name4, name6): (&'static str, &'static str),
+) -> Result<()> {
+    let [src4, dst4] = tries4;
+    let [src6, dst6] = tries6;
+    for (plen, data, dst) in keys.v4 {
+        let trie = if dst { &mut *dst4 } else { &mut *src4 };
+        ignore_missing(trie.remove(&Key::new(plen, data)), name4)?;
+    }
+    for (plen, data, dst) in keys.v6 {
+        let trie = if dst { &mut *dst6 } else { &mut *src6 };
+        ignore_missing(trie.remove(&Key::new(plen, data)), name6)?;
+    }
+    Ok(())
 }
 
 /// Keys of the state maps that hold entries of many function instances.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Attach-point sources, relative to the ebpf directory.
-const ATTACH_POINTS: &[&str] = &["xdp_chain.c", "tc_chain.c"];
+const ATTACH_POINTS: &[&str] = &["xdp_chain.c", "tc_chain.c", "xsk_redirect.c", "bench.c"];
 
 fn fail(msg: &str) -> ! {
     eprintln!("error: cnf-dataplane build: {msg}");

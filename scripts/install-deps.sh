@@ -7,6 +7,7 @@ PACKAGES=(
   clang llvm libbpf-dev bpftool pkg-config protobuf-compiler   # eBPF build + gRPC codegen
   iproute2 ethtool iputils-ping python3                         # namespaces, veth, offloads; lab report
   linux-libc-dev libc6-dev gcc make                            # headers for -target bpf, C builds
+  prometheus shellcheck                                        # real-Prometheus scrape test; e2e script lint
 )
 
 missing=()

@@ -8,3 +8,4 @@
 pub mod daemon;
 pub mod engine;
 pub mod spec;
+pub mod userspace;

@@ -28,11 +28,17 @@
 //!   `bounce` → XDP_TX, `pass` → the kernel stack; `nextHopMAC` → destination MAC rewrite. Known gap: without
 //!   `nextHopMAC` the MACs are left as received (the API's default, the kernel's neighbour for the destination,
 //!   needs `bpf_fib_lookup` in the forwarder), and the source MAC is not rewritten to the egress interface's.
+//! - **state across updates**: the engine keys flows, buckets and counters by a state id that a function
+//!   keeping its `name` and `type` inherits from its predecessor, so an edited chain keeps its NAT/LB flows,
+//!   conntrack entries, rate-limit buckets and counters; renaming a function starts it fresh.
 //! - **dataplane.telemetry**: `latencyHistograms: false` → latency sampling 0 (off), else `sampleOneIn`,
 //!   for the chain and every function.
 //!
-//! Not supported by this data plane yet (each a [`SpecError`] at the field): user-space functions
-//! (`payloadCipher`); firewalls whose expansion exceeds [`abi::FW_MAX_RULES`] engine rules; Maglev tables
+//! - **user-space functions** (`payloadCipher`, or tier `userspace`) → [`chain_plan`] splits them off into a
+//!   [`UserspacePlan`] for the AF_XDP tier; the kernel chain ends in a [`FunctionKind::UserspaceHandoff`].
+//!
+//! Not supported by this data plane yet (each a [`SpecError`] at the field): kernel functions after
+//! user-space ones (other than one forwarder), types other than `payloadCipher` in user space; firewalls whose expansion exceeds [`abi::FW_MAX_RULES`] engine rules; Maglev tables
 //! above [`MAX_MAGLEV_TABLE`]; conntrack / flow / bucket table sizes above the engine's shared tables.
 //! `interfaces`, `dataplane.hook`, `dataplane.userspace`, `dataplane.image`/`resources` and `placement` are
 //! not part of the engine configuration (the daemon and operator handle them).
@@ -92,16 +98,94 @@ impl SpecError {
 
 type Result<T> = std::result::Result<T, SpecError>;
 
+/// The user-space part of a chain: the functions the AF_XDP tier runs, in order, and where their
+/// output goes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserspacePlan {
+    /// Name of the kernel chain's hand-off step (the first user-space function's name).
+    pub handoff: String,
+    /// The user-space functions, in chain order.
+    pub functions: Vec<UserFunction>,
+    /// Where the tier sends what its functions pass: the forwarder that follows them in the spec
+    /// (applied by the tier when it transmits), or back out of the ingress interface.
+    pub egress: UserEgress,
+}
+
+/// Where the user-space tier transmits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserEgress {
+    /// Egress interface (a `redirect` forwarder's); `None`: back out of the ingress interface.
+    pub interface: Option<String>,
+    /// Destination MAC written into every frame (the forwarder's `nextHopMAC`).
+    pub dst_mac: Option<[u8; 6]>,
+    /// Whether a forwarder followed the user-space functions.
+    pub from_forwarder: bool,
+}
+
+/// One function of the user-space tier.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserFunction {
+    /// Name from the spec.
+    pub name: String,
+    /// Path of the function in the manifest (`spec.functions[3]`).
+    pub path: String,
+    /// What it does.
+    pub kind: UserFunctionKind,
+}
+
+/// The functions the user-space tier can run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UserFunctionKind {
+    /// Authenticated payload encryption/decryption (the key comes from the Secret the config names).
+    PayloadCipher(crds::PayloadCipherConfig),
+}
+
+/// A chain split into its kernel part and its user-space part.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainPlan {
+    /// What the eBPF engine runs (with a [`FunctionKind::UserspaceHandoff`] step in place of the
+    /// user-space functions).
+    pub kernel: ChainConfig,
+    /// The user-space functions, if the chain has any.
+    pub userspace: Option<UserspacePlan>,
+}
+
 /// Maps a (validated) chain spec onto the engine configuration.
 ///
 /// `ifindex` resolves an interface name to its index in the data plane's network namespace (the daemon passes
 /// `if_nametoindex`); it is asked only for the egress interface of a `redirect` forwarder.  Returns the first
 /// problem found, as a [`SpecError`] naming the spec field: a feature this data plane does not support yet, a
-/// value that does not parse, or an interface that does not exist.
+/// value that does not parse, or an interface that does not exist. A chain with user-space functions is an
+/// error here (use [`chain_plan`], which splits it).
 pub fn chain_config(
     spec: &VNFChainSpec,
     ifindex: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<ChainConfig> {
+    let plan = chain_plan(spec, ifindex)?;
+    if let Some(u) = plan.userspace {
+        let first = u
+            .functions
+            .first()
+            .map(|f| f.path.clone())
+            .unwrap_or_default();
+        return Err(SpecError::unsupported(
+            first,
+            format!(
+                "function {:?} runs in the user-space tier (AF_XDP), which this caller does not start",
+                u.handoff
+            ),
+        ));
+    }
+    Ok(plan.kernel)
+}
+
+/// Splits a (validated) chain spec into the engine configuration and the user-space tier's part.
+///
+/// User-space functions (tier `userspace`, and `payloadCipher` by default) must form one run at the
+/// end of the chain, optionally followed by one forwarder, which the tier applies when it
+/// transmits; the kernel chain hands packets to the tier at the run's position. Only
+/// `payloadCipher` runs in user space today; anything else is a [`SpecError`] naming the field.
+pub fn chain_plan(spec: &VNFChainSpec, ifindex: &dyn Fn(&str) -> Option<u32>) -> Result<ChainPlan> {
     let telemetry = &spec.dataplane.telemetry;
     let sample = if telemetry.latency_histograms {
         telemetry.sample_one_in
@@ -119,23 +203,105 @@ pub fn chain_config(
         ));
     }
     let classifier = classifier(&spec.classifier, "spec.classifier")?;
-    let functions = spec
-        .functions
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let kind = function(f, &format!("spec.functions[{i}]"), ifindex)?;
-            Ok(FunctionConfig {
+    let mut functions = Vec::new();
+    let mut userspace: Option<UserspacePlan> = None;
+    for (i, f) in spec.functions.iter().enumerate() {
+        let path = format!("spec.functions[{i}]");
+        let in_userspace =
+            f.type_ == FunctionType::PayloadCipher || f.effective_tier() == Tier::Userspace;
+        if in_userspace {
+            let plan = userspace.get_or_insert_with(|| UserspacePlan {
+                handoff: f.name.as_str().to_owned(),
+                functions: Vec::new(),
+                egress: UserEgress::default(),
+            });
+            if plan.egress.from_forwarder {
+                return Err(SpecError::unsupported(
+                    path,
+                    "a user-space function after the forwarder that ends the user-space run",
+                ));
+            }
+            let kind = match (&f.type_, &f.payload_cipher) {
+                (FunctionType::PayloadCipher, Some(c)) => {
+                    UserFunctionKind::PayloadCipher(c.clone())
+                }
+                (FunctionType::PayloadCipher, None) => {
+                    return Err(SpecError::new(
+                        format!("{path}.payloadCipher"),
+                        "the payloadCipher block is required for type payloadCipher",
+                    ));
+                }
+                (t, _) => {
+                    return Err(SpecError::unsupported(
+                        format!("{path}.tier"),
+                        format!("type {t} in the user-space tier (only payloadCipher runs there)"),
+                    ));
+                }
+            };
+            plan.functions.push(UserFunction {
                 name: f.name.as_str().to_owned(),
-                latency_sample_rate: sample,
+                path,
                 kind,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(ChainConfig {
-        classifier,
-        functions,
-        latency_sample_rate: sample,
+            });
+            continue;
+        }
+        let kind = function(f, &path, ifindex)?;
+        if let Some(plan) = userspace.as_mut() {
+            // after the user-space run only a forwarder, which the tier applies
+            match (&kind, plan.egress.from_forwarder, &f.forwarder) {
+                (FunctionKind::Forwarder(fwd), false, Some(api)) => {
+                    plan.egress = UserEgress {
+                        interface: match fwd.mode {
+                            ForwardMode::Redirect { .. } => {
+                                api.egress_interface.as_ref().map(|i| i.as_str().to_owned())
+                            }
+                            ForwardMode::Tx => None,
+                            ForwardMode::Pass | ForwardMode::Drop => {
+                                return Err(SpecError::unsupported(
+                                    format!("{path}.forwarder.mode"),
+                                    "mode pass after user-space functions (the user-space tier \
+                                     transmits: use redirect or bounce)",
+                                ));
+                            }
+                        },
+                        dst_mac: fwd.dst_mac,
+                        from_forwarder: true,
+                    };
+                    continue;
+                }
+                _ => {
+                    return Err(SpecError::unsupported(
+                        path,
+                        format!(
+                            "kernel function {:?} after the user-space function {:?} (move it before \
+                             the user-space functions; only a forwarder may follow them)",
+                            f.name.as_str(),
+                            plan.handoff
+                        ),
+                    ));
+                }
+            }
+        }
+        functions.push(FunctionConfig {
+            name: f.name.as_str().to_owned(),
+            latency_sample_rate: sample,
+            kind,
+        });
+    }
+    if let Some(plan) = &userspace {
+        functions.push(FunctionConfig {
+            name: plan.handoff.clone(),
+            latency_sample_rate: sample,
+            kind: FunctionKind::UserspaceHandoff,
+        });
+    }
+    Ok(ChainPlan {
+        kernel: ChainConfig {
+            classifier,
+            functions,
+            latency_sample_rate: sample,
+        },
+        userspace,
     })
 }
 
@@ -144,16 +310,6 @@ fn function(
     path: &str,
     ifindex: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<FunctionKind> {
-    if f.type_ == FunctionType::PayloadCipher || f.effective_tier() == Tier::Userspace {
-        return Err(SpecError::unsupported(
-            path,
-            format!(
-                "function {:?} of type {} runs in the user-space tier (AF_XDP/DPDK)",
-                f.name.as_str(),
-                f.type_
-            ),
-        ));
-    }
     let block = f.type_.as_str();
     let missing = || {
         SpecError::new(
@@ -635,13 +791,68 @@ mod tests {
                         e.message.contains("not supported by this data plane yet"),
                         "{name}: {e}"
                     );
-                    assert!(e.message.contains("payloadCipher"), "{name}: {e}");
+                    assert!(e.message.contains("user-space tier"), "{name}: {e}");
                 }
                 (r, _) => panic!("{name}: unexpected {r:?}"),
             }
             seen += 1;
         }
         assert!(seen >= 4, "only {seen} examples found in {dir}");
+    }
+
+    #[test]
+    fn user_space_functions_split_off_into_a_plan() {
+        let plan = chain_plan(&example("userspace-cipher.yaml"), &resolver).expect("plans");
+        let names: Vec<&str> = plan
+            .kernel
+            .functions
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(names, ["limit", "seal"]);
+        assert_eq!(
+            plan.kernel.functions[1].kind,
+            FunctionKind::UserspaceHandoff
+        );
+        let u = plan.userspace.expect("user-space part");
+        assert_eq!(u.handoff, "seal");
+        assert_eq!(u.functions.len(), 1);
+        assert_eq!(u.functions[0].path, "spec.functions[1]");
+        let UserFunctionKind::PayloadCipher(c) = &u.functions[0].kind;
+        assert_eq!(c.direction, crds::CipherDirection::Encrypt);
+        assert_eq!(c.key_secret_ref.name, "tunnel-key");
+        assert_eq!(
+            u.egress,
+            UserEgress {
+                interface: Some("net1".into()),
+                dst_mac: Some([2, 0, 0, 0, 0, 2]),
+                from_forwarder: true,
+            },
+            "the trailing forwarder goes to the tier"
+        );
+        // chains without user-space functions have no plan
+        let plain = chain_plan(&example("edge-chain.yaml"), &resolver).expect("plans");
+        assert!(plain.userspace.is_none());
+    }
+
+    #[test]
+    fn kernel_functions_after_user_space_ones_are_refused_at_their_field() {
+        let mut spec = example("userspace-cipher.yaml");
+        // move the rate limiter behind the cipher: limit is now functions[2]
+        let limit = spec.functions.remove(0);
+        spec.functions.insert(1, limit);
+        let e = chain_plan(&spec, &resolver).expect_err("kernel after user space");
+        assert_eq!(e.path, "spec.functions[1]");
+        assert!(
+            e.message.contains("after the user-space function \"seal\""),
+            "{e}"
+        );
+
+        let mut spec = example("userspace-cipher.yaml");
+        spec.functions[0].tier = Tier::Userspace;
+        let e = chain_plan(&spec, &resolver).expect_err("rate limiter in user space");
+        assert_eq!(e.path, "spec.functions[0].tier");
+        assert!(e.message.contains("only payloadCipher runs there"), "{e}");
     }
 
     #[test]
@@ -841,8 +1052,8 @@ mod tests {
         );
         assert_eq!(fw.rules[1].dst_ports, Some(PortRange::single(80)));
         assert_eq!(fw.rules[2].dst_ports, Some(PortRange::single(443)));
-        // defaults of the telemetry block: histograms on, every packet
-        assert_eq!(cfg.latency_sample_rate, 1);
+        // defaults of the telemetry block: histograms on, one packet in 64
+        assert_eq!(cfg.latency_sample_rate, 64);
     }
 
     #[test]

@@ -165,20 +165,34 @@ fn generation_switch_is_atomic_and_recycles_instances() {
         );
         assert_eq!(e.chain_counters(a.generation).expect("c").completed, 1);
 
-        // third chain reuses generation a and its freed instance ids with zeroed counters
+        // b's "fw" inherited a's state: a's instance id stays taken while that state lives
+        let renamed = |name: &str, action| FunctionConfig {
+            name: name.into(),
+            ..firewall(action)
+        };
+        // a third chain of new functions starts fresh, in generation a
         let c = e
             .apply(&chain(vec![
-                firewall(Action::Deny),
-                firewall(Action::Allow),
+                renamed("deny", Action::Deny),
+                renamed("allow", Action::Allow),
             ]))
             .expect("apply c");
         assert_eq!(c.generation, a.generation);
-        assert!(c.instances.contains(&a.instances[0]));
+        assert!(!c.instances.contains(&a.instances[0]), "{c:?} {a:?}");
         for inst in &c.instances {
             assert_eq!(e.function_stats(*inst).expect("stats").packets_in, 0);
         }
         assert_eq!(e.chain_counters(c.generation).expect("c").completed, 0);
         assert_eq!(run(&e, &frame), v.drop);
+        // retiring b frees that state, and the id is recycled with zeroed counters
+        let d = e
+            .apply(&chain(vec![renamed("other", Action::Allow)]))
+            .expect("apply d");
+        assert!(d.instances.contains(&a.instances[0]), "{d:?} {a:?}");
+        assert_eq!(
+            e.function_stats(d.instances[0]).expect("stats").packets_in,
+            0
+        );
 
         // an empty chain disables processing
         e.apply(&ChainConfig::default()).expect("apply empty");
@@ -252,10 +266,11 @@ fn multi_function_chain_runs_every_function_in_order() {
         cfg2.functions[2] = firewall(Action::Deny);
         let applied = e.apply(&cfg2).expect("apply");
         assert_eq!(run(&e, &frame), v.drop);
+        // the functions kept their names, so their counters carried over the update
         let last = e.function_stats(applied.instances[3]).expect("stats");
-        assert_eq!(last.packets_in, 0, "function after a drop must not run");
+        assert_eq!(last.packets_in, 10, "function after a drop must not run");
         let first = e.function_stats(applied.instances[0]).expect("stats");
-        assert_eq!(first.packets_in, 1);
+        assert_eq!(first.packets_in, 11);
     }
 }
 

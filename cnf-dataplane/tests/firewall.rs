@@ -318,35 +318,39 @@ fn conntrack_lets_replies_of_allowed_flows_pass() {
         let s = e.function_stats(inst).expect("stats");
         assert_eq!(s.aux, 2, "conntrack hits");
 
-        // a new generation has its own instance: old connections are not inherited
-        let applied = e
-            .apply(&ChainConfig {
+        // the same function (name and kind) with a changed configuration gets a new instance
+        // in the new generation, and keeps its connections
+        let mut changed = fw.clone();
+        changed.conntrack_timeout += Duration::from_secs(1);
+        let apply = |e: &mut Engine, name: &str| {
+            e.apply(&ChainConfig {
                 functions: vec![FunctionConfig::new(
-                    "fw",
-                    FunctionKind::Firewall(fw.clone()),
+                    name,
+                    FunctionKind::Firewall(changed.clone()),
                 )],
                 ..Default::default()
             })
-            .expect("apply");
-        assert_ne!(applied.instances[0], inst);
+            .expect("apply")
+        };
+        let updated = apply(&mut e, "fw");
+        assert_ne!(updated.instances[0], inst);
         assert_eq!(
             verdict(&e, &reply),
-            v.drop,
-            "{hook:?} reply in new generation"
+            v.pass,
+            "{hook:?} reply of a connection from before the update"
         );
-        // re-applying once more recycles the first instance id; its flows were purged
-        let again = e
-            .apply(&ChainConfig {
-                functions: vec![FunctionConfig::new(
-                    "fw",
-                    FunctionKind::Firewall(fw.clone()),
-                )],
-                ..Default::default()
-            })
-            .expect("apply");
-        assert_eq!(again.instances[0], inst);
-        assert_eq!(e.conntrack_entries(inst), 0);
-        assert_eq!(verdict(&e, &reply), v.drop);
+        assert_eq!(e.conntrack_entries(updated.instances[0]), 2);
+        // a function under another name starts without connections; the old ones are
+        // purged once no generation holds them any more
+        let renamed = apply(&mut e, "fw-new");
+        assert_eq!(verdict(&e, &reply), v.drop, "{hook:?} renamed function");
+        assert_eq!(e.conntrack_entries(renamed.instances[0]), 0);
+        apply(&mut e, "fw-new");
+        assert_eq!(
+            e.conntrack_entries(inst),
+            0,
+            "{hook:?} old connections purged"
+        );
     }
 }
 

@@ -281,3 +281,102 @@ fn invalid_nat_rules_are_rejected() {
         assert!(e.apply(&cfg).is_err(), "{rule:?} accepted");
     }
 }
+
+/// The SNAT function `name`; `timeout` stands for "some configuration change".
+fn nat_fn(name: &str, timeout: u64) -> FunctionConfig {
+    FunctionConfig::new(
+        name,
+        FunctionKind::Nat(NatConfig {
+            rules: vec![NatRule::Snat {
+                match_src: vec!["10.0.0.0/24".parse().expect("cidr")],
+                to_addr: ip("203.0.113.1"),
+                ports: PortRange::new(40000, 40009).expect("range"),
+            }],
+            timeout: Duration::from_secs(timeout),
+        }),
+    )
+}
+
+fn monitor_fn() -> FunctionConfig {
+    FunctionConfig::new(
+        "mon",
+        FunctionKind::Monitor(cnf_dataplane::engine::MonitorConfig::default()),
+    )
+}
+
+#[test]
+fn translations_and_counters_survive_chain_updates_of_the_same_function() {
+    if !privileged() {
+        return;
+    }
+    for hook in HOOKS {
+        let mut e = load(hook);
+        let chain = |functions| ChainConfig {
+            functions,
+            ..Default::default()
+        };
+        let first = e.apply(&chain(vec![nat_fn("nat", 60)])).expect("apply");
+        let request = Pkt::udp("10.0.0.5", 5353, "198.51.100.1", 53);
+        let port = frame_sport(&through(&e, hook, &request));
+
+        // an update that inserts a function in front and changes the NAT's configuration
+        // gives it a new instance, which inherits the state of "nat"
+        let second = e
+            .apply(&chain(vec![monitor_fn(), nat_fn("nat", 61)]))
+            .expect("apply");
+        assert_ne!(second.instances[1], first.instances[0], "new instance");
+        let mut reply = with_ports(&request, 53, port);
+        reply.src = ip("198.51.100.1");
+        reply.dst = ip("203.0.113.1");
+        let mut want = with_ports(&request, 53, 5353);
+        want.src = ip("198.51.100.1");
+        want.dst = ip("10.0.0.5");
+        assert_eq!(
+            through(&e, hook, &reply),
+            want.build(),
+            "{hook:?}: the reply of a flow from before the update is translated back"
+        );
+        let stats = e.function_stats(second.instances[1]).expect("stats");
+        assert_eq!(stats.packets_in, 2, "{hook:?}: counters continue");
+        assert_eq!(e.nat_entries(second.instances[1]), 2);
+
+        // an unchanged function keeps its very instance
+        let third = e.apply(&chain(vec![nat_fn("nat", 61)])).expect("apply");
+        assert_eq!(third.instances[0], second.instances[1], "{hook:?}");
+        // another change retires every instance that ever held the state; it still lives
+        let fourth = e
+            .apply(&chain(vec![nat_fn("nat", 62), monitor_fn()]))
+            .expect("apply");
+        assert!(!fourth.instances.contains(&first.instances[0]));
+        assert_eq!(through(&e, hook, &reply), want.build(), "{hook:?}");
+        assert_eq!(
+            e.function_stats(fourth.instances[0])
+                .expect("stats")
+                .packets_in,
+            3
+        );
+
+        // a function under another name starts fresh, and the old state is purged once
+        // no generation holds it
+        let fresh = e.apply(&chain(vec![nat_fn("nat2", 62)])).expect("apply");
+        assert_eq!(e.nat_entries(fresh.instances[0]), 0);
+        assert_eq!(
+            e.function_stats(fresh.instances[0])
+                .expect("stats")
+                .packets_in,
+            0
+        );
+        assert_eq!(
+            through(&e, hook, &reply),
+            reply.build(),
+            "{hook:?}: a new NAT has no translation for the old flow"
+        );
+        let last = e.apply(&chain(vec![monitor_fn()])).expect("apply");
+        assert_eq!(last.instances.len(), 1);
+        assert_eq!(
+            e.nat_entries(fourth.instances[0]),
+            0,
+            "{hook:?}: retired state is purged"
+        );
+    }
+}

@@ -27,6 +27,7 @@
 #define VNF_FW_LPM_MAX 32768 /* prefixes per firewall trie, all instances */
 #define VNF_HIST_BUCKETS 32 /* log2 ns buckets: bucket i = [2^i, 2^(i+1)) */
 #define VNF_NR_REASONS 16
+#define VNF_MAX_XSK_QUEUES 64 /* receive queues the user-space tier can serve */
 #define VNF_MON_CLASSES 8
 #define VNF_CT_MAX 65536
 #define VNF_RL_MAX 65536
@@ -46,6 +47,7 @@ enum vnf_kind {
 	VNF_KIND_RATELIMIT = 4,
 	VNF_KIND_NAT = 5,
 	VNF_KIND_LB = 6,
+	VNF_KIND_USERSPACE = 7, /* hand-off to the AF_XDP user-space tier */
 };
 
 /* ---- drop / verdict reasons (index into vnf_fn_stats.dropped) ----------- */
@@ -61,6 +63,7 @@ enum vnf_reason {
 	VNF_R_FWD_DROP = 8, /* forwarder configured to drop */
 	VNF_R_NAT_EXHAUSTED = 9, /* no free SNAT port found */
 	VNF_R_LB_NO_BACKEND = 10, /* VIP traffic but no usable backend */
+	VNF_R_NO_XSK = 11, /* user-space hand-off: no AF_XDP socket on the queue */
 };
 
 /* ---- chain: generation config, slots, scratch -------------------------- */
@@ -97,7 +100,7 @@ _Static_assert(sizeof(struct vnf_classifier) == 136, "vnf_classifier size");
 /* Array map "vnf_gen_cfg", index = generation. */
 struct vnf_gen_cfg {
 	__u32 chain_len; /* 0 = chain disabled, all traffic bypasses */
-	__u32 latency_sample_rate; /* chain latency: 0 = off, N = 1 in N */
+	__u32 latency_sample_rate; /* latency sampling: 0 = off, N = 1 in N packets */
 	struct vnf_classifier cls;
 };
 _Static_assert(sizeof(struct vnf_gen_cfg) == 144, "vnf_gen_cfg size");
@@ -113,22 +116,30 @@ _Static_assert(sizeof(struct vnf_slot) == 8, "vnf_slot size");
  * is currently travelling through the tail-call chain on this CPU. */
 struct vnf_scratch {
 	__u64 entry_ns; /* ktime at the entry program (if sampled) */
-	__u64 seq; /* packets classified on this CPU (sampling) */
+	__u64 countdown; /* classified packets on this CPU until the next sample */
 	__u32 gen; /* generation fixed at entry */
 	__u32 pos; /* position of the function currently running */
 	__u32 chain_len; /* length of the generation, fixed at entry */
 	__u32 reason; /* last verdict reason (enum vnf_reason) */
-	__u32 sampled; /* chain latency sampled for this packet */
-	__u32 _pad;
+	__u32 sampled; /* latency sampled for this packet (chain and functions) */
+	__u32 state; /* state id of the function currently running */
+	__u64 mark_ns; /* sampled packets: ktime when the previous function ended */
 };
-_Static_assert(sizeof(struct vnf_scratch) == 40, "vnf_scratch size");
+_Static_assert(sizeof(struct vnf_scratch) == 48, "vnf_scratch size");
 
 /* Array map "vnf_instances", index = instance id. */
 struct vnf_instance_cfg {
 	__u32 kind; /* enum vnf_kind, 0 = unconfigured */
-	__u32 latency_sample_rate; /* 0 = off, N = time 1 in N packets */
+	__u32 latency_sample_rate; /* 0 = off; else time the packets the chain samples */
+	/* Key of the function's state and counters (vnf_stats, conntrack, NAT
+	 * and LB flows, rate-limit buckets, monitor counters).  A function that
+	 * keeps its name and kind across a chain update inherits the state id
+	 * of its predecessor, so flows, buckets and counters survive updates;
+	 * configuration stays keyed by the instance id. */
+	__u32 state;
+	__u32 _pad;
 };
-_Static_assert(sizeof(struct vnf_instance_cfg) == 8, "vnf_instance_cfg size");
+_Static_assert(sizeof(struct vnf_instance_cfg) == 16, "vnf_instance_cfg size");
 
 /* ---- telemetry ----------------------------------------------------------- */
 /* Per-CPU array "vnf_stats", index = instance id. */
@@ -171,6 +182,8 @@ enum vnf_action {
 };
 
 #define VNF_FW_F_CONNTRACK (1u << 0)
+#define VNF_FW_F_ANY_SRC (1u << 1) /* no rule constrains the source address */
+#define VNF_FW_F_ANY_DST (1u << 2) /* no rule constrains the destination address */
 
 /* A rule bitmap (bit i = rule i of the instance) of nwords u64 words at
  * vnf_fw_words[word_off ..], with its aggregate: bit j of agg is set when
@@ -196,8 +209,9 @@ struct vnf_fw_cfg {
 	__u32 dport_n;
 	__u32 _pad;
 	struct vnf_fw_bm noport; /* rules without port criteria */
+	struct vnf_fw_bm any; /* every rule: the address dimensions of ANY_SRC/ANY_DST */
 };
-_Static_assert(sizeof(struct vnf_fw_cfg) == 72, "vnf_fw_cfg size");
+_Static_assert(sizeof(struct vnf_fw_cfg) == 104, "vnf_fw_cfg size");
 
 /* Array map "vnf_fw_ports": elementary port intervals of one dimension of
  * an instance, sorted by lo; segment k covers [lo_k, lo_{k+1} - 1] and the
@@ -333,9 +347,9 @@ enum vnf_rl_key_mode {
 struct vnf_rl_cfg {
 	__u8 key_mode; /* enum vnf_rl_key_mode */
 	__u8 _pad[7];
-	__u64 pps;
-	__u64 pkt_tau_ns; /* burst_pkts * (1e9 / pps) */
-	__u64 bps; /* bits per second */
+	__u64 pkt_inc_ns; /* 1e9 / pps (GCRA increment per packet); 0 = no packet rate */
+	__u64 pkt_tau_ns; /* burst_pkts * pkt_inc_ns */
+	__u64 byte_inc_q16; /* 8e9 / bps * 2^16 (ns per byte, 16.16 fixed point); 0 = no bit rate */
 	__u64 byte_tau_ns; /* burst_bytes * 8e9 / bps */
 };
 _Static_assert(sizeof(struct vnf_rl_cfg) == 40, "vnf_rl_cfg size");

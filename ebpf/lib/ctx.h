@@ -49,7 +49,13 @@ static __always_inline void *ctx_data_end(vnf_ctx_t *ctx)
 
 static __always_inline __u32 ctx_len(vnf_ctx_t *ctx)
 {
-	return ctx->data_end - ctx->data;
+	__u32 len = ctx->data_end - ctx->data;
+
+	/* make the length a plain scalar here: otherwise clang may keep the
+	 * 32-bit loads of the packet pointers alive and spill them, which the
+	 * verifier refuses ("invalid size of register spill") */
+	asm volatile("" : "+r"(len));
+	return len;
 }
 
 static __always_inline __u32 ctx_ifindex(vnf_ctx_t *ctx)
@@ -125,5 +131,21 @@ static __always_inline int ctx_redirect(vnf_ctx_t *ctx, __u32 instance,
 	return bpf_redirect(ifindex, 0);
 }
 #endif /* VNF_HOOK_TC */
+
+/* Clock of flow state (conntrack, NAT, LB affinity): idle timeouts are
+ * seconds, so the coarse clock (CLOCK_MONOTONIC at tick resolution, a few
+ * ms) is precise enough and far cheaper than bpf_ktime_get_ns(). */
+static __always_inline __u64 vnf_flow_clock(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
+/* Refresh a last-seen stamp; written only when the tick moved, so a busy
+ * flow does not dirty its cache line on every packet. */
+static __always_inline void vnf_touch(__u64 *last_seen_ns, __u64 now)
+{
+	if (*last_seen_ns != now)
+		*last_seen_ns = now;
+}
 
 #endif /* VNF_CTX_H */

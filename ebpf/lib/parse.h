@@ -244,7 +244,7 @@ done:
 }
 
 /* Parse the packet in ctx into *p (zeroed first). */
-static __always_inline int vnf_parse(vnf_ctx_t *ctx, struct vnf_pkt *p)
+static __always_inline int vnf_parse_inline(vnf_ctx_t *ctx, struct vnf_pkt *p)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
@@ -278,6 +278,20 @@ static __always_inline int vnf_parse(vnf_ctx_t *ctx, struct vnf_pkt *p)
 	if (proto == ETH_P_IPV6)
 		return vnf_parse_ipv6(data, data_end, pos, p);
 	return VNF_PARSE_NON_IP;
+}
+
+/* Parse the packet in ctx into *p (zeroed first).
+ *
+ * A global (non-inlined) function, like fw_port_seg: the verifier checks the
+ * parser's branches (VLAN tags, IPv6 extension headers, L4 types) once, on
+ * their own, instead of inside every path of every program that parses.
+ * *p holds offsets and values only, never packet pointers, so callers
+ * re-derive and bounds-check every header they touch. */
+__attribute__((noinline)) int vnf_parse(vnf_ctx_t *ctx, struct vnf_pkt *p)
+{
+	if (!p)
+		return VNF_PARSE_MALFORMED;
+	return vnf_parse_inline(ctx, p);
 }
 
 /* Compare the first plen bits of two addresses (plen <= 128). */

@@ -22,6 +22,7 @@
 #include "../nf/nat.h"
 #include "../nf/lb.h"
 #include "../nf/ratelimit.h"
+#include "../nf/userspace.h"
 
 static __always_inline int vnf_dispatch(vnf_ctx_t *ctx, __u32 kind,
 					struct vnf_scratch *s, __u32 instance,
@@ -40,6 +41,8 @@ static __always_inline int vnf_dispatch(vnf_ctx_t *ctx, __u32 kind,
 		return nf_nat(ctx, s, instance, st);
 	case VNF_KIND_LB:
 		return nf_lb(ctx, s, instance, st);
+	case VNF_KIND_USERSPACE:
+		return nf_userspace(ctx, s, instance, st);
 	}
 	s->reason = VNF_R_NO_CONFIG;
 	return VNF_ACT_DROP;
@@ -85,6 +88,12 @@ SEC(VNF_PROG_SEC)
 int vnf_lb(vnf_ctx_t *ctx)
 {
 	return chain_function(ctx, VNF_KIND_LB);
+}
+
+SEC(VNF_PROG_SEC)
+int vnf_userspace(vnf_ctx_t *ctx)
+{
+	return chain_function(ctx, VNF_KIND_USERSPACE);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

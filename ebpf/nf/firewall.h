@@ -123,10 +123,14 @@ static __always_inline struct vnf_fw_bm *fw_lookup(void *trie4, void *trie6,
 	}
 }
 
-/* Bitmap of the port segment containing port: binary search over the
- * instance's n (>= 1) segments at off, sorted by lo, the first at 0. */
-static __always_inline struct vnf_fw_bm *fw_port_bm(__u32 off, __u32 n,
-						    __u16 port)
+/* Index (relative to off) of the port segment containing port, -1 if the
+ * pool is inconsistent: binary search over the instance's n (>= 1) segments
+ * at off, sorted by lo, the first at 0.
+ *
+ * A global (non-inlined) function: the verifier checks it once, on its own,
+ * instead of once for every path that reaches each of its two call sites;
+ * inlined, its 18-step loop made the firewall the slowest program to load. */
+__attribute__((noinline)) int fw_port_seg(__u32 off, __u32 n, __u32 port)
 {
 	struct vnf_fw_port_seg *seg;
 	__u32 lo = 0, hi = n ? n - 1 : 0, idx;
@@ -141,13 +145,26 @@ static __always_inline struct vnf_fw_bm *fw_port_bm(__u32 off, __u32 n,
 		idx = off + mid;
 		seg = bpf_map_lookup_elem(&vnf_fw_ports, &idx);
 		if (!seg)
-			return NULL;
+			return -1;
 		if (seg->lo <= port)
 			lo = mid;
 		else
 			hi = mid - 1;
 	}
-	idx = off + lo;
+	return (int)(lo & 0x7fffffff);
+}
+
+/* Bitmap of the port segment containing port. */
+static __always_inline struct vnf_fw_bm *fw_port_bm(__u32 off, __u32 n,
+						    __u16 port)
+{
+	struct vnf_fw_port_seg *seg;
+	int k = fw_port_seg(off, n, port);
+	__u32 idx;
+
+	if (k < 0)
+		return NULL;
+	idx = off + (__u32)k;
 	seg = bpf_map_lookup_elem(&vnf_fw_ports, &idx);
 	return seg ? &seg->bm : NULL;
 }
@@ -166,12 +183,12 @@ static __always_inline void fw_reverse(struct vnf_tuple *dst,
 }
 
 /* Is the packet part of a tracked connection (either direction)? */
-static __always_inline int fw_ct_hit(__u32 inst, const struct vnf_fw_cfg *cfg,
+static __always_inline int fw_ct_hit(__u32 state, const struct vnf_fw_cfg *cfg,
 				     const struct vnf_pkt *p)
 {
-	struct vnf_ct_key k = { .instance = inst };
+	struct vnf_ct_key k = { .instance = state };
 	struct vnf_ct_val *v;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = vnf_flow_clock();
 
 	k.t = p->t;
 	v = bpf_map_lookup_elem(&vnf_ct, &k);
@@ -185,15 +202,15 @@ static __always_inline int fw_ct_hit(__u32 inst, const struct vnf_fw_cfg *cfg,
 		bpf_map_delete_elem(&vnf_ct, &k);
 		return 0;
 	}
-	v->last_seen_ns = now;
+	vnf_touch(&v->last_seen_ns, now);
 	__sync_fetch_and_add(&v->packets, 1);
 	return 1;
 }
 
-static __always_inline void fw_ct_open(__u32 inst, const struct vnf_pkt *p)
+static __always_inline void fw_ct_open(__u32 state, const struct vnf_pkt *p)
 {
-	struct vnf_ct_key k = { .instance = inst };
-	struct vnf_ct_val v = { .last_seen_ns = bpf_ktime_get_ns(),
+	struct vnf_ct_key k = { .instance = state };
+	struct vnf_ct_val v = { .last_seen_ns = vnf_flow_clock(),
 				.packets = 1 };
 
 	k.t = p->t;
@@ -284,7 +301,7 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		s->reason = VNF_R_NO_CONFIG;
 		return VNF_ACT_DROP;
 	}
-	rc = vnf_parse(ctx, &p);
+	rc = chain_parse(ctx, &p);
 	if (rc == VNF_PARSE_NON_IP)
 		return VNF_NEXT;
 	if (rc != VNF_PARSE_OK) {
@@ -293,7 +310,7 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	}
 
 	ct = cfg->flags & VNF_FW_F_CONNTRACK;
-	if (ct && fw_ct_hit(inst, cfg, &p)) {
+	if (ct && fw_ct_hit(s->state, cfg, &p)) {
 		st->aux++;
 		return VNF_NEXT;
 	}
@@ -302,8 +319,13 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	action = cfg->default_action;
 	if (!cfg->nr_rules)
 		goto verdict;
-	bm[0] = fw_lookup(&vnf_fw_src4, &vnf_fw_src6, inst, &p, p.t.saddr);
-	bm[1] = fw_lookup(&vnf_fw_dst4, &vnf_fw_dst6, inst, &p, p.t.daddr);
+	/* an address dimension no rule constrains needs no trie lookup */
+	bm[0] = (cfg->flags & VNF_FW_F_ANY_SRC) ?
+			&cfg->any :
+			fw_lookup(&vnf_fw_src4, &vnf_fw_src6, inst, &p, p.t.saddr);
+	bm[1] = (cfg->flags & VNF_FW_F_ANY_DST) ?
+			&cfg->any :
+			fw_lookup(&vnf_fw_dst4, &vnf_fw_dst6, inst, &p, p.t.daddr);
 	idx = (inst & (VNF_MAX_INSTANCES - 1)) * 256 + p.t.proto;
 	bm[2] = bpf_map_lookup_elem(&vnf_fw_proto, &idx);
 	if (p.l4_valid &&
@@ -345,7 +367,7 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	}
 verdict:
 	if (action == VNF_ACT_ALLOW && ct)
-		fw_ct_open(inst, &p);
+		fw_ct_open(s->state, &p);
 	return fw_verdict(action,
 			  sc.matched >= 0 ? VNF_R_FW_RULE : VNF_R_FW_DEFAULT, s);
 }

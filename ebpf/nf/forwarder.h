@@ -24,7 +24,7 @@ static __always_inline int fwd_dec_ttl(vnf_ctx_t *ctx, struct vnf_scratch *s)
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
 	struct vnf_pkt p;
-	int rc = vnf_parse(ctx, &p);
+	int rc = chain_parse(ctx, &p);
 
 	if (rc == VNF_PARSE_NON_IP)
 		return 0;

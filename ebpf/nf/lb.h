@@ -41,8 +41,9 @@ static __always_inline int nf_lb(vnf_ctx_t *ctx, struct vnf_scratch *s,
 				 __u32 inst, struct vnf_fn_stats *st)
 {
 	struct vnf_lb_cfg *cfg = bpf_map_lookup_elem(&vnf_lb_cfg, &inst);
-	struct vnf_nat_key fk = { .instance = inst };
-	struct vnf_nat_key rk = { .instance = inst };
+	/* flows are state: keyed by the state id, which survives chain updates */
+	struct vnf_nat_key fk = { .instance = s->state };
+	struct vnf_nat_key rk = { .instance = s->state };
 	struct vnf_nat_val fv = {}, rv = {};
 	struct vnf_lb_backend *be;
 	struct vnf_nat_val *v;
@@ -54,17 +55,17 @@ static __always_inline int nf_lb(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		s->reason = VNF_R_NO_CONFIG;
 		return VNF_ACT_DROP;
 	}
-	if (vnf_parse(ctx, &p) != VNF_PARSE_OK || !p.l4_valid ||
+	if (chain_parse(ctx, &p) != VNF_PARSE_OK || !p.l4_valid ||
 	    p.frag != VNF_FRAG_NONE ||
 	    (p.t.proto != IPPROTO_TCP && p.t.proto != IPPROTO_UDP))
 		return VNF_NEXT;
 
-	now = bpf_ktime_get_ns();
+	now = vnf_flow_clock();
 	fk.t = p.t;
 	v = bpf_map_lookup_elem(&vnf_nat_ct, &fk);
 	if (v && (!cfg->affinity_timeout_ns ||
 		  now - v->last_seen_ns <= cfg->affinity_timeout_ns)) {
-		v->last_seen_ns = now;
+		vnf_touch(&v->last_seen_ns, now);
 		st->aux++;
 		nat_rewrite(ctx, &p, v->rewrite_src, v->addr, v->port);
 		return VNF_NEXT;

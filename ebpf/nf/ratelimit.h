@@ -7,7 +7,8 @@
  * token bucket): the state is a theoretical arrival time (TAT); a packet
  * conforms if max(TAT, now) + increment - now <= tau, where increment is
  * 1e9/pps (or len*8e9/bps, bps in bits per second) and tau = burst *
- * increment.  This admits exactly
+ * increment (both precomputed by user space, so no division per packet).
+ * This admits exactly
  * `burst` back-to-back packets and then `rate` per second, like a token
  * bucket, but the state is one u64 updated lock-free with compare-and-swap,
  * so CPUs sharing a bucket do not lose updates.  The packet bucket is
@@ -33,6 +34,15 @@ struct {
 	__type(key, struct vnf_rl_key);
 	__type(value, struct vnf_rl_state);
 } vnf_rl_buckets SEC(".maps");
+
+/* The one bucket of each instance keyed globally: an array slot, so the
+ * global mode needs neither a parse nor a hash lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VNF_MAX_INSTANCES);
+	__type(key, __u32);
+	__type(value, struct vnf_rl_state);
+} vnf_rl_global SEC(".maps");
 
 /* Returns 1 if a packet with this increment conforms (and charges it). */
 static __always_inline int rl_gcra(__u64 *tat_p, __u64 now, __u64 inc,
@@ -68,15 +78,23 @@ static __always_inline int nf_ratelimit(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		s->reason = VNF_R_NO_CONFIG;
 		return VNF_ACT_DROP;
 	}
+	if (cfg->key_mode == VNF_RL_KEY_GLOBAL) {
+		__u32 state = s->state;
+
+		b = bpf_map_lookup_elem(&vnf_rl_global, &state);
+		if (!b)
+			return VNF_NEXT;
+		goto charge;
+	}
 	__builtin_memset(&k, 0, sizeof(k));
-	k.instance = inst;
-	rc = vnf_parse(ctx, &p);
+	k.instance = s->state; /* buckets are state: they survive chain updates */
+	rc = chain_parse(ctx, &p);
 	if (rc == VNF_PARSE_OK) {
 		/* unparsable packets share the all-zero key of the instance */
 		if (cfg->key_mode == VNF_RL_KEY_SRC) {
 			__builtin_memcpy(k.t.saddr, p.t.saddr, 16);
 			k.t.family = p.t.family;
-		} else if (cfg->key_mode == VNF_RL_KEY_FLOW) {
+		} else {
 			k.t = p.t;
 		}
 	}
@@ -90,14 +108,14 @@ static __always_inline int nf_ratelimit(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		if (!b)
 			return VNF_NEXT; /* cannot track: fail open */
 	}
+charge:
 	now = bpf_ktime_get_ns();
-	if (cfg->pps &&
-	    !rl_gcra(&b->pkt_tat_ns, now, 1000000000ULL / cfg->pps,
-		     cfg->pkt_tau_ns))
+	if (cfg->pkt_inc_ns &&
+	    !rl_gcra(&b->pkt_tat_ns, now, cfg->pkt_inc_ns, cfg->pkt_tau_ns))
 		goto drop;
-	if (cfg->bps &&
+	if (cfg->byte_inc_q16 &&
 	    !rl_gcra(&b->byte_tat_ns, now,
-		     (__u64)ctx_len(ctx) * 8000000000ULL / cfg->bps,
+		     ((__u64)ctx_len(ctx) * cfg->byte_inc_q16) >> 16,
 		     cfg->byte_tau_ns))
 		goto drop;
 	return VNF_NEXT;

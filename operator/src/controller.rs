@@ -496,9 +496,14 @@ pub async fn pod_monitor_available(client: &Client) -> bool {
     api.list(&ListParams::default().limit(1)).await.is_ok()
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Default number of reconciles running at once: bounds the burst of API requests and gRPC pushes (and the
+/// memory) when the operator starts with many chains, while chains are still served in parallel.
+pub const CONCURRENCY: u16 = 32;
+
+/// Runs the controller until `shutdown` resolves, with at most `concurrency` reconciles at once (0: no limit).
 pub async fn run<S: Sidecars>(
     ctx: Arc<Context<S>>,
+    concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -508,6 +513,7 @@ pub async fn run<S: Sidecars>(
         .owns(Api::<Deployment>::all(client.clone()), config.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
         .owns(Api::<Service>::all(client), config)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -1,349 +1,6 @@
-//! Controller tests against a fake API server (kube's `tower-test` mock service) and fake sidecars.
-//!
-//! The fake API server keeps objects in memory, applies server-side-apply, JSON and status patches the way
-//! the real one does for the fields the operator uses, and records every request, so a test can assert
-//! both what the operator changed and what it left alone.
-
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
-
-use dataplane_api::{
-    ApplyChainRequest, ApplyChainResponse, DataplaneStatus, Hook, InterfaceAttachment,
-};
-use http::{Request, Response, StatusCode};
-use kube::Client;
-use kube::client::Body;
-use serde_json::{Value, json};
-
-use crate::sidecar::{PodEndpoint, SidecarError, Sidecars};
-
-/// One request the operator made.
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-}
-
-/// The fake cluster's state.
-#[derive(Default)]
-pub struct ClusterState {
-    /// Objects by API path (e.g. `/api/v1/namespaces/default/configmaps/edge-dataplane`).
-    pub objects: BTreeMap<String, Value>,
-    /// Pods returned by list calls.
-    pub pods: Vec<Value>,
-    /// Every request, in order.
-    pub requests: Vec<Recorded>,
-    /// Whether the VNFChain CRD is served.
-    pub crd_installed: bool,
-    /// Fault injection: another writer updates the object just before the next PUT lands.
-    pub concurrent_write_before_put: bool,
-}
-
-impl ClusterState {
-    /// Requests with this method whose path contains `fragment`.
-    pub fn calls(&self, method: &str, fragment: &str) -> Vec<&Recorded> {
-        self.requests
-            .iter()
-            .filter(|r| r.method == method && r.path.contains(fragment))
-            .collect()
-    }
-}
-
-fn not_found(path: &str) -> Response<Body> {
-    json_response(
-        StatusCode::NOT_FOUND,
-        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": format!("{path} not found"), "reason": "NotFound", "code": 404}),
-    )
-}
-
-fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
-    *r.status_mut() = code;
-    r
-}
-
-fn route(
-    state: &mut ClusterState,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Value,
-) -> Response<Body> {
-    state.requests.push(Recorded {
-        method: method.into(),
-        path: path.into(),
-    });
-    match method {
-        "GET" if path.ends_with("/vnfchains") => {
-            if state.crd_installed {
-                json_response(
-                    StatusCode::OK,
-                    &json!({"apiVersion": "buildvnf.io/v1alpha1", "kind": "VNFChainList", "metadata": {}, "items": []}),
-                )
-            } else {
-                not_found(path)
-            }
-        }
-        "GET" if path.ends_with("/pods") => json_response(
-            StatusCode::OK,
-            &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": state.pods}),
-        ),
-        "GET" => match state.objects.get(path) {
-            Some(o) => json_response(StatusCode::OK, o),
-            None => not_found(path),
-        },
-        "POST" if path.contains("/events") => json_response(StatusCode::CREATED, &body),
-        "POST" => {
-            let name = body["metadata"]["name"].as_str().unwrap_or_default();
-            let object_path = format!("{path}/{name}");
-            if state.objects.contains_key(&object_path) {
-                return json_response(
-                    StatusCode::CONFLICT,
-                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "already exists", "reason": "AlreadyExists", "code": 409}),
-                );
-            }
-            let mut body = body;
-            body["metadata"]["resourceVersion"] = json!("1");
-            state.objects.insert(object_path, body.clone());
-            json_response(StatusCode::CREATED, &body)
-        }
-        "PUT" => {
-            // Replace with optimistic concurrency, as the API server does.
-            if std::mem::take(&mut state.concurrent_write_before_put)
-                && let Some(obj) = state.objects.get_mut(path)
-            {
-                let rv = obj["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or("0")
-                    .parse::<u64>()
-                    .unwrap_or(0);
-                obj["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
-            }
-            let Some(current) = state.objects.get(path) else {
-                return not_found(path);
-            };
-            let stored_rv = current["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("0")
-                .to_string();
-            if body["metadata"]["resourceVersion"].as_str() != Some(stored_rv.as_str()) {
-                return json_response(
-                    StatusCode::CONFLICT,
-                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "the object has been modified", "reason": "Conflict", "code": 409}),
-                );
-            }
-            let next = stored_rv.parse::<u64>().unwrap_or(0) + 1;
-            let mut body = body;
-            body["metadata"]["resourceVersion"] = json!(next.to_string());
-            state.objects.insert(path.into(), body.clone());
-            json_response(StatusCode::OK, &body)
-        }
-        "PATCH" if path.contains("/events/") => json_response(StatusCode::OK, &body),
-        "PATCH" if path.ends_with("/status") => {
-            let object_path = path.trim_end_matches("/status");
-            let Some(obj) = state.objects.get_mut(object_path) else {
-                return not_found(path);
-            };
-            obj["status"] = body["status"].clone();
-            json_response(StatusCode::OK, obj)
-        }
-        "PATCH" if content_type.contains("json-patch") => {
-            let Some(obj) = state.objects.get_mut(path) else {
-                return not_found(path);
-            };
-            // Like the API server's JSON patch, a `test` for null passes on a missing path.
-            let body = match body {
-                Value::Array(ops) => Value::Array(
-                    ops.into_iter()
-                        .filter(|op| {
-                            let path = op["path"].as_str().unwrap_or_default();
-                            !(op["op"] == "test"
-                                && op["value"].is_null()
-                                && obj.pointer(path).is_none())
-                        })
-                        .collect(),
-                ),
-                other => other,
-            };
-            let patch: json_patch::Patch = match serde_json::from_value(body) {
-                Ok(p) => p,
-                Err(e) => {
-                    return json_response(
-                        StatusCode::BAD_REQUEST,
-                        &json!({"message": e.to_string()}),
-                    );
-                }
-            };
-            if let Err(e) = json_patch::patch(obj, &patch) {
-                return json_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &json!({"kind": "Status", "message": e.to_string(), "code": 422}),
-                );
-            }
-            json_response(StatusCode::OK, obj)
-        }
-        "PATCH" if content_type.contains("apply-patch") => {
-            // Server-side apply: this manager owns every field it sends, so the object becomes what it sent.
-            state.objects.insert(path.into(), body.clone());
-            json_response(StatusCode::OK, &body)
-        }
-        _ => not_found(path),
-    }
-}
-
-/// A kube client whose requests go to the fake cluster.
-pub fn fake_client(state: Arc<Mutex<ClusterState>>) -> Client {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let method = request.method().to_string();
-            let path = request.uri().path().to_string();
-            let content_type = request
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let bytes = request
-                .into_body()
-                .collect_bytes()
-                .await
-                .unwrap_or_default();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let response = match state.lock() {
-                Ok(mut s) => route(&mut s, &method, &path, &content_type, body),
-                Err(_) => not_found(&path),
-            };
-            send.send_response(response);
-        }
-    });
-    Client::new(service, "default")
-}
-
-/// One fake sidecar.
-#[derive(Clone, Debug, Default)]
-pub struct FakePod {
-    pub generation: i64,
-    pub interfaces: Vec<String>,
-    /// Generations this sidecar refuses (as a verifier would).
-    pub reject: BTreeSet<i64>,
-    pub unreachable: bool,
-}
-
-/// Fake sidecars, by pod name, recording every call.
-#[derive(Clone, Default)]
-pub struct FakeSidecars {
-    pub pods: Arc<Mutex<BTreeMap<String, FakePod>>>,
-    pub calls: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakeSidecars {
-    pub fn add(&self, pod: &str, generation: i64, interfaces: &[&str]) {
-        if let Ok(mut p) = self.pods.lock() {
-            p.insert(
-                pod.into(),
-                FakePod {
-                    generation,
-                    interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
-                    ..FakePod::default()
-                },
-            );
-        }
-    }
-
-    pub fn generation(&self, pod: &str) -> i64 {
-        self.pods
-            .lock()
-            .ok()
-            .and_then(|p| p.get(pod).map(|p| p.generation))
-            .unwrap_or(-1)
-    }
-
-    pub fn calls(&self) -> Vec<String> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    fn record(&self, call: String) {
-        if let Ok(mut c) = self.calls.lock() {
-            c.push(call);
-        }
-    }
-
-    fn with_pod<T>(
-        &self,
-        pod: &str,
-        f: impl FnOnce(&mut FakePod) -> Result<T, SidecarError>,
-    ) -> Result<T, SidecarError> {
-        let mut pods = self
-            .pods
-            .lock()
-            .map_err(|_| SidecarError::Unreachable("poisoned".into()))?;
-        match pods.get_mut(pod) {
-            Some(p) if !p.unreachable => f(p),
-            _ => Err(SidecarError::Unreachable(format!(
-                "{pod}: connection refused"
-            ))),
-        }
-    }
-}
-
-impl Sidecars for FakeSidecars {
-    async fn status(&self, pod: &PodEndpoint) -> Result<DataplaneStatus, SidecarError> {
-        self.with_pod(&pod.pod, |p| {
-            Ok(DataplaneStatus {
-                chain: None,
-                applied_generation: p.generation,
-                attachments: p
-                    .interfaces
-                    .iter()
-                    .map(|i| InterfaceAttachment {
-                        interface: i.clone(),
-                        hook: Hook::Xdp as i32,
-                        fallback_reason: String::new(),
-                        error: String::new(),
-                    })
-                    .collect(),
-                last_error: String::new(),
-            })
-        })
-    }
-
-    async fn apply(
-        &self,
-        pod: &PodEndpoint,
-        req: ApplyChainRequest,
-    ) -> Result<ApplyChainResponse, SidecarError> {
-        self.record(format!("apply {} {}", pod.pod, req.generation));
-        // The sidecar validates what it gets with the same validate(); a spec that does not parse is a bug here.
-        if serde_json::from_str::<crds::VNFChainSpec>(&req.spec_json).is_err() {
-            return Err(SidecarError::Rejected("spec_json does not parse".into()));
-        }
-        self.with_pod(&pod.pod, |p| {
-            if p.reject.contains(&req.generation) {
-                return Err(SidecarError::Rejected(
-                    "program fw: verifier rejected: R2 invalid mem access 'scalar'".into(),
-                ));
-            }
-            let changed = p.generation != req.generation;
-            p.generation = req.generation;
-            Ok(ApplyChainResponse {
-                applied_generation: req.generation,
-                changed,
-                attachments: Vec::new(),
-            })
-        })
-    }
-
-    async fn detach(&self, pod: &PodEndpoint) -> Result<(), SidecarError> {
-        self.record(format!("detach {}", pod.pod));
-        self.with_pod(&pod.pod, |p| {
-            p.generation = 0;
-            p.interfaces.clear();
-            Ok(())
-        })
-    }
-}
+//! Controller tests against the in-memory API server and fake sidecars of [`crate::fake`]: the controller
+//! flows (scenarios), leader election, the RBAC rules derived from every recorded request, the controller
+//! runtime's list/watch wiring, and restarts in the middle of a rollout.
 
 #[cfg(test)]
 mod tests {
@@ -353,8 +10,8 @@ mod tests {
     use kube::runtime::controller::Action;
     use serde_json::{Value, json};
 
-    use super::*;
     use crate::controller::{Context, FINALIZER, check_crd, reconcile};
+    use crate::fake::{ClusterState, FakeSidecars, Recorded, fake_client};
     use crate::metrics::Metrics;
     use crate::render::{self, Settings};
 
@@ -380,6 +37,18 @@ mod tests {
         Deletion,
         /// No CRD: a clear start-up error.
         CrdMissing,
+    }
+
+    impl Scenario {
+        const ALL: [Scenario; 7] = [
+            Scenario::Create,
+            Scenario::RuleChange,
+            Scenario::ImageChange,
+            Scenario::InvalidSpec,
+            Scenario::ApplyFailure,
+            Scenario::Deletion,
+            Scenario::CrdMissing,
+        ];
     }
 
     fn chain_yaml(rule_port: u16, image: Option<&str>, backend: &str) -> String {
@@ -421,24 +90,41 @@ mod tests {
 
     impl Harness {
         fn new() -> Self {
+            Self::with_settings(Settings::default())
+        }
+
+        fn with_settings(settings: Settings) -> Self {
             let state = Arc::new(Mutex::new(ClusterState {
                 crd_installed: true,
                 ..ClusterState::default()
             }));
             let sidecars = FakeSidecars::default();
-            let client = fake_client(state.clone());
-            let metrics = Metrics::new().expect("metrics");
-            let ctx = Arc::new(Context::new(
-                client,
-                sidecars.clone(),
-                Settings::default(),
-                metrics,
-            ));
+            let ctx = Self::context(&state, &sidecars, settings);
             Self {
                 state,
                 sidecars,
                 ctx,
             }
+        }
+
+        fn context(
+            state: &Arc<Mutex<ClusterState>>,
+            sidecars: &FakeSidecars,
+            settings: Settings,
+        ) -> Arc<Context<FakeSidecars>> {
+            let client = fake_client(state.clone());
+            let metrics = Metrics::new().expect("metrics");
+            Arc::new(Context::new(client, sidecars.clone(), settings, metrics))
+        }
+
+        /// A new operator process: fresh client, caches, metrics and back-off state; the cluster and the
+        /// sidecars stay as they are.
+        fn restart(&mut self) {
+            self.ctx = Self::context(&self.state, &self.sidecars, self.ctx.settings.clone());
+        }
+
+        fn requests(&self) -> Vec<Recorded> {
+            self.state.lock().expect("state").requests.clone()
         }
 
         fn store(&self, chain: &VNFChain) {
@@ -503,7 +189,8 @@ mod tests {
         }
     }
 
-    async fn run(scenario: Scenario) {
+    /// Runs one scenario's assertions; returns every request the operator made.
+    async fn run(scenario: Scenario) -> Vec<Recorded> {
         let h = Harness::new();
         match scenario {
             Scenario::Create => {
@@ -755,6 +442,7 @@ mod tests {
                 check_crd(&h.ctx.client).await.expect("CRD present");
             }
         }
+        h.requests()
     }
 
     #[tokio::test]
@@ -812,6 +500,16 @@ mod tests {
 
         #[tokio::test]
         async fn one_leader_renewals_and_takeover_after_expiry() {
+            takeover().await;
+        }
+
+        #[tokio::test]
+        async fn a_stale_write_loses_the_race() {
+            stale_write().await;
+        }
+
+        /// One leader, renewals, takeover after expiry; returns the requests made.
+        pub(super) async fn takeover() -> Vec<super::Recorded> {
             let h = Harness::new();
             let a = elector(&h, "operator-a");
             let b = elector(&h, "operator-b");
@@ -842,10 +540,11 @@ mod tests {
                 a.try_acquire_or_renew().await.expect("a"),
                 Outcome::Following("operator-b".into())
             );
+            h.requests()
         }
 
-        #[tokio::test]
-        async fn a_stale_write_loses_the_race() {
+        /// A candidate whose replace races with another write does not lead; returns the requests made.
+        pub(super) async fn stale_write() -> Vec<super::Recorded> {
             let h = Harness::new();
             let a = elector(&h, "operator-a");
             assert_eq!(a.try_acquire_or_renew().await.expect("a"), Outcome::Leading);
@@ -866,6 +565,461 @@ mod tests {
                 h.object(LEASE).expect("lease")["spec"]["holderIdentity"],
                 json!("operator-a")
             );
+            h.requests()
+        }
+    }
+
+    fn ready_now(h: &Harness) -> bool {
+        h.object(CHAIN_PATH)
+            .and_then(|o| serde_json::from_value::<crds::VNFChainStatus>(o["status"].clone()).ok())
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == crds::CONDITION_READY && c.status == "True")
+            })
+    }
+
+    /// The real controller runtime against the fake cluster: it lists and watches chains and the kinds it
+    /// owns, finds the stored chain and reconciles it to Ready, and stops on shutdown. Returns the requests.
+    async fn controller_runtime() -> Vec<Recorded> {
+        let h = Harness::new();
+        let c = chain(1, 22, None, "10.0.2.1");
+        h.store(&c);
+        h.add_pods(&c, 0);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::controller::run(
+            h.ctx.clone(),
+            crate::controller::CONCURRENCY,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ready_now(&h) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the controller did not reconcile the chain to Ready; requests: {:?}",
+                h.requests()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .expect("the controller stops on shutdown")
+            .expect("controller task");
+        assert_eq!(h.sidecars.generation("edge-dataplane-a"), 1);
+        let requests = h.requests();
+        for collection in [
+            "/apis/buildvnf.io/v1alpha1/vnfchains",
+            "/apis/apps/v1/deployments",
+            "/api/v1/configmaps",
+            "/api/v1/services",
+        ] {
+            for verb in ["list", "watch"] {
+                assert!(
+                    requests
+                        .iter()
+                        .any(|r| r.path == collection && r.rbac().is_some_and(|p| p.2 == verb)),
+                    "no {verb} of {collection}: {requests:?}"
+                );
+            }
+        }
+        requests
+    }
+
+    #[tokio::test]
+    async fn controller_runtime_watches_and_reconciles_to_ready() {
+        controller_runtime().await;
+    }
+
+    const POD_MONITOR_PATH: &str =
+        "/apis/monitoring.coreos.com/v1/namespaces/default/podmonitors/edge-dataplane";
+
+    /// PodMonitor detection at start-up, and the PodMonitor applied when it is served. Returns the requests.
+    async fn pod_monitors() -> Vec<Recorded> {
+        let h = Harness::with_settings(Settings {
+            pod_monitor: true,
+            ..Settings::default()
+        });
+        assert!(!crate::controller::pod_monitor_available(&h.ctx.client).await);
+        h.state.lock().expect("state").pod_monitors_served = true;
+        assert!(crate::controller::pod_monitor_available(&h.ctx.client).await);
+        let c = chain(1, 22, None, "10.0.2.1");
+        h.ready_at(&c).await;
+        let pm = h.object(POD_MONITOR_PATH).expect("pod monitor applied");
+        assert_eq!(pm["kind"], json!("PodMonitor"));
+        assert_eq!(
+            pm["spec"]["selector"]["matchLabels"][render::CHAIN_LABEL],
+            json!("edge")
+        );
+        h.requests()
+    }
+
+    #[tokio::test]
+    async fn pod_monitor_is_detected_and_applied() {
+        pod_monitors().await;
+    }
+
+    mod rbac {
+        use std::collections::BTreeSet;
+        use std::path::Path;
+
+        use super::{Recorded, Scenario, controller_runtime, leader, pod_monitors, run};
+
+        /// One ClusterRole rule, as written in the chart's rules file.
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Rule {
+            api_groups: Vec<String>,
+            resources: Vec<String>,
+            verbs: Vec<String>,
+        }
+
+        type Permission = (String, String, String);
+
+        /// Permissions the operator needs that no request against the fake can show, each with the reason
+        /// (group, resource, verb, why). Empty today: every permission in the file is exercised. An entry
+        /// that a test exercises fails the test, so the list cannot go stale.
+        const UNEXERCISED: &[(&str, &str, &str, &str)] = &[];
+
+        fn repo() -> &'static Path {
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        }
+
+        fn rules() -> Vec<Rule> {
+            let path = repo().join("charts/build-vnf/files/operator-rbac-rules.yaml");
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        }
+
+        fn granted(rules: &[Rule]) -> BTreeSet<Permission> {
+            let mut out = BTreeSet::new();
+            for r in rules {
+                for g in &r.api_groups {
+                    for res in &r.resources {
+                        for v in &r.verbs {
+                            out.insert((g.clone(), res.clone(), v.clone()));
+                        }
+                    }
+                }
+            }
+            out
+        }
+
+        /// Every request of every scenario, of leader election, of the controller runtime and of start-up.
+        async fn everything() -> Vec<Recorded> {
+            let mut requests = Vec::new();
+            for s in Scenario::ALL {
+                requests.extend(run(s).await);
+            }
+            requests.extend(leader::takeover().await);
+            requests.extend(leader::stale_write().await);
+            requests.extend(controller_runtime().await);
+            requests.extend(pod_monitors().await);
+            requests
+        }
+
+        /// The README's row for a rule.
+        fn readme_row(r: &Rule) -> String {
+            let groups: Vec<String> = r
+                .api_groups
+                .iter()
+                .map(|g| {
+                    if g.is_empty() {
+                        "`\"\"` (core)".to_string()
+                    } else {
+                        format!("`{g}`")
+                    }
+                })
+                .collect();
+            let resources: Vec<String> = r.resources.iter().map(|x| format!("`{x}`")).collect();
+            format!(
+                "| {} | {} | {} |",
+                groups.join(", "),
+                resources.join(", "),
+                r.verbs.join(", ")
+            )
+        }
+
+        #[tokio::test]
+        async fn the_rules_file_grants_exactly_what_the_operator_uses() {
+            let requests = everything().await;
+            let used: BTreeSet<Permission> = requests
+                .iter()
+                .map(|r| {
+                    r.rbac()
+                        .unwrap_or_else(|| panic!("not an API resource request: {r:?}"))
+                })
+                .collect();
+            let rules = rules();
+            for r in &rules {
+                for field in [&r.api_groups, &r.resources, &r.verbs] {
+                    assert!(!field.is_empty(), "empty list in {r:?}");
+                    assert!(!field.iter().any(|x| x.contains('*')), "wildcard in {r:?}");
+                }
+            }
+            let granted = granted(&rules);
+
+            let denied: Vec<(&Permission, Vec<&Recorded>)> = used
+                .iter()
+                .filter(|p| !granted.contains(*p))
+                .map(|p| {
+                    let examples = requests
+                        .iter()
+                        .filter(|r| r.rbac().as_ref() == Some(p))
+                        .take(2)
+                        .collect();
+                    (p, examples)
+                })
+                .collect();
+            assert!(
+                denied.is_empty(),
+                "the operator makes requests its ClusterRole does not allow: {denied:#?}"
+            );
+
+            let allowed_unused: BTreeSet<Permission> = UNEXERCISED
+                .iter()
+                .map(|(g, r, v, _)| (g.to_string(), r.to_string(), v.to_string()))
+                .collect();
+            for p in &allowed_unused {
+                assert!(
+                    granted.contains(p),
+                    "UNEXERCISED entry {p:?} is not in the rules file"
+                );
+                assert!(
+                    !used.contains(p),
+                    "UNEXERCISED entry {p:?} is exercised now: remove it from the allow-list"
+                );
+            }
+            let unused: Vec<&Permission> = granted
+                .iter()
+                .filter(|p| !used.contains(*p) && !allowed_unused.contains(*p))
+                .collect();
+            assert!(
+                unused.is_empty(),
+                "the rules file grants permissions no code path uses (remove them, or explain them in UNEXERCISED): {unused:?}"
+            );
+
+            // The operator's README shows the same table.
+            let readme =
+                std::fs::read_to_string(repo().join("operator/README.md")).expect("README");
+            for r in &rules {
+                let row = readme_row(r);
+                assert!(
+                    readme.contains(&row),
+                    "operator/README.md lacks the row\n{row}"
+                );
+            }
+            let section = readme
+                .split("\n## RBAC")
+                .nth(1)
+                .and_then(|rest| rest.split("\n## ").next())
+                .expect("operator/README.md has an RBAC section");
+            let rows = section
+                .lines()
+                .filter(|l| l.starts_with("| `") && l.matches('|').count() == 4)
+                .count();
+            assert_eq!(
+                rows,
+                rules.len(),
+                "operator/README.md RBAC table has extra rows"
+            );
+        }
+
+        #[test]
+        fn requests_map_to_rbac_verbs() {
+            let p = |m: &str, path: &str, q: &str| {
+                Recorded {
+                    method: m.into(),
+                    path: path.into(),
+                    query: q.into(),
+                }
+                .rbac()
+                .map(|(g, r, v)| format!("{g}|{r}|{v}"))
+            };
+            let ns = "/apis/buildvnf.io/v1alpha1/namespaces/default/vnfchains";
+            assert_eq!(
+                p("GET", ns, "").as_deref(),
+                Some("buildvnf.io|vnfchains|list")
+            );
+            assert_eq!(
+                p(
+                    "GET",
+                    "/apis/apps/v1/deployments",
+                    "watch=true&resourceVersion=1"
+                )
+                .as_deref(),
+                Some("apps|deployments|watch")
+            );
+            assert_eq!(
+                p("GET", &format!("{ns}/edge"), "").as_deref(),
+                Some("buildvnf.io|vnfchains|get")
+            );
+            assert_eq!(
+                p("PATCH", &format!("{ns}/edge/status"), "").as_deref(),
+                Some("buildvnf.io|vnfchains/status|patch")
+            );
+            assert_eq!(
+                p("PUT", "/api/v1/namespaces/default/configmaps/x", "").as_deref(),
+                Some("|configmaps|update")
+            );
+            assert_eq!(
+                p(
+                    "POST",
+                    "/apis/events.k8s.io/v1/namespaces/default/events",
+                    ""
+                )
+                .as_deref(),
+                Some("events.k8s.io|events|create")
+            );
+            assert_eq!(
+                p("DELETE", "/api/v1/namespaces/default/pods", "").as_deref(),
+                Some("|pods|deletecollection")
+            );
+            assert_eq!(
+                p("GET", "/api/v1/namespaces/default", "").as_deref(),
+                Some("|namespaces|get")
+            );
+            assert_eq!(p("GET", "/version", ""), None);
+        }
+    }
+
+    mod restart {
+        use std::collections::BTreeMap;
+        use std::sync::Arc;
+
+        use crds::VNFChain;
+        use serde_json::Value;
+
+        use super::{CHAIN_PATH, Harness, chain, reconcile};
+
+        /// Where a rollout starts from.
+        #[derive(Clone, Copy, Debug)]
+        enum Flow {
+            /// A chain (finalizer in place) whose pods run nothing yet: the first known-good generation.
+            FirstGeneration,
+            /// A Ready chain at generation 1 gets a rule change (generation 2), pushed live.
+            RuleChange,
+        }
+
+        /// Sets the cluster up; returns the chain to roll out.
+        async fn prepare(h: &Harness, flow: Flow) -> VNFChain {
+            match flow {
+                Flow::FirstGeneration => {
+                    let c = chain(1, 22, None, "10.0.2.1");
+                    h.store(&c);
+                    h.add_pods(&c, 0);
+                    c
+                }
+                Flow::RuleChange => {
+                    h.ready_at(&chain(1, 22, None, "10.0.2.1")).await;
+                    chain(2, 2222, None, "10.0.2.1")
+                }
+            }
+        }
+
+        fn strip_times(v: &mut Value) {
+            match v {
+                Value::Object(m) => {
+                    m.remove("lastTransitionTime");
+                    m.values_mut().for_each(strip_times);
+                }
+                Value::Array(a) => a.iter_mut().for_each(strip_times),
+                _ => {}
+            }
+        }
+
+        /// What the operator leaves in the cluster (without timestamps) and what each sidecar runs.
+        fn snapshot(h: &Harness) -> (BTreeMap<String, Value>, Vec<(String, i64)>) {
+            let mut objects = h.state.lock().expect("state").objects.clone();
+            objects.values_mut().for_each(strip_times);
+            let generations = ["edge-dataplane-a", "edge-dataplane-b"]
+                .iter()
+                .map(|p| (p.to_string(), h.sidecars.generation(p)))
+                .collect();
+            (objects, generations)
+        }
+
+        /// Reconciles until nothing changes any more (a few watch events' worth).
+        async fn converge(h: &Harness, target: &VNFChain) {
+            for _ in 0..3 {
+                h.reconcile(target).await;
+            }
+        }
+
+        #[tokio::test]
+        async fn an_operator_restarted_mid_rollout_converges_to_the_same_state() {
+            for flow in [Flow::FirstGeneration, Flow::RuleChange] {
+                // Uninterrupted.
+                let h = Harness::new();
+                let target = prepare(&h, flow).await;
+                let start = h.requests().len();
+                h.reconcile(&target).await;
+                let rollout: Vec<_> = h.requests()[start..].to_vec();
+                converge(&h, &target).await;
+                let want = snapshot(&h);
+                let want_pushes = h.sidecars.calls();
+                assert!(
+                    super::ready_now(&h),
+                    "{flow:?}: the uninterrupted run is Ready"
+                );
+                assert!(rollout.len() >= 5, "{flow:?}: {rollout:?}");
+
+                // Stopped while waiting for each request of the rollout in turn, then started again.
+                for (k, stopped_at) in rollout.iter().enumerate() {
+                    let mut h = Harness::new();
+                    let target = prepare(&h, flow).await;
+                    let start = h.requests().len();
+                    h.state.lock().expect("state").hold_request = Some(start + k);
+                    h.store(&target);
+                    let stored: VNFChain =
+                        serde_json::from_value(h.object(CHAIN_PATH).expect("chain"))
+                            .expect("chain");
+                    let task = tokio::spawn(reconcile(Arc::new(stored), h.ctx.clone()));
+                    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while h.requests().len() <= start + k {
+                        assert!(
+                            !task.is_finished(),
+                            "{flow:?}: reconcile ended before request {k}"
+                        );
+                        assert!(
+                            tokio::time::Instant::now() < deadline,
+                            "{flow:?}: stuck before request {k}"
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    let held = h.requests()[start + k].clone();
+                    assert_eq!(
+                        (&held.method, &held.path),
+                        (&stopped_at.method, &stopped_at.path),
+                        "{flow:?}: the interrupted run follows the same path"
+                    );
+                    task.abort();
+                    assert!(
+                        task.await.is_err_and(|e| e.is_cancelled()),
+                        "{flow:?}: stopped at {k}"
+                    );
+                    h.state.lock().expect("state").hold_request = None;
+
+                    h.restart();
+                    converge(&h, &target).await;
+                    let got = snapshot(&h);
+                    assert_eq!(
+                        got, want,
+                        "{flow:?}: stopped while waiting for {} {}, the restarted operator converged elsewhere",
+                        held.method, held.path
+                    );
+                    assert_eq!(
+                        h.sidecars.calls(),
+                        want_pushes,
+                        "{flow:?}: stopped at {} {}: pushes differ from an uninterrupted run",
+                        held.method,
+                        held.path
+                    );
+                }
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! rolls back failed generations and reports status that tells the truth.
 
 pub mod controller;
+pub mod fake;
 pub mod leader;
 pub mod metrics;
 pub mod render;

@@ -58,6 +58,9 @@ struct Flags {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME", default_value = "buildvnf-operator")]
     identity: String,
+    /// Reconciles running at once (0: no limit).
+    #[arg(long, env = "BUILDVNF_CONCURRENCY", default_value_t = controller::CONCURRENCY)]
+    concurrency: u16,
 }
 
 #[tokio::main]
@@ -121,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
 
     ready.store(true, Ordering::Relaxed);
     if flags.no_leader_election {
-        controller::run(ctx, shutdown_signal()).await;
+        controller::run(ctx, flags.concurrency, shutdown_signal()).await;
         tracing::info!("stopped");
         return Ok(());
     }
@@ -151,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
-    controller::run(ctx, shutdown).await;
+    controller::run(ctx, flags.concurrency, shutdown).await;
     if let Some(reason) = lost.lock().ok().and_then(|mut l| l.take()) {
         // Exit so Kubernetes restarts this replica as a candidate; another replica leads meanwhile.
         anyhow::bail!("lost leadership: {reason}");

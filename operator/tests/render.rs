@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crds::VNFChain;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use operator::render::{self, Settings};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -41,17 +42,66 @@ fn example_chains() -> Vec<(String, VNFChain)> {
         .collect()
 }
 
-/// Encodes, decodes into the Kubernetes type and encodes again: a field the type does not know is lost
-/// on the way, and the two encodings differ.
+/// Decodes `v` as the Kubernetes type `K` and encodes it again. A field `K` does not know is lost on the way
+/// (serde ignores it) and a missing required field comes back as its default, so the result differs from
+/// `v`; a field of the wrong type is an error.
+fn round_trip_value<K: Serialize + DeserializeOwned>(v: &Value) -> Result<Value, String> {
+    let decoded: K = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(&decoded).map_err(|e| e.to_string())
+}
+
+/// Asserts that `obj` survives a round trip through the Kubernetes v1.37 type unchanged.
 fn round_trips<K: Serialize + DeserializeOwned>(obj: &K, what: &str) -> Value {
     let first = serde_json::to_value(obj).expect("encode");
-    let decoded: K = serde_json::from_value(first.clone()).expect("decode as the Kubernetes type");
-    let second = serde_json::to_value(&decoded).expect("re-encode");
+    let second = round_trip_value::<K>(&first)
+        .unwrap_or_else(|e| panic!("{what}: not a valid Kubernetes object: {e}"));
     assert_eq!(
         first, second,
         "{what}: fields lost in a round trip through k8s-openapi"
     );
     first
+}
+
+/// PodMonitor has no k8s-openapi type: its metadata and selector are checked as Kubernetes types, the rest
+/// against the fields of the Prometheus Operator's `monitoring.coreos.com/v1` PodMonitor that we use.
+fn check_pod_monitor(pm: &Value, what: &str) {
+    assert_eq!(pm["apiVersion"], "monitoring.coreos.com/v1", "{what}");
+    assert_eq!(pm["kind"], "PodMonitor", "{what}");
+    let meta = &pm["metadata"];
+    assert_eq!(
+        round_trip_value::<ObjectMeta>(meta).as_ref(),
+        Ok(meta),
+        "{what}: metadata"
+    );
+    let spec = pm["spec"].as_object().expect("spec");
+    let known_spec = [
+        "selector",
+        "podMetricsEndpoints",
+        "namespaceSelector",
+        "jobLabel",
+    ];
+    for k in spec.keys() {
+        assert!(known_spec.contains(&k.as_str()), "{what}: unknown spec.{k}");
+    }
+    let selector = &pm["spec"]["selector"];
+    assert_eq!(
+        round_trip_value::<LabelSelector>(selector).as_ref(),
+        Ok(selector),
+        "{what}: spec.selector"
+    );
+    let endpoints = pm["spec"]["podMetricsEndpoints"]
+        .as_array()
+        .expect("podMetricsEndpoints");
+    assert!(!endpoints.is_empty(), "{what}");
+    for e in endpoints {
+        for (k, v) in e.as_object().expect("endpoint") {
+            assert!(
+                ["port", "path", "interval", "scheme", "scrapeTimeout"].contains(&k.as_str()),
+                "{what}: unknown podMetricsEndpoints field {k}"
+            );
+            assert!(v.is_string(), "{what}: {k} is a string");
+        }
+    }
 }
 
 #[test]
@@ -72,6 +122,7 @@ fn rendered_objects_match_golden_files_and_the_kubernetes_types() {
             round_trips::<Service>(&service, &format!("{name} Service")),
             serde_json::to_value(&monitor).expect("encode"),
         ];
+        check_pod_monitor(&docs[3], &format!("{name} PodMonitor"));
         let rendered = serde_saphyr::to_string_multiple(&docs).expect("yaml");
         let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden")
@@ -127,4 +178,43 @@ fn restart_hash_moves_only_for_changes_that_need_new_pods() {
         change(&mut changed);
         assert_ne!(hash(&base), hash(&changed));
     }
+}
+
+#[test]
+fn the_round_trip_check_catches_unknown_and_mistyped_fields() {
+    let (_, chain) = example_chains().into_iter().next().expect("an example");
+    let deployment = render::deployment(&chain, &Settings::default()).expect("deployment");
+    let good = serde_json::to_value(&deployment).expect("encode");
+    assert_eq!(round_trip_value::<Deployment>(&good).as_ref(), Ok(&good));
+
+    // A misspelt field (the API server would prune or reject it) does not survive.
+    let mut unknown = good.clone();
+    unknown["spec"]["template"]["spec"]["containers"][0]["securityContex"] = serde_json::json!({});
+    let back = round_trip_value::<Deployment>(&unknown).expect("still decodes");
+    assert_ne!(
+        back, unknown,
+        "an unknown field must show up as a difference"
+    );
+
+    // A field at the wrong level does not either.
+    let mut misplaced = good.clone();
+    misplaced["spec"]["containers"] = good["spec"]["template"]["spec"]["containers"].clone();
+    assert_ne!(
+        round_trip_value::<Deployment>(&misplaced).expect("decodes"),
+        misplaced
+    );
+
+    // A wrong type is an error.
+    let mut mistyped = good.clone();
+    mistyped["spec"]["replicas"] = serde_json::json!("two");
+    assert!(round_trip_value::<Deployment>(&mistyped).is_err());
+    // k8s-openapi decodes a missing required field as its default, so it shows up as a difference.
+    let mut nameless = good.clone();
+    if let Some(c) = nameless["spec"]["template"]["spec"]["containers"][0].as_object_mut() {
+        c.remove("name");
+    }
+    assert_ne!(
+        round_trip_value::<Deployment>(&nameless).ok(),
+        Some(nameless)
+    );
 }

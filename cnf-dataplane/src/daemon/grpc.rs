@@ -100,7 +100,7 @@ pub fn summarize(hist: &[u64; abi::HIST_BUCKETS]) -> LatencySummary {
 }
 
 /// Names of the engine's drop reasons (index = `abi::reason::*`), for labels.
-pub const DROP_REASONS: [&str; 11] = [
+pub const DROP_REASONS: [&str; 12] = [
     "none",
     "malformed",
     "firewall_rule",
@@ -112,6 +112,7 @@ pub const DROP_REASONS: [&str; 11] = [
     "forward_failed",
     "nat_ports_exhausted",
     "lb_no_backend",
+    "no_xsk",
 ];
 
 /// A stats snapshot of the running chain.
@@ -240,6 +241,27 @@ impl DataplaneApi for Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_engine_drop_reason_has_its_label() {
+        use abi::reason::*;
+        for (i, name) in [
+            (MALFORMED, "malformed"),
+            (FW_RULE, "firewall_rule"),
+            (FW_DEFAULT, "firewall_default"),
+            (RATELIMIT, "rate_limited"),
+            (NO_CONFIG, "no_config"),
+            (CHAIN_BROKEN, "chain_broken"),
+            (TTL_EXCEEDED, "ttl_exceeded"),
+            (FWD_DROP, "forward_failed"),
+            (NAT_EXHAUSTED, "nat_ports_exhausted"),
+            (LB_NO_BACKEND, "lb_no_backend"),
+            (NO_XSK, "no_xsk"),
+        ] {
+            assert_eq!(DROP_REASONS[i], name);
+        }
+        assert_eq!(DROP_REASONS.len(), NO_XSK + 1, "a reason without a label");
+    }
 
     #[test]
     fn percentiles_from_log2_buckets() {

@@ -1,5 +1,14 @@
 //! `/metrics`: per-function packets, bytes, passes, drops by reason and latency histograms, read from the
 //! kernel's per-CPU counters at scrape time, in Prometheus text format (encoded by the `prometheus` crate).
+//!
+//! Labels: every chain metric carries `namespace` and `chain`; per-function ones add `function` and `type`
+//! (drops add `reason`). The kernel keeps its counters per function instance and per chain generation, not
+//! per interface, so only the per-interface facts carry `interface`: `buildvnf_attach_info` (with `hook`),
+//! `buildvnf_interface_tx_checksum_offload` (read at scrape time) and `buildvnf_offload_disabled_info`
+//! (what the data plane turned off at attach, see [`super::offload`]).
+//!
+//! Latency histograms are in seconds with the kernel's log2 bounds: 2 ns, 4 ns, … 2^31 ns (≈ 2.1 s), then
+//! `+Inf`, so 1 µs to 10 ms is resolved with one bucket per octave (bounds 1.024 µs … 16.8 ms).
 
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
@@ -8,6 +17,7 @@ use prometheus::{Encoder, TextEncoder};
 
 use super::Dataplane;
 use super::grpc::DROP_REASONS;
+use super::offload;
 use crate::engine::abi;
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
@@ -49,24 +59,31 @@ fn gauge(pairs: &[(&str, &str)], v: f64) -> Metric {
     m
 }
 
-/// A Prometheus histogram in seconds from the kernel's log2-ns buckets (bucket i = [2^i, 2^(i+1)) ns).
-/// Upper bounds run from 2 ns to ~4.3 s, so 1 µs … 10 ms is resolved to a factor of two. The sum is
+/// Upper bounds (seconds) of the exported buckets: kernel bucket i holds [2^i, 2^(i+1)) ns, and the last
+/// kernel bucket also takes everything longer (the kernel clamps), so its bound is `+Inf`, which the
+/// encoder adds from the sample count.
+pub fn bucket_bounds() -> Vec<f64> {
+    (1..abi::HIST_BUCKETS)
+        .map(|i| (1u64 << i) as f64 * 1e-9)
+        .collect()
+}
+
+/// A Prometheus histogram in seconds from the kernel's log2-ns buckets (see [`bucket_bounds`]). The sum is
 /// estimated from bucket midpoints (the kernel keeps no sum).
 fn histogram(pairs: &[(&str, &str)], hist: &[u64; abi::HIST_BUCKETS]) -> Metric {
     let mut cumulative = 0u64;
     let mut sum = 0f64;
-    let buckets = hist
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            cumulative += n;
-            sum += *n as f64 * 1.5 * (1u64 << i) as f64 * 1e-9;
+    let mut buckets = Vec::with_capacity(abi::HIST_BUCKETS);
+    for (i, n) in hist.iter().enumerate() {
+        cumulative += n;
+        sum += *n as f64 * 1.5 * (1u64 << i) as f64 * 1e-9;
+        if let Some(bound) = bucket_bounds().get(i) {
             let mut b = Bucket::default();
-            b.set_upper_bound((1u64 << (i + 1)) as f64 * 1e-9);
+            b.set_upper_bound(*bound);
             b.set_cumulative_count(cumulative);
-            b
-        })
-        .collect();
+            buckets.push(b);
+        }
+    }
     let mut h = Histogram::default();
     h.set_bucket(buckets);
     h.set_sample_count(cumulative);
@@ -186,6 +203,44 @@ pub fn render(dp: &Dataplane) -> String {
         MetricType::GAUGE,
         attach,
     ));
+    let tx_csum = dp
+        .attachments()
+        .iter()
+        .filter_map(|a| {
+            let on = offload::tx_checksum(&a.interface).ok()?;
+            Some(gauge(
+                &[base[0], base[1], ("interface", a.interface.as_str())],
+                f64::from(u8::from(on)),
+            ))
+        })
+        .collect();
+    families.push(family(
+        "buildvnf_interface_tx_checksum_offload",
+        "Transmit checksum offload of an attached interface (1 on, 0 off), read at scrape time",
+        MetricType::GAUGE,
+        tx_csum,
+    ));
+    let disabled = offload::changes()
+        .iter()
+        .map(|c| {
+            gauge(
+                &[
+                    base[0],
+                    base[1],
+                    ("interface", c.interface.as_str()),
+                    ("driver", c.driver.as_str()),
+                    ("feature", c.feature),
+                ],
+                1.0,
+            )
+        })
+        .collect();
+    families.push(family(
+        "buildvnf_offload_disabled_info",
+        "An offload the data plane turned off at attach because it breaks rewritten packets (veth)",
+        MetricType::GAUGE,
+        disabled,
+    ));
     families.push(family(
         "buildvnf_applied_generation",
         "The chain generation running",
@@ -204,4 +259,79 @@ pub fn render(dp: &Dataplane) -> String {
         return String::new();
     }
     String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_resolve_one_microsecond_to_ten_milliseconds() {
+        let b = bucket_bounds();
+        assert!(b.windows(2).all(|w| w[0] < w[1]), "increasing");
+        assert!(b.iter().all(|x| x.is_finite() && *x > 0.0));
+        // A bound at or below 1 µs and one at or above 10 ms …
+        let lo = b.iter().rposition(|x| *x <= 1e-6).expect("a bound <= 1 µs");
+        let hi = b
+            .iter()
+            .position(|x| *x >= 10e-3)
+            .expect("a bound >= 10 ms");
+        // … with at least one bucket per octave in between.
+        for w in b[lo..=hi].windows(2) {
+            assert!(w[1] / w[0] <= 2.0 + 1e-9, "{} -> {}", w[0], w[1]);
+        }
+        assert!(hi - lo >= 13, "1 µs .. 10 ms spans > 13 octaves");
+        assert_eq!(
+            b.len(),
+            abi::HIST_BUCKETS - 1,
+            "the last kernel bucket is +Inf"
+        );
+    }
+
+    fn exposition(hist: &[u64; abi::HIST_BUCKETS]) -> String {
+        let f = family(
+            "t_seconds",
+            "test",
+            MetricType::HISTOGRAM,
+            vec![histogram(&[("function", "fw")], hist)],
+        );
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&[f], &mut out).expect("encode");
+        String::from_utf8(out).expect("utf8")
+    }
+
+    fn value(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    #[test]
+    fn histogram_is_cumulative_and_clamped_samples_land_in_inf() {
+        let mut h = [0u64; abi::HIST_BUCKETS];
+        h[9] = 3; // [512, 1024) ns
+        h[12] = 5; // [4096, 8192) ns
+        h[abi::HIST_BUCKETS - 1] = 2; // >= 2^31 ns, clamped by the kernel
+        let t = exposition(&h);
+        let le = |bound: &str| {
+            value(
+                &t,
+                &format!("t_seconds_bucket{{function=\"fw\",le=\"{bound}\"}}"),
+            )
+        };
+        assert_eq!(le("0.000000512"), Some(0.0), "{t}");
+        assert_eq!(le("0.000001024"), Some(3.0), "{t}");
+        assert_eq!(le("0.000004096"), Some(3.0), "{t}");
+        assert_eq!(le("0.000008192"), Some(8.0), "{t}");
+        assert_eq!(le("2.147483648"), Some(8.0), "{t}");
+        assert_eq!(le("+Inf"), Some(10.0), "{t}");
+        assert_eq!(value(&t, "t_seconds_count"), Some(10.0), "{t}");
+        assert!(
+            !t.contains("le=\"4.294967296\""),
+            "no finite bound for the clamped bucket: {t}"
+        );
+        let sum = value(&t, "t_seconds_sum").expect("sum");
+        let want = (3.0 * 768.0 + 5.0 * 6144.0 + 2.0 * 1.5 * 2f64.powi(31)) * 1e-9;
+        assert!((sum - want).abs() < 1e-12, "{sum} vs {want}");
+    }
 }

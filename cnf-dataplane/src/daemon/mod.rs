@@ -6,12 +6,13 @@
 pub mod caps;
 pub mod grpc;
 pub mod metrics;
+pub mod offload;
 
 use std::collections::BTreeMap;
 
 use crds::{Hook as SpecHook, VNFChain, VNFChainSpec, ValidationErrors};
 
-use crate::engine::{AttachInfo, Engine, EngineError, FunctionStats, Hook};
+use crate::engine::{AttachInfo, Engine, EngineError, FunctionStats, Hook, XdpAttach};
 use crate::spec;
 
 /// Why a chain was not applied. The previous generation (if any) keeps running in every case.
@@ -144,12 +145,21 @@ fn load_attached(
 ) -> Result<(Engine, Vec<Attachment>), EngineError> {
     let hook = spec.dataplane.hook;
     let ifaces = interfaces(spec);
+    // a forced hook is exactly that hook (an error says why it is impossible); auto falls back
+    let xdp_mode = match hook {
+        SpecHook::Xdp => XdpAttach::Native,
+        SpecHook::XdpGeneric => XdpAttach::Generic,
+        SpecHook::Auto | SpecHook::Tc => XdpAttach::Auto,
+    };
     let try_hook = |h: Hook| -> Result<(Engine, Vec<Attachment>), EngineError> {
         let mut engine = Engine::load(h)?;
         engine.apply(config)?;
         let mut out = Vec::new();
         for i in &ifaces {
-            out.push(Attachment::from_info(engine.attach(i)?, hook));
+            out.push(Attachment::from_info(
+                engine.attach_with(i, xdp_mode)?,
+                hook,
+            ));
         }
         Ok((engine, out))
     };
@@ -180,6 +190,7 @@ impl Dataplane {
         crds::validate(chain).map_err(ApplyError::Invalid)?;
         let config = spec::chain_config(&chain.spec, &ifindex)?;
         let (engine, attachments) = load_attached(&chain.spec, &config)?;
+        offload::fix_veth_checksums(attachments.iter().map(|a| a.interface.as_str()));
         let instances = engine.active_instances().to_vec();
         Ok(Self {
             engine,

@@ -32,6 +32,8 @@ pub const FW_LPM_MAX: u32 = 32_768;
 pub const HIST_BUCKETS: usize = 32;
 /// Drop-reason counters per function.
 pub const NR_REASONS: usize = 16;
+/// Receive queues the user-space tier can serve (entries of the XSKMAP `vnf_xsks`).
+pub const MAX_XSK_QUEUES: u32 = 64;
 /// Backends per load-balancer instance.
 pub const LB_MAX_BACKENDS: u32 = 256;
 /// Maglev slots shared by the tables of all load-balancer instances.
@@ -55,6 +57,7 @@ pub mod kind {
     pub const RATELIMIT: u32 = 4;
     pub const NAT: u32 = 5;
     pub const LB: u32 = 6;
+    pub const USERSPACE: u32 = 7;
 }
 
 /// Verdict reasons (`enum vnf_reason`), index into [`FnStats::dropped`].
@@ -70,6 +73,7 @@ pub mod reason {
     pub const FWD_DROP: usize = 8;
     pub const NAT_EXHAUSTED: usize = 9;
     pub const LB_NO_BACKEND: usize = 10;
+    pub const NO_XSK: usize = 11;
 }
 
 /// Classifier field bits (`VNF_CLS_F_*`).
@@ -88,6 +92,10 @@ pub const ACT_ALLOW: u8 = 0;
 pub const ACT_DENY: u8 = 1;
 /// `VNF_FW_F_CONNTRACK`.
 pub const FW_F_CONNTRACK: u8 = 1;
+/// `VNF_FW_F_ANY_SRC`: no rule constrains the source address.
+pub const FW_F_ANY_SRC: u8 = 1 << 1;
+/// `VNF_FW_F_ANY_DST`: no rule constrains the destination address.
+pub const FW_F_ANY_DST: u8 = 1 << 2;
 
 /// Forwarder modes and flags.
 pub mod fwd {
@@ -179,13 +187,14 @@ pub struct Slot {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Scratch {
     pub entry_ns: u64,
-    pub seq: u64,
+    pub countdown: u64,
     pub generation: u32,
     pub pos: u32,
     pub chain_len: u32,
     pub reason: u32,
     pub sampled: u32,
-    pub _pad: u32,
+    pub state: u32,
+    pub mark_ns: u64,
 }
 
 /// `struct vnf_instance_cfg`.
@@ -194,6 +203,8 @@ pub struct Scratch {
 pub struct InstanceCfg {
     pub kind: u32,
     pub latency_sample_rate: u32,
+    pub state: u32,
+    pub _pad: u32,
 }
 
 /// `struct vnf_fn_stats` (per CPU).
@@ -257,6 +268,7 @@ pub struct FwCfg {
     pub dport_n: u32,
     pub _pad: u32,
     pub noport: FwBm,
+    pub any: FwBm,
 }
 
 /// `struct vnf_fw_port_seg`.
@@ -373,9 +385,9 @@ impl MonSample {
 pub struct RlCfg {
     pub key_mode: u8,
     pub _pad: [u8; 7],
-    pub pps: u64,
+    pub pkt_inc_ns: u64,
     pub pkt_tau_ns: u64,
-    pub bps: u64,
+    pub byte_inc_q16: u64,
     pub byte_tau_ns: u64,
 }
 
@@ -552,12 +564,12 @@ mod tests {
         assert_eq!(size_of::<NatDnatKey>(), 24);
         assert_eq!(size_of::<NatDnatVal>(), 20);
         assert_eq!(size_of::<Slot>(), 8);
-        assert_eq!(size_of::<Scratch>(), 40);
-        assert_eq!(size_of::<InstanceCfg>(), 8);
+        assert_eq!(size_of::<Scratch>(), 48);
+        assert_eq!(size_of::<InstanceCfg>(), 16);
         assert_eq!(size_of::<FnStats>(), 416);
         assert_eq!(size_of::<ChainStats>(), 288);
         assert_eq!(size_of::<Tuple>(), 40);
-        assert_eq!(size_of::<FwCfg>(), 72);
+        assert_eq!(size_of::<FwCfg>(), 104);
         assert_eq!(size_of::<FwBm>(), 32);
         assert_eq!(size_of::<FwPortSeg>(), 40);
         assert_eq!(size_of::<Lpm4Data>() + 4, 12);
@@ -604,6 +616,7 @@ mod tests {
         assert_eq!(offset_of!(FwCfg, rule_off), 16);
         assert_eq!(offset_of!(FwCfg, dport_n), 32);
         assert_eq!(offset_of!(FwCfg, noport), 40);
+        assert_eq!(offset_of!(FwCfg, any), 72);
         assert_eq!(offset_of!(FwBm, agg), 8);
         assert_eq!(offset_of!(FwPortSeg, bm), 8);
         assert_eq!(offset_of!(Lpm6Data, addr), 4);
@@ -614,7 +627,7 @@ mod tests {
         assert_eq!(offset_of!(MonSample, pkt_len), 16);
         assert_eq!(offset_of!(MonSample, class), 20);
         assert_eq!(offset_of!(MonSample, t), 24);
-        assert_eq!(offset_of!(RlCfg, pps), 8);
+        assert_eq!(offset_of!(RlCfg, pkt_inc_ns), 8);
         assert_eq!(offset_of!(RlCfg, byte_tau_ns), 32);
         assert_eq!(offset_of!(RlKey, t), 8);
         assert_eq!(offset_of!(NatCfg, port_lo), 2);

@@ -403,6 +403,9 @@ pub enum FunctionKind {
     Nat(NatConfig),
     /// Maglev L4 load balancer.
     LoadBalancer(LbConfig),
+    /// Hand the packet to the user-space tier (the AF_XDP socket registered for its
+    /// receive queue with [`super::Engine::register_xsk`]); XDP only.
+    UserspaceHandoff,
 }
 
 impl FunctionKind {
@@ -415,6 +418,7 @@ impl FunctionKind {
             Self::RateLimiter(_) => kind::RATELIMIT,
             Self::Nat(_) => kind::NAT,
             Self::LoadBalancer(_) => kind::LB,
+            Self::UserspaceHandoff => kind::USERSPACE,
         }
     }
 
@@ -426,6 +430,7 @@ impl FunctionKind {
             Self::RateLimiter(_) => "vnf_ratelimit",
             Self::Nat(_) => "vnf_nat",
             Self::LoadBalancer(_) => "vnf_lb",
+            Self::UserspaceHandoff => "vnf_userspace",
         }
     }
 }
@@ -435,7 +440,9 @@ impl FunctionKind {
 pub struct FunctionConfig {
     /// Human-readable name (for reports).
     pub name: String,
-    /// Time 1 in N packets through this function; 0 = off.
+    /// Record this function's latency (0 = off). Packets are sampled once, at the chain's
+    /// entry, at the chain's rate (or, if the chain's is 0, the smallest non-zero function
+    /// rate), so the function's histogram holds the packets the chain samples.
     pub latency_sample_rate: u32,
     /// What the function does.
     pub kind: FunctionKind,
@@ -459,7 +466,8 @@ pub struct ChainConfig {
     pub classifier: ClassifierConfig,
     /// Functions in order (at most 16); empty = chain disabled.
     pub functions: Vec<FunctionConfig>,
-    /// Time 1 in N classified packets from entry to verdict; 0 = off.
+    /// Time 1 in N classified packets from entry to verdict (and through each function
+    /// whose rate is non-zero); 0 = off.
     pub latency_sample_rate: u32,
 }
 

@@ -278,6 +278,17 @@ pub fn compile(fw: &FirewallConfig) -> Result<CompiledFirewall> {
         }
     }
     out.cfg.noport = int.intern(&noport);
+    let mut every = int.empty();
+    for i in 0..n {
+        set(&mut every, i);
+    }
+    out.cfg.any = int.intern(&every);
+    if rules.iter().all(|r| r.src.is_none()) {
+        out.cfg.flags |= abi::FW_F_ANY_SRC;
+    }
+    if rules.iter().all(|r| r.dst.is_none()) {
+        out.cfg.flags |= abi::FW_F_ANY_DST;
+    }
     out.sports = port_segments(&sranges, &mut int);
     out.dports = port_segments(&dranges, &mut int);
     out.cfg.sport_n = out.sports.len() as u32;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use aya::Ebpf;
 use aya::maps::lpm_trie::Key;
 use aya::maps::{
-    Array, DevMap, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap,
-    PerCpuValues, ProgramArray, RingBuf,
+    Array, DevMap, HashMap as BpfHashMap, IterableMap, LpmTrie, MapData, PerCpuArray,
+    PerCpuHashMap, PerCpuValues, ProgramArray, RingBuf, XskMap,
 };
 use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
 use aya::programs::xdp::XdpLinkId;
@@ -21,6 +21,7 @@ use super::abi::{
     InstanceCfg, LbBackend, LbCfg, Lpm4Data, Lpm6Data, MonCfg, MonCounter, MonKey, MonSample,
     NatCfg, NatDnatKey, NatDnatVal, NatKey, NatVal, PortRangeAbi, RlCfg, RlKey, RlState, Slot,
 };
+use super::batch;
 use super::config::{
     ChainConfig, ClassifierConfig, CountBy, ForwardMode, ForwarderConfig, FunctionConfig,
     FunctionKind, IpCidr, LbConfig, MAX_CLASSIFIER_CIDRS, MAX_DNAT, MAX_MAGLEV_TABLE, NatConfig,
@@ -42,10 +43,14 @@ const FUNCTION_PROGRAMS: &[&str] = &[
     "vnf_ratelimit",
     "vnf_nat",
     "vnf_lb",
+    "vnf_userspace",
 ];
 /// Time to let in-flight packets of a retired generation drain before its
-/// slots are rewritten (an RCU grace period is far shorter).
-const GENERATION_GRACE: Duration = Duration::from_millis(50);
+/// slots are rewritten. A packet runs the whole chain inside one NAPI poll
+/// (or one TC invocation), microseconds; an RCU grace period, after which no
+/// CPU can still be inside the old generation, is a few milliseconds. Only
+/// applies closer together than this wait.
+const GENERATION_GRACE: Duration = Duration::from_millis(10);
 
 /// Which kernel hook the engine's programs are built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +68,18 @@ pub struct AppliedChain {
     pub generation: u32,
     /// Instance id of each function, in chain order.
     pub instances: Vec<u32>,
+}
+
+/// Which XDP mode [`Engine::attach_with`] may use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XdpAttach {
+    /// Native (driver) mode, else generic (skb) mode.
+    #[default]
+    Auto,
+    /// Native mode only.
+    Native,
+    /// Generic mode only.
+    Generic,
 }
 
 /// Where and how the entry program got attached.
@@ -157,11 +174,13 @@ struct Maps {
     ct: BpfHashMap<MapData, CtKey, CtVal>,
     fwd_cfg: Array<MapData, FwdCfg>,
     devmap: Option<DevMap<MapData>>,
+    xsks: Option<XskMap<MapData>>,
     mon_cfg: Array<MapData, MonCfg>,
     mon_classes: PerCpuArray<MapData, MonCounter>,
     samples: RingBuf<MapData>,
     rl_cfg: Array<MapData, RlCfg>,
     rl_buckets: BpfHashMap<MapData, RlKey, RlState>,
+    rl_global: Array<MapData, RlState>,
     nat_cfg: Array<MapData, NatCfg>,
     nat_ct: BpfHashMap<MapData, NatKey, NatVal>,
     lb_cfg: Array<MapData, LbCfg>,
@@ -213,11 +232,16 @@ impl Maps {
                 Hook::Xdp => Some(take(ebpf, "vnf_devmap")?),
                 Hook::Tc => None,
             },
+            xsks: match hook {
+                Hook::Xdp => Some(take(ebpf, "vnf_xsks")?),
+                Hook::Tc => None,
+            },
             mon_cfg: take(ebpf, "vnf_mon_cfg")?,
             mon_classes: take(ebpf, "vnf_mon_classes")?,
             samples: take(ebpf, "vnf_samples")?,
             rl_cfg: take(ebpf, "vnf_rl_cfg")?,
             rl_buckets: take(ebpf, "vnf_rl_buckets")?,
+            rl_global: take(ebpf, "vnf_rl_global")?,
             nat_cfg: take(ebpf, "vnf_nat_cfg")?,
             nat_ct: take(ebpf, "vnf_nat_ct")?,
             lb_cfg: take(ebpf, "vnf_lb_cfg")?,
@@ -253,6 +277,16 @@ pub struct Engine {
     generations: [Vec<u32>; 2],
     /// Kinds of live instances.
     live: HashMap<u32, u32>,
+    /// Name and state class of each live instance (a function keeping name, kind and
+    /// state class keeps its state).
+    names: HashMap<u32, (String, u32)>,
+    /// State id of each live instance (see `state` in `struct vnf_instance_cfg`).
+    state_of: HashMap<u32, u32>,
+    /// Live instances using each state id; an id is free only when neither an
+    /// instance nor a state holds it.
+    state_refs: HashMap<u32, u32>,
+    /// Configuration of each live instance (an unchanged function keeps its instance).
+    fn_cfg: HashMap<u32, FunctionConfig>,
     free_ids: BTreeSet<u32>,
     fw_keys: HashMap<u32, PrefixKeys>,
     /// Rule priorities of each firewall instance, in evaluation order.
@@ -410,10 +444,10 @@ fn ratelimit_abi(c: &RateLimiterConfig) -> Result<RlCfg> {
         if c.burst_packets == 0 {
             return bad("burst_packets must be at least 1");
         }
-        out.pps = pps;
+        out.pkt_inc_ns = NS_PER_SEC / pps;
         out.pkt_tau_ns = c
             .burst_packets
-            .checked_mul(NS_PER_SEC / pps)
+            .checked_mul(out.pkt_inc_ns)
             .ok_or_else(|| EngineError::Config("rate limiter: packet burst too large".into()))?;
     }
     if let Some(bps) = c.bits_per_sec {
@@ -423,7 +457,11 @@ fn ratelimit_abi(c: &RateLimiterConfig) -> Result<RlCfg> {
         if c.burst_bytes < 64 {
             return bad("burst_bytes must be at least 64");
         }
-        out.bps = bps;
+        // the kernel multiplies instead of dividing per packet: ns per byte in 16.16 fixed
+        // point (at least 1, i.e. rates up to 5e14 bit/s keep their meaning)
+        let q16 = u128::from(8 * NS_PER_SEC) * 65_536 / u128::from(bps);
+        out.byte_inc_q16 = u64::try_from(q16.max(1))
+            .map_err(|_| EngineError::Config("rate limiter: bit rate too small".into()))?;
         let tau = u128::from(c.burst_bytes) * 8 * u128::from(NS_PER_SEC) / u128::from(bps);
         out.byte_tau_ns = u64::try_from(tau)
             .map_err(|_| EngineError::Config("rate limiter: byte burst too large".into()))?;
@@ -551,6 +589,19 @@ enum Prepared {
     RateLimiter(RlCfg),
     Nat(PreparedNat),
     Lb(PreparedLb),
+    /// The hand-off needs no per-instance configuration.
+    Userspace,
+}
+
+impl Prepared {
+    /// State that a successor can inherit only when this value matches: a monitor that changes
+    /// what it counts by starts with fresh counters (the keys would mean something else).
+    fn state_class(&self) -> u32 {
+        match self {
+            Prepared::Monitor(cfg) => u32::from(cfg.count_by),
+            _ => 0,
+        }
+    }
 }
 
 /// Validated load-balancer state: config (without its pool region), backends, Maglev table.
@@ -650,6 +701,7 @@ fn prepare(f: &FunctionConfig) -> Result<Prepared> {
         FunctionKind::RateLimiter(c) => Prepared::RateLimiter(ratelimit_abi(c)?),
         FunctionKind::Nat(c) => Prepared::Nat(nat_abi(c)?),
         FunctionKind::LoadBalancer(c) => Prepared::Lb(lb_abi(c)?),
+        FunctionKind::UserspaceHandoff => Prepared::Userspace,
     })
 }
 
@@ -721,6 +773,10 @@ impl Engine {
             active: 0,
             generations: [Vec::new(), Vec::new()],
             live: HashMap::new(),
+            names: HashMap::new(),
+            state_of: HashMap::new(),
+            state_refs: HashMap::new(),
+            fn_cfg: HashMap::new(),
             free_ids: (1..abi::MAX_INSTANCES).collect(),
             fw_keys: HashMap::new(),
             fw_priorities: HashMap::new(),
@@ -773,25 +829,84 @@ impl Engine {
                 std::thread::sleep(GENERATION_GRACE - since);
             }
         }
-        // retire the instances of the generation we are about to overwrite
+        // retire the instances of the generation we are about to overwrite (those the running
+        // generation shares stay)
+        let active = self.active as usize;
         for inst in std::mem::take(&mut self.generations[target as usize]) {
-            self.release_instance(inst)?;
+            if !self.generations[active].contains(&inst) {
+                self.release_instance(inst)?;
+            }
         }
-        if self.free_ids.len() < prepared.len() {
+        // a function whose configuration did not change keeps its running instance: nothing of
+        // it is rewritten, only the new generation's slot points at it
+        let mut unchanged = self.generations[active].clone();
+        let reuse: Vec<Option<u32>> = chain
+            .functions
+            .iter()
+            .map(|f| {
+                let at = unchanged
+                    .iter()
+                    .position(|i| self.fn_cfg.get(i) == Some(f))?;
+                Some(unchanged.swap_remove(at))
+            })
+            .collect();
+        let fresh = reuse.iter().filter(|r| r.is_none()).count();
+        if self.free_ids.len() < fresh {
             return Err(EngineError::NoInstanceIds(abi::MAX_INSTANCES - 1));
         }
         self.write_classifier_prefixes(target, &cls_prefixes)?;
 
+        // functions of the running generation by (name, kind): their successors inherit
+        // their state (flows, buckets, counters)
+        let mut heirs: HashMap<(String, u32, u32), u32> = self.generations[self.active as usize]
+            .iter()
+            .filter_map(|i| {
+                let (name, class) = self.names.get(i)?.clone();
+                Some(((name, *self.live.get(i)?, class), self.state(*i)))
+            })
+            .collect();
+        for inst in reuse.iter().flatten() {
+            if let (Some((name, class)), Some(kind)) = (self.names.get(inst), self.live.get(inst)) {
+                heirs.remove(&(name.clone(), *kind, *class));
+            }
+        }
         let mut instances = Vec::with_capacity(prepared.len());
-        for (pos, (f, p)) in chain.functions.iter().zip(&prepared).enumerate() {
+        for (pos, ((f, p), reused)) in chain
+            .functions
+            .iter()
+            .zip(&prepared)
+            .zip(&reuse)
+            .enumerate()
+        {
+            let kind = f.kind.abi_kind();
+            if let Some(inst) = *reused {
+                self.generations[target as usize].push(inst);
+                self.set_slot(target, pos as u32, inst, kind, f.kind.program_name())?;
+                debug!(
+                    "gen {target} pos {pos}: {} = instance {inst} (unchanged)",
+                    f.name
+                );
+                instances.push(inst);
+                continue;
+            }
             let inst = self
                 .free_ids
                 .pop_first()
                 .ok_or(EngineError::NoInstanceIds(abi::MAX_INSTANCES - 1))?;
             self.generations[target as usize].push(inst);
-            let kind = f.kind.abi_kind();
+            self.fn_cfg.insert(inst, f.clone());
             self.live.insert(inst, kind);
-            self.reset_counters(inst)?;
+            let class = p.state_class();
+            self.names.insert(inst, (f.name.clone(), class));
+            let state = match heirs.remove(&(f.name.clone(), kind, class)) {
+                Some(s) => s,
+                None => {
+                    self.reset_state(inst)?;
+                    inst
+                }
+            };
+            self.state_of.insert(inst, state);
+            *self.state_refs.entry(state).or_default() += 1;
             self.write_function(inst, p)?;
             self.maps
                 .instances
@@ -800,31 +915,14 @@ impl Engine {
                     InstanceCfg {
                         kind,
                         latency_sample_rate: f.latency_sample_rate,
+                        state,
+                        _pad: 0,
                     },
                     0,
                 )
                 .map_err(EngineError::map("vnf_instances"))?;
-            let slot = target * abi::MAX_CHAIN + pos as u32;
-            self.maps
-                .slots
-                .set(
-                    slot,
-                    Slot {
-                        instance: inst,
-                        kind,
-                    },
-                    0,
-                )
-                .map_err(EngineError::map("vnf_slots"))?;
             let name = f.kind.program_name();
-            let fd = self
-                .prog_fds
-                .get(name)
-                .ok_or_else(|| EngineError::Missing(format!("program {name}")))?;
-            self.maps
-                .progs
-                .set(slot, fd, 0)
-                .map_err(EngineError::map("vnf_progs"))?;
+            self.set_slot(target, pos as u32, inst, kind, name)?;
             debug!(
                 "gen {target} pos {pos}: {} = instance {inst} ({name})",
                 f.name
@@ -844,9 +942,22 @@ impl Engine {
                 Err(e) => return Err(EngineError::map("vnf_progs")(e)),
             }
         }
+        // one sampling decision per packet at the entry: the chain's rate, or (when only
+        // functions ask for latency) the finest function rate
+        let sample_rate = if chain.latency_sample_rate != 0 {
+            chain.latency_sample_rate
+        } else {
+            chain
+                .functions
+                .iter()
+                .map(|f| f.latency_sample_rate)
+                .filter(|&r| r != 0)
+                .min()
+                .unwrap_or(0)
+        };
         let gen_cfg = GenCfg {
             chain_len: prepared.len() as u32,
-            latency_sample_rate: chain.latency_sample_rate,
+            latency_sample_rate: sample_rate,
             cls,
         };
         self.maps
@@ -908,6 +1019,7 @@ impl Engine {
                 .map_err(EngineError::map("vnf_rl_cfg")),
             Prepared::Nat(nat) => self.write_nat(inst, nat),
             Prepared::Lb(lb) => self.write_lb(inst, lb),
+            Prepared::Userspace => Ok(()),
         }
     }
 
@@ -1058,39 +1170,49 @@ impl Engine {
             word_off: bm.word_off + word_off,
             ..*bm
         };
-        for (i, a) in fw.actions.iter().enumerate() {
-            let idx = rule_off + i as u32;
-            self.maps
-                .fw_actions
-                .set(idx, a, 0)
-                .map_err(EngineError::map("vnf_fw_actions"))?;
-            self.maps
-                .fw_hits
-                .set(idx, PerCpuValues::try_from(vec![0u64; self.nr_cpus])?, 0)
-                .map_err(EngineError::map("vnf_fw_hits"))?;
-        }
-        for (i, w) in fw.words.iter().enumerate() {
-            self.maps
-                .fw_words
-                .set(word_off + i as u32, w, 0)
-                .map_err(EngineError::map("vnf_fw_words"))?;
-        }
-        for (i, seg) in fw.sports.iter().chain(&fw.dports).enumerate() {
-            let seg = FwPortSeg {
+        // region writes are one batch call each (10,000 rules would be ~40,000 calls otherwise)
+        batch::update_array(
+            self.maps.fw_actions.map().fd(),
+            "vnf_fw_actions",
+            rule_off,
+            &fw.actions,
+        )?;
+        let zero_hits = vec![0u64; fw.actions.len() * self.nr_cpus];
+        batch::update_array_per_cpu(
+            self.maps.fw_hits.map().fd(),
+            "vnf_fw_hits",
+            rule_off,
+            &zero_hits,
+            self.nr_cpus,
+        )?;
+        batch::update_array(
+            self.maps.fw_words.map().fd(),
+            "vnf_fw_words",
+            word_off,
+            &fw.words,
+        )?;
+        let segs: Vec<FwPortSeg> = fw
+            .sports
+            .iter()
+            .chain(&fw.dports)
+            .map(|seg| FwPortSeg {
                 bm: rebase(&seg.bm),
                 ..*seg
-            };
-            self.maps
-                .fw_ports
-                .set(port_off + i as u32, seg, 0)
-                .map_err(EngineError::map("vnf_fw_ports"))?;
-        }
-        for (p, bm) in fw.proto.iter().enumerate() {
-            self.maps
-                .fw_proto
-                .set(inst * 256 + p as u32, rebase(bm), 0)
-                .map_err(EngineError::map("vnf_fw_proto"))?;
-        }
+            })
+            .collect();
+        batch::update_array(
+            self.maps.fw_ports.map().fd(),
+            "vnf_fw_ports",
+            port_off,
+            &segs,
+        )?;
+        let protos: Vec<FwBm> = fw.proto.iter().map(rebase).collect();
+        batch::update_array(
+            self.maps.fw_proto.map().fd(),
+            "vnf_fw_proto",
+            inst * 256,
+            &protos,
+        )?;
         let mut keys = PrefixKeys::default();
         for (list, dst, name) in [
             (&fw.src4, false, "vnf_fw_src4"),
@@ -1129,6 +1251,7 @@ impl Engine {
             sport_off: port_off + fw.cfg.sport_off,
             dport_off: port_off + fw.cfg.dport_off,
             noport: rebase(&fw.cfg.noport),
+            any: rebase(&fw.cfg.any),
             ..fw.cfg
         };
         self.maps
@@ -1211,12 +1334,12 @@ impl Engine {
         }
         let size = lb.table.len() as u32;
         let off = self.lb_alloc(size)?;
-        for (slot, b) in lb.table.iter().enumerate() {
-            self.maps
-                .lb_maglev
-                .set(off + slot as u32, b, 0)
-                .map_err(EngineError::map("vnf_lb_maglev"))?;
-        }
+        batch::update_array(
+            self.maps.lb_maglev.map().fd(),
+            "vnf_lb_maglev",
+            off,
+            &lb.table,
+        )?;
         let cfg = LbCfg {
             table_off: off,
             table_size: size,
@@ -1234,12 +1357,53 @@ impl Engine {
     /// Established flows keep their backend (affinity); new flows use the
     /// new Maglev table.  The new table is written beside the old one and
     /// switched to with one config update.
+    /// Registers the AF_XDP socket `xsk` of the user-space tier for receive queue `queue`:
+    /// from now on the chain's user-space hand-off sends that queue's packets to it.
+    pub fn register_xsk(&mut self, queue: u32, xsk: impl AsFd) -> Result<()> {
+        let map = self.xsk_map(queue)?;
+        map.set(queue, xsk.as_fd(), 0)
+            .map_err(EngineError::map("vnf_xsks"))
+    }
+
+    /// Removes the socket of `queue`; its packets are then dropped by the hand-off
+    /// (reason `no_xsk`) instead of bypassing the user-space functions.
+    pub fn unregister_xsk(&mut self, queue: u32) -> Result<()> {
+        let map = self.xsk_map(queue)?;
+        match map.unset(queue) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(EngineError::map("vnf_xsks")(e)),
+        }
+    }
+
+    fn xsk_map(&mut self, queue: u32) -> Result<&mut XskMap<MapData>> {
+        if queue >= abi::MAX_XSK_QUEUES {
+            return Err(EngineError::Config(format!(
+                "receive queue {queue}: the user-space tier serves queues 0..{}",
+                abi::MAX_XSK_QUEUES
+            )));
+        }
+        self.maps.xsks.as_mut().ok_or_else(|| {
+            EngineError::Config(
+                "the user-space hand-off needs XDP (TC cannot redirect to AF_XDP sockets)".into(),
+            )
+        })
+    }
+
     pub fn update_load_balancer(&mut self, instance: u32, lb: &LbConfig) -> Result<()> {
         if self.live.get(&instance) != Some(&abi::kind::LB) {
             return Err(EngineError::UnknownInstance(instance));
         }
         let prepared = lb_abi(lb)?;
-        self.write_lb(instance, &prepared)
+        self.write_lb(instance, &prepared)?;
+        if let Some(c) = self.fn_cfg.get_mut(&instance) {
+            c.kind = FunctionKind::LoadBalancer(lb.clone());
+        }
+        Ok(())
     }
 
     /// Replaces the rules of a live firewall instance in place (map updates
@@ -1256,10 +1420,50 @@ impl Engine {
             return Err(EngineError::UnknownInstance(instance));
         }
         let compiled = firewall::compile(fw)?;
-        self.write_firewall(instance, &compiled)
+        self.write_firewall(instance, &compiled)?;
+        if let Some(c) = self.fn_cfg.get_mut(&instance) {
+            c.kind = FunctionKind::Firewall(fw.clone());
+        }
+        Ok(())
     }
 
-    fn reset_counters(&mut self, inst: u32) -> Result<()> {
+    /// Points slot `pos` of generation `generation` at instance `inst` running `program`.
+    fn set_slot(
+        &mut self,
+        generation: u32,
+        pos: u32,
+        inst: u32,
+        kind: u32,
+        program: &str,
+    ) -> Result<()> {
+        let slot = generation * abi::MAX_CHAIN + pos;
+        self.maps
+            .slots
+            .set(
+                slot,
+                Slot {
+                    instance: inst,
+                    kind,
+                },
+                0,
+            )
+            .map_err(EngineError::map("vnf_slots"))?;
+        let fd = self
+            .prog_fds
+            .get(program)
+            .ok_or_else(|| EngineError::Missing(format!("program {program}")))?;
+        self.maps
+            .progs
+            .set(slot, fd, 0)
+            .map_err(EngineError::map("vnf_progs"))
+    }
+
+    /// Fresh state for id `inst`: zeroed counters and a full global rate-limit bucket.
+    fn reset_state(&mut self, inst: u32) -> Result<()> {
+        self.maps
+            .rl_global
+            .set(inst, RlState::default(), 0)
+            .map_err(EngineError::map("vnf_rl_global"))?;
         let n = self.nr_cpus;
         self.maps
             .stats
@@ -1282,9 +1486,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Frees an instance id and removes all of its state.
+    /// Releases instance `inst` (its configuration), and its state when no
+    /// other live instance inherited it.
     fn release_instance(&mut self, inst: u32) -> Result<()> {
         self.live.remove(&inst);
+        self.names.remove(&inst);
+        self.fn_cfg.remove(&inst);
         self.maps
             .instances
             .set(inst, InstanceCfg::default(), 0)
@@ -1293,16 +1500,6 @@ impl Engine {
         self.fw_regions.remove(&inst);
         self.lb_regions.remove(&inst);
         self.clear_nat(inst)?;
-        let mon_keys: Vec<MonKey> = self
-            .maps
-            .mon_keyed
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| k.instance == inst)
-            .collect();
-        for k in mon_keys {
-            ignore_missing(self.maps.mon_keyed.remove(&k), "vnf_mon_keyed")?;
-        }
         if let Some(old) = self.fw_keys.remove(&inst) {
             let m = &mut self.maps;
             remove_prefixes(
@@ -1312,11 +1509,44 @@ impl Engine {
                 ("vnf_fw_lpm4", "vnf_fw_lpm6"),
             )?;
         }
-        purge_instance(&mut self.maps.ct, inst, "vnf_ct")?;
-        purge_instance(&mut self.maps.rl_buckets, inst, "vnf_rl_buckets")?;
-        purge_instance(&mut self.maps.nat_ct, inst, "vnf_nat_ct")?;
-        self.free_ids.insert(inst);
+        let state = self.state_of.remove(&inst).unwrap_or(inst);
+        let refs = self.state_refs.get(&state).copied().unwrap_or(1);
+        if refs <= 1 {
+            self.state_refs.remove(&state);
+            self.purge_state(state)?;
+            if !self.live.contains_key(&state) {
+                self.free_ids.insert(state);
+            }
+        } else {
+            self.state_refs.insert(state, refs - 1);
+        }
+        if inst != state && !self.state_refs.contains_key(&inst) {
+            self.free_ids.insert(inst);
+        }
         Ok(())
+    }
+
+    /// Drops the flows, buckets and keyed counters of state id `state`.
+    fn purge_state(&mut self, state: u32) -> Result<()> {
+        let mon_keys: Vec<MonKey> = self
+            .maps
+            .mon_keyed
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.instance == state)
+            .collect();
+        for k in mon_keys {
+            ignore_missing(self.maps.mon_keyed.remove(&k), "vnf_mon_keyed")?;
+        }
+        purge_instance(&mut self.maps.ct, state, "vnf_ct")?;
+        purge_instance(&mut self.maps.rl_buckets, state, "vnf_rl_buckets")?;
+        purge_instance(&mut self.maps.nat_ct, state, "vnf_nat_ct")?;
+        Ok(())
+    }
+
+    /// State id of a live instance (its own id when it started fresh).
+    fn state(&self, inst: u32) -> u32 {
+        self.state_of.get(&inst).copied().unwrap_or(inst)
     }
 
     /// Counters of one function instance, summed over CPUs.
@@ -1324,7 +1554,7 @@ impl Engine {
         let per_cpu = self
             .maps
             .stats
-            .get(&instance, 0)
+            .get(&self.state(instance), 0)
             .map_err(EngineError::map("vnf_stats"))?;
         let mut s = FunctionStats::default();
         for v in per_cpu.iter() {
@@ -1399,10 +1629,11 @@ impl Engine {
     /// key -> counters summed over CPUs (keys `abi::mon_by::NO_PORT` /
     /// `abi::mon_by::NO_DSCP` count packets without a port / non-IP frames).
     pub fn monitor_keyed(&self, instance: u32) -> Result<BTreeMap<u32, MonCounter>> {
+        let state = self.state(instance);
         let mut out = BTreeMap::new();
         for item in self.maps.mon_keyed.iter() {
             let (k, per_cpu) = item.map_err(EngineError::map("vnf_mon_keyed"))?;
-            if k.instance != instance {
+            if k.instance != state {
                 continue;
             }
             let e: &mut MonCounter = out.entry(k.value).or_default();
@@ -1416,11 +1647,12 @@ impl Engine {
 
     /// Per-class counters of a monitor instance (index = `abi::mon::*`).
     pub fn monitor_classes(&self, instance: u32) -> Result<Vec<MonCounter>> {
+        let state = self.state(instance);
         (0..abi::MON_CLASSES)
             .map(|c| {
                 self.maps
                     .mon_classes
-                    .get(&(instance * abi::MON_CLASSES + c), 0)
+                    .get(&(state * abi::MON_CLASSES + c), 0)
                     .map(|v| {
                         v.iter().fold(MonCounter::default(), |a, b| MonCounter {
                             packets: a.packets + b.packets,
@@ -1445,21 +1677,23 @@ impl Engine {
 
     /// Translation entries (one per flow direction) of a NAT instance.
     pub fn nat_entries(&self, instance: u32) -> usize {
+        let state = self.state(instance);
         self.maps
             .nat_ct
             .keys()
             .filter_map(|k| k.ok())
-            .filter(|k| k.instance == instance)
+            .filter(|k| k.instance == state)
             .count()
     }
 
     /// Number of tracked connections of a firewall instance.
     pub fn conntrack_entries(&self, instance: u32) -> usize {
+        let state = self.state(instance);
         self.maps
             .ct
             .keys()
             .filter_map(|k| k.ok())
-            .filter(|k| k.instance == instance)
+            .filter(|k| k.instance == state)
             .count()
     }
 
@@ -1511,6 +1745,13 @@ impl Engine {
     /// attached to several interfaces; they then share chain and state (both
     /// directions of a NAT/LB flow must pass the same engine).
     pub fn attach(&mut self, iface: &str) -> Result<AttachInfo> {
+        self.attach_with(iface, XdpAttach::Auto)
+    }
+
+    /// Like [`Engine::attach`], with the XDP mode forced (`Native` or `Generic`) or
+    /// automatic; ignored by a TC engine. When native XDP is refused, the reason
+    /// names what blocks it on this interface (see [`super::diagnose`]).
+    pub fn attach_with(&mut self, iface: &str, xdp: XdpAttach) -> Result<AttachInfo> {
         if self.links.iter().any(|(name, _)| name == iface) {
             return Err(EngineError::Config(format!("already attached to {iface}")));
         }
@@ -1522,10 +1763,15 @@ impl Engine {
         match self.hook {
             Hook::Xdp => {
                 let p: &mut Xdp = prog.try_into().map_err(EngineError::prog(ENTRY))?;
-                for (mode, label) in [
-                    (XdpMode::Driver, "xdp-native"),
-                    (XdpMode::Skb, "xdp-generic"),
-                ] {
+                let modes: &[(XdpMode, &'static str)] = match xdp {
+                    XdpAttach::Auto => &[
+                        (XdpMode::Driver, "xdp-native"),
+                        (XdpMode::Skb, "xdp-generic"),
+                    ],
+                    XdpAttach::Native => &[(XdpMode::Driver, "xdp-native")],
+                    XdpAttach::Generic => &[(XdpMode::Skb, "xdp-generic")],
+                };
+                for &(mode, label) in modes {
                     match p.attach(iface, mode) {
                         Ok(id) => {
                             self.links.push((iface.to_string(), Link::Xdp(id)));
@@ -1536,7 +1782,16 @@ impl Engine {
                                 fallback_reasons: reasons,
                             });
                         }
-                        Err(e) => reasons.push(format!("{label}: {}", error_chain(&e))),
+                        Err(e) => {
+                            let mut why = format!("{label}: {}", error_chain(&e));
+                            if mode == XdpMode::Driver {
+                                let blockers = super::diagnose::native_xdp_blockers(iface);
+                                if !blockers.is_empty() {
+                                    why = format!("{why} ({blockers})");
+                                }
+                            }
+                            reasons.push(why);
+                        }
                     }
                 }
             }
@@ -1784,7 +2039,9 @@ mod tests {
         assert_eq!(a.pkt_tau_ns, 10 * 1_000_000);
         // 15 000 bytes at 1 MB/s
         assert_eq!(a.byte_tau_ns, 15_000_000);
-        assert_eq!(a.bps, 8_000_000);
+        assert_eq!(a.pkt_inc_ns, 1_000_000);
+        // 1 µs per byte at 8 Mbit/s, in 16.16 fixed point
+        assert_eq!(a.byte_inc_q16, 1_000 << 16);
         assert!(ratelimit_abi(&RateLimiterConfig::default()).is_err());
         let no_burst = RateLimiterConfig {
             packets_per_sec: Some(5),

@@ -1,7 +1,9 @@
 //! Engine: eBPF objects, chain composition, telemetry readout.
 
 pub mod abi;
+mod batch;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod firewall;
 pub mod loader;
@@ -17,6 +19,6 @@ pub use config::{
 };
 pub use error::EngineError;
 pub use loader::{
-    AppliedChain, AttachInfo, ChainCounters, Engine, FunctionStats, Hook, TestRunOutcome,
+    AppliedChain, AttachInfo, ChainCounters, Engine, FunctionStats, Hook, TestRunOutcome, XdpAttach,
 };
 pub use testrun::TestRunner;

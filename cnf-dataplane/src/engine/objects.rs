@@ -7,3 +7,7 @@ pub static XDP_CHAIN: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 
 /// TC attach point (`ebpf/tc_chain.c`).
 pub static TC_CHAIN: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc_chain.o"));
+
+/// Reference programs of the chain benchmark (`ebpf/bench.c`): a bare one-hop
+/// redirect and a counting sink.
+pub static BENCH: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench.o"));

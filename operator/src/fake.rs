@@ -1,0 +1,566 @@
+//! An in-memory Kubernetes API server and fake sidecars, for the controller tests and `operator-bench`.
+//!
+//! The fake API server keeps objects in memory, answers gets and (label-selected) lists, applies
+//! server-side-apply, JSON, merge and status patches the way the real one does for the fields the operator
+//! uses, keeps watches open without events, and records every request, so a test can assert both what the
+//! operator changed and what it left alone, and which API verbs it needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use dataplane_api::{
+    ApplyChainRequest, ApplyChainResponse, DataplaneStatus, Hook, InterfaceAttachment,
+};
+use http::{Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+
+use crate::sidecar::{PodEndpoint, SidecarError, Sidecars};
+
+/// One request the operator made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// HTTP method.
+    pub method: String,
+    /// URL path.
+    pub path: String,
+    /// URL query (without `?`), empty when there is none.
+    pub query: String,
+}
+
+impl Recorded {
+    /// The RBAC view of this request: `(apiGroup, resource[/subresource], verb)`; `None` for a path that
+    /// is not a resource path of the Kubernetes API.
+    pub fn rbac(&self) -> Option<(String, String, String)> {
+        let p = ApiPath::parse(&self.path)?;
+        let verb = match (self.method.as_str(), &p.name) {
+            ("GET", Some(_)) => "get",
+            ("GET", None) if query_flag(&self.query, "watch") => "watch",
+            ("GET", None) => "list",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", Some(_)) => "delete",
+            ("DELETE", None) => "deletecollection",
+            _ => return None,
+        };
+        let resource = match &p.subresource {
+            Some(sub) => format!("{}/{sub}", p.resource),
+            None => p.resource.clone(),
+        };
+        Some((p.group, resource, verb.to_string()))
+    }
+}
+
+/// A Kubernetes API resource path, taken apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiPath {
+    /// API group (`""` for the core group).
+    pub group: String,
+    /// Namespace, for namespaced paths.
+    pub namespace: Option<String>,
+    /// Resource (plural).
+    pub resource: String,
+    /// Object name; `None` for a collection.
+    pub name: Option<String>,
+    /// Subresource (`status`, …).
+    pub subresource: Option<String>,
+}
+
+impl ApiPath {
+    /// Parses `/api/v1/…` and `/apis/<group>/<version>/…` paths.
+    pub fn parse(path: &str) -> Option<Self> {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, rest) = match segs.as_slice() {
+            ["api", _version, rest @ ..] => ("", rest),
+            ["apis", group, _version, rest @ ..] => (*group, rest),
+            _ => return None,
+        };
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+            _ => (None, rest),
+        };
+        match rest {
+            [resource] => Some(Self {
+                group: group.into(),
+                namespace,
+                resource: resource.to_string(),
+                name: None,
+                subresource: None,
+            }),
+            [resource, name] => Some(Self {
+                group: group.into(),
+                namespace,
+                resource: resource.to_string(),
+                name: Some(name.to_string()),
+                subresource: None,
+            }),
+            [resource, name, sub] => Some(Self {
+                group: group.into(),
+                namespace,
+                resource: resource.to_string(),
+                name: Some(name.to_string()),
+                subresource: Some(sub.to_string()),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `query` has `key=true` (or `key=1`).
+fn query_flag(query: &str, key: &str) -> bool {
+    query_param(query, key).is_some_and(|v| v == "true" || v == "1")
+}
+
+/// The decoded value of `key` in `query`.
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether `labels` match an equality-based selector (`k=v,k2=v2`; `k==v` too).
+fn selector_matches(selector: &str, labels: &Value) -> bool {
+    selector
+        .split(',')
+        .filter(|t| !t.trim().is_empty())
+        .all(|term| {
+            let (k, v) = match term.split_once("==").or_else(|| term.split_once('=')) {
+                Some(kv) => kv,
+                None => return labels.get(term.trim()).is_some(),
+            };
+            labels.get(k.trim()).and_then(Value::as_str) == Some(v.trim())
+        })
+}
+
+/// The fake cluster's state.
+#[derive(Default)]
+pub struct ClusterState {
+    /// Objects by API path (e.g. `/api/v1/namespaces/default/configmaps/edge-dataplane`).
+    pub objects: BTreeMap<String, Value>,
+    /// Pods returned by list calls (filtered by namespace and label selector).
+    pub pods: Vec<Value>,
+    /// Every request, in order.
+    pub requests: Vec<Recorded>,
+    /// Whether the VNFChain CRD is served.
+    pub crd_installed: bool,
+    /// Whether the Prometheus Operator's PodMonitor kind is served.
+    pub pod_monitors_served: bool,
+    /// Fault injection: another writer updates the object just before the next PUT lands.
+    pub concurrent_write_before_put: bool,
+    /// Fault injection: the request with this index (in `requests`) is recorded but never answered, as if
+    /// the operator stopped while waiting for it.
+    pub hold_request: Option<usize>,
+}
+
+impl ClusterState {
+    /// Requests with this method whose path contains `fragment`.
+    pub fn calls(&self, method: &str, fragment: &str) -> Vec<&Recorded> {
+        self.requests
+            .iter()
+            .filter(|r| r.method == method && r.path.contains(fragment))
+            .collect()
+    }
+}
+
+fn status_response(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    json_response(
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": reason, "code": code.as_u16()}),
+    )
+}
+
+fn not_found(path: &str) -> Response<Body> {
+    status_response(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("{path} not found"),
+    )
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    *r.status_mut() = code;
+    r
+}
+
+/// What the fake answers.
+enum Reply {
+    Now(Response<Body>),
+    /// Never answered: a watch without events, or a held request.
+    Never,
+}
+
+fn list(items: Vec<Value>) -> Reply {
+    Reply::Now(json_response(
+        StatusCode::OK,
+        &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+    ))
+}
+
+fn route(
+    state: &mut ClusterState,
+    method: &str,
+    path: &str,
+    query: &str,
+    content_type: &str,
+    body: Value,
+) -> Reply {
+    state.requests.push(Recorded {
+        method: method.into(),
+        path: path.into(),
+        query: query.into(),
+    });
+    if state.hold_request == Some(state.requests.len() - 1) {
+        return Reply::Never;
+    }
+    let api = ApiPath::parse(path);
+    if method == "GET"
+        && let Some(api) = api.as_ref().filter(|a| a.name.is_none())
+    {
+        let served = match api.resource.as_str() {
+            "vnfchains" => state.crd_installed,
+            "podmonitors" => state.pod_monitors_served,
+            _ => true,
+        };
+        if !served {
+            return Reply::Now(not_found(path));
+        }
+        if query_flag(query, "watch") {
+            return Reply::Never;
+        }
+        let selector = query_param(query, "labelSelector").unwrap_or_default();
+        let in_scope = |o: &Value| {
+            api.namespace
+                .as_deref()
+                .is_none_or(|ns| o["metadata"]["namespace"].as_str() == Some(ns))
+                && selector_matches(&selector, &o["metadata"]["labels"])
+        };
+        if api.resource == "pods" {
+            return list(state.pods.iter().filter(|p| in_scope(p)).cloned().collect());
+        }
+        let items = state
+            .objects
+            .iter()
+            .filter(|(k, _)| {
+                ApiPath::parse(k).is_some_and(|o| {
+                    o.group == api.group
+                        && o.resource == api.resource
+                        && o.subresource.is_none()
+                        && api
+                            .namespace
+                            .as_ref()
+                            .is_none_or(|ns| o.namespace.as_ref() == Some(ns))
+                })
+            })
+            .map(|(_, v)| v)
+            .filter(|o| selector_matches(&selector, &o["metadata"]["labels"]))
+            .cloned()
+            .collect();
+        return list(items);
+    }
+    Reply::Now(match method {
+        "GET" => match state.objects.get(path) {
+            Some(o) => json_response(StatusCode::OK, o),
+            None => not_found(path),
+        },
+        "POST" if path.ends_with("/events") => json_response(StatusCode::CREATED, &body),
+        "POST" => {
+            let name = body["metadata"]["name"].as_str().unwrap_or_default();
+            let object_path = format!("{path}/{name}");
+            if state.objects.contains_key(&object_path) {
+                return Reply::Now(status_response(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    "already exists",
+                ));
+            }
+            let mut body = body;
+            body["metadata"]["resourceVersion"] = json!("1");
+            state.objects.insert(object_path, body.clone());
+            json_response(StatusCode::CREATED, &body)
+        }
+        "PUT" => {
+            // Replace with optimistic concurrency, as the API server does.
+            if std::mem::take(&mut state.concurrent_write_before_put)
+                && let Some(obj) = state.objects.get_mut(path)
+            {
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0);
+                obj["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+            }
+            let Some(current) = state.objects.get(path) else {
+                return Reply::Now(not_found(path));
+            };
+            let stored_rv = current["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("0")
+                .to_string();
+            if body["metadata"]["resourceVersion"].as_str() != Some(stored_rv.as_str()) {
+                return Reply::Now(status_response(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    "the object has been modified",
+                ));
+            }
+            let next = stored_rv.parse::<u64>().unwrap_or(0) + 1;
+            let mut body = body;
+            body["metadata"]["resourceVersion"] = json!(next.to_string());
+            state.objects.insert(path.into(), body.clone());
+            json_response(StatusCode::OK, &body)
+        }
+        "PATCH" if path.contains("/events/") => json_response(StatusCode::OK, &body),
+        "PATCH" if path.ends_with("/status") => {
+            let object_path = path.trim_end_matches("/status");
+            let Some(obj) = state.objects.get_mut(object_path) else {
+                return Reply::Now(not_found(path));
+            };
+            obj["status"] = body["status"].clone();
+            json_response(StatusCode::OK, obj)
+        }
+        "PATCH" if content_type.contains("json-patch") => {
+            let Some(obj) = state.objects.get_mut(path) else {
+                return Reply::Now(not_found(path));
+            };
+            // Like the API server's JSON patch, a `test` for null passes on a missing path.
+            let body = match body {
+                Value::Array(ops) => Value::Array(
+                    ops.into_iter()
+                        .filter(|op| {
+                            let path = op["path"].as_str().unwrap_or_default();
+                            !(op["op"] == "test"
+                                && op["value"].is_null()
+                                && obj.pointer(path).is_none())
+                        })
+                        .collect(),
+                ),
+                other => other,
+            };
+            let patch: json_patch::Patch = match serde_json::from_value(body) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Reply::Now(status_response(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &e.to_string(),
+                    ));
+                }
+            };
+            if let Err(e) = json_patch::patch(obj, &patch) {
+                return Reply::Now(status_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    &e.to_string(),
+                ));
+            }
+            json_response(StatusCode::OK, obj)
+        }
+        "PATCH" if content_type.contains("apply-patch") => {
+            // Server-side apply: this manager owns every field it sends, so the object becomes what it sent.
+            state.objects.insert(path.into(), body.clone());
+            json_response(StatusCode::OK, &body)
+        }
+        _ => not_found(path),
+    })
+}
+
+/// A kube client whose requests go to the fake cluster.
+///
+/// Must be called inside a Tokio runtime (the client's request buffer runs as a task).
+pub fn fake_client(state: Arc<Mutex<ClusterState>>) -> Client {
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let state = state.clone();
+        async move {
+            let method = request.method().to_string();
+            let path = request.uri().path().to_string();
+            let query = request.uri().query().unwrap_or_default().to_string();
+            let content_type = request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let bytes = request
+                .into_body()
+                .collect_bytes()
+                .await
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let reply = match state.lock() {
+                Ok(mut s) => route(&mut s, &method, &path, &query, &content_type, body),
+                Err(_) => Reply::Now(not_found(&path)),
+            };
+            match reply {
+                Reply::Now(response) => Ok::<_, Infallible>(response),
+                Reply::Never => futures::future::pending().await,
+            }
+        }
+    });
+    Client::new(service, "default")
+}
+
+/// One fake sidecar.
+#[derive(Clone, Debug, Default)]
+pub struct FakePod {
+    /// The generation it runs (0: nothing yet).
+    pub generation: i64,
+    /// Interfaces it reports the chain attached on.
+    pub interfaces: Vec<String>,
+    /// Generations this sidecar refuses (as a verifier would).
+    pub reject: BTreeSet<i64>,
+    /// Every call fails as unreachable.
+    pub unreachable: bool,
+}
+
+/// Fake sidecars, by pod name, recording every call.
+#[derive(Clone, Default)]
+pub struct FakeSidecars {
+    /// The sidecars by pod name.
+    pub pods: Arc<Mutex<BTreeMap<String, FakePod>>>,
+    /// `apply <pod> <generation>` and `detach <pod>`, in order.
+    pub calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeSidecars {
+    /// Adds a sidecar running `generation` on `interfaces`.
+    pub fn add(&self, pod: &str, generation: i64, interfaces: &[&str]) {
+        if let Ok(mut p) = self.pods.lock() {
+            p.insert(
+                pod.into(),
+                FakePod {
+                    generation,
+                    interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
+                    ..FakePod::default()
+                },
+            );
+        }
+    }
+
+    /// The generation `pod` runs (-1 for an unknown pod).
+    pub fn generation(&self, pod: &str) -> i64 {
+        self.pods
+            .lock()
+            .ok()
+            .and_then(|p| p.get(pod).map(|p| p.generation))
+            .unwrap_or(-1)
+    }
+
+    /// Every recorded call.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, call: String) {
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(call);
+        }
+    }
+
+    fn with_pod<T>(
+        &self,
+        pod: &str,
+        f: impl FnOnce(&mut FakePod) -> Result<T, SidecarError>,
+    ) -> Result<T, SidecarError> {
+        let mut pods = self
+            .pods
+            .lock()
+            .map_err(|_| SidecarError::Unreachable("poisoned".into()))?;
+        match pods.get_mut(pod) {
+            Some(p) if !p.unreachable => f(p),
+            _ => Err(SidecarError::Unreachable(format!(
+                "{pod}: connection refused"
+            ))),
+        }
+    }
+}
+
+impl Sidecars for FakeSidecars {
+    async fn status(&self, pod: &PodEndpoint) -> Result<DataplaneStatus, SidecarError> {
+        self.with_pod(&pod.pod, |p| {
+            Ok(DataplaneStatus {
+                chain: None,
+                applied_generation: p.generation,
+                attachments: p
+                    .interfaces
+                    .iter()
+                    .map(|i| InterfaceAttachment {
+                        interface: i.clone(),
+                        hook: Hook::Xdp as i32,
+                        fallback_reason: String::new(),
+                        error: String::new(),
+                    })
+                    .collect(),
+                last_error: String::new(),
+            })
+        })
+    }
+
+    async fn apply(
+        &self,
+        pod: &PodEndpoint,
+        req: ApplyChainRequest,
+    ) -> Result<ApplyChainResponse, SidecarError> {
+        self.record(format!("apply {} {}", pod.pod, req.generation));
+        // The sidecar validates what it gets with the same validate(); a spec that does not parse is a bug here.
+        if serde_json::from_str::<crds::VNFChainSpec>(&req.spec_json).is_err() {
+            return Err(SidecarError::Rejected("spec_json does not parse".into()));
+        }
+        self.with_pod(&pod.pod, |p| {
+            if p.reject.contains(&req.generation) {
+                return Err(SidecarError::Rejected(
+                    "program fw: verifier rejected: R2 invalid mem access 'scalar'".into(),
+                ));
+            }
+            let changed = p.generation != req.generation;
+            p.generation = req.generation;
+            Ok(ApplyChainResponse {
+                applied_generation: req.generation,
+                changed,
+                attachments: Vec::new(),
+            })
+        })
+    }
+
+    async fn detach(&self, pod: &PodEndpoint) -> Result<(), SidecarError> {
+        self.record(format!("detach {}", pod.pod));
+        self.with_pod(&pod.pod, |p| {
+            p.generation = 0;
+            p.interfaces.clear();
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,423 @@
+//! The operator's gRPC client (`GrpcSidecars`) against the real `cnf-dataplane` daemon over mutual TLS on
+//! the loopback of a network namespace: status and a live ApplyChain work with the operator's certificate;
+//! a client without a certificate, and one whose certificate comes from another CA, are refused.
+//!
+//! Needs root (namespaces, eBPF): skips with a reason otherwise, fails under `CI=true`. The daemon binary is
+//! taken from the same target directory (built by `cargo test --workspace`), or built once if absent.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dataplane_api::dataplane_client::DataplaneClient;
+use dataplane_api::{ApplyChainRequest, ChainRef, GetStatusRequest};
+use operator::sidecar::{GrpcSidecars, PodEndpoint, Sidecars};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+const GRPC_PORT: u16 = 50051;
+/// The TLS name `GrpcSidecars` expects for pod `t-0` of Service `t-dataplane` in namespace `lab`.
+const SERVER_NAME: &str = "t-0.t-dataplane.lab.svc";
+
+const CHAIN: &str = "apiVersion: buildvnf.io/v1alpha1
+kind: VNFChain
+metadata: {name: t, namespace: lab}
+spec:
+  functions:
+    - name: fw
+      type: firewall
+      firewall:
+        defaultAction: allow
+        rules: [{action: deny, protocol: udp, destinationPorts: [{from: 9}]}]
+  interfaces: {ingress: opv0}
+";
+
+/// True when the test may create namespaces and load eBPF. Non-root: skip with a message, except under
+/// `CI=true`, where a skip is a failure.
+fn privileged() -> bool {
+    // SAFETY: geteuid() has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "privileged test cannot run as uid {euid} and CI=true forbids skipping"
+    );
+    eprintln!("SKIP: needs root for network namespaces and eBPF (running as uid {euid})");
+    false
+}
+
+/// The cnf-dataplane binary of this target directory; built (into a directory of its own, so it does not
+/// wait for the lock the running `cargo test` holds) when it is not there.
+fn dataplane_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // <target>/<profile>/deps/grpc_mtls-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let built = profile_dir.join("cnf-dataplane");
+    if built.exists() {
+        return built;
+    }
+    let own_target = profile_dir
+        .parent()
+        .expect("target directory")
+        .join("operator-tests");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let fallback = own_target
+        .join(if release { "release" } else { "debug" })
+        .join("cnf-dataplane");
+    eprintln!(
+        "{} is missing: building cnf-dataplane into {}",
+        built.display(),
+        own_target.display()
+    );
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .args(["build", "-p", "cnf-dataplane", "--bin", "cnf-dataplane"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", &own_target);
+    if release {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("run cargo build");
+    assert!(status.success(), "building cnf-dataplane failed: {status}");
+    assert!(fallback.exists(), "{} not built", fallback.display());
+    fallback
+}
+
+fn sh(args: &[&str]) {
+    let status = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .expect("spawn");
+    assert!(status.success(), "{args:?} failed: {status}");
+}
+
+/// A network namespace with a veth pair inside it; deleted on drop (which also removes the veths).
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        let name = format!("vnfop-{}-{tag}", std::process::id());
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Self(name);
+        sh(&["ip", "-n", &ns.0, "link", "set", "lo", "up"]);
+        sh(&[
+            "ip", "-n", &ns.0, "link", "add", "opv0", "type", "veth", "peer", "name", "opv1",
+        ]);
+        sh(&["ip", "-n", &ns.0, "link", "set", "opv0", "up"]);
+        sh(&["ip", "-n", &ns.0, "link", "set", "opv1", "up"]);
+        ns
+    }
+
+    /// Runs `f` on a thread that has entered this namespace.
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let file =
+                    std::fs::File::open(format!("/var/run/netns/{}", self.0)).expect("open netns");
+                // SAFETY: setns only switches this thread's network namespace; the fd refers to an open
+                // netns file for the duration of the call.
+                let rc = unsafe {
+                    libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET)
+                };
+                assert_eq!(
+                    rc,
+                    0,
+                    "setns {}: {}",
+                    self.0,
+                    std::io::Error::last_os_error()
+                );
+                f()
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// The daemon: SIGTERM (then SIGKILL) on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill() with the pid of our own child and a standard signal.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn new_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let key = KeyPair::generate().expect("CA key");
+    let cert = params.self_signed(&key).expect("CA certificate");
+    (cert.pem(), Issuer::new(params, key))
+}
+
+/// A leaf certificate and key (PEM) signed by `issuer`.
+fn leaf(
+    issuer: &Issuer<'static, KeyPair>,
+    name: &str,
+    sans: &[&str],
+    client: bool,
+) -> (String, String) {
+    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .expect("leaf params");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.use_authority_key_identifier_extension = true;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![if client {
+        ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    let key = KeyPair::generate().expect("leaf key");
+    let cert = params.signed_by(&key, issuer).expect("sign leaf");
+    (cert.pem(), key.serialize_pem())
+}
+
+fn write_tls_dir(dir: &Path, cert: &(String, String), ca: &str) {
+    std::fs::create_dir_all(dir).expect("tls dir");
+    std::fs::write(dir.join("tls.crt"), &cert.0).expect("tls.crt");
+    std::fs::write(dir.join("tls.key"), &cert.1).expect("tls.key");
+    std::fs::write(dir.join("ca.crt"), ca).expect("ca.crt");
+}
+
+fn endpoint() -> PodEndpoint {
+    PodEndpoint {
+        pod: "t-0".into(),
+        ip: "127.0.0.1".into(),
+        service: "t-dataplane".into(),
+        namespace: "lab".into(),
+    }
+}
+
+fn spec_json(rule_port: u16) -> String {
+    let chain = crds::manifest::parse_single_chain(
+        &CHAIN.replace("from: 9", &format!("from: {rule_port}")),
+    )
+    .expect("chain");
+    serde_json::to_string(&chain.spec).expect("json")
+}
+
+fn apply_request(generation: i64, rule_port: u16) -> ApplyChainRequest {
+    ApplyChainRequest {
+        chain: Some(ChainRef {
+            namespace: "lab".into(),
+            name: "t".into(),
+        }),
+        generation,
+        spec_json: spec_json(rule_port),
+    }
+}
+
+#[test]
+fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
+    if !privileged() {
+        return;
+    }
+    let bin = dataplane_binary();
+    let tmp = TempDir(std::env::temp_dir().join(format!("vnfop-mtls-{}", std::process::id())));
+    std::fs::create_dir_all(&tmp.0).expect("tmp dir");
+
+    let (ca, issuer) = new_ca("build-vnf test CA");
+    let (other_ca, other_issuer) = new_ca("some other CA");
+    let server = leaf(
+        &issuer,
+        SERVER_NAME,
+        &[SERVER_NAME, "localhost", "127.0.0.1"],
+        false,
+    );
+    let operator_cert = leaf(&issuer, "buildvnf-operator", &["buildvnf-operator"], true);
+    let stranger = leaf(
+        &other_issuer,
+        "buildvnf-operator",
+        &["buildvnf-operator"],
+        true,
+    );
+    let (server_dir, operator_dir, stranger_dir) = (
+        tmp.0.join("server"),
+        tmp.0.join("operator"),
+        tmp.0.join("stranger"),
+    );
+    write_tls_dir(&server_dir, &server, &ca);
+    write_tls_dir(&operator_dir, &operator_cert, &ca);
+    // The stranger trusts the right server CA but presents a certificate of another CA.
+    write_tls_dir(&stranger_dir, &stranger, &ca);
+    assert_ne!(ca, other_ca);
+    let config = tmp.0.join("chain.yaml");
+    std::fs::write(&config, CHAIN).expect("chain.yaml");
+    let log_path = tmp.0.join("daemon.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+
+    let ns = Netns::new("mtls");
+    let grpc_listen = format!("127.0.0.1:{GRPC_PORT}");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(&bin)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--grpc-listen",
+            &grpc_listen,
+            "--metrics-listen",
+            "127.0.0.1:9090",
+        ])
+        .arg("--tls-dir")
+        .arg(&server_dir)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start cnf-dataplane");
+    let mut daemon = Daemon(child);
+    let daemon_log = || {
+        let mut text = String::new();
+        let _ = std::fs::File::open(&log_path).map(|mut f| f.read_to_string(&mut text));
+        text
+    };
+
+    // Wait for the gRPC port inside the namespace.
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            panic!(
+                "cnf-dataplane exited early with {status}:\n{}",
+                daemon_log()
+            );
+        }
+        if ns.run(|| TcpStream::connect(("127.0.0.1", GRPC_PORT)).is_ok()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "cnf-dataplane did not listen on {grpc_listen}:\n{}",
+            daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let result = ns.run(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let ep = endpoint();
+            let operator = GrpcSidecars::with_tls_dir(&operator_dir, GRPC_PORT)
+                .expect("operator TLS material");
+
+            // The operator's certificate: status, then generation 2 applied live.
+            let status = operator.status(&ep).await.expect("GetStatus over mTLS");
+            assert_eq!(status.applied_generation, 1, "{status:?}");
+            assert_eq!(status.attachments.len(), 1, "{status:?}");
+            assert_eq!(status.attachments[0].interface, "opv0");
+            let applied = operator
+                .apply(&ep, apply_request(2, 10))
+                .await
+                .expect("ApplyChain generation 2");
+            assert_eq!(applied.applied_generation, 2);
+            assert!(applied.changed);
+            let status = operator.status(&ep).await.expect("GetStatus after apply");
+            assert_eq!(status.applied_generation, 2, "{status:?}");
+            // A refusal comes back as Rejected (the operator rolls back and reports Degraded on it).
+            let stale = operator.apply(&ep, apply_request(1, 9)).await;
+            assert!(
+                matches!(stale, Err(operator::sidecar::SidecarError::Rejected(_))),
+                "{stale:?}"
+            );
+
+            // A certificate from another CA: refused, nothing changes.
+            let stranger = GrpcSidecars::with_tls_dir(&stranger_dir, GRPC_PORT)
+                .expect("stranger TLS material");
+            let refused = stranger.status(&ep).await;
+            assert!(
+                refused.is_err(),
+                "a foreign client certificate was accepted: {refused:?}"
+            );
+            let refused = stranger.apply(&ep, apply_request(3, 11)).await;
+            assert!(
+                refused.is_err(),
+                "a foreign client certificate could apply: {refused:?}"
+            );
+
+            // No client certificate at all: refused.
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&ca))
+                .domain_name(SERVER_NAME);
+            let anonymous = async {
+                let channel = Endpoint::from_shared(format!("https://127.0.0.1:{GRPC_PORT}"))?
+                    .timeout(Duration::from_secs(5))
+                    .tls_config(tls)?
+                    .connect()
+                    .await?;
+                let reply = DataplaneClient::new(channel)
+                    .get_status(GetStatusRequest {})
+                    .await?;
+                Ok::<_, Box<dyn std::error::Error>>(reply.into_inner())
+            }
+            .await;
+            assert!(
+                anonymous.is_err(),
+                "a client without a certificate was served: {anonymous:?}"
+            );
+
+            // The server is who it says it is: a client that trusts only the other CA refuses it.
+            let other_client = leaf(
+                &other_issuer,
+                "buildvnf-operator",
+                &["buildvnf-operator"],
+                true,
+            );
+            let wrong_trust_dir = tmp.0.join("wrong-trust");
+            write_tls_dir(&wrong_trust_dir, &other_client, &other_ca);
+            let wrong_trust =
+                GrpcSidecars::with_tls_dir(&wrong_trust_dir, GRPC_PORT).expect("TLS material");
+            assert!(wrong_trust.status(&ep).await.is_err());
+
+            operator.status(&ep).await.expect("GetStatus at the end")
+        })
+    });
+    assert_eq!(
+        result.applied_generation, 2,
+        "the refused clients changed nothing"
+    );
+    assert!(
+        daemon.0.try_wait().ok().flatten().is_none(),
+        "cnf-dataplane is still running:\n{}",
+        daemon_log()
+    );
+}

@@ -1,0 +1,451 @@
+#!/usr/bin/env bash
+# The cluster end-to-end test of build-vnf, in one command (inside the Vagrant VM, or on any Linux machine with
+# docker, kind, kubectl, helm and jq; needs network access to pull base images and the kube-prometheus-stack chart):
+#
+#   scripts/e2e.sh
+#
+# 1. creates the kind cluster of kind-config/cluster.yaml (1 control plane + 2 workers, bpffs mounted),
+# 2. builds the images (scripts/build-images.sh) and loads them into kind,
+# 3. installs kube-prometheus-stack (Prometheus + Grafana) and the build-vnf chart,
+# 4. checks every example against the API server (server-side dry run): valid ones are accepted, each invalid one
+#    marked `# crd: schema|cel|apiserver` is refused, each marked `semantic` passes the API server,
+# 5. applies examples/lab.yaml, waits for Ready, sends UDP from a client pod and asserts the firewall: allowed
+#    traffic reaches a receiver inside the chain pod, denied traffic is dropped (reason firewall_rule),
+# 6. runs an edge chain (firewall, NAT, load balancer, monitor, forwarder) in front of two server pods: asserts that
+#    the load balancer spreads flows over both backends and the DNAT mapping reaches its backend,
+# 7. edits the chain live (kubectl patch): the change is applied without restarting pods and traffic follows it,
+# 8. asserts that Prometheus has scraped the per-function latency histograms and the operator's metrics,
+# 9. deletes the chains and checks that everything they owned is gone.
+# It stops at the first failed check with a message saying what was expected, dumps the state of the cluster
+# and, unless KEEP_CLUSTER=1, deletes the cluster it created.
+#
+# Environment: CLUSTER (default build-vnf), TAG (default: workspace version), REGISTRY (default ghcr.io/build-vnf),
+# KIND_NODE_IMAGE (optional kindest/node image), KEEP_CLUSTER=1 (keep it afterwards), REUSE_CLUSTER=1 (use an
+# existing cluster of that name), SKIP_BUILD=1 (images already loaded).
+set -Eeuo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+CLUSTER="${CLUSTER:-build-vnf}"
+REGISTRY="${REGISTRY:-ghcr.io/build-vnf}"
+TAG="${TAG:-$(awk '/^\[workspace.package\]/{p=1; next} /^\[/{p=0} p && /^version *=/{gsub(/[" ]/, "", $0); sub(/^version=/, "", $0); print; exit}' Cargo.toml)}"
+KEEP_CLUSTER="${KEEP_CLUSTER:-0}"
+REUSE_CLUSTER="${REUSE_CLUSTER:-0}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
+SYSTEM_NS=buildvnf-system
+MONITORING_NS=monitoring
+LAB_NS=laptop # examples/lab.yaml's namespace
+E2E_NS=buildvnf-e2e
+PKTGEN_IMAGE="${REGISTRY}/buildvnf-pktgen:${TAG}"
+KCTX="kind-${CLUSTER}"
+
+step() { printf '\n== %s\n' "$*"; }
+info() { printf '   %s\n' "$*"; }
+
+created_cluster=0
+finished=0
+
+diagnostics() {
+  echo "---- cluster state (for the failure above) ----" >&2
+  kubectl --context "$KCTX" get vnfchains -A -o wide >&2 || true
+  kubectl --context "$KCTX" get vnfchains -A -o yaml >&2 || true
+  kubectl --context "$KCTX" get pods -A -o wide >&2 || true
+  kubectl --context "$KCTX" -n "$SYSTEM_NS" logs deploy/build-vnf-operator --tail=200 >&2 || true
+  for ns in "$LAB_NS" "$E2E_NS"; do
+    kubectl --context "$KCTX" -n "$ns" describe pods >&2 || true
+    kubectl --context "$KCTX" -n "$ns" logs -l app.kubernetes.io/name=cnf-dataplane --all-containers --tail=100 >&2 || true
+  done
+  kubectl --context "$KCTX" get events -A --sort-by=.lastTimestamp >&2 || true
+}
+
+fail() {
+  echo >&2
+  echo "e2e: FAILED: $*" >&2
+  diagnostics
+  exit 1
+}
+
+on_exit() {
+  local rc=$?
+  rm -rf "${tmp:-}"
+  if ((rc != 0)) && ((finished == 0)); then
+    echo "e2e: stopped with exit status $rc; see the messages above" >&2
+  fi
+  if ((created_cluster == 1)) && [[ "$KEEP_CLUSTER" != 1 ]]; then
+    echo "e2e: deleting kind cluster $CLUSTER (KEEP_CLUSTER=1 keeps it)" >&2
+    kind delete cluster --name "$CLUSTER" >&2 || true
+  fi
+}
+trap on_exit EXIT
+# A command that fails outside an explicit check still stops the script (set -e); say which one and where.
+trap 'echo "e2e: FAILED: \"$BASH_COMMAND\" (line $LINENO) exited with $?" >&2' ERR
+
+k() { kubectl --context "$KCTX" "$@"; }
+
+need() {
+  local missing=()
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  if ((${#missing[@]})); then
+    echo "e2e: FAILED: missing tools: ${missing[*]} (vagrant/provision.sh installs them)" >&2
+    exit 1
+  fi
+}
+
+# The value of one sample of a sidecar's /metrics: the sum over every line of metric $3 whose labels contain
+# all of the following strings (e.g. 'function="fw"'). Read through the API server's pod proxy.
+pod_metric() {
+  local ns=$1 pod=$2 name=$3
+  shift 3
+  k get --raw "/api/v1/namespaces/${ns}/pods/${pod}:9090/proxy/metrics" |
+    awk -v name="$name" -v filters="$*" '
+      BEGIN { n = split(filters, f, " ") }
+      $1 == name || index($1, name "{") == 1 {
+        ok = 1
+        for (i = 1; i <= n; i++) if (index($1, f[i]) == 0) ok = 0
+        if (ok) sum += $2
+      }
+      END { printf "%d\n", sum }'
+}
+
+# A Prometheus instant query through the API server's service proxy; prints the first value or nothing.
+prom_query() {
+  local q
+  q="$(jq -rn --arg q "$1" '$q | @uri')"
+  k get --raw "/api/v1/namespaces/${MONITORING_NS}/services/kps-prometheus:http-web/proxy/api/v1/query?query=${q}" |
+    jq -r '.data.result[0].value[1] // empty'
+}
+
+# Pods of a chain (its sidecars), one name per line.
+chain_pods() {
+  k -n "$1" get pods -l "buildvnf.io/chain=$2" --field-selector=status.phase=Running \
+    -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}'
+}
+
+# Waits until the chain runs its current spec generation on every replica and is Ready.
+wait_chain() {
+  local ns=$1 name=$2 gen
+  gen="$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.metadata.generation}')"
+  k -n "$ns" wait --for=jsonpath='{.status.lastAppliedGeneration}'="$gen" "vnfchain/$name" --timeout=300s >/dev/null ||
+    fail "vnfchain $ns/$name did not apply generation $gen within 300 s"
+  k -n "$ns" wait --for=condition=Ready "vnfchain/$name" --timeout=300s >/dev/null ||
+    fail "vnfchain $ns/$name did not become Ready within 300 s"
+  info "vnfchain $ns/$name is Ready at generation $gen"
+}
+
+# Runs `pktgen recv` in a server pod for $3 seconds in the background, JSON summary into file $4.
+recv_in_pod() {
+  local ns=$1 pod=$2 secs=$3 out=$4
+  k -n "$ns" exec "$pod" -- pktgen recv --bind 0.0.0.0:9000 --duration "$secs" --json -q >"$out" 2>"$out.err" &
+}
+
+# Sends $3 UDP packets from the client pod to $2 (address:port) over $4 flows.
+send_from_client() {
+  local ns=$1 dst=$2 count=$3 flows=$4
+  k -n "$ns" exec e2e-client -- pktgen send --dst "$dst" --count "$count" --rate 1000 --flows "$flows" --json -q \
+    >/dev/null || fail "pktgen send to $dst failed"
+}
+
+received() { jq -r '.packets // 0' "$1" 2>/dev/null || echo 0; }
+
+# Starts the client pod in namespace $1. Transmit checksum offload is turned off on its eth0 first: a veth with
+# it on sends packets whose UDP checksum is only partial, and a chain that rewrites addresses (NAT, LB) and sends
+# the packet on with XDP_TX would deliver it with a wrong checksum (see docs/operations.md, cnf-dataplane's
+# daemon/offload.rs). That needs CAP_NET_ADMIN in the client pod, nothing else.
+start_client() {
+  k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: e2e-client
+  namespace: $1
+spec:
+  restartPolicy: Never
+  containers:
+    - name: client
+      image: $PKTGEN_IMAGE
+      command: ["sh", "-c", "ethtool -K eth0 tx off >/dev/null && exec sleep 3600"]
+      securityContext:
+        runAsUser: 0
+        capabilities: {drop: ["ALL"], add: ["NET_ADMIN"]}
+EOF
+}
+
+need docker kind kubectl helm jq awk
+tmp="$(mktemp -d)"
+[[ -n "$TAG" ]] || fail "cannot read the workspace version from Cargo.toml; set TAG"
+
+step "kind cluster $CLUSTER (kind-config/cluster.yaml)"
+if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  [[ "$REUSE_CLUSTER" == 1 ]] || fail "a kind cluster named $CLUSTER exists; delete it or set REUSE_CLUSTER=1"
+  info "reusing the existing cluster"
+else
+  node_image=()
+  [[ -n "${KIND_NODE_IMAGE:-}" ]] && node_image=(--image "$KIND_NODE_IMAGE")
+  kind create cluster --name "$CLUSTER" --config kind-config/cluster.yaml "${node_image[@]}" --wait 180s ||
+    fail "kind create cluster failed"
+  created_cluster=1
+fi
+[[ "$(k get nodes --no-headers | wc -l)" -eq 3 ]] || fail "expected 3 nodes (1 control plane + 2 workers)"
+
+step "images $REGISTRY/{buildvnf-operator,cnf-dataplane,buildvnf-pktgen}:$TAG"
+if [[ "$SKIP_BUILD" == 1 ]]; then
+  info "SKIP_BUILD=1: using images already loaded"
+else
+  bash scripts/build-images.sh --tag "$TAG" --registry "$REGISTRY" --kind-load "$CLUSTER" ||
+    fail "building or loading the images failed"
+fi
+
+step "kube-prometheus-stack (Prometheus + Grafana) in namespace $MONITORING_NS"
+# Installed before build-vnf: the operator renders a PodMonitor per chain only if the CRD exists at its start.
+helm repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update >/dev/null
+helm --kube-context "$KCTX" upgrade --install kps prometheus-community/kube-prometheus-stack \
+  --namespace "$MONITORING_NS" --create-namespace \
+  --set fullnameOverride=kps \
+  --set alertmanager.enabled=false \
+  --set prometheus.prometheusSpec.podMonitorSelectorNilUsesHelmValues=false \
+  --set prometheus.prometheusSpec.serviceMonitorSelectorNilUsesHelmValues=false \
+  --set prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues=false \
+  --set prometheus.prometheusSpec.scrapeInterval=10s \
+  --set grafana.sidecar.dashboards.searchNamespace=ALL \
+  --wait --timeout 10m >/dev/null || fail "installing kube-prometheus-stack failed"
+
+step "build-vnf chart (charts/build-vnf) in namespace $SYSTEM_NS"
+k create namespace "$LAB_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+k create namespace "$E2E_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+helm --kube-context "$KCTX" upgrade --install build-vnf charts/build-vnf \
+  --namespace "$SYSTEM_NS" --create-namespace \
+  --set operator.image.repository="$REGISTRY/buildvnf-operator" \
+  --set operator.image.tag="$TAG" \
+  --set dataplane.image.repository="$REGISTRY/cnf-dataplane" \
+  --set dataplane.image.tag="$TAG" \
+  --set operator.logJson=false \
+  --set-json "tls.chains=[{\"namespace\":\"$LAB_NS\",\"names\":[\"lab\"]},{\"namespace\":\"$E2E_NS\",\"names\":[\"e2e-edge\"]},{\"namespace\":\"default\",\"names\":[\"edge\",\"firewall\"]}]" \
+  --set metrics.serviceMonitor.enabled=true \
+  --set metrics.prometheusRule.enabled=true \
+  --set grafana.dashboard.enabled=true \
+  --wait --timeout 5m >/dev/null || fail "installing the build-vnf chart failed"
+k -n "$SYSTEM_NS" rollout status deploy/build-vnf-operator --timeout=120s >/dev/null ||
+  fail "the operator Deployment did not become available"
+k get crd vnfchains.buildvnf.io >/dev/null || fail "the chart did not install the VNFChain CRD"
+info "operator running; CRD installed"
+
+step "examples against the API server (server-side dry run)"
+for f in examples/*.yaml; do
+  k apply --dry-run=server -f "$f" >/dev/null 2>"$tmp/err" || fail "$f is valid but the API server refused it: $(cat "$tmp/err")"
+  info "accepted: $f"
+done
+refused=0
+for f in examples/invalid/*.yaml; do
+  layer="$(sed -n 's/^# crd: *\([a-z]*\).*/\1/p' "$f" | head -n1)"
+  [[ -n "$layer" ]] || fail "$f has no '# crd:' line"
+  if k -n "$E2E_NS" apply --dry-run=server -f "$f" >/dev/null 2>"$tmp/err"; then
+    [[ "$layer" == semantic ]] || fail "$f (# crd: $layer) was accepted by the API server; it must be refused"
+  else
+    [[ "$layer" != semantic ]] || fail "$f (# crd: semantic) was refused by the API server: $(cat "$tmp/err")"
+    refused=$((refused + 1))
+  fi
+done
+info "$refused invalid examples refused by the API server; the semantic ones passed it (validate() catches them)"
+
+step "lab chain: examples/lab.yaml (firewall -> rate limiter -> monitor)"
+k apply -f examples/lab.yaml >/dev/null
+wait_chain "$LAB_NS" lab
+lab_pod="$(chain_pods "$LAB_NS" lab | head -n1)"
+[[ -n "$lab_pod" ]] || fail "no running pod of chain $LAB_NS/lab"
+lab_ip="$(k -n "$LAB_NS" get pod "$lab_pod" -o jsonpath='{.status.podIP}')"
+hook="$(k -n "$LAB_NS" get vnfchain lab -o jsonpath='{.status.attachments[0].hook}')"
+info "chain pod $lab_pod ($lab_ip), attached with $hook"
+start_client "$LAB_NS"
+k -n "$LAB_NS" wait --for=condition=Ready pod/e2e-client --timeout=120s >/dev/null || fail "client pod not Ready"
+
+# The receiver runs in the chain pod itself (an ephemeral container shares its network namespace), so a packet
+# it counts went through the XDP/TC chain on the pod's eth0.
+k -n "$LAB_NS" debug "$lab_pod" --image="$PKTGEN_IMAGE" --container=e2e-recv --target=cnf-dataplane \
+  -- pktgen recv --bind 0.0.0.0:9000 --duration 40 --json -q >/dev/null ||
+  fail "cannot start the receiver in the chain pod (ephemeral container)"
+k -n "$LAB_NS" wait --for=jsonpath='{.status.ephemeralContainerStatuses[0].state.running}' "pod/$lab_pod" \
+  --timeout=60s >/dev/null 2>&1 || sleep 5
+passed0="$(pod_metric "$LAB_NS" "$lab_pod" buildvnf_function_passed_total 'function="fw"')"
+drops0="$(pod_metric "$LAB_NS" "$lab_pod" buildvnf_function_drops_total 'function="fw"' 'reason="firewall_rule"')"
+send_from_client "$LAB_NS" "$lab_ip:9000" 3000 4
+passed1="$(pod_metric "$LAB_NS" "$lab_pod" buildvnf_function_passed_total 'function="fw"')"
+drops1="$(pod_metric "$LAB_NS" "$lab_pod" buildvnf_function_drops_total 'function="fw"' 'reason="firewall_rule"')"
+send_from_client "$LAB_NS" "$lab_ip:9001" 1000 4
+passed2="$(pod_metric "$LAB_NS" "$lab_pod" buildvnf_function_passed_total 'function="fw"')"
+drops2="$(pod_metric "$LAB_NS" "$lab_pod" buildvnf_function_drops_total 'function="fw"' 'reason="firewall_rule"')"
+info "port 9000: fw passed +$((passed1 - passed0)), dropped +$((drops1 - drops0)) of 3000"
+info "port 9001: fw passed +$((passed2 - passed1)), dropped +$((drops2 - drops1)) of 1000"
+((passed1 - passed0 >= 2700)) || fail "firewall passed $((passed1 - passed0)) of 3000 packets to the allowed port 9000"
+((drops1 - drops0 <= 10)) || fail "firewall dropped $((drops1 - drops0)) packets to the allowed port 9000"
+((drops2 - drops1 >= 900)) || fail "firewall dropped only $((drops2 - drops1)) of 1000 packets to the denied port 9001"
+((passed2 - passed1 <= 10)) || fail "firewall passed $((passed2 - passed1)) packets to the denied port 9001"
+k -n "$LAB_NS" wait --for=jsonpath='{.status.ephemeralContainerStatuses[0].state.terminated.reason}'=Completed \
+  "pod/$lab_pod" --timeout=90s >/dev/null || fail "the receiver in the chain pod did not finish"
+k -n "$LAB_NS" logs "$lab_pod" -c e2e-recv >"$tmp/lab-recv.json"
+got="$(received "$tmp/lab-recv.json")"
+info "receiver in the chain pod got $got packets on port 9000"
+((got >= 2700)) || fail "the receiver behind the firewall got $got of 3000 allowed packets"
+
+step "edge chain: firewall -> NAT -> load balancer -> monitor -> forwarder, in front of two servers"
+start_client "$E2E_NS"
+for s in e2e-server-1 e2e-server-2; do
+  k -n "$E2E_NS" run "$s" --image="$PKTGEN_IMAGE" --restart=Never --command -- sleep 3600 >/dev/null
+done
+k -n "$E2E_NS" wait --for=condition=Ready pod/e2e-client pod/e2e-server-1 pod/e2e-server-2 --timeout=120s >/dev/null ||
+  fail "client/server pods not Ready"
+s1_ip="$(k -n "$E2E_NS" get pod e2e-server-1 -o jsonpath='{.status.podIP}')"
+s2_ip="$(k -n "$E2E_NS" get pod e2e-server-2 -o jsonpath='{.status.podIP}')"
+
+# First only a firewall and a monitor: the NAT and load-balancer addresses are the chain pod's own IP, known
+# once it runs; they are added by a live edit below (which must not restart the pod).
+k apply -f - >/dev/null <<EOF
+apiVersion: buildvnf.io/v1alpha1
+kind: VNFChain
+metadata:
+  name: e2e-edge
+  namespace: $E2E_NS
+spec:
+  classifier:
+    protocol: udp
+    destinationPorts: [{from: 7000, to: 7001}]
+  functions:
+    - name: fw
+      type: firewall
+      firewall:
+        defaultAction: deny
+        rules:
+          - {action: allow, protocol: udp, destinationPorts: [{from: 7000, to: 7001}]}
+    - name: mon
+      type: monitor
+      monitor: {countBy: protocol}
+  interfaces: {ingress: eth0}
+  dataplane:
+    hook: auto
+    telemetry: {latencyHistograms: true, sampleOneIn: 1}
+  placement: {replicas: 1}
+EOF
+wait_chain "$E2E_NS" e2e-edge
+edge_pod="$(chain_pods "$E2E_NS" e2e-edge | head -n1)"
+[[ -n "$edge_pod" ]] || fail "no running pod of chain $E2E_NS/e2e-edge"
+edge_ip="$(k -n "$E2E_NS" get pod "$edge_pod" -o jsonpath='{.status.podIP}')"
+restarts_before="$(k -n "$E2E_NS" get pod "$edge_pod" -o jsonpath='{.status.containerStatuses[0].restartCount}')"
+# The forwarder bounces translated packets out of eth0 to the pod's gateway (the node side of its veth).
+# shellcheck disable=SC2016 # the command is for the sh in the debug container, not for this shell
+k -n "$E2E_NS" debug "$edge_pod" --image="$PKTGEN_IMAGE" --container=e2e-gw --target=cnf-dataplane \
+  -- sh -c 'gw=$(ip -4 route show default | awk "{print \$3; exit}"); ip neigh show "$gw" | awk "{print \$5; exit}"' \
+  >/dev/null || fail "cannot start a debug container in $edge_pod"
+k -n "$E2E_NS" wait --for=jsonpath='{.status.ephemeralContainerStatuses[0].state.terminated.reason}'=Completed \
+  "pod/$edge_pod" --timeout=90s >/dev/null || fail "the gateway lookup in $edge_pod did not finish"
+gw_mac="$(k -n "$E2E_NS" logs "$edge_pod" -c e2e-gw | tr -d '[:space:]')"
+[[ "$gw_mac" =~ ^([0-9a-f]{2}:){5}[0-9a-f]{2}$ ]] || fail "could not find the MAC of $edge_pod's gateway (got '$gw_mac')"
+info "chain pod $edge_pod ($edge_ip), gateway MAC $gw_mac, servers $s1_ip and $s2_ip"
+
+step "live edit 1: add NAT (udp $edge_ip:7001 -> $s1_ip:9000), LB (udp $edge_ip:7000 -> both servers) and a forwarder"
+k -n "$E2E_NS" patch vnfchain e2e-edge --type=merge -p "$(
+  cat <<EOF
+{"spec": {"functions": [
+  {"name": "fw", "type": "firewall", "firewall": {"defaultAction": "deny",
+    "rules": [{"action": "allow", "protocol": "udp", "destinationPorts": [{"from": 7000, "to": 7001}]}]}},
+  {"name": "nat", "type": "nat", "nat": {"dnat": [
+    {"protocol": "udp", "destination": "$edge_ip", "port": 7001, "toAddress": "$s1_ip", "toPort": 9000}]}},
+  {"name": "lb", "type": "loadBalancer", "loadBalancer": {"vip": "$edge_ip", "port": 7000, "protocol": "udp",
+    "backends": [{"address": "$s1_ip", "port": 9000}, {"address": "$s2_ip", "port": 9000}]}},
+  {"name": "mon", "type": "monitor", "monitor": {"countBy": "protocol"}},
+  {"name": "out", "type": "forwarder", "forwarder": {"mode": "bounce", "nextHopMAC": "$gw_mac"}}
+]}}
+EOF
+)" >/dev/null || fail "kubectl patch (add NAT/LB/forwarder) was refused"
+wait_chain "$E2E_NS" e2e-edge
+[[ "$(chain_pods "$E2E_NS" e2e-edge | head -n1)" == "$edge_pod" ]] || fail "the live edit replaced the chain pod"
+[[ "$(k -n "$E2E_NS" get pod "$edge_pod" -o jsonpath='{.status.containerStatuses[0].restartCount}')" == "$restarts_before" ]] ||
+  fail "the live edit restarted the sidecar"
+info "applied live: same pod, no restart"
+
+recv_in_pod "$E2E_NS" e2e-server-1 25 "$tmp/s1.json"
+r1=$!
+recv_in_pod "$E2E_NS" e2e-server-2 25 "$tmp/s2.json"
+r2=$!
+sleep 3
+send_from_client "$E2E_NS" "$edge_ip:7000" 2000 64
+wait "$r1" || fail "receiver on e2e-server-1 failed: $(cat "$tmp/s1.json.err")"
+wait "$r2" || fail "receiver on e2e-server-2 failed: $(cat "$tmp/s2.json.err")"
+got1="$(received "$tmp/s1.json")"
+got2="$(received "$tmp/s2.json")"
+info "load balancer: 2000 packets over 64 flows -> server-1 $got1, server-2 $got2"
+((got1 + got2 >= 1800)) || fail "the backends received $((got1 + got2)) of 2000 packets sent to the VIP"
+((got1 >= 200 && got2 >= 200)) || fail "the load balancer did not spread 64 flows over both backends ($got1 / $got2)"
+
+recv_in_pod "$E2E_NS" e2e-server-1 20 "$tmp/s1-nat.json"
+r1=$!
+recv_in_pod "$E2E_NS" e2e-server-2 20 "$tmp/s2-nat.json"
+r2=$!
+sleep 3
+send_from_client "$E2E_NS" "$edge_ip:7001" 1000 4
+wait "$r1" || fail "receiver on e2e-server-1 failed"
+wait "$r2" || fail "receiver on e2e-server-2 failed"
+got1="$(received "$tmp/s1-nat.json")"
+got2="$(received "$tmp/s2-nat.json")"
+info "DNAT: 1000 packets to :7001 -> server-1 $got1, server-2 $got2"
+((got1 >= 900)) || fail "DNAT delivered $got1 of 1000 packets to server-1"
+((got2 == 0)) || fail "DNAT traffic reached server-2 ($got2 packets)"
+
+step "live edit 2: the firewall now denies port 7000"
+k -n "$E2E_NS" patch vnfchain e2e-edge --type=json \
+  -p '[{"op": "replace", "path": "/spec/functions/0/firewall/rules/0/destinationPorts", "value": [{"from": 7001}]}]' \
+  >/dev/null || fail "kubectl patch (firewall rule) was refused"
+wait_chain "$E2E_NS" e2e-edge
+drops0="$(pod_metric "$E2E_NS" "$edge_pod" buildvnf_function_drops_total 'function="fw"' 'reason="firewall_default"')"
+recv_in_pod "$E2E_NS" e2e-server-1 15 "$tmp/s1-deny.json"
+r1=$!
+recv_in_pod "$E2E_NS" e2e-server-2 15 "$tmp/s2-deny.json"
+r2=$!
+sleep 3
+send_from_client "$E2E_NS" "$edge_ip:7000" 1000 16
+wait "$r1" || true # no traffic at all is the expected outcome
+wait "$r2" || true
+got="$(($(received "$tmp/s1-deny.json") + $(received "$tmp/s2-deny.json")))"
+drops1="$(pod_metric "$E2E_NS" "$edge_pod" buildvnf_function_drops_total 'function="fw"' 'reason="firewall_default"')"
+info "after the edit: backends got $got of 1000, firewall default-denied +$((drops1 - drops0))"
+((got == 0)) || fail "after denying port 7000, $got packets still reached the backends"
+((drops1 - drops0 >= 900)) || fail "after denying port 7000 the firewall dropped only $((drops1 - drops0)) of 1000"
+
+step "Prometheus: per-function latency histograms and operator metrics"
+ok=0
+for _ in $(seq 1 30); do
+  buckets="$(prom_query "count(buildvnf_function_latency_seconds_bucket{chain=\"e2e-edge\"})" || true)"
+  samples="$(prom_query "sum(buildvnf_function_latency_seconds_count{chain=\"lab\"})" || true)"
+  reconciles="$(prom_query "sum(buildvnf_operator_reconciles_total)" || true)"
+  if [[ -n "$buckets" && -n "$samples" && -n "$reconciles" ]] && ((${samples%.*} > 0)); then
+    ok=1
+    break
+  fi
+  sleep 5
+done
+((ok == 1)) || fail "Prometheus has no latency histograms of the chains or no operator metrics after 150 s (buckets='${buckets:-}', lab samples='${samples:-}', reconciles='${reconciles:-}')"
+info "Prometheus: $buckets latency bucket series for e2e-edge, ${samples%.*} lab latency samples, $reconciles reconciles"
+k -n "$MONITORING_NS" get configmap -l grafana_dashboard=1 -o name | grep -q . ||
+  fail "no Grafana dashboard ConfigMap (label grafana_dashboard=1)"
+
+step "delete the chains and check the cleanup"
+for pair in "$E2E_NS/e2e-edge" "$LAB_NS/lab"; do
+  ns="${pair%/*}"
+  name="${pair#*/}"
+  k -n "$ns" delete vnfchain "$name" --wait --timeout=120s >/dev/null || fail "deleting vnfchain $pair timed out"
+  left=""
+  for _ in $(seq 1 30); do
+    left="$(k -n "$ns" get deployments,services,configmaps,pods -l "buildvnf.io/chain=$name" -o name 2>/dev/null)"
+    if k get crd podmonitors.monitoring.coreos.com >/dev/null 2>&1; then
+      left+="$(k -n "$ns" get podmonitors -l "buildvnf.io/chain=$name" -o name 2>/dev/null)"
+    fi
+    [[ -z "$left" ]] && break
+    sleep 2
+  done
+  [[ -z "$left" ]] || fail "objects of deleted chain $pair are still there: $left"
+  info "vnfchain $pair deleted; its Deployment, Service, ConfigMap, PodMonitor and pods are gone"
+done
+
+finished=1
+step "e2e: all checks passed"

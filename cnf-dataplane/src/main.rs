@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
-use cnf_dataplane::daemon::{ApplyError, Dataplane, caps, grpc, metrics};
+use cnf_dataplane::daemon::{ApplyError, Dataplane, StartOptions, caps, grpc, metrics};
 use dataplane_api::dataplane_server::DataplaneServer;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
@@ -42,6 +42,9 @@ struct Flags {
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "CNF_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     metrics_listen: SocketAddr,
+    /// Keys of user-space functions: Secret S's key K is the file S/K here (where the operator mounts them).
+    #[arg(long, env = "CNF_SECRETS_DIR", default_value = crds::KEY_SECRETS_DIR)]
+    secrets_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -75,7 +78,10 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_NOPERM);
     }
     let started = std::time::Instant::now();
-    let dataplane = match Dataplane::start(&chain) {
+    let opts = StartOptions {
+        secrets_dir: flags.secrets_dir.clone(),
+    };
+    let dataplane = match Dataplane::start_with(&chain, &opts) {
         Ok(d) => d,
         Err(e @ (ApplyError::Invalid(_) | ApplyError::Unsupported { .. })) => {
             for line in e.to_string().lines() {

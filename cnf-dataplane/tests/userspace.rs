@@ -806,3 +806,109 @@ fn chain_hands_off_to_the_tier_after_its_kernel_functions() {
     assert_eq!(h.dropped[reason::NO_XSK], 10, "{h:?}");
     drop(engine);
 }
+
+/// The daemon runs a manifest with a payload cipher: it attaches the kernel part of the chain, starts
+/// the AF_XDP tier with the key from its secrets directory, and what the client sends arrives sealed.
+#[test]
+fn daemon_runs_a_manifest_with_a_payload_cipher() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    if !privileged() {
+        return;
+    }
+    let lab = Lab::new("ud");
+    let dir = std::env::temp_dir().join(format!("vnfud-{}", std::process::id()));
+    let secrets = dir.join("secrets/tunnel-key");
+    std::fs::create_dir_all(&secrets).expect("tmp dir");
+    std::fs::write(secrets.join("key"), KEY).expect("key");
+    let manifest = format!(
+        "apiVersion: buildvnf.io/v1alpha1
+kind: VNFChain
+metadata: {{name: sealed, namespace: lab}}
+spec:
+  classifier: {{protocol: udp, destinationPorts: [{{from: 9000}}]}}
+  functions:
+    - {{name: mon, type: monitor, monitor: {{}}}}
+    - name: seal
+      type: payloadCipher
+      payloadCipher:
+        algorithm: chacha20Poly1305
+        direction: encrypt
+        keySecretRef: {{name: tunnel-key, key: key}}
+    - name: out
+      type: forwarder
+      forwarder: {{mode: redirect, egressInterface: fe, nextHopMAC: \"{}\"}}
+  interfaces: {{ingress: fi, egress: fe}}
+  dataplane: {{hook: xdp, userspace: {{backend: afxdp, polling: wakeup}}}}
+",
+        mac_str(S0_MAC)
+    );
+    let config = dir.join("chain.yaml");
+    std::fs::write(&config, manifest).expect("manifest");
+    let sock = dir.join("dp.sock");
+    struct Daemon(std::process::Child, std::path::PathBuf);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+    let child = Command::new("ip")
+        .args(["netns", "exec", lab.cnf()])
+        .args([
+            env!("CARGO_BIN_EXE_cnf-dataplane"),
+            "--config",
+            config.to_str().expect("path"),
+            "--grpc-socket",
+            sock.to_str().expect("path"),
+            "--metrics-listen",
+            "127.0.0.1:9090",
+            "--secrets-dir",
+            dir.join("secrets").to_str().expect("path"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start daemon");
+    let mut daemon = Daemon(child, dir.clone());
+    let started = Instant::now();
+    while !sock.exists() {
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            let mut err = String::new();
+            let _ = daemon
+                .0
+                .stderr
+                .take()
+                .map(|mut e| e.read_to_string(&mut err));
+            panic!("daemon exited early with {status}: {err}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "daemon did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = exchange(&lab, "10.2.0.1:9000".parse().expect("addr"), 100);
+    check_encrypted(&got, 100, Algorithm::ChaCha20Poly1305);
+    // SAFETY: kill() with the pid of our own child and a standard signal.
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    let _ = daemon
+        .0
+        .stderr
+        .take()
+        .map(|mut e| e.read_to_string(&mut err));
+    assert!(status.success(), "{status}: {err}");
+    assert!(
+        err.contains("user-space tier: 1 function(s) on fi"),
+        "{err}"
+    );
+}

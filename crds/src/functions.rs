@@ -481,6 +481,17 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+/// Where the data plane finds the keys of user-space functions: the operator mounts Secret `S`'s key `K`
+/// (a [`SecretKeyRef`]) read-only at `KEY_SECRETS_DIR/S/K` in the sidecar.
+pub const KEY_SECRETS_DIR: &str = "/etc/buildvnf/secrets";
+
+impl SecretKeyRef {
+    /// The file the sidecar reads this key from.
+    pub fn mounted_path(&self) -> String {
+        format!("{KEY_SECRETS_DIR}/{}/{}", self.name, self.key)
+    }
+}
+
 fn default_secret_key() -> String {
     "key".to_owned()
 }

@@ -10,9 +10,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector, PodSpec,
-    PodTemplateSpec, Probe, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, KeyToPath, ObjectFieldSelector,
+    PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -157,8 +157,9 @@ pub fn config_map(owner_chain: &VNFChain, known_good: &VNFChain) -> Result<Confi
     })
 }
 
-/// Hash of the spec fields a running sidecar cannot change in place: image, resources, interfaces and the
-/// hook/back end it attached with. Rule, parameter and composition changes are pushed over gRPC instead.
+/// Hash of the spec fields a running sidecar cannot change in place: image, resources, interfaces, the
+/// hook/back end it attached with, and the user-space functions (their AF_XDP workers and keys are set up at
+/// start). Rule, parameter and composition changes of kernel functions are pushed over gRPC instead.
 pub fn restart_hash(chain: &VNFChain) -> Result<String> {
     #[derive(serde::Serialize)]
     struct NeedsRestart<'a> {
@@ -167,6 +168,7 @@ pub fn restart_hash(chain: &VNFChain) -> Result<String> {
         resources: &'a Option<k8s_openapi::api::core::v1::ResourceRequirements>,
         hook: &'a crds::Hook,
         userspace: &'a crds::Userspace,
+        userspace_functions: Vec<&'a crds::Function>,
     }
     let d: &Dataplane = &chain.spec.dataplane;
     let bytes = serde_json::to_vec(&NeedsRestart {
@@ -175,10 +177,56 @@ pub fn restart_hash(chain: &VNFChain) -> Result<String> {
         resources: &d.resources,
         hook: &d.hook,
         userspace: &d.userspace,
+        userspace_functions: chain
+            .spec
+            .functions
+            .iter()
+            .filter(|f| f.effective_tier() == crds::Tier::Userspace)
+            .collect(),
     })
     .map_err(|e| Error::Render(e.to_string()))?;
     let digest = Sha256::digest(&bytes);
     Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+/// One read-only Secret volume per Secret that user-space functions take keys from, projecting only the
+/// keys they name, mounted at `KEY_SECRETS_DIR/<secret>` (the sidecar reads
+/// [`crds::SecretKeyRef::mounted_path`]).
+fn key_secret_volumes(chain: &VNFChain) -> Vec<(VolumeMount, Volume)> {
+    let mut keys: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for f in &chain.spec.functions {
+        if let Some(c) = &f.payload_cipher {
+            keys.entry(c.key_secret_ref.name.as_str())
+                .or_default()
+                .insert(c.key_secret_ref.key.as_str());
+        }
+    }
+    keys.into_iter()
+        .enumerate()
+        .map(|(i, (secret, keys))| {
+            let name = format!("key-secret-{i}");
+            let mount = volume_mount(&name, &format!("{}/{secret}", crds::KEY_SECRETS_DIR), true);
+            let volume = Volume {
+                name,
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.into()),
+                    items: Some(
+                        keys.into_iter()
+                            .map(|k| KeyToPath {
+                                key: k.into(),
+                                path: k.into(),
+                                ..KeyToPath::default()
+                            })
+                            .collect(),
+                    ),
+                    default_mode: Some(0o400),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            };
+            (mount, volume)
+        })
+        .collect()
 }
 
 fn env_from_field(name: &str, path: &str) -> EnvVar {
@@ -242,6 +290,7 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
             serde_json::Value::Array(nets).to_string(),
         );
     }
+    let key_secrets = key_secret_volumes(chain);
     let container = Container {
         name: "cnf-dataplane".into(),
         image: Some(
@@ -296,15 +345,20 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            volume_mount("config", CONFIG_DIR, true),
-            volume_mount("tls", TLS_DIR, true),
-            volume_mount("bpffs", "/sys/fs/bpf", false),
-            volume_mount("tmp", "/tmp", false),
-        ]),
+        volume_mounts: Some(
+            [
+                volume_mount("config", CONFIG_DIR, true),
+                volume_mount("tls", TLS_DIR, true),
+                volume_mount("bpffs", "/sys/fs/bpf", false),
+                volume_mount("tmp", "/tmp", false),
+            ]
+            .into_iter()
+            .chain(key_secrets.iter().map(|(m, _)| m.clone()))
+            .collect(),
+        ),
         ..Container::default()
     };
-    let volumes = vec![
+    let mut volumes = vec![
         Volume {
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
@@ -336,6 +390,7 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
             ..Volume::default()
         },
     ];
+    volumes.extend(key_secrets.into_iter().map(|(_, v)| v));
     let placement = &spec.placement;
     Ok(Deployment {
         metadata: meta(chain)?,

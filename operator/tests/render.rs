@@ -178,6 +178,34 @@ fn restart_hash_moves_only_for_changes_that_need_new_pods() {
         change(&mut changed);
         assert_ne!(hash(&base), hash(&changed));
     }
+
+    // user-space functions are set up at start: changing one rolls the pods, a kernel rule does not
+    let (_, cipher) = example_chains()
+        .into_iter()
+        .find(|(n, _)| n == "userspace-cipher")
+        .expect("userspace-cipher");
+    let mut direction = cipher.clone();
+    direction.spec.functions[1]
+        .payload_cipher
+        .as_mut()
+        .expect("payloadCipher")
+        .direction = crds::CipherDirection::Decrypt;
+    assert_ne!(
+        hash(&cipher),
+        hash(&direction),
+        "a user-space function changed"
+    );
+    let mut rate = cipher.clone();
+    rate.spec.functions[0]
+        .rate_limiter
+        .as_mut()
+        .expect("rateLimiter")
+        .packets_per_second = Some(1000);
+    assert_eq!(
+        hash(&cipher),
+        hash(&rate),
+        "kernel parameters are live changes"
+    );
 }
 
 #[test]
@@ -217,4 +245,43 @@ fn the_round_trip_check_catches_unknown_and_mistyped_fields() {
         round_trip_value::<Deployment>(&nameless).ok(),
         Some(nameless)
     );
+}
+
+#[test]
+fn keys_of_user_space_functions_are_mounted_read_only_where_the_sidecar_reads_them() {
+    let (_, chain) = example_chains()
+        .into_iter()
+        .find(|(name, _)| name == "userspace-cipher")
+        .expect("examples/userspace-cipher.yaml");
+    let d = render::deployment(&chain, &Settings::default()).expect("render");
+    let pod = d.spec.template.spec.expect("pod");
+    let cipher = chain
+        .spec
+        .functions
+        .iter()
+        .find_map(|f| f.payload_cipher.as_ref())
+        .expect("a payloadCipher");
+    let wanted = cipher.key_secret_ref.mounted_path();
+    let volume = pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| {
+            v.secret.as_ref().and_then(|s| s.secret_name.as_deref())
+                == Some(cipher.key_secret_ref.name.as_str())
+        })
+        .expect("a volume of the key's Secret");
+    let secret = volume.secret.expect("secret volume");
+    let items = secret.items.expect("only the named keys are projected");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].key, cipher.key_secret_ref.key);
+    let mount = pod.containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.name == volume.name)
+        .expect("mounted in the sidecar");
+    assert_eq!(mount.read_only, Some(true));
+    assert_eq!(format!("{}/{}", mount.mount_path, items[0].path), wanted);
 }

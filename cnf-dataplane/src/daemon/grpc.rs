@@ -160,7 +160,7 @@ fn to_status(e: ApplyError) -> Status {
         ApplyError::Stale { .. } | ApplyError::NeedsRestart(_) => {
             Status::failed_precondition(e.to_string())
         }
-        ApplyError::Engine(_) => {
+        ApplyError::Engine(_) | ApplyError::Userspace(_) => {
             Status::aborted(format!("{e}; the previous generation is still running"))
         }
     }

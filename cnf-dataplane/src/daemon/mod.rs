@@ -9,11 +9,13 @@ pub mod metrics;
 pub mod offload;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use crds::{Hook as SpecHook, VNFChain, VNFChainSpec, ValidationErrors};
+use crds::{Hook as SpecHook, UserspaceBackend, VNFChain, VNFChainSpec, ValidationErrors};
 
 use crate::engine::{AttachInfo, Engine, EngineError, FunctionStats, Hook, XdpAttach};
-use crate::spec;
+use crate::spec::{self, ChainPlan, UserFunctionKind, UserspacePlan};
+use crate::userspace::{CipherSpec, MacRewrite, TierConfig, UserTier, UserspaceError};
 
 /// Why a chain was not applied. The previous generation (if any) keeps running in every case.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,25 @@ pub enum ApplyError {
     /// Loading or attaching failed (the verifier's reason, an attach error).
     #[error("{0}")]
     Engine(#[from] EngineError),
+    /// The user-space tier could not start (its sockets, its worker).
+    #[error("user-space tier: {0}")]
+    Userspace(#[from] UserspaceError),
+}
+
+/// Where the daemon finds what the manifest only names.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    /// Directory with the keys of user-space functions: Secret `S`'s key `K` at `S/K`
+    /// (the operator mounts them at [`crds::KEY_SECRETS_DIR`]).
+    pub secrets_dir: PathBuf,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            secrets_dir: PathBuf::from(crds::KEY_SECRETS_DIR),
+        }
+    }
 }
 
 impl From<spec::SpecError> for ApplyError {
@@ -108,6 +129,9 @@ pub struct Dataplane {
     functions: Vec<RunningFunction>,
     attachments: Vec<Attachment>,
     last_error: String,
+    /// The user-space part of the chain and its workers (one per receive queue of the ingress).
+    userspace: Option<UserspacePlan>,
+    tiers: Vec<UserTier>,
 }
 
 /// Resolves an interface name to its index in this network namespace.
@@ -125,16 +149,128 @@ fn interfaces(spec: &VNFChainSpec) -> Vec<String> {
         .collect()
 }
 
-fn running_functions(spec: &VNFChainSpec, instances: &[u32]) -> Vec<RunningFunction> {
-    spec.functions
+/// The engine's functions of `plan` with their instances; the user-space hand-off step is reported as
+/// type `userspaceHandoff` under the name of the first user-space function.
+fn running_functions(
+    spec: &VNFChainSpec,
+    plan: &ChainPlan,
+    instances: &[u32],
+) -> Vec<RunningFunction> {
+    plan.kernel
+        .functions
         .iter()
         .zip(instances)
-        .map(|(f, i)| RunningFunction {
-            name: f.name.as_str().to_owned(),
-            type_: f.type_.as_str().to_owned(),
-            instance: *i,
+        .map(|(f, i)| {
+            let type_ = match f.kind {
+                crate::engine::FunctionKind::UserspaceHandoff => "userspaceHandoff",
+                _ => spec
+                    .functions
+                    .iter()
+                    .find(|s| s.name.as_str() == f.name)
+                    .map(|s| s.type_.as_str())
+                    .unwrap_or("unknown"),
+            };
+            RunningFunction {
+                name: f.name.clone(),
+                type_: type_.to_owned(),
+                instance: *i,
+            }
         })
         .collect()
+}
+
+/// Reads the 32-byte key of a user-space function (a trailing newline, as `kubectl create secret
+/// --from-file` may leave, is ignored).
+fn read_key(dir: &Path, r: &crds::SecretKeyRef, path: &str) -> Result<[u8; 32], ApplyError> {
+    let file = dir.join(&r.name).join(&r.key);
+    let bad = |message: String| ApplyError::Unsupported {
+        path: format!("{path}.payloadCipher.keySecretRef"),
+        message,
+    };
+    let mut bytes =
+        std::fs::read(&file).map_err(|e| bad(format!("key file {}: {e}", file.display())))?;
+    if bytes.len() == 33 && bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        bad(format!(
+            "key file {} holds {} bytes; the AEAD needs exactly 32",
+            file.display(),
+            bytes.len()
+        ))
+    })
+}
+
+/// The MAC address of `iface` (sysfs).
+fn mac_of(iface: &str) -> Option<[u8; 6]> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).ok()?;
+    crate::userspace::frame::parse_mac(text.trim())
+}
+
+/// Starts one user-space tier worker per receive queue of the ingress interface and registers each
+/// socket in the chain's XSKMAP. All or nothing: on error the workers already started stop.
+fn start_tiers(
+    engine: &mut Engine,
+    spec: &VNFChainSpec,
+    plan: &UserspacePlan,
+    opts: &StartOptions,
+) -> Result<Vec<UserTier>, ApplyError> {
+    if spec.dataplane.userspace.backend != UserspaceBackend::Afxdp {
+        return Err(ApplyError::Unsupported {
+            path: "spec.dataplane.userspace.backend".into(),
+            message: "dpdk: not supported by this data plane yet (use afxdp)".into(),
+        });
+    }
+    if engine.hook() != Hook::Xdp {
+        return Err(ApplyError::Unsupported {
+            path: "spec.dataplane.hook".into(),
+            message:
+                "user-space functions need XDP (the chain attached with TC, which cannot hand \
+                      packets to AF_XDP sockets)"
+                    .into(),
+        });
+    }
+    let mut functions = Vec::new();
+    for f in &plan.functions {
+        let UserFunctionKind::PayloadCipher(c) = &f.kind;
+        functions.push(CipherSpec {
+            algorithm: c.algorithm.into(),
+            direction: c.direction.into(),
+            key: read_key(&opts.secrets_dir, &c.key_secret_ref, &f.path)?,
+        });
+    }
+    let ingress = spec.interfaces.ingress.as_str();
+    let egress = plan.egress.interface.clone();
+    let mac_rewrite = plan.egress.dst_mac.map(|dst| MacRewrite {
+        src: mac_of(egress.as_deref().unwrap_or(ingress)).unwrap_or([0; 6]),
+        dst,
+    });
+    let queues = std::fs::read_dir(format!("/sys/class/net/{ingress}/queues"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count() as u32
+        })
+        .unwrap_or(1)
+        .max(1);
+    let mut tiers = Vec::new();
+    for q in 0..queues {
+        let mut cfg = TierConfig::new(ingress, q);
+        cfg.egress = egress.clone();
+        cfg.egress_queue_id = q;
+        cfg.mac_rewrite = mac_rewrite;
+        cfg.functions = functions.clone();
+        cfg.polling = spec.dataplane.userspace.polling.into();
+        tiers.push(UserTier::start(cfg, |queue, fd| {
+            engine.register_xsk(queue, fd)
+        })?);
+    }
+    log::info!(
+        "user-space tier: {} function(s) on {ingress}, {queues} queue(s), polling {:?}",
+        plan.functions.len(),
+        spec.dataplane.userspace.polling
+    );
+    Ok(tiers)
 }
 
 /// Loads the engine for `hook` and attaches it to every interface; `auto` falls back from XDP to TC when
@@ -187,20 +323,33 @@ fn load_attached(
 impl Dataplane {
     /// Validates `chain`, loads it and attaches it to its interfaces. Nothing stays attached on error.
     pub fn start(chain: &VNFChain) -> Result<Self, ApplyError> {
+        Self::start_with(chain, &StartOptions::default())
+    }
+
+    /// [`Dataplane::start`] with explicit options. Chains with user-space functions also start their
+    /// AF_XDP tier, fed by the chain's hand-off.
+    pub fn start_with(chain: &VNFChain, opts: &StartOptions) -> Result<Self, ApplyError> {
         crds::validate(chain).map_err(ApplyError::Invalid)?;
-        let config = spec::chain_config(&chain.spec, &ifindex)?;
-        let (engine, attachments) = load_attached(&chain.spec, &config)?;
+        let plan = spec::chain_plan(&chain.spec, &ifindex)?;
+        let (mut engine, attachments) = load_attached(&chain.spec, &plan.kernel)?;
         offload::fix_veth_checksums(attachments.iter().map(|a| a.interface.as_str()));
+        // the engine detaches when dropped, so an error here leaves nothing attached
+        let tiers = match &plan.userspace {
+            Some(u) => start_tiers(&mut engine, &chain.spec, u, opts)?,
+            None => Vec::new(),
+        };
         let instances = engine.active_instances().to_vec();
         Ok(Self {
             engine,
             namespace: chain.metadata.namespace.clone().unwrap_or_default(),
             name: chain.metadata.name.clone().unwrap_or_default(),
             generation: chain.metadata.generation.unwrap_or(1).max(1),
-            functions: running_functions(&chain.spec, &instances),
+            functions: running_functions(&chain.spec, &plan, &instances),
             spec: chain.spec.clone(),
             attachments,
             last_error: String::new(),
+            userspace: plan.userspace,
+            tiers,
         })
     }
 
@@ -231,17 +380,31 @@ impl Dataplane {
         if spec.dataplane.hook != self.spec.dataplane.hook {
             return Err(ApplyError::NeedsRestart("spec.dataplane.hook"));
         }
-        let config = spec::chain_config(spec, &ifindex)?;
-        let applied = self.engine.apply(&config)?;
+        let plan = spec::chain_plan(spec, &ifindex)?;
+        if plan.userspace != self.userspace
+            || spec.dataplane.userspace != self.spec.dataplane.userspace
+        {
+            // the tier's sockets own their queues: new user-space functions need new workers
+            return Err(ApplyError::NeedsRestart("the user-space functions"));
+        }
+        let applied = self.engine.apply(&plan.kernel)?;
         self.generation = generation;
         self.spec = spec.clone();
-        self.functions = running_functions(spec, &applied.instances);
+        self.functions = running_functions(spec, &plan, &applied.instances);
         self.last_error.clear();
         Ok(true)
     }
 
     /// Detaches from every interface; the daemon keeps answering with an empty attachment list.
     pub fn detach(&mut self) -> Result<(), EngineError> {
+        for tier in self.tiers.drain(..) {
+            let stats = tier.stop();
+            log::info!(
+                "user-space tier stopped: {} received, {} sent",
+                stats.rx_packets,
+                stats.tx_packets
+            );
+        }
         self.engine.detach()?;
         self.attachments.clear();
         Ok(())
@@ -292,5 +455,42 @@ impl Dataplane {
         self.engine
             .chain_counters(self.engine.active_generation())
             .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_32_bytes_from_the_secrets_dir_and_errors_name_the_field() {
+        let dir = std::env::temp_dir().join(format!("vnfkey-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("s")).expect("dir");
+        let r = |key: &str| crds::SecretKeyRef {
+            name: "s".into(),
+            key: key.into(),
+        };
+        std::fs::write(dir.join("s/exact"), [7u8; 32]).expect("write");
+        std::fs::write(dir.join("s/newline"), b"0123456789abcdef0123456789abcdef\n")
+            .expect("write");
+        std::fs::write(dir.join("s/short"), [7u8; 31]).expect("write");
+        assert_eq!(
+            read_key(&dir, &r("exact"), "spec.functions[1]").expect("32 bytes"),
+            [7u8; 32]
+        );
+        assert_eq!(
+            &read_key(&dir, &r("newline"), "spec.functions[1]").expect("newline ignored"),
+            b"0123456789abcdef0123456789abcdef"
+        );
+        for (key, why) in [("short", "holds 31 bytes"), ("missing", "No such file")] {
+            let e = read_key(&dir, &r(key), "spec.functions[1]").expect_err(key);
+            let text = e.to_string();
+            assert!(
+                text.starts_with("spec.functions[1].payloadCipher.keySecretRef: key file"),
+                "{text}"
+            );
+            assert!(text.contains(why), "{text}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

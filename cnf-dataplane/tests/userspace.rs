@@ -890,6 +890,39 @@ spec:
     }
     let got = exchange(&lab, "10.2.0.1:9000".parse().expect("addr"), 100);
     check_encrypted(&got, 100, Algorithm::ChaCha20Poly1305);
+    // the tier's own counters are on /metrics
+    let metrics = in_ns(lab.cnf(), || {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect("127.0.0.1:9090").expect("connect /metrics");
+        c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut text = String::new();
+        c.read_to_string(&mut text).expect("response");
+        text
+    });
+    let labels = "namespace=\"lab\",chain=\"sealed\",interface=\"fi\",queue=\"0\"";
+    assert!(
+        metrics.contains(&format!(
+            "buildvnf_userspace_packets_total{{{labels},direction=\"tx\"}} 100"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "buildvnf_userspace_info{{{labels},polling=\"wakeup\",mode=\"copy\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("buildvnf_userspace_cpu_seconds_total{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "buildvnf_function_packets_total{namespace=\"lab\",chain=\"sealed\",function=\"seal\",type=\"userspaceHandoff\"} 100"
+        ),
+        "{metrics}"
+    );
     // SAFETY: kill() with the pid of our own child and a standard signal.
     unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -241,6 +241,7 @@ pub fn render(dp: &Dataplane) -> String {
         MetricType::GAUGE,
         disabled,
     ));
+    families.extend(userspace_families(dp, &base));
     families.push(family(
         "buildvnf_applied_generation",
         "The chain generation running",
@@ -259,6 +260,100 @@ pub fn render(dp: &Dataplane) -> String {
         return String::new();
     }
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// The user-space tier, per worker (labels: interface, queue): packets and bytes received and sent,
+/// drops by reason, ring depths (the tier's queue depth), the worker's CPU time, and whether the socket
+/// is zero-copy.
+fn userspace_families(dp: &Dataplane, base: &[(&str, &str); 2]) -> Vec<MetricFamily> {
+    let mut packets = Vec::new();
+    let mut bytes = Vec::new();
+    let mut drops = Vec::new();
+    let mut depth = Vec::new();
+    let mut cpu = Vec::new();
+    let mut info = Vec::new();
+    for (iface, queue, st) in dp.userspace_stats() {
+        let q = queue.to_string();
+        let l = [
+            base[0],
+            base[1],
+            ("interface", iface.as_str()),
+            ("queue", q.as_str()),
+        ];
+        let with = |k: &'static str, v: &'static str| {
+            let mut v2 = l.to_vec();
+            v2.push((k, v));
+            v2
+        };
+        packets.push(counter(&with("direction", "rx"), st.rx_packets));
+        packets.push(counter(&with("direction", "tx"), st.tx_packets));
+        bytes.push(counter(&with("direction", "rx"), st.rx_bytes));
+        bytes.push(counter(&with("direction", "tx"), st.tx_bytes));
+        for (reason, n) in &st.dropped {
+            drops.push(counter(&with("reason", reason.as_str()), *n));
+        }
+        drops.push(counter(
+            &with("reason", "kernel_rx_dropped"),
+            st.kernel_rx_dropped,
+        ));
+        depth.push(gauge(&with("ring", "fill"), st.fill_ring_depth as f64));
+        depth.push(gauge(&with("ring", "rx"), st.rx_ring_depth as f64));
+        let mut c = Counter::default();
+        c.set_value(st.cpu_ns as f64 / 1e9);
+        let mut m = Metric::default();
+        m.set_label(labels(&l));
+        m.set_counter(c);
+        cpu.push(m);
+        info.push(gauge(
+            &[
+                l[0],
+                l[1],
+                l[2],
+                l[3],
+                ("polling", st.polling.as_str()),
+                ("mode", if st.zero_copy { "zero-copy" } else { "copy" }),
+            ],
+            1.0,
+        ));
+    }
+    vec![
+        family(
+            "buildvnf_userspace_packets_total",
+            "Frames the user-space tier received from (rx) and sent to (tx) its AF_XDP rings",
+            MetricType::COUNTER,
+            packets,
+        ),
+        family(
+            "buildvnf_userspace_bytes_total",
+            "Bytes of those frames",
+            MetricType::COUNTER,
+            bytes,
+        ),
+        family(
+            "buildvnf_userspace_drops_total",
+            "Frames the user-space tier dropped, by reason",
+            MetricType::COUNTER,
+            drops,
+        ),
+        family(
+            "buildvnf_userspace_queue_depth",
+            "Frames waiting in the tier's AF_XDP rings (fill: for the kernel, rx: for the worker)",
+            MetricType::GAUGE,
+            depth,
+        ),
+        family(
+            "buildvnf_userspace_cpu_seconds_total",
+            "CPU time of the tier's worker thread (the polling policy's cost)",
+            MetricType::COUNTER,
+            cpu,
+        ),
+        family(
+            "buildvnf_userspace_info",
+            "Polling policy and AF_XDP mode of each worker",
+            MetricType::GAUGE,
+            info,
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -395,6 +395,20 @@ impl Dataplane {
         Ok(true)
     }
 
+    /// Counters of the user-space tier: (ingress interface, queue, stats) per worker.
+    pub fn userspace_stats(&self) -> Vec<(String, u32, crate::userspace::Stats)> {
+        self.tiers
+            .iter()
+            .map(|t| {
+                (
+                    self.spec.interfaces.ingress.as_str().to_owned(),
+                    t.queue_id(),
+                    t.stats(),
+                )
+            })
+            .collect()
+    }
+
     /// Detaches from every interface; the daemon keeps answering with an empty attachment list.
     pub fn detach(&mut self) -> Result<(), EngineError> {
         for tier in self.tiers.drain(..) {

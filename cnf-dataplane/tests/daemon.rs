@@ -155,7 +155,6 @@ fn daemon_runs_a_chain_live_updates_it_and_detaches() {
     std::fs::write(&config, CHAIN).expect("write chain");
     let sock = dir.join("dp.sock");
 
-    let started = Instant::now();
     let child = Command::new("ip")
         .args(["netns", "exec", cnf])
         .args([
@@ -171,22 +170,7 @@ fn daemon_runs_a_chain_live_updates_it_and_detaches() {
         .spawn()
         .expect("start daemon");
     let mut daemon = Daemon(child);
-    while !sock.exists() {
-        if let Ok(Some(status)) = daemon.0.try_wait() {
-            let mut err = String::new();
-            let _ = daemon
-                .0
-                .stderr
-                .take()
-                .map(|mut e| e.read_to_string(&mut err));
-            panic!("daemon exited early with {status}: {err}");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_path(&mut daemon.0, &sock);
     let mode = std::fs::metadata(&sock)
         .expect("socket")
         .permissions()

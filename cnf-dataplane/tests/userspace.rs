@@ -871,23 +871,7 @@ spec:
         .spawn()
         .expect("start daemon");
     let mut daemon = Daemon(child, dir.clone());
-    let started = Instant::now();
-    while !sock.exists() {
-        if let Ok(Some(status)) = daemon.0.try_wait() {
-            let mut err = String::new();
-            let _ = daemon
-                .0
-                .stderr
-                .take()
-                .map(|mut e| e.read_to_string(&mut err));
-            panic!("daemon exited early with {status}: {err}");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_path(&mut daemon.0, &sock);
     let got = exchange(&lab, "10.2.0.1:9000".parse().expect("addr"), 100);
     check_encrypted(&got, 100, Algorithm::ChaCha20Poly1305);
     // the tier's own counters are on /metrics

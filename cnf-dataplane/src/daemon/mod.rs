@@ -245,14 +245,7 @@ fn start_tiers(
         src: mac_of(egress.as_deref().unwrap_or(ingress)).unwrap_or([0; 6]),
         dst,
     });
-    let queues = std::fs::read_dir(format!("/sys/class/net/{ingress}/queues"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                .count() as u32
-        })
-        .unwrap_or(1)
-        .max(1);
+    let queues = crate::engine::diagnose::rx_queues(ingress).max(1);
     let mut tiers = Vec::new();
     for q in 0..queues {
         let mut cfg = TierConfig::new(ingress, q);

@@ -97,6 +97,17 @@ fn read_u32(path: &Path) -> u32 {
         .unwrap_or(0)
 }
 
+/// Receive queues of `iface` (its `queues/rx-*` in sysfs; 0 when unreadable).
+pub fn rx_queues(iface: &str) -> u32 {
+    std::fs::read_dir(Path::new("/sys/class/net").join(iface).join("queues"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count() as u32
+        })
+        .unwrap_or(0)
+}
+
 /// Reads the facts of `iface` in the calling thread's network namespace (sysfs, and `ethtool -k`
 /// when the binary exists; missing pieces stay empty).
 pub fn link_facts(iface: &str) -> LinkFacts {
@@ -104,13 +115,6 @@ pub fn link_facts(iface: &str) -> LinkFacts {
     let driver = std::fs::read_link(base.join("device/driver"))
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-    let rx_queues = std::fs::read_dir(base.join("queues"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                .count() as u32
-        })
-        .unwrap_or(0);
     let features = Command::new("ethtool")
         .args(["-k", iface])
         .output()
@@ -121,7 +125,7 @@ pub fn link_facts(iface: &str) -> LinkFacts {
     LinkFacts {
         driver,
         mtu: read_u32(&base.join("mtu")),
-        rx_queues,
+        rx_queues: rx_queues(iface),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(0),

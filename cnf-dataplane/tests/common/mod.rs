@@ -511,3 +511,22 @@ impl Rng {
         items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// Waits until `child` (a daemon started with its stderr piped) has created `path`; panics with its
+/// stderr when it exits first, or after 20 s.
+pub fn wait_for_path(child: &mut std::process::Child, path: &std::path::Path) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    while !path.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+            panic!("daemon exited early with {status}: {err}");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "daemon did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

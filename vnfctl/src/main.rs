@@ -1,4 +1,8 @@
-//! `vnfctl`: the build-vnf command line — validate manifests offline and print the CRD.
+//! `vnfctl`: the build-vnf command line — validate manifests, print the CRD, run the laptop testbed and the
+//! benchmark suite.
+
+mod bench_cmd;
+mod testbed_cmd;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,6 +36,13 @@ enum Command {
     },
     /// Print the VNFChain CustomResourceDefinition (the same YAML as crds/buildvnf.io_vnfchains.yaml).
     Crd,
+    /// The laptop testbed: bring a VNFChain up in network namespaces on this machine, or take it down.
+    Testbed {
+        #[command(subcommand)]
+        command: testbed_cmd::TestbedCommand,
+    },
+    /// The benchmark suite: the chain against a bare XDP redirect and the kernel's own tools, same traffic.
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// Exit status for invalid input (EX_DATAERR).
@@ -42,6 +53,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { files, quiet } => validate_files(&files, quiet),
         Command::Crd => print_crd(),
+        Command::Testbed { command } => testbed_cmd::run(command),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     match result {
         Ok(code) => code,

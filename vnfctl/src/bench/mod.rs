@@ -1,0 +1,1 @@
+//! The benchmark suite: scenarios side by side, same traffic, results as ratios.

@@ -1,0 +1,1 @@
+//! Plots of latency and throughput results, written as PNG and SVG.

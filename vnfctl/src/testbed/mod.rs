@@ -1,0 +1,1 @@
+//! The laptop testbed: a VNFChain brought up in network namespaces and veth pairs on one machine.

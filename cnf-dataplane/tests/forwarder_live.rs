@@ -33,26 +33,6 @@ fn in_ns(ns: &str, cmd: &[&str]) -> bool {
         .success()
 }
 
-/// (ifindex, MAC) of `dev` in namespace `ns`, from `ip -o link`.
-fn link_info(ns: &str, dev: &str) -> (u32, [u8; 6]) {
-    let line = ip_cmd(&["-n", ns, "-o", "link", "show", dev]);
-    let ifindex = line
-        .split(':')
-        .next()
-        .and_then(|s| s.trim().parse().ok())
-        .expect("ifindex");
-    let mac = line
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .expect("mac");
-    let mut out = [0u8; 6];
-    for (b, part) in out.iter_mut().zip(mac.split(':')) {
-        *b = u8::from_str_radix(part, 16).expect("hex");
-    }
-    (ifindex, out)
-}
-
 fn forward_chain(ifindex: u32, smac: [u8; 6], dmac: [u8; 6]) -> ChainConfig {
     ChainConfig {
         // IPv4 only: ARP bypasses the chain and is answered by the router

@@ -66,6 +66,11 @@ enum vnf_reason {
 	VNF_R_NO_XSK = 11, /* user-space hand-off: no AF_XDP socket on the queue */
 };
 
+/* ---- attach: per-interface flags (hash "vnf_if_flags", key = ifindex) ---- */
+/* The entry program on this interface runs in generic (skb) XDP mode: the
+ * skb survives every verdict (see lib/l4csum.h). */
+#define VNF_IF_F_XDP_GENERIC (1u << 0)
+
 /* ---- chain: generation config, slots, scratch -------------------------- */
 #define VNF_CLS_F_FAMILY (1u << 0)
 #define VNF_CLS_F_PROTO (1u << 1)

@@ -35,6 +35,9 @@
 #include "ctx.h"
 #include "parse.h"
 #include "telemetry.h"
+#ifdef VNF_HOOK_XDP
+#include "l4csum.h"
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -99,7 +102,7 @@ VNF_CLS_LPM(vnf_cls_dst6, struct vnf_lpm6_key);
 struct vnf_parsed {
 	struct vnf_pkt pkt;
 	__s32 rc; /* enum vnf_parse_rc */
-	__u32 _pad;
+	__u32 csum; /* XDP: enum vnf_csum_leave, what the exit does (l4csum.h) */
 };
 
 struct {
@@ -142,11 +145,21 @@ static __always_inline struct vnf_scratch *chain_scratch(void)
 
 /* The packet leaves the chain with the final verdict.  end_ns is the time
  * the last function ended when it was measured (0: read the clock now). */
-static __always_inline int chain_finish(struct vnf_scratch *s, int verdict,
-					__u64 end_ns)
+static __always_inline int chain_finish(vnf_ctx_t *ctx, struct vnf_scratch *s,
+					int verdict, __u64 end_ns)
 {
 	__u32 gen = s->gen;
 	struct vnf_chain_stats *cs = bpf_map_lookup_elem(&vnf_chain_stats, &gen);
+#ifdef VNF_HOOK_XDP
+	struct vnf_parsed *pc = chain_parsed();
+
+	if (pc && pc->csum)
+		vnf_csum_leave(ctx, pc->csum, verdict,
+			       pc->pkt.l3_off | (__u32)pc->pkt.l4_off << 16,
+			       (__u32)pc->pkt.t.family << 8 | pc->pkt.t.proto);
+#else
+	(void)ctx;
+#endif
 
 	if (cs) {
 		cs->completed++;
@@ -180,7 +193,7 @@ static __always_inline int chain_next(vnf_ctx_t *ctx, struct vnf_scratch *s,
 {
 	s->pos++;
 	if (s->pos >= s->chain_len || s->pos >= VNF_MAX_CHAIN)
-		return chain_finish(s, VNF_ACT_PASS, end_ns);
+		return chain_finish(ctx, s, VNF_ACT_PASS, end_ns);
 	return chain_jump(ctx, s);
 }
 
@@ -292,6 +305,11 @@ static __always_inline int chain_entry(vnf_ctx_t *ctx)
 		if (pc) {
 			pc->pkt = pkt;
 			pc->rc = rc;
+#ifdef VNF_HOOK_XDP
+			pc->csum = vnf_csum_complete(ctx, &pkt);
+#else
+			pc->csum = 0;
+#endif
 		}
 	}
 
@@ -346,16 +364,16 @@ static __always_inline int chain_function(vnf_ctx_t *ctx, __u32 kind)
 	inst = slot->instance;
 	ic = bpf_map_lookup_elem(&vnf_instances, &inst);
 	if (!ic)
-		return chain_finish(s, VNF_ACT_DROP, 0);
+		return chain_finish(ctx, s, VNF_ACT_DROP, 0);
 	s->state = ic->state;
 	st = bpf_map_lookup_elem(&vnf_stats, &s->state);
 	if (!st)
-		return chain_finish(s, VNF_ACT_DROP, 0);
+		return chain_finish(ctx, s, VNF_ACT_DROP, 0);
 	tel_in(st, ctx_len(ctx));
 	if (slot->kind != kind || ic->kind != kind) {
 		s->reason = VNF_R_NO_CONFIG;
 		tel_verdict(st, VNF_ACT_DROP, s->reason);
-		return chain_finish(s, VNF_ACT_DROP, 0);
+		return chain_finish(ctx, s, VNF_ACT_DROP, 0);
 	}
 
 	s->reason = VNF_R_NONE;
@@ -370,7 +388,7 @@ static __always_inline int chain_function(vnf_ctx_t *ctx, __u32 kind)
 	tel_verdict(st, verdict, s->reason);
 	if (verdict == VNF_NEXT)
 		return chain_next(ctx, s, t1);
-	return chain_finish(s, verdict, t1);
+	return chain_finish(ctx, s, verdict, t1);
 }
 
 #endif /* VNF_CHAIN_H */

@@ -48,6 +48,9 @@ pub const NAT_DNAT_MAX: usize = 8192;
 pub const NAT_LPM_MAX: usize = 4096;
 /// Monitor traffic classes.
 pub const MON_CLASSES: u32 = 8;
+/// `vnf_if_flags` value bit: the entry program runs in generic (skb) XDP mode on this interface, so the
+/// skb (and a partial checksum's "finish me" state) survives every verdict (`ebpf/lib/l4csum.h`).
+pub const IF_F_XDP_GENERIC: u32 = 1;
 
 /// Function kinds (`enum vnf_kind`).
 pub mod kind {

@@ -175,6 +175,8 @@ struct Maps {
     fwd_cfg: Array<MapData, FwdCfg>,
     devmap: Option<DevMap<MapData>>,
     xsks: Option<XskMap<MapData>>,
+    /// XDP: per-interface flags (key ifindex), [`abi::IF_F_XDP_GENERIC`].
+    if_flags: Option<BpfHashMap<MapData, u32, u32>>,
     mon_cfg: Array<MapData, MonCfg>,
     mon_classes: PerCpuArray<MapData, MonCounter>,
     samples: RingBuf<MapData>,
@@ -234,6 +236,10 @@ impl Maps {
             },
             xsks: match hook {
                 Hook::Xdp => Some(take(ebpf, "vnf_xsks")?),
+                Hook::Tc => None,
+            },
+            if_flags: match hook {
+                Hook::Xdp => Some(take(ebpf, "vnf_if_flags")?),
                 Hook::Tc => None,
             },
             mon_cfg: take(ebpf, "vnf_mon_cfg")?,
@@ -1772,6 +1778,10 @@ impl Engine {
                     XdpAttach::Generic => &[(XdpMode::Skb, "xdp-generic")],
                 };
                 for &(mode, label) in modes {
+                    // before the first packet: the entry reads it to finish partial checksums right
+                    if let Some(flags) = self.maps.if_flags.as_mut() {
+                        set_if_flags(flags, iface, mode == XdpMode::Skb)?;
+                    }
                     match p.attach(iface, mode) {
                         Ok(id) => {
                             self.links.push((iface.to_string(), Link::Xdp(id)));
@@ -1813,6 +1823,9 @@ impl Engine {
                     Err(e) => reasons.push(format!("tc-ingress: {}", error_chain(&e))),
                 }
             }
+        }
+        if let Some(flags) = self.maps.if_flags.as_mut() {
+            set_if_flags(flags, iface, false)?;
         }
         Err(EngineError::Attach {
             iface: iface.into(),
@@ -1885,6 +1898,28 @@ impl Engine {
             IpAddr::V6(a) => out.copy_from_slice(&a.octets()),
         }
         out
+    }
+}
+
+/// Records whether the entry runs in generic XDP mode on `iface` (`vnf_if_flags`); no entry means native.
+fn set_if_flags(
+    flags: &mut BpfHashMap<MapData, u32, u32>,
+    iface: &str,
+    generic: bool,
+) -> Result<()> {
+    let Some(ifindex) = crate::daemon::ifindex(iface) else {
+        return Ok(()); // attach reports the missing interface
+    };
+    if generic {
+        flags
+            .insert(ifindex, abi::IF_F_XDP_GENERIC, 0)
+            .map_err(EngineError::map("vnf_if_flags"))
+    } else if flags.get(&ifindex, 0).is_ok() {
+        flags
+            .remove(&ifindex)
+            .map_err(EngineError::map("vnf_if_flags"))
+    } else {
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::IpAddr;
+use std::ops::Range;
 
 use cnf_dataplane::engine::{Engine, Hook};
 
@@ -349,8 +350,13 @@ pub fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8], pseudo: bool
     !fold(sum16(seg, acc))
 }
 
-/// Re-parses a frame and checks the IPv4 header checksum and the TCP/UDP/ICMP checksum.
-pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
+/// Source, destination, protocol and byte range of a frame's L4 segment.
+pub type Segment = (IpAddr, IpAddr, u8, Range<usize>);
+
+/// The L4 segment of an IPv4/IPv6 frame (VLAN tags and IPv6 extension headers skipped): source,
+/// destination, protocol and the byte range of the segment; `None` for other frames. Checks the IPv4
+/// header checksum on the way.
+pub fn l4_segment(frame: &[u8]) -> Result<Option<Segment>, String> {
     let mut off = 12;
     let mut et = u16::from_be_bytes([frame[off], frame[off + 1]]);
     while et == 0x8100 || et == 0x88a8 {
@@ -358,7 +364,7 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
         et = u16::from_be_bytes([frame[off], frame[off + 1]]);
     }
     off += 2;
-    let (src, dst, proto, l4) = match et {
+    Ok(Some(match et {
         0x0800 => {
             let hlen = usize::from(frame[off] & 0xf) * 4;
             let h = &frame[off..off + hlen];
@@ -368,7 +374,7 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
             let tot = usize::from(u16::from_be_bytes([h[2], h[3]]));
             let src = IpAddr::from([h[12], h[13], h[14], h[15]]);
             let dst = IpAddr::from([h[16], h[17], h[18], h[19]]);
-            (src, dst, h[9], &frame[off + hlen..off + tot])
+            (src, dst, h[9], off + hlen..off + tot)
         }
         0x86dd => {
             let h = &frame[off..off + 40];
@@ -389,10 +395,18 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
                 next = frame[pos];
                 pos += len;
             }
-            (IpAddr::from(s), IpAddr::from(d), next, &frame[pos..end])
+            (IpAddr::from(s), IpAddr::from(d), next, pos..end)
         }
-        _ => return Ok(()),
+        _ => return Ok(None),
+    }))
+}
+
+/// Re-parses a frame and checks the IPv4 header checksum and the TCP/UDP/ICMP checksum.
+pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
+    let Some((src, dst, proto, seg)) = l4_segment(frame)? else {
+        return Ok(());
     };
+    let l4 = &frame[seg];
     let pseudo = proto != ICMP;
     let checked = match proto {
         TCP | ICMP | ICMPV6 => true,
@@ -404,6 +418,31 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
         return Err(format!("bad L4 checksum (proto {proto})"));
     }
     Ok(())
+}
+
+/// The TCP/UDP checksum field as a sender with transmit checksum offload leaves it
+/// (`CHECKSUM_PARTIAL`): the folded pseudo-header sum, not complemented; with the byte range of the
+/// field in the frame.
+pub fn partial_checksum(frame: &[u8]) -> (u16, Range<usize>) {
+    let (src, dst, proto, seg) = l4_segment(frame)
+        .expect("valid IPv4 header")
+        .expect("an IP frame");
+    let at = seg.start
+        + match proto {
+            TCP => 16,
+            UDP => 6,
+            other => panic!("no TCP/UDP checksum in protocol {other}"),
+        };
+    let zeros = vec![0u8; seg.len()];
+    (!l4_checksum(src, dst, proto, &zeros, true), at..at + 2)
+}
+
+/// `frame` with its TCP/UDP checksum replaced by the partial form of [`partial_checksum`].
+pub fn with_partial_checksum(frame: &[u8]) -> Vec<u8> {
+    let (value, at) = partial_checksum(frame);
+    let mut out = frame.to_vec();
+    out[at].copy_from_slice(&value.to_be_bytes());
+    out
 }
 
 /// An ARP request frame.
@@ -479,6 +518,30 @@ impl Drop for Namespaces {
                 .status();
         }
     }
+}
+
+/// (ifindex, MAC) of `dev` in namespace `ns`, from `ip -o link`.
+pub fn link_info(ns: &str, dev: &str) -> (u32, [u8; 6]) {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show", dev])
+        .output()
+        .expect("spawn ip");
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ifindex = line
+        .split(':')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("ifindex of {dev} in {ns}: {line}"));
+    let mac = line
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("MAC of {dev} in {ns}: {line}"));
+    let mut out = [0u8; 6];
+    for (b, part) in out.iter_mut().zip(mac.split(':')) {
+        *b = u8::from_str_radix(part, 16).expect("hex");
+    }
+    (ifindex, out)
 }
 
 pub fn enter(ns: &str) {

@@ -92,9 +92,9 @@ pub struct Template {
 }
 
 impl Template {
-    /// Builds the frame: Ethernet + IPv4 (DF, TTL 64, header checksum) or IPv6 (hop limit 64)
-    /// + UDP + pktgen header (`stream_id`, sequence 0, timestamp 0) + zero filler, for an IP
-    /// packet of `ip_size` bytes (raised to fit the header).
+    /// Builds the frame: Ethernet, IPv4 (DF, TTL 64, header checksum) or IPv6 (hop limit 64),
+    /// UDP, the pktgen header (`stream_id`, sequence 0, timestamp 0) and zero filler, for an
+    /// IP packet of `ip_size` bytes (raised to fit the header).
     pub fn new(
         ep: &Endpoints,
         stream_id: u32,
@@ -158,7 +158,12 @@ impl Template {
                 pseudo.extend_from_slice(&u32::from(udp_len).to_be_bytes());
                 pseudo.extend_from_slice(&[0, 0, 0, 17]);
             }
-            _ => unreachable!("families checked above"),
+            _ => {
+                return Err(Error::Config(format!(
+                    "source {} and destination {} are different address families",
+                    ep.src, ep.dst
+                )));
+            }
         }
         let udp_off = ETH_HEADER + ip_hdr;
         let payload_off = udp_off + UDP_HEADER;

@@ -107,6 +107,40 @@ fn bad_flags_exit_non_zero_with_a_clear_message() {
         ],
         "--batch",
     );
+    // AF_XDP sender and XDP sink: every one of these fails before a socket or program exists.
+    fn xsk<'a>(dst: &'a str, mac: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec![
+            "send-xsk",
+            "--dev",
+            "lo",
+            "--src",
+            "127.0.0.1:1",
+            "--dst",
+            dst,
+            "--dst-mac",
+            mac,
+            "--count",
+            "1",
+        ];
+        v.extend_from_slice(extra);
+        v
+    }
+    let (v4, mac) = ("127.0.0.1:2", "02:00:00:00:00:02");
+    fails_with(&xsk(v4, "02:00", &[]), "bad MAC address '02:00'");
+    fails_with(&xsk("[::1]:2", mac, &[]), "different address families");
+    fails_with(&xsk(v4, mac, &["--ring-size", "1000"]), "power of two");
+    fails_with(&xsk(v4, mac, &["--size", "70000"]), "out of range");
+    fails_with(&xsk(v4, mac, &["--flows", "0"]), "--flows");
+    fails_with(&xsk(v4, mac, &["--rate=-1"]), "--rate");
+    fails_with(
+        &["recv-xdp", "--dev", "pktgen-no-such-if0"],
+        "interface pktgen-no-such-if0",
+    );
+    fails_with(
+        &["recv-xdp", "--dev", "lo", "--duration", "0"],
+        "--duration must be a positive number",
+    );
+    fails_with(&["recv-xdp", "--dev", "lo", "--mode", "turbo"], "--mode");
     fails_with(&["bogus"], "unrecognized subcommand");
 }
 

@@ -296,6 +296,15 @@ fn af_xdp_generator_counts_equal_the_kernel_counters_ipv4() {
         r.clock_anomalies, 0,
         "tx timestamps on the receiver's clock"
     );
+    // Pacing never sends ahead of the schedule: the last packet is due at (count-1)/rate.
+    let last_due = (count - 1) as f64 / 10_000.0;
+    assert!(s.elapsed_secs >= last_due, "sent too fast: {s:?}");
+    // The sink's rate (packets over its active time, 10 ms samples) matches the offered rate.
+    assert!(
+        (0.7..1.3).contains(&(k.pps / 10_000.0)),
+        "sink rate {} pps for 10 kpps: {k:?}",
+        k.pps
+    );
 }
 
 #[test]

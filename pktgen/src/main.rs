@@ -42,11 +42,15 @@ enum Cmd {
     Reflect(ReflectArgs),
     /// Fast path: an unpaced burst of IPv4/UDP test frames from BPF_PROG_TEST_RUN live frames.
     SendXdp(SendXdpArgs),
-    /// AF_XDP generator: paced IPv4/IPv6 UDP test frames (flows, sizes, patterns) from a
-    /// TX-only AF_XDP socket in copy mode, with correct IP/UDP checksums.
+    /// AF_XDP generator: paced IPv4/IPv6 UDP test frames from an AF_XDP socket (copy mode).
+    ///
+    /// Same pacing, flow, size and length flags as `send`; frames carry the pktgen header and
+    /// correct IP/UDP checksums, so `recv` (or `recv-xdp`) on the far side measures them.
     SendXsk(SendXskArgs),
-    /// XDP sink: count pktgen frames per CPU and per stream in an XDP program on --dev, drop
-    /// them (or --pass them on), report packets, bytes and rate. Other frames always pass.
+    /// XDP sink: count pktgen frames per CPU and per stream in XDP, drop (or pass) them.
+    ///
+    /// Reports packets, bytes and rate. Frames that are not pktgen's are counted as "other" and
+    /// always passed. Without --count/--duration/--idle it runs until Ctrl-C.
     RecvXdp(RecvXdpArgs),
 }
 

@@ -360,18 +360,16 @@ pub fn run_xsk_sender(
             }
             continue;
         }
-        if free.is_empty() {
-            // every frame is in flight: let the kernel catch up
+        // Room on the TX ring: frames the kernel has not consumed yet still hold their slots.
+        let room = cfg.ring_size.saturating_sub(tx.pending()).min(cfg.batch) as usize;
+        if free.is_empty() || room == 0 {
+            // every frame (or every ring slot) is in flight: let the kernel catch up
             kick(&tx, &mut stats);
             continue;
         }
         let tx_ns = monotonic_ns();
         descs.clear();
-        while n < limit
-            && due <= now
-            && end.is_none_or(|e| due < e)
-            && descs.len() < cfg.batch as usize
-        {
+        while n < limit && due <= now && end.is_none_or(|e| due < e) && descs.len() < room {
             let Some(addr) = free.pop() else { break };
             let flow = (n % nflows) as usize;
             let size = cfg.sizes.ip_size(n);
@@ -402,7 +400,7 @@ pub fn run_xsk_sender(
             k as usize
         };
         if inserted < descs.len() {
-            // cannot happen: the ring is as large as half the UMEM; undo the bookkeeping anyway
+            // Cannot happen: `room` was free on the ring and only the kernel consumes from it.
             return Err(Error::Config(format!(
                 "TX ring accepted {inserted} of {} frames",
                 descs.len()

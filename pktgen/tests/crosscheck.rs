@@ -20,7 +20,7 @@ use pktgen::send::{SendConfig, run_sender};
 use pktgen::sizes::SizeSpec;
 use pktgen::stats::RxSummary;
 use pktgen::xdp_live::{XdpLiveConfig, run_xdp_live};
-use pktgen::xdp_sink::{SinkAction, SinkConfig, XdpMode, XdpSink, run_sink};
+use pktgen::xdp_sink::{SinkAction, SinkConfig, SinkCounters, XdpMode, XdpSink, run_sink};
 use pktgen::xsk::{XskConfig, run_xsk_sender};
 
 const PORT: u16 = 9000;
@@ -84,7 +84,12 @@ fn delta(after: &HashMap<String, u64>, before: &HashMap<String, u64>, key: &str)
 /// MLD reports or router solicitations): the link counters then count test frames only.
 fn quiet_ipv6(pair: &NetnsPair) {
     for ns in [&pair.a, &pair.b] {
-        exec_in(ns, "sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"]).expect("sysctl");
+        exec_in(
+            ns,
+            "sh",
+            &["-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"],
+        )
+        .expect("disable IPv6");
     }
 }
 
@@ -123,6 +128,21 @@ fn start_receiver(
     });
     let _ = rx.recv_timeout(Duration::from_secs(10));
     h
+}
+
+/// B's link counters and the sink's counters at one moment: retried until no frame reached
+/// the sink while the link counters were read (the kernel's own IPv6 frames may arrive at any
+/// time in the IPv6 test).
+fn stable_snapshot(pair: &NetnsPair, sink: &XdpSink) -> (LinkCounters, SinkCounters) {
+    for _ in 0..50 {
+        let before = sink.counters().expect("sink counters");
+        let link = link_counters(&pair.b, &pair.veth_b);
+        let after = sink.counters().expect("sink counters");
+        if before == after {
+            return (link, after);
+        }
+    }
+    panic!("frames kept arriving at B for 50 attempts: no quiet moment to snapshot");
 }
 
 fn endpoints(pair: &NetnsPair, ipv6: bool) -> Endpoints {
@@ -319,11 +339,8 @@ fn af_xdp_generator_counts_equal_the_kernel_counters_ipv6() {
     let sink = attach_sink(&pair, SinkAction::Pass);
     let count = 3_000u64;
     let receiver = start_receiver(&pair, format!("[::]:{PORT}").parse().expect("addr"), count);
-    let (b0, snmp0, c0) = (
-        link_counters(&pair.b, &pair.veth_b),
-        snmp(&pair.b),
-        sink.counters().expect("counters"),
-    );
+    let snmp0 = snmp(&pair.b);
+    let (b0, c0) = stable_snapshot(&pair, &sink);
     let mut cfg = XskConfig::new(&pair.veth_a, endpoints(&pair, true));
     cfg.rate_pps = 10_000.0;
     cfg.count = Some(count);
@@ -341,11 +358,8 @@ fn af_xdp_generator_counts_equal_the_kernel_counters_ipv6() {
     .expect("namespace")
     .expect("AF_XDP sender");
     let r = receiver.join().expect("receiver thread");
-    let (b1, snmp1, c1) = (
-        link_counters(&pair.b, &pair.veth_b),
-        snmp(&pair.b),
-        sink.counters().expect("counters"),
-    );
+    let snmp1 = snmp(&pair.b);
+    let (b1, c1) = stable_snapshot(&pair, &sink);
     let pktgen = c1.pktgen.packets - c0.pktgen.packets;
     let other = c1.other.packets - c0.other.packets;
     assert_eq!((s.sent, s.dropped), (count, 0));

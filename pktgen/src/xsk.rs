@@ -4,12 +4,15 @@
 //! Same traffic model as the socket sender ([`crate::send`]): flow `i` uses source port
 //! `src.port() + i` and stream id `stream_base + i` with its own sequence numbers from 0;
 //! packet `n` goes to flow `n % flows`; sizes and pacing come from [`SizeSpec`] and
-//! [`Schedule`]. Every frame of a batch is stamped with the same `tx_ns`, read right before the
-//! batch is committed to the TX ring and the kernel is kicked (`sendto`). IP and UDP checksums
+//! [`Schedule`]. Every frame of a batch is stamped with the same `tx_ns`, read just before the
+//! batch's frames are written into the UMEM (they are then committed to the TX ring and the
+//! kernel is kicked with `sendto`). IP and UDP checksums
 //! are correct (see [`crate::frame`]), so the receiving stack accepts the frames as they are.
 //!
 //! `sent` counts frames the kernel reported done on the completion ring (in copy mode that
-//! includes frames the driver then dropped; compare with the interface's TX counters).
+//! includes frames the driver then dropped; compare with the interface's TX counters);
+//! `dropped` counts frames still not completed one second after the last commit, `per_flow`
+//! the frames committed per flow, and `send_errors` the descriptors the kernel rejected.
 
 use std::ffi::CString;
 use std::num::NonZeroU32;

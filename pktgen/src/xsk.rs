@@ -396,18 +396,31 @@ pub fn run_xsk_sender(
             n += 1;
             due = start + sched.next_departure();
         }
-        let inserted = {
-            let mut w = tx.transmit(descs.len() as u32);
-            let k = w.insert(descs.iter().copied());
-            w.commit();
-            k as usize
-        };
-        if inserted < descs.len() {
-            // Cannot happen: `room` was free on the ring and only the kernel consumes from it.
-            return Err(Error::Config(format!(
-                "TX ring accepted {inserted} of {} frames",
-                descs.len()
-            )));
+        // The ring has `room` free slots, but a reservation may see a stale view of the
+        // kernel's consumer head and take fewer: offer the rest again (the next reservation
+        // refreshes that view), kicking the kernel if the ring really is full.
+        let mut inserted = 0usize;
+        let mut attempts = 0u32;
+        while inserted < descs.len() {
+            let k = {
+                let mut w = tx.transmit((descs.len() - inserted) as u32);
+                let k = w.insert(descs[inserted..].iter().copied());
+                w.commit();
+                k as usize
+            };
+            inserted += k;
+            if k == 0 {
+                attempts += 1;
+                if attempts > 10_000 {
+                    return Err(Error::Config(format!(
+                        "the kernel stopped consuming the TX ring of {} ({} of {} frames queued)",
+                        cfg.ifname,
+                        inserted,
+                        descs.len()
+                    )));
+                }
+                kick(&tx, &mut stats);
+            }
         }
         submitted += inserted as u64;
         iv_packets += inserted as u64;

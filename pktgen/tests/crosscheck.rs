@@ -316,6 +316,10 @@ fn af_xdp_generator_counts_equal_the_kernel_counters_ipv4() {
         r.clock_anomalies, 0,
         "tx timestamps on the receiver's clock"
     );
+    // One-way latency from the frames' tx timestamps: every frame measured, same-host scale.
+    let l = &r.latency;
+    assert_eq!(l.count, count);
+    assert!(l.min_ns > 0 && l.p50_ns < 1_000_000_000, "{l:?}");
     // Pacing never sends ahead of the schedule: the last packet is due at (count-1)/rate.
     let last_due = (count - 1) as f64 / 10_000.0;
     assert!(s.elapsed_secs >= last_due, "sent too fast: {s:?}");

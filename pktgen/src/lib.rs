@@ -11,12 +11,18 @@
 //! - [`recv`]: the receiver and the reflector;
 //! - [`tcp`]: TCP stream mode (length-prefixed records) and its receiver;
 //! - [`xdp_live`]: the fast path, `BPF_PROG_TEST_RUN` live frames with per-frame seq/timestamp;
+//! - [`xdp_sink`]: the XDP sink receiver (per-CPU and per-stream counters);
+//! - [`xsk`]: the AF_XDP transmit generator (paced, flows, sizes, IPv4/IPv6);
+//! - [`frame`]: Ethernet/IP/UDP test frames with incrementally updated checksums;
+//! - `bpf` (private): raw `bpf(2)` plumbing for the hand-assembled XDP programs;
 //! - [`error`]: the library error type;
 //! - [`netns`]: network-namespace/veth helpers used by the real-packet tests;
 //! - [`clock`]: the shared `CLOCK_MONOTONIC` clock.
 
+mod bpf;
 pub mod clock;
 pub mod error;
+pub mod frame;
 pub mod mmsg;
 pub mod netns;
 pub mod pacing;
@@ -27,3 +33,5 @@ pub mod sizes;
 pub mod stats;
 pub mod tcp;
 pub mod xdp_live;
+pub mod xdp_sink;
+pub mod xsk;

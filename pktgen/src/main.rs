@@ -1,4 +1,4 @@
-//! `pktgen` command line: `send`, `recv` and `reflect`, with live progress on stderr once per
+//! `pktgen` command line: `send`, `recv`, `reflect`, `send-xdp`, `send-xsk` and `recv-xdp`, with live progress on stderr once per
 //! second and a final summary (human-readable, or JSON on stdout with `--json`).
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pktgen::frame::{Endpoints, interface_mac};
 use pktgen::pacing::Pattern;
 use pktgen::recv::{Receiver, RecvConfig, ReflectConfig, Reflector, StopWhen};
+use pktgen::send::SendSummary;
 use pktgen::send::{Proto, SendConfig, SendProgress, run_sender};
 use pktgen::sizes::SizeSpec;
 use pktgen::stats::{LatencySummary, RxSummary};
 use pktgen::tcp::TcpReceiver;
 use pktgen::xdp_live::{XdpLiveConfig, parse_mac, run_xdp_live};
+use pktgen::xdp_sink::{SinkAction, SinkConfig, XdpMode, run_sink};
+use pktgen::xsk::{XskConfig, XskStats, run_xsk_sender};
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -38,6 +42,92 @@ enum Cmd {
     Reflect(ReflectArgs),
     /// Fast path: an unpaced burst of IPv4/UDP test frames from BPF_PROG_TEST_RUN live frames.
     SendXdp(SendXdpArgs),
+    /// AF_XDP generator: paced IPv4/IPv6 UDP test frames from an AF_XDP socket (copy mode).
+    ///
+    /// Same pacing, flow, size and length flags as `send`; frames carry the pktgen header and
+    /// correct IP/UDP checksums, so `recv` (or `recv-xdp`) on the far side measures them.
+    SendXsk(SendXskArgs),
+    /// XDP sink: count pktgen frames per CPU and per stream in XDP, drop (or pass) them.
+    ///
+    /// Reports packets, bytes and rate. Frames that are not pktgen's are counted as "other" and
+    /// always passed. Without --count/--duration/--idle it runs until Ctrl-C.
+    RecvXdp(RecvXdpArgs),
+}
+
+#[derive(Args)]
+struct JsonQuiet {
+    /// Print the final summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Suppress the once-per-second progress lines on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct SendXskArgs {
+    /// Interface to transmit on.
+    #[arg(long)]
+    dev: String,
+    /// Queue of --dev to bind the AF_XDP socket to.
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+    /// Source address:port of flow 0 (flow i uses PORT+i); IPv4 or [IPv6].
+    #[arg(long)]
+    src: SocketAddr,
+    /// Destination address:port (same family as --src).
+    #[arg(long)]
+    dst: SocketAddr,
+    /// Destination MAC (the next hop), aa:bb:cc:dd:ee:ff.
+    #[arg(long)]
+    dst_mac: String,
+    /// Source MAC (default: the interface's own, from /sys/class/net/DEV/address).
+    #[arg(long)]
+    src_mac: Option<String>,
+    #[command(flatten)]
+    traffic: Traffic,
+    /// Most frames per TX-ring commit.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: u32,
+    /// TX/completion ring size (power of two, 64..=16384); the UMEM holds twice as many frames.
+    #[arg(long, default_value_t = 2048)]
+    ring_size: u32,
+    #[command(flatten)]
+    json_quiet: JsonQuiet,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum XdpModeArg {
+    /// Native (driver) XDP, else generic.
+    Auto,
+    /// Native only.
+    Native,
+    /// Generic (skb) only.
+    Generic,
+}
+
+#[derive(Args)]
+struct RecvXdpArgs {
+    /// Interface to attach the sink to (no other XDP program may be attached).
+    #[arg(long)]
+    dev: String,
+    /// Pass counted frames up the stack instead of dropping them.
+    #[arg(long)]
+    pass: bool,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    mode: XdpModeArg,
+    /// Stop after this many pktgen frames.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Stop after this many seconds without pktgen frames, once they have started.
+    #[arg(long)]
+    idle: Option<f64>,
+    #[command(flatten)]
+    json_quiet: JsonQuiet,
 }
 
 #[derive(Args)]
@@ -99,17 +189,9 @@ struct Common {
     batch: u32,
 }
 
+/// Pacing, flows, sizes and run length: shared by `send` and `send-xsk`.
 #[derive(Args)]
-struct SendArgs {
-    /// Destination address:port (IPv4 or [IPv6]).
-    #[arg(long)]
-    dst: SocketAddr,
-    /// Source address to bind.
-    #[arg(long)]
-    src: Option<IpAddr>,
-    /// First source port (flow i uses PORT+i); 0 picks ephemeral ports.
-    #[arg(long, default_value_t = 0)]
-    src_port: u16,
+struct Traffic {
     /// Number of flows (distinct source ports, one stream id each).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     flows: u32,
@@ -146,6 +228,21 @@ struct SendArgs {
     /// Stop after this many seconds (default 10 when --count is not given).
     #[arg(long)]
     duration: Option<f64>,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// Destination address:port (IPv4 or [IPv6]).
+    #[arg(long)]
+    dst: SocketAddr,
+    /// Source address to bind.
+    #[arg(long)]
+    src: Option<IpAddr>,
+    /// First source port (flow i uses PORT+i); 0 picks ephemeral ports.
+    #[arg(long, default_value_t = 0)]
+    src_port: u16,
+    #[command(flatten)]
+    traffic: Traffic,
     /// Receive the echoes of a `pktgen reflect` and report round-trip times.
     #[arg(long, conflicts_with = "tcp")]
     rtt: bool,
@@ -305,40 +402,77 @@ fn emit_json(v: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
-fn send(a: SendArgs) -> Result<()> {
-    let pattern = match a.pattern {
-        _ if a.rate == 0.0 => Pattern::Unlimited,
-        PatternArg::Constant => Pattern::Constant,
-        PatternArg::Onoff => Pattern::OnOff {
-            on_ns: a.on_ms.saturating_mul(1_000_000),
-            off_ns: a.off_ms.saturating_mul(1_000_000),
-        },
-        PatternArg::Poisson => Pattern::Poisson,
-        PatternArg::Pareto => Pattern::Pareto {
-            shape: a.pareto_shape,
-        },
-    };
-    if !(a.rate.is_finite() && a.rate >= 0.0) {
-        bail!(
-            "--rate must be a non-negative number of packets per second, got {}",
-            a.rate
-        );
+impl Traffic {
+    fn pattern(&self) -> Result<Pattern> {
+        if !(self.rate.is_finite() && self.rate >= 0.0) {
+            bail!(
+                "--rate must be a non-negative number of packets per second, got {}",
+                self.rate
+            );
+        }
+        Ok(match self.pattern {
+            _ if self.rate == 0.0 => Pattern::Unlimited,
+            PatternArg::Constant => Pattern::Constant,
+            PatternArg::Onoff => Pattern::OnOff {
+                on_ns: self.on_ms.saturating_mul(1_000_000),
+                off_ns: self.off_ms.saturating_mul(1_000_000),
+            },
+            PatternArg::Poisson => Pattern::Poisson,
+            PatternArg::Pareto => Pattern::Pareto {
+                shape: self.pareto_shape,
+            },
+        })
     }
+
+    /// `(count, duration)`, with 10 s when neither is given.
+    fn length(&self) -> Result<(Option<u64>, Option<Duration>)> {
+        let duration = secs("duration", self.duration)?;
+        Ok(match (self.count, duration) {
+            (None, None) => (None, Some(Duration::from_secs(10))),
+            other => other,
+        })
+    }
+}
+
+fn send_progress_line(p: &SendProgress) -> String {
+    let secs = p.interval_secs.max(1e-9);
+    format!(
+        "[{:6.1}s] sent {:>10.0} pps  {:>8.2} Mbit/s payload  total {}",
+        p.elapsed_secs,
+        p.packets as f64 / secs,
+        p.bytes as f64 * 8.0 / 1e6 / secs,
+        p.total
+    )
+}
+
+fn print_send_summary(sum: &SendSummary) {
+    eprintln!(
+        "sent {} packets ({} bytes payload) in {:.3} s: {:.0} pps, {:.2} Mbit/s payload; dropped {}, send errors {}; lateness mean {:.1} us max {:.1} us",
+        sum.sent,
+        sum.bytes,
+        sum.elapsed_secs,
+        sum.pps,
+        sum.payload_mbps,
+        sum.dropped,
+        sum.send_errors,
+        sum.mean_lateness_ns / 1000.0,
+        us(sum.max_lateness_ns)
+    );
+}
+
+fn send(a: SendArgs) -> Result<()> {
+    let t = &a.traffic;
     let mut cfg = SendConfig::new(a.dst);
     cfg.proto = if a.tcp { Proto::Tcp } else { Proto::Udp };
     cfg.src_ip = a.src;
     cfg.src_port = a.src_port;
-    cfg.flows = a.flows;
-    cfg.stream_base = a.stream_id;
-    cfg.pattern = pattern;
-    cfg.rate_pps = a.rate;
-    cfg.seed = a.seed;
-    cfg.sizes = a.size.with_per_size(a.per_size);
-    cfg.count = a.count;
-    cfg.duration = secs("duration", a.duration)?;
-    if cfg.count.is_none() && cfg.duration.is_none() {
-        cfg.duration = Some(Duration::from_secs(10));
-    }
+    cfg.flows = t.flows;
+    cfg.stream_base = t.stream_id;
+    cfg.pattern = t.pattern()?;
+    cfg.rate_pps = t.rate;
+    cfg.seed = t.seed;
+    cfg.sizes = t.size.clone().with_per_size(t.per_size);
+    (cfg.count, cfg.duration) = t.length()?;
     cfg.batch = a.common.batch as usize;
     cfg.rtt = a.rtt;
     cfg.rtt_grace = secs("rtt-grace", Some(a.rtt_grace))?.unwrap_or_default();
@@ -348,14 +482,7 @@ fn send(a: SendArgs) -> Result<()> {
         if quiet {
             return;
         }
-        let secs = p.interval_secs.max(1e-9);
-        let mut line = format!(
-            "[{:6.1}s] sent {:>10.0} pps  {:>8.2} Mbit/s payload  total {}",
-            p.elapsed_secs,
-            p.packets as f64 / secs,
-            p.bytes as f64 * 8.0 / 1e6 / secs,
-            p.total
-        );
+        let mut line = send_progress_line(p);
         if let Some(r) = &p.rtt {
             line += &format!(
                 "  | echoes {}  rtt p50 {:.1} us  p99 {:.1} us",
@@ -370,20 +497,140 @@ fn send(a: SendArgs) -> Result<()> {
     if a.common.json {
         return emit_json(&sum);
     }
-    eprintln!(
-        "sent {} packets ({} bytes payload) in {:.3} s: {:.0} pps, {:.2} Mbit/s payload; dropped {}, send errors {}; lateness mean {:.1} us max {:.1} us",
-        sum.sent,
-        sum.bytes,
-        sum.elapsed_secs,
-        sum.pps,
-        sum.payload_mbps,
-        sum.dropped,
-        sum.send_errors,
-        sum.mean_lateness_ns / 1000.0,
-        us(sum.max_lateness_ns)
-    );
+    print_send_summary(&sum);
     if let Some(r) = &sum.rtt {
         print_rx("round trip (latency = RTT)", r);
+    }
+    Ok(())
+}
+
+fn send_xsk(a: SendXskArgs) -> Result<()> {
+    let t = &a.traffic;
+    let src_mac = match &a.src_mac {
+        Some(m) => parse_mac(m).context("--src-mac")?,
+        None => interface_mac(&a.dev)
+            .with_context(|| format!("cannot read the MAC of {}; pass --src-mac", a.dev))?,
+    };
+    if a.src.is_ipv4() != a.dst.is_ipv4() {
+        bail!(
+            "--src {} and --dst {} are different address families",
+            a.src,
+            a.dst
+        );
+    }
+    let ep = Endpoints {
+        src_mac,
+        dst_mac: parse_mac(&a.dst_mac).context("--dst-mac")?,
+        src: a.src,
+        dst: a.dst,
+    };
+    let mut cfg = XskConfig::new(&a.dev, ep);
+    cfg.queue_id = a.queue;
+    cfg.flows = t.flows;
+    cfg.stream_base = t.stream_id;
+    cfg.pattern = t.pattern()?;
+    cfg.rate_pps = t.rate;
+    cfg.seed = t.seed;
+    cfg.sizes = t.size.clone().with_per_size(t.per_size);
+    (cfg.count, cfg.duration) = t.length()?;
+    cfg.batch = a.batch;
+    cfg.ring_size = a.ring_size;
+    let stop = install_signal_stop();
+    let quiet = a.json_quiet.quiet;
+    let (sum, xs) = run_xsk_sender(&cfg, &stop, |p| {
+        if !quiet {
+            eprintln!("{}", send_progress_line(p));
+        }
+    })
+    .context("AF_XDP sender failed")?;
+    if a.json_quiet.json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            send: &'a SendSummary,
+            xsk: &'a XskStats,
+        }
+        return emit_json(&Out {
+            send: &sum,
+            xsk: &xs,
+        });
+    }
+    print_send_summary(&sum);
+    eprintln!(
+        "AF_XDP: {} kicks, {} invalid descriptors, TX ring found empty {} times",
+        xs.kicks, xs.tx_invalid_descs, xs.tx_ring_empty_descs
+    );
+    Ok(())
+}
+
+fn recv_xdp(a: RecvXdpArgs) -> Result<()> {
+    let cfg = SinkConfig {
+        ifname: a.dev,
+        action: if a.pass {
+            SinkAction::Pass
+        } else {
+            SinkAction::Drop
+        },
+        mode: match a.mode {
+            XdpModeArg::Auto => None,
+            XdpModeArg::Native => Some(XdpMode::Native),
+            XdpModeArg::Generic => Some(XdpMode::Generic),
+        },
+        stop: StopWhen {
+            count: a.count,
+            duration: secs("duration", a.duration)?,
+            idle: secs("idle", a.idle)?,
+        },
+    };
+    let stop = install_signal_stop();
+    let quiet = a.json_quiet.quiet;
+    let sum = run_sink(&cfg, &stop, |p| {
+        if !quiet {
+            eprintln!(
+                "[{:6.1}s] sink {:>10.0} pps  {:>8.2} Mbit/s  total {}",
+                p.elapsed_secs,
+                p.pps,
+                p.bytes as f64 * 8.0 / 1e6,
+                p.total
+            );
+        }
+    })
+    .context("XDP sink failed")?;
+    if a.json_quiet.json {
+        return emit_json(&sum);
+    }
+    eprintln!(
+        "XDP sink on {} ({:?}, {:?}): {} pktgen frames, {} bytes, {:.0} pps, {:.2} Mbit/s over {:.3} s active; {} other frames passed",
+        sum.dev,
+        sum.mode,
+        sum.action,
+        sum.packets,
+        sum.bytes,
+        sum.pps,
+        sum.mbps,
+        sum.active_secs,
+        sum.other_packets
+    );
+    let cpus: Vec<String> = sum
+        .per_cpu
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.packets > 0)
+        .map(|(i, c)| format!("cpu{i} {}", c.packets))
+        .collect();
+    eprintln!("  per CPU: {}", cpus.join(", "));
+    for s in &sum.streams {
+        eprintln!(
+            "  stream {}: {} frames, {} bytes",
+            s.stream_id, s.count.packets, s.count.bytes
+        );
+    }
+    if sum.streams_untracked > 0 {
+        eprintln!(
+            "  {} frames of streams beyond the first {} are in the totals only",
+            sum.streams_untracked,
+            pktgen::xdp_sink::MAX_STREAMS
+        );
     }
     Ok(())
 }
@@ -498,5 +745,7 @@ fn main() -> Result<()> {
         Cmd::Recv(a) => recv(a),
         Cmd::Reflect(a) => reflect(a),
         Cmd::SendXdp(a) => send_xdp(a),
+        Cmd::SendXsk(a) => send_xsk(a),
+        Cmd::RecvXdp(a) => recv_xdp(a),
     }
 }

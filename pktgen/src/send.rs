@@ -239,7 +239,7 @@ fn open_flows(cfg: &SendConfig) -> Result<Vec<Flow>, Error> {
 }
 
 /// Sets this thread's timer slack to 1 µs so short sleeps wake close to their deadline.
-fn tighten_timer_slack() {
+pub(crate) fn tighten_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes one unsigned long argument and only affects the calling
     // thread; failure is harmless (the default 50 µs slack stays).
     unsafe {

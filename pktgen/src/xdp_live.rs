@@ -11,16 +11,20 @@
 //! rewrites the payload; the IPv4 header checksum is computed once here.
 
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use serde::Serialize;
 
+use crate::bpf::{
+    Attr, BPF_MAP_TYPE_ARRAY, BPF_PROG_TEST_RUN, XDP_DROP, XDP_TX, bpf, ifindex, insn, load_xdp,
+    map_create, map_lookup,
+};
 use crate::clock::monotonic_ns;
 use crate::error::{Error, io_err};
-use crate::payload::{HEADER_LEN, Header};
+use crate::frame::{ETH_HEADER, Endpoints, Template, UdpChecksum};
+pub use crate::frame::{inet_checksum, parse_mac};
 use crate::sizes::{IPV4_HEADER, UDP_HEADER};
 
-const ETH_HEADER: usize = 14;
 /// Offset of the pktgen header in the frame.
 pub const PAYLOAD_OFFSET: usize = ETH_HEADER + IPV4_HEADER + UDP_HEADER;
 /// Offset of the sequence number the program writes.
@@ -28,41 +32,7 @@ pub const SEQ_OFFSET: usize = PAYLOAD_OFFSET + 8;
 /// Offset of the timestamp the program writes.
 pub const TX_OFFSET: usize = PAYLOAD_OFFSET + 16;
 
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-const BPF_MAP_TYPE_ARRAY: u32 = 2;
-const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
-const XDP_DROP: i32 = 1;
-const XDP_TX: i32 = 3;
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], Error> {
-    let bad = || Error::Config(format!("bad MAC address '{s}'"));
-    let parts: Vec<&str> = s.trim().split(':').collect();
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut mac = [0u8; 6];
-    for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    Ok(mac)
-}
-
-/// RFC 1071 Internet checksum of `data`.
-pub fn inet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 /// Builds the template frame: Ethernet + IPv4 (DF, TTL 64) + UDP (checksum 0) + pktgen header
 /// (sequence 0, timestamp 0) + zero filler, for an IP packet of `ip_size` bytes (raised to fit
@@ -75,42 +45,15 @@ pub fn build_udp4_frame(
     stream_id: u32,
     ip_size: usize,
 ) -> Result<Vec<u8>, Error> {
-    let ip_len = ip_size.max(IPV4_HEADER + UDP_HEADER + HEADER_LEN);
-    let ip_len16 =
-        u16::try_from(ip_len).map_err(|_| Error::Config(format!("IP size {ip_len} too large")))?;
-    let mut f = vec![0u8; ETH_HEADER + ip_len];
-    f[0..6].copy_from_slice(&dst_mac);
-    f[6..12].copy_from_slice(&src_mac);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    {
-        let ip = &mut f[ETH_HEADER..ETH_HEADER + IPV4_HEADER];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&ip_len16.to_be_bytes());
-        ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
-        ip[8] = 64;
-        ip[9] = 17; // UDP
-        ip[12..16].copy_from_slice(&src.ip().octets());
-        ip[16..20].copy_from_slice(&dst.ip().octets());
-        let c = inet_checksum(ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-    }
-    let udp_len = ip_len16 - IPV4_HEADER as u16;
-    let udp = &mut f[ETH_HEADER + IPV4_HEADER..PAYLOAD_OFFSET];
-    udp[0..2].copy_from_slice(&src.port().to_be_bytes());
-    udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    Header::new(stream_id, 0, 0)
-        .encode(&mut f[PAYLOAD_OFFSET..])
-        .map_err(|e| Error::Config(e.to_string()))?;
-    Ok(f)
-}
-
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
-    u64::from(code)
-        | (u64::from(dst & 0xf) << 8)
-        | (u64::from(src & 0xf) << 12)
-        | (u64::from(off as u16) << 16)
-        | (u64::from(imm as u32) << 32)
+    let ep = Endpoints {
+        src_mac,
+        dst_mac,
+        src: src.into(),
+        dst: dst.into(),
+    };
+    Ok(Template::new(&ep, stream_id, ip_size, UdpChecksum::None)?
+        .frame()
+        .to_vec())
 }
 
 /// The XDP program: bounds-check the frame, `seq = map[0]++`, write seq and
@@ -143,47 +86,6 @@ pub fn program(map_fd: i32) -> Vec<u64> {
         insn(0xb7, 0, 0, 0, XDP_DROP),          // 22: r0 = XDP_DROP
         insn(0x95, 0, 0, 0, 0),                 // 23: exit
     ]
-}
-
-/// A zeroed `union bpf_attr`-sized buffer (larger than every command used here).
-#[repr(C, align(8))]
-struct Attr([u8; 128]);
-
-impl Attr {
-    fn new() -> Self {
-        Self([0; 128])
-    }
-    fn u32(&mut self, at: usize, v: u32) -> &mut Self {
-        self.0[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-        self
-    }
-    fn u64(&mut self, at: usize, v: u64) -> &mut Self {
-        self.0[at..at + 8].copy_from_slice(&v.to_ne_bytes());
-        self
-    }
-}
-
-fn bpf(cmd: libc::c_long, attr: &mut Attr) -> std::io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, writable, zero-padded bpf_attr buffer of the size passed; any
-    // pointers stored in it (set by the callers) refer to buffers that outlive this call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.0.as_mut_ptr(),
-            std::mem::size_of::<Attr>() as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn owned_fd(r: libc::c_long) -> OwnedFd {
-    // SAFETY: `r` is a new file descriptor just returned by bpf(2) that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(r as i32) }
 }
 
 /// Live-frames sender settings.
@@ -230,15 +132,7 @@ pub fn run_xdp_live(cfg: &XdpLiveConfig) -> Result<XdpLiveSummary, Error> {
             "count must be at least 1 and batch within 1..=256".into(),
         ));
     }
-    let name = std::ffi::CString::new(cfg.ifname.as_str())
-        .map_err(|_| Error::Config(format!("bad interface name '{}'", cfg.ifname)))?;
-    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        return Err(io_err(format!("interface {}", cfg.ifname))(
-            std::io::Error::last_os_error(),
-        ));
-    }
+    let ifindex = ifindex(&cfg.ifname)?;
     let frame = build_udp4_frame(
         cfg.src_mac,
         cfg.dst_mac,
@@ -248,40 +142,8 @@ pub fn run_xdp_live(cfg: &XdpLiveConfig) -> Result<XdpLiveSummary, Error> {
         cfg.ip_size,
     )?;
 
-    let map = owned_fd(
-        bpf(
-            BPF_MAP_CREATE,
-            Attr::new()
-                .u32(0, BPF_MAP_TYPE_ARRAY)
-                .u32(4, 4)
-                .u32(8, 8)
-                .u32(12, 1),
-        )
-        .map_err(io_err("BPF_MAP_CREATE"))?,
-    );
-    let insns = program(map.as_raw_fd());
-    let license = b"GPL\0";
-    let mut log = vec![0u8; 64 * 1024];
-    let prog = owned_fd(
-        bpf(
-            BPF_PROG_LOAD,
-            Attr::new()
-                .u32(0, BPF_PROG_TYPE_XDP)
-                .u32(4, insns.len() as u32)
-                .u64(8, insns.as_ptr() as u64)
-                .u64(16, license.as_ptr() as u64)
-                .u32(24, 1)
-                .u32(28, log.len() as u32)
-                .u64(32, log.as_mut_ptr() as u64),
-        )
-        .map_err(|e| {
-            let text = String::from_utf8_lossy(&log);
-            Error::Config(format!(
-                "BPF_PROG_LOAD: {e}; verifier: {}",
-                text.trim_end_matches('\0').trim()
-            ))
-        })?,
-    );
+    let map = map_create(BPF_MAP_TYPE_ARRAY, 8, 1)?;
+    let prog = load_xdp(&program(map.as_raw_fd()))?;
 
     // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex }:
     // the kernel wants data_end == the frame length and no metadata.
@@ -306,16 +168,9 @@ pub fn run_xdp_live(cfg: &XdpLiveConfig) -> Result<XdpLiveSummary, Error> {
     }
     let elapsed = monotonic_ns().saturating_sub(start) as f64 / 1e9;
 
-    let key = 0u32;
-    let mut value = 0u64;
-    bpf(
-        BPF_MAP_LOOKUP_ELEM,
-        Attr::new()
-            .u32(0, map.as_raw_fd() as u32)
-            .u64(8, &key as *const u32 as u64)
-            .u64(16, &mut value as *mut u64 as u64),
-    )
-    .map_err(io_err("BPF_MAP_LOOKUP_ELEM"))?;
+    let mut value = [0u8; 8];
+    map_lookup(&map, 0, &mut value)?;
+    let value = u64::from_ne_bytes(value);
     Ok(XdpLiveSummary {
         sent: value,
         elapsed_secs: elapsed,
@@ -330,6 +185,7 @@ pub fn run_xdp_live(cfg: &XdpLiveConfig) -> Result<XdpLiveSummary, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::Header;
 
     #[test]
     fn frame_layout_and_checksums() {
@@ -354,25 +210,6 @@ mod tests {
         let h = Header::decode(&f[PAYLOAD_OFFSET..]).expect("pktgen header");
         assert_eq!((h.stream_id, h.seq, h.tx_ns), (5, 0, 0));
         assert_eq!((SEQ_OFFSET, TX_OFFSET), (50, 58));
-    }
-
-    #[test]
-    fn checksum_matches_rfc1071_example() {
-        // RFC 1071 section 3 example bytes: sum 0xddf2, checksum 0x220d.
-        assert_eq!(
-            inet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            0x220d
-        );
-    }
-
-    #[test]
-    fn macs_parse_strictly() {
-        assert_eq!(
-            parse_mac("aa:BB:0c:00:01:ff").expect("ok"),
-            [0xaa, 0xbb, 0x0c, 0, 1, 0xff]
-        );
-        assert!(parse_mac("aa:bb:cc:dd:ee").is_err());
-        assert!(parse_mac("aa:bb:cc:dd:ee:zz").is_err());
     }
 
     #[test]

@@ -107,6 +107,40 @@ fn bad_flags_exit_non_zero_with_a_clear_message() {
         ],
         "--batch",
     );
+    // AF_XDP sender and XDP sink: every one of these fails before a socket or program exists.
+    fn xsk<'a>(dst: &'a str, mac: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec![
+            "send-xsk",
+            "--dev",
+            "lo",
+            "--src",
+            "127.0.0.1:1",
+            "--dst",
+            dst,
+            "--dst-mac",
+            mac,
+            "--count",
+            "1",
+        ];
+        v.extend_from_slice(extra);
+        v
+    }
+    let (v4, mac) = ("127.0.0.1:2", "02:00:00:00:00:02");
+    fails_with(&xsk(v4, "02:00", &[]), "bad MAC address '02:00'");
+    fails_with(&xsk("[::1]:2", mac, &[]), "different address families");
+    fails_with(&xsk(v4, mac, &["--ring-size", "1000"]), "power of two");
+    fails_with(&xsk(v4, mac, &["--size", "70000"]), "out of range");
+    fails_with(&xsk(v4, mac, &["--flows", "0"]), "--flows");
+    fails_with(&xsk(v4, mac, &["--rate=-1"]), "--rate");
+    fails_with(
+        &["recv-xdp", "--dev", "pktgen-no-such-if0"],
+        "interface pktgen-no-such-if0",
+    );
+    fails_with(
+        &["recv-xdp", "--dev", "lo", "--duration", "0"],
+        "--duration must be a positive number",
+    );
+    fails_with(&["recv-xdp", "--dev", "lo", "--mode", "turbo"], "--mode");
     fails_with(&["bogus"], "unrecognized subcommand");
 }
 
@@ -204,4 +238,101 @@ fn recv_and_send_binaries_report_json_summaries() {
         p("p50_ns") > 0 && p("p50_ns") <= p("p99_ns") && p("p99_ns") <= p("max_ns"),
         "{lat}"
     );
+}
+
+#[test]
+fn send_xsk_and_recv_xdp_binaries_agree() {
+    if !can_run_netns_tests("send_xsk_and_recv_xdp_binaries_agree") {
+        return;
+    }
+    let pair = NetnsPair::create().expect("namespaces");
+    let sink = ns_cmd(
+        &pair.b,
+        &[
+            "recv-xdp",
+            "--dev",
+            &pair.veth_b,
+            "--idle",
+            "0.5",
+            "--duration",
+            "20",
+            "--json",
+            "-q",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start sink");
+    // The sink is ready once B's veth shows an XDP program.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pktgen::netns::run("ip", &["-n", &pair.b, "link", "show", "dev", &pair.veth_b])
+        .expect("ip link")
+        .contains("xdp")
+    {
+        assert!(Instant::now() < deadline, "sink never attached");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let send = ns_cmd(
+        &pair.a,
+        &[
+            "send-xsk",
+            "--dev",
+            &pair.veth_a,
+            "--src",
+            "[2001:db8::1]:40000",
+            "--dst",
+            "[2001:db8::2]:9000",
+            "--dst-mac",
+            pktgen::netns::MAC_B,
+            "--rate",
+            "10000",
+            "--count",
+            "2000",
+            "--flows",
+            "2",
+            "--stream-id",
+            "7",
+            "--size",
+            "64,1500",
+            "--per-size",
+            "10",
+            "--json",
+        ],
+    )
+    .output()
+    .expect("run send-xsk");
+    let send_err = String::from_utf8_lossy(&send.stderr);
+    assert!(send.status.success(), "send-xsk failed: {send_err}");
+    let s: serde_json::Value = serde_json::from_slice(&send.stdout).expect("send-xsk JSON");
+    assert_eq!(s["sent"], 2000, "{s}");
+    assert_eq!(s["dropped"], 0, "{s}");
+    assert_eq!(s["per_flow"], serde_json::json!([1000, 1000]));
+    assert_eq!(s["xsk"]["tx_invalid_descs"], 0, "{s}");
+    let out = sink.wait_with_output().expect("sink output");
+    assert!(
+        out.status.success(),
+        "recv-xdp failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let k: serde_json::Value = serde_json::from_slice(&out.stdout).expect("recv-xdp JSON");
+    assert_eq!(k["packets"], 2000, "{k}");
+    assert_eq!(k["mode"], "native");
+    assert_eq!(k["action"], "drop");
+    // 1000 frames of 14 + 72 bytes (64 raised to the IPv6 minimum) and 1000 of 14 + 1500
+    assert_eq!(k["bytes"], 1000 * 86 + 1000 * 1514, "{k}");
+    let ids: Vec<u64> = k["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|x| x["stream_id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, vec![7, 8]);
+    let cpu_sum: u64 = k["per_cpu"]
+        .as_array()
+        .expect("per_cpu")
+        .iter()
+        .map(|c| c["packets"].as_u64().expect("packets"))
+        .sum();
+    assert_eq!(cpu_sum, 2000);
 }

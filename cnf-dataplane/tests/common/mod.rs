@@ -473,8 +473,14 @@ pub fn sh(ns: Option<&str>, cmd: &[&str]) {
             c
         }
     };
-    let st = c.status().expect("spawn");
-    assert!(st.success(), "{ns:?} {cmd:?} failed");
+    // quiet unless it fails (ethtool -K reports every feature it changed)
+    let out = c.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{ns:?} {cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Namespaces deleted on drop.

@@ -8,6 +8,7 @@ PACKAGES=(
   iproute2 ethtool iputils-ping python3                         # namespaces, veth, offloads; lab report
   linux-libc-dev libc6-dev gcc make                            # headers for -target bpf, C builds
   prometheus shellcheck                                        # real-Prometheus scrape test; e2e script lint
+  libdpdk-dev libclang1-14                                     # DPDK back end (feature dpdk): libdpdk; libclang for bindgen
 )
 
 missing=()

@@ -872,3 +872,34 @@ impl<'a> Worker<'a> {
         self.io.tx.pending()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the feature the DPDK back end is an error naming the feature, before anything opens.
+    #[cfg(not(feature = "dpdk"))]
+    #[test]
+    fn dpdk_backend_without_the_feature_names_it() {
+        let mut cfg = TierConfig::new("lo", 0);
+        cfg.backend = Backend::Dpdk;
+        let e = UserTier::start(cfg, |_, _| -> Result<(), String> {
+            panic!("nothing to register")
+        })
+        .expect_err("no dpdk feature");
+        assert!(e.to_string().contains("cargo feature `dpdk`"), "{e}");
+    }
+
+    #[test]
+    fn backend_crd_mapping() {
+        assert_eq!(
+            Backend::from(crds::vnfchain::UserspaceBackend::Dpdk),
+            Backend::Dpdk
+        );
+        assert_eq!(
+            Backend::from(crds::vnfchain::UserspaceBackend::default()),
+            Backend::default()
+        );
+        assert_eq!(Backend::Dpdk.as_str(), "dpdk");
+    }
+}

@@ -75,7 +75,7 @@ fn run(lab: &Lab, rate: f64, secs: f64) -> anyhow::Result<(u64, Vec<u64>)> {
                         let Ok(pt) = aead.open(&buf[..n]) else {
                             continue;
                         };
-                        if let Some(h) = pktgen::payload::Header::decode(&pt) {
+                        if let Ok(h) = pktgen::payload::Header::decode(&pt) {
                             lat.push(now.saturating_sub(h.tx_ns));
                         }
                     }
@@ -168,19 +168,27 @@ fn us(ns: u64) -> String {
 fn main() -> anyhow::Result<()> {
     let mut rate = 20_000.0;
     let mut secs = 1.0;
+    let mut driver = DpdkDriver::AfPacket;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = |flag: &str| -> anyhow::Result<f64> {
-            let v = args
-                .next()
-                .with_context(|| format!("{flag} needs a value"))?;
+        let v = args.next().with_context(|| format!("{a} needs a value"))?;
+        let num = |flag: &str| -> anyhow::Result<f64> {
             v.parse()
                 .with_context(|| format!("{flag}: {v:?} is not a number"))
         };
         match a.as_str() {
-            "--pps" => rate = val("--pps")?,
-            "--secs" => secs = val("--secs")?,
-            other => bail!("unknown argument {other:?} (options: --pps N, --secs S)"),
+            "--pps" => rate = num("--pps")?,
+            "--secs" => secs = num("--secs")?,
+            "--dpdk-driver" => {
+                driver = match v.as_str() {
+                    "af_packet" => DpdkDriver::AfPacket,
+                    "af_xdp" => DpdkDriver::AfXdp,
+                    _ => bail!("--dpdk-driver: {v:?} is not af_packet or af_xdp"),
+                }
+            }
+            other => {
+                bail!("unknown argument {other:?} (options: --pps N, --secs S, --dpdk-driver D)")
+            }
         }
     }
     if !(rate > 0.0 && secs > 0.0) {

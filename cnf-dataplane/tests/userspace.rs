@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::AtomicBool;
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use cnf_dataplane::userspace::redirect::XskRedirect;

@@ -2,7 +2,8 @@
 //! `xsk_redirect` program feeds an AF_XDP socket on the ingress veth, the tier seals (or opens)
 //! UDP payloads and sends the frames out of the egress veth; the server's UDP socket receives
 //! them — the kernel drops frames with a bad UDP checksum, so arrival proves the checksum — and
-//! the test opens every payload with the key. Also the polling-policy benchmark.
+//! the test opens every payload with the key. The polling-policy benchmark is the `tier-bench`
+//! example.
 
 mod common;
 

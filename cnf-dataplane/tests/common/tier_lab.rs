@@ -321,3 +321,79 @@ pub fn tier_stats_ok(stats: &Stats, count: usize) {
     assert_eq!(stats.kernel_rx_dropped, 0, "{stats:?}");
     assert!(stats.cpu_ns > 0, "{stats:?}");
 }
+
+/// A packet socket on `dev` (in the calling thread's namespace) that sees every frame.
+pub struct Capture(std::os::fd::OwnedFd);
+
+impl Capture {
+    pub fn open(dev: &str) -> Self {
+        use std::os::fd::FromRawFd;
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `fd` is a fresh socket we own.
+        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let name = std::ffi::CString::new(dev).expect("name");
+        // SAFETY: `name` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert!(ifindex > 0, "no {dev}");
+        // SAFETY: an all-zero sockaddr_ll is a valid value to fill in.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll of the given length.
+        let rc = unsafe {
+            libc::bind(
+                fd,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: SO_RCVTIMEO takes a timeval of the given length.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        assert_eq!(rc, 0);
+        Self(owned)
+    }
+
+    /// Frames received until `want` matched `keep` or ~1 s passed without a match.
+    pub fn collect(&self, want: usize, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut idle = 0;
+        while out.len() < want && idle < 5 {
+            // SAFETY: `buf` is writable for its length.
+            let n =
+                unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                idle += 1;
+                continue;
+            }
+            let f = &buf[..n as usize];
+            if keep(f) {
+                idle = 0;
+                out.push(f.to_vec());
+            }
+        }
+        out
+    }
+}

@@ -13,3 +13,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 # One test binary at a time runs its tests on both cores; namespace tests use unique names, so they may overlap.
 cargo test --workspace --locked
+# The optional DPDK back end of the user-space tier (feature `dpdk`, links the system libdpdk).
+echo "== cargo clippy -p cnf-dataplane --features dpdk --all-targets -- -D warnings"
+cargo clippy -p cnf-dataplane --features dpdk --all-targets --locked -- -D warnings
+echo "== cargo test -p cnf-dataplane --features dpdk --test dpdk"
+cargo test -p cnf-dataplane --features dpdk --locked --test dpdk

@@ -9,6 +9,7 @@ PACKAGES=(
   linux-libc-dev libc6-dev gcc make                            # headers for -target bpf, C builds
   prometheus shellcheck                                        # real-Prometheus scrape test; e2e script lint
   sockperf                                                     # pktgen latency cross-check (ping-pong)
+  libdpdk-dev libclang1-14                                     # DPDK back end (feature dpdk): libdpdk; libclang for bindgen
 )
 
 missing=()

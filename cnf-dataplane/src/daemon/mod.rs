@@ -216,9 +216,18 @@ fn start_tiers(
     opts: &StartOptions,
 ) -> Result<Vec<UserTier>, ApplyError> {
     if spec.dataplane.userspace.backend != UserspaceBackend::Afxdp {
+        // The chain hands frames to user space through its XSKMAP, which only AF_XDP sockets can
+        // take; the DPDK back end runs as a tier of its own on an interface (userspace::dpdk).
+        let message = if cfg!(feature = "dpdk") {
+            "dpdk: the chain's hand-off (XSKMAP) feeds AF_XDP sockets only; the DPDK back end \
+             runs as a standalone tier on an interface, not behind a chain (use afxdp)"
+        } else {
+            "dpdk: this cnf-dataplane was built without the cargo feature `dpdk` (use afxdp, or \
+             build with --features dpdk)"
+        };
         return Err(ApplyError::Unsupported {
             path: "spec.dataplane.userspace.backend".into(),
-            message: "dpdk: not supported by this data plane yet (use afxdp)".into(),
+            message: message.into(),
         });
     }
     if engine.hook() != Hook::Xdp {

@@ -6,12 +6,16 @@
 //! - [`poll`]: the polling policies (busyPoll, adaptive, wakeup) as a backoff state machine;
 //! - [`stats`]: the counters and the rx→tx latency histogram ([`Stats`]);
 //! - [`xsk`]: UMEM, rings and the worker thread ([`UserTier`]);
+//! - `dpdk` (cargo feature `dpdk`): the same worker on DPDK ports over virtual devices
+//!   ([`Backend::Dpdk`]), started through the same [`UserTier::start`];
 //! - [`redirect`]: the standalone XDP program that feeds the sockets when no chain does.
 //!
 //! The tier does not own the XSKMAP that feeds it: [`UserTier::start`] hands the socket's fd to a
 //! callback, which registers it in the chain's map (or a [`redirect::XskRedirect`]'s).
 
 pub mod cipher;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod frame;
 pub mod poll;
 pub mod redirect;
@@ -22,7 +26,7 @@ pub use cipher::{Aead, Algorithm, Direction};
 pub use frame::{DropReason, MacRewrite};
 pub use poll::{AdaptiveTuning, Polling};
 pub use stats::{LatencyHistogram, Stats};
-pub use xsk::{CipherSpec, TierConfig, UserTier};
+pub use xsk::{Backend, CipherSpec, DpdkDriver, TierConfig, UserTier};
 
 /// Errors of the user-space tier.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +71,9 @@ pub enum UserspaceError {
     /// The worker thread could not be started or died.
     #[error("tier worker thread: {0}")]
     Thread(std::io::Error),
+    /// A DPDK call failed (EAL, mempool, port).
+    #[error("DPDK back end: {0}")]
+    Dpdk(String),
     /// Loading or attaching the redirect program failed.
     #[error("xsk redirect program: {0}")]
     Bpf(String),

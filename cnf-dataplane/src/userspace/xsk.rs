@@ -49,6 +49,46 @@ impl std::fmt::Debug for CipherSpec {
     }
 }
 
+/// Packet I/O back end of the tier (the CRD's `dataplane.userspace.backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Backend {
+    /// AF_XDP sockets fed by an XSKMAP (the chain's hand-off or [`super::redirect`]).
+    #[default]
+    AfXdp,
+    /// DPDK ports on virtual devices (cargo feature `dpdk`); see [`DpdkDriver`].
+    Dpdk,
+}
+
+impl Backend {
+    /// The CRD spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::AfXdp => "afxdp",
+            Backend::Dpdk => "dpdk",
+        }
+    }
+}
+
+impl From<crds::vnfchain::UserspaceBackend> for Backend {
+    fn from(b: crds::vnfchain::UserspaceBackend) -> Self {
+        match b {
+            crds::vnfchain::UserspaceBackend::Afxdp => Backend::AfXdp,
+            crds::vnfchain::UserspaceBackend::Dpdk => Backend::Dpdk,
+        }
+    }
+}
+
+/// The DPDK virtual device the [`Backend::Dpdk`] tier opens on its interfaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum DpdkDriver {
+    /// `net_af_packet`: a TPACKET ring on the interface; sees every queue, copies every frame,
+    /// and the kernel stack still receives the frames as well.
+    #[default]
+    AfPacket,
+    /// `net_af_xdp`: the PMD attaches its own XDP program and takes the queue's frames.
+    AfXdp,
+}
+
 /// Settings of one tier worker (one socket per `(interface, queue)`).
 #[derive(Clone, Debug)]
 pub struct TierConfig {
@@ -81,11 +121,15 @@ pub struct TierConfig {
     pub batch: u32,
     /// Try zero-copy first (falls back to copy mode when the driver refuses).
     pub try_zero_copy: bool,
+    /// Packet I/O back end.
+    pub backend: Backend,
+    /// The DPDK vdev (used only by [`Backend::Dpdk`]).
+    pub dpdk_driver: DpdkDriver,
 }
 
 impl TierConfig {
-    /// Defaults: one-armed, no functions, adaptive polling, MTU 1500, 4096 frames of 4 KiB,
-    /// rings of 1024, batch 64, zero-copy tried first.
+    /// Defaults: AF_XDP, one-armed, no functions, adaptive polling, MTU 1500, 4096 frames of
+    /// 4 KiB, rings of 1024, batch 64, zero-copy tried first.
     pub fn new(ingress: &str, queue_id: u32) -> Self {
         Self {
             ingress: ingress.to_string(),
@@ -102,6 +146,8 @@ impl TierConfig {
             ring_size: 1024,
             batch: 64,
             try_zero_copy: true,
+            backend: Backend::AfXdp,
+            dpdk_driver: DpdkDriver::AfPacket,
         }
     }
 
@@ -150,13 +196,15 @@ pub struct UserTier {
     handle: Option<JoinHandle<()>>,
     polling: Polling,
     zero_copy: bool,
-    xsk_fd: RawFd,
+    xsk_fd: Option<RawFd>,
     queue_id: u32,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for UserTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserTier")
+            .field("backend", &self.backend)
             .field("polling", &self.polling)
             .field("zero_copy", &self.zero_copy)
             .field("queue_id", &self.queue_id)
@@ -172,6 +220,10 @@ impl UserTier {
     /// `register` gets the queue and the socket as a [`BorrowedFd`] (so e.g.
     /// `|q, fd| engine.register_xsk(q, fd)` plugs in the chain's XSKMAP). The kernel removes the
     /// socket from every XSKMAP when the tier stops and the socket closes.
+    ///
+    /// With [`Backend::Dpdk`] there is no socket and `register` is not called: the tier's DPDK
+    /// port takes frames from the ingress interface itself (see [`super::dpdk`]); without the
+    /// cargo feature `dpdk` that back end is an error naming the feature.
     pub fn start<E: std::fmt::Display>(
         cfg: TierConfig,
         register: impl FnOnce(u32, BorrowedFd<'_>) -> Result<(), E>,
@@ -187,6 +239,9 @@ impl UserTier {
         }
         let shared = Arc::new(Shared::new());
         let stop = Arc::new(AtomicBool::new(false));
+        if cfg.backend == Backend::Dpdk {
+            return Self::start_dpdk(cfg, functions, shared, stop);
+        }
         let (setup_tx, setup_rx) = mpsc::channel::<Result<(RawFd, bool), UserspaceError>>();
         let (go_tx, go_rx) = mpsc::channel::<bool>();
         let queue_id = cfg.queue_id;
@@ -229,9 +284,50 @@ impl UserTier {
             handle: Some(handle),
             polling,
             zero_copy,
-            xsk_fd,
+            xsk_fd: Some(xsk_fd),
             queue_id,
+            backend: Backend::AfXdp,
         })
+    }
+
+    #[cfg(feature = "dpdk")]
+    fn start_dpdk(
+        cfg: TierConfig,
+        functions: Vec<CipherFn>,
+        shared: Arc<Shared>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, UserspaceError> {
+        let (polling, queue_id) = (cfg.polling, cfg.queue_id);
+        let handle = super::dpdk::spawn(cfg, functions, shared.clone(), stop.clone())?;
+        Ok(Self {
+            stop,
+            shared,
+            handle: Some(handle),
+            polling,
+            zero_copy: false,
+            xsk_fd: None,
+            queue_id,
+            backend: Backend::Dpdk,
+        })
+    }
+
+    #[cfg(not(feature = "dpdk"))]
+    fn start_dpdk(
+        _cfg: TierConfig,
+        _functions: Vec<CipherFn>,
+        _shared: Arc<Shared>,
+        _stop: Arc<AtomicBool>,
+    ) -> Result<Self, UserspaceError> {
+        Err(UserspaceError::Config(
+            "backend dpdk: this cnf-dataplane was built without the cargo feature `dpdk` \
+             (cargo build -p cnf-dataplane --features dpdk, with libdpdk-dev installed)"
+                .into(),
+        ))
+    }
+
+    /// The packet I/O back end.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Whether the socket runs in zero-copy mode.
@@ -239,8 +335,8 @@ impl UserTier {
         self.zero_copy
     }
 
-    /// The RX socket's fd (valid while the tier runs).
-    pub fn xsk_fd(&self) -> RawFd {
+    /// The RX socket's fd (valid while the tier runs); `None` for the DPDK back end.
+    pub fn xsk_fd(&self) -> Option<RawFd> {
         self.xsk_fd
     }
 
@@ -298,7 +394,7 @@ fn thread_cpu_ns_of(h: &JoinHandle<()>) -> Option<u64> {
     clock_ns(clock)
 }
 
-fn clock_ns(clock: libc::clockid_t) -> Option<u64> {
+pub(super) fn clock_ns(clock: libc::clockid_t) -> Option<u64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -774,5 +870,36 @@ impl<'a> Worker<'a> {
             self.shared.tx_kicks.fetch_add(1, Relaxed);
         }
         self.io.tx.pending()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the feature the DPDK back end is an error naming the feature, before anything opens.
+    #[cfg(not(feature = "dpdk"))]
+    #[test]
+    fn dpdk_backend_without_the_feature_names_it() {
+        let mut cfg = TierConfig::new("lo", 0);
+        cfg.backend = Backend::Dpdk;
+        let e = UserTier::start(cfg, |_, _| -> Result<(), String> {
+            panic!("nothing to register")
+        })
+        .expect_err("no dpdk feature");
+        assert!(e.to_string().contains("cargo feature `dpdk`"), "{e}");
+    }
+
+    #[test]
+    fn backend_crd_mapping() {
+        assert_eq!(
+            Backend::from(crds::vnfchain::UserspaceBackend::Dpdk),
+            Backend::Dpdk
+        );
+        assert_eq!(
+            Backend::from(crds::vnfchain::UserspaceBackend::default()),
+            Backend::default()
+        );
+        assert_eq!(Backend::Dpdk.as_str(), "dpdk");
     }
 }

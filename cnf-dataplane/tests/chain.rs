@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::net::IpAddr;
+
 use cnf_dataplane::engine::abi::reason;
 use cnf_dataplane::engine::{
     Action, ChainConfig, ClassifierConfig, Engine, FirewallConfig, ForwarderConfig, FunctionConfig,
@@ -355,4 +357,122 @@ fn packets_never_mix_generations_during_a_switch() {
     });
     assert_eq!(mixed, 0, "packets ran functions of two generations");
     assert!(passed_a > 0 && dropped > 0, "both generations saw traffic");
+}
+
+/// The edge chain's stateful core: a stateful firewall that admits TCP to port 80 from the clients,
+/// SNAT of the clients, and a load balancer for the VIP.
+fn edge_core() -> Vec<FunctionConfig> {
+    use cnf_dataplane::engine::{
+        FirewallRule, LbBackendConfig, LbConfig, NatConfig, NatRule, PortRange,
+    };
+    use std::time::Duration;
+    vec![
+        FunctionConfig::new(
+            "fw",
+            FunctionKind::Firewall(FirewallConfig {
+                rules: vec![FirewallRule {
+                    priority: 0,
+                    action: Action::Allow,
+                    protocol: Some(TCP),
+                    src: Some("10.0.1.0/24".parse().expect("cidr")),
+                    dst: None,
+                    src_ports: None,
+                    dst_ports: Some(PortRange::new(80, 80).expect("range")),
+                }],
+                default_action: Action::Deny,
+                conntrack: true,
+                ..Default::default()
+            }),
+        ),
+        FunctionConfig::new(
+            "nat",
+            FunctionKind::Nat(NatConfig {
+                rules: vec![NatRule::Snat {
+                    match_src: vec!["10.0.1.0/24".parse().expect("cidr")],
+                    to_addr: ip("10.0.0.1"),
+                    ports: PortRange::new(20000, 20999).expect("range"),
+                }],
+                timeout: Duration::from_secs(60),
+            }),
+        ),
+        FunctionConfig::new(
+            "lb",
+            FunctionKind::LoadBalancer(LbConfig {
+                vip: ip("10.0.0.100"),
+                port: Some(80),
+                protocol: Some(TCP),
+                backends: ["10.0.2.1", "10.0.2.2"]
+                    .iter()
+                    .map(|b| LbBackendConfig {
+                        addr: ip(b),
+                        port: Some(8080),
+                        weight: 1,
+                    })
+                    .collect(),
+                affinity_timeout: Duration::from_secs(60),
+                table_size: 4093,
+            }),
+        ),
+        FunctionConfig::new("mon", FunctionKind::Monitor(MonitorConfig::default())),
+    ]
+}
+
+/// (source, source port, destination, destination port) of an untagged IPv4 TCP frame.
+fn tcp_ends(f: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
+    let h = &f[14..];
+    let l4 = &h[usize::from(h[0] & 0xf) * 4..];
+    (
+        IpAddr::from([h[12], h[13], h[14], h[15]]),
+        u16::from_be_bytes([l4[0], l4[1]]),
+        IpAddr::from([h[16], h[17], h[18], h[19]]),
+        u16::from_be_bytes([l4[2], l4[3]]),
+    )
+}
+
+#[test]
+fn replies_undo_the_translations_in_reverse_order() {
+    if !privileged() {
+        return;
+    }
+    for hook in HOOKS {
+        let mut e = load(hook);
+        e.apply(&chain(edge_core())).expect("apply");
+        let pass = verdicts(hook).pass;
+        for (i, client_port) in [5555u16, 5556, 5557].into_iter().enumerate() {
+            // client -> VIP: the firewall admits it, NAT moves the source, the LB picks a backend
+            let syn = Pkt::tcp("10.0.1.10", client_port, "10.0.0.100", 80).build();
+            let out = e.test_run(&syn, 1).expect("run");
+            assert_eq!(out.retval, pass, "{hook:?}: SYN passes");
+            verify_checksums(&out.data).expect("valid checksums");
+            let (src, sport, dst, dport) = tcp_ends(&out.data);
+            assert_eq!(src, ip("10.0.0.1"), "{hook:?}: SNAT");
+            assert!((20000..=20999).contains(&sport), "{hook:?}: SNAT port");
+            assert!(dst == ip("10.0.2.1") || dst == ip("10.0.2.2"), "{hook:?}");
+            assert_eq!(dport, 8080);
+
+            // the backend's SYN-ACK comes back to the SNAT address: it must meet the LB first, then
+            // NAT, then the firewall's conntrack, and reach the client from the VIP
+            let mut reply = Pkt::tcp(&dst.to_string(), dport, "10.0.0.1", sport);
+            reply.l4 = L4::Tcp {
+                sport: dport,
+                dport: sport,
+                flags: 0x12,
+            };
+            let back = e.test_run(&reply.build(), 1).expect("run reply");
+            assert_eq!(back.retval, pass, "{hook:?}: the reply passes the firewall");
+            verify_checksums(&back.data).expect("valid reply checksums");
+            assert_eq!(
+                tcp_ends(&back.data),
+                (ip("10.0.0.100"), 80, ip("10.0.1.10"), client_port),
+                "{hook:?}: reply {i} restored to VIP -> client"
+            );
+        }
+        // a packet from a backend that belongs to no flow is still the firewall's to judge
+        let stray = Pkt::tcp("10.0.2.1", 8080, "10.0.0.1", 20001).build();
+        assert_eq!(
+            run(&e, &stray),
+            verdicts(hook).drop,
+            "{hook:?}: stray reply"
+        );
+    }
 }

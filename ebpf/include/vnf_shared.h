@@ -66,6 +66,12 @@ enum vnf_reason {
 	VNF_R_NO_XSK = 11, /* user-space hand-off: no AF_XDP socket on the queue */
 };
 
+/* ---- chain: per-generation flags (array "vnf_gen_flags", index = generation) */
+/* Replies of flows the chain created state for run the chain in reverse order
+ * (set when the chain has a NAT or LB and another function before its
+ * terminal one: each undoes its own translation in the opposite order). */
+#define VNF_GEN_F_REVERSE_REPLIES (1u << 0)
+
 /* ---- attach: per-interface flags (hash "vnf_if_flags", key = ifindex) ---- */
 /* The entry program on this interface runs in generic (skb) XDP mode: the
  * skb survives every verdict (see lib/l4csum.h). */
@@ -129,8 +135,12 @@ struct vnf_scratch {
 	__u32 sampled; /* latency sampled for this packet (chain and functions) */
 	__u32 state; /* state id of the function currently running */
 	__u64 mark_ns; /* sampled packets: ktime when the previous function ended */
+	/* a reply of a flow the chain translated: the first rev_n positions run
+	 * in reverse order (see lib/chain.h); 0 = forward */
+	__u32 rev_n;
+	__u32 new_flow; /* a function created flow state for this packet */
 };
-_Static_assert(sizeof(struct vnf_scratch) == 48, "vnf_scratch size");
+_Static_assert(sizeof(struct vnf_scratch) == 56, "vnf_scratch size");
 
 /* Array map "vnf_instances", index = instance id. */
 struct vnf_instance_cfg {

@@ -26,6 +26,16 @@
  * the old generation; user space lets an RCU grace period pass (a few ms)
  * before it reuses the old generation for the next re-composition.
  *
+ * Replies.  A chain that translates (NAT, LB) and has more than one function
+ * must undo its work in the opposite order for the replies of a flow, as a
+ * router's conntrack does: the reply first meets the last translation.  When
+ * a function creates flow state for a packet (s->new_flow), the exit records
+ * the tuple of the flow's reply as it will arrive (the packet's final tuple,
+ * reversed) in vnf_replies; the entry looks every classified packet up there
+ * (generations with VNF_GEN_F_REVERSE_REPLIES only) and runs a hit through the
+ * positions in reverse order.  A terminal forwarder or user-space hand-off
+ * stays last.  s->pos counts steps; chain_pos() maps a step to its position.
+ *
  * The per-CPU scratch is safe across tail calls: a chain runs to completion
  * on one CPU in one softirq/NAPI context without preemption.
  */
@@ -59,6 +69,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vnf_slot);
 } vnf_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VNF_GENERATIONS);
+	__type(key, __u32);
+	__type(value, __u32);
+} vnf_gen_flags SEC(".maps");
+
+/* Reply tuples (as they will arrive) of flows the chain created state for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VNF_NAT_MAX);
+	__type(key, struct vnf_tuple);
+	__type(value, __u32);
+} vnf_replies SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
@@ -136,6 +161,14 @@ static __always_inline __u32 chain_slot(__u32 gen, __u32 pos)
 	return (gen & (VNF_GENERATIONS - 1)) * VNF_MAX_CHAIN + pos;
 }
 
+/* Position of the function at step s->pos (reverse order for replies). */
+static __always_inline __u32 chain_pos(const struct vnf_scratch *s)
+{
+	if (s->rev_n && s->pos < s->rev_n)
+		return s->rev_n - 1 - s->pos;
+	return s->pos;
+}
+
 static __always_inline struct vnf_scratch *chain_scratch(void)
 {
 	__u32 zero = 0;
@@ -150,9 +183,21 @@ static __always_inline int chain_finish(vnf_ctx_t *ctx, struct vnf_scratch *s,
 {
 	__u32 gen = s->gen;
 	struct vnf_chain_stats *cs = bpf_map_lookup_elem(&vnf_chain_stats, &gen);
-#ifdef VNF_HOOK_XDP
-	struct vnf_parsed *pc = chain_parsed();
+	struct vnf_parsed *pc = NULL;
 
+	if (s->new_flow && !s->rev_n && verdict != VNF_ACT_DROP) {
+		struct vnf_tuple reply;
+		__u32 one = 1;
+
+		pc = chain_parsed();
+		if (pc) {
+			vnf_tuple_reverse(&reply, &pc->pkt.t);
+			bpf_map_update_elem(&vnf_replies, &reply, &one, BPF_ANY);
+		}
+	}
+#ifdef VNF_HOOK_XDP
+	if (!pc)
+		pc = chain_parsed();
 	if (pc && pc->csum)
 		vnf_csum_leave(ctx, pc->csum, verdict,
 			       pc->pkt.l3_off | (__u32)pc->pkt.l4_off << 16,
@@ -177,7 +222,7 @@ static __always_inline int chain_jump(vnf_ctx_t *ctx, struct vnf_scratch *s)
 	__u32 gen = s->gen;
 	struct vnf_chain_stats *cs;
 
-	bpf_tail_call(ctx, &vnf_progs, chain_slot(gen, s->pos));
+	bpf_tail_call(ctx, &vnf_progs, chain_slot(gen, chain_pos(s)));
 
 	/* empty slot: fail closed */
 	cs = bpf_map_lookup_elem(&vnf_chain_stats, &gen);
@@ -317,6 +362,23 @@ static __always_inline int chain_entry(vnf_ctx_t *ctx)
 	s->pos = 0;
 	s->chain_len = gc->chain_len;
 	s->reason = VNF_R_NONE;
+	s->new_flow = 0;
+	s->rev_n = 0;
+	{
+		__u32 *gf = bpf_map_lookup_elem(&vnf_gen_flags, &gen);
+
+		if (gf && (*gf & VNF_GEN_F_REVERSE_REPLIES) &&
+		    rc == VNF_PARSE_OK && bpf_map_lookup_elem(&vnf_replies, &pkt.t)) {
+			__u32 last = chain_slot(gen, (gc->chain_len - 1) &
+							     (VNF_MAX_CHAIN - 1));
+			struct vnf_slot *ls = bpf_map_lookup_elem(&vnf_slots, &last);
+
+			s->rev_n = gc->chain_len;
+			if (ls && (ls->kind == VNF_KIND_FORWARDER ||
+				   ls->kind == VNF_KIND_USERSPACE))
+				s->rev_n--;
+		}
+	}
 	/* 1-in-N sampling with a per-CPU countdown (no division per packet) */
 	s->sampled = 0;
 	if (gc->latency_sample_rate) {
@@ -357,7 +419,7 @@ static __always_inline int chain_function(vnf_ctx_t *ctx, __u32 kind)
 	s = chain_scratch();
 	if (!s)
 		return VNF_ACT_DROP;
-	idx = chain_slot(s->gen, s->pos);
+	idx = chain_slot(s->gen, chain_pos(s));
 	slot = bpf_map_lookup_elem(&vnf_slots, &idx);
 	if (!slot)
 		return VNF_ACT_DROP;

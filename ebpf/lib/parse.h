@@ -287,6 +287,21 @@ static __always_inline int vnf_parse_inline(vnf_ctx_t *ctx, struct vnf_pkt *p)
  * their own, instead of inside every path of every program that parses.
  * *p holds offsets and values only, never packet pointers, so callers
  * re-derive and bounds-check every header they touch. */
+/* The tuple of the other direction of a flow (source and destination
+ * swapped, padding zeroed: tuples are hash keys). */
+static __always_inline void vnf_tuple_reverse(struct vnf_tuple *r,
+					      const struct vnf_tuple *t)
+{
+	__builtin_memcpy(r->saddr, t->daddr, 16);
+	__builtin_memcpy(r->daddr, t->saddr, 16);
+	r->sport = t->dport;
+	r->dport = t->sport;
+	r->proto = t->proto;
+	r->family = t->family;
+	r->_pad[0] = 0;
+	r->_pad[1] = 0;
+}
+
 __attribute__((noinline)) int vnf_parse(vnf_ctx_t *ctx, struct vnf_pkt *p)
 {
 	if (!p)

@@ -169,18 +169,6 @@ static __always_inline struct vnf_fw_bm *fw_port_bm(__u32 off, __u32 n,
 	return seg ? &seg->bm : NULL;
 }
 
-static __always_inline void fw_reverse(struct vnf_tuple *dst,
-				       const struct vnf_tuple *src)
-{
-	__builtin_memcpy(dst->saddr, src->daddr, 16);
-	__builtin_memcpy(dst->daddr, src->saddr, 16);
-	dst->sport = src->dport;
-	dst->dport = src->sport;
-	dst->proto = src->proto;
-	dst->family = src->family;
-	dst->_pad[0] = 0;
-	dst->_pad[1] = 0;
-}
 
 /* Is the packet part of a tracked connection (either direction)? */
 static __always_inline int fw_ct_hit(__u32 state, const struct vnf_fw_cfg *cfg,
@@ -193,7 +181,7 @@ static __always_inline int fw_ct_hit(__u32 state, const struct vnf_fw_cfg *cfg,
 	k.t = p->t;
 	v = bpf_map_lookup_elem(&vnf_ct, &k);
 	if (!v) {
-		fw_reverse(&k.t, &p->t);
+		vnf_tuple_reverse(&k.t, &p->t);
 		v = bpf_map_lookup_elem(&vnf_ct, &k);
 	}
 	if (!v)
@@ -366,8 +354,10 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		sc.matched = -1;
 	}
 verdict:
-	if (action == VNF_ACT_ALLOW && ct)
+	if (action == VNF_ACT_ALLOW && ct) {
 		fw_ct_open(s->state, &p);
+		s->new_flow = 1;
+	}
 	return fw_verdict(action,
 			  sc.matched >= 0 ? VNF_R_FW_RULE : VNF_R_FW_DEFAULT, s);
 }

@@ -99,7 +99,7 @@ static __always_inline int nf_lb(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	fv.rewrite_src = 0;
 	/* the backend's reply arrives as backend:port -> client */
 	rv.last_seen_ns = now;
-	nat_tuple_reply(&rk.t, &p.t);
+	vnf_tuple_reverse(&rk.t, &p.t);
 	__builtin_memcpy(rk.t.saddr, be->addr, 16);
 	rk.t.sport = fv.port;
 	__builtin_memcpy(rv.addr, p.t.daddr, 16);
@@ -107,6 +107,7 @@ static __always_inline int nf_lb(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	rv.rewrite_src = 1;
 	bpf_map_update_elem(&vnf_nat_ct, &rk, &rv, BPF_ANY);
 	bpf_map_update_elem(&vnf_nat_ct, &fk, &fv, BPF_ANY);
+	s->new_flow = 1;
 	nat_rewrite(ctx, &p, 0, fv.addr, fv.port);
 	return VNF_NEXT;
 }

@@ -185,18 +185,6 @@ static __always_inline int nat_addr_eq(const __u8 *a, const __u8 *b)
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
-static __always_inline void nat_tuple_reply(struct vnf_tuple *r,
-					    const struct vnf_tuple *t)
-{
-	__builtin_memcpy(r->saddr, t->daddr, 16);
-	__builtin_memcpy(r->daddr, t->saddr, 16);
-	r->sport = t->dport;
-	r->dport = t->sport;
-	r->proto = t->proto;
-	r->family = t->family;
-	r->_pad[0] = 0;
-	r->_pad[1] = 0;
-}
 
 /* The DNAT mapping for the packet, most specific first. */
 static __always_inline struct vnf_nat_dnat_val *
@@ -292,7 +280,7 @@ static __always_inline int nf_nat(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		fv.port = dv->port ? dv->port : p.t.dport;
 		fv.rewrite_src = 0;
 		/* reply arrives as to_addr:port -> saddr:sport */
-		nat_tuple_reply(&rk.t, &p.t);
+		vnf_tuple_reverse(&rk.t, &p.t);
 		__builtin_memcpy(rk.t.saddr, dv->addr, 16);
 		rk.t.sport = fv.port;
 		__builtin_memcpy(rv.addr, p.t.daddr, 16);
@@ -304,7 +292,7 @@ static __always_inline int nf_nat(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		__u32 start;
 
 		/* reply arrives as snat_addr:port <- daddr:dport */
-		nat_tuple_reply(&rk.t, &p.t);
+		vnf_tuple_reverse(&rk.t, &p.t);
 		__builtin_memcpy(rk.t.daddr, cfg->snat_addr, 16);
 		__builtin_memcpy(rv.addr, p.t.saddr, 16);
 		rv.port = p.t.sport;
@@ -328,6 +316,7 @@ found:
 		return VNF_NEXT;
 	}
 	bpf_map_update_elem(&vnf_nat_ct, &fk, &fv, BPF_ANY);
+	s->new_flow = 1;
 	nat_rewrite(ctx, &p, fv.rewrite_src, fv.addr, fv.port);
 	return VNF_NEXT;
 }

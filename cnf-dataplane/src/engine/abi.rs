@@ -48,6 +48,8 @@ pub const NAT_DNAT_MAX: usize = 8192;
 pub const NAT_LPM_MAX: usize = 4096;
 /// Monitor traffic classes.
 pub const MON_CLASSES: u32 = 8;
+/// `vnf_gen_flags` bit: replies of flows the chain created state for run the chain in reverse order.
+pub const GEN_F_REVERSE_REPLIES: u32 = 1;
 /// `vnf_if_flags` value bit: the entry program runs in generic (skb) XDP mode on this interface, so the
 /// skb (and a partial checksum's "finish me" state) survives every verdict (`ebpf/lib/l4csum.h`).
 pub const IF_F_XDP_GENERIC: u32 = 1;
@@ -198,6 +200,8 @@ pub struct Scratch {
     pub sampled: u32,
     pub state: u32,
     pub mark_ns: u64,
+    pub rev_n: u32,
+    pub new_flow: u32,
 }
 
 /// `struct vnf_instance_cfg`.
@@ -567,7 +571,7 @@ mod tests {
         assert_eq!(size_of::<NatDnatKey>(), 24);
         assert_eq!(size_of::<NatDnatVal>(), 20);
         assert_eq!(size_of::<Slot>(), 8);
-        assert_eq!(size_of::<Scratch>(), 48);
+        assert_eq!(size_of::<Scratch>(), 56);
         assert_eq!(size_of::<InstanceCfg>(), 16);
         assert_eq!(size_of::<FnStats>(), 416);
         assert_eq!(size_of::<ChainStats>(), 288);

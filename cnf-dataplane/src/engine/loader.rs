@@ -156,6 +156,7 @@ struct PrefixKeys {
 struct Maps {
     active_gen: Array<MapData, u32>,
     gen_cfg: Array<MapData, GenCfg>,
+    gen_flags: Array<MapData, u32>,
     slots: Array<MapData, Slot>,
     progs: ProgramArray<MapData>,
     instances: Array<MapData, InstanceCfg>,
@@ -213,6 +214,7 @@ impl Maps {
         Ok(Self {
             active_gen: take(ebpf, "vnf_active_gen")?,
             gen_cfg: take(ebpf, "vnf_gen_cfg")?,
+            gen_flags: take(ebpf, "vnf_gen_flags")?,
             slots: take(ebpf, "vnf_slots")?,
             progs: take(ebpf, "vnf_progs")?,
             instances: take(ebpf, "vnf_instances")?,
@@ -970,6 +972,10 @@ impl Engine {
             .gen_cfg
             .set(target, gen_cfg, 0)
             .map_err(EngineError::map("vnf_gen_cfg"))?;
+        self.maps
+            .gen_flags
+            .set(target, gen_flags(&chain.functions), 0)
+            .map_err(EngineError::map("vnf_gen_flags"))?;
         let mut zero = vec![ChainStats::default(); self.nr_cpus];
         zero.shrink_to_fit();
         self.maps
@@ -1898,6 +1904,26 @@ impl Engine {
             IpAddr::V6(a) => out.copy_from_slice(&a.octets()),
         }
         out
+    }
+}
+
+/// `vnf_gen_flags` of a chain: replies run it in reverse order when it translates (NAT, LB) and has more
+/// than one function before its terminal one (forwarder, user-space hand-off), so each function undoes
+/// its own work in the opposite order.
+fn gen_flags(functions: &[FunctionConfig]) -> u32 {
+    let body = match functions.last().map(|f| &f.kind) {
+        Some(FunctionKind::Forwarder(_) | FunctionKind::UserspaceHandoff) => {
+            &functions[..functions.len() - 1]
+        }
+        _ => functions,
+    };
+    let translates = body
+        .iter()
+        .any(|f| matches!(f.kind, FunctionKind::Nat(_) | FunctionKind::LoadBalancer(_)));
+    if translates && body.len() > 1 {
+        abi::GEN_F_REVERSE_REPLIES
+    } else {
+        0
     }
 }
 

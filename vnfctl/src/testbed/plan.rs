@@ -2,8 +2,10 @@
 //!
 //! The rules (also in docs/user-guide.md, "The laptop testbed"):
 //! - **Client subnet**: the first IPv4 prefix among the firewall's `allow` rules' `sourceCIDRs`, then the SNAT
-//!   `sourceCIDRs`, then the classifier's `sourceCIDRs`; else 192.0.2.0/24. Prefixes shorter than /24 are
-//!   narrowed to their first /24. The client takes the first host from .10 up that no rule or service names
+//!   `sourceCIDRs`, then the classifier's `sourceCIDRs`, then the first /24 of a classifier `destinationCIDRs`
+//!   prefix that holds no service or server address — preferring one inside the classifier's destination
+//!   prefixes, because replies to the client must be classified for a one-armed chain to restore them; else
+//!   192.0.2.0/24. Prefixes shorter than /24 are narrowed to their first /24. The client takes the first host from .10 up that no rule or service names
 //!   (10.0.1.10 for the edge chain); the CNF takes the first free host from .1 up.
 //! - **Denied client**: the first firewall `deny` rule whose source is one IPv4 host (/32) gets a second client
 //!   with that address (10.0.1.66 for the edge chain), so the test and the demo can show the drop.
@@ -327,6 +329,12 @@ pub fn plan(chain: &VNFChain, name: &str) -> Result<Plan, TestbedError> {
             classifier4.push(n);
         }
     }
+    let mut classifier_dst4 = Vec::new();
+    for (k, c) in spec.classifier.destination_cidrs.iter().enumerate() {
+        if let IpNet::V4(n) = parse_cidr(c, &format!("spec.classifier.destinationCIDRs[{k}]"))? {
+            classifier_dst4.push(n);
+        }
+    }
     // Servers are "used" too (a client or CNF address must not land on one); a server on a service
     // address (VIP, NAT address, denied host) is a conflict.
     for (addr, _, field) in &servers {
@@ -341,12 +349,34 @@ pub fn plan(chain: &VNFChain, name: &str) -> Result<Plan, TestbedError> {
         used.0.push((*addr, field.clone()));
     }
 
-    let client_net = allow4
-        .first()
-        .or(snat4.first())
-        .or(classifier4.first())
+    // Replies to the client must be classified too (a one-armed chain restores them), so the client subnet
+    // lies inside the classifier's destination prefixes when there are any; a /24 of a destination prefix that
+    // holds no service or server address is the fallback.
+    let in_classifier =
+        |n: &Ipv4Net| classifier_dst4.is_empty() || classifier_dst4.iter().any(|d| d.contains(n));
+    // (servers are in `used` by now)
+    let holds_used = |n: &Ipv4Net| {
+        used.0
+            .iter()
+            .any(|(a, _)| matches!(a, IpAddr::V4(a) if n.contains(a)))
+    };
+    let mut candidates: Vec<Ipv4Net> = allow4
+        .iter()
+        .chain(&snat4)
+        .chain(&classifier4)
         .copied()
         .map(narrow4)
+        .collect();
+    for d in &classifier_dst4 {
+        if let Ok(subnets) = d.subnets(d.prefix_len().max(24)) {
+            candidates.extend(subnets.take(256).filter(|n| !holds_used(n)));
+        }
+    }
+    let client_net = candidates
+        .iter()
+        .find(|n| in_classifier(n))
+        .or(candidates.first())
+        .copied()
         .unwrap_or_else(|| Ipv4Net::new(Ipv4Addr::new(192, 0, 2, 0), 24).expect("/24 is valid"));
     let free4 = |net: Ipv4Net, from: u32, down: bool, taken: &[Ipv4Addr]| -> Option<Ipv4Addr> {
         let size = 1u32 << (32 - u32::from(net.prefix_len()));

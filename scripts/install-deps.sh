@@ -8,6 +8,7 @@ PACKAGES=(
   iproute2 ethtool iputils-ping python3                         # namespaces, veth, offloads; lab report
   linux-libc-dev libc6-dev gcc make                            # headers for -target bpf, C builds
   prometheus shellcheck                                        # real-Prometheus scrape test; e2e script lint
+  nftables ipvsadm xdp-tools fonts-dejavu-core                 # vnfctl bench: kernel peers; plot text (PNG)
 )
 
 missing=()

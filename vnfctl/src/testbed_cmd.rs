@@ -57,6 +57,27 @@ pub enum TestbedCommand {
         #[arg(long, default_value = STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Send UDP from the allowed and the denied client to the chain's UDP service for a few seconds with live
+    /// progress; print pktgen's end-to-end numbers and the per-function report; write plots and JSON.
+    Traffic {
+        /// The testbed's name.
+        name: String,
+        /// Packets per second from the allowed client.
+        #[arg(long, default_value_t = 10000.0)]
+        rate: f64,
+        /// Packets per second from the denied client.
+        #[arg(long, default_value_t = 2000.0)]
+        denied_rate: f64,
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 3.0)]
+        duration: f64,
+        /// Where plots (PNG, SVG) and the JSON go.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Where state files are.
+        #[arg(long, default_value = STATE_DIR)]
+        state_dir: PathBuf,
+    },
     /// Print per-function counters, drops by reason and latency percentiles from the data plane's /metrics.
     Report {
         /// The testbed's name.
@@ -184,7 +205,62 @@ pub fn run(command: TestbedCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         TestbedCommand::Report { name, state_dir } => report(&name, &state_dir),
+        TestbedCommand::Traffic {
+            name,
+            rate,
+            denied_rate,
+            duration,
+            results,
+            state_dir,
+        } => traffic(&name, rate, denied_rate, duration, &results, &state_dir),
     }
+}
+
+fn traffic(
+    name: &str,
+    rate: f64,
+    denied_rate: f64,
+    duration: f64,
+    results: &Path,
+    state_dir: &Path,
+) -> anyhow::Result<ExitCode> {
+    if !(duration > 0.0 && duration <= 3600.0) {
+        anyhow::bail!("--duration: {duration} must be between 0 and 3600 seconds");
+    }
+    if !(rate > 0.0 && denied_rate >= 0.0) {
+        anyhow::bail!("--rate and --denied-rate: must be positive");
+    }
+    let tb = Testbed::open(name, state_dir)?
+        .with_context(|| format!("testbed {name:?} is not up (vnfctl testbed up FILE first)"))?;
+    let opts = testbed::traffic::TrafficOptions {
+        rate_pps: rate,
+        denied_rate_pps: denied_rate,
+        duration: std::time::Duration::from_secs_f64(duration),
+        ..Default::default()
+    };
+    println!(
+        "== Traffic: {rate:.0} pps from {} and {denied_rate:.0} pps from the denied client, {duration} s",
+        tb.client().netns
+    );
+    let r = testbed::traffic::run(&tb, &opts, |line| println!("   {line}"))?;
+    println!("== pktgen, end to end (client -> chain -> server)");
+    for l in testbed::traffic::summary_lines(&r) {
+        println!("   {l}");
+    }
+    let text = tb.scrape_metrics()?;
+    println!(
+        "== cnf-dataplane, per function (the kernel's per-CPU counters and latency histograms)"
+    );
+    print!(
+        "{}",
+        testbed::metrics::report_table(&testbed::metrics::parse(&text))
+    );
+    let files = testbed::traffic::write_results(results, &format!("testbed-{name}"), &r, &text)?;
+    println!("== Plots and numbers");
+    for f in files {
+        println!("   {}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn report(name: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {

@@ -286,6 +286,44 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
     let fw = counter(&tb, "fw");
     assert_eq!(fw.drops.get("firewall_rule"), Some(&50), "{fw:?}");
 
+    // The main job's traffic run: loss-free at a modest rate, every denied packet dropped by the firewall rule,
+    // and the plots written.
+    let fw_before = counter(&tb, "fw");
+    let opts_t = testbed::traffic::TrafficOptions {
+        rate_pps: 2000.0,
+        denied_rate_pps: 500.0,
+        duration: Duration::from_secs(1),
+        flows: 2,
+    };
+    let r = testbed::traffic::run(&tb, &opts_t, |_| {}).expect("traffic");
+    assert_eq!(
+        r.received.unique, r.sent.sent,
+        "loss-free: {:?}",
+        r.received
+    );
+    assert_eq!(r.received.lost, 0);
+    let denied_sent = r.denied_sent.as_ref().expect("denied sender").sent;
+    let fw_after = counter(&tb, "fw");
+    let d = |f: &metrics::FunctionReport| f.drops.get("firewall_rule").copied().unwrap_or(0);
+    assert_eq!(d(&fw_after) - d(&fw_before), denied_sent, "{fw_after:?}");
+    assert_eq!(
+        fw_after.passed - fw_before.passed,
+        r.sent.sent,
+        "kernel count = pktgen count"
+    );
+    let results = opts.state_dir.join("results");
+    let files =
+        testbed::traffic::write_results(&results, "t", &r, &tb.scrape_metrics().expect("metrics"))
+            .expect("plots");
+    for f in &files {
+        assert!(
+            std::fs::metadata(f).expect("written").len() > 100,
+            "{}",
+            f.display()
+        );
+    }
+    std::fs::remove_dir_all(&results).expect("rm results");
+
     // TCP to the VIP: the SYN crosses firewall, SNAT and load balancer and reaches a backend on port 8080 from
     // the SNAT address. (The reply does not come back through this chain: see the test below and the report.)
     let lb = tb

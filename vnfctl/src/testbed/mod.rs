@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod plan;
 pub mod shape;
 pub mod state;
+pub mod traffic;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
@@ -574,6 +575,19 @@ impl Testbed {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Opens testbed `name` that is up (from its state file) without owning it: dropping the value leaves the
+    /// testbed up. `None` when there is no such testbed.
+    pub fn open(name: &str, state_dir: &Path) -> Result<Option<Testbed>, TestbedError> {
+        plan::check_name(name)?;
+        Ok(State::load(state_dir, name)?.map(|state| Testbed {
+            state,
+            dir: state_dir.to_path_buf(),
+            child: None,
+            armed: false,
+            already_up: true,
+        }))
     }
 
     /// The testbed's name.

@@ -572,3 +572,60 @@ fn refuses_a_taken_name_and_a_non_root_user() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("needs root"), "{err}");
 }
+
+#[test]
+fn kernel_only_testbed_forwards_and_shapes_the_client_links() {
+    if !pktgen::netns::can_run_netns_tests("kernel_only_testbed_forwards_and_shapes") {
+        return;
+    }
+    let mut opts = options("k");
+    let name = opts.name.clone().expect("name");
+    opts.start_dataplane = false;
+
+    // Delay and loss need netem; a kernel without it gets a clear refusal and nothing is built.
+    opts.shape = Some("delay=5ms,loss=1%".parse().expect("shape"));
+    match Testbed::up(&edge_chain(), &opts) {
+        Ok(tb) => {
+            let q = pktgen::netns::run(
+                "tc",
+                &["-n", &tb.client().netns, "qdisc", "show", "dev", "eth0"],
+            )
+            .expect("tc");
+            assert!(q.contains("netem") && q.contains("delay 5ms"), "{q}");
+            tb.down().expect("down");
+        }
+        Err(e @ TestbedError::ShapeUnsupported(_)) => {
+            let msg = e.to_string();
+            assert!(msg.contains("--shape") && msg.contains("netem"), "{msg}");
+        }
+        Err(e) => panic!("unexpected: {e}"),
+    }
+    assert_clean(&name, &opts.state_dir, "after the netem case");
+
+    // A rate alone works on any kernel; the CNF namespace forwards by itself (no data plane).
+    opts.shape = Some("rate=50mbit".parse().expect("shape"));
+    let tb = Testbed::up(&edge_chain(), &opts).expect("up");
+    assert!(tb.metrics_addr().is_none() && tb.dataplane_pid().is_none());
+    let q = pktgen::netns::run(
+        "tc",
+        &["-n", &tb.client().netns, "qdisc", "show", "dev", "eth0"],
+    )
+    .expect("tc");
+    assert!(q.contains("50Mbit"), "client side shaped: {q}");
+    let q = pktgen::netns::run(
+        "tc",
+        &["-n", tb.bridge_netns(), "qdisc", "show", "dev", "client"],
+    )
+    .expect("tc");
+    assert!(q.contains("50Mbit"), "bridge side shaped: {q}");
+    let backend = tb.servers()[1].ipv4_addr().expect("v4").to_string();
+    let ping = pktgen::netns::exec_in(
+        &tb.client().netns,
+        "ping",
+        &["-c", "1", "-W", "2", &backend],
+    )
+    .expect("the kernel forwards client -> server");
+    assert!(ping.contains("1 received"), "{ping}");
+    tb.down().expect("down");
+    assert_clean(&name, &opts.state_dir, "after down");
+}

@@ -253,7 +253,7 @@ fn traffic(
     );
     print!(
         "{}",
-        testbed::metrics::report_table(&testbed::metrics::parse(&text))
+        testbed::metrics::report_table(&testbed::metrics::parse(&text), &tb.function_names())
     );
     let files = testbed::traffic::write_results(results, &format!("testbed-{name}"), &r, &text)?;
     println!("== Plots and numbers");
@@ -264,18 +264,12 @@ fn traffic(
 }
 
 fn report(name: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    let st = State::load(state_dir, name)?
+    let tb = Testbed::open(name, state_dir)?
         .with_context(|| format!("testbed {name:?} is not up (no state file)"))?;
-    let addr = st
-        .metrics
-        .as_deref()
-        .with_context(|| format!("testbed {name:?} runs without the data plane: no metrics"))?
-        .parse()
-        .context("metrics address in the state file")?;
-    let text = testbed::metrics::scrape(&st.plan.cnf_netns, addr)?;
+    let text = tb.scrape_metrics()?;
     print!(
         "{}",
-        testbed::metrics::report_table(&testbed::metrics::parse(&text))
+        testbed::metrics::report_table(&testbed::metrics::parse(&text), &tb.function_names())
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -189,14 +189,22 @@ pub fn attachments(samples: &[Sample]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The per-function table `vnfctl testbed report` and the main job print.
-pub fn report_table(samples: &[Sample]) -> String {
+/// The per-function table `vnfctl testbed report` and the main job print, functions in `order` (chain order;
+/// functions it does not name follow in the metrics' order).
+pub fn report_table(samples: &[Sample], order: &[String]) -> String {
     let fmt_ns = |v: Option<f64>| v.map_or("-".to_string(), |n| format!("{n:.0} ns"));
     let mut s = format!(
         "   {:<8} {:>10} {:>10}  {:<34} {:>9} {:>9}\n",
         "function", "in", "passed", "drops", "p50<=", "p99<="
     );
-    for f in functions(samples) {
+    let mut fs = functions(samples);
+    fs.sort_by_key(|f| {
+        order
+            .iter()
+            .position(|o| *o == f.name)
+            .unwrap_or(usize::MAX)
+    });
+    for f in fs {
         let drops = if f.drops.is_empty() {
             "-".to_string()
         } else {
@@ -252,7 +260,7 @@ buildvnf_attach_info{namespace="default",chain="edge",interface="eth0",hook="xdp
             attachments(&samples),
             vec![("eth0".to_string(), "xdp-native".to_string())]
         );
-        let t = report_table(&samples);
+        let t = report_table(&samples, &["fw".to_string()]);
         assert!(
             t.contains("firewall_rule=2") && t.contains("eth0 with xdp-native"),
             "{t}"

@@ -230,7 +230,8 @@ pub enum DownOutcome {
 
 impl Testbed {
     /// Brings `chain` up as a testbed. An identical testbed that is already up is adopted (see
-    /// [`Testbed::was_already_up`]); one with the same name but another manifest or options is refused.
+    /// [`Testbed::was_already_up`]; the returned value owns it either way: dropping it tears it down unless
+    /// [`Testbed::keep`] is called); one with the same name but another manifest or options is refused.
     pub fn up(chain: &VNFChain, opts: &TestbedOptions) -> Result<Testbed, TestbedError> {
         if !is_root() {
             return Err(TestbedError::NotRoot);
@@ -328,8 +329,15 @@ impl Testbed {
             already_up: false,
         };
         tb.state.save(&tb.dir)?;
-        // On error, `tb` is dropped and removes what the state lists.
-        tb.build(opts, bin.as_deref())?;
+        // On error, `tb` is dropped and removes what the state lists. A command killed by the same Ctrl-C
+        // counts as the interrupt.
+        if let Err(e) = tb.build(opts, bin.as_deref()) {
+            return Err(if interrupted() {
+                TestbedError::Interrupted
+            } else {
+                e
+            });
+        }
         tb.state.complete = true;
         tb.state.save(&tb.dir)?;
         Ok(tb)
@@ -693,6 +701,19 @@ impl Testbed {
     /// (interface, hook) of every attachment the data plane reported.
     pub fn attachments(&self) -> &[(String, String)] {
         &self.state.attached
+    }
+
+    /// The chain's function names in chain order.
+    pub fn function_names(&self) -> Vec<String> {
+        crds::manifest::parse_single_chain(&self.state.manifest)
+            .map(|c| {
+                c.spec
+                    .functions
+                    .iter()
+                    .map(|f| f.name.as_str().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Fetches the data plane's `/metrics` text.

@@ -836,9 +836,18 @@ fn neigh(ns: &str, dev: &str, addr: &str, mac: &str) -> Result<(), TestbedError>
     Ok(())
 }
 
-/// Whether this kernel has netem (checked once per `up` in a throw-away namespace).
+/// Whether this kernel has netem (probed once per process in a throw-away namespace).
 fn netem_available() -> Result<bool, TestbedError> {
-    let ns = format!("bvnf-probe-{}", std::process::id());
+    static NETEM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if let Some(v) = NETEM.get() {
+        return Ok(*v);
+    }
+    static PROBE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let ns = format!(
+        "bvnf-probe-{}-{}",
+        std::process::id(),
+        PROBE.fetch_add(1, Ordering::Relaxed)
+    );
     run("ip", &["netns", "add", &ns])?;
     let r = run("ip", &["-n", &ns, "link", "set", "lo", "up"]).and_then(|_| {
         run(
@@ -849,7 +858,7 @@ fn netem_available() -> Result<bool, TestbedError> {
         )
     });
     let _ = run("ip", &["netns", "del", &ns]);
-    Ok(r.is_ok())
+    Ok(*NETEM.get_or_init(|| r.is_ok()))
 }
 
 fn check_shape_support(s: &Shape) -> Result<(), TestbedError> {

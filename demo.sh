@@ -23,7 +23,7 @@ echo "== What bad input gets: every problem, with its field path (vnfctl validat
 $vnfctl validate examples/invalid/06-cidr-host-bits.yaml examples/invalid/23-shadowed-rule.yaml \
   examples/invalid/13-lb-family-mismatch.yaml examples/invalid/05-unknown-field.yaml || true
 
-name="demo-$$"
+name=demo
 trap '$vnfctl testbed down "$name" >/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 echo

@@ -188,6 +188,8 @@ fn receive(
 ) -> Result<(RxSummary, Histogram<u64>), String> {
     let setup = || -> Result<(UdpSocket, RxStats, Histogram<u64>), String> {
         let s = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
+        // room for bursts while this thread is descheduled (as `pktgen recv` does)
+        pktgen::mmsg::set_rcvbuf(&s, 8 << 20).map_err(|e| format!("SO_RCVBUF: {e}"))?;
         s.set_read_timeout(Some(Duration::from_millis(50)))
             .map_err(|e| e.to_string())?;
         let stats = RxStats::new(pktgen::stats::DEFAULT_WINDOW).map_err(|e| e.to_string())?;

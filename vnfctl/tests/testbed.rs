@@ -20,8 +20,8 @@ fn edge_chain() -> VNFChain {
     crds::manifest::parse_single_chain(&text).expect("valid")
 }
 
-/// The cnf-dataplane binary of this build (`cargo test --workspace` builds it; otherwise it is built here), or
-/// the one `CNF_DATAPLANE_BIN` names.
+/// The cnf-dataplane binary of this build (`cargo test --workspace`, as `./test.sh` runs it, builds it), or the
+/// one `CNF_DATAPLANE_BIN` names.
 fn dataplane_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("CNF_DATAPLANE_BIN") {
         return PathBuf::from(p);
@@ -29,17 +29,12 @@ fn dataplane_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/PROFILE");
     let p = profile_dir.join("cnf-dataplane");
-    if !p.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "cnf-dataplane", "--bin", "cnf-dataplane"])
-            .current_dir(repo());
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("cargo build runs");
-        assert!(st.success(), "building cnf-dataplane failed");
-    }
+    assert!(
+        p.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (./test.sh), or build it first \
+         (cargo build -p cnf-dataplane), or set CNF_DATAPLANE_BIN",
+        p.display()
+    );
     p
 }
 

@@ -10,6 +10,7 @@ PACKAGES=(
   prometheus shellcheck                                        # real-Prometheus scrape test; e2e script lint
   sockperf                                                     # pktgen latency cross-check (ping-pong)
   libdpdk-dev libclang1-14                                     # DPDK back end (feature dpdk): libdpdk; libclang for bindgen
+  nftables ipvsadm xdp-tools fonts-dejavu-core                 # vnfctl bench: kernel peers; plot text (PNG)
 )
 
 missing=()

@@ -1,1 +1,548 @@
 //! Plots of latency and throughput results, written as PNG and SVG.
+//!
+//! Three plots, each written twice (`STEM.png` and `STEM.svg`):
+//! - [`latency_cdf`]: the cumulative distribution of latency, one line per series, log-scaled x axis;
+//! - [`percentiles`]: latency at p50, p90, p99, p99.9 and p99.99 per series (log-scaled y axis);
+//! - [`throughput`]: delivered against offered load, one line per series.
+//!
+//! The SVG keeps text as text (no font needed). The PNG rasterises text with a TrueType font read at run time,
+//! by default DejaVu Sans from Debian's `fonts-dejavu-core` ([`DEFAULT_FONT`], overridable with the
+//! `VNFCTL_PLOT_FONT` environment variable); a missing font is a [`PlotError::Font`] naming the path.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use hdrhistogram::Histogram;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// The TrueType font used for PNG text unless `VNFCTL_PLOT_FONT` names another.
+pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// The percentiles of the percentile plot.
+pub const PERCENTILES: [f64; 5] = [50.0, 90.0, 99.0, 99.9, 99.99];
+
+/// PNG size in pixels (SVG uses the same user units).
+const SIZE: (u32, u32) = (1024, 640);
+
+/// Why a plot could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// The font for PNG text is missing or unreadable.
+    #[error(
+        "plot font {path}: {reason} (install Debian's fonts-dejavu-core, or set VNFCTL_PLOT_FONT to a .ttf file)"
+    )]
+    Font { path: PathBuf, reason: String },
+    /// Nothing to plot.
+    #[error("plot {plot}: {reason}")]
+    NoData { plot: &'static str, reason: String },
+    /// The drawing backend failed (also file-system errors while writing).
+    #[error("plot {path}: {reason}")]
+    Draw { path: PathBuf, reason: String },
+}
+
+/// One line of a latency CDF: `(latency in µs, cumulative fraction 0..=1)` points in increasing latency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdfSeries {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One line of the percentile plot: `(percentile, latency in µs)` for [`PERCENTILES`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PercentileSeries {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One line of the throughput plot: `(offered Mpps, delivered Mpps)` points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThroughputSeries {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The files one plot call wrote.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Written {
+    pub png: PathBuf,
+    pub svg: PathBuf,
+}
+
+/// CDF points of a histogram of nanosecond values, in µs (at most ~200 points, one per distinct bucket step).
+pub fn cdf_from_histogram(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    let total = h.len();
+    if total == 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for v in h.iter_quantiles(4) {
+        let us = h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
+        let q = v.quantile_iterated_to();
+        if out
+            .last()
+            .is_none_or(|&(lx, lq): &(f64, f64)| us > lx || q > lq)
+        {
+            out.push((us.max(0.001), q));
+        }
+    }
+    out
+}
+
+/// CDF points of raw nanosecond samples, in µs (sorted; thinned to ≤ 1,000 points, the last always kept).
+pub fn cdf_from_samples(samples_ns: &[u64]) -> Vec<(f64, f64)> {
+    let mut s = samples_ns.to_vec();
+    s.sort_unstable();
+    let n = s.len();
+    let step = n.div_ceil(1000).max(1);
+    let mut out: Vec<(f64, f64)> = s
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (i + 1) % step == 0 || i + 1 == n)
+        .map(|(i, &v)| ((v as f64 / 1000.0).max(0.001), (i + 1) as f64 / n as f64))
+        .collect();
+    out.dedup_by(|b, a| a.0 == b.0 && a.1 == b.1);
+    out
+}
+
+/// `(percentile, µs)` for [`PERCENTILES`] from a histogram of nanosecond values; empty when it is empty.
+pub fn percentiles_from_histogram(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    PERCENTILES
+        .iter()
+        .map(|&p| (p, h.value_at_percentile(p) as f64 / 1000.0))
+        .collect()
+}
+
+/// Writes the latency CDF of `series` to `STEM.png` and `STEM.svg`.
+pub fn latency_cdf(stem: &Path, title: &str, series: &[CdfSeries]) -> Result<Written, PlotError> {
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .collect();
+    let (lo, hi) = positive_range("latency CDF", pts.iter().map(|p| p.0))?;
+    write_both(
+        stem,
+        "latency CDF",
+        series.len(),
+        |r| draw_cdf(r, title, series, lo, hi),
+        |r| draw_cdf(r, title, series, lo, hi),
+    )
+}
+
+fn draw_cdf<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[CdfSeries],
+    lo: f64,
+    hi: f64,
+) -> Result<(), String> {
+    {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FontFamily::SansSerif, 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d((lo..hi).log_scale(), 0.0f64..1.0f64)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("latency (µs, log scale)")
+            .y_desc("fraction of packets ≤ latency")
+            .label_style((FontFamily::SansSerif, 14))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, s) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
+    }
+}
+
+/// Writes the percentile plot (p50..p99.99 per series, log-scaled latency) to `STEM.png` and `STEM.svg`.
+pub fn percentiles(
+    stem: &Path,
+    title: &str,
+    series: &[PercentileSeries],
+) -> Result<Written, PlotError> {
+    let (lo, hi) = positive_range(
+        "percentile plot",
+        series.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
+    )?;
+    write_both(
+        stem,
+        "percentile plot",
+        series.len(),
+        |r| draw_percentiles(r, title, series, lo, hi),
+        |r| draw_percentiles(r, title, series, lo, hi),
+    )
+}
+
+/// The x position of a percentile: its number of nines, -log10(1 - p/100) (p50 → 0.3, p99 → 2, p99.99 → 4).
+fn nines(p: f64) -> f64 {
+    -(1.0 - p / 100.0).log10()
+}
+
+fn draw_percentiles<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[PercentileSeries],
+    lo: f64,
+    hi: f64,
+) -> Result<(), String> {
+    {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FontFamily::SansSerif, 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0f64..4.3f64, (lo..hi).log_scale())
+            .map_err(|e| e.to_string())?;
+        let fmt = |x: &f64| {
+            PERCENTILES
+                .iter()
+                .find(|&&p| (nines(p) - x).abs() < 0.05)
+                .map(|p| format!("p{p}"))
+                .unwrap_or_default()
+        };
+        chart
+            .configure_mesh()
+            .x_labels(44)
+            .x_label_formatter(&fmt)
+            .disable_x_mesh()
+            .x_desc("percentile")
+            .y_desc("latency (µs, log scale)")
+            .label_style((FontFamily::SansSerif, 14))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, s) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64)> = s.points.iter().map(|&(p, v)| (nines(p), v)).collect();
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
+    }
+}
+
+/// Writes delivered against offered load (Mpps, linear axes) to `STEM.png` and `STEM.svg`.
+pub fn throughput(
+    stem: &Path,
+    title: &str,
+    series: &[ThroughputSeries],
+) -> Result<Written, PlotError> {
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .collect();
+    if pts.is_empty() || pts.iter().any(|p| !p.0.is_finite() || !p.1.is_finite()) {
+        return Err(PlotError::NoData {
+            plot: "throughput plot",
+            reason: "no points, or a point that is not a finite number".into(),
+        });
+    }
+    let xmax = pts.iter().map(|p| p.0).fold(0.0f64, f64::max).max(1e-6) * 1.05;
+    let ymax = pts.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-6) * 1.1;
+    write_both(
+        stem,
+        "throughput plot",
+        series.len(),
+        |r| draw_throughput(r, title, series, xmax, ymax),
+        |r| draw_throughput(r, title, series, xmax, ymax),
+    )
+}
+
+fn draw_throughput<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[ThroughputSeries],
+    xmax: f64,
+    ymax: f64,
+) -> Result<(), String> {
+    {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FontFamily::SansSerif, 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("offered load (Mpps)")
+            .y_desc("delivered (Mpps)")
+            .label_style((FontFamily::SansSerif, 14))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, s) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
+    }
+}
+
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FontFamily::SansSerif, 14))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// The positive, finite range of `values`, widened a little so lines do not sit on the frame.
+fn positive_range(
+    plot: &'static str,
+    values: impl Iterator<Item = f64>,
+) -> Result<(f64, f64), PlotError> {
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+    for v in values {
+        if !v.is_finite() || v <= 0.0 {
+            return Err(PlotError::NoData {
+                plot,
+                reason: format!("latency {v} µs is not a positive finite number"),
+            });
+        }
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if hi == 0.0 {
+        return Err(PlotError::NoData {
+            plot,
+            reason: "no points".into(),
+        });
+    }
+    Ok((lo / 1.5, hi * 1.5))
+}
+
+/// Draws `draw` once on an SVG and once on a PNG backend.
+fn write_both(
+    stem: &Path,
+    plot: &'static str,
+    n_series: usize,
+    draw_svg: impl Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String>,
+    draw_png: impl Fn(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), String>,
+) -> Result<Written, PlotError> {
+    if n_series == 0 {
+        return Err(PlotError::NoData {
+            plot,
+            reason: "no series".into(),
+        });
+    }
+    ensure_font()?;
+    let svg = stem.with_extension("svg");
+    let png = stem.with_extension("png");
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |reason: String| PlotError::Draw { path, reason }
+    };
+    {
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        draw_svg(&root).map_err(err(&svg))?;
+        root.present().map_err(|e| err(&svg)(e.to_string()))?;
+    }
+    {
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        draw_png(&root).map_err(err(&png))?;
+        root.present().map_err(|e| err(&png)(e.to_string()))?;
+    }
+    Ok(Written { png, svg })
+}
+
+/// Registers the PNG font once per process (its bytes live for the whole process, as plotters requires).
+fn ensure_font() -> Result<(), PlotError> {
+    static FONT: OnceLock<Result<(), PlotError>> = OnceLock::new();
+    let r = FONT.get_or_init(|| {
+        let path = std::env::var_os("VNFCTL_PLOT_FONT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_FONT));
+        let bytes = std::fs::read(&path).map_err(|e| PlotError::Font {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| {
+            PlotError::Font {
+                path,
+                reason: "not a TrueType/OpenType font".into(),
+            }
+        })
+    });
+    match r {
+        Ok(()) => Ok(()),
+        Err(PlotError::Font { path, reason }) => Err(PlotError::Font {
+            path: path.clone(),
+            reason: reason.clone(),
+        }),
+        Err(e) => Err(PlotError::NoData {
+            plot: "font",
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(values: impl Iterator<Item = u64>) -> Histogram<u64> {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+        for v in values {
+            h.record(v).expect("record");
+        }
+        h
+    }
+
+    #[test]
+    fn writes_png_and_svg_with_series_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // VNFCTL_PLOT_KEEP=DIR keeps a copy of the files for a look.
+        let keep = std::env::var_os("VNFCTL_PLOT_KEEP").map(PathBuf::from);
+        let fast = hist((0..10_000u64).map(|i| 5_000 + (i * 7919) % 20_000));
+        let slow = hist((0..10_000u64).map(|i| 40_000 + (i * 104_729) % 900_000));
+        let cdf = vec![
+            CdfSeries {
+                name: "chain-xdp".into(),
+                points: cdf_from_histogram(&fast),
+            },
+            CdfSeries {
+                name: "nftables".into(),
+                points: cdf_from_samples(
+                    &(0..5000u64).map(|i| 50_000 + i * 97).collect::<Vec<_>>(),
+                ),
+            },
+        ];
+        let pct = vec![
+            PercentileSeries {
+                name: "chain-xdp".into(),
+                points: percentiles_from_histogram(&fast),
+            },
+            PercentileSeries {
+                name: "ipvs".into(),
+                points: percentiles_from_histogram(&slow),
+            },
+        ];
+        let tput = vec![ThroughputSeries {
+            name: "ceiling".into(),
+            points: vec![(0.5, 0.5), (1.0, 0.98), (2.0, 1.4)],
+        }];
+        let written = [
+            latency_cdf(&dir.path().join("cdf"), "latency CDF", &cdf).expect("cdf"),
+            percentiles(&dir.path().join("pct"), "percentiles", &pct).expect("pct"),
+            throughput(&dir.path().join("tput"), "throughput", &tput).expect("tput"),
+        ];
+        let names: [&[&str]; 3] = [
+            &["chain-xdp", "nftables"],
+            &["chain-xdp", "ipvs"],
+            &["ceiling"],
+        ];
+        for (w, names) in written.iter().zip(names) {
+            let png = std::fs::read(&w.png).expect("png");
+            assert_eq!(
+                &png[..8],
+                b"\x89PNG\r\n\x1a\n",
+                "{} is not a PNG",
+                w.png.display()
+            );
+            assert!(
+                png.len() > 10_000,
+                "{} is suspiciously small",
+                w.png.display()
+            );
+            let svg = std::fs::read_to_string(&w.svg).expect("svg");
+            assert!(
+                svg.starts_with("<svg") || svg.contains("<svg "),
+                "{} is not an SVG",
+                w.svg.display()
+            );
+            assert!(svg.trim_end().ends_with("</svg>"));
+            for n in names {
+                assert!(svg.contains(n), "{} lacks series name {n}", w.svg.display());
+            }
+            assert!(
+                svg.contains("<polyline") || svg.contains("<path"),
+                "no lines drawn"
+            );
+        }
+        // Percentile ticks are labelled by name, the CDF axis by unit.
+        if let Some(keep) = keep {
+            for w in &written {
+                for f in [&w.png, &w.svg] {
+                    std::fs::copy(f, keep.join(f.file_name().expect("name"))).expect("keep");
+                }
+            }
+        }
+        let pct_svg = std::fs::read_to_string(&written[1].svg).expect("svg");
+        assert!(pct_svg.contains("p99.9"));
+        let cdf_svg = std::fs::read_to_string(&written[0].svg).expect("svg");
+        assert!(cdf_svg.contains("latency (µs, log scale)"));
+    }
+
+    #[test]
+    fn cdf_points_increase_and_end_at_one() {
+        let h = hist((1..=1000u64).map(|i| i * 1000));
+        let pts = cdf_from_histogram(&h);
+        assert!(pts.len() > 10);
+        assert!(pts.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
+        assert!((pts.last().expect("last").1 - 1.0).abs() < 1e-9);
+        let p = percentiles_from_histogram(&h);
+        assert_eq!(p.len(), PERCENTILES.len());
+        assert!((p[0].1 - 500.0).abs() < 1.0, "p50 {}", p[0].1);
+        let s = cdf_from_samples(&[3000, 1000, 2000]);
+        assert_eq!(s, vec![(1.0, 1.0 / 3.0), (2.0, 2.0 / 3.0), (3.0, 1.0)]);
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = latency_cdf(&dir.path().join("x"), "t", &[]).expect_err("no series");
+        assert!(e.to_string().contains("no "), "{e}");
+        let bad = [CdfSeries {
+            name: "a".into(),
+            points: vec![(0.0, 0.5)],
+        }];
+        let e = latency_cdf(&dir.path().join("x"), "t", &bad).expect_err("zero latency");
+        assert!(e.to_string().contains("positive"), "{e}");
+    }
+}

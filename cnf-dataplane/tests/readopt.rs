@@ -59,8 +59,8 @@ fn bin() -> &'static str {
 struct Bpffs(PathBuf);
 
 impl Bpffs {
-    fn mount() -> Self {
-        let dir = std::env::temp_dir().join(format!("vnf-readopt-{}", std::process::id()));
+    fn mount(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vnf-readopt-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("bpffs dir");
         sh(
             None,
@@ -146,6 +146,56 @@ impl Drop for Daemon {
     }
 }
 
+/// Client, router (the daemon's namespace, chain on `rc`) and server namespaces, routed through the
+/// router; a bpffs for the pins; a work directory with the chain's config. All removed on drop.
+struct Testbed {
+    // field order is drop order: the namespaces (and the kept links on their interfaces) go first
+    ns: Namespaces,
+    _bpffs: Bpffs,
+    pin_dir: PathBuf,
+    config: PathBuf,
+    work: PathBuf,
+}
+
+impl Testbed {
+    fn new(tag: &str) -> Self {
+        let bpffs = Bpffs::mount(tag);
+        let pin_dir = bpffs.0.join("lab/ro");
+        let ns = Namespaces::new(&[&format!("{tag}c"), &format!("{tag}r"), &format!("{tag}s")]);
+        let (c, r, s) = (&ns.0[0], &ns.0[1], &ns.0[2]);
+        ns.link(0, "vc", "10.94.1.2/24", 1, "rc", "10.94.1.1/24");
+        ns.link(1, "rs", "10.94.2.1/24", 2, "vs", "10.94.2.2/24");
+        sh(
+            Some(c),
+            &["ip", "route", "add", "default", "via", "10.94.1.1"],
+        );
+        sh(
+            Some(s),
+            &["ip", "route", "add", "default", "via", "10.94.2.1"],
+        );
+        sh(Some(r), &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        sh(Some(c), &["ping", "-c", "1", "-W", "2", "10.94.2.2"]);
+        let work =
+            std::env::temp_dir().join(format!("vnf-readopt-work-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&work).expect("work dir");
+        let config = work.join("chain.yaml");
+        std::fs::write(&config, CHAIN).expect("chain");
+        Self {
+            ns,
+            _bpffs: bpffs,
+            pin_dir,
+            config,
+            work,
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
 fn counter(ns: &str, name: &str) -> u64 {
     let m = scrape_metrics(ns, METRICS);
     metric(&m, name).unwrap_or_else(|| panic!("no {name} in\n{m}")) as u64
@@ -156,27 +206,9 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
     if !common::privileged() {
         return;
     }
-    let bpffs = Bpffs::mount();
-    let pin_dir = bpffs.0.join("lab/ro");
-    let ns = Namespaces::new(&["roc", "ror", "ros"]);
-    let (c, r, s) = (ns.0[0].clone(), ns.0[1].clone(), ns.0[2].clone());
-    ns.link(0, "vc", "10.94.1.2/24", 1, "rc", "10.94.1.1/24");
-    ns.link(1, "rs", "10.94.2.1/24", 2, "vs", "10.94.2.2/24");
-    sh(
-        Some(&c),
-        &["ip", "route", "add", "default", "via", "10.94.1.1"],
-    );
-    sh(
-        Some(&s),
-        &["ip", "route", "add", "default", "via", "10.94.2.1"],
-    );
-    sh(Some(&r), &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-    sh(Some(&c), &["ping", "-c", "1", "-W", "2", "10.94.2.2"]);
-
-    let work = std::env::temp_dir().join(format!("vnf-readopt-work-{}", std::process::id()));
-    std::fs::create_dir_all(&work).expect("work dir");
-    let config = work.join("chain.yaml");
-    std::fs::write(&config, CHAIN).expect("chain");
+    let tb = Testbed::new("a");
+    let (c, r, s) = (tb.ns.0[0].clone(), tb.ns.0[1].clone(), tb.ns.0[2].clone());
+    let (pin_dir, config, work) = (tb.pin_dir.clone(), tb.config.clone(), tb.work.clone());
     let log = |n: u32| work.join(format!("daemon{n}.log"));
 
     let mut d = Daemon::start(&r, &config, &pin_dir, "keep", log(1));
@@ -337,7 +369,97 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
     assert!(xdp_on(&r, "rc"));
     d.signal(libc::SIGTERM);
     assert!(!xdp_on(&r, "rc"));
-    drop(ns);
-    drop(bpffs);
-    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Sends `n` datagrams from the client to the server's port `port`, paced at about 2 kpps.
+fn send_udp(ns: &str, port: u16, n: u64) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter(ns);
+                let sock = UdpSocket::bind("10.94.1.2:0").expect("bind");
+                for i in 0..n {
+                    sock.send_to(&i.to_be_bytes(), ("10.94.2.2", port))
+                        .expect("send");
+                    if i % 20 == 19 {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            })
+            .join()
+            .expect("sender")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn unusable_pins_are_reported_and_replaced_by_a_fresh_chain() {
+    if !common::privileged() {
+        return;
+    }
+    let tb = Testbed::new("b");
+    let (c, r) = (tb.ns.0[0].clone(), tb.ns.0[1].clone());
+    let log = |n: u32| tb.work.join(format!("daemon{n}.log"));
+    let mut d = Daemon::start(&r, &tb.config, &tb.pin_dir, "keep", log(1));
+    send_udp(&c, DENIED, 50);
+    assert_eq!(counter(&r, FW_DROPS), 50);
+    d.signal(libc::SIGKILL);
+
+    // a piece goes missing: the next daemon says why and starts afresh, taking over the kept link
+    std::fs::remove_file(tb.pin_dir.join("vnf_mon_cfg")).expect("unpin a map");
+    d = Daemon::start(&r, &tb.config, &tb.pin_dir, "keep", log(2));
+    let text = d.text();
+    assert!(
+        text.contains(&format!(
+            "cannot re-adopt the chain kept in {}: pinned chain in {}: missing pinned map",
+            tb.pin_dir.display(),
+            tb.pin_dir.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("loading it afresh"), "{text}");
+    assert!(!text.contains("re-adopted generation"), "{text}");
+    assert!(xdp_on(&r, "rc"), "attached");
+    assert!(
+        tb.pin_dir.join("vnf_mon_cfg").exists(),
+        "pins complete again"
+    );
+    // fresh counters, and the fresh chain is the one that runs
+    assert_eq!(counter(&r, FW_DROPS), 0);
+    send_udp(&c, DENIED, 30);
+    send_udp(&c, KEPT, 20);
+    assert_eq!(counter(&r, FW_DROPS), 30);
+    assert_eq!(counter(&r, MON_IN), 20);
+
+    // the fresh chain is kept and re-adopted like any other
+    d.signal(libc::SIGKILL);
+    d = Daemon::start(&r, &tb.config, &tb.pin_dir, "keep", log(3));
+    assert!(d.text().contains("re-adopted generation 1"), "{}", d.text());
+    assert_eq!(counter(&r, FW_DROPS), 30);
+    let text = d.signal(libc::SIGTERM);
+    assert!(text.contains("chain kept running"), "{text}");
+
+    // pins of another chain are not adopted
+    let other = std::fs::read_to_string(&tb.config)
+        .expect("config")
+        .replace("name: ro,", "name: other,");
+    std::fs::write(&tb.config, other).expect("other chain");
+    d = Daemon::start(&r, &tb.config, &tb.pin_dir, "detach", log(4));
+    let text = d.text();
+    assert!(
+        text.contains("it holds chain lab/ro, this daemon runs lab/other"),
+        "{text}"
+    );
+    assert_eq!(counter_of(&r, "other", "fw"), 0);
+    let text = d.signal(libc::SIGTERM);
+    assert!(text.contains("chain detached"), "{text}");
+    assert!(!xdp_on(&r, "rc"), "XDP detached");
+    assert!(!tb.pin_dir.exists(), "the replaced pins were removed");
+}
+
+fn counter_of(ns: &str, chain: &str, function: &str) -> u64 {
+    let name = format!(
+        "buildvnf_function_drops_total{{namespace=\"lab\",chain=\"{chain}\",function=\"{function}\",type=\"firewall\",reason=\"firewall_rule\"}}"
+    );
+    counter(ns, &name)
 }

@@ -905,6 +905,26 @@ fn sum_hist(acc: &mut [u64; abi::HIST_BUCKETS], h: &[u64; abi::HIST_BUCKETS]) {
     }
 }
 
+/// Loads (verifies) one program of the attach point for `hook` and returns its fd.
+fn load_program(
+    hook: Hook,
+    name: &'static str,
+    prog: &mut aya::programs::Program,
+) -> Result<ProgramFd> {
+    match hook {
+        Hook::Xdp => {
+            let p: &mut Xdp = prog.try_into().map_err(EngineError::prog(name))?;
+            p.load().map_err(EngineError::prog(name))?;
+            Ok(p.fd().map_err(EngineError::prog(name))?.try_clone()?)
+        }
+        Hook::Tc => {
+            let p: &mut SchedClassifier = prog.try_into().map_err(EngineError::prog(name))?;
+            p.load().map_err(EngineError::prog(name))?;
+            Ok(p.fd().map_err(EngineError::prog(name))?.try_clone()?)
+        }
+    }
+}
+
 impl Engine {
     /// Loads the attach point for `hook`; the chain starts empty (all traffic bypasses).
     pub fn load(hook: Hook) -> Result<Self> {
@@ -920,25 +940,53 @@ impl Engine {
 
     /// Loads the programs of `ebpf` and takes its maps.
     fn from_object(mut ebpf: Ebpf, hook: Hook) -> Result<Self> {
+        // the verifier is most of the load time: load the programs on every core at once
+        let wanted: Vec<&'static str> = std::iter::once(ENTRY)
+            .chain(FUNCTION_PROGRAMS.iter().copied())
+            .collect();
+        let mut progs: Vec<(&'static str, &mut aya::programs::Program)> = Vec::new();
+        for (name, prog) in ebpf.programs_mut() {
+            if let Some(&w) = wanted.iter().find(|w| **w == name) {
+                progs.push((w, prog));
+            }
+        }
+        if let Some(missing) = wanted.iter().find(|w| !progs.iter().any(|(n, _)| n == *w)) {
+            return Err(EngineError::Missing(format!("program {missing}")));
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, progs.len());
+        let mut groups: Vec<Vec<(&'static str, &mut aya::programs::Program)>> =
+            (0..threads).map(|_| Vec::new()).collect();
+        for (i, p) in progs.into_iter().enumerate() {
+            groups[i % threads].push(p);
+        }
+        let loaded: Vec<Result<Vec<(&'static str, ProgramFd)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|group| {
+                    scope.spawn(move || {
+                        group
+                            .into_iter()
+                            .map(|(name, prog)| load_program(hook, name, prog).map(|fd| (name, fd)))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(EngineError::Missing(
+                            "a program loader thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
         let mut prog_fds = HashMap::new();
-        for &name in std::iter::once(&ENTRY).chain(FUNCTION_PROGRAMS) {
-            let prog = ebpf
-                .program_mut(name)
-                .ok_or_else(|| EngineError::Missing(format!("program {name}")))?;
-            let fd = match hook {
-                Hook::Xdp => {
-                    let p: &mut Xdp = prog.try_into().map_err(EngineError::prog(name))?;
-                    p.load().map_err(EngineError::prog(name))?;
-                    p.fd().map_err(EngineError::prog(name))?.try_clone()?
-                }
-                Hook::Tc => {
-                    let p: &mut SchedClassifier =
-                        prog.try_into().map_err(EngineError::prog(name))?;
-                    p.load().map_err(EngineError::prog(name))?;
-                    p.fd().map_err(EngineError::prog(name))?.try_clone()?
-                }
-            };
-            prog_fds.insert(name, fd);
+        for group in loaded {
+            prog_fds.extend(group?);
         }
         let maps = Maps::take_all(&mut ebpf, hook)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;

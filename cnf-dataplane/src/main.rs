@@ -51,7 +51,8 @@ struct Flags {
     /// counters and flows continuing.
     #[arg(long, env = "CNF_ON_EXIT", value_enum, default_value = "detach")]
     on_exit: ExitPolicy,
-    /// bpffs directory for the chain's pins [default: /sys/fs/bpf/buildvnf/<namespace>/<chain>].
+    /// bpffs directory for the chain's pins
+    /// [default: /sys/fs/bpf/buildvnf/<namespace>/<chain>/netns-<inode of this network namespace>].
     /// Under /sys/fs/bpf, bpffs is mounted when missing; pins live as long as that bpffs mount does.
     #[arg(long, env = "CNF_PIN_DIR")]
     pin_dir: Option<PathBuf>,

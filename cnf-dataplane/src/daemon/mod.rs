@@ -64,17 +64,29 @@ pub enum OnExit {
     Keep,
 }
 
-/// The default pin directory of chain `namespace`/`name`.
+/// The default pin directory of chain `namespace`/`name` in this network namespace:
+/// `/sys/fs/bpf/buildvnf/<namespace>/<chain>/netns-<inode>`. The network namespace tells the replicas
+/// of a chain on one node apart (each pod has its own, kept across container restarts).
 pub fn default_pin_dir(namespace: &str, name: &str) -> PathBuf {
     let ns = if namespace.is_empty() {
         "default"
     } else {
         namespace
     };
-    Path::new(crate::engine::pin::BPFFS_ROOT)
+    let dir = Path::new(crate::engine::pin::BPFFS_ROOT)
         .join("buildvnf")
         .join(ns)
-        .join(name)
+        .join(name);
+    match netns_id() {
+        Some(id) => dir.join(format!("netns-{id}")),
+        None => dir,
+    }
+}
+
+/// The inode of this process's network namespace.
+fn netns_id() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self/ns/net").ok().map(|m| m.ino())
 }
 
 /// What the daemon stores with a kept chain, to re-adopt it.
@@ -82,6 +94,9 @@ pub fn default_pin_dir(namespace: &str, name: &str) -> PathBuf {
 struct Owner {
     namespace: String,
     name: String,
+    /// The network namespace the chain's interfaces are in (its inode).
+    #[serde(default)]
+    netns: Option<u64>,
     generation: i64,
     spec: VNFChainSpec,
 }
@@ -459,6 +474,13 @@ impl Dataplane {
                 owner.namespace, owner.name
             )));
         }
+        if owner.netns != netns_id() {
+            return Err(unusable(format!(
+                "it was pinned from another network namespace (inode {:?}, this is {:?})",
+                owner.netns,
+                netns_id()
+            )));
+        }
         // what a live update cannot change is not adopted either (it needs a fresh start)
         if owner.spec.interfaces != chain.spec.interfaces {
             return Err(unusable("spec.interfaces changed".into()));
@@ -542,6 +564,7 @@ impl Dataplane {
         let owner = Owner {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
+            netns: netns_id(),
             generation: self.generation,
             spec: self.spec.clone(),
         };

@@ -463,3 +463,36 @@ fn counter_of(ns: &str, chain: &str, function: &str) -> u64 {
     );
     counter(ns, &name)
 }
+
+#[test]
+fn a_stopping_daemon_refuses_updates_and_keeps_its_generation() {
+    use cnf_dataplane::daemon::{ApplyError, Dataplane};
+    if !common::privileged() {
+        return;
+    }
+    let ns = Namespaces::new(&["stpa", "stpb"]);
+    ns.link(0, "rc", "10.95.0.1/24", 1, "x0", "10.95.0.2/24");
+    let chain = crds::manifest::parse_single_chain(CHAIN).expect("chain");
+    let changed = crds::manifest::parse_single_chain(&changed_chain()).expect("changed chain");
+    let router = ns.0[0].clone();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter(&router);
+            let mut dp = Dataplane::start(&chain).expect("start");
+            dp.stop_updates();
+            let e = dp
+                .apply(2, &changed.spec)
+                .expect_err("refused while stopping");
+            assert!(matches!(e, ApplyError::ShuttingDown), "{e}");
+            assert_eq!(
+                e.to_string(),
+                "the data plane is shutting down and accepts no updates"
+            );
+            assert_eq!(dp.generation(), 1);
+            assert_eq!(dp.function_stats().len(), 2, "generation 1 still runs");
+            dp.detach().expect("detach");
+        })
+        .join()
+        .expect("daemon thread");
+    });
+}

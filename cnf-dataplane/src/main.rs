@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
-use cnf_dataplane::daemon::{ApplyError, Dataplane, StartOptions, caps, grpc, metrics};
+use cnf_dataplane::daemon::{ApplyError, Dataplane, OnExit, StartOptions, caps, grpc, metrics};
 use dataplane_api::dataplane_server::DataplaneServer;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
@@ -45,6 +45,25 @@ struct Flags {
     /// Keys of user-space functions: Secret S's key K is the file S/K here (where the operator mounts them).
     #[arg(long, env = "CNF_SECRETS_DIR", default_value = crds::KEY_SECRETS_DIR)]
     secrets_dir: PathBuf,
+    /// On exit (SIGTERM, Ctrl-C): `detach` the chain and remove its pins, or `keep` it running with
+    /// its maps and links pinned in --pin-dir. With `keep` the pins are made at attach time, so a
+    /// restarted daemon (also after a crash) re-adopts the running chain without interrupting traffic,
+    /// counters and flows continuing.
+    #[arg(long, env = "CNF_ON_EXIT", value_enum, default_value = "detach")]
+    on_exit: ExitPolicy,
+    /// bpffs directory for the chain's pins
+    /// [default: /sys/fs/bpf/buildvnf/<namespace>/<chain>/netns-<inode of this network namespace>].
+    /// Under /sys/fs/bpf, bpffs is mounted when missing; pins live as long as that bpffs mount does.
+    #[arg(long, env = "CNF_PIN_DIR")]
+    pin_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ExitPolicy {
+    /// Detach the programs and remove the pins.
+    Detach,
+    /// Leave the chain attached and pinned for the next daemon.
+    Keep,
 }
 
 fn main() -> ExitCode {
@@ -78,8 +97,14 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_NOPERM);
     }
     let started = std::time::Instant::now();
+    let on_exit = match flags.on_exit {
+        ExitPolicy::Detach => OnExit::Detach,
+        ExitPolicy::Keep => OnExit::Keep,
+    };
     let opts = StartOptions {
         secrets_dir: flags.secrets_dir.clone(),
+        on_exit,
+        pin_dir: flags.pin_dir.clone(),
     };
     let dataplane = match Dataplane::start_with(&chain, &opts) {
         Ok(d) => d,
@@ -107,11 +132,15 @@ fn main() -> ExitCode {
         );
     }
     log::info!(
-        "chain {}/{} generation {} running ({} ms from start to attached)",
+        "chain {}/{} generation {} running ({} ms from start to attached{})",
         dataplane.chain().0,
         dataplane.chain().1,
         dataplane.generation(),
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        dataplane
+            .adopted()
+            .map(|a| format!("; {a}"))
+            .unwrap_or_default()
     );
     let state = Arc::new(Mutex::new(dataplane));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -126,11 +155,19 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(serve(flags, state.clone()));
-    // Detach before exiting (the engine also detaches when dropped).
-    if let Ok(mut dp) = state.lock()
-        && let Err(e) = dp.detach()
-    {
-        log::warn!("detach: {e}");
+    // Keep or detach before exiting (an engine that is not kept also detaches when dropped).
+    if let Ok(mut dp) = state.lock() {
+        let (what, res) = match on_exit {
+            OnExit::Keep => ("keep", dp.keep()),
+            OnExit::Detach => ("detach", dp.detach()),
+        };
+        match res {
+            Ok(()) if on_exit == OnExit::Keep => {
+                log::info!("chain kept running for the next daemon to re-adopt")
+            }
+            Ok(()) => log::info!("chain detached"),
+            Err(e) => log::warn!("{what}: {e}"),
+        }
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -242,6 +279,10 @@ async fn serve(flags: Flags, state: Arc<Mutex<Dataplane>>) -> anyhow::Result<()>
             let _ = stop_tx.send(true);
             return res.context("server task")?;
         }
+    }
+    // No more updates from here on: ApplyChain is refused while the servers drain.
+    if let Ok(mut dp) = state.lock() {
+        dp.stop_updates();
     }
     let _ = stop_tx.send(true);
     // Drain in-flight requests briefly; idle client connections (the operator keeps one) must not hold

@@ -163,6 +163,7 @@ fn to_status(e: ApplyError) -> Status {
         ApplyError::Engine(_) | ApplyError::Userspace(_) => {
             Status::aborted(format!("{e}; the previous generation is still running"))
         }
+        ApplyError::ShuttingDown => Status::unavailable(e.to_string()),
     }
 }
 

@@ -48,6 +48,57 @@ pub enum ApplyError {
     /// The user-space tier could not start (its sockets, its worker).
     #[error("user-space tier: {0}")]
     Userspace(#[from] UserspaceError),
+    /// The daemon is stopping (SIGTERM) and accepts no more updates.
+    #[error("the data plane is shutting down and accepts no updates")]
+    ShuttingDown,
+}
+
+/// What happens to the chain when the daemon exits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnExit {
+    /// Detach the programs and remove the pins (the default).
+    #[default]
+    Detach,
+    /// Leave the programs attached and their maps and links pinned, for the next daemon to
+    /// re-adopt with no traffic interruption (also after a crash: the pins are made at attach time).
+    Keep,
+}
+
+/// The default pin directory of chain `namespace`/`name` in this network namespace:
+/// `/sys/fs/bpf/buildvnf/<namespace>/<chain>/netns-<inode>`. The network namespace tells the replicas
+/// of a chain on one node apart (each pod has its own, kept across container restarts).
+pub fn default_pin_dir(namespace: &str, name: &str) -> PathBuf {
+    let ns = if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
+    };
+    let dir = Path::new(crate::engine::pin::BPFFS_ROOT)
+        .join("buildvnf")
+        .join(ns)
+        .join(name);
+    match netns_id() {
+        Some(id) => dir.join(format!("netns-{id}")),
+        None => dir,
+    }
+}
+
+/// The inode of this process's network namespace.
+fn netns_id() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self/ns/net").ok().map(|m| m.ino())
+}
+
+/// What the daemon stores with a kept chain, to re-adopt it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Owner {
+    namespace: String,
+    name: String,
+    /// The network namespace the chain's interfaces are in (its inode).
+    #[serde(default)]
+    netns: Option<u64>,
+    generation: i64,
+    spec: VNFChainSpec,
 }
 
 /// Where the daemon finds what the manifest only names.
@@ -56,12 +107,18 @@ pub struct StartOptions {
     /// Directory with the keys of user-space functions: Secret `S`'s key `K` at `S/K`
     /// (the operator mounts them at [`crds::KEY_SECRETS_DIR`]).
     pub secrets_dir: PathBuf,
+    /// Keep or detach the chain on exit.
+    pub on_exit: OnExit,
+    /// Where the chain's maps and links are pinned (bpffs); `None` = [`default_pin_dir`].
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
         Self {
             secrets_dir: PathBuf::from(crds::KEY_SECRETS_DIR),
+            on_exit: OnExit::Detach,
+            pin_dir: None,
         }
     }
 }
@@ -132,6 +189,10 @@ pub struct Dataplane {
     /// The user-space part of the chain and its workers (one per receive queue of the ingress).
     userspace: Option<UserspacePlan>,
     tiers: Vec<UserTier>,
+    /// Set on SIGTERM: no more updates.
+    stopping: bool,
+    /// "re-adopted generation N from DIR" when the chain was re-adopted.
+    adopted: Option<String>,
 }
 
 /// Resolves an interface name to its index in this network namespace.
@@ -280,6 +341,7 @@ fn start_tiers(
 fn load_attached(
     spec: &VNFChainSpec,
     config: &crate::engine::ChainConfig,
+    pins: Option<&Path>,
 ) -> Result<(Engine, Vec<Attachment>), EngineError> {
     let hook = spec.dataplane.hook;
     let ifaces = interfaces(spec);
@@ -290,7 +352,10 @@ fn load_attached(
         SpecHook::Auto | SpecHook::Tc => XdpAttach::Auto,
     };
     let try_hook = |h: Hook| -> Result<(Engine, Vec<Attachment>), EngineError> {
-        let mut engine = Engine::load(h)?;
+        let mut engine = match pins {
+            Some(dir) => Engine::load_kept(h, dir)?,
+            None => Engine::load(h)?,
+        };
         engine.apply(config)?;
         let mut out = Vec::new();
         for i in &ifaces {
@@ -330,10 +395,40 @@ impl Dataplane {
 
     /// [`Dataplane::start`] with explicit options. Chains with user-space functions also start their
     /// AF_XDP tier, fed by the chain's hand-off.
+    ///
+    /// With a chain kept in the pin directory (an earlier daemon's, see [`OnExit::Keep`]), the chain is
+    /// re-adopted with no traffic interruption and, when the configured chain differs, moved to it
+    /// with an atomic generation switch; when the kept chain is unusable the log says why and the
+    /// chain is loaded afresh (taking over the kept links atomically).
     pub fn start_with(chain: &VNFChain, opts: &StartOptions) -> Result<Self, ApplyError> {
         crds::validate(chain).map_err(ApplyError::Invalid)?;
         let plan = spec::chain_plan(&chain.spec, &ifindex)?;
-        let (mut engine, attachments) = load_attached(&chain.spec, &plan.kernel)?;
+        let namespace = chain.metadata.namespace.clone().unwrap_or_default();
+        let name = chain.metadata.name.clone().unwrap_or_default();
+        let dir = opts
+            .pin_dir
+            .clone()
+            .unwrap_or_else(|| default_pin_dir(&namespace, &name));
+        let kept_before = crate::engine::pin::is_bpffs(&dir)
+            && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+        if opts.on_exit == OnExit::Keep
+            && let Some(note) = crate::engine::pin::prepare_dir(&dir)?
+        {
+            log::warn!("{note}");
+        }
+        if kept_before {
+            match Self::adopt(chain, &plan, &dir, opts) {
+                Ok(dp) => return Ok(dp),
+                Err(e) => log::warn!(
+                    "cannot re-adopt the chain kept in {}: {e}; loading it afresh",
+                    dir.display()
+                ),
+            }
+        }
+        // a daemon that detaches on exit pins nothing, unless it replaces a kept chain (its pins are
+        // then this daemon's, removed on exit)
+        let pins = (opts.on_exit == OnExit::Keep || kept_before).then_some(dir.as_path());
+        let (mut engine, attachments) = load_attached(&chain.spec, &plan.kernel, pins)?;
         offload::fix_veth_checksums(attachments.iter().map(|a| a.interface.as_str()));
         // the engine detaches when dropped, so an error here leaves nothing attached
         let tiers = match &plan.userspace {
@@ -341,10 +436,10 @@ impl Dataplane {
             None => Vec::new(),
         };
         let instances = engine.active_instances().to_vec();
-        Ok(Self {
+        let mut dp = Self {
             engine,
-            namespace: chain.metadata.namespace.clone().unwrap_or_default(),
-            name: chain.metadata.name.clone().unwrap_or_default(),
+            namespace,
+            name,
             generation: chain.metadata.generation.unwrap_or(1).max(1),
             functions: running_functions(&chain.spec, &plan, &instances),
             spec: chain.spec.clone(),
@@ -352,7 +447,162 @@ impl Dataplane {
             last_error: String::new(),
             userspace: plan.userspace,
             tiers,
-        })
+            stopping: false,
+            adopted: None,
+        };
+        dp.save()?;
+        if let Some(dir) = pins {
+            dp.engine.remove_stale_links()?;
+            log::info!("chain pinned in {}", dir.display());
+        }
+        Ok(dp)
+    }
+
+    /// Re-adopts the chain kept in `dir`, then moves it to `chain` when that differs. An error
+    /// leaves the kept chain running as it was.
+    fn adopt(
+        chain: &VNFChain,
+        plan: &ChainPlan,
+        dir: &Path,
+        opts: &StartOptions,
+    ) -> Result<Self, ApplyError> {
+        let rec = Engine::read_record(dir)?;
+        let unusable = |why: String| {
+            ApplyError::Engine(EngineError::Pin {
+                dir: dir.display().to_string(),
+                why,
+            })
+        };
+        let owner: Owner = serde_json::from_str(&rec.owner)
+            .map_err(|e| unusable(format!("the daemon's part of the record: {e}")))?;
+        let namespace = chain.metadata.namespace.clone().unwrap_or_default();
+        let name = chain.metadata.name.clone().unwrap_or_default();
+        if (owner.namespace.as_str(), owner.name.as_str()) != (namespace.as_str(), name.as_str()) {
+            return Err(unusable(format!(
+                "it holds chain {}/{}, this daemon runs {namespace}/{name}",
+                owner.namespace, owner.name
+            )));
+        }
+        if owner.netns != netns_id() {
+            return Err(unusable(format!(
+                "it was pinned from another network namespace (inode {:?}, this is {:?})",
+                owner.netns,
+                netns_id()
+            )));
+        }
+        // what a live update cannot change is not adopted either (it needs a fresh start)
+        if owner.spec.interfaces != chain.spec.interfaces {
+            return Err(unusable("spec.interfaces changed".into()));
+        }
+        if owner.spec.dataplane.hook != chain.spec.dataplane.hook {
+            return Err(unusable("spec.dataplane.hook changed".into()));
+        }
+        let kept_plan = spec::chain_plan(&owner.spec, &ifindex).map_err(|e| {
+            unusable(format!(
+                "the kept chain no longer maps: {}: {}",
+                e.path, e.message
+            ))
+        })?;
+        if kept_plan.userspace != plan.userspace
+            || owner.spec.dataplane.userspace != chain.spec.dataplane.userspace
+        {
+            return Err(unusable("the user-space functions changed".into()));
+        }
+        let (mut engine, infos) = Engine::adopt(dir, rec, &kept_plan.kernel)?;
+        let attachments: Vec<Attachment> = infos
+            .into_iter()
+            .map(|i| Attachment::from_info(i, owner.spec.dataplane.hook))
+            .collect();
+        offload::fix_veth_checksums(attachments.iter().map(|a| a.interface.as_str()));
+        let tiers = match &kept_plan.userspace {
+            Some(u) => match start_tiers(&mut engine, &owner.spec, u, opts) {
+                Ok(t) => t,
+                Err(e) => {
+                    // the kept chain stays as it was (its hand-off drops until a tier serves it)
+                    let _ = engine.keep();
+                    return Err(e);
+                }
+            },
+            None => Vec::new(),
+        };
+        let instances = engine.active_instances().to_vec();
+        let note = format!(
+            "re-adopted generation {} from {}",
+            owner.generation,
+            dir.display()
+        );
+        log::info!("{note}");
+        let mut dp = Self {
+            engine,
+            namespace,
+            name,
+            generation: owner.generation,
+            functions: running_functions(&owner.spec, &kept_plan, &instances),
+            spec: owner.spec,
+            attachments,
+            last_error: String::new(),
+            userspace: kept_plan.userspace,
+            tiers,
+            stopping: false,
+            adopted: Some(note),
+        };
+        let configured = chain.metadata.generation.unwrap_or(1).max(1);
+        if dp.spec != chain.spec {
+            let generation = configured.max(dp.generation);
+            match dp.apply(generation, &chain.spec) {
+                Ok(_) => log::info!(
+                    "moved the re-adopted chain to the configured one (generation {generation})"
+                ),
+                Err(e) => log::warn!(
+                    "the configured chain was not applied over the re-adopted one: {e}; generation {} keeps running",
+                    dp.generation
+                ),
+            }
+        } else if configured > dp.generation {
+            dp.generation = configured;
+        }
+        dp.save()?;
+        Ok(dp)
+    }
+
+    /// Writes the state record of a kept chain (a no-op otherwise).
+    fn save(&mut self) -> Result<(), EngineError> {
+        if self.engine.pin_dir().is_none() {
+            return Ok(());
+        }
+        let owner = Owner {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            netns: netns_id(),
+            generation: self.generation,
+            spec: self.spec.clone(),
+        };
+        let text = serde_json::to_string(&owner).map_err(|e| EngineError::Pin {
+            dir: String::new(),
+            why: format!("encoding the record: {e}"),
+        })?;
+        self.engine.save_record(&text)
+    }
+
+    /// "re-adopted generation N from DIR" when this daemon re-adopted a kept chain.
+    pub fn adopted(&self) -> Option<&str> {
+        self.adopted.as_deref()
+    }
+
+    /// Refuses every later update (SIGTERM: the daemon is going).
+    pub fn stop_updates(&mut self) {
+        self.stopping = true;
+    }
+
+    /// Leaves the chain running for the next daemon: programs attached, maps and links pinned.
+    /// The user-space tier stops (its sockets belong to this process).
+    pub fn keep(&mut self) -> Result<(), EngineError> {
+        for tier in self.tiers.drain(..) {
+            tier.stop();
+        }
+        self.engine.keep()?;
+        self.attachments.clear();
+        Ok(())
     }
 
     /// Applies a new generation atomically: validated, mapped, prepared beside the running one, switched in
@@ -366,6 +616,9 @@ impl Dataplane {
     }
 
     fn try_apply(&mut self, generation: i64, spec: &VNFChainSpec) -> Result<bool, ApplyError> {
+        if self.stopping {
+            return Err(ApplyError::ShuttingDown);
+        }
         if generation < self.generation {
             return Err(ApplyError::Stale {
                 requested: generation,
@@ -394,6 +647,9 @@ impl Dataplane {
         self.spec = spec.clone();
         self.functions = running_functions(spec, &plan, &applied.instances);
         self.last_error.clear();
+        if let Err(e) = self.save() {
+            log::warn!("generation {generation} runs, but its state record was not written: {e}");
+        }
         Ok(true)
     }
 

@@ -290,7 +290,7 @@ pub struct FwPortSeg {
 
 /// Data part of `struct vnf_lpm4_key` (aya's `lpm_trie::Key` adds `prefixlen`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lpm4Data {
     /// Instance id, big-endian (the first 32 prefix bits).
     pub instance_be: u32,
@@ -299,7 +299,7 @@ pub struct Lpm4Data {
 
 /// Data part of `struct vnf_lpm6_key`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lpm6Data {
     pub instance_be: u32,
     pub addr: [u8; 16],
@@ -430,7 +430,9 @@ pub struct NatCfg {
 
 /// `struct vnf_nat_dnat_key`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct NatDnatKey {
     pub instance: u32,
     pub proto: u8,

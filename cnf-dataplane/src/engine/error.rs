@@ -46,6 +46,14 @@ pub enum EngineError {
         /// Why each hook was rejected.
         reasons: String,
     },
+    /// A pinned chain cannot be kept or re-adopted (bpffs missing, pieces missing, another build).
+    #[error("pinned chain in {dir}: {why}")]
+    Pin {
+        /// The pin directory.
+        dir: String,
+        /// What is wrong.
+        why: String,
+    },
     /// An OS-level error (CPU count, ...).
     #[error("{0}")]
     Io(#[from] std::io::Error),

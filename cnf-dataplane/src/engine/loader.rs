@@ -3,17 +3,21 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aya::Ebpf;
 use aya::maps::lpm_trie::Key;
 use aya::maps::{
     Array, DevMap, HashMap as BpfHashMap, IterableMap, LpmTrie, MapData, PerCpuArray,
     PerCpuHashMap, PerCpuValues, ProgramArray, RingBuf, XskMap,
 };
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::tc::SchedClassifierLink;
 use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
+use aya::programs::xdp::XdpLink;
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramFd, SchedClassifier, TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
 use log::{debug, info};
 
 use super::abi::{
@@ -31,6 +35,7 @@ use super::error::{EngineError, Result};
 use super::firewall::{self, CompiledFirewall};
 use super::maglev;
 use super::objects;
+use super::pin::{self, RecordMap, pin_err};
 use super::testrun::TestRunner;
 
 /// Name of the entry (classifier) program in both attach points.
@@ -147,7 +152,7 @@ pub struct ChainCounters {
 
 /// Prefixes of one classifier generation, one firewall instance or one NAT instance's SNAT rule,
 /// as written into their LPM tries (`bool` = destination trie).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct PrefixKeys {
     v4: Vec<(u32, Lpm4Data, bool)>,
     v6: Vec<(u32, Lpm6Data, bool)>,
@@ -197,6 +202,58 @@ struct Maps {
     nat_dnat: BpfHashMap<MapData, NatDnatKey, NatDnatVal>,
     nat_src4: LpmTrie<MapData, Lpm4Data, u32>,
     nat_src6: LpmTrie<MapData, Lpm6Data, u32>,
+}
+
+/// Every map of an attach point (the XDP one has two more), as pinned in a kept chain's directory.
+fn map_names(hook: Hook) -> Vec<&'static str> {
+    let mut names = vec![
+        "vnf_active_gen",
+        "vnf_gen_cfg",
+        "vnf_slots",
+        "vnf_progs",
+        "vnf_instances",
+        "vnf_stats",
+        "vnf_chain_stats",
+        "vnf_fw_cfg",
+        "vnf_fw_actions",
+        "vnf_fw_hits",
+        "vnf_fw_words",
+        "vnf_fw_proto",
+        "vnf_fw_ports",
+        "vnf_fw_src4",
+        "vnf_fw_dst4",
+        "vnf_fw_src6",
+        "vnf_fw_dst6",
+        "vnf_ct",
+        "vnf_fwd_cfg",
+        "vnf_mon_cfg",
+        "vnf_mon_classes",
+        "vnf_samples",
+        "vnf_rl_cfg",
+        "vnf_rl_buckets",
+        "vnf_rl_global",
+        "vnf_nat_cfg",
+        "vnf_nat_ct",
+        "vnf_lb_cfg",
+        "vnf_lb_backends",
+        "vnf_lb_maglev",
+        "vnf_cls_src4",
+        "vnf_cls_dst4",
+        "vnf_cls_src6",
+        "vnf_cls_dst6",
+        "vnf_mon_keyed",
+        "vnf_nat_dnat",
+        "vnf_nat_src4",
+        "vnf_nat_src6",
+        // per-CPU state handed from one tail call to the next: while a re-adoption switches
+        // programs, the old entry's packets continue in the new functions through these
+        "vnf_scratch",
+        "vnf_parsed",
+    ];
+    if hook == Hook::Xdp {
+        names.extend(["vnf_devmap", "vnf_xsks"]);
+    }
+    names
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
@@ -271,6 +328,104 @@ impl Maps {
 enum Link {
     Xdp(XdpLinkId),
     Tc(SchedClassifierLinkId),
+    /// A link pinned in the kept chain's directory: it stays attached without this process.
+    Pinned {
+        link: FdLink,
+        path: PathBuf,
+    },
+}
+
+/// The pin directory of a kept chain (see [`Engine::load_kept`]).
+struct Pins {
+    dir: PathBuf,
+    /// The state record.
+    record: RecordMap,
+    /// The program array of a chain this engine replaces (pins of an unusable record): held until
+    /// the links run the new entry program, so the old chain keeps its tail calls until then.
+    held: Option<MapData>,
+    /// Whether dropping the engine without [`Engine::keep`] detaches and removes the pins (a failed
+    /// start leaves nothing behind; an adoption that failed leaves the old chain running).
+    armed: bool,
+}
+
+/// The engine's bookkeeping as written into a kept chain's state record.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EngineState {
+    active: u32,
+    generations: [Vec<u32>; 2],
+    live: Vec<(u32, u32)>,
+    names: Vec<(u32, String, u32)>,
+    state_of: Vec<(u32, u32)>,
+    state_refs: Vec<(u32, u32)>,
+    free_ids: Vec<u32>,
+    fw_keys: Vec<(u32, PrefixKeys)>,
+    fw_priorities: Vec<(u32, Vec<u32>)>,
+    fw_regions: Vec<(u32, [(u32, u32); 3])>,
+    cls_keys: [PrefixKeys; 2],
+    nat_keys: Vec<(u32, PrefixKeys, Vec<NatDnatKey>)>,
+    lb_regions: Vec<(u32, (u32, u32))>,
+}
+
+/// One kept attachment.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct LinkRecord {
+    iface: String,
+    mode: String,
+}
+
+/// The state record of a kept chain, read with [`Engine::read_record`] and handed to
+/// [`Engine::adopt`].
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct PinnedRecord {
+    build: String,
+    hook: String,
+    links: Vec<LinkRecord>,
+    engine: EngineState,
+    /// What the owner (the daemon) stored with the chain ([`Engine::save_record`]).
+    pub owner: String,
+}
+
+impl PinnedRecord {
+    /// The hook the kept chain runs on.
+    pub fn hook(&self) -> Hook {
+        if self.hook == "tc" {
+            Hook::Tc
+        } else {
+            Hook::Xdp
+        }
+    }
+
+    /// The kept chain's active generation (0 or 1).
+    pub fn active_generation(&self) -> u32 {
+        self.engine.active
+    }
+}
+
+fn hook_name(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Xdp => "xdp",
+        Hook::Tc => "tc",
+    }
+}
+
+fn mode_label(mode: &str) -> Option<&'static str> {
+    ["xdp-native", "xdp-generic", "tc-ingress"]
+        .into_iter()
+        .find(|m| *m == mode)
+}
+
+/// The program that runs function kind `kind`.
+fn program_of_kind(kind: u32) -> Option<&'static str> {
+    Some(match kind {
+        abi::kind::FIREWALL => "vnf_firewall",
+        abi::kind::FORWARDER => "vnf_forwarder",
+        abi::kind::MONITOR => "vnf_monitor",
+        abi::kind::RATELIMIT => "vnf_ratelimit",
+        abi::kind::NAT => "vnf_nat",
+        abi::kind::LB => "vnf_lb",
+        abi::kind::USERSPACE => "vnf_userspace",
+        _ => return None,
+    })
 }
 
 /// A loaded attach point (XDP or TC) with its maps and chain state.
@@ -310,6 +465,10 @@ pub struct Engine {
     last_flip: Option<Instant>,
     /// Attachments, by interface name.
     links: Vec<(String, Link)>,
+    /// Attach mode label of each attached interface.
+    modes: Vec<(String, &'static str)>,
+    /// Set when the chain is kept across restarts.
+    pins: Option<Pins>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -319,6 +478,19 @@ impl std::fmt::Debug for Engine {
             .field("active", &self.active)
             .field("generations", &self.generations)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Engine {
+    /// A kept engine that was neither kept nor detached (a failed start, a panic) detaches and
+    /// removes its pins, so nothing half-made stays behind; an adoption that failed half-way is not
+    /// armed and leaves the kept chain as it found it.
+    fn drop(&mut self) {
+        if self.pins.as_ref().is_some_and(|p| p.armed)
+            && let Err(e) = self.detach()
+        {
+            log::warn!("removing the pins of a chain that did not start: {e}");
+        }
     }
 }
 
@@ -741,33 +913,88 @@ fn sum_hist(acc: &mut [u64; abi::HIST_BUCKETS], h: &[u64; abi::HIST_BUCKETS]) {
     }
 }
 
+/// Loads (verifies) one program of the attach point for `hook` and returns its fd.
+fn load_program(
+    hook: Hook,
+    name: &'static str,
+    prog: &mut aya::programs::Program,
+) -> Result<ProgramFd> {
+    match hook {
+        Hook::Xdp => {
+            let p: &mut Xdp = prog.try_into().map_err(EngineError::prog(name))?;
+            p.load().map_err(EngineError::prog(name))?;
+            Ok(p.fd().map_err(EngineError::prog(name))?.try_clone()?)
+        }
+        Hook::Tc => {
+            let p: &mut SchedClassifier = prog.try_into().map_err(EngineError::prog(name))?;
+            p.load().map_err(EngineError::prog(name))?;
+            Ok(p.fd().map_err(EngineError::prog(name))?.try_clone()?)
+        }
+    }
+}
+
 impl Engine {
     /// Loads the attach point for `hook`; the chain starts empty (all traffic bypasses).
     pub fn load(hook: Hook) -> Result<Self> {
-        let bytes = match hook {
+        Self::from_object(Ebpf::load(Self::object(hook))?, hook)
+    }
+
+    fn object(hook: Hook) -> &'static [u8] {
+        match hook {
             Hook::Xdp => objects::XDP_CHAIN,
             Hook::Tc => objects::TC_CHAIN,
-        };
-        let mut ebpf = Ebpf::load(bytes)?;
+        }
+    }
+
+    /// Loads the programs of `ebpf` and takes its maps.
+    fn from_object(mut ebpf: Ebpf, hook: Hook) -> Result<Self> {
+        // the verifier is most of the load time: load the programs on every core at once
+        let wanted: Vec<&'static str> = std::iter::once(ENTRY)
+            .chain(FUNCTION_PROGRAMS.iter().copied())
+            .collect();
+        let mut progs: Vec<(&'static str, &mut aya::programs::Program)> = Vec::new();
+        for (name, prog) in ebpf.programs_mut() {
+            if let Some(&w) = wanted.iter().find(|w| **w == name) {
+                progs.push((w, prog));
+            }
+        }
+        if let Some(missing) = wanted.iter().find(|w| !progs.iter().any(|(n, _)| n == *w)) {
+            return Err(EngineError::Missing(format!("program {missing}")));
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, progs.len());
+        let mut groups: Vec<Vec<(&'static str, &mut aya::programs::Program)>> =
+            (0..threads).map(|_| Vec::new()).collect();
+        for (i, p) in progs.into_iter().enumerate() {
+            groups[i % threads].push(p);
+        }
+        let loaded: Vec<Result<Vec<(&'static str, ProgramFd)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|group| {
+                    scope.spawn(move || {
+                        group
+                            .into_iter()
+                            .map(|(name, prog)| load_program(hook, name, prog).map(|fd| (name, fd)))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(EngineError::Missing(
+                            "a program loader thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
         let mut prog_fds = HashMap::new();
-        for &name in std::iter::once(&ENTRY).chain(FUNCTION_PROGRAMS) {
-            let prog = ebpf
-                .program_mut(name)
-                .ok_or_else(|| EngineError::Missing(format!("program {name}")))?;
-            let fd = match hook {
-                Hook::Xdp => {
-                    let p: &mut Xdp = prog.try_into().map_err(EngineError::prog(name))?;
-                    p.load().map_err(EngineError::prog(name))?;
-                    p.fd().map_err(EngineError::prog(name))?.try_clone()?
-                }
-                Hook::Tc => {
-                    let p: &mut SchedClassifier =
-                        prog.try_into().map_err(EngineError::prog(name))?;
-                    p.load().map_err(EngineError::prog(name))?;
-                    p.fd().map_err(EngineError::prog(name))?.try_clone()?
-                }
-            };
-            prog_fds.insert(name, fd);
+        for group in loaded {
+            prog_fds.extend(group?);
         }
         let maps = Maps::take_all(&mut ebpf, hook)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
@@ -794,6 +1021,8 @@ impl Engine {
             lb_regions: HashMap::new(),
             last_flip: None,
             links: Vec::new(),
+            modes: Vec::new(),
+            pins: None,
         })
     }
 
@@ -1767,6 +1996,12 @@ impl Engine {
         if self.links.iter().any(|(name, _)| name == iface) {
             return Err(EngineError::Config(format!("already attached to {iface}")));
         }
+        if let Some(pins) = &self.pins {
+            let path = pin::path(&pins.dir, &pin::link_name(iface));
+            if path.exists() {
+                return self.take_over(iface, &path);
+            }
+        }
         let prog = self
             .ebpf
             .program_mut(ENTRY)
@@ -1790,13 +2025,7 @@ impl Engine {
                     }
                     match p.attach(iface, mode) {
                         Ok(id) => {
-                            self.links.push((iface.to_string(), Link::Xdp(id)));
-                            return Ok(AttachInfo {
-                                iface: iface.into(),
-                                hook: Hook::Xdp,
-                                mode: label,
-                                fallback_reasons: reasons,
-                            });
+                            return self.attached(iface, Link::Xdp(id), label, reasons);
                         }
                         Err(e) => {
                             let mut why = format!("{label}: {}", error_chain(&e));
@@ -1818,13 +2047,7 @@ impl Engine {
                 }
                 match p.attach(iface, TcAttachType::Ingress) {
                     Ok(id) => {
-                        self.links.push((iface.to_string(), Link::Tc(id)));
-                        return Ok(AttachInfo {
-                            iface: iface.into(),
-                            hook: Hook::Tc,
-                            mode: "tc-ingress",
-                            fallback_reasons: reasons,
-                        });
+                        return self.attached(iface, Link::Tc(id), "tc-ingress", reasons);
                     }
                     Err(e) => reasons.push(format!("tc-ingress: {}", error_chain(&e))),
                 }
@@ -1839,6 +2062,450 @@ impl Engine {
         })
     }
 
+    /// Records a new attachment; a kept engine pins its link first (it then survives the process).
+    fn attached(
+        &mut self,
+        iface: &str,
+        link: Link,
+        mode: &'static str,
+        fallback_reasons: Vec<String>,
+    ) -> Result<AttachInfo> {
+        let link = self.pin_link(iface, link)?;
+        self.links.push((iface.to_string(), link));
+        self.modes.push((iface.to_string(), mode));
+        Ok(AttachInfo {
+            iface: iface.into(),
+            hook: self.hook,
+            mode,
+            fallback_reasons,
+        })
+    }
+
+    /// Pins a link of a kept engine in its directory (a no-op for other engines).
+    fn pin_link(&mut self, iface: &str, link: Link) -> Result<Link> {
+        let Some(dir) = self.pins.as_ref().map(|p| p.dir.clone()) else {
+            return Ok(link);
+        };
+        let prog = self
+            .ebpf
+            .program_mut(ENTRY)
+            .ok_or_else(|| EngineError::Missing(format!("program {ENTRY}")))?;
+        let not_fd = |e: aya::programs::links::LinkError| {
+            pin_err(
+                &dir,
+                format!("the attachment to {iface} is not a BPF link and cannot be kept: {e}"),
+            )
+        };
+        let fd = match link {
+            Link::Xdp(id) => {
+                let p: &mut Xdp = prog.try_into().map_err(EngineError::prog(ENTRY))?;
+                FdLink::try_from(p.take_link(id).map_err(EngineError::prog(ENTRY))?)
+                    .map_err(not_fd)?
+            }
+            Link::Tc(id) => {
+                let p: &mut SchedClassifier = prog.try_into().map_err(EngineError::prog(ENTRY))?;
+                FdLink::try_from(p.take_link(id).map_err(EngineError::prog(ENTRY))?)
+                    .map_err(not_fd)?
+            }
+            pinned @ Link::Pinned { .. } => return Ok(pinned),
+        };
+        let path = pin::path(&dir, &pin::link_name(iface));
+        let pinned = fd
+            .pin(&path)
+            .map_err(|e| pin_err(&dir, format!("pinning the link to {iface}: {e}")))?;
+        Ok(Link::Pinned {
+            link: FdLink::from(pinned),
+            path,
+        })
+    }
+
+    /// Makes the pinned link at `path` (left by an earlier process) run this engine's entry program:
+    /// one atomic link update, so the interface never runs without a chain.
+    fn replace_in_link(&mut self, iface: &str, path: &Path) -> Result<Link> {
+        let dir = self
+            .pins
+            .as_ref()
+            .map(|p| p.dir.clone())
+            .unwrap_or_default();
+        let bad = |what: String| pin_err(&dir, format!("link to {iface}: {what}"));
+        let fd: FdLink = PinnedLink::from_pin(path)
+            .map_err(|e| bad(format!("opening {}: {e}", path.display())))?
+            .into();
+        let prog = self
+            .ebpf
+            .program_mut(ENTRY)
+            .ok_or_else(|| EngineError::Missing(format!("program {ENTRY}")))?;
+        let fd = match self.hook {
+            Hook::Xdp => {
+                let p: &mut Xdp = prog.try_into().map_err(EngineError::prog(ENTRY))?;
+                let link =
+                    XdpLink::try_from(fd).map_err(|e| bad(format!("not an XDP link: {e}")))?;
+                let id = p
+                    .attach_to_link(link)
+                    .map_err(|e| bad(format!("replacing its program: {}", error_chain(&e))))?;
+                FdLink::try_from(p.take_link(id).map_err(EngineError::prog(ENTRY))?)
+                    .map_err(|e| bad(e.to_string()))?
+            }
+            Hook::Tc => {
+                let p: &mut SchedClassifier = prog.try_into().map_err(EngineError::prog(ENTRY))?;
+                let link = SchedClassifierLink::try_from(fd)
+                    .map_err(|e| bad(format!("not a TC link: {e}")))?;
+                let id = p
+                    .attach_to_link(link)
+                    .map_err(|e| bad(format!("replacing its program: {}", error_chain(&e))))?;
+                FdLink::try_from(p.take_link(id).map_err(EngineError::prog(ENTRY))?)
+                    .map_err(|e| bad(e.to_string()))?
+            }
+        };
+        Ok(Link::Pinned {
+            link: fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Attaches by taking over the kept link on `iface` that an earlier process left (its state record
+    /// was unusable, so this engine starts afresh): the link's program is replaced atomically.
+    fn take_over(&mut self, iface: &str, path: &Path) -> Result<AttachInfo> {
+        let link = self.replace_in_link(iface, path)?;
+        let mode = match self.hook {
+            Hook::Tc => "tc-ingress",
+            Hook::Xdp if super::diagnose::native_xdp_blockers(iface).is_empty() => "xdp-native",
+            Hook::Xdp => "xdp-generic",
+        };
+        self.links.push((iface.to_string(), link));
+        self.modes.push((iface.to_string(), mode));
+        Ok(AttachInfo {
+            iface: iface.into(),
+            hook: self.hook,
+            mode,
+            fallback_reasons: vec![format!(
+                "took over the link kept in {} (its program replaced atomically)",
+                path.display()
+            )],
+        })
+    }
+
+    /// Loads the attach point for `hook` as a kept chain: its maps are pinned in `dir` (a bpffs
+    /// directory, see [`pin::prepare_dir`]) with a state record, and every attachment is pinned there
+    /// when made, so the chain keeps running when the process ends, even by SIGKILL. Pins already in
+    /// `dir` (a chain that could not be re-adopted) are replaced; a link kept there is taken over by
+    /// [`Engine::attach`] with an atomic program replacement.
+    pub fn load_kept(hook: Hook, dir: &Path) -> Result<Self> {
+        // hold the old chain's program array while its pins go: its tail calls keep working until
+        // the links run the new entry program
+        std::fs::create_dir_all(dir)
+            .map_err(|e| pin_err(dir, format!("creating the directory: {e}")))?;
+        let held = MapData::from_pin(pin::path(dir, "vnf_progs")).ok();
+        pin::remove_all_but_links(dir)?;
+        let ebpf = Ebpf::load(Self::object(hook))?;
+        let names = map_names(hook);
+        // every map must be shared with the next process (global data sections start with '.')
+        if let Some((other, _)) = ebpf
+            .maps()
+            .find(|(n, _)| !n.starts_with('.') && !names.contains(n))
+        {
+            return Err(pin_err(
+                dir,
+                format!("map {other} is not in the engine's list of pinned maps"),
+            ));
+        }
+        for name in names {
+            let map = ebpf
+                .map(name)
+                .ok_or_else(|| EngineError::Missing(format!("map {name}")))?;
+            map.pin(pin::path(dir, name))
+                .map_err(|e| pin_err(dir, format!("pinning {name}: {e}")))?;
+        }
+        let record = RecordMap::create(dir)?;
+        let mut e = Self::from_object(ebpf, hook)?;
+        e.pins = Some(Pins {
+            dir: dir.to_path_buf(),
+            record,
+            held,
+            armed: true,
+        });
+        Ok(e)
+    }
+
+    /// Reads the state record of the chain kept in `dir`; an error says why it cannot be adopted
+    /// (no record, unreadable, another build of the eBPF objects).
+    pub fn read_record(dir: &Path) -> Result<PinnedRecord> {
+        let text = RecordMap::open(dir)?.read()?;
+        let rec: PinnedRecord = serde_json::from_str(&text)
+            .map_err(|e| pin_err(dir, format!("state record unreadable: {e}")))?;
+        let build = pin::build_id();
+        if rec.build != build {
+            return Err(pin_err(
+                dir,
+                format!(
+                    "pinned by another build of the eBPF objects ({}, this is {build})",
+                    rec.build
+                ),
+            ));
+        }
+        Ok(rec)
+    }
+
+    /// Re-adopts the chain kept in `dir`: loads the programs against the pinned maps (counters,
+    /// flows, buckets continue), points the tail calls of both generations at them and replaces the
+    /// program of each pinned link atomically; traffic never stops. `active` is the configuration
+    /// of the record's active generation (from what the owner stored), so unchanged functions keep
+    /// their instances on the next [`Engine::apply`]. All or nothing: on error the kept chain runs
+    /// on untouched (the caller may then start afresh with [`Engine::load_kept`]).
+    pub fn adopt(
+        dir: &Path,
+        rec: PinnedRecord,
+        active: &ChainConfig,
+    ) -> Result<(Self, Vec<AttachInfo>)> {
+        let hook = rec.hook();
+        let names = map_names(hook);
+        let paths: Vec<PathBuf> = names.iter().map(|n| pin::path(dir, n)).collect();
+        if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+            return Err(pin_err(
+                dir,
+                format!("missing pinned map {}", missing.display()),
+            ));
+        }
+        for l in &rec.links {
+            let path = pin::path(dir, &pin::link_name(&l.iface));
+            if !path.exists() {
+                return Err(pin_err(
+                    dir,
+                    format!("missing pinned link {}", path.display()),
+                ));
+            }
+        }
+        let st = &rec.engine;
+        let act = st.active as usize;
+        if act > 1 || st.generations[act].len() != active.functions.len() {
+            return Err(pin_err(
+                dir,
+                "the state record's active generation does not match the chain stored with it",
+            ));
+        }
+        let mut loader = EbpfLoader::new();
+        for (name, path) in names.iter().zip(&paths) {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader.load(Self::object(hook))?;
+        let mut e = Self::from_object(ebpf, hook)?;
+        let running = e
+            .maps
+            .active_gen
+            .get(&0, 0)
+            .map_err(EngineError::map("vnf_active_gen"))?;
+        if running != st.active {
+            return Err(pin_err(
+                dir,
+                format!(
+                    "the maps run generation {running}, the record says {} (an apply was cut short)",
+                    st.active
+                ),
+            ));
+        }
+        for (pos, inst) in st.generations[act].iter().enumerate() {
+            let slot = e
+                .maps
+                .slots
+                .get(&(st.active * abi::MAX_CHAIN + pos as u32), 0)
+                .map_err(EngineError::map("vnf_slots"))?;
+            if slot.instance != *inst {
+                return Err(pin_err(
+                    dir,
+                    format!(
+                        "slot {pos} runs instance {}, the record says {inst}",
+                        slot.instance
+                    ),
+                ));
+            }
+        }
+        e.restore(&rec.engine);
+        for (inst, f) in rec.engine.generations[act].iter().zip(&active.functions) {
+            e.fn_cfg.insert(*inst, f.clone());
+        }
+        // the new function programs serve both generations' slots (the old entry program, still
+        // attached, tail-calls into them too: same build, same maps)
+        for g in 0..2u32 {
+            for (pos, inst) in e.generations[g as usize].clone().into_iter().enumerate() {
+                let Some(&kind) = e.live.get(&inst) else {
+                    continue;
+                };
+                let prog = program_of_kind(kind).ok_or_else(|| {
+                    pin_err(dir, format!("instance {inst} has unknown kind {kind}"))
+                })?;
+                e.set_slot(g, pos as u32, inst, kind, prog)?;
+            }
+        }
+        let record = RecordMap::open(dir)?;
+        e.pins = Some(Pins {
+            dir: dir.to_path_buf(),
+            record,
+            held: None,
+            armed: false,
+        });
+        let mut infos = Vec::new();
+        for l in &rec.links {
+            let path = pin::path(dir, &pin::link_name(&l.iface));
+            let link = e.replace_in_link(&l.iface, &path)?;
+            let mode = mode_label(&l.mode).unwrap_or("xdp-native");
+            e.links.push((l.iface.clone(), link));
+            e.modes.push((l.iface.clone(), mode));
+            infos.push(AttachInfo {
+                iface: l.iface.clone(),
+                hook,
+                mode,
+                fallback_reasons: Vec::new(),
+            });
+        }
+        if let Some(p) = e.pins.as_mut() {
+            p.armed = true;
+        }
+        info!(
+            "re-adopted the {hook:?} chain pinned in {} (active slot set {})",
+            dir.display(),
+            st.active
+        );
+        Ok((e, infos))
+    }
+
+    fn restore(&mut self, st: &EngineState) {
+        self.active = st.active;
+        self.generations = st.generations.clone();
+        self.live = st.live.iter().copied().collect();
+        self.names = st
+            .names
+            .iter()
+            .map(|(i, n, c)| (*i, (n.clone(), *c)))
+            .collect();
+        self.state_of = st.state_of.iter().copied().collect();
+        self.state_refs = st.state_refs.iter().copied().collect();
+        self.free_ids = st.free_ids.iter().copied().collect();
+        self.fw_keys = st.fw_keys.iter().cloned().collect();
+        self.fw_priorities = st.fw_priorities.iter().cloned().collect();
+        self.fw_regions = st.fw_regions.iter().copied().collect();
+        self.cls_keys = st.cls_keys.clone();
+        self.nat_keys = st
+            .nat_keys
+            .iter()
+            .map(|(i, p, d)| (*i, (p.clone(), d.clone())))
+            .collect();
+        self.lb_regions = st.lb_regions.iter().copied().collect();
+    }
+
+    fn state_record(&self) -> EngineState {
+        fn sorted<K: Ord + Copy, V: Clone>(m: &HashMap<K, V>) -> Vec<(K, V)> {
+            let mut v: Vec<(K, V)> = m.iter().map(|(k, v)| (*k, v.clone())).collect();
+            v.sort_by_key(|(k, _)| *k);
+            v
+        }
+        EngineState {
+            active: self.active,
+            generations: self.generations.clone(),
+            live: sorted(&self.live),
+            names: sorted(&self.names)
+                .into_iter()
+                .map(|(i, (n, c))| (i, n, c))
+                .collect(),
+            state_of: sorted(&self.state_of),
+            state_refs: sorted(&self.state_refs),
+            free_ids: self.free_ids.iter().copied().collect(),
+            fw_keys: sorted(&self.fw_keys),
+            fw_priorities: sorted(&self.fw_priorities),
+            fw_regions: sorted(&self.fw_regions),
+            cls_keys: self.cls_keys.clone(),
+            nat_keys: sorted(&self.nat_keys)
+                .into_iter()
+                .map(|(i, (p, d))| (i, p, d))
+                .collect(),
+            lb_regions: sorted(&self.lb_regions),
+        }
+    }
+
+    /// Writes the state record of a kept engine, with `owner`'s data (what the daemon needs to
+    /// re-adopt: its spec and generation). Call after every change (apply, attach). A no-op for
+    /// engines that are not kept.
+    pub fn save_record(&mut self, owner: &str) -> Result<()> {
+        let state = self.state_record();
+        let links = self
+            .modes
+            .iter()
+            .map(|(iface, mode)| LinkRecord {
+                iface: iface.clone(),
+                mode: (*mode).to_string(),
+            })
+            .collect();
+        let hook = hook_name(self.hook);
+        let Some(pins) = self.pins.as_mut() else {
+            return Ok(());
+        };
+        let rec = PinnedRecord {
+            build: pin::build_id(),
+            hook: hook.into(),
+            links,
+            engine: state,
+            owner: owner.into(),
+        };
+        let text = serde_json::to_string(&rec)
+            .map_err(|e| pin_err(&pins.dir, format!("encoding the state record: {e}")))?;
+        pins.record.write(&text)?;
+        // every link now runs this engine's programs: the replaced chain may go
+        pins.held = None;
+        Ok(())
+    }
+
+    /// Removes the kept links of interfaces this engine is not attached to (a chain that moved to
+    /// other interfaces): their programs detach.
+    pub fn remove_stale_links(&mut self) -> Result<()> {
+        let Some(pins) = &self.pins else {
+            return Ok(());
+        };
+        let ours: HashSet<String> = self
+            .links
+            .iter()
+            .map(|(iface, _)| pin::link_name(iface))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&pins.dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("link_") && !ours.contains(&name) {
+                info!("detaching the kept {name}: the chain no longer uses that interface");
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The pin directory of a kept engine.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pins.as_ref().map(|p| p.dir.as_path())
+    }
+
+    /// Lets go of a kept chain without detaching it: the programs stay attached and the maps pinned
+    /// for the next process to re-adopt. Fails for an engine that is not kept (nothing would survive).
+    pub fn keep(&mut self) -> Result<()> {
+        let Some(pins) = self.pins.as_mut() else {
+            return Err(EngineError::Config(
+                "the chain is not pinned, so it cannot be kept".into(),
+            ));
+        };
+        pins.armed = false;
+        if self
+            .links
+            .iter()
+            .any(|(_, l)| !matches!(l, Link::Pinned { .. }))
+        {
+            return Err(EngineError::Config(
+                "an attachment is not pinned, so it cannot be kept".into(),
+            ));
+        }
+        // closing the link fds leaves the links: their pins hold them
+        self.links.clear();
+        self.modes.clear();
+        Ok(())
+    }
+
     /// Interfaces the engine is attached to.
     pub fn attached_interfaces(&self) -> Vec<&str> {
         self.links.iter().map(|(name, _)| name.as_str()).collect()
@@ -1847,7 +2514,20 @@ impl Engine {
     /// Detaches the entry program from every interface (also happens when
     /// the engine is dropped).
     pub fn detach(&mut self) -> Result<()> {
+        self.modes.clear();
         while let Some((_, link)) = self.links.pop() {
+            if let Link::Pinned { link, path } = link {
+                // unpinned and closed: the link goes and the program with it
+                std::fs::remove_file(&path).or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(EngineError::Io(e))
+                    }
+                })?;
+                drop(link);
+                continue;
+            }
             let prog = self
                 .ebpf
                 .program_mut(ENTRY)
@@ -1862,7 +2542,13 @@ impl Engine {
                         prog.try_into().map_err(EngineError::prog(ENTRY))?;
                     p.detach(id).map_err(EngineError::prog(ENTRY))?;
                 }
+                Link::Pinned { .. } => {}
             }
+        }
+        // a kept engine owns its pins: they go with the attachments
+        if let Some(pins) = self.pins.take() {
+            drop(pins.record);
+            pin::remove_all(&pins.dir)?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod firewall;
 pub mod loader;
 pub mod maglev;
 pub mod objects;
+pub mod pin;
 pub mod testrun;
 
 pub use config::{
@@ -19,6 +20,7 @@ pub use config::{
 };
 pub use error::EngineError;
 pub use loader::{
-    AppliedChain, AttachInfo, ChainCounters, Engine, FunctionStats, Hook, TestRunOutcome, XdpAttach,
+    AppliedChain, AttachInfo, ChainCounters, Engine, FunctionStats, Hook, PinnedRecord,
+    TestRunOutcome, XdpAttach,
 };
 pub use testrun::TestRunner;

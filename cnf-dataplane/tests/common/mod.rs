@@ -599,3 +599,39 @@ pub fn wait_for_path(child: &mut std::process::Child, path: &std::path::Path) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+// ---- the daemon as a process ----
+
+/// `GET /metrics` from `addr` inside namespace `ns` (HTTP/1.0, the whole body).
+pub fn scrape_metrics(ns: &str, addr: &str) -> String {
+    use std::io::{Read, Write};
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter(ns);
+            let mut c = std::net::TcpStream::connect(addr).expect("metrics port");
+            c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+                .expect("request");
+            let mut body = String::new();
+            c.read_to_string(&mut body).expect("response");
+            body
+        })
+        .join()
+        .expect("scrape thread")
+    })
+}
+
+/// The value of the first metric line starting with `prefix` (name and labels).
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// True when interface `dev` in namespace `ns` has an XDP program attached.
+pub fn xdp_on(ns: &str, dev: &str) -> bool {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "link", "show", dev])
+        .output()
+        .expect("ip link show");
+    out.stdout.windows(3).any(|w| w == b"xdp")
+}

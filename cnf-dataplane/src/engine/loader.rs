@@ -245,13 +245,15 @@ fn map_names(hook: Hook) -> Vec<&'static str> {
         "vnf_nat_dnat",
         "vnf_nat_src4",
         "vnf_nat_src6",
+        "vnf_gen_flags",
+        "vnf_replies",
         // per-CPU state handed from one tail call to the next: while a re-adoption switches
         // programs, the old entry's packets continue in the new functions through these
         "vnf_scratch",
         "vnf_parsed",
     ];
     if hook == Hook::Xdp {
-        names.extend(["vnf_devmap", "vnf_xsks"]);
+        names.extend(["vnf_devmap", "vnf_xsks", "vnf_if_flags"]);
     }
     names
 }

@@ -12,7 +12,9 @@
 //! - NAT → nftables `snat`/`dnat` in `postrouting`/`prerouting` (ports only for TCP/UDP).
 //! - load balancer → IPVS in masquerade (NAT) mode with the `mh` (Maglev hashing) scheduler and the manifest's
 //!   weights; the VIP is added to the CNF's loopback so IPVS (which works on locally-addressed traffic) sees it.
-//! - rate limiter → `tc ... matchall action police` on the ingress interface (packet and/or bit rate).
+//! - rate limiter → `tc ... matchall action police` on the ingress interface (packet and/or bit rate), and the
+//!   same limits as an nftables `limit` in a table of its own (one bucket per key through a dynamic set, for kernels
+//!   without `act_police`, and because per-source/per-flow keys have no tc police equivalent).
 //! - firewall-only chains → `xdp-filter` (stateless, single-field matches).
 
 use std::fmt::Write as _;
@@ -26,6 +28,8 @@ use crds::vnfchain::VNFChainSpec;
 
 /// The nftables table every peer rule lives in (`inet` family).
 pub const NFT_TABLE: &str = "buildvnf_bench";
+/// The nftables table of the rate limiter's `limit` peer.
+pub const NFT_RL_TABLE: &str = "buildvnf_bench_rl";
 
 /// Ports of one range xdp-filter gets listed one by one, at most.
 const XDP_FILTER_MAX_PORTS: u32 = 1024;
@@ -58,6 +62,8 @@ pub struct KernelPeers {
     pub ipvs: Vec<Vec<String>>,
     /// Command lines for tc police on the ingress interface.
     pub tc: Vec<Vec<String>>,
+    /// `nft -f -` input for the rate limiter as nftables `limit` (None without a rate limiter).
+    pub nft_ratelimit: Option<String>,
     /// Command lines for xdp-filter (only for firewall-only chains).
     pub xdp_filter: Option<Vec<Vec<String>>>,
     /// What the peers do differently from the chain.
@@ -124,6 +130,14 @@ pub fn kernel_peers(spec: &VNFChainSpec, ingress: &str) -> Result<KernelPeers, P
             FunctionType::RateLimiter => {
                 let rl = f.rate_limiter.as_ref().ok_or_else(|| missing(i, "rateLimiter"))?;
                 p.tc.extend(tc_police(rl, ingress, &base, &mut p.gaps));
+                let rules = nft_limit(rl, i);
+                p.nft_ratelimit = Some(match p.nft_ratelimit.take() {
+                    None => format!(
+                        "table inet {NFT_RL_TABLE} {{\n  chain rl {{\n    type filter hook prerouting priority -160; policy accept;\n{}  }}\n{}}}\n",
+                        rules.0, rules.1
+                    ),
+                    Some(prev) => prev.replacen("  }\n", &format!("{}  }}\n{}", rules.0, rules.1), 1),
+                });
             }
             FunctionType::Monitor => p.gaps.push(Gap {
                 peer: "kernel",
@@ -498,6 +512,46 @@ fn tc_police(
     cmds
 }
 
+/// nftables `limit` rules (chain body, set declarations) for rate limiter number `i`.
+fn nft_limit(rl: &RateLimiterConfig, i: usize) -> (String, String) {
+    let (mut rules, mut sets) = (String::new(), String::new());
+    let mut limits = Vec::new();
+    if let Some(pps) = rl.packets_per_second {
+        let burst = rl.burst_packets.unwrap_or(pps.div_ceil(10).max(1));
+        limits.push(format!("limit rate over {pps}/second burst {burst} packets"));
+    }
+    if let Some(bps) = rl.bits_per_second {
+        let burst = rl.burst_bytes.unwrap_or((bps / 8).div_ceil(10).max(1600));
+        limits.push(format!("limit rate over {} bytes/second burst {burst} bytes", bps / 8));
+    }
+    for (j, limit) in limits.iter().enumerate() {
+        match rl.key {
+            RateKey::Global => {
+                let _ = writeln!(rules, "    {limit} drop");
+            }
+            RateKey::SourceIp | RateKey::Flow => {
+                let (ty, key4, key6, ty6) = if rl.key == RateKey::SourceIp {
+                    ("ipv4_addr", "ip saddr", "ip6 saddr", "ipv6_addr")
+                } else {
+                    (
+                        "ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service",
+                        "ip saddr . ip daddr . meta l4proto . th sport . th dport",
+                        "ip6 saddr . ip6 daddr . meta l4proto . th sport . th dport",
+                        "ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service",
+                    )
+                };
+                let timeout = "flags dynamic,timeout; timeout 10s; size 65535;";
+                let _ = writeln!(sets, "  set k{i}_{j}_4 {{ type {ty}; {timeout} }}");
+                let _ = writeln!(sets, "  set k{i}_{j}_6 {{ type {ty6}; {timeout} }}");
+                let l4 = if rl.key == RateKey::Flow { "meta l4proto { tcp, udp } " } else { "" };
+                let _ = writeln!(rules, "    meta nfproto ipv4 {l4}add @k{i}_{j}_4 {{ {key4} {limit} }} drop");
+                let _ = writeln!(rules, "    meta nfproto ipv6 {l4}add @k{i}_{j}_6 {{ {key6} {limit} }} drop");
+            }
+        }
+    }
+    (rules, sets)
+}
+
 /// xdp-filter commands for a firewall-only chain, with a gap for everything it cannot express.
 fn xdp_filter(
     fw: &FirewallConfig,
@@ -694,6 +748,10 @@ mod tests {
             "tc filter add dev c0 ingress matchall action police pkts_rate 100000 pkts_burst 10000 \
              conform-exceed drop/pipe action police rate 1000000000bit burst 12500000 conform-exceed drop/ok"
         );
+        let rl = p.nft_ratelimit.expect("nft limit");
+        assert!(rl.contains("    meta nfproto ipv4 add @k3_0_4 { ip saddr limit rate over 100000/second burst 10000 packets } drop\n"), "{rl}");
+        assert!(rl.contains("add @k3_1_4 { ip saddr limit rate over 125000000 bytes/second burst 12500000 bytes } drop"), "{rl}");
+        assert!(rl.contains("set k3_0_4 { type ipv4_addr; flags dynamic,timeout; timeout 10s; size 65535; }"), "{rl}");
         // not firewall-only: no xdp-filter; every difference is named
         assert!(p.xdp_filter.is_none());
         let fields: Vec<&str> = p.gaps.iter().map(|g| g.field.as_str()).collect();

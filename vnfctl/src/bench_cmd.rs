@@ -31,23 +31,37 @@ pub struct BenchArgs {
 /// Runs the benchmark suite.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 600.0) {
-        bail!("--duration: {} is not within (0, 600] seconds", args.duration);
+        bail!(
+            "--duration: {} is not within (0, 600] seconds",
+            args.duration
+        );
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("vnfctl bench needs root (namespaces, XDP, nftables, IPVS)");
     }
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
     let chain = crds::manifest::parse_single_chain(&text).map_err(|errs| {
-        let msgs: Vec<String> = errs.0.iter().map(|e| format!("{}: {e}", args.file.display())).collect();
+        let msgs: Vec<String> = errs
+            .0
+            .iter()
+            .map(|e| format!("{}: {e}", args.file.display()))
+            .collect();
         anyhow::anyhow!("{}", msgs.join("\n"))
     })?;
     let o = if args.quick {
         Options::quick(args.out.clone(), args.sizes.clone())
     } else {
-        Options::full(args.out.clone(), args.sizes.clone(), Duration::from_secs_f64(args.duration))
+        Options::full(
+            args.out.clone(),
+            args.sizes.clone(),
+            Duration::from_secs_f64(args.duration),
+        )
     };
-    let report = run_suite(&args.file.display().to_string(), &chain.spec, &o, |line| eprintln!("{line}"))?;
+    let report = run_suite(&args.file.display().to_string(), &chain.spec, &o, |line| {
+        eprintln!("{line}")
+    })?;
     for g in &report.gaps {
         println!("differs ({}): {}: {}", g.peer, g.field, g.note);
     }

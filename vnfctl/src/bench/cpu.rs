@@ -34,7 +34,11 @@ impl CpuSample {
 /// Parses the aggregate `cpu` line of `/proc/stat`.
 pub fn parse(stat: &str) -> Option<CpuSample> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal ...
     let g = |i: usize| v.get(i).copied().unwrap_or(0);
     Some(CpuSample {
@@ -45,7 +49,8 @@ pub fn parse(stat: &str) -> Option<CpuSample> {
 
 /// Reads `/proc/stat` now.
 pub fn sample() -> Result<CpuSample, BenchError> {
-    let s = std::fs::read_to_string("/proc/stat").map_err(|e| BenchError::Setup(format!("/proc/stat: {e}")))?;
+    let s = std::fs::read_to_string("/proc/stat")
+        .map_err(|e| BenchError::Setup(format!("/proc/stat: {e}")))?;
     parse(&s).ok_or_else(|| BenchError::Setup("/proc/stat: no aggregate cpu line".into()))
 }
 
@@ -57,9 +62,24 @@ mod tests {
     fn parses_the_aggregate_line() {
         let s = "cpu  10 1 20 500 3 4 5 6 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n";
         let a = parse(s).expect("parse");
-        assert_eq!(a, CpuSample { busy: 10 + 1 + 20 + 4 + 5 + 6, softirq: 5 });
-        let b = CpuSample { busy: a.busy + 7, softirq: a.softirq + 2 };
-        assert_eq!(b.since(&a), CpuDelta { busy: 7, softirq: 2 });
+        assert_eq!(
+            a,
+            CpuSample {
+                busy: 10 + 1 + 20 + 4 + 5 + 6,
+                softirq: 5
+            }
+        );
+        let b = CpuSample {
+            busy: a.busy + 7,
+            softirq: a.softirq + 2,
+        };
+        assert_eq!(
+            b.since(&a),
+            CpuDelta {
+                busy: 7,
+                softirq: 2
+            }
+        );
         assert!(parse("intr 1 2\n").is_none());
     }
 }

@@ -518,11 +518,16 @@ fn nft_limit(rl: &RateLimiterConfig, i: usize) -> (String, String) {
     let mut limits = Vec::new();
     if let Some(pps) = rl.packets_per_second {
         let burst = rl.burst_packets.unwrap_or(pps.div_ceil(10).max(1));
-        limits.push(format!("limit rate over {pps}/second burst {burst} packets"));
+        limits.push(format!(
+            "limit rate over {pps}/second burst {burst} packets"
+        ));
     }
     if let Some(bps) = rl.bits_per_second {
         let burst = rl.burst_bytes.unwrap_or((bps / 8).div_ceil(10).max(1600));
-        limits.push(format!("limit rate over {} bytes/second burst {burst} bytes", bps / 8));
+        limits.push(format!(
+            "limit rate over {} bytes/second burst {burst} bytes",
+            bps / 8
+        ));
     }
     for (j, limit) in limits.iter().enumerate() {
         match rl.key {
@@ -543,9 +548,19 @@ fn nft_limit(rl: &RateLimiterConfig, i: usize) -> (String, String) {
                 let timeout = "flags dynamic,timeout; timeout 10s; size 65535;";
                 let _ = writeln!(sets, "  set k{i}_{j}_4 {{ type {ty}; {timeout} }}");
                 let _ = writeln!(sets, "  set k{i}_{j}_6 {{ type {ty6}; {timeout} }}");
-                let l4 = if rl.key == RateKey::Flow { "meta l4proto { tcp, udp } " } else { "" };
-                let _ = writeln!(rules, "    meta nfproto ipv4 {l4}add @k{i}_{j}_4 {{ {key4} {limit} }} drop");
-                let _ = writeln!(rules, "    meta nfproto ipv6 {l4}add @k{i}_{j}_6 {{ {key6} {limit} }} drop");
+                let l4 = if rl.key == RateKey::Flow {
+                    "meta l4proto { tcp, udp } "
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    rules,
+                    "    meta nfproto ipv4 {l4}add @k{i}_{j}_4 {{ {key4} {limit} }} drop"
+                );
+                let _ = writeln!(
+                    rules,
+                    "    meta nfproto ipv6 {l4}add @k{i}_{j}_6 {{ {key6} {limit} }} drop"
+                );
             }
         }
     }
@@ -751,7 +766,12 @@ mod tests {
         let rl = p.nft_ratelimit.expect("nft limit");
         assert!(rl.contains("    meta nfproto ipv4 add @k3_0_4 { ip saddr limit rate over 100000/second burst 10000 packets } drop\n"), "{rl}");
         assert!(rl.contains("add @k3_1_4 { ip saddr limit rate over 125000000 bytes/second burst 12500000 bytes } drop"), "{rl}");
-        assert!(rl.contains("set k3_0_4 { type ipv4_addr; flags dynamic,timeout; timeout 10s; size 65535; }"), "{rl}");
+        assert!(
+            rl.contains(
+                "set k3_0_4 { type ipv4_addr; flags dynamic,timeout; timeout 10s; size 65535; }"
+            ),
+            "{rl}"
+        );
         // not firewall-only: no xdp-filter; every difference is named
         assert!(p.xdp_filter.is_none());
         let fields: Vec<&str> = p.gaps.iter().map(|g| g.field.as_str()).collect();

@@ -276,9 +276,10 @@ fn quick_suite_reports_every_scenario_and_writes_its_files() {
                 z["received"].as_u64().expect("received") > 0,
                 "{n}: nothing received: {z}"
             );
+            // the sink also counts the odd stray frame of the bed itself (IPv6 neighbour discovery and such)
             assert!(
-                z["sent"].as_u64().expect("sent") >= z["received"].as_u64().expect("received"),
-                "{n}: {z}"
+                z["sent"].as_u64().expect("sent") + 64 >= z["received"].as_u64().expect("received"),
+                "{n}: more received than sent: {z}"
             );
             let ratio = z["ratio_ceiling"].as_f64().expect("ratio to the ceiling");
             assert!(ratio > 0.0 && ratio < 2.0, "{n}: ratio {ratio}");

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The main job: build build-vnf, check the example chains with the one shared validation, then run a chain on
-# this machine: cnf-dataplane attaches examples/lab.yaml (firewall -> rate limiter -> monitor) as XDP in a
-# network namespace, pktgen drives real UDP through it, and the per-function counters and latency
-# percentiles are printed beside pktgen's end-to-end numbers. Needs root. (The full testbed - `vnfctl
-# testbed up` with client, CNF and backend namespaces for the edge chain, and `vnfctl bench` - is next.)
+# The main job: build build-vnf, check the example chains with the one shared validation, then bring the example
+# edge chain (firewall -> NAT -> load balancer -> rate limiter -> monitor) up on this machine with
+# `vnfctl testbed up`: client, CNF and server network namespaces, cnf-dataplane attaching the chain as XDP.
+# pktgen-style traffic from an allowed and a denied client runs for 3 s with live progress; the report puts the
+# end-to-end numbers beside the per-function counters and latency percentiles the kernel recorded, the plots go
+# to results/, and the testbed is taken down (also on Ctrl-C or a failure). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/install-deps.sh
 [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+[[ $(id -u) -eq 0 ]] || { echo "demo: needs root (network namespaces and eBPF)" >&2; exit 1; }
 
 cargo build --release --locked -p vnfctl -p cnf-dataplane -p pktgen
 vnfctl=target/release/vnfctl
@@ -21,6 +23,15 @@ echo "== What bad input gets: every problem, with its field path (vnfctl validat
 $vnfctl validate examples/invalid/06-cidr-host-bits.yaml examples/invalid/23-shadowed-rule.yaml \
   examples/invalid/13-lb-family-mismatch.yaml examples/invalid/05-unknown-field.yaml || true
 
+name=demo
+trap '$vnfctl testbed down "$name" >/dev/null || true' EXIT
+trap 'exit 130' INT TERM
 echo
-echo "== The laptop lab: examples/lab.yaml in a network namespace, real traffic from pktgen"
-bash scripts/lab.sh examples/lab.yaml
+echo "== The testbed: vnfctl testbed up examples/edge-chain.yaml --name $name"
+$vnfctl testbed up examples/edge-chain.yaml --name "$name" | sed -e '/^send traffic/,/^gRPC/d'
+echo
+$vnfctl testbed traffic "$name" --rate 10000 --denied-rate 2000 --duration 3 --results results
+echo
+echo "== vnfctl testbed down $name"
+$vnfctl testbed down "$name"
+trap - EXIT

@@ -1,1 +1,914 @@
 //! The laptop testbed: a VNFChain brought up in network namespaces and veth pairs on one machine.
+//!
+//! [`Testbed::up`] plans the addresses from the manifest (see [`plan`] for the rules), creates a bridge
+//! namespace, the CNF namespace and one namespace per client and server, joins them with veth pairs, sets
+//! addresses, routes and permanent neighbours, optionally shapes the clients' links, starts `cnf-dataplane` in
+//! the CNF namespace (gRPC on a 0600 Unix socket, `/metrics` on 127.0.0.1 inside the namespace) and waits until
+//! the chain is attached. Everything it creates is recorded, step by step, in a state file
+//! (`/run/buildvnf/testbed/NAME.json`); a failure or an interrupt half-way removes exactly that, and so do
+//! [`Testbed::down`], dropping the [`Testbed`], and [`down`] by name.
+
+pub mod metrics;
+pub mod plan;
+pub mod shape;
+pub mod state;
+pub mod traffic;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crds::VNFChain;
+use pktgen::netns::{NetnsError, run};
+use thiserror::Error;
+
+pub use plan::{CnfInterface, EndpointPlan, Plan, Role, Service};
+pub use shape::Shape;
+pub use state::{STATE_DIR, State};
+
+/// Testbed errors. Each names what failed and, for bad input, the field or flag.
+#[derive(Debug, Error)]
+pub enum TestbedError {
+    /// Not running as root.
+    #[error(
+        "the testbed needs root (it creates network namespaces and loads eBPF); run it with sudo or as root"
+    )]
+    NotRoot,
+    /// A bad testbed name.
+    #[error("testbed name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The manifest does not validate.
+    #[error("the manifest is invalid:\n{0}")]
+    Manifest(String),
+    /// The manifest cannot be laid out as a testbed.
+    #[error("{field}: {message}")]
+    Plan {
+        /// Field path in the manifest.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A name the testbed needs exists and is not ours.
+    #[error(
+        "{what} {name:?} already exists and is not part of testbed {testbed:?}; remove it or pick another name with --name"
+    )]
+    NameTaken {
+        /// What kind of object.
+        what: String,
+        /// Its name.
+        name: String,
+        /// The testbed.
+        testbed: String,
+    },
+    /// A testbed of that name is up with a different manifest or options.
+    #[error(
+        "testbed {0:?} is already up with a different manifest or options; take it down first (vnfctl testbed down {0})"
+    )]
+    Busy(String),
+    /// Bad `--shape`.
+    #[error("--shape: {0}")]
+    Shape(String),
+    /// Link shaping is not possible on this kernel.
+    #[error("--shape: {0}")]
+    ShapeUnsupported(String),
+    /// The data plane binary is missing.
+    #[error("--dataplane-bin: {0}")]
+    DataplaneBinary(String),
+    /// The data plane did not start or attach.
+    #[error("cnf-dataplane: {message}{}", if log.is_empty() { String::new() } else { format!("\n--- its log ---\n{log}") })]
+    Dataplane {
+        /// What happened.
+        message: String,
+        /// The end of its log.
+        log: String,
+    },
+    /// Interrupted (SIGINT/SIGTERM) while bringing the testbed up; everything created was removed.
+    #[error("interrupted; everything created so far was removed")]
+    Interrupted,
+    /// A state file problem.
+    #[error("state file {path}: {message}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Teardown could not remove something.
+    #[error("teardown of testbed {name:?} left: {}", problems.join("; "))]
+    Teardown {
+        /// The testbed.
+        name: String,
+        /// What is left.
+        problems: Vec<String>,
+    },
+    /// A command failed.
+    #[error(transparent)]
+    Command(#[from] NetnsError),
+    /// An I/O error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Options of [`Testbed::up`].
+#[derive(Clone, Debug)]
+pub struct TestbedOptions {
+    /// Testbed name (namespaces are `bvnf-NAME-...`); default: the chain's `metadata.name`.
+    pub name: Option<String>,
+    /// Start cnf-dataplane in the CNF namespace (false: the CNF namespace only forwards, for kernel peers such
+    /// as nftables, IPVS or tc that the caller configures itself).
+    pub start_dataplane: bool,
+    /// The cnf-dataplane binary; default: `cnf-dataplane` next to the running executable (or its parent
+    /// directory, for test binaries in `deps/`), else on `PATH`.
+    pub dataplane_bin: Option<PathBuf>,
+    /// Override the manifest's `spec.dataplane.hook` (e.g. XDP or TC).
+    pub hook: Option<crds::Hook>,
+    /// Shape every client's link (both directions).
+    pub shape: Option<Shape>,
+    /// Where state files go.
+    pub state_dir: PathBuf,
+    /// Port of the data plane's metrics endpoint (127.0.0.1 inside the CNF namespace).
+    pub metrics_port: u16,
+    /// How long to wait for the chain to be attached.
+    pub attach_timeout: Duration,
+}
+
+impl Default for TestbedOptions {
+    fn default() -> Self {
+        Self {
+            name: None,
+            start_dataplane: true,
+            dataplane_bin: None,
+            hook: None,
+            shape: None,
+            state_dir: PathBuf::from(STATE_DIR),
+            metrics_port: 9090,
+            attach_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl TestbedOptions {
+    /// The part of the options that changes what is built (compared by idempotent `up`).
+    fn key(&self) -> String {
+        format!(
+            "dataplane={} hook={:?} shape={} metrics={}",
+            self.start_dataplane,
+            self.hook,
+            self.shape
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            self.metrics_port
+        )
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM set a flag that [`Testbed::up`] checks between steps (it then removes what it
+/// created and returns [`TestbedError::Interrupted`]) instead of killing the process half-way. For commands.
+pub fn install_interrupt_handler() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Whether SIGINT/SIGTERM arrived since [`install_interrupt_handler`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestbedError {
+    let context = context.into();
+    move |source| TestbedError::Io { context, source }
+}
+
+/// A testbed that is up. Dropping it tears it down unless [`Testbed::keep`] was called.
+#[derive(Debug)]
+pub struct Testbed {
+    state: State,
+    dir: PathBuf,
+    child: Option<Child>,
+    armed: bool,
+    already_up: bool,
+}
+
+/// The outcome of [`down`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownOutcome {
+    /// It was up and is now removed.
+    Removed,
+    /// There was no such testbed.
+    NotFound,
+}
+
+impl Testbed {
+    /// Brings `chain` up as a testbed. An identical testbed that is already up is adopted (see
+    /// [`Testbed::was_already_up`]; the returned value owns it either way: dropping it tears it down unless
+    /// [`Testbed::keep`] is called); one with the same name but another manifest or options is refused.
+    pub fn up(chain: &VNFChain, opts: &TestbedOptions) -> Result<Testbed, TestbedError> {
+        if !is_root() {
+            return Err(TestbedError::NotRoot);
+        }
+        let name = match &opts.name {
+            Some(n) => n.clone(),
+            None => chain.metadata.name.clone().unwrap_or_default(),
+        };
+        plan::check_name(&name)?;
+        let problems = crds::validate(chain);
+        if let Err(errors) = problems {
+            return Err(TestbedError::Manifest(
+                errors
+                    .0
+                    .iter()
+                    .map(|e| format!("  {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ));
+        }
+        let mut chain = chain.clone();
+        if let Some(h) = opts.hook {
+            chain.spec.dataplane.hook = h;
+        }
+        let manifest =
+            crds::manifest::to_yaml(&chain).map_err(|e| TestbedError::Manifest(e.to_string()))?;
+        let plan = plan::plan(&chain, &name)?;
+        if let Some(s) = &opts.shape {
+            check_shape_support(s)?;
+        }
+        let bin = if opts.start_dataplane {
+            Some(dataplane_binary(opts.dataplane_bin.as_deref())?)
+        } else {
+            None
+        };
+        let dir = opts.state_dir.clone();
+
+        // An existing testbed of this name.
+        let mut ours: Vec<String> = Vec::new();
+        if let Some(old) = State::load(&dir, &name)? {
+            if old.complete
+                && old.manifest == manifest
+                && old.options_key == opts.key()
+                && old.alive()
+            {
+                return Ok(Testbed {
+                    state: old,
+                    dir,
+                    child: None,
+                    armed: true,
+                    already_up: true,
+                });
+            }
+            if old.complete && old.alive() {
+                return Err(TestbedError::Busy(name));
+            }
+            // Left over from an interrupted or crashed run: remove it first.
+            let problems = state::teardown(&old, &dir);
+            if !problems.is_empty() {
+                return Err(TestbedError::Teardown { name, problems });
+            }
+            ours.extend(old.namespaces);
+        }
+        let existing = state::existing_namespaces()?;
+        for ns in plan.namespaces() {
+            if existing.contains(&ns) && !ours.contains(&ns) {
+                return Err(TestbedError::NameTaken {
+                    what: "network namespace".into(),
+                    name: ns,
+                    testbed: name,
+                });
+            }
+        }
+
+        let mut tb = Testbed {
+            state: State {
+                name: name.clone(),
+                manifest,
+                options_key: opts.key(),
+                plan,
+                namespaces: Vec::new(),
+                links: Vec::new(),
+                processes: Vec::new(),
+                pin_dirs: Vec::new(),
+                temp_dirs: Vec::new(),
+                metrics: None,
+                grpc_socket: None,
+                dataplane_log: None,
+                attached: Vec::new(),
+                complete: false,
+            },
+            dir,
+            child: None,
+            armed: true,
+            already_up: false,
+        };
+        tb.state.save(&tb.dir)?;
+        // On error, `tb` is dropped and removes what the state lists. A command killed by the same Ctrl-C
+        // counts as the interrupt.
+        if let Err(e) = tb.build(opts, bin.as_deref()) {
+            return Err(if interrupted() {
+                TestbedError::Interrupted
+            } else {
+                e
+            });
+        }
+        tb.state.complete = true;
+        tb.state.save(&tb.dir)?;
+        Ok(tb)
+    }
+
+    fn step(&mut self) -> Result<(), TestbedError> {
+        if interrupted() {
+            return Err(TestbedError::Interrupted);
+        }
+        self.state.save(&self.dir)
+    }
+
+    fn build(&mut self, opts: &TestbedOptions, bin: Option<&Path>) -> Result<(), TestbedError> {
+        let plan = self.state.plan.clone();
+        let tmp = self.dir.join(format!("{}.d", self.state.name));
+        self.state.temp_dirs.push(tmp.clone());
+        self.step()?;
+        std::fs::create_dir_all(&tmp).map_err(io(format!("create {}", tmp.display())))?;
+
+        for ns in plan.namespaces() {
+            run("ip", &["netns", "add", &ns])?;
+            self.state.namespaces.push(ns.clone());
+            self.step()?;
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        let br = &plan.bridge_netns;
+        let mut bridges: Vec<&str> = vec!["br0"];
+        if plan.cnf_interfaces.len() > 1 {
+            bridges.push("br1");
+        }
+        for b in &bridges {
+            run("ip", &["-n", br, "link", "add", b, "type", "bridge"])?;
+            run("ip", &["-n", br, "link", "set", b, "up"])?;
+        }
+
+        // The CNF's interfaces.
+        let cnf = &plan.cnf_netns;
+        for i in &plan.cnf_interfaces {
+            self.veth(br, &i.bridge_port, &i.bridge, cnf, &i.name, &i.mac)?;
+            for a in &i.addrs {
+                add_addr(cnf, &i.name, a)?;
+            }
+            run("ip", &["-n", cnf, "link", "set", &i.name, "up"])?;
+        }
+        let mut sysctls = vec![
+            "net.ipv4.ip_forward=1".to_string(),
+            "net.ipv4.conf.all.send_redirects=0".into(),
+            "net.ipv4.conf.default.send_redirects=0".into(),
+            "net.ipv4.conf.all.rp_filter=0".into(),
+            "net.ipv4.conf.default.rp_filter=0".into(),
+            "net.ipv6.conf.all.forwarding=1".into(),
+        ];
+        for i in &plan.cnf_interfaces {
+            sysctls.push(format!("net.ipv4.conf.{}.send_redirects=0", i.name));
+            sysctls.push(format!("net.ipv4.conf.{}.rp_filter=0", i.name));
+        }
+        let mut args = vec!["netns", "exec", cnf, "sysctl", "-q", "-w"];
+        args.extend(sysctls.iter().map(String::as_str));
+        run("ip", &args)?;
+        self.step()?;
+
+        // Clients and servers.
+        for e in &plan.endpoints {
+            let side = if e.behind_egress { 1 } else { 0 };
+            let cnf_if = &plan.cnf_interfaces[side.min(plan.cnf_interfaces.len() - 1)];
+            self.veth(
+                br,
+                &e.bridge_port,
+                &cnf_if.bridge,
+                &e.netns,
+                &e.interface,
+                &e.mac,
+            )?;
+            if let Some(a) = e.ipv4 {
+                add_addr(&e.netns, &e.interface, &ipnet::IpNet::V4(a))?;
+            }
+            if let Some(a) = e.ipv6 {
+                add_addr(&e.netns, &e.interface, &ipnet::IpNet::V6(a))?;
+            }
+            run("ip", &["-n", &e.netns, "link", "set", &e.interface, "up"])?;
+            let gws: Vec<IpAddr> = [e.gateway4.map(IpAddr::V4), e.gateway6.map(IpAddr::V6)]
+                .into_iter()
+                .flatten()
+                .collect();
+            for gw in gws {
+                let gw = gw.to_string();
+                neigh(&e.netns, &e.interface, &gw, &cnf_if.mac)?;
+                let fam = if gw.contains(':') { "-6" } else { "-4" };
+                run(
+                    "ip",
+                    &[fam, "-n", &e.netns, "route", "add", "default", "via", &gw],
+                )?;
+            }
+            for a in [
+                e.ipv4.map(|n| IpAddr::V4(n.addr())),
+                e.ipv6.map(|n| IpAddr::V6(n.addr())),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                neigh(cnf, &cnf_if.name, &a.to_string(), &e.mac)?;
+            }
+            if let Some(s) = &opts.shape
+                && matches!(e.role, Role::Client | Role::DeniedClient)
+            {
+                shape_link(&e.netns, &e.interface, s)?;
+                shape_link(br, &e.bridge_port, s)?;
+            }
+            self.step()?;
+        }
+
+        // The data plane.
+        if let Some(bin) = bin {
+            self.start_dataplane(bin, &tmp, opts)?;
+        }
+        Ok(())
+    }
+
+    /// Creates a veth pair directly inside two namespaces (nothing appears in the caller's namespace), puts
+    /// `port` on `bridge`, and turns tx checksum offload off on `dev` (UDP after an XDP redirect would
+    /// otherwise arrive with partial checksums).
+    fn veth(
+        &mut self,
+        br: &str,
+        port: &str,
+        bridge: &str,
+        ns: &str,
+        dev: &str,
+        mac: &str,
+    ) -> Result<(), TestbedError> {
+        run(
+            "ip",
+            &[
+                "link", "add", "name", port, "netns", br, "type", "veth", "peer", "name", dev,
+                "address", mac, "netns", ns,
+            ],
+        )?;
+        self.state.links.push(format!("{br}/{port}"));
+        self.state.links.push(format!("{ns}/{dev}"));
+        run("ip", &["-n", br, "link", "set", port, "master", bridge])?;
+        run("ip", &["-n", br, "link", "set", port, "up"])?;
+        pktgen::netns::exec_in(ns, "ethtool", &["-K", dev, "tx", "off"]).map_err(|e| {
+            TestbedError::Dataplane {
+                message: format!(
+                    "turning tx checksum offload off on {dev} in {ns} needs ethtool (scripts/install-deps.sh installs it): {e}"
+                ),
+                log: String::new(),
+            }
+        })?;
+        self.step()
+    }
+
+    fn start_dataplane(
+        &mut self,
+        bin: &Path,
+        tmp: &Path,
+        opts: &TestbedOptions,
+    ) -> Result<(), TestbedError> {
+        let cfg = tmp.join("chain.yaml");
+        std::fs::write(&cfg, &self.state.manifest)
+            .map_err(io(format!("write {}", cfg.display())))?;
+        let sock = tmp.join("dataplane.sock");
+        let log_path = tmp.join("dataplane.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(io(format!("create {}", log_path.display())))?;
+        let log2 = log
+            .try_clone()
+            .map_err(io(format!("open {}", log_path.display())))?;
+        let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.metrics_port));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.state.plan.cnf_netns])
+            .arg(bin)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--grpc-socket")
+            .arg(&sock)
+            .arg("--metrics-listen")
+            .arg(metrics.to_string())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            // its own process group: a Ctrl-C at the terminal reaches vnfctl, which stops it in order
+            .process_group(0)
+            .spawn()
+            .map_err(io(format!("start {}", bin.display())))?;
+        let pid = child.id();
+        self.child = Some(child);
+        // `ip netns exec` execs the binary, so the pid is the data plane's; its start time pins it down.
+        let start_ticks = state::start_ticks(pid).unwrap_or_default();
+        self.state.processes.push(state::Proc {
+            pid,
+            start_ticks,
+            what: "cnf-dataplane".into(),
+        });
+        self.state.grpc_socket = Some(sock.clone());
+        self.state.dataplane_log = Some(log_path.clone());
+        self.state.metrics = Some(metrics.to_string());
+        self.step()?;
+
+        let want: Vec<String> = self
+            .state
+            .plan
+            .cnf_interfaces
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        let deadline = Instant::now() + opts.attach_timeout;
+        let tail = |p: &Path| {
+            let t = std::fs::read_to_string(p).unwrap_or_default();
+            let lines: Vec<&str> = t.lines().collect();
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        };
+        loop {
+            if interrupted() {
+                return Err(TestbedError::Interrupted);
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(TestbedError::Dataplane {
+                    message: format!("exited ({status}) before the chain was attached"),
+                    log: tail(&log_path),
+                });
+            }
+            if sock.exists()
+                && let Ok(text) = metrics::scrape(&self.state.plan.cnf_netns, metrics)
+            {
+                let att = metrics::attachments(&metrics::parse(&text));
+                if want.iter().all(|w| att.iter().any(|(i, _)| i == w)) {
+                    self.state.attached = att;
+                    return self.step();
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(TestbedError::Dataplane {
+                    message: format!(
+                        "the chain was not attached to {} within {:?}",
+                        want.join(", "),
+                        opts.attach_timeout
+                    ),
+                    log: tail(&log_path),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Opens testbed `name` that is up (from its state file) without owning it: dropping the value leaves the
+    /// testbed up. `None` when there is no such testbed.
+    pub fn open(name: &str, state_dir: &Path) -> Result<Option<Testbed>, TestbedError> {
+        plan::check_name(name)?;
+        Ok(State::load(state_dir, name)?.map(|state| Testbed {
+            state,
+            dir: state_dir.to_path_buf(),
+            child: None,
+            armed: false,
+            already_up: true,
+        }))
+    }
+
+    /// The testbed's name.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Whether [`Testbed::up`] found this testbed already up (and built nothing).
+    pub fn was_already_up(&self) -> bool {
+        self.already_up
+    }
+
+    /// The plan: every namespace, address and MAC.
+    pub fn plan(&self) -> &Plan {
+        &self.state.plan
+    }
+
+    /// The state as recorded in the state file.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Path of the state file.
+    pub fn state_path(&self) -> PathBuf {
+        state::path(&self.dir, &self.state.name)
+    }
+
+    /// The CNF namespace.
+    pub fn cnf_netns(&self) -> &str {
+        &self.state.plan.cnf_netns
+    }
+
+    /// The CNF's interfaces (ingress first).
+    pub fn cnf_interfaces(&self) -> &[CnfInterface] {
+        &self.state.plan.cnf_interfaces
+    }
+
+    /// The bridge namespace.
+    pub fn bridge_netns(&self) -> &str {
+        &self.state.plan.bridge_netns
+    }
+
+    /// All clients (allowed first, then a denied one if the manifest names one).
+    pub fn clients(&self) -> Vec<&EndpointPlan> {
+        self.state
+            .plan
+            .endpoints
+            .iter()
+            .filter(|e| matches!(e.role, Role::Client | Role::DeniedClient))
+            .collect()
+    }
+
+    /// The client the chain allows.
+    pub fn client(&self) -> &EndpointPlan {
+        // plan() always puts the allowed client first
+        &self.state.plan.endpoints[0]
+    }
+
+    /// The client a firewall rule denies, if the manifest has one.
+    pub fn denied_client(&self) -> Option<&EndpointPlan> {
+        self.state
+            .plan
+            .endpoints
+            .iter()
+            .find(|e| e.role == Role::DeniedClient)
+    }
+
+    /// All servers (backends and DNAT targets), in manifest order.
+    pub fn servers(&self) -> Vec<&EndpointPlan> {
+        self.state
+            .plan
+            .endpoints
+            .iter()
+            .filter(|e| e.role == Role::Server)
+            .collect()
+    }
+
+    /// The server holding `addr`.
+    pub fn server(&self, addr: IpAddr) -> Option<&EndpointPlan> {
+        self.servers().into_iter().find(|e| e.has_addr(addr))
+    }
+
+    /// The services the chain offers (load-balancer VIPs, DNAT destinations), with their targets.
+    pub fn services(&self) -> &[Service] {
+        &self.state.plan.services
+    }
+
+    /// The data plane's metrics endpoint (reachable inside [`Testbed::cnf_netns`]), when it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.state.metrics.as_deref().and_then(|m| m.parse().ok())
+    }
+
+    /// The data plane's gRPC Unix socket, when it runs.
+    pub fn grpc_socket(&self) -> Option<&Path> {
+        self.state.grpc_socket.as_deref()
+    }
+
+    /// The data plane's pid, when it runs.
+    pub fn dataplane_pid(&self) -> Option<u32> {
+        self.state.processes.first().map(|p| p.pid)
+    }
+
+    /// (interface, hook) of every attachment the data plane reported.
+    pub fn attachments(&self) -> &[(String, String)] {
+        &self.state.attached
+    }
+
+    /// The chain's function names in chain order.
+    pub fn function_names(&self) -> Vec<String> {
+        crds::manifest::parse_single_chain(&self.state.manifest)
+            .map(|c| {
+                c.spec
+                    .functions
+                    .iter()
+                    .map(|f| f.name.as_str().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Fetches the data plane's `/metrics` text.
+    pub fn scrape_metrics(&self) -> Result<String, TestbedError> {
+        let addr = self.metrics_addr().ok_or_else(|| TestbedError::Dataplane {
+            message: "not running in this testbed (started without the data plane)".into(),
+            log: String::new(),
+        })?;
+        metrics::scrape(self.cnf_netns(), addr)
+    }
+
+    /// Takes the testbed down: stops the data plane, deletes the namespaces (and with them every link), removes
+    /// the temporary files and the state file.
+    pub fn down(mut self) -> Result<(), TestbedError> {
+        self.armed = false;
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), TestbedError> {
+        let problems = state::teardown(&self.state, &self.dir);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(TestbedError::Teardown {
+                name: self.state.name.clone(),
+                problems,
+            })
+        }
+    }
+
+    /// Leaves the testbed up when this value goes away (the command line's `up`); `down` by name removes it.
+    pub fn keep(mut self) -> PathBuf {
+        self.armed = false;
+        self.child = None;
+        self.state_path()
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if self.armed
+            && let Err(e) = self.teardown()
+        {
+            eprintln!("vnfctl testbed: {e}");
+        }
+    }
+}
+
+impl EndpointPlan {
+    /// The IPv4 address.
+    pub fn ipv4_addr(&self) -> Option<Ipv4Addr> {
+        self.ipv4.map(|n| n.addr())
+    }
+
+    /// The IPv6 address.
+    pub fn ipv6_addr(&self) -> Option<Ipv6Addr> {
+        self.ipv6.map(|n| n.addr())
+    }
+
+    /// Whether the endpoint holds `addr`.
+    pub fn has_addr(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => self.ipv4_addr() == Some(a),
+            IpAddr::V6(a) => self.ipv6_addr() == Some(a),
+        }
+    }
+}
+
+/// Takes testbed `name` down by its state file (what `vnfctl testbed down NAME` does).
+pub fn down(name: &str, state_dir: &Path) -> Result<DownOutcome, TestbedError> {
+    plan::check_name(name)?;
+    let Some(st) = State::load(state_dir, name)? else {
+        return Ok(DownOutcome::NotFound);
+    };
+    if !is_root() {
+        return Err(TestbedError::NotRoot);
+    }
+    let problems = state::teardown(&st, state_dir);
+    if problems.is_empty() {
+        Ok(DownOutcome::Removed)
+    } else {
+        Err(TestbedError::Teardown {
+            name: name.to_string(),
+            problems,
+        })
+    }
+}
+
+fn add_addr(ns: &str, dev: &str, a: &ipnet::IpNet) -> Result<(), TestbedError> {
+    let a = a.to_string();
+    let mut args = vec!["-n", ns, "addr", "add", &a, "dev", dev];
+    if a.contains(':') {
+        // no duplicate address detection: the address is usable at once
+        args.push("nodad");
+    }
+    run("ip", &args)?;
+    Ok(())
+}
+
+fn neigh(ns: &str, dev: &str, addr: &str, mac: &str) -> Result<(), TestbedError> {
+    run(
+        "ip",
+        &[
+            "-n",
+            ns,
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ],
+    )?;
+    Ok(())
+}
+
+/// Whether this kernel has netem (probed once per process in a throw-away namespace).
+fn netem_available() -> Result<bool, TestbedError> {
+    static NETEM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if let Some(v) = NETEM.get() {
+        return Ok(*v);
+    }
+    static PROBE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let ns = format!(
+        "bvnf-probe-{}-{}",
+        std::process::id(),
+        PROBE.fetch_add(1, Ordering::Relaxed)
+    );
+    run("ip", &["netns", "add", &ns])?;
+    let r = run("ip", &["-n", &ns, "link", "set", "lo", "up"]).and_then(|_| {
+        run(
+            "tc",
+            &[
+                "-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+            ],
+        )
+    });
+    let _ = run("ip", &["netns", "del", &ns]);
+    Ok(*NETEM.get_or_init(|| r.is_ok()))
+}
+
+fn check_shape_support(s: &Shape) -> Result<(), TestbedError> {
+    if s.rate_only() || netem_available()? {
+        return Ok(());
+    }
+    Err(TestbedError::ShapeUnsupported(format!(
+        "{s}: this kernel has no netem qdisc (sch_netem), which delay and loss need; rate alone works (token bucket)"
+    )))
+}
+
+fn shape_link(ns: &str, dev: &str, s: &Shape) -> Result<(), TestbedError> {
+    let netem = !s.rate_only() || netem_available()?;
+    let q = s.qdisc_args(netem);
+    let mut args = vec!["-n", ns, "qdisc", "add", "dev", dev, "root"];
+    args.extend(q.iter().map(String::as_str));
+    run("tc", &args)?;
+    Ok(())
+}
+
+/// Finds the cnf-dataplane binary: the one given, else next to this executable (or one directory up, where test
+/// binaries live in `deps/`), else on `PATH`.
+pub fn dataplane_binary(given: Option<&Path>) -> Result<PathBuf, TestbedError> {
+    if let Some(p) = given {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(TestbedError::DataplaneBinary(format!(
+                "{} does not exist",
+                p.display()
+            )))
+        };
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let p = dir.join("cnf-dataplane");
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("cnf-dataplane");
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    Err(TestbedError::DataplaneBinary(
+        "cnf-dataplane not found next to vnfctl or on PATH; build it (cargo build --release -p cnf-dataplane) or pass --dataplane-bin".into(),
+    ))
+}

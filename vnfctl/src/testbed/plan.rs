@@ -1,0 +1,738 @@
+//! Turns a VNFChain manifest into a testbed plan: which namespaces, addresses, MACs and routes to create.
+//!
+//! The rules (also in docs/user-guide.md, "The laptop testbed"):
+//! - **Client subnet**: the first IPv4 prefix among the firewall's `allow` rules' `sourceCIDRs`, then the SNAT
+//!   `sourceCIDRs`, then the classifier's `sourceCIDRs`, then the first /24 of a classifier `destinationCIDRs`
+//!   prefix that holds no service or server address — preferring one inside the classifier's destination
+//!   prefixes, because replies to the client must be classified for a one-armed chain to restore them; else
+//!   192.0.2.0/24. Prefixes shorter than /24 are narrowed to their first /24. The client takes the first host from .10 up that no rule or service names
+//!   (10.0.1.10 for the edge chain); the CNF takes the first free host from .1 up.
+//! - **Denied client**: the first firewall `deny` rule whose source is one IPv4 host (/32) gets a second client
+//!   with that address (10.0.1.66 for the edge chain), so the test and the demo can show the drop.
+//! - **IPv6**: when an `allow` rule names an IPv6 source prefix of /64 or shorter, the allowed client also gets
+//!   host ::10 of that prefix (its first /64) and the CNF host ::1.
+//! - **Servers**: one namespace per distinct load-balancer backend and NAT DNAT target address, in manifest
+//!   order, each in its /24 (IPv4) or /64 (IPv6), serving the ports the manifest sends it; the CNF takes the
+//!   first free host from .254 (IPv4) or ::fffe (IPv6) down in every server subnet.
+//! - Every client and server routes everything (default routes) through the CNF, the only router; neighbours are
+//!   permanent entries in both directions, so no first packet waits for ARP/NDP.
+//! - One-armed chains (only `interfaces.ingress`): clients, servers and the CNF's ingress interface share one
+//!   bridge, so backend replies re-enter the CNF on the ingress interface where NAT/LB reverse translation runs.
+//!   Chains with `interfaces.egress`: the servers sit on a second bridge behind the egress interface.
+//! - An address the plan needs that the manifest already uses for something else (a backend on the VIP, a backend
+//!   on the CNF's or a client's address) is refused with the field path.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crds::{Action, FunctionType, VNFChain};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+use super::TestbedError;
+
+/// What an endpoint namespace is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// A client the chain allows.
+    Client,
+    /// A client a firewall rule denies by its source address.
+    DeniedClient,
+    /// A server: a load-balancer backend and/or a NAT DNAT target.
+    Server,
+}
+
+/// One planned client or server namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointPlan {
+    /// Its role.
+    pub role: Role,
+    /// Network namespace name.
+    pub netns: String,
+    /// Interface inside the namespace (always `eth0`).
+    pub interface: String,
+    /// The interface's port name on the bridge (inside the bridge namespace).
+    pub bridge_port: String,
+    /// MAC address of `interface`.
+    pub mac: String,
+    /// IPv4 address and prefix, if any.
+    pub ipv4: Option<Ipv4Net>,
+    /// IPv6 address and prefix, if any.
+    pub ipv6: Option<Ipv6Net>,
+    /// The CNF's IPv4 address on this endpoint's subnet (its default gateway).
+    pub gateway4: Option<Ipv4Addr>,
+    /// The CNF's IPv6 address on this endpoint's subnet.
+    pub gateway6: Option<Ipv6Addr>,
+    /// Ports the manifest sends to this server (backend ports, DNAT target ports); empty for clients.
+    pub ports: Vec<u16>,
+    /// Whether this endpoint hangs off the egress side (chains with `interfaces.egress`).
+    pub behind_egress: bool,
+}
+
+/// One planned CNF interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CnfInterface {
+    /// Interface name inside the CNF namespace (the manifest's ingress/egress name).
+    pub name: String,
+    /// Its port name on the bridge.
+    pub bridge_port: String,
+    /// Which bridge (`br0` clients, `br1` servers behind egress).
+    pub bridge: String,
+    /// MAC address.
+    pub mac: String,
+    /// Addresses with prefixes.
+    pub addrs: Vec<IpNet>,
+}
+
+/// A service the chain offers the clients: a load-balancer VIP or a NAT DNAT destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// The function that offers it.
+    pub function: String,
+    /// `loadBalancer` or `dnat`.
+    pub kind: String,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// The address clients send to.
+    pub address: IpAddr,
+    /// The port clients send to.
+    pub port: u16,
+    /// Where it goes: (server address, port) for each backend / the DNAT target.
+    pub targets: Vec<(IpAddr, u16)>,
+}
+
+/// The whole plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Testbed name.
+    pub name: String,
+    /// The namespace holding the bridge(s).
+    pub bridge_netns: String,
+    /// The CNF namespace.
+    pub cnf_netns: String,
+    /// The CNF's interfaces (ingress first).
+    pub cnf_interfaces: Vec<CnfInterface>,
+    /// Clients, then servers.
+    pub endpoints: Vec<EndpointPlan>,
+    /// The services (VIPs, DNAT destinations) in manifest order.
+    pub services: Vec<Service>,
+}
+
+impl Plan {
+    /// Every namespace of the plan, bridge first.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut v = vec![self.bridge_netns.clone(), self.cnf_netns.clone()];
+        v.extend(self.endpoints.iter().map(|e| e.netns.clone()));
+        v
+    }
+}
+
+/// Validates a testbed name: 1 to 32 of `[a-z0-9-]`, starting and ending with an alphanumeric.
+pub fn check_name(name: &str) -> Result<(), TestbedError> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(TestbedError::InvalidName {
+            name: name.to_string(),
+            reason:
+                "must be 1 to 32 characters of a-z, 0-9 and '-', not starting or ending with '-'"
+                    .into(),
+        })
+    }
+}
+
+/// Namespace-name prefix of testbed `name`.
+pub fn netns_prefix(name: &str) -> String {
+    format!("bvnf-{name}-")
+}
+
+fn bad(field: impl Into<String>, message: impl Into<String>) -> TestbedError {
+    TestbedError::Plan {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn parse_cidr(c: &crds::net::Cidr, field: &str) -> Result<IpNet, TestbedError> {
+    c.parse().map_err(|m| bad(field, m))
+}
+
+fn parse_addr(a: &crds::net::IpAddress, field: &str) -> Result<IpAddr, TestbedError> {
+    a.parse().map_err(|m| bad(field, m))
+}
+
+/// Addresses the manifest gives a meaning to (VIPs, NAT addresses, backends, denied hosts), with their field.
+struct Used(Vec<(IpAddr, String)>);
+
+impl Used {
+    fn find(&self, a: IpAddr) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(x, _)| *x == a)
+            .map(|(_, f)| f.as_str())
+    }
+}
+
+fn mac(n: usize) -> String {
+    format!("02:bf:00:00:{:02x}:{:02x}", (n >> 8) & 0xff, n & 0xff)
+}
+
+/// First /24 of an IPv4 prefix (the prefix itself when it is /24 or longer).
+fn narrow4(net: Ipv4Net) -> Ipv4Net {
+    if net.prefix_len() >= 24 {
+        net
+    } else {
+        Ipv4Net::new(net.network(), 24).map_or(net, |n| n.trunc())
+    }
+}
+
+fn narrow6(net: Ipv6Net) -> Ipv6Net {
+    if net.prefix_len() >= 64 {
+        net
+    } else {
+        Ipv6Net::new(net.network(), 64).map_or(net, |n| n.trunc())
+    }
+}
+
+fn host4(net: Ipv4Net, n: u32) -> Option<Ipv4Addr> {
+    let a = u32::from(net.network()).checked_add(n)?;
+    let a = Ipv4Addr::from(a);
+    (net.contains(&a) && a != net.broadcast() && n != 0).then_some(a)
+}
+
+fn host6(net: Ipv6Net, n: u128) -> Option<Ipv6Addr> {
+    let a = u128::from(net.network()).checked_add(n)?;
+    let a = Ipv6Addr::from(a);
+    (net.contains(&a) && n != 0).then_some(a)
+}
+
+/// Builds the plan for `chain` under testbed `name`.
+pub fn plan(chain: &VNFChain, name: &str) -> Result<Plan, TestbedError> {
+    check_name(name)?;
+    let spec = &chain.spec;
+    let prefix = netns_prefix(name);
+
+    // What the manifest gives a meaning to, and where the client subnet comes from.
+    let mut used = Used(Vec::new());
+    let mut allow4: Vec<Ipv4Net> = Vec::new();
+    let mut allow6: Vec<Ipv6Net> = Vec::new();
+    let mut snat4: Vec<Ipv4Net> = Vec::new();
+    let mut denied: Option<(Ipv4Addr, String)> = None;
+    // Servers: (address, ports, field) in manifest order.
+    let mut servers: Vec<(IpAddr, Vec<u16>, String)> = Vec::new();
+    let mut services: Vec<Service> = Vec::new();
+    let proto = |p: crds::L4Protocol| match p {
+        crds::L4Protocol::Tcp => "tcp".to_string(),
+        crds::L4Protocol::Udp => "udp".to_string(),
+    };
+    let mut add_server = |addr: IpAddr, port: u16, field: String| {
+        if let Some(s) = servers.iter_mut().find(|s| s.0 == addr) {
+            if !s.1.contains(&port) {
+                s.1.push(port);
+            }
+        } else {
+            servers.push((addr, vec![port], field));
+        }
+    };
+
+    for (i, f) in spec.functions.iter().enumerate() {
+        let at = format!("spec.functions[{i}]");
+        match f.type_ {
+            FunctionType::Firewall => {
+                let Some(fw) = &f.firewall else { continue };
+                for (j, r) in fw.rules.iter().enumerate() {
+                    for (k, c) in r.traffic.source_cidrs.iter().enumerate() {
+                        let field = format!("{at}.firewall.rules[{j}].sourceCIDRs[{k}]");
+                        match (r.action, parse_cidr(c, &field)?) {
+                            (Action::Allow, IpNet::V4(n)) if n.prefix_len() <= 30 => allow4.push(n),
+                            (Action::Allow, IpNet::V6(n)) if n.prefix_len() <= 64 => allow6.push(n),
+                            (Action::Deny, IpNet::V4(n)) if n.prefix_len() == 32 => {
+                                used.0.push((IpAddr::V4(n.addr()), field.clone()));
+                                if denied.is_none() {
+                                    denied = Some((n.addr(), field));
+                                }
+                            }
+                            (Action::Deny, IpNet::V6(n)) if n.prefix_len() == 128 => {
+                                used.0.push((IpAddr::V6(n.addr()), field));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            FunctionType::Nat => {
+                let Some(nat) = &f.nat else { continue };
+                if let Some(s) = &nat.snat {
+                    let field = format!("{at}.nat.snat.toAddress");
+                    used.0.push((parse_addr(&s.to_address, &field)?, field));
+                    for (k, c) in s.source_cidrs.iter().enumerate() {
+                        let field = format!("{at}.nat.snat.sourceCIDRs[{k}]");
+                        if let IpNet::V4(n) = parse_cidr(c, &field)? {
+                            snat4.push(n);
+                        }
+                    }
+                }
+                for (j, d) in nat.dnat.iter().enumerate() {
+                    let field = format!("{at}.nat.dnat[{j}].destination");
+                    let dest = parse_addr(&d.destination, &field)?;
+                    used.0.push((dest, field));
+                    let field = format!("{at}.nat.dnat[{j}].toAddress");
+                    let to = parse_addr(&d.to_address, &field)?;
+                    let to_port = d.to_port.unwrap_or(d.port);
+                    add_server(to, to_port, field);
+                    services.push(Service {
+                        function: f.name.as_str().to_string(),
+                        kind: "dnat".into(),
+                        protocol: proto(d.protocol),
+                        address: dest,
+                        port: d.port,
+                        targets: vec![(to, to_port)],
+                    });
+                }
+            }
+            FunctionType::LoadBalancer => {
+                let Some(lb) = &f.load_balancer else { continue };
+                let field = format!("{at}.loadBalancer.vip");
+                let vip = parse_addr(&lb.vip, &field)?;
+                used.0.push((vip, field));
+                let mut targets = Vec::new();
+                for (j, b) in lb.backends.iter().enumerate() {
+                    let field = format!("{at}.loadBalancer.backends[{j}].address");
+                    let a = parse_addr(&b.address, &field)?;
+                    let port = b.port.unwrap_or(lb.port);
+                    add_server(a, port, field);
+                    targets.push((a, port));
+                }
+                services.push(Service {
+                    function: f.name.as_str().to_string(),
+                    kind: "loadBalancer".into(),
+                    protocol: proto(lb.protocol),
+                    address: vip,
+                    port: lb.port,
+                    targets,
+                });
+            }
+            _ => {}
+        }
+    }
+    let mut classifier4 = Vec::new();
+    for (k, c) in spec.classifier.source_cidrs.iter().enumerate() {
+        if let IpNet::V4(n) = parse_cidr(c, &format!("spec.classifier.sourceCIDRs[{k}]"))? {
+            classifier4.push(n);
+        }
+    }
+    let mut classifier_dst4 = Vec::new();
+    for (k, c) in spec.classifier.destination_cidrs.iter().enumerate() {
+        if let IpNet::V4(n) = parse_cidr(c, &format!("spec.classifier.destinationCIDRs[{k}]"))? {
+            classifier_dst4.push(n);
+        }
+    }
+    // Servers are "used" too (a client or CNF address must not land on one); a server on a service
+    // address (VIP, NAT address, denied host) is a conflict.
+    for (addr, _, field) in &servers {
+        if let Some(other) = used.find(*addr) {
+            return Err(bad(
+                field,
+                format!("backend/target address {addr} is also {other}; a server cannot take it"),
+            ));
+        }
+    }
+    for (addr, _, field) in &servers {
+        used.0.push((*addr, field.clone()));
+    }
+
+    // Replies to the client must be classified too (a one-armed chain restores them), so the client subnet
+    // lies inside the classifier's destination prefixes when there are any; a /24 of a destination prefix that
+    // holds no service or server address is the fallback.
+    let in_classifier =
+        |n: &Ipv4Net| classifier_dst4.is_empty() || classifier_dst4.iter().any(|d| d.contains(n));
+    // (servers are in `used` by now)
+    let holds_used = |n: &Ipv4Net| {
+        used.0
+            .iter()
+            .any(|(a, _)| matches!(a, IpAddr::V4(a) if n.contains(a)))
+    };
+    let mut candidates: Vec<Ipv4Net> = allow4
+        .iter()
+        .chain(&snat4)
+        .chain(&classifier4)
+        .copied()
+        .map(narrow4)
+        .collect();
+    for d in &classifier_dst4 {
+        if let Ok(subnets) = d.subnets(d.prefix_len().max(24)) {
+            candidates.extend(subnets.take(256).filter(|n| !holds_used(n)));
+        }
+    }
+    let client_net = candidates
+        .iter()
+        .find(|n| in_classifier(n))
+        .or(candidates.first())
+        .copied()
+        .unwrap_or_else(|| Ipv4Net::new(Ipv4Addr::new(192, 0, 2, 0), 24).expect("/24 is valid"));
+    let free4 = |net: Ipv4Net, from: u32, down: bool, taken: &[Ipv4Addr]| -> Option<Ipv4Addr> {
+        let size = 1u32 << (32 - u32::from(net.prefix_len()));
+        let mut n = from;
+        loop {
+            let a = host4(net, n)?;
+            if used.find(IpAddr::V4(a)).is_none() && !taken.contains(&a) {
+                return Some(a);
+            }
+            n = if down { n.checked_sub(1)? } else { n + 1 };
+            if n >= size {
+                return None;
+            }
+        }
+    };
+    let full = |what: &str| bad("spec", format!("no free address for the {what}"));
+
+    let cnf_client4 = free4(client_net, 1, false, &[]).ok_or_else(|| full("CNF"))?;
+    let client4 = free4(client_net, 10, false, &[cnf_client4]).ok_or_else(|| full("client"))?;
+    let mut cnf_addrs: Vec<IpNet> = vec![IpNet::V4(
+        Ipv4Net::new(cnf_client4, client_net.prefix_len()).expect("prefix from a net"),
+    )];
+    let mut cnf_server_addrs: Vec<IpNet> = Vec::new();
+
+    let (client6, cnf_client6) = match allow6.first().copied().map(narrow6) {
+        Some(net) => {
+            let cnf = host6(net, 1).ok_or_else(|| full("CNF (IPv6)"))?;
+            let c = host6(net, 0x10).ok_or_else(|| full("client (IPv6)"))?;
+            cnf_addrs.push(IpNet::V6(
+                Ipv6Net::new(cnf, net.prefix_len()).expect("prefix from a net"),
+            ));
+            (
+                Some(Ipv6Net::new(c, net.prefix_len()).expect("prefix from a net")),
+                Some(cnf),
+            )
+        }
+        None => (None, None),
+    };
+
+    let egress = spec
+        .interfaces
+        .egress
+        .as_ref()
+        .map(|e| e.as_str().to_string());
+    let ingress = spec.interfaces.ingress.as_str().to_string();
+    let mut endpoints = Vec::new();
+    let mut n_mac = 16usize;
+    endpoints.push(EndpointPlan {
+        role: Role::Client,
+        netns: format!("{prefix}client"),
+        interface: "eth0".into(),
+        bridge_port: "client".into(),
+        mac: mac(n_mac),
+        ipv4: Some(Ipv4Net::new(client4, client_net.prefix_len()).expect("prefix from a net")),
+        ipv6: client6,
+        gateway4: Some(cnf_client4),
+        gateway6: cnf_client6,
+        ports: Vec::new(),
+        behind_egress: false,
+    });
+    if let Some((addr, _field)) = &denied {
+        n_mac += 1;
+        let (net, gw) = if client_net.contains(addr) {
+            (client_net, cnf_client4)
+        } else {
+            let net = Ipv4Net::new(*addr, 24).expect("/24").trunc();
+            let gw = free4(net, 1, false, &[]).ok_or_else(|| full("CNF"))?;
+            cnf_addrs.push(IpNet::V4(Ipv4Net::new(gw, 24).expect("/24")));
+            (net, gw)
+        };
+        endpoints.push(EndpointPlan {
+            role: Role::DeniedClient,
+            netns: format!("{prefix}denied"),
+            interface: "eth0".into(),
+            bridge_port: "denied".into(),
+            mac: mac(n_mac),
+            ipv4: Some(Ipv4Net::new(*addr, net.prefix_len()).expect("prefix from a net")),
+            ipv6: None,
+            gateway4: Some(gw),
+            gateway6: None,
+            ports: Vec::new(),
+            behind_egress: false,
+        });
+    }
+
+    let cnf_all4 = |addrs: &[IpNet], more: &[IpNet]| -> Vec<Ipv4Addr> {
+        addrs
+            .iter()
+            .chain(more)
+            .filter_map(|n| match n {
+                IpNet::V4(n) => Some(n.addr()),
+                IpNet::V6(_) => None,
+            })
+            .collect()
+    };
+    let behind_egress = egress.is_some();
+    for (i, (addr, ports, field)) in servers.iter().enumerate() {
+        n_mac += 1;
+        let (ipv4, ipv6, gateway4, gateway6) = match addr {
+            IpAddr::V4(a) => {
+                if *a == client4 || *a == cnf_client4 {
+                    return Err(bad(
+                        field,
+                        format!("{a} is the address the testbed gives the client or the CNF"),
+                    ));
+                }
+                let net = if client_net.contains(a) && !behind_egress {
+                    client_net
+                } else {
+                    narrow4(Ipv4Net::new(*a, 24).expect("/24").trunc())
+                };
+                let existing = cnf_all4(&cnf_addrs, &cnf_server_addrs)
+                    .into_iter()
+                    .find(|g| net.contains(g));
+                let gw = match existing {
+                    Some(g) => g,
+                    None => {
+                        let g = free4(net, 254, true, &[]).ok_or_else(|| full("CNF"))?;
+                        cnf_server_addrs.push(IpNet::V4(Ipv4Net::new(g, 24).expect("/24")));
+                        g
+                    }
+                };
+                (
+                    Some(Ipv4Net::new(*a, net.prefix_len()).expect("prefix from a net")),
+                    None,
+                    Some(gw),
+                    None,
+                )
+            }
+            IpAddr::V6(a) => {
+                let net = Ipv6Net::new(*a, 64).expect("/64").trunc();
+                let existing = cnf_addrs
+                    .iter()
+                    .chain(&cnf_server_addrs)
+                    .find_map(|n| match n {
+                        IpNet::V6(n) if n.trunc() == net => Some(n.addr()),
+                        _ => None,
+                    });
+                let gw = match existing {
+                    Some(g) => g,
+                    None => {
+                        let g = host6(net, 0xfffe).ok_or_else(|| full("CNF (IPv6)"))?;
+                        if g == *a {
+                            return Err(bad(
+                                field,
+                                format!("{a} is the CNF's address on its subnet"),
+                            ));
+                        }
+                        cnf_server_addrs.push(IpNet::V6(Ipv6Net::new(g, 64).expect("/64")));
+                        g
+                    }
+                };
+                (
+                    None,
+                    Some(Ipv6Net::new(*a, 64).expect("/64")),
+                    None,
+                    Some(gw),
+                )
+            }
+        };
+        endpoints.push(EndpointPlan {
+            role: Role::Server,
+            netns: format!("{prefix}server{i}"),
+            interface: "eth0".into(),
+            bridge_port: format!("server{i}"),
+            mac: mac(n_mac),
+            ipv4,
+            ipv6,
+            gateway4,
+            gateway6,
+            ports: ports.clone(),
+            behind_egress,
+        });
+    }
+    // A server address that is the CNF's address on some subnet.
+    let cnf_hosts: BTreeSet<IpAddr> = cnf_addrs
+        .iter()
+        .chain(&cnf_server_addrs)
+        .map(|n| n.addr())
+        .collect();
+    for (addr, _, field) in &servers {
+        if cnf_hosts.contains(addr) {
+            return Err(bad(
+                field,
+                format!("{addr} is the CNF's address on its subnet"),
+            ));
+        }
+    }
+
+    let mut cnf_interfaces = vec![CnfInterface {
+        name: ingress,
+        bridge_port: "cnf0".into(),
+        bridge: "br0".into(),
+        mac: mac(1),
+        addrs: cnf_addrs,
+    }];
+    match egress {
+        Some(e) => cnf_interfaces.push(CnfInterface {
+            name: e,
+            bridge_port: "cnf1".into(),
+            bridge: "br1".into(),
+            mac: mac(2),
+            addrs: cnf_server_addrs,
+        }),
+        None => cnf_interfaces[0].addrs.extend(cnf_server_addrs),
+    }
+    Ok(Plan {
+        name: name.to_string(),
+        bridge_netns: format!("{prefix}br"),
+        cnf_netns: format!("{prefix}cnf"),
+        cnf_interfaces,
+        endpoints,
+        services,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(file: &str) -> VNFChain {
+        let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("example");
+        crds::manifest::parse_single_chain(&text).expect("valid example")
+    }
+
+    #[test]
+    fn edge_chain_plan_follows_the_documented_rules() {
+        let p = plan(&example("edge-chain.yaml"), "edge").expect("plans");
+        assert_eq!(p.cnf_netns, "bvnf-edge-cnf");
+        let client = &p.endpoints[0];
+        assert_eq!(client.role, Role::Client);
+        assert_eq!(
+            client.ipv4.map(|n| n.to_string()).as_deref(),
+            Some("10.0.1.10/24")
+        );
+        assert_eq!(client.gateway4, Some(Ipv4Addr::new(10, 0, 1, 1)));
+        assert_eq!(
+            client.ipv6.map(|n| n.to_string()).as_deref(),
+            Some("2001:db8:1::10/64")
+        );
+        let denied = &p.endpoints[1];
+        assert_eq!(denied.role, Role::DeniedClient);
+        assert_eq!(
+            denied.ipv4.map(|n| n.addr()),
+            Some(Ipv4Addr::new(10, 0, 1, 66))
+        );
+        let servers: Vec<(String, Vec<u16>)> = p
+            .endpoints
+            .iter()
+            .filter(|e| e.role == Role::Server)
+            .map(|e| {
+                (
+                    e.ipv4.map(|n| n.addr().to_string()).unwrap_or_default(),
+                    e.ports.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            servers,
+            vec![
+                ("10.0.2.10".to_string(), vec![9999]),
+                ("10.0.2.1".to_string(), vec![8080]),
+                ("10.0.2.2".to_string(), vec![8080]),
+                ("10.0.2.3".to_string(), vec![8080]),
+            ]
+        );
+        let cnf: Vec<String> = p.cnf_interfaces[0]
+            .addrs
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(cnf, ["10.0.1.1/24", "2001:db8:1::1/64", "10.0.2.254/24"]);
+        assert_eq!(p.cnf_interfaces.len(), 1, "one-armed");
+        let svc: Vec<String> = p
+            .services
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} {}:{} -> {}",
+                    s.kind,
+                    s.protocol,
+                    s.address,
+                    s.port,
+                    s.targets.len()
+                )
+            })
+            .collect();
+        assert_eq!(
+            svc,
+            [
+                "dnat udp 10.0.0.200:9999 -> 1",
+                "loadBalancer tcp 10.0.0.100:80 -> 3"
+            ]
+        );
+        let macs: BTreeSet<&str> = p.endpoints.iter().map(|e| e.mac.as_str()).collect();
+        assert_eq!(macs.len(), p.endpoints.len(), "MACs are unique");
+    }
+
+    #[test]
+    fn a_backend_on_a_service_address_is_refused_with_its_field() {
+        let mut chain = example("edge-chain.yaml");
+        let lb = chain.spec.functions[2].load_balancer.as_mut().expect("lb");
+        lb.backends[1].address = crds::net::IpAddress::from("10.0.0.200");
+        let e = plan(&chain, "edge").expect_err("conflict");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("spec.functions[2].loadBalancer.backends[1].address")
+                && msg.contains("spec.functions[1].nat.dnat[0].destination"),
+            "{msg}"
+        );
+        let mut chain = example("edge-chain.yaml");
+        let lb = chain.spec.functions[2].load_balancer.as_mut().expect("lb");
+        lb.backends[0].address = crds::net::IpAddress::from("10.0.1.66");
+        let msg = plan(&chain, "edge").expect_err("conflict").to_string();
+        assert!(
+            msg.contains("backends[0].address") && msg.contains("firewall.rules[0].sourceCIDRs[0]"),
+            "{msg}"
+        );
+        // a backend in the client's subnet is fine: the client and the CNF step around it
+        let mut chain = example("edge-chain.yaml");
+        let lb = chain.spec.functions[2].load_balancer.as_mut().expect("lb");
+        lb.backends[0].address = crds::net::IpAddress::from("10.0.1.10");
+        let p = plan(&chain, "edge").expect("plans");
+        assert_eq!(
+            p.endpoints[0].ipv4_addr(),
+            Some(Ipv4Addr::new(10, 0, 1, 11))
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("edge-1").is_ok());
+        for bad in ["", "-a", "a-", "A", "a_b", &"x".repeat(33)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn chains_with_an_egress_put_servers_behind_it() {
+        let mut chain = example("edge-chain.yaml");
+        chain.spec.interfaces.egress = Some(crds::net::InterfaceName::from("eth1"));
+        let p = plan(&chain, "e2").expect("plans");
+        assert_eq!(p.cnf_interfaces.len(), 2);
+        assert_eq!(p.cnf_interfaces[1].name, "eth1");
+        let a: Vec<String> = p.cnf_interfaces[1]
+            .addrs
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(a, ["10.0.2.254/24"]);
+        assert!(
+            p.endpoints
+                .iter()
+                .filter(|e| e.role == Role::Server)
+                .all(|e| e.behind_egress)
+        );
+    }
+}

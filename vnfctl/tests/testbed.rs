@@ -1,0 +1,626 @@
+//! The laptop testbed with real packets: the edge chain up in namespaces, traffic from its clients, and nothing
+//! left behind by `down`, a failure half-way, an interrupted `up` or a refused one.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crds::VNFChain;
+use vnfctl::testbed::{self, Testbed, TestbedError, TestbedOptions, metrics};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn edge_chain() -> VNFChain {
+    let text = std::fs::read_to_string(repo().join("examples/edge-chain.yaml")).expect("example");
+    crds::manifest::parse_single_chain(&text).expect("valid")
+}
+
+/// The cnf-dataplane binary of this build (`cargo test --workspace`, as `./test.sh` runs it, builds it), or the
+/// one `CNF_DATAPLANE_BIN` names.
+fn dataplane_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CNF_DATAPLANE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/PROFILE");
+    let p = profile_dir.join("cnf-dataplane");
+    assert!(
+        p.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (./test.sh), or build it first \
+         (cargo build -p cnf-dataplane), or set CNF_DATAPLANE_BIN",
+        p.display()
+    );
+    p
+}
+
+/// Options for a test testbed: a unique name and a private state directory.
+fn options(tag: &str) -> TestbedOptions {
+    let name = format!("t{}{tag}", std::process::id());
+    let state_dir = std::env::temp_dir().join(format!("bvnf-testbed-{name}"));
+    TestbedOptions {
+        name: Some(name),
+        dataplane_bin: Some(dataplane_bin()),
+        state_dir,
+        ..Default::default()
+    }
+}
+
+/// What a testbed could leave behind, restricted to names that carry the testbed's name.
+#[derive(Debug, PartialEq)]
+struct Traces {
+    namespaces: BTreeSet<String>,
+    host_links: BTreeSet<String>,
+    bpffs: BTreeSet<String>,
+    processes: BTreeSet<String>,
+    state_files: BTreeSet<String>,
+}
+
+fn walk(dir: &Path, out: &mut BTreeSet<String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        out.insert(p.display().to_string());
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk(&p, out);
+        }
+    }
+}
+
+fn traces(name: &str, state_dir: &Path) -> Traces {
+    let prefix = format!("bvnf-{name}-");
+    let namespaces = testbed::state::existing_namespaces()
+        .expect("ip netns list")
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    // The testbed's links live in its own namespaces; the host namespace must never see one.
+    let host_links = pktgen::netns::run("ip", &["-o", "link", "show"])
+        .expect("ip link")
+        .lines()
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(1)
+                .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        })
+        .filter(|n| {
+            n.contains(name)
+                || ["cnf0", "client", "denied"].contains(&n.as_str())
+                || n.starts_with("server")
+        })
+        .collect();
+    let mut bpffs = BTreeSet::new();
+    walk(Path::new("/sys/fs/bpf"), &mut bpffs);
+    let bpffs = bpffs.into_iter().filter(|p| p.contains(name)).collect();
+    // Processes whose command line names this testbed's files.
+    let mut processes = BTreeSet::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&format!("bvnf-testbed-{name}")) {
+            processes.insert(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    let mut state_files = BTreeSet::new();
+    walk(state_dir, &mut state_files);
+    Traces {
+        namespaces,
+        host_links,
+        bpffs,
+        processes,
+        state_files,
+    }
+}
+
+fn assert_clean(name: &str, state_dir: &Path, when: &str) {
+    let t = traces(name, state_dir);
+    let empty = Traces {
+        namespaces: BTreeSet::new(),
+        host_links: BTreeSet::new(),
+        bpffs: BTreeSet::new(),
+        processes: BTreeSet::new(),
+        state_files: BTreeSet::new(),
+    };
+    assert_eq!(t, empty, "{when}: the testbed left something behind");
+}
+
+/// Serves TCP on `addr` in `ns`: answers each connection's first line with `reply`. Returns when `stop` is set.
+fn tcp_server(ns: &str, addr: SocketAddr, reply: String) {
+    let ns = ns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        pktgen::netns::enter(&ns).expect("enter server ns");
+        let l = TcpListener::bind(addr).expect("bind");
+        tx.send(()).expect("ready");
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 64];
+            if c.read(&mut buf).is_ok() {
+                let _ = c.write_all(reply.as_bytes());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("server listening");
+}
+
+/// In namespace `ns`: connect to `to`, send a line, return the reply (or the error).
+fn tcp_request(ns: &str, to: SocketAddr) -> Result<String, String> {
+    pktgen::netns::spawn_in(ns, move || -> Result<String, String> {
+        let mut c =
+            TcpStream::connect_timeout(&to, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        c.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        c.write_all(b"hello\n").map_err(|e| e.to_string())?;
+        let mut s = String::new();
+        c.read_to_string(&mut s).map_err(|e| e.to_string())?;
+        Ok(s)
+    })
+    .join()
+    .expect("client thread")
+    .expect("enter client ns")
+}
+
+/// In `ns`: send `n` UDP datagrams to `to` from port `sport`.
+fn udp_send(ns: &str, to: SocketAddr, n: usize) {
+    pktgen::netns::spawn_in(ns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        for i in 0..n {
+            s.send_to(format!("datagram {i}").as_bytes(), to)
+                .expect("send");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    })
+    .join()
+    .expect("sender")
+    .expect("enter ns");
+}
+
+/// In `ns`: receive UDP on `addr` until `idle` passes without a datagram; returns the sources seen.
+fn udp_receiver(
+    ns: &str,
+    addr: SocketAddr,
+    idle: Duration,
+) -> std::thread::JoinHandle<Vec<SocketAddr>> {
+    let ns = ns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        pktgen::netns::enter(&ns).expect("enter");
+        let s = UdpSocket::bind(addr).expect("bind");
+        s.set_read_timeout(Some(idle)).expect("timeout");
+        tx.send(()).expect("ready");
+        let mut from = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok((_, src)) = s.recv_from(&mut buf) {
+            from.push(src);
+        }
+        from
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("receiver bound");
+    h
+}
+
+fn counter(tb: &Testbed, function: &str) -> metrics::FunctionReport {
+    let text = tb.scrape_metrics().expect("metrics");
+    metrics::functions(&metrics::parse(&text))
+        .into_iter()
+        .find(|f| f.name == function)
+        .unwrap_or_else(|| panic!("no counters for {function}"))
+}
+
+#[test]
+fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
+    if !pktgen::netns::can_run_netns_tests("edge_chain_testbed_carries_real_traffic") {
+        return;
+    }
+    let opts = options("e");
+    let name = opts.name.clone().expect("name");
+    assert_clean(&name, &opts.state_dir, "before");
+    let chain = edge_chain();
+    let tb = Testbed::up(&chain, &opts).expect("up");
+    assert!(!tb.was_already_up());
+    assert_eq!(tb.attachments().len(), 1, "{:?}", tb.attachments());
+    assert_eq!(tb.client().ipv4_addr(), Some(Ipv4Addr::new(10, 0, 1, 10)));
+    let state = tb.state_path();
+    assert!(state.is_file());
+
+    // Up again with the same manifest: recognised, nothing built.
+    let again = Testbed::up(&chain, &opts).expect("idempotent up");
+    assert!(again.was_already_up());
+    again.keep();
+
+    // The UDP DNAT path: client -> 10.0.0.200:9999 reaches 10.0.2.10:9999 (a DNAT'd flow keeps its source:
+    // the NAT applies DNAT or SNAT to a new flow, DNAT first).
+    let dnat = tb
+        .services()
+        .iter()
+        .find(|s| s.kind == "dnat")
+        .expect("dnat service")
+        .clone();
+    let (target, tport) = dnat.targets[0];
+    let server = tb
+        .server(target)
+        .expect("DNAT target namespace")
+        .netns
+        .clone();
+    let rx = udp_receiver(
+        &server,
+        SocketAddr::new(target, tport),
+        Duration::from_millis(700),
+    );
+    udp_send(
+        &tb.client().netns,
+        SocketAddr::new(dnat.address, dnat.port),
+        200,
+    );
+    // The denied client's datagrams must not arrive.
+    let denied = tb.denied_client().expect("denied client").netns.clone();
+    udp_send(&denied, SocketAddr::new(dnat.address, dnat.port), 50);
+    let from = rx.join().expect("receiver");
+    assert_eq!(
+        from.len(),
+        200,
+        "every allowed datagram arrives, no denied one"
+    );
+    assert!(
+        from.iter()
+            .all(|s| s.ip() == IpAddr::V4(Ipv4Addr::new(10, 0, 1, 10))),
+        "sources must be the client: {:?}",
+        &from[..3]
+    );
+    let fw = counter(&tb, "fw");
+    assert_eq!(fw.drops.get("firewall_rule"), Some(&50), "{fw:?}");
+
+    // The main job's traffic run: loss-free at a modest rate, every denied packet dropped by the firewall rule,
+    // and the plots written.
+    let fw_before = counter(&tb, "fw");
+    let opts_t = testbed::traffic::TrafficOptions {
+        rate_pps: 2000.0,
+        denied_rate_pps: 500.0,
+        duration: Duration::from_secs(1),
+        flows: 2,
+    };
+    let r = testbed::traffic::run(&tb, &opts_t, |_| {}).expect("traffic");
+    assert_eq!(
+        r.received.unique, r.sent.sent,
+        "loss-free: {:?}",
+        r.received
+    );
+    assert_eq!(r.received.lost, 0);
+    let denied_sent = r.denied_sent.as_ref().expect("denied sender").sent;
+    let fw_after = counter(&tb, "fw");
+    let d = |f: &metrics::FunctionReport| f.drops.get("firewall_rule").copied().unwrap_or(0);
+    assert_eq!(d(&fw_after) - d(&fw_before), denied_sent, "{fw_after:?}");
+    assert_eq!(
+        fw_after.passed - fw_before.passed,
+        r.sent.sent,
+        "kernel count = pktgen count"
+    );
+    let results = opts.state_dir.join("results");
+    let files =
+        testbed::traffic::write_results(&results, "t", &r, &tb.scrape_metrics().expect("metrics"))
+            .expect("plots");
+    for f in &files {
+        assert!(
+            std::fs::metadata(f).expect("written").len() > 100,
+            "{}",
+            f.display()
+        );
+    }
+    std::fs::remove_dir_all(&results).expect("rm results");
+
+    // TCP to the VIP: the SYN crosses firewall, SNAT and load balancer and reaches a backend on port 8080 from
+    // the SNAT address. (The reply does not come back through this chain: see the test below and the report.)
+    let lb = tb
+        .services()
+        .iter()
+        .find(|s| s.kind == "loadBalancer")
+        .expect("lb")
+        .clone();
+    for (a, p) in &lb.targets {
+        tcp_server(
+            &tb.server(*a).expect("backend").netns,
+            SocketAddr::new(*a, *p),
+            format!("{a}"),
+        );
+    }
+    let _ = tcp_request(&tb.client().netns, SocketAddr::new(lb.address, lb.port));
+    let mut half_open = Vec::new();
+    for (a, _) in &lb.targets {
+        let ns = &tb.server(*a).expect("backend").netns;
+        let ss = pktgen::netns::exec_in(ns, "ss", &["-Htn", "state", "syn-recv"]).expect("ss");
+        half_open.extend(ss.lines().map(|l| format!("{ns}: {l}")));
+    }
+    assert!(
+        half_open
+            .iter()
+            .any(|l| l.contains(":8080") && l.contains("10.0.0.1:")),
+        "the client's SYN reached a backend from the SNAT address: {half_open:?}"
+    );
+    // The denied client's SYNs never reach a backend.
+    let before = counter(&tb, "fw")
+        .drops
+        .get("firewall_rule")
+        .copied()
+        .unwrap_or(0);
+    assert!(tcp_request(&denied, SocketAddr::new(lb.address, lb.port)).is_err());
+    let after = counter(&tb, "fw")
+        .drops
+        .get("firewall_rule")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        after > before,
+        "the denied client's SYN was dropped by the firewall rule"
+    );
+
+    // Down: nothing of it is left.
+    let pid = tb.dataplane_pid().expect("pid");
+    tb.down().expect("down");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            !s.contains("cnf-dataplane")
+        }
+    );
+    assert!(!state.exists());
+    assert_clean(&name, &opts.state_dir, "after down");
+    // Down of a testbed that is not up succeeds.
+    assert_eq!(
+        testbed::down(&name, &opts.state_dir).expect("down again"),
+        testbed::DownOutcome::NotFound
+    );
+}
+
+#[test]
+fn tcp_through_the_load_balancer_reaches_every_backend_and_the_replies_return() {
+    if !pktgen::netns::can_run_netns_tests("tcp_through_the_load_balancer") {
+        return;
+    }
+    // The edge chain's load balancer, rate limiter and monitor: a chain whose TCP replies the engine restores.
+    let mut chain = edge_chain();
+    chain
+        .spec
+        .functions
+        .retain(|f| !matches!(f.name.as_str(), "fw" | "nat"));
+    let opts = options("l");
+    let name = opts.name.clone().expect("name");
+    let tb = Testbed::up(&chain, &opts).expect("up");
+    let lb = tb.services()[0].clone();
+    for (a, p) in &lb.targets {
+        tcp_server(
+            &tb.server(*a).expect("backend").netns,
+            SocketAddr::new(*a, *p),
+            format!("{a}"),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for _ in 0..30 {
+        let reply = tcp_request(&tb.client().netns, SocketAddr::new(lb.address, lb.port))
+            .expect("a TCP connection to the VIP gets its reply");
+        seen.insert(reply);
+    }
+    let backends: BTreeSet<String> = lb.targets.iter().map(|(a, _)| a.to_string()).collect();
+    assert!(
+        seen.is_subset(&backends) && seen.len() >= 2,
+        "replies from {seen:?}"
+    );
+    let f = counter(&tb, "lb");
+    assert!(
+        f.passed >= 30 * 4,
+        "both directions crossed the chain: {f:?}"
+    );
+    drop(tb); // Drop tears down too
+    assert_clean(&name, &opts.state_dir, "after drop");
+}
+
+#[test]
+fn a_failure_half_way_leaves_nothing() {
+    if !pktgen::netns::can_run_netns_tests("a_failure_half_way_leaves_nothing") {
+        return;
+    }
+    // Every namespace and link is created, then the "data plane" exits at once.
+    let mut opts = options("f");
+    let name = opts.name.clone().expect("name");
+    let bin = std::env::temp_dir().join(format!("bvnf-testbed-{name}-false.sh"));
+    std::fs::write(&bin, "#!/bin/sh\necho 'refusing on purpose' >&2\nexit 3\n").expect("script");
+    Command::new("chmod")
+        .args(["+x"])
+        .arg(&bin)
+        .status()
+        .expect("chmod");
+    opts.dataplane_bin = Some(bin.clone());
+    let e = Testbed::up(&edge_chain(), &opts).expect_err("the data plane fails");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("exited") && msg.contains("refusing on purpose"),
+        "{msg}"
+    );
+    assert_clean(&name, &opts.state_dir, "after a failed up");
+
+    // A manifest whose backend collides with a service address: refused before anything is built.
+    let mut chain = edge_chain();
+    let lb = chain.spec.functions[2].load_balancer.as_mut().expect("lb");
+    lb.backends[0].address = crds::net::IpAddress::from("10.0.1.66");
+    let msg = Testbed::up(&chain, &opts)
+        .expect_err("conflict")
+        .to_string();
+    assert!(
+        msg.contains("spec.functions[2].loadBalancer.backends[0].address"),
+        "{msg}"
+    );
+    assert_clean(&name, &opts.state_dir, "after a refused plan");
+    let _ = std::fs::remove_file(bin);
+}
+
+#[test]
+fn an_interrupted_up_leaves_nothing() {
+    if !pktgen::netns::can_run_netns_tests("an_interrupted_up_leaves_nothing") {
+        return;
+    }
+    // The "data plane" never attaches; Ctrl-C (SIGINT) arrives while `up` waits for it.
+    let opts = options("i");
+    let name = opts.name.clone().expect("name");
+    let bin = std::env::temp_dir().join(format!("bvnf-testbed-{name}-sleep.sh"));
+    std::fs::write(&bin, "#!/bin/sh\nexec sleep 60\n").expect("script");
+    Command::new("chmod")
+        .args(["+x"])
+        .arg(&bin)
+        .status()
+        .expect("chmod");
+    let child = Command::new(env!("CARGO_BIN_EXE_vnfctl"))
+        .args([
+            "testbed",
+            "up",
+            "examples/edge-chain.yaml",
+            "--name",
+            &name,
+            "--dataplane-bin",
+        ])
+        .arg(&bin)
+        .arg("--state-dir")
+        .arg(&opts.state_dir)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("vnfctl runs");
+    // Wait until the state file lists the data plane process (everything else is built by then).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = testbed::State::load(&opts.state_dir, &name).ok().flatten();
+        if st.is_some_and(|s| !s.processes.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "up never reached the data plane");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: signalling the child we spawned.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let out = child.wait_with_output().expect("vnfctl exits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("interrupted"),
+        "{err}"
+    );
+    assert_clean(&name, &opts.state_dir, "after an interrupted up");
+    let _ = std::fs::remove_file(bin);
+}
+
+#[test]
+fn refuses_a_taken_name_and_a_non_root_user() {
+    if !pktgen::netns::can_run_netns_tests("refuses_a_taken_name") {
+        return;
+    }
+    let opts = options("n");
+    let name = opts.name.clone().expect("name");
+    // Someone else's namespace with a name the testbed needs.
+    let theirs = format!("bvnf-{name}-cnf");
+    pktgen::netns::run("ip", &["netns", "add", &theirs]).expect("netns add");
+    let r = Testbed::up(&edge_chain(), &opts);
+    let kept = testbed::state::existing_namespaces()
+        .expect("list")
+        .contains(&theirs);
+    pktgen::netns::run("ip", &["netns", "del", &theirs]).expect("netns del");
+    match r {
+        Err(e @ TestbedError::NameTaken { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&theirs) && msg.contains("not part of testbed"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+    assert!(kept, "a namespace that is not ours is left alone");
+    assert_clean(&name, &opts.state_dir, "after a refused up");
+
+    // Not root: a clear refusal (setpriv drops to nobody).
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_vnfctl"))
+        .args([
+            "testbed",
+            "up",
+            "examples/edge-chain.yaml",
+            "--name",
+            &name,
+            "--state-dir",
+        ])
+        .arg(&opts.state_dir)
+        .current_dir(repo())
+        .output()
+        .expect("setpriv runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("needs root"), "{err}");
+}
+
+#[test]
+fn kernel_only_testbed_forwards_and_shapes_the_client_links() {
+    if !pktgen::netns::can_run_netns_tests("kernel_only_testbed_forwards_and_shapes") {
+        return;
+    }
+    let mut opts = options("k");
+    let name = opts.name.clone().expect("name");
+    opts.start_dataplane = false;
+
+    // Delay and loss need netem; a kernel without it gets a clear refusal and nothing is built.
+    opts.shape = Some("delay=5ms,loss=1%".parse().expect("shape"));
+    match Testbed::up(&edge_chain(), &opts) {
+        Ok(tb) => {
+            let q = pktgen::netns::run(
+                "tc",
+                &["-n", &tb.client().netns, "qdisc", "show", "dev", "eth0"],
+            )
+            .expect("tc");
+            assert!(q.contains("netem") && q.contains("delay 5ms"), "{q}");
+            tb.down().expect("down");
+        }
+        Err(e @ TestbedError::ShapeUnsupported(_)) => {
+            let msg = e.to_string();
+            assert!(msg.contains("--shape") && msg.contains("netem"), "{msg}");
+        }
+        Err(e) => panic!("unexpected: {e}"),
+    }
+    assert_clean(&name, &opts.state_dir, "after the netem case");
+
+    // A rate alone works on any kernel; the CNF namespace forwards by itself (no data plane).
+    opts.shape = Some("rate=50mbit".parse().expect("shape"));
+    let tb = Testbed::up(&edge_chain(), &opts).expect("up");
+    assert!(tb.metrics_addr().is_none() && tb.dataplane_pid().is_none());
+    let q = pktgen::netns::run(
+        "tc",
+        &["-n", &tb.client().netns, "qdisc", "show", "dev", "eth0"],
+    )
+    .expect("tc");
+    assert!(q.contains("50Mbit"), "client side shaped: {q}");
+    let q = pktgen::netns::run(
+        "tc",
+        &["-n", tb.bridge_netns(), "qdisc", "show", "dev", "client"],
+    )
+    .expect("tc");
+    assert!(q.contains("50Mbit"), "bridge side shaped: {q}");
+    let backend = tb.servers()[1].ipv4_addr().expect("v4").to_string();
+    let ping = pktgen::netns::exec_in(
+        &tb.client().netns,
+        "ping",
+        &["-c", "1", "-W", "2", &backend],
+    )
+    .expect("the kernel forwards client -> server");
+    assert!(ping.contains("1 received"), "{ping}");
+    tb.down().expect("down");
+    assert_clean(&name, &opts.state_dir, "after down");
+}

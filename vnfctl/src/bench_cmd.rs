@@ -1,14 +1,76 @@
-//! `vnfctl bench`: the command-line side of the benchmark suite (owned by the bench work).
+//! `vnfctl bench`: the command-line side of the benchmark suite.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::Args;
+use vnfctl::bench::{Options, run_suite};
 
 /// `vnfctl bench` arguments.
 #[derive(Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// VNFChain manifest (one chain); its kernel peers are configured from it.
+    #[arg(default_value = "examples/edge-chain.yaml")]
+    file: PathBuf,
+    /// Frame sizes in bytes (Ethernet header included, no FCS), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,256,1400")]
+    sizes: Vec<usize>,
+    /// Seconds of traffic per scenario and size (throughput and latency each).
+    #[arg(long, default_value_t = 2.0)]
+    duration: f64,
+    /// A short run (fractions of a second per point) that checks behaviour, not speed.
+    #[arg(long)]
+    quick: bool,
+    /// Results folder (bench.json, table.txt, plots).
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+}
 
 /// Runs the benchmark suite.
-pub fn run(_args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("vnfctl bench: not built yet")
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 600.0) {
+        bail!(
+            "--duration: {} is not within (0, 600] seconds",
+            args.duration
+        );
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("vnfctl bench needs root (namespaces, XDP, nftables, IPVS)");
+    }
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let chain = crds::manifest::parse_single_chain(&text).map_err(|errs| {
+        let msgs: Vec<String> = errs
+            .0
+            .iter()
+            .map(|e| format!("{}: {e}", args.file.display()))
+            .collect();
+        anyhow::anyhow!("{}", msgs.join("\n"))
+    })?;
+    let o = if args.quick {
+        Options::quick(args.out.clone(), args.sizes.clone())
+    } else {
+        Options::full(
+            args.out.clone(),
+            args.sizes.clone(),
+            Duration::from_secs_f64(args.duration),
+        )
+    };
+    let report = run_suite(&args.file.display().to_string(), &chain.spec, &o, |line| {
+        eprintln!("{line}")
+    })?;
+    for g in &report.gaps {
+        println!("differs ({}): {}: {}", g.peer, g.field, g.note);
+    }
+    println!();
+    print!("{}", vnfctl::bench::run::table(&report));
+    println!();
+    println!("wrote {}", args.out.join("bench.json").display());
+    for p in &report.plots {
+        println!("wrote {} and {}", p.png.display(), p.svg.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

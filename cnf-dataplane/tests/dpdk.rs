@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use cnf_dataplane::userspace::{Aead, Algorithm, Direction, DpdkDriver, DropReason, Polling};
-use common::{enter, privileged, verify_checksums};
+use common::{Capture, enter, privileged, verify_checksums};
 #[path = "common/tier_lab.rs"]
 mod tier_lab;
 use tier_lab::*;

@@ -332,114 +332,25 @@ fn snat_and_redirect(lab: &Lab) -> ChainConfig {
     }
 }
 
-/// Frames `dev` receives (in the calling thread's namespace) until `quiet` passes without one, each
-/// with whether the kernel marks it "checksum not ready" (an skb still `CHECKSUM_PARTIAL`), read with
-/// `PACKET_AUXDATA` on an AF_PACKET socket. Sends on `ready` once the socket listens.
-fn capture(dev: &str, ready: mpsc::Sender<()>, quiet: Duration) -> Vec<(Vec<u8>, bool)> {
-    let ifindex = ifindex_here(dev);
-    let proto = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain socket(2) call; the returned descriptor is owned below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-    assert!(
-        fd >= 0,
-        "AF_PACKET socket: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
-    sll.sll_ifindex = ifindex as i32;
-    let on: libc::c_int = 1;
-    let tv = libc::timeval {
-        tv_sec: quiet.as_secs() as libc::time_t,
-        tv_usec: libc::suseconds_t::from(quiet.subsec_micros() as i32),
-    };
-    // SAFETY: the pointers and lengths describe live locals of the right types.
-    unsafe {
-        assert_eq!(
-            libc::bind(
-                fd,
-                (&raw const sll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32
-            ),
-            0
-        );
-        assert_eq!(
-            libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                libc::PACKET_AUXDATA,
-                (&raw const on).cast(),
-                std::mem::size_of::<libc::c_int>() as u32
-            ),
-            0
-        );
-        assert_eq!(
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const tv).cast(),
-                std::mem::size_of::<libc::timeval>() as u32
-            ),
-            0
-        );
-    }
+/// Frames `dev` receives (in the calling thread's namespace) until the link is quiet, each with
+/// whether the kernel marks it "checksum not ready" (an skb still `CHECKSUM_PARTIAL`). Sends on
+/// `ready` once the socket listens.
+fn capture(dev: &str, ready: mpsc::Sender<()>) -> Vec<(Vec<u8>, bool)> {
+    let cap = Capture::open(dev);
     ready.send(()).expect("capture ready");
     let mut frames = Vec::new();
-    loop {
-        let mut buf = [0u8; 4096];
-        let mut cmsg = [0u64; 16];
-        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: msghdr is plain old data; all-zero is a valid value.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = (&raw mut from).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cmsg);
-        // SAFETY: msg points at the live buffers above for the duration of the call.
-        let n = unsafe { libc::recvmsg(std::os::fd::AsRawFd::as_raw_fd(&sock), &raw mut msg, 0) };
-        if n < 0 {
-            break; // quiet for long enough
-        }
-        if from.sll_pkttype == libc::PACKET_OUTGOING {
-            continue;
-        }
-        let mut not_ready = false;
-        // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, bounded by msg.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
-                    let aux: libc::tpacket_auxdata =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                    not_ready = aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
-                }
-                c = libc::CMSG_NXTHDR(&raw const msg, c);
+    let mut idle = 0;
+    while idle < 8 {
+        match cap.next() {
+            Some(c) if !c.outgoing => {
+                idle = 0;
+                frames.push((c.frame, c.csum_not_ready));
             }
+            Some(_) => {}
+            None => idle += 1,
         }
-        frames.push((buf[..n as usize].to_vec(), not_ready));
     }
     frames
-}
-
-/// ifindex of `dev` in the calling thread's namespace.
-fn ifindex_here(dev: &str) -> u32 {
-    let name = std::ffi::CString::new(dev).expect("name");
-    // SAFETY: name is a valid NUL-terminated string for the duration of the call.
-    let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert_ne!(idx, 0, "no interface {dev}");
-    idx
 }
 
 /// UDP frames to port 7000 among `frames`.
@@ -489,7 +400,7 @@ fn offloaded_udp_is_redirected_with_valid_checksums_in_native_and_generic_mode()
                 let s = &lab.s;
                 let cap = scope.spawn(move || {
                     enter(s);
-                    capture("vs", ready_tx, Duration::from_millis(1500))
+                    capture("vs", ready_tx)
                 });
                 ready_rx.recv().expect("capture ready");
                 let got = udp_exchange(&lab);

@@ -14,7 +14,7 @@ use cnf_dataplane::userspace::redirect::XskRedirect;
 use cnf_dataplane::userspace::{
     Aead, Algorithm, Direction, DropReason, MacRewrite, Polling, TierConfig, UserTier,
 };
-use common::privileged;
+use common::{Capture, privileged};
 #[path = "common/tier_lab.rs"]
 mod tier_lab;
 use tier_lab::*;

@@ -13,6 +13,9 @@ use aya::programs::xdp::XdpMode;
 use cnf_dataplane::engine::{
     ChainConfig, Engine, ForwardMode, ForwarderConfig, FunctionConfig, FunctionKind, Hook, objects,
 };
+use cnf_dataplane::userspace::{
+    Algorithm, CipherSpec, Direction, MacRewrite, TierConfig, UserTier,
+};
 use crds::vnfchain::VNFChainSpec;
 use hdrhistogram::Histogram;
 use pktgen::netns::enter;
@@ -216,6 +219,8 @@ const METHOD: [&str; 5] = [
 /// What stays attached in the CNF namespace for one scenario (dropped = detached).
 #[derive(Default)]
 struct Middle {
+    /// Dropped first: its sockets leave the engine's XSKMAP before the engine goes.
+    tier: Option<UserTier>,
     bpf: Option<Ebpf>,
     engine: Option<Engine>,
 }
@@ -424,7 +429,7 @@ fn set_up(
     bed.reset_cnf();
     let gro = !matches!(
         sc,
-        Scenario::Ceiling | Scenario::ChainXdp | Scenario::XdpFilter
+        Scenario::Ceiling | Scenario::ChainXdp | Scenario::XdpFilter | Scenario::Userspace
     );
     bed.gro(&bed.cnf_ns, CNF_IN, gro)?;
     let mut m = Middle::default();
@@ -470,7 +475,46 @@ fn set_up(
             let cmds = peers.xdp_filter.as_deref().unwrap_or_default();
             apply_xdp_filter(&bed.cnf_ns, cmds)?;
         }
-        Scenario::Userspace => {}
+        Scenario::Userspace => {
+            // the classified traffic goes to the AF_XDP tier, which seals and opens the payload
+            // (ChaCha20-Poly1305 both ways, so the receiver still reads pktgen's header) and sends it
+            // out towards the server itself
+            let (_, out_mac) = super::bed::link_info(&bed.cnf_ns, CNF_OUT)?;
+            let (engine, tier) = in_ns(&bed.cnf_ns, || {
+                let chain_err = |e: &dyn std::fmt::Display| BenchError::Chain(e.to_string());
+                let mut e = Engine::load(Hook::Xdp).map_err(|e| chain_err(&e))?;
+                e.attach(CNF_IN).map_err(|e| chain_err(&e))?;
+                e.apply(&ChainConfig {
+                    functions: vec![FunctionConfig::new("tier", FunctionKind::UserspaceHandoff)],
+                    ..Default::default()
+                })
+                .map_err(|e| chain_err(&e))?;
+                let mut cfg = TierConfig::new(CNF_IN, 0);
+                cfg.egress = Some(CNF_OUT.into());
+                cfg.mac_rewrite = Some(MacRewrite {
+                    src: out_mac,
+                    dst: bed.srv_mac,
+                });
+                cfg.functions = [Direction::Encrypt, Direction::Decrypt]
+                    .into_iter()
+                    .map(|direction| CipherSpec {
+                        algorithm: Algorithm::ChaCha20Poly1305,
+                        direction,
+                        key: *b"vnfctl bench: user-space tier!!!",
+                    })
+                    .collect();
+                let tier = UserTier::start(cfg, |q, fd| e.register_xsk(q, fd))
+                    .map_err(|e| chain_err(&e))?;
+                Ok((e, tier))
+            })?;
+            m.engine = Some(engine);
+            m.tier = Some(tier);
+            notes.push(
+                "user-space tier on AF_XDP (copy mode, adaptive polling): ChaCha20-Poly1305 seal then open of \
+                 every payload, frames sent on by the tier"
+                    .into(),
+            );
+        }
     }
     Ok((m, notes))
 }
@@ -486,11 +530,6 @@ fn skip_reason(sc: Scenario, peers: &KernelPeers, caps: &Caps) -> Option<String>
         Scenario::RateLimit if peers.tc.is_empty() => Some("the chain has no rate limiter".into()),
         Scenario::XdpFilter if peers.xdp_filter.is_none() => Some(
             "xdp-filter is the peer of firewall-only chains; this chain has other functions".into(),
-        ),
-        Scenario::Userspace => Some(
-            "not built into the suite yet: the user-space tier (AF_XDP) is measured by \
-             `cargo test --release -p cnf-dataplane --test userspace -- --nocapture bench`"
-                .into(),
         ),
         _ => None,
     }

@@ -370,3 +370,52 @@ fn quick_suite_reports_every_scenario_and_writes_its_files() {
         "namespaces left behind:\n{ns}"
     );
 }
+
+#[test]
+fn quick_suite_measures_a_firewall_only_chain_against_xdp_filter() {
+    if !can_run("quick_suite_firewall") {
+        return;
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = Command::new(env!("CARGO_BIN_EXE_vnfctl"))
+        .args([
+            "bench",
+            "examples/dns-firewall.yaml",
+            "--quick",
+            "--sizes",
+            "64",
+            "--out",
+        ])
+        .arg(out.path())
+        .current_dir(repo())
+        .output()
+        .expect("vnfctl bench runs");
+    assert!(
+        o.status.success(),
+        "vnfctl bench failed\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("bench.json")).expect("bench.json"),
+    )
+    .expect("JSON");
+    let scenarios = json["scenarios"].as_array().expect("scenarios");
+    // the probe flow is the UDP port the firewall allows; xdp-filter gets the same rules and traffic
+    for n in ["chain-xdp", "xdp-filter"] {
+        let s = scenarios
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap_or_else(|| panic!("no scenario {n}"));
+        assert!(s["skipped"].is_null(), "{n} skipped: {}", s["skipped"]);
+        let z = &s["sizes"][0];
+        assert!(
+            z["received"].as_u64().expect("received") > 0,
+            "{n}: the allowed flow got through: {z}"
+        );
+        assert!(
+            z["latency"]["received"].as_u64().expect("latency") > 0,
+            "{n}: latency samples: {z}"
+        );
+    }
+}

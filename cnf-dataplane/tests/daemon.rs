@@ -9,9 +9,9 @@ use std::net::{TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Namespaces, enter};
+use common::{Namespaces, enter, signal_and_wait};
 use dataplane_api::dataplane_client::DataplaneClient;
 use dataplane_api::{ApplyChainRequest, ChainRef, GetStatusRequest, Hook};
 use tonic::transport::{Channel, Endpoint};
@@ -276,16 +276,7 @@ fn daemon_runs_a_chain_live_updates_it_and_detaches() {
     );
 
     // SIGTERM: clean exit, nothing left attached.
-    // SAFETY: kill() with a valid pid of our own child and a standard signal.
-    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(s) = daemon.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = signal_and_wait(&mut daemon.0, libc::SIGTERM);
     assert!(code.success(), "exit status {code}");
     assert!(!xdp_on(cnf, "cnf0"), "XDP detached");
     assert!(!sock.exists(), "socket removed");

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Namespaces, enter, metric, scrape_metrics, sh, xdp_on};
+use common::{Namespaces, enter, metric, scrape_metrics, sh, signal_and_wait, xdp_on};
 use pktgen::recv::{Receiver, RecvConfig, StopWhen};
 use pktgen::send::{SendConfig, run_sender};
 
@@ -119,19 +119,8 @@ impl Daemon {
     }
 
     fn signal(&mut self, sig: i32) -> String {
-        // SAFETY: kill() with the pid of our own child (`ip netns exec` execs the daemon) and a standard signal.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not stop on signal {sig}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        // `ip netns exec` execs the daemon: the child's pid is the daemon's
+        let status = signal_and_wait(&mut self.child, sig);
         if sig == libc::SIGTERM {
             assert!(status.success(), "exit status {status}: {}", self.text());
         }

@@ -8,13 +8,13 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cnf_dataplane::userspace::redirect::XskRedirect;
 use cnf_dataplane::userspace::{
     Aead, Algorithm, Direction, DropReason, MacRewrite, Polling, TierConfig, UserTier,
 };
-use common::{Capture, privileged};
+use common::{Capture, privileged, signal_and_wait};
 #[path = "common/tier_lab.rs"]
 mod tier_lab;
 use tier_lab::*;
@@ -366,16 +366,7 @@ spec:
         ),
         "{metrics}"
     );
-    // SAFETY: kill() with the pid of our own child and a standard signal.
-    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = daemon.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = signal_and_wait(&mut daemon.0, libc::SIGTERM);
     let mut err = String::new();
     let _ = daemon
         .0

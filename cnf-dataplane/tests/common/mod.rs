@@ -550,6 +550,23 @@ pub fn link_info(ns: &str, dev: &str) -> (u32, [u8; 6]) {
     (ifindex, out)
 }
 
+/// Sends `sig` to the child and waits for it to exit (at most 10 s, else the test fails).
+pub fn signal_and_wait(child: &mut std::process::Child, sig: i32) -> std::process::ExitStatus {
+    // SAFETY: kill() with the pid of our own child and a standard signal.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon did not stop on signal {sig}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 pub fn enter(ns: &str) {
     let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("open netns");
     // SAFETY: setns only switches this thread's network namespace; the fd

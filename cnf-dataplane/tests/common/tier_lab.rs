@@ -321,3 +321,12 @@ pub fn tier_stats_ok(stats: &Stats, count: usize) {
     assert_eq!(stats.kernel_rx_dropped, 0, "{stats:?}");
     assert!(stats.cpu_ns > 0, "{stats:?}");
 }
+
+/// A decrypting tier fed 50 plaintext datagrams (`exchange`'s payloads 0..50): nothing passes; payloads
+/// 0..=2 are shorter than nonce + tag, the rest fail authentication.
+pub fn check_plaintext_refused(got: &[Vec<u8>], stats: &Stats) {
+    assert!(got.is_empty(), "plaintext passed a decrypting tier");
+    assert_eq!(stats.tx_packets, 0);
+    assert_eq!(stats.dropped(DropReason::ShortPayload), 3, "{stats:?}");
+    assert_eq!(stats.dropped(DropReason::AuthFailed), 47, "{stats:?}");
+}

@@ -4,6 +4,35 @@
 //! server-side-apply, JSON, merge and status patches the way the real one does for the fields the operator
 //! uses, keeps watches open without events, and records every request, so a test can assert both what the
 //! operator changed and what it left alone, and which API verbs it needs.
+//!
+//! # Upstream behaviour it mimics
+//!
+//! - **Authorization of a server-side apply.** A `PATCH` is authorized as `patch`; when the patch is an apply
+//!   (`application/apply-patch+yaml`) and the object does not exist, the API server creates it and authorizes
+//!   that as `create` too (the `createAuthorizerAttributes` with `Verb: "create"` that wrap `createValidation`
+//!   in the apiserver's patch handler,
+//!   <https://github.com/kubernetes/kubernetes/blob/master/staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go>;
+//!   Server-Side Apply: <https://kubernetes.io/docs/reference/using-api/server-side-apply/>; request verbs:
+//!   <https://kubernetes.io/docs/reference/access-authn-authz/authorization/#determine-the-request-verb>).
+//!   [`Recorded::permissions`] lists both, and with [`ClusterState::granted`] set the fake refuses a request
+//!   with the API server's `403 Forbidden` Status when any of them is not granted.
+//! - An apply that creates answers `201 Created`, one that updates `200 OK`; a JSON patch or a status patch
+//!   of a missing object is `404 NotFound` (only apply creates).
+//! - The main resource endpoint ignores `status` for kinds with a status subresource: an apply keeps the
+//!   stored status (tests set a Deployment's status as its controller would); `metadata.generation` starts
+//!   at 1 and grows when an apply changes `spec`.
+//! - `PUT` checks `metadata.resourceVersion` (optimistic concurrency, `409 Conflict`); `POST` of an existing
+//!   name is `409 AlreadyExists`; lists filter by namespace and equality-based label selectors.
+//!
+//! # What it does not mimic
+//!
+//! - Field ownership: an apply replaces the object with what the manager sent (the operator is the only
+//!   manager of what it applies), no managed fields, no conflicts, no defaulting or schema validation.
+//! - Watches: a watch stays open and never delivers an event, so the controller runtime's cache holds what
+//!   its first list returned (tests drive further reconciles themselves or by requeue).
+//! - Resource versions only on `POST`/`PUT` (per object); no garbage collection, no admission, no
+//!   controllers (a Deployment's status is what a test puts there). Authorization knows RBAC verbs only, not
+//!   `escalate`/`bind`/`impersonate` nor the `OwnerReferencesPermissionEnforcement` admission plugin.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -28,12 +57,17 @@ pub struct Recorded {
     pub path: String,
     /// URL query (without `?`), empty when there is none.
     pub query: String,
+    /// A server-side apply that created the object (authorized as `create` as well as `patch`).
+    pub creates: bool,
 }
+
+/// An RBAC permission: `(apiGroup, resource[/subresource], verb)`.
+pub type Permission = (String, String, String);
 
 impl Recorded {
     /// The RBAC view of this request: `(apiGroup, resource[/subresource], verb)`; `None` for a path that
     /// is not a resource path of the Kubernetes API.
-    pub fn rbac(&self) -> Option<(String, String, String)> {
+    pub fn rbac(&self) -> Option<Permission> {
         let p = ApiPath::parse(&self.path)?;
         let verb = match (self.method.as_str(), &p.name) {
             ("GET", Some(_)) => "get",
@@ -51,6 +85,19 @@ impl Recorded {
             None => p.resource.clone(),
         };
         Some((p.group, resource, verb.to_string()))
+    }
+
+    /// Every permission the API server checks for this request: the verb of [`Recorded::rbac`], and
+    /// `create` as well for a server-side apply that created the object.
+    pub fn permissions(&self) -> Vec<Permission> {
+        let Some(primary) = self.rbac() else {
+            return Vec::new();
+        };
+        let mut out = vec![primary.clone()];
+        if self.creates {
+            out.push((primary.0, primary.1, "create".into()));
+        }
+        out
     }
 }
 
@@ -181,6 +228,11 @@ pub struct ClusterState {
     /// Fault injection: the request with this index (in `requests`) is recorded but never answered, as if
     /// the operator stopped while waiting for it.
     pub hold_request: Option<usize>,
+    /// RBAC: when set, a request needing a permission outside this set is refused with `403 Forbidden`,
+    /// as the API server's authorizer does for the operator's service account.
+    pub granted: Option<BTreeSet<Permission>>,
+    /// Bodies of the Event creates (`POST`) and series updates (`PATCH`), in order.
+    pub events: Vec<(String, Value)>,
 }
 
 impl ClusterState {
@@ -198,6 +250,29 @@ fn status_response(code: StatusCode, reason: &str, message: &str) -> Response<Bo
         code,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": message, "reason": reason, "code": code.as_u16()}),
+    )
+}
+
+/// The user the fake's authorizer names in a refusal: the chart's service account.
+pub const OPERATOR_USER: &str = "system:serviceaccount:buildvnf-system:buildvnf-operator";
+
+/// The API server's refusal of `permission` on `path`, worded as its RBAC authorizer words it.
+fn forbidden(path: &str, (group, resource, verb): &Permission) -> Response<Body> {
+    let api = ApiPath::parse(path);
+    let what = match api.as_ref().and_then(|a| a.name.as_ref()) {
+        Some(name) => format!("{resource} \"{name}\""),
+        None => resource.clone(),
+    };
+    let scope = match api.as_ref().and_then(|a| a.namespace.as_ref()) {
+        Some(ns) => format!(" in the namespace \"{ns}\""),
+        None => " at the cluster scope".into(),
+    };
+    status_response(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        &format!(
+            "{what} is forbidden: User \"{OPERATOR_USER}\" cannot {verb} resource \"{resource}\" in API group \"{group}\"{scope}"
+        ),
     )
 }
 
@@ -237,13 +312,29 @@ fn route(
     content_type: &str,
     body: Value,
 ) -> Reply {
-    state.requests.push(Recorded {
+    // Only an apply to the object itself creates; a status apply of a missing object is NotFound.
+    let creates = method == "PATCH"
+        && content_type.contains("apply-patch")
+        && ApiPath::parse(path).is_some_and(|p| p.name.is_some() && p.subresource.is_none())
+        && !state.objects.contains_key(path);
+    let recorded = Recorded {
         method: method.into(),
         path: path.into(),
         query: query.into(),
+        creates,
+    };
+    let denied = state.granted.as_ref().and_then(|granted| {
+        recorded
+            .permissions()
+            .into_iter()
+            .find(|p| !granted.contains(p))
     });
+    state.requests.push(recorded);
     if state.hold_request == Some(state.requests.len() - 1) {
         return Reply::Never;
+    }
+    if let Some(permission) = denied {
+        return Reply::Now(forbidden(path, &permission));
     }
     let api = ApiPath::parse(path);
     if method == "GET"
@@ -295,7 +386,10 @@ fn route(
             Some(o) => json_response(StatusCode::OK, o),
             None => not_found(path),
         },
-        "POST" if path.ends_with("/events") => json_response(StatusCode::CREATED, &body),
+        "POST" if path.ends_with("/events") => {
+            state.events.push(("POST".into(), body.clone()));
+            json_response(StatusCode::CREATED, &body)
+        }
         "POST" => {
             let name = body["metadata"]["name"].as_str().unwrap_or_default();
             let object_path = format!("{path}/{name}");
@@ -343,7 +437,10 @@ fn route(
             state.objects.insert(path.into(), body.clone());
             json_response(StatusCode::OK, &body)
         }
-        "PATCH" if path.contains("/events/") => json_response(StatusCode::OK, &body),
+        "PATCH" if path.contains("/events/") => {
+            state.events.push(("PATCH".into(), body.clone()));
+            json_response(StatusCode::OK, &body)
+        }
         "PATCH" if path.ends_with("/status") => {
             let object_path = path.trim_end_matches("/status");
             let Some(obj) = state.objects.get_mut(object_path) else {
@@ -390,9 +487,27 @@ fn route(
             json_response(StatusCode::OK, obj)
         }
         "PATCH" if content_type.contains("apply-patch") => {
-            // Server-side apply: this manager owns every field it sends, so the object becomes what it sent.
+            // Server-side apply: this manager owns every field it sends, so the object becomes what it sent;
+            // the status stays (the main endpoint ignores it for kinds with a status subresource).
+            // `metadata.generation` starts at 1 and grows when the spec changes.
+            let mut body = body;
+            let code = match state.objects.get(path) {
+                Some(old) => {
+                    if let Some(status) = old.get("status") {
+                        body["status"] = status.clone();
+                    }
+                    let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                    let changed = old.get("spec") != body.get("spec");
+                    body["metadata"]["generation"] = json!(generation + i64::from(changed));
+                    StatusCode::OK
+                }
+                None => {
+                    body["metadata"]["generation"] = json!(1);
+                    StatusCode::CREATED
+                }
+            };
             state.objects.insert(path.into(), body.clone());
-            json_response(StatusCode::OK, &body)
+            json_response(code, &body)
         }
         _ => not_found(path),
     })

@@ -1,5 +1,11 @@
 //! The reconcile loop: validate, apply owned objects by server-side apply, push the chain to every ready
 //! sidecar, roll back a failed generation, and write the status it observed.
+//!
+//! Event-driven: the controller watches the chains, the objects it owns and the chains' pods, each through
+//! the label selector of what the operator manages ([`MANAGED_BY_SELECTOR`]), so it caches only its own
+//! objects. A chain that is not Ready is looked at again with exponential back-off ([`backoff`], from 4 s to
+//! [`NOT_READY_MAX_DELAY`]), started again whenever the chain makes progress; any change of its pods or
+//! owned objects reconciles it at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +21,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -31,6 +38,12 @@ use crate::{Error, Result};
 pub const FINALIZER: &str = "buildvnf.io/cleanup";
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "buildvnf-operator";
+/// The label selector of every object the operator owns, and of the chains' pods: the watches cache only these.
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=buildvnf-operator";
+/// The longest wait before a chain that is not Ready is looked at again when nothing it watches changes.
+pub const NOT_READY_MAX_DELAY: Duration = Duration::from_secs(120);
+/// The first wait is `backoff(1 + NOT_READY_FIRST_STEP)` (4 s).
+const NOT_READY_FIRST_STEP: u32 = 2;
 
 /// What every reconcile shares.
 pub struct Context<S> {
@@ -46,6 +59,8 @@ pub struct Context<S> {
     pub metrics: Metrics,
     /// Consecutive failures per chain, for exponential back-off.
     failures: Mutex<HashMap<String, u32>>,
+    /// Per chain that is not Ready: its last [`status::progress`] and how many reconciles since it changed.
+    not_ready: Mutex<HashMap<String, (u64, u32)>>,
 }
 
 impl<S: Sidecars> Context<S> {
@@ -62,6 +77,31 @@ impl<S: Sidecars> Context<S> {
             settings,
             metrics,
             failures: Mutex::default(),
+            not_ready: Mutex::default(),
+        }
+    }
+
+    /// When to look again at a chain that is not Ready: back-off that grows while `progress` stays the same
+    /// and starts again when it changes.
+    fn not_ready_delay(&self, key: &str, progress: u64) -> Duration {
+        let attempts = match self.not_ready.lock() {
+            Ok(mut m) => {
+                let entry = m.entry(key.to_string()).or_insert((progress, 0));
+                if entry.0 != progress {
+                    *entry = (progress, 0);
+                }
+                entry.1 = entry.1.saturating_add(1);
+                entry.1
+            }
+            Err(_) => 1,
+        };
+        backoff(attempts.saturating_add(NOT_READY_FIRST_STEP), jitter_seed())
+            .min(NOT_READY_MAX_DELAY)
+    }
+
+    fn forget_not_ready(&self, key: &str) {
+        if let Ok(mut m) = self.not_ready.lock() {
+            m.remove(key);
         }
     }
 }
@@ -86,7 +126,7 @@ pub async fn reconcile<S: Sidecars>(chain: Arc<VNFChain>, ctx: Arc<Context<S>>) 
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<VNFChain> = Api::namespaced(ctx.client.clone(), &ns);
     let k = key(&chain);
-    let result = finalizer(&api, FINALIZER, chain, |event| async {
+    let result = finalizer(&api, FINALIZER, chain.clone(), |event| async {
         match event {
             Finalizer::Apply(c) => apply(c, &ctx).await,
             Finalizer::Cleanup(c) => cleanup(c, &ctx).await,
@@ -94,6 +134,9 @@ pub async fn reconcile<S: Sidecars>(chain: Arc<VNFChain>, ctx: Arc<Context<S>>) 
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
+    if let Err(e) = &result {
+        report_error(&chain, e, &ctx).await;
+    }
     timer.observe_duration();
     let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
@@ -143,13 +186,12 @@ fn ssa() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Applies an object by server-side apply under the operator's field manager.
-async fn apply_object<K>(api: &Api<K>, name: &str, obj: &K) -> Result<()>
+/// Applies an object by server-side apply under the operator's field manager; returns the object as stored.
+async fn apply_object<K>(api: &Api<K>, name: &str, obj: &K) -> Result<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
-    api.patch(name, &ssa(), &Patch::Apply(obj)).await?;
-    Ok(())
+    Ok(api.patch(name, &ssa(), &Patch::Apply(obj)).await?)
 }
 
 /// A chain's pods as the operator sees them: where to reach each sidecar, or why it cannot.
@@ -349,12 +391,14 @@ async fn apply(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Act
     };
     obs.known_good = known_good.metadata.generation;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    apply_object(
+    let deployment = apply_object(
         &deployments,
         &name,
         &render::deployment(&chain, &ctx.settings)?,
     )
     .await?;
+    // The apply answers with the stored Deployment, status included: no extra request.
+    obs.deployment = status::deployment_problem(&deployment);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     apply_object(&services, &name, &render::service(&chain)?).await?;
     if ctx.settings.pod_monitor {
@@ -403,13 +447,67 @@ async fn apply(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Act
         .conditions
         .iter()
         .any(|c| c.type_ == crds::CONDITION_READY && c.status == "True");
+    let k = key(&chain);
     Ok(if ready_now {
+        ctx.forget_not_ready(&k);
         Action::requeue(Duration::from_secs(300))
-    } else if obs.failure.is_some() {
-        Action::requeue(Duration::from_secs(60))
     } else {
-        Action::requeue(Duration::from_secs(5))
+        // Pods and owned objects are watched: a change reconciles at once, the requeue is only a safety net.
+        Action::requeue(ctx.not_ready_delay(&k, status::progress(&status)))
     })
+}
+
+/// Event reason, note and action for a condition (or error) of `generation`. The note names the generation,
+/// and so does the action: kube's `Recorder` counts an event as a repeat of an earlier one when its type,
+/// reason, action and object match (the note is not compared), so events of different generations must
+/// differ in the action to stay apart.
+fn event(type_: EventType, reason: &str, note: String, generation: i64) -> Event {
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(format!("generation {generation}: {note}")),
+        action: format!("ReconcileGeneration{generation}"),
+        secondary: None,
+    }
+}
+
+/// Puts a failed reconcile into the chain's status (`Degraded=True` with the error's reason and message) and,
+/// when that is new, one Warning Event. Best effort: when the API refuses these too, the log says why.
+async fn report_error(chain: &VNFChain, error: &Error, ctx: &Context<impl Sidecars>) {
+    let Some(ns) = chain.namespace() else { return };
+    let previous = chain.status.as_ref();
+    let reason = error.reason();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = status::with_error(chain, previous, &reason, &error.to_string(), now);
+    let api: Api<VNFChain> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = json!({"apiVersion": crds::API_VERSION, "kind": crds::KIND, "status": status});
+    if let Err(e) = api
+        .patch_status(&chain.name_any(), &ssa(), &Patch::Apply(&patch))
+        .await
+    {
+        warn!(chain = %key(chain), error = %e, "cannot write the reconcile error into the status");
+    }
+    let degraded = |s: Option<&VNFChainStatus>| {
+        s.and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == crds::CONDITION_DEGRADED)
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        })
+    };
+    if degraded(previous) == degraded(Some(&status)) {
+        return;
+    }
+    let generation = chain.metadata.generation.unwrap_or_default();
+    let ev = event(
+        EventType::Warning,
+        &reason,
+        format!("reconcile failed: {error}"),
+        generation,
+    );
+    if let Err(e) = ctx.recorder.publish(&ev, &chain.object_ref(&())).await {
+        warn!(error = %e, "cannot publish event");
+    }
 }
 
 async fn write_status(
@@ -436,22 +534,19 @@ async fn write_status(
             .set(i64::from(c.status == "True"));
     }
     let reference = chain.object_ref(&());
+    let generation = chain.metadata.generation.unwrap_or_default();
     for c in status::transitions(previous, &status) {
         let warning = (c.type_ == crds::CONDITION_READY && c.status == "False")
             || (c.type_ != crds::CONDITION_READY
                 && c.type_ != crds::CONDITION_PROGRESSING
                 && c.status == "True");
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: c.reason.clone(),
-            note: Some(format!("{} is {}: {}", c.type_, c.status, c.message)),
-            action: "Reconcile".into(),
-            secondary: None,
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
         };
+        let note = format!("{} is {}: {}", c.type_, c.status, c.message);
+        let event = event(type_, &c.reason, note, generation);
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
             warn!(error = %e, "cannot publish event");
         }
@@ -460,17 +555,23 @@ async fn write_status(
 }
 
 async fn cleanup(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Action> {
+    ctx.forget_not_ready(&key(&chain));
     let pods = pods(&chain, ctx, &render::restart_hash(&chain)?).await?;
+    let mut detached = 0;
     for ep in pods.iter().filter_map(|p| p.endpoint.as_ref()) {
         // An unreachable sidecar cannot be waited for forever; its pod's deletion takes its interfaces along.
-        if let Err(e) = ctx.sidecars.detach(ep).await {
-            warn!(pod = %ep.pod, error = %e, "detach failed; continuing with deletion");
+        match ctx.sidecars.detach(ep).await {
+            Ok(()) => detached += 1,
+            Err(e) => warn!(pod = %ep.pod, error = %e, "detach failed; continuing with deletion"),
         }
     }
     let event = Event {
         type_: EventType::Normal,
         reason: "Deleted".into(),
-        note: Some(format!("detached the chain from {} pod(s)", pods.len())),
+        note: Some(format!(
+            "detached the chain from {detached} of {} pod(s); the others lose it with their pods",
+            pods.len()
+        )),
         action: "Cleanup".into(),
         secondary: None,
     };
@@ -509,10 +610,16 @@ pub async fn run<S: Sidecars>(
     let client = ctx.client.clone();
     let chains: Api<VNFChain> = Api::all(client.clone());
     let config = watcher::Config::default().any_semantic();
-    Controller::new(chains, config.clone())
-        .owns(Api::<Deployment>::all(client.clone()), config.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
-        .owns(Api::<Service>::all(client), config)
+    // Only what the operator manages: never every Deployment, ConfigMap, Service or Pod of the cluster.
+    let owned = config.clone().labels(MANAGED_BY_SELECTOR);
+    let pods = config
+        .clone()
+        .labels(&format!("{MANAGED_BY_SELECTOR},{}", render::CHAIN_LABEL));
+    Controller::new(chains, config)
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned)
+        .watches(Api::<Pod>::all(client), pods, pod_chain)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -525,9 +632,58 @@ pub async fn run<S: Sidecars>(
         .await;
 }
 
+/// The chain a pod belongs to, from its `buildvnf.io/chain` label.
+fn pod_chain(pod: Pod) -> Option<ObjectRef<VNFChain>> {
+    let chain = pod.labels().get(render::CHAIN_LABEL)?;
+    Some(ObjectRef::new(chain).within(&pod.namespace()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_map_to_their_chain_by_label() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "edge-dataplane-x", "namespace": "ns1",
+                         "labels": {render::CHAIN_LABEL: "edge"}}
+        }))
+        .expect("pod");
+        assert_eq!(
+            pod_chain(pod),
+            Some(ObjectRef::<VNFChain>::new("edge").within("ns1"))
+        );
+        let unlabelled: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns1"}}))
+                .expect("pod");
+        assert_eq!(pod_chain(unlabelled), None);
+    }
+
+    #[tokio::test]
+    async fn not_ready_back_off_grows_caps_and_restarts_on_progress() {
+        let state = Arc::new(Mutex::new(crate::fake::ClusterState::default()));
+        let ctx = Context::new(
+            crate::fake::fake_client(state),
+            crate::fake::FakeSidecars::default(),
+            Settings::default(),
+            Metrics::new().expect("metrics"),
+        );
+        let secs = |d: Duration| d.as_secs_f64();
+        // ±20% jitter around 4 s, 8 s, 16 s …
+        let first = secs(ctx.not_ready_delay("ns/a", 1));
+        assert!((3.2..=4.8).contains(&first), "{first}");
+        let second = secs(ctx.not_ready_delay("ns/a", 1));
+        assert!((6.4..=9.6).contains(&second), "{second}");
+        for _ in 0..20 {
+            ctx.not_ready_delay("ns/a", 1);
+        }
+        assert_eq!(ctx.not_ready_delay("ns/a", 1), NOT_READY_MAX_DELAY);
+        // Another chain has its own count; progress starts the back-off again.
+        assert!(secs(ctx.not_ready_delay("ns/b", 1)) <= 4.8);
+        assert!(secs(ctx.not_ready_delay("ns/a", 2)) <= 4.8);
+        ctx.forget_not_ready("ns/a");
+        assert!(secs(ctx.not_ready_delay("ns/a", 2)) <= 4.8);
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

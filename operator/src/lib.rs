@@ -11,6 +11,8 @@ pub mod status;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod scenarios;
 
 /// Everything that can go wrong in a reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,49 @@ impl Error {
             Error::Render(_) => "render",
             Error::CrdMissing => "crd_missing",
         }
+    }
+
+    /// The reason the chain's `Degraded` condition and the Warning Event give for a failed reconcile: the
+    /// API server's own reason for a refused request (`Forbidden`, `NotFound`, `Conflict`, `Invalid`, …),
+    /// otherwise what failed (`ApiUnreachable`, `RenderFailed`, …). Always a valid condition reason.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Kube(e) => kube_reason(e),
+            Error::Finalizer(e) => match e.as_ref() {
+                FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => {
+                    inner.reason()
+                }
+                FinalizerError::AddFinalizer(e) | FinalizerError::RemoveFinalizer(e) => {
+                    kube_reason(e)
+                }
+                _ => "FinalizerFailed".into(),
+            },
+            Error::MissingField(_) => "MissingField".into(),
+            Error::Render(_) => "RenderFailed".into(),
+            Error::CrdMissing => "CrdMissing".into(),
+        }
+    }
+}
+
+use kube::runtime::finalizer::Error as FinalizerError;
+
+fn kube_reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            // A condition reason matches `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`.
+            let valid = status
+                .reason
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && status.reason.chars().all(|c| c.is_ascii_alphanumeric());
+            if valid {
+                status.reason.clone()
+            } else {
+                "ApiError".into()
+            }
+        }
+        _ => "ApiUnreachable".into(),
     }
 }
 

@@ -2,12 +2,18 @@
 //!
 //! `Ready` is true only when every desired replica reports the current generation attached on every
 //! interface of the chain; zero replicas, an unreachable sidecar or a stale generation is never Ready.
+//! A Deployment that cannot make pods (`ReplicaFailure`, e.g. `FailedCreate` from Pod Security admission) or
+//! gave up (`Progressing=False`, `ProgressDeadlineExceeded`) makes the chain `Degraded` with the
+//! Deployment's reason and message, and `Progressing=False`. A reconcile that fails (e.g. a `403` from the
+//! API server) sets `Degraded=True` with the error's reason and message ([`with_error`]); the next reconcile
+//! that succeeds computes `Degraded` afresh.
 
 use crds::{
     AttachedHook, Attachment, CONDITION_DEGRADED, CONDITION_INVALID_SPEC, CONDITION_PROGRESSING,
     CONDITION_READY, VNFChain, VNFChainStatus, ValidationErrors,
 };
 use dataplane_api::{DataplaneStatus, Hook};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// What one replica (pod) looked like when the operator asked.
@@ -47,6 +53,47 @@ pub struct Observation {
     pub failure: Option<PushFailure>,
     /// The generation all replicas last applied (the ConfigMap's).
     pub known_good: Option<i64>,
+    /// What keeps the chain's Deployment from running its pods, as the Deployment reports it.
+    pub deployment: Option<DeploymentProblem>,
+}
+
+/// A Deployment condition saying its pods cannot run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeploymentProblem {
+    /// The Deployment's name.
+    pub deployment: String,
+    /// The condition's reason (`FailedCreate`, `ProgressDeadlineExceeded`, …).
+    pub reason: String,
+    /// The condition's message.
+    pub message: String,
+}
+
+/// The problem a Deployment reports about its current spec: `ReplicaFailure=True` first, then
+/// `Progressing=False`. A status older than the Deployment's generation says nothing about it.
+pub fn deployment_problem(d: &Deployment) -> Option<DeploymentProblem> {
+    let status = d.status.as_ref()?;
+    if let (Some(generation), Some(observed)) = (d.metadata.generation, status.observed_generation)
+        && observed < generation
+    {
+        return None;
+    }
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let find = |type_: &str, value: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_.as_deref() == Some(type_) && c.status.as_deref() == Some(value))
+    };
+    let c = find("ReplicaFailure", "True").or_else(|| find("Progressing", "False"))?;
+    Some(DeploymentProblem {
+        deployment: d.metadata.name.clone().unwrap_or_default(),
+        reason: c
+            .reason
+            .clone()
+            .filter(|r| !r.is_empty())
+            .or_else(|| c.type_.clone())
+            .unwrap_or_default(),
+        message: c.message.clone().unwrap_or_default(),
+    })
 }
 
 fn hook(h: i32) -> AttachedHook {
@@ -183,6 +230,14 @@ pub fn compute(
             "AllReplicasReady",
             format!("{ready_replicas}/{desired} replicas run generation {generation}"),
         )
+    } else if let Some(p) = &obs.deployment {
+        (
+            p.reason.as_str(),
+            format!(
+                "{ready_replicas}/{desired} replicas run generation {generation}; Deployment {}: {}",
+                p.deployment, p.message
+            ),
+        )
     } else if obs.replicas.is_empty() {
         (
             "NoReplicas",
@@ -215,6 +270,15 @@ pub fn compute(
             "RolledBack",
             "the rollout stopped at a failed apply".to_string(),
         )
+    } else if let Some(p) = &obs.deployment {
+        (
+            false,
+            p.reason.as_str(),
+            format!(
+                "Deployment {} cannot run the pods: {}",
+                p.deployment, p.message
+            ),
+        )
     } else {
         (
             true,
@@ -246,7 +310,15 @@ pub fn compute(
                 ),
             );
         }
-        None => conditions.set(CONDITION_DEGRADED, false, "AsExpected", String::new()),
+        None => match &obs.deployment {
+            Some(p) => conditions.set(
+                CONDITION_DEGRADED,
+                true,
+                &p.reason,
+                format!("Deployment {}: {}", p.deployment, p.message),
+            ),
+            None => conditions.set(CONDITION_DEGRADED, false, "AsExpected", String::new()),
+        },
     }
 
     match &obs.invalid {
@@ -265,7 +337,8 @@ pub fn compute(
         replicas: desired,
         ready_replicas,
         attachments: obs.replicas.iter().flat_map(attachments).collect(),
-        last_applied_generation: obs.known_good,
+        last_applied_generation: applied_by_a_replica(obs)
+            .or_else(|| previous.and_then(|p| p.last_applied_generation)),
         failed_generation: obs.failure.as_ref().map(|f| f.generation).or_else(|| {
             // A failure stays recorded until the spec moves past it.
             previous
@@ -273,6 +346,80 @@ pub fn compute(
                 .filter(|g| *g == generation)
         }),
     }
+}
+
+/// The known-good generation, once at least one replica reported it applied (the ConfigMap holds it from
+/// the first reconcile on, before any pod ran it).
+fn applied_by_a_replica(obs: &Observation) -> Option<i64> {
+    let kg = obs.known_good?;
+    obs.replicas
+        .iter()
+        .any(|r| matches!(&r.sidecar, Ok(st) if st.applied_generation == kg))
+        .then_some(kg)
+}
+
+/// The status after a failed reconcile: what was last written, with `Degraded=True` carrying the error's
+/// reason and message (and `Ready=False` with the same reason when no `Ready` was ever written).
+pub fn with_error(
+    chain: &VNFChain,
+    previous: Option<&VNFChainStatus>,
+    reason: &str,
+    message: &str,
+    now: Time,
+) -> VNFChainStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let generation = chain.metadata.generation.unwrap_or_default();
+    let mut conditions = Conditions {
+        list: Vec::new(),
+        previous: &status.conditions,
+        generation,
+        now,
+    };
+    let message = format!("reconcile of generation {generation} failed: {message}");
+    if !status.conditions.iter().any(|c| c.type_ == CONDITION_READY) {
+        conditions.set(CONDITION_READY, false, reason, message.clone());
+    }
+    conditions.set(CONDITION_DEGRADED, true, reason, message);
+    let mut list = conditions.list;
+    list.extend(
+        status
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != CONDITION_DEGRADED)
+            .cloned(),
+    );
+    list.sort_by_key(|c| condition_order(&c.type_));
+    status.conditions = list;
+    status
+}
+
+fn condition_order(type_: &str) -> usize {
+    [
+        CONDITION_READY,
+        CONDITION_PROGRESSING,
+        CONDITION_DEGRADED,
+        CONDITION_INVALID_SPEC,
+    ]
+    .iter()
+    .position(|t| *t == type_)
+    .unwrap_or(usize::MAX)
+}
+
+/// A digest of what a not-ready chain has reached (generation, ready replicas, condition reasons, what each
+/// replica attached): when it changes, the chain made progress and its back-off starts again.
+pub fn progress(status: &VNFChainStatus) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    status.observed_generation.hash(&mut h);
+    status.ready_replicas.hash(&mut h);
+    for c in &status.conditions {
+        (&c.type_, &c.status, &c.reason).hash(&mut h);
+    }
+    for a in &status.attachments {
+        (&a.pod, &a.interface, a.applied_generation, &a.error).hash(&mut h);
+        format!("{:?}", a.hook).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// The conditions whose status changed, for Kubernetes Events.
@@ -286,12 +433,15 @@ pub fn transitions<'a>(
     new.conditions
         .iter()
         .filter(|c| {
-            let before = prev
-                .iter()
-                .find(|p| p.type_ == c.type_)
-                .map(|p| p.status.as_str());
+            let before = prev.iter().find(|p| p.type_ == c.type_);
             match before {
-                Some(s) => s != c.status,
+                // A new cause of Degraded is a transition of its own.
+                Some(p) => {
+                    p.status != c.status
+                        || (c.type_ == CONDITION_DEGRADED
+                            && c.status == "True"
+                            && p.reason != c.reason)
+                }
                 // A new condition is an event only when it reports something (True), or Ready False.
                 None => c.status == "True",
             }

@@ -410,17 +410,24 @@ async fn apply(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Act
     let pods = pods(&chain, ctx, &restart_hash).await?;
     let already_failed = previous.as_ref().and_then(|s| s.failed_generation) == Some(generation);
     if already_failed {
-        obs.failure = previous.as_ref().and_then(|s| {
+        // The refusal's own message, unless a later failure (a reconcile error, the Deployment) took
+        // `Degraded` over: the generation stays failed either way.
+        let message = previous.as_ref().and_then(|s| {
             s.conditions
                 .iter()
-                .find(|c| c.type_ == crds::CONDITION_DEGRADED && c.status == "True")
-                .map(|c| PushFailure {
-                    generation,
-                    pod: "a replica".into(),
-                    reason: c.message.clone(),
-                    rolled_back: Vec::new(),
-                    previous: known_good.metadata.generation,
+                .find(|c| {
+                    c.type_ == crds::CONDITION_DEGRADED
+                        && c.status == "True"
+                        && c.reason == status::APPLY_FAILED
                 })
+                .map(|c| c.message.clone())
+        });
+        obs.failure = Some(PushFailure {
+            generation,
+            pod: "a replica".into(),
+            reason: message.unwrap_or_else(|| "refused earlier (see the chain's Events)".into()),
+            rolled_back: Vec::new(),
+            previous: known_good.metadata.generation,
         });
     } else {
         obs.failure = push(&chain, &known_good, ctx, &pods).await?;

@@ -16,6 +16,9 @@ use dataplane_api::{DataplaneStatus, Hook};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+/// `Degraded` reason of a generation a replica refused.
+pub const APPLY_FAILED: &str = "ApplyFailed";
+
 /// What one replica (pod) looked like when the operator asked.
 #[derive(Clone, Debug)]
 pub struct ReplicaObservation {
@@ -303,7 +306,7 @@ pub fn compute(
             conditions.set(
                 CONDITION_DEGRADED,
                 true,
-                "ApplyFailed",
+                APPLY_FAILED,
                 format!(
                     "generation {} failed on {}: {}; {back}",
                     f.generation, f.pod, f.reason

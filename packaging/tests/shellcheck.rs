@@ -4,10 +4,14 @@ mod common;
 
 use std::process::Command;
 
-const SCRIPTS: [&str; 3] = [
+const SCRIPTS: [&str; 7] = [
     "scripts/e2e.sh",
     "scripts/build-images.sh",
     "vagrant/provision.sh",
+    "scripts/install-deps.sh",
+    "scripts/install-chart-tools.sh",
+    "test.sh",
+    ".ci/run",
 ];
 
 #[test]

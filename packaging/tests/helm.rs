@@ -1,0 +1,405 @@
+//! The chart with the real tools (scripts/install-chart-tools.sh installs them): `helm lint --strict` and
+//! `helm template` (helm v4) for every combination of values in `charts/build-vnf/ci/` (the helm convention:
+//! each file there is one combination, and a new file is tested without touching this test), each render
+//! checked by `kubernetes-validate --strict` against the oldest Kubernetes the chart supports (Chart.yaml
+//! `kubeVersion`) and the newest the validator ships, and rendered twice to the same bytes (GitOps: Argo CD and
+//! Flux render the chart on every sync, so a render that changes rotates what it renders each time).
+//! Without a tool a test prints a skip; under `CI=true` that is a failure.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{read, repo, yaml};
+use serde_json::Value;
+
+const CHART: &str = "charts/build-vnf";
+const CI_DIR: &str = "charts/build-vnf/ci";
+const RELEASE: &str = "build-vnf";
+const NAMESPACE: &str = "buildvnf-system";
+
+/// Custom resources of other projects the chart renders, whose schema kubernetes-validate cannot know (it ships
+/// the built-in Kubernetes types only); they are the only objects allowed through unvalidated. Our own CRD is
+/// validated as a `CustomResourceDefinition` (the renders include `crds/`).
+const NO_SCHEMA: [(&str, &str, &str); 2] = [
+    (
+        "monitoring.coreos.com/v1",
+        "ServiceMonitor",
+        "prometheus-operator's CRD; metrics.serviceMonitor.enabled",
+    ),
+    (
+        "monitoring.coreos.com/v1",
+        "PrometheusRule",
+        "prometheus-operator's CRD; metrics.prometheusRule.enabled (metric names: tests/metrics.rs)",
+    ),
+];
+
+/// `.Values` paths that templates branch on but no file in ci/ needs to change, with why.
+const BRANCHES_NOT_IN_THE_MATRIX: [(&str, &str); 1] = [(
+    "tls.rotateCA",
+    "changes the render only when the CA Secret exists in the cluster (lookup); helm template has no cluster",
+)];
+
+/// Runs a command; panics naming it when it cannot start.
+fn run(cmd: &mut Command) -> Output {
+    cmd.current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+/// Every values file of the matrix, sorted.
+fn ci_values() -> Vec<String> {
+    let files = common::files(CI_DIR, ".yaml");
+    assert!(
+        files.iter().any(|f| f.ends_with("/default-values.yaml")) && files.len() >= 5,
+        "{CI_DIR} lost its combinations: {files:?}"
+    );
+    files
+}
+
+/// `helm template` of the chart with `values` and `extra` arguments; panics with helm's message on failure.
+fn helm_template(helm: &Path, values: &str, extra: &[&str]) -> String {
+    let out = run(Command::new(helm)
+        .args([
+            "template",
+            RELEASE,
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            "--values",
+            values,
+        ])
+        .args(extra));
+    assert!(
+        out.status.success(),
+        "helm template -f {values} {extra:?} failed:\n{}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The oldest Kubernetes version the chart supports: `kubeVersion: ">=1.30.0-0"` gives `1.30.0`.
+fn min_kube_version() -> String {
+    let chart = yaml(&format!("{CHART}/Chart.yaml"));
+    let constraint = chart["kubeVersion"]
+        .as_str()
+        .expect("Chart.yaml has a kubeVersion");
+    let v = constraint
+        .strip_prefix(">=")
+        .unwrap_or_else(|| panic!("kubeVersion {constraint:?} is not of the form >=X.Y.Z"));
+    v.trim().split('-').next().unwrap_or_default().to_string()
+}
+
+/// A scratch directory of this test process, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("buildvnf-helm-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        Self(dir)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        p.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What one `kubernetes-validate --strict --quiet` run said: its problems (every line that is not an accepted
+/// "no schema" warning, plus a non-zero exit) and the `(apiVersion, kind)` pairs it had no schema for.
+#[derive(Debug, Default)]
+struct Verdict {
+    problems: Vec<String>,
+    no_schema: BTreeSet<(String, String)>,
+}
+
+/// Parses `WARN FILE Couldn't find schema for kind K with api version A for kubernetes version V` (the message
+/// of kubernetes_validate/utils.py `SchemaNotFoundError`).
+fn missing_schema(line: &str) -> Option<(String, String)> {
+    let rest = line.split_once("Couldn't find schema for kind ")?.1;
+    let (kind, rest) = rest.split_once(" with api version ")?;
+    let (api, _) = rest.split_once(" for kubernetes version ")?;
+    Some((api.to_string(), kind.to_string()))
+}
+
+fn kubernetes_validate(tool: &Path, versions: &[String], files: &[String]) -> Verdict {
+    let mut cmd = Command::new(tool);
+    cmd.args(["--strict", "--quiet"]);
+    for v in versions {
+        cmd.args(["--kubernetes-version", v]);
+    }
+    let out = run(cmd.args(files));
+    let mut verdict = Verdict::default();
+    for line in text(&out.stdout).lines().chain(text(&out.stderr).lines()) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match missing_schema(line) {
+            Some((api, kind)) if NO_SCHEMA.iter().any(|(a, k, _)| *a == api && *k == kind) => {
+                verdict.no_schema.insert((api, kind));
+            }
+            Some((api, kind)) => verdict.problems.push(format!(
+                "{line}\n  ({kind} {api} is no built-in type: a misspelt apiVersion/kind, or another project's \
+                 custom resource, which goes into NO_SCHEMA with why)"
+            )),
+            None => verdict.problems.push(line.to_string()),
+        }
+    }
+    if !out.status.success() && verdict.problems.is_empty() {
+        verdict
+            .problems
+            .push(format!("kubernetes-validate exited with {}", out.status));
+    }
+    verdict
+}
+
+/// The Kubernetes versions to validate against: the chart's oldest and the validator's newest (its own version
+/// is the newest Kubernetes whose schemas it ships).
+fn kube_versions(tool: &Path) -> Vec<String> {
+    let out = run(Command::new(tool).arg("--version"));
+    let newest = text(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && newest.split('.').count() == 3,
+        "kubernetes-validate --version said {newest:?}"
+    );
+    vec![min_kube_version(), newest]
+}
+
+#[test]
+fn helm_lint_strict_passes_for_every_values_combination() {
+    let Some(helm) = common::tool("helm") else {
+        return;
+    };
+    let version = text(&run(Command::new(&helm).args(["version", "--short"])).stdout);
+    eprintln!("helm {}", version.trim());
+    for values in ci_values() {
+        let out = run(Command::new(&helm).args([
+            "lint",
+            "--strict",
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            "--values",
+            &values,
+        ]));
+        assert!(
+            out.status.success(),
+            "helm lint --strict -f {values} failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    // Control: lint refuses what values.schema.json refuses, so the passes above mean something.
+    let out =
+        run(Command::new(&helm).args(["lint", "--strict", CHART, "--set", "operator.replica=2"]));
+    assert!(
+        !out.status.success() && text(&out.stdout).contains("replica"),
+        "helm lint --strict accepted an unknown value operator.replica:\n{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn every_render_passes_kubernetes_validate_strict() {
+    let (Some(helm), Some(validate)) = (common::tool("helm"), common::tool("kubernetes-validate"))
+    else {
+        return;
+    };
+    let versions = kube_versions(&validate);
+    let scratch = Scratch::new("validate");
+    let mut renders = Vec::new();
+    for values in ci_values() {
+        // Rendered for the oldest supported Kubernetes (helm refuses a kubeVersion the chart excludes), with the
+        // CRD, which is then validated as a CustomResourceDefinition.
+        let manifest = helm_template(
+            &helm,
+            &values,
+            &["--include-crds", "--kube-version", &versions[0]],
+        );
+        let kinds = manifest.matches("\nkind: ").count();
+        assert!(kinds >= 5, "{values} rendered only {kinds} objects");
+        let name = Path::new(&values)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        renders.push((values, scratch.write(&name, &manifest), manifest));
+    }
+    let files: Vec<String> = renders.iter().map(|(_, f, _)| f.clone()).collect();
+    let verdict = kubernetes_validate(&validate, &versions, &files);
+    assert!(
+        verdict.problems.is_empty(),
+        "kubernetes-validate --strict (Kubernetes {versions:?}) refuses the rendered chart:\n{}",
+        verdict.problems.join("\n")
+    );
+    for (api, kind, why) in NO_SCHEMA {
+        assert!(
+            verdict
+                .no_schema
+                .contains(&(api.to_string(), kind.to_string())),
+            "no combination in {CI_DIR} renders {kind} ({api}: {why}), or the validator now knows it: \
+             add a combination, or remove it from NO_SCHEMA"
+        );
+    }
+
+    // Controls: the same tool and parsing refuse an unknown field and an unknown kind in a real render.
+    let (_, _, default) = renders
+        .iter()
+        .find(|(v, _, _)| v.ends_with("/default-values.yaml"))
+        .expect("the default combination");
+    assert!(
+        default.contains("\n  replicas: "),
+        "no Deployment replicas in the default render"
+    );
+    let bad_field = scratch.write(
+        "bad-field.yaml",
+        &default.replacen("\n  replicas: ", "\n  replicaz: ", 1),
+    );
+    let bad_kind = scratch.write(
+        "bad-kind.yaml",
+        &default.replacen("\nkind: ServiceAccount\n", "\nkind: ServiceAcount\n", 1),
+    );
+    let v = kubernetes_validate(&validate, &versions, &[bad_field]);
+    assert!(
+        v.problems.iter().any(|p| p.contains("replicaz")),
+        "kubernetes-validate --strict did not refuse an unknown Deployment field: {v:?}"
+    );
+    let v = kubernetes_validate(&validate, &versions, &[bad_kind]);
+    assert!(
+        v.problems.iter().any(|p| p.contains("ServiceAcount")),
+        "a kind without a schema passed: {v:?}"
+    );
+}
+
+/// The `# Source:` template of line `n` of a helm render and the line itself.
+fn describe_line(render: &str, n: usize) -> String {
+    let lines: Vec<&str> = render.lines().collect();
+    let source = lines[..n.min(lines.len())]
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("# Source: "))
+        .map(|l| l.trim_start_matches("# Source: "))
+        .unwrap_or("?");
+    format!(
+        "{source}, line {}: {:?}",
+        n + 1,
+        lines.get(n).unwrap_or(&"")
+    )
+}
+
+#[test]
+fn two_renders_of_the_same_values_are_byte_identical() {
+    let Some(helm) = common::tool("helm") else {
+        return;
+    };
+    let mut differ = Vec::new();
+    for values in ci_values() {
+        let first = helm_template(&helm, &values, &[]);
+        let second = helm_template(&helm, &values, &[]);
+        if first == second {
+            continue;
+        }
+        let lines: Vec<(&str, &str)> = first.lines().zip(second.lines()).collect();
+        let mut sources: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(n, _)| describe_line(&first, n))
+            .collect();
+        sources.truncate(4);
+        differ.push(format!(
+            "{values}: first differences at\n    {}",
+            sources.join("\n    ")
+        ));
+    }
+    assert!(
+        differ.is_empty(),
+        "helm template renders different bytes for the same values (every GitOps sync would change the \
+         release: random keys/certificates, lookup or now in a template):\n{}",
+        differ.join("\n")
+    );
+}
+
+/// `.Values` paths in the conditions (`if`, `else if`, `with`) of the chart's manifest templates and helpers
+/// (not NOTES.txt, which `helm template` does not render).
+fn branch_paths() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let templates = common::files(&format!("{CHART}/templates"), "");
+    for t in templates
+        .iter()
+        .filter(|t| t.ends_with(".yaml") || t.ends_with(".tpl"))
+    {
+        let src = read(t);
+        for action in src.split("{{").skip(1) {
+            let action = action.split("}}").next().unwrap_or("");
+            let a = action.trim_start_matches('-').trim_start();
+            if !(a.starts_with("if ") || a.starts_with("else if ") || a.starts_with("with ")) {
+                continue;
+            }
+            for (i, _) in a.match_indices(".Values.") {
+                let path: String = a[i + 8..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+                    .collect();
+                out.insert(path.trim_end_matches('.').to_string());
+            }
+        }
+    }
+    out
+}
+
+fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |cur, part| cur.get(part))
+}
+
+#[test]
+fn the_values_matrix_takes_every_branch_of_the_templates() {
+    let defaults = yaml(&format!("{CHART}/values.yaml"));
+    let files: Vec<(String, Value)> = ci_values()
+        .into_iter()
+        .map(|f| {
+            let v = yaml(&f);
+            (f, v)
+        })
+        .collect();
+    let branches = branch_paths();
+    assert!(
+        branches.contains("metrics.serviceMonitor.enabled")
+            && branches.contains("operator.leaderElection"),
+        "the template scan found too little: {branches:?}"
+    );
+    let mut untaken = Vec::new();
+    for path in &branches {
+        if BRANCHES_NOT_IN_THE_MATRIX.iter().any(|(p, _)| p == path) {
+            continue;
+        }
+        let default = at(&defaults, path);
+        let changed = files
+            .iter()
+            .any(|(_, v)| at(v, path).is_some_and(|x| Some(x) != default));
+        if !changed {
+            untaken.push(format!(
+                "{path} (default {})",
+                default.map_or("none".into(), Value::to_string)
+            ));
+        }
+    }
+    assert!(
+        untaken.is_empty(),
+        "the templates branch on values no file in {CI_DIR} changes; add a combination that sets them:\n  {}",
+        untaken.join("\n  ")
+    );
+}

@@ -1,7 +1,8 @@
 //! The Helm chart without a cluster or helm: values against values.schema.json (defaults accepted, bad values
 //! refused), the chart's CRD and dashboard equal to their sources, every `.Values` path in the templates defined,
-//! the operator's flags, env variables and defaults as operator/src/main.rs declares them, and the mTLS names as
-//! the operator verifies them.
+//! the operator's flags, env variables and defaults as operator/src/main.rs declares them, the mTLS names as
+//! the operator verifies them, and docs/operations.md's RBAC table equal to the operator's rules file. (With the
+//! real helm and kubernetes-validate: tests/helm.rs.)
 
 mod common;
 
@@ -416,4 +417,107 @@ fn sidecar_certificates_name_what_the_operator_verifies() {
             "a Secret lacks {key}"
         );
     }
+}
+
+/// One RBAC rule as `(API group, resources, verbs)`, each list sorted.
+type Rule = (String, Vec<String>, Vec<String>);
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// The rules of files/operator-rbac-rules.yaml.
+fn rules_file() -> Vec<Rule> {
+    let rules = yaml(&format!("{CHART}/files/operator-rbac-rules.yaml"));
+    let strings = |v: &Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("a rule without {key}: {v}"))
+            .iter()
+            .map(|s| {
+                s.as_str()
+                    .unwrap_or_else(|| panic!("{key}: {s} is not a string"))
+                    .to_string()
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    for rule in rules.as_array().expect("the rules file is a YAML list") {
+        for group in strings(rule, "apiGroups") {
+            out.push((
+                group,
+                sorted(strings(rule, "resources")),
+                sorted(strings(rule, "verbs")),
+            ));
+        }
+    }
+    out
+}
+
+/// The rows of the RBAC table of docs/operations.md's "What installing the chart grants" section:
+/// `| `group` | `res`, `res` | verb, verb | why |`, the core group written `""` (core).
+fn operations_doc_rules() -> Vec<Rule> {
+    let doc = read("docs/operations.md");
+    let start = doc
+        .find("## What installing the chart grants")
+        .expect("docs/operations.md has a section \"What installing the chart grants\"");
+    let section = &doc[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let header = section
+        .find("| API group | resources | verbs |")
+        .expect("the section has the RBAC table");
+    let cells = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|c| c.trim().trim_matches('`').to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    section[header..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| {
+            let cols: Vec<&str> = row.split('|').map(str::trim).collect();
+            assert!(cols.len() >= 5, "malformed RBAC table row: {row}");
+            let group = cols[1].trim_end_matches("(core)").trim().trim_matches('`');
+            let group = if group == "\"\"" { "" } else { group };
+            (
+                group.to_string(),
+                sorted(cells(cols[2])),
+                sorted(cells(cols[3])),
+            )
+        })
+        .collect()
+}
+
+fn row(r: &Rule) -> String {
+    let group = if r.0.is_empty() {
+        "`\"\"` (core)".to_string()
+    } else {
+        format!("`{}`", r.0)
+    };
+    let resources: Vec<String> = r.1.iter().map(|x| format!("`{x}`")).collect();
+    format!(
+        "| {group} | {} | {} |",
+        resources.join(", "),
+        r.2.join(", ")
+    )
+}
+
+#[test]
+fn the_operations_doc_lists_exactly_the_operators_rbac_rules() {
+    let file = rules_file();
+    let doc = operations_doc_rules();
+    assert!(file.len() >= 5, "too few rules parsed: {file:?}");
+    let missing: Vec<String> = file.iter().filter(|r| !doc.contains(r)).map(row).collect();
+    let extra: Vec<String> = doc.iter().filter(|r| !file.contains(r)).map(row).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && file.len() == doc.len(),
+        "docs/operations.md (What installing the chart grants) differs from \
+         {CHART}/files/operator-rbac-rules.yaml.\nRows to add (with a reason in the last column):\n{}\n\
+         Rows to remove:\n{}",
+        missing.join("\n"),
+        extra.join("\n")
+    );
 }

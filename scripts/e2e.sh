@@ -4,18 +4,33 @@
 #
 #   scripts/e2e.sh
 #
+# NOT RUN IN CI HERE: the CI machine has no Docker daemon and no kind, so .ci/run does not run this script; CI
+# only lints it (packaging/tests/shellcheck.rs). What CI checks of the chart without a cluster is in
+# packaging/tests/helm.rs (helm lint/template and kubernetes-validate). Run this script yourself before a release.
+#
 # 1. creates the kind cluster of kind-config/cluster.yaml (1 control plane + 2 workers, bpffs mounted),
 # 2. builds the images (scripts/build-images.sh) and loads them into kind,
-# 3. installs kube-prometheus-stack (Prometheus + Grafana) and the build-vnf chart,
+# 3. installs kube-prometheus-stack (Prometheus + Grafana) and the build-vnf chart as committed (its crds/ and
+#    templates unpatched: only image names and the monitoring add-ons are set), checks the API server has no
+#    warning for the CRD,
 # 4. checks every example against the API server (server-side dry run): valid ones are accepted, each invalid one
 #    marked `# crd: schema|cel|apiserver` is refused, each marked `semantic` passes the API server,
-# 5. applies examples/lab.yaml, waits for Ready, sends UDP from a client pod and asserts the firewall: allowed
+# 5. applies every example chain and waits for each to be Ready, default-deny firewalls included (the kubelet's
+#    probes and the operator's gRPC still reach the pod), checks a default-deny chain drops what it denies; the
+#    examples that need interfaces a kind pod lacks (a second NIC, Multus networks) must say so in their status
+#    instead of claiming Ready,
+# 6. applies examples/lab.yaml, waits for Ready, sends UDP from a client pod and asserts the firewall: allowed
 #    traffic reaches a receiver inside the chain pod, denied traffic is dropped (reason firewall_rule),
-# 6. runs an edge chain (firewall, NAT, load balancer, monitor, forwarder) in front of two server pods: asserts that
+# 7. kills the lab chain's sidecar (kill -9 of the cnf-dataplane process, from its node) under allowed and denied
+#    traffic: the chain renders `--on-exit keep`, so not one denied packet reaches the pod while the sidecar is
+#    gone, allowed traffic keeps flowing, and the restarted sidecar re-adopts the chain with its counters,
+# 8. runs an edge chain (firewall, NAT, load balancer, monitor, forwarder) in front of two server pods: asserts that
 #    the load balancer spreads flows over both backends and the DNAT mapping reaches its backend,
-# 7. edits the chain live (kubectl patch): the change is applied without restarting pods and traffic follows it,
-# 8. asserts that Prometheus has scraped the per-function latency histograms and the operator's metrics,
-# 9. deletes the chains and checks that everything they owned is gone.
+# 9. edits the chain live (kubectl patch): the change is applied without restarting pods, traffic follows it, and
+#    no counter of the sidecar's /metrics decreases across an edit (Prometheus counters are monotonic),
+# 10. asserts that Prometheus has scraped the per-function latency histograms and the operator's metrics, and that
+#    the operator was never refused by the API server (its RBAC is the chart's),
+# 11. deletes the chains and checks that everything they owned is gone.
 # It stops at the first failed check with a message saying what was expected, dumps the state of the cluster
 # and, unless KEEP_CLUSTER=1, deletes the cluster it created.
 #
@@ -52,7 +67,7 @@ diagnostics() {
   kubectl --context "$KCTX" get vnfchains -A -o yaml >&2 || true
   kubectl --context "$KCTX" get pods -A -o wide >&2 || true
   kubectl --context "$KCTX" -n "$SYSTEM_NS" logs deploy/build-vnf-operator --tail=200 >&2 || true
-  for ns in "$LAB_NS" "$E2E_NS"; do
+  for ns in "$LAB_NS" "$E2E_NS" default; do
     kubectl --context "$KCTX" -n "$ns" describe pods >&2 || true
     kubectl --context "$KCTX" -n "$ns" logs -l app.kubernetes.io/name=cnf-dataplane --all-containers --tail=100 >&2 || true
   done
@@ -173,6 +188,103 @@ spec:
 EOF
 }
 
+# Counter-typed series of a sidecar's /metrics, one "series value" line each, sorted: every counter and every
+# histogram series (_bucket, _count, _sum), which Prometheus requires never to decrease while the target lives.
+scrape_counters() {
+  local ns=$1 pod=$2
+  k get --raw "/api/v1/namespaces/${ns}/pods/${pod}:9090/proxy/metrics" |
+    awk '
+      $1 == "#" && $2 == "TYPE" { type[$3] = $4; next }
+      /^#/ || NF < 2 { next }
+      {
+        value = $NF
+        series = substr($0, 1, length($0) - length(value) - 1)
+        name = series
+        sub(/\{.*/, "", name)
+        base = name
+        sub(/_(bucket|count|sum|total)$/, "", base)
+        if (type[name] == "counter" || type[base] == "counter" || type[base] == "histogram") print series, value
+      }' | sort
+}
+
+# Fails unless every series of the scrape in file $1 is still in file $2 with a value at least as large ($3 says
+# across what).
+counters_never_decrease() {
+  local before=$1 after=$2 what=$3 bad
+  [[ -s "$before" ]] || fail "no counters scraped before $what"
+  bad="$(awk '
+    function key(line) { return substr(line, 1, length(line) - length($NF) - 1) }
+    NR == FNR { old[key($0)] = $NF; next }
+    { new[key($0)] = $NF }
+    END {
+      for (s in old) {
+        if (!(s in new)) print "gone: " s " (was " old[s] ")"
+        else if (new[s] + 0 < old[s] + 0) print "decreased: " s " " old[s] " -> " new[s]
+      }
+    }' "$before" "$after" | sort | head -n 20)"
+  [[ -z "$bad" ]] || fail "counters went backwards across $what:
+$bad"
+  info "$(wc -l <"$before") counter series, none decreased across $what"
+}
+
+# Waits until ephemeral container $3 of pod $2 is in state $4 (running or terminated), at most $5 seconds.
+wait_ephemeral() {
+  local ns=$1 pod=$2 name=$3 state=$4 secs=$5 i
+  for ((i = 0; i < secs; i++)); do
+    [[ -n "$(k -n "$ns" get pod "$pod" \
+      -o jsonpath="{.status.ephemeralContainerStatuses[?(@.name==\"$name\")].state.$state}")" ]] && return 0
+    sleep 1
+  done
+  fail "ephemeral container $name of pod $ns/$pod is not $state after $secs s"
+}
+
+# Starts `pktgen recv` on UDP port $3 for $4 seconds in an ephemeral container named $5 of pod $2. It shares the
+# pod's network namespace (what it counts went through the chain on eth0) but not the sidecar's PID namespace, so
+# it outlives a kill of the sidecar. Its JSON summary is in `kubectl logs POD -c NAME` when it ends.
+recv_beside_sidecar() {
+  local ns=$1 pod=$2 port=$3 secs=$4 name=$5
+  k -n "$ns" debug "$pod" --image="$PKTGEN_IMAGE" --container="$name" \
+    -- pktgen recv --bind "0.0.0.0:$port" --duration "$secs" --json -q >/dev/null ||
+    fail "cannot start the receiver $name in pod $ns/$pod (ephemeral container)"
+  wait_ephemeral "$ns" "$pod" "$name" running 60
+}
+
+# The restart count of the cnf-dataplane container of pod $2.
+sidecar_restarts() {
+  k -n "$1" get pod "$2" -o jsonpath='{.status.containerStatuses[?(@.name=="cnf-dataplane")].restartCount}'
+}
+
+# kill -9 of the cnf-dataplane process of pod $2, from its kind node: inside the container the process is PID 1,
+# and a SIGKILL sent to PID 1 from its own PID namespace is ignored.
+kill_sidecar() {
+  local ns=$1 pod=$2 node cid pid comm
+  node="$(k -n "$ns" get pod "$pod" -o jsonpath='{.spec.nodeName}')"
+  cid="$(k -n "$ns" get pod "$pod" -o jsonpath='{.status.containerStatuses[?(@.name=="cnf-dataplane")].containerID}')"
+  [[ -n "$node" && "$cid" == containerd://* ]] || fail "no node or containerd container ID for the sidecar of $ns/$pod"
+  pid="$(docker exec "$node" crictl inspect --output go-template --template '{{.info.pid}}' "${cid#containerd://}")"
+  comm="$(docker exec "$node" cat "/proc/$pid/comm")"
+  [[ "$comm" == cnf-dataplane ]] || fail "PID $pid on node $node is '$comm', not cnf-dataplane"
+  docker exec "$node" kill -9 "$pid" || fail "kill -9 $pid on node $node failed"
+  info "killed cnf-dataplane (PID $pid on node $node) with SIGKILL"
+}
+
+# The sidecar arguments of chain $2's Deployment, with CNF_ON_EXIT written as the flag it stands for.
+sidecar_args() {
+  k -n "$1" get deployment "$2-dataplane" -o json |
+    jq -r '.spec.template.spec.containers[] | select(.name == "cnf-dataplane")
+      | [(.args // [])[], ((.env // [])[] | select(.name == "CNF_ON_EXIT") | "--on-exit=\(.value)")] | join(" ")'
+}
+
+# "namespace name" of every VNFChain in file $1, and whether a kind pod can run it: "eth0" when its only interface
+# is the pod's eth0, "other" when it needs an interface kind pods lack (a second NIC, a Multus network).
+example_chains() {
+  k create --dry-run=client -f "$1" -o json |
+    jq -r '(.items // [.])[] | select(.kind == "VNFChain")
+      | (if ((.spec.interfaces.egress // "eth0") == "eth0" and ((.spec.interfaces.secondaryNetworks // []) | length) == 0
+          and (.spec.interfaces.ingress // "eth0") == "eth0") then "eth0" else "other" end) as $where
+      | "\(.metadata.namespace // "default") \(.metadata.name) \($where)"'
+}
+
 need docker kind kubectl helm jq awk
 tmp="$(mktemp -d)"
 [[ -n "$TAG" ]] || fail "cannot read the workspace version from Cargo.toml; set TAG"
@@ -215,6 +327,15 @@ helm --kube-context "$KCTX" upgrade --install kps prometheus-community/kube-prom
 step "build-vnf chart (charts/build-vnf) in namespace $SYSTEM_NS"
 k create namespace "$LAB_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
 k create namespace "$E2E_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+# Only values a user sets: the images built above and the monitoring add-ons. A chart whose values still list
+# the chains' namespaces for their certificates (tls.chains) gets them; one whose operator issues certificates
+# itself does not need it.
+chart_values=()
+if grep -q '^  chains:' charts/build-vnf/values.yaml; then
+  chains_json="[{\"namespace\":\"$LAB_NS\",\"names\":[\"lab\"]},{\"namespace\":\"$E2E_NS\",\"names\":[\"e2e-edge\"]}"
+  chains_json+=",{\"namespace\":\"default\",\"names\":[\"edge\",\"firewall\",\"dns-firewall\",\"v6-router\",\"secure-tunnel\"]}]"
+  chart_values+=(--set-json "tls.chains=$chains_json")
+fi
 helm --kube-context "$KCTX" upgrade --install build-vnf charts/build-vnf \
   --namespace "$SYSTEM_NS" --create-namespace \
   --set operator.image.repository="$REGISTRY/buildvnf-operator" \
@@ -222,15 +343,21 @@ helm --kube-context "$KCTX" upgrade --install build-vnf charts/build-vnf \
   --set dataplane.image.repository="$REGISTRY/cnf-dataplane" \
   --set dataplane.image.tag="$TAG" \
   --set operator.logJson=false \
-  --set-json "tls.chains=[{\"namespace\":\"$LAB_NS\",\"names\":[\"lab\"]},{\"namespace\":\"$E2E_NS\",\"names\":[\"e2e-edge\"]},{\"namespace\":\"default\",\"names\":[\"edge\",\"firewall\"]}]" \
+  "${chart_values[@]}" \
   --set metrics.serviceMonitor.enabled=true \
   --set metrics.prometheusRule.enabled=true \
   --set grafana.dashboard.enabled=true \
-  --wait --timeout 5m >/dev/null || fail "installing the build-vnf chart failed"
+  --wait --timeout 5m >/dev/null 2>"$tmp/helm.err" || fail "installing the build-vnf chart failed: $(cat "$tmp/helm.err")"
 k -n "$SYSTEM_NS" rollout status deploy/build-vnf-operator --timeout=120s >/dev/null ||
   fail "the operator Deployment did not become available"
 k get crd vnfchains.buildvnf.io >/dev/null || fail "the chart did not install the VNFChain CRD"
-info "operator running; CRD installed"
+# The API server warns about what it accepts but ignores (unknown formats, ...): the committed CRD has none.
+k apply --server-side --force-conflicts --dry-run=server -f charts/build-vnf/crds/ >/dev/null 2>"$tmp/crd.err" ||
+  fail "the API server refuses the committed CRD: $(cat "$tmp/crd.err")"
+if grep -qi warning "$tmp/crd.err" "$tmp/helm.err"; then
+  fail "the API server warns about the chart or its CRD: $(cat "$tmp/crd.err" "$tmp/helm.err")"
+fi
+info "operator running; CRD installed as committed, without warnings"
 
 step "examples against the API server (server-side dry run)"
 for f in examples/*.yaml; do
@@ -249,6 +376,72 @@ for f in examples/invalid/*.yaml; do
   fi
 done
 info "$refused invalid examples refused by the API server; the semantic ones passed it (validate() catches them)"
+
+step "every example chain (default-deny included)"
+runnable=()
+others=()
+for f in examples/*.yaml; do
+  while read -r ns name where; do
+    [[ -n "$name" ]] || continue
+    if [[ "$where" == eth0 ]]; then runnable+=("$ns/$name"); else others+=("$ns/$name"); fi
+  done < <(example_chains "$f")
+  k apply -f "$f" >/dev/null || fail "kubectl apply -f $f failed"
+done
+((${#runnable[@]} >= 4)) || fail "only ${#runnable[@]} example chains run on a pod's eth0: ${runnable[*]}"
+for pair in "${runnable[@]}"; do
+  wait_chain "${pair%/*}" "${pair#*/}"
+done
+# A default-deny chain must not cut its own pod off: after a minute of probes it is still Ready, never restarted.
+sleep 60
+for pair in "${runnable[@]}"; do
+  ns="${pair%/*}"
+  name="${pair#*/}"
+  [[ "$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]] ||
+    fail "vnfchain $pair is no longer Ready a minute after it was"
+  while read -r pod; do
+    [[ -z "$pod" || "$(sidecar_restarts "$ns" "$pod")" == 0 ]] ||
+      fail "the sidecar of $pair in pod $pod restarted (probes cut off by its own chain?)"
+  done < <(chain_pods "$ns" "$name")
+done
+info "Ready and never restarted after 60 s: ${runnable[*]}"
+
+# The default-deny firewall example drops UDP to any port: a receiver in its pod gets nothing, the firewall counts.
+fw_pod="$(chain_pods default firewall | head -n1)"
+[[ -n "$fw_pod" ]] || fail "no running pod of chain default/firewall"
+fw_ip="$(k -n default get pod "$fw_pod" -o jsonpath='{.status.podIP}')"
+start_client default
+k -n default wait --for=condition=Ready pod/e2e-client --timeout=120s >/dev/null || fail "client pod not Ready"
+recv_beside_sidecar default "$fw_pod" 9000 25 e2e-deny-recv
+drops0="$(pod_metric default "$fw_pod" buildvnf_function_drops_total 'function="fw"')"
+send_from_client default "$fw_ip:9000" 1000 4
+drops1="$(pod_metric default "$fw_pod" buildvnf_function_drops_total 'function="fw"')"
+wait_ephemeral default "$fw_pod" e2e-deny-recv terminated 60
+got="$(k -n default logs "$fw_pod" -c e2e-deny-recv | jq -r '.packets // 0')"
+info "default-deny firewall: 1000 UDP packets to :9000 -> receiver in the pod got $got, firewall dropped +$((drops1 - drops0))"
+((got == 0)) || fail "the default-deny firewall example let $got UDP packets through to its pod"
+((drops1 - drops0 >= 900)) || fail "the default-deny firewall example dropped only $((drops1 - drops0)) of 1000"
+k -n default delete pod e2e-client --wait=false >/dev/null
+
+# Examples whose interfaces a kind pod lacks cannot run here; their status must say they are not Ready, and why.
+for pair in "${others[@]}"; do
+  ns="${pair%/*}"
+  name="${pair#*/}"
+  reason=""
+  for _ in $(seq 1 60); do
+    reason="$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}')"
+    [[ -n "$reason" ]] && break
+    sleep 2
+  done
+  status="$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')"
+  message="$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')"
+  [[ "$status" == False && -n "$reason" && -n "$message" ]] ||
+    fail "vnfchain $pair needs interfaces kind pods lack, yet says Ready=$status reason='$reason' message='$message'"
+  info "vnfchain $pair (interfaces kind pods lack): Ready=False, $reason: $message"
+done
+for pair in "${runnable[@]}" "${others[@]}"; do
+  [[ "$pair" == "$LAB_NS/lab" ]] && continue
+  k -n "${pair%/*}" delete vnfchain "${pair#*/}" --wait --timeout=120s >/dev/null || fail "deleting vnfchain $pair timed out"
+done
 
 step "lab chain: examples/lab.yaml (firewall -> rate limiter -> monitor)"
 k apply -f examples/lab.yaml >/dev/null
@@ -288,6 +481,44 @@ k -n "$LAB_NS" logs "$lab_pod" -c e2e-recv >"$tmp/lab-recv.json"
 got="$(received "$tmp/lab-recv.json")"
 info "receiver in the chain pod got $got packets on port 9000"
 ((got >= 2700)) || fail "the receiver behind the firewall got $got of 3000 allowed packets"
+
+step "kill -9 of the lab chain's sidecar under traffic: no denied packet gets through (--on-exit keep)"
+args="$(sidecar_args "$LAB_NS" lab)"
+[[ "$args" =~ --on-exit[=\ ]keep ]] || fail "the lab chain's sidecar does not run with --on-exit keep (args: $args)"
+restarts0="$(sidecar_restarts "$LAB_NS" "$lab_pod")"
+scrape_counters "$LAB_NS" "$lab_pod" >"$tmp/kill-before.txt"
+recv_beside_sidecar "$LAB_NS" "$lab_pod" 9000 50 e2e-kill-allow
+recv_beside_sidecar "$LAB_NS" "$lab_pod" 9001 50 e2e-kill-deny
+# 20 s of 1000 packets/s to each port; the sidecar is killed 5 s in, and restarted by the kubelet meanwhile.
+k -n "$LAB_NS" exec e2e-client -- pktgen send --dst "$lab_ip:9000" --count 20000 --rate 1000 --flows 4 --json -q \
+  >"$tmp/kill-allow-send.json" 2>&1 &
+s_allow=$!
+k -n "$LAB_NS" exec e2e-client -- pktgen send --dst "$lab_ip:9001" --count 20000 --rate 1000 --flows 4 --json -q \
+  >"$tmp/kill-deny-send.json" 2>&1 &
+s_deny=$!
+sleep 5
+kill_sidecar "$LAB_NS" "$lab_pod"
+wait "$s_allow" || fail "pktgen send to :9000 failed during the kill: $(cat "$tmp/kill-allow-send.json")"
+wait "$s_deny" || fail "pktgen send to :9001 failed during the kill: $(cat "$tmp/kill-deny-send.json")"
+for _ in $(seq 1 60); do
+  (($(sidecar_restarts "$LAB_NS" "$lab_pod") > restarts0)) && break
+  sleep 2
+done
+(($(sidecar_restarts "$LAB_NS" "$lab_pod") > restarts0)) || fail "the killed sidecar was not restarted within 120 s"
+k -n "$LAB_NS" wait --for=condition=Ready "pod/$lab_pod" --timeout=120s >/dev/null ||
+  fail "the restarted sidecar of $lab_pod did not become Ready"
+wait_chain "$LAB_NS" lab
+wait_ephemeral "$LAB_NS" "$lab_pod" e2e-kill-allow terminated 90
+wait_ephemeral "$LAB_NS" "$lab_pod" e2e-kill-deny terminated 90
+allowed="$(k -n "$LAB_NS" logs "$lab_pod" -c e2e-kill-allow | jq -r '.packets // 0')"
+denied="$(k -n "$LAB_NS" logs "$lab_pod" -c e2e-kill-deny | jq -r '.packets // 0')"
+info "while the sidecar was killed and restarted: allowed :9000 got $allowed of 20000, denied :9001 got $denied of 20000"
+((denied == 0)) || fail "$denied packets to the denied port 9001 reached the pod around the kill of its sidecar"
+((allowed >= 18000)) || fail "only $allowed of 20000 allowed packets reached the pod around the kill (the chain was not kept)"
+k -n "$LAB_NS" logs "$lab_pod" -c cnf-dataplane | grep -q "re-adopted generation" ||
+  fail "the restarted sidecar did not re-adopt the kept chain (no 're-adopted generation' in its log)"
+scrape_counters "$LAB_NS" "$lab_pod" >"$tmp/kill-after.txt"
+counters_never_decrease "$tmp/kill-before.txt" "$tmp/kill-after.txt" "a kill -9 of the sidecar and its re-adoption"
 
 step "edge chain: firewall -> NAT -> load balancer -> monitor -> forwarder, in front of two servers"
 start_client "$E2E_NS"
@@ -343,6 +574,12 @@ gw_mac="$(k -n "$E2E_NS" logs "$edge_pod" -c e2e-gw | tr -d '[:space:]')"
 [[ "$gw_mac" =~ ^([0-9a-f]{2}:){5}[0-9a-f]{2}$ ]] || fail "could not find the MAC of $edge_pod's gateway (got '$gw_mac')"
 info "chain pod $edge_pod ($edge_ip), gateway MAC $gw_mac, servers $s1_ip and $s2_ip"
 
+# Traffic before the edits, so that the counters compared across them are not all zero.
+send_from_client "$E2E_NS" "$edge_ip:7000" 500 4
+(($(pod_metric "$E2E_NS" "$edge_pod" buildvnf_chain_packets_total 'result="classified"') > 0)) ||
+  fail "the edge chain classified no packet of 500 sent to it"
+scrape_counters "$E2E_NS" "$edge_pod" >"$tmp/edit0.txt"
+
 step "live edit 1: add NAT (udp $edge_ip:7001 -> $s1_ip:9000), LB (udp $edge_ip:7000 -> both servers) and a forwarder"
 k -n "$E2E_NS" patch vnfchain e2e-edge --type=merge -p "$(
   cat <<EOF
@@ -363,6 +600,8 @@ wait_chain "$E2E_NS" e2e-edge
 [[ "$(k -n "$E2E_NS" get pod "$edge_pod" -o jsonpath='{.status.containerStatuses[0].restartCount}')" == "$restarts_before" ]] ||
   fail "the live edit restarted the sidecar"
 info "applied live: same pod, no restart"
+scrape_counters "$E2E_NS" "$edge_pod" >"$tmp/edit1.txt"
+counters_never_decrease "$tmp/edit0.txt" "$tmp/edit1.txt" "live edit 1 (kubectl patch)"
 
 recv_in_pod "$E2E_NS" e2e-server-1 25 "$tmp/s1.json"
 r1=$!
@@ -393,10 +632,13 @@ info "DNAT: 1000 packets to :7001 -> server-1 $got1, server-2 $got2"
 ((got2 == 0)) || fail "DNAT traffic reached server-2 ($got2 packets)"
 
 step "live edit 2: the firewall now denies port 7000"
+scrape_counters "$E2E_NS" "$edge_pod" >"$tmp/edit1b.txt"
 k -n "$E2E_NS" patch vnfchain e2e-edge --type=json \
   -p '[{"op": "replace", "path": "/spec/functions/0/firewall/rules/0/destinationPorts", "value": [{"from": 7001}]}]' \
   >/dev/null || fail "kubectl patch (firewall rule) was refused"
 wait_chain "$E2E_NS" e2e-edge
+scrape_counters "$E2E_NS" "$edge_pod" >"$tmp/edit2.txt"
+counters_never_decrease "$tmp/edit1b.txt" "$tmp/edit2.txt" "live edit 2 (kubectl patch)"
 drops0="$(pod_metric "$E2E_NS" "$edge_pod" buildvnf_function_drops_total 'function="fw"' 'reason="firewall_default"')"
 recv_in_pod "$E2E_NS" e2e-server-1 15 "$tmp/s1-deny.json"
 r1=$!
@@ -428,6 +670,13 @@ done
 info "Prometheus: $buckets latency bucket series for e2e-edge, ${samples%.*} lab latency samples, $reconciles reconciles"
 k -n "$MONITORING_NS" get configmap -l grafana_dashboard=1 -o name | grep -q . ||
   fail "no Grafana dashboard ConfigMap (label grafana_dashboard=1)"
+
+step "the operator under the chart's RBAC"
+if k -n "$SYSTEM_NS" logs -l app.kubernetes.io/name=buildvnf-operator --all-containers --tail=-1 |
+  grep -i -m 5 forbidden >"$tmp/forbidden.txt"; then
+  fail "the API server refused the operator (its ClusterRole lacks a permission): $(cat "$tmp/forbidden.txt")"
+fi
+info "no request of the operator was forbidden"
 
 step "delete the chains and check the cleanup"
 for pair in "$E2E_NS/e2e-edge" "$LAB_NS/lab"; do

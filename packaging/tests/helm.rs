@@ -3,8 +3,10 @@
 //! each file there is one combination, and a new file is tested without touching this test), each render
 //! checked by `kubernetes-validate --strict` against the oldest Kubernetes the chart supports (Chart.yaml
 //! `kubeVersion`) and the newest the validator ships, and rendered twice to the same bytes (GitOps: Argo CD and
-//! Flux render the chart on every sync, so a render that changes rotates what it renders each time).
-//! Without a tool a test prints a skip; under `CI=true` that is a failure.
+//! Flux render the chart on every sync, so a render that changes rotates what it renders each time). The custom
+//! resources of other projects are checked by what consumes them (`promtool check rules`; the ServiceMonitor
+//! selects the metrics Service), and the matrix must take every branch of the templates.
+//! Without a tool a test prints a skip; under `CI=true` that is a failure (scripts/install-deps.sh installs them).
 
 mod common;
 
@@ -21,18 +23,19 @@ const RELEASE: &str = "build-vnf";
 const NAMESPACE: &str = "buildvnf-system";
 
 /// Custom resources of other projects the chart renders, whose schema kubernetes-validate cannot know (it ships
-/// the built-in Kubernetes types only); they are the only objects allowed through unvalidated. Our own CRD is
-/// validated as a `CustomResourceDefinition` (the renders include `crds/`).
+/// the built-in Kubernetes types only); they are the only objects it may pass unvalidated, and
+/// `custom_resources_work_for_what_consumes_them` checks them instead. Our own CRD is validated as a
+/// `CustomResourceDefinition` (the renders include `crds/`).
 const NO_SCHEMA: [(&str, &str, &str); 2] = [
     (
         "monitoring.coreos.com/v1",
         "ServiceMonitor",
-        "prometheus-operator's CRD; metrics.serviceMonitor.enabled",
+        "prometheus-operator's CRD (metrics.serviceMonitor.enabled): must select the operator's metrics Service",
     ),
     (
         "monitoring.coreos.com/v1",
         "PrometheusRule",
-        "prometheus-operator's CRD; metrics.prometheusRule.enabled (metric names: tests/metrics.rs)",
+        "prometheus-operator's CRD (metrics.prometheusRule.enabled): its groups must pass promtool check rules",
     ),
 ];
 
@@ -401,5 +404,115 @@ fn the_values_matrix_takes_every_branch_of_the_templates() {
         untaken.is_empty(),
         "the templates branch on values no file in {CI_DIR} changes; add a combination that sets them:\n  {}",
         untaken.join("\n  ")
+    );
+}
+
+/// The objects of a helm render (empty documents left out).
+fn objects(manifest: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(manifest)
+        .unwrap_or_else(|e| panic!("helm rendered YAML that does not parse: {e}"))
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+/// `promtool check rules` of a PrometheusRule's `spec` (a Prometheus rules file: `groups:`), as the
+/// prometheus-operator hands it to Prometheus. Ok, or promtool's complaint.
+fn promtool_check_rules(promtool: &Path, scratch: &Scratch, rule: &Value) -> Result<(), String> {
+    let file = scratch.write("rules.json", &rule["spec"].to_string());
+    let out = run(Command::new(promtool).args(["check", "rules", &file]));
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    }
+}
+
+/// Why a ServiceMonitor would scrape nothing, as the prometheus-operator selects targets: a Service in one of
+/// `namespaceSelector.matchNames` whose labels include `selector.matchLabels`, and per endpoint a named port of
+/// that Service.
+fn service_monitor_problems(monitor: &Value, services: &[&Value]) -> Vec<String> {
+    let spec = &monitor["spec"];
+    let namespaces: Vec<&Value> = spec["namespaceSelector"]["matchNames"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let wanted = spec["selector"]["matchLabels"].as_object();
+    let selected: Vec<&&Value> = services
+        .iter()
+        .filter(|svc| namespaces.contains(&&svc["metadata"]["namespace"]))
+        .filter(|svc| {
+            wanted.is_some_and(|w| {
+                !w.is_empty() && w.iter().all(|(k, v)| svc["metadata"]["labels"][k] == *v)
+            })
+        })
+        .collect();
+    if selected.is_empty() {
+        return vec![format!("selects no Service of the render: {spec}")];
+    }
+    let mut problems = Vec::new();
+    for endpoint in spec["endpoints"].as_array().into_iter().flatten() {
+        let port = &endpoint["port"];
+        let served = selected.iter().any(|svc| {
+            svc["spec"]["ports"]
+                .as_array()
+                .is_some_and(|ports| ports.iter().any(|p| p["name"] == *port))
+        });
+        if !served {
+            problems.push(format!(
+                "endpoint port {port} is no named port of the selected Service"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn custom_resources_work_for_what_consumes_them() {
+    let (Some(helm), Some(promtool)) = (common::tool("helm"), common::tool("promtool")) else {
+        return;
+    };
+    let scratch = Scratch::new("custom-resources");
+    let (mut rules, mut monitors) = (0, 0);
+    for values in ci_values() {
+        let objs = objects(&helm_template(&helm, &values, &[]));
+        for rule in of_kind(&objs, "PrometheusRule") {
+            rules += 1;
+            if let Err(e) = promtool_check_rules(&promtool, &scratch, rule) {
+                panic!("{values}: the PrometheusRule fails promtool check rules:\n{e}");
+            }
+            // Control: promtool refuses a broken expression in the same rule.
+            let mut broken = rule.clone();
+            broken["spec"]["groups"][0]["rules"][0]["expr"] = Value::from("sum(rate(");
+            assert!(
+                promtool_check_rules(&promtool, &scratch, &broken).is_err(),
+                "promtool accepted a broken PromQL expression"
+            );
+        }
+        let services = of_kind(&objs, "Service");
+        for monitor in of_kind(&objs, "ServiceMonitor") {
+            monitors += 1;
+            let problems = service_monitor_problems(monitor, &services);
+            assert!(
+                problems.is_empty(),
+                "{values}: the ServiceMonitor {problems:?}"
+            );
+            // Control: a selector label the Service lacks selects nothing.
+            let mut wrong = monitor.clone();
+            wrong["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] =
+                Value::from("other");
+            assert!(
+                !service_monitor_problems(&wrong, &services).is_empty(),
+                "a ServiceMonitor selecting another app passed"
+            );
+        }
+    }
+    assert!(
+        rules > 0 && monitors > 0,
+        "no combination in {CI_DIR} renders a PrometheusRule ({rules}) and a ServiceMonitor ({monitors})"
     );
 }

@@ -30,6 +30,13 @@ app.kubernetes.io/name: buildvnf-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* Labels of the operator's own objects: the common labels plus its name (the selector's other label,
+app.kubernetes.io/instance, is already among the common ones; a YAML mapping must not repeat a key). */}}
+{{- define "build-vnf.operatorLabels" -}}
+{{ include "build-vnf.labels" . }}
+app.kubernetes.io/name: buildvnf-operator
+{{- end }}
+
 {{- define "build-vnf.operatorImage" -}}
 {{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) }}
 {{- end }}

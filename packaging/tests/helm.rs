@@ -11,10 +11,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{read, repo, yaml};
+use common::{Scratch, read, repo, yaml};
 use serde_json::Value;
 
 const CHART: &str = "charts/build-vnf";
@@ -97,29 +97,6 @@ fn min_kube_version() -> String {
         .strip_prefix(">=")
         .unwrap_or_else(|| panic!("kubeVersion {constraint:?} is not of the form >=X.Y.Z"));
     v.trim().split('-').next().unwrap_or_default().to_string()
-}
-
-/// A scratch directory of this test process, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("buildvnf-helm-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        Self(dir)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, contents).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        p.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// What one `kubernetes-validate --strict --quiet` run said: its problems (every line that is not an accepted
@@ -223,7 +200,7 @@ fn every_render_passes_kubernetes_validate_strict() {
         return;
     };
     let versions = kube_versions(&validate);
-    let scratch = Scratch::new("validate");
+    let scratch = Scratch::new("helm-validate");
     let mut renders = Vec::new();
     for values in ci_values() {
         // Rendered for the oldest supported Kubernetes (helm refuses a kubeVersion the chart excludes), with the
@@ -475,7 +452,7 @@ fn custom_resources_work_for_what_consumes_them() {
     let (Some(helm), Some(promtool)) = (common::tool("helm"), common::tool("promtool")) else {
         return;
     };
-    let scratch = Scratch::new("custom-resources");
+    let scratch = Scratch::new("helm-custom-resources");
     let (mut rules, mut monitors) = (0, 0);
     for values in ci_values() {
         let objs = objects(&helm_template(&helm, &values, &[]));

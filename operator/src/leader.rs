@@ -1,7 +1,9 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: one operator replica reconciles, the others wait.
 //!
 //! Acquire or renew with optimistic concurrency (the Lease's resourceVersion), so two candidates never both
-//! believe they hold it; a holder that cannot renew within the lease duration stops leading.
+//! believe they hold it; a holder that cannot renew within the lease duration stops leading. A holder that
+//! shuts down releases the Lease (as client-go's `ReleaseOnCancel` does), so a successor leads at once
+//! instead of waiting for it to expire.
 
 use std::time::Duration;
 
@@ -12,6 +14,16 @@ use kube::Api;
 use kube::api::PostParams;
 
 use crate::Result;
+
+/// Field manager of the operator's writes to the Lease (the same as its server-side applies).
+const FIELD_MANAGER: &str = "buildvnf-operator";
+
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    }
+}
 
 /// Settings of one candidate.
 #[derive(Clone, Debug)]
@@ -64,7 +76,7 @@ impl Elector {
                 },
                 spec: Some(self.spec(now, None, 0)),
             };
-            return match self.api.create(&PostParams::default(), &lease).await {
+            return match self.api.create(&post_params(), &lease).await {
                 Ok(_) => Ok(Outcome::Leading),
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     Ok(Outcome::Following("another candidate".into()))
@@ -93,15 +105,41 @@ impl Elector {
         };
         // Replace carries the resourceVersion we read: if someone else wrote in between, this fails with 409.
         lease.spec = Some(self.spec(now, acquire, transitions));
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
+        match self.api.replace(&self.name, &post_params(), &lease).await {
             Ok(_) => Ok(Outcome::Leading),
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 Ok(Outcome::Following("another candidate".into()))
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives the Lease up if this candidate holds it: the holder is cleared and the duration shortened to
+    /// one second, like client-go's release
+    /// (<https://github.com/kubernetes/client-go/blob/master/tools/leaderelection/leaderelection.go>,
+    /// `release()`), so any candidate acquires it on its next try. Call it only after reconciling stopped.
+    /// Returns whether it was released; a Lease held by another, missing, or written concurrently (409)
+    /// is left alone.
+    pub async fn release(&self) -> Result<bool> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(false);
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(false);
+        }
+        let now = MicroTime(Timestamp::now());
+        lease.spec = Some(LeaseSpec {
+            holder_identity: None,
+            lease_duration_seconds: Some(1),
+            acquire_time: Some(now.clone()),
+            renew_time: Some(now),
+            lease_transitions: spec.lease_transitions,
+            ..LeaseSpec::default()
+        });
+        match self.api.replace(&self.name, &post_params(), &lease).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e.into()),
         }
     }

@@ -1384,6 +1384,8 @@ mod tests {
     // ---- opext: PodDisruptionBudget and anti-affinity, image policy, status columns, honest cleanup
     // events, Lease release, field manager. Kept in one block (the rest of this file is opcore's).
     pub(super) mod opext {
+        use std::time::Duration;
+
         use serde_json::json;
 
         use super::leader::{LEASE, elector};
@@ -1401,6 +1403,7 @@ mod tests {
             requests.extend(image_policy().await);
             requests.extend(cleanup_events().await);
             requests.extend(lease_release().await);
+            requests.extend(lead_until_shutdown().await);
             requests
         }
 
@@ -1664,6 +1667,59 @@ mod tests {
         #[tokio::test]
         async fn a_released_lease_is_taken_over_at_once() {
             lease_release().await;
+        }
+
+        /// `lead` as `main` runs it: the work runs while leading, a shutdown (SIGTERM) stops it, and only
+        /// then is the Lease released, so the standby leads on its next try.
+        async fn lead_until_shutdown() -> Vec<Recorded> {
+            let h = Harness::new();
+            let (a, b) = (elector(&h, "operator-a"), elector(&h, "operator-b"));
+            let (sigterm, on_sigterm) = tokio::sync::oneshot::channel::<()>();
+            let (working, on_working) = tokio::sync::oneshot::channel::<()>();
+            let (finished, on_finished) = tokio::sync::oneshot::channel::<Option<String>>();
+            let task = tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = on_sigterm.await;
+                };
+                a.lead(
+                    Duration::from_millis(10),
+                    Duration::from_secs(5),
+                    shutdown,
+                    |stop| async move {
+                        let _ = working.send(());
+                        stop.await;
+                        // The work is still finishing: the Lease must still be A's here.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    },
+                )
+                .await
+                .inspect(|lost| {
+                    let _ = finished.send(lost.clone());
+                })
+            });
+            on_working.await.expect("the work started");
+            let b_sees = b.try_acquire_or_renew().await.expect("b");
+            assert_eq!(b_sees, Outcome::Following("operator-a".into()));
+            sigterm.send(()).expect("sigterm");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert_eq!(
+                h.object(LEASE).expect("lease")["spec"]["holderIdentity"],
+                json!("operator-a"),
+                "not released while the work runs"
+            );
+            let lost = tokio::time::timeout(Duration::from_secs(10), on_finished)
+                .await
+                .expect("lead returns after the shutdown")
+                .expect("result");
+            assert_eq!(lost, None, "a shutdown is not a lost lease");
+            task.await.expect("task").expect("lead");
+            assert_eq!(b.try_acquire_or_renew().await.expect("b"), Outcome::Leading);
+            h.requests()
+        }
+
+        #[tokio::test]
+        async fn sigterm_stops_the_work_then_releases_the_lease() {
+            lead_until_shutdown().await;
         }
     }
 }

@@ -5,6 +5,9 @@
 //! shuts down releases the Lease (as client-go's `ReleaseOnCancel` does), so a successor leads at once
 //! instead of waiting for it to expire.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -24,6 +27,9 @@ fn post_params() -> PostParams {
         ..PostParams::default()
     }
 }
+
+/// Resolves when the work done while leading must stop: shutdown, or the Lease lost.
+pub type Stop = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
 /// Settings of one candidate.
 #[derive(Clone, Debug)]
@@ -142,6 +148,59 @@ impl Elector {
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Waits for the Lease (trying every `retry`), then runs `work` while renewing it every `renew`. `work`
+    /// gets a [`Stop`] that resolves on `shutdown` or when the Lease is lost, and must return soon after.
+    /// After a shutdown the renewals stop and the Lease is [released](Self::release) (only now: `work` has
+    /// finished, so two replicas never reconcile at once). Returns why leadership was lost, if it was (the
+    /// Lease is then another's and is left alone).
+    pub async fn lead<W, F>(
+        &self,
+        retry: Duration,
+        renew: Duration,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+        work: W,
+    ) -> Result<Option<String>>
+    where
+        W: FnOnce(Stop) -> F,
+        F: Future<Output = ()>,
+    {
+        self.acquire(retry).await?;
+        tracing::info!(identity = %self.identity, "leading");
+        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<String>();
+        let keeper = tokio::spawn({
+            let me = self.clone();
+            async move {
+                let _ = lost_tx.send(me.keep(renew).await);
+            }
+        });
+        let lost = Arc::new(Mutex::new(None));
+        let lost_reason = lost.clone();
+        work(Box::pin(async move {
+            tokio::select! {
+                _ = shutdown => {},
+                reason = lost_rx => {
+                    if let Ok(mut l) = lost_reason.lock() {
+                        *l = reason.ok();
+                    }
+                }
+            }
+        }))
+        .await;
+        if let Some(reason) = lost.lock().ok().and_then(|mut l| l.take()) {
+            return Ok(Some(reason));
+        }
+        keeper.abort();
+        let _ = keeper.await;
+        match self.release().await {
+            Ok(true) => tracing::info!("released the leader lease"),
+            Ok(false) => tracing::info!("the leader lease was no longer ours"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release the leader lease; it expires by itself")
+            }
+        }
+        Ok(None)
     }
 
     /// Waits until this candidate leads, trying every `retry`.

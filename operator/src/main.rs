@@ -146,43 +146,17 @@ async fn main() -> anyhow::Result<()> {
         &flags.identity,
         Duration::from_secs(15),
     );
-    elector.acquire(Duration::from_secs(5)).await?;
-    tracing::info!(identity = %flags.identity, "leading");
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<String>();
-    let keeper = tokio::spawn({
-        let elector = elector.clone();
-        async move {
-            let reason = elector.keep(Duration::from_secs(5)).await;
-            let _ = lost_tx.send(reason);
-        }
-    });
-    let lost = Arc::new(std::sync::Mutex::new(None));
-    let lost_reason = lost.clone();
-    let shutdown = async move {
-        tokio::select! {
-            _ = shutdown_signal() => {},
-            reason = lost_rx => {
-                if let Ok(mut l) = lost_reason.lock() {
-                    *l = reason.ok();
-                }
-            }
-        }
-    };
-    controller::run(ctx, flags.concurrency, shutdown).await;
-    if let Some(reason) = lost.lock().ok().and_then(|mut l| l.take()) {
+    let lost = elector
+        .lead(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            shutdown_signal(),
+            |stop| controller::run(ctx, flags.concurrency, stop),
+        )
+        .await?;
+    if let Some(reason) = lost {
         // Exit so Kubernetes restarts this replica as a candidate; another replica leads meanwhile.
         anyhow::bail!("lost leadership: {reason}");
-    }
-    // Reconciling has stopped (in-flight reconciles finished): stop renewing, then hand the Lease over so a
-    // standby leads now rather than when the Lease expires.
-    keeper.abort();
-    let _ = keeper.await;
-    match elector.release().await {
-        Ok(true) => tracing::info!("released the leader lease"),
-        Ok(false) => tracing::info!("the leader lease was no longer ours"),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot release the leader lease; it expires by itself")
-        }
     }
     tracing::info!("stopped");
     Ok(())

@@ -26,7 +26,7 @@ pub struct VNFChainStatus {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// Desired data-plane replicas.
+    /// Data-plane pods that exist (not being deleted): the scale subresource's current replicas.
     #[serde(default)]
     pub replicas: i32,
     /// Replicas that report the current generation attached on every interface.
@@ -41,6 +41,12 @@ pub struct VNFChainStatus {
     /// A generation that failed to apply and was rolled back; it is not pushed again until the spec changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_generation: Option<i64>,
+    /// The chain's function names in order, comma-separated (`fw,nat,lb`): the `Functions` printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_names: Option<String>,
+    /// Label selector of the chain's data-plane pods (`buildvnf.io/chain=NAME`), for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
 }
 
 /// The kernel hook a replica actually got on an interface.

@@ -39,9 +39,16 @@ pub const MAX_NAME_LEN: usize = 48;
     validation = kube::core::Rule::new("size(self.metadata.name) <= 48").message("metadata.name must be at most 48 characters (object names are derived from it)"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.readyReplicas"),
-    printcolumn(name = "Functions", type_ = "string", json_path = ".spec.functions[*].name"),
+    // The API server prints only the first match of a JSONPath, so the list is a status field the operator fills.
+    printcolumn(name = "Functions", type_ = "string", json_path = ".status.functionNames"),
     printcolumn(name = "Hook", type_ = "string", json_path = ".spec.dataplane.hook"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // `kubectl scale vnfchain/NAME --replicas N` and autoscalers set `spec.placement.replicas`.
+    scale(
+        spec_replicas_path = ".spec.placement.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = kube::core::Rule::new("self.functions.filter(f, f.type == 'forwarder').size() <= 1").message("a chain has at most one forwarder").field_path(".functions"))]
@@ -193,6 +200,33 @@ impl Default for Telemetry {
     }
 }
 
+/// What the data-plane sidecar does with the chain when it exits (crash, kill, rollout, eviction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnExit {
+    /// Leave the programs attached and the maps pinned: the interface stays filtered while no sidecar
+    /// runs, and the next sidecar re-adopts the chain (fail closed).
+    #[default]
+    Keep,
+    /// Detach the programs: traffic flows unfiltered until a sidecar attaches the chain again.
+    Detach,
+}
+
+impl OnExit {
+    /// Whether this is the default, `keep`.
+    pub fn is_keep(&self) -> bool {
+        *self == OnExit::Keep
+    }
+
+    /// The value of the sidecar's `--on-exit` flag.
+    pub fn as_flag(self) -> &'static str {
+        match self {
+            OnExit::Keep => "keep",
+            OnExit::Detach => "detach",
+        }
+    }
+}
+
 /// How the data plane runs the chain.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -213,6 +247,11 @@ pub struct Dataplane {
     /// In-kernel telemetry.
     #[serde(default)]
     pub telemetry: Telemetry,
+    /// What the sidecar does with the chain when it exits: `keep` (the default) leaves it attached, so a
+    /// killed or crashing sidecar never leaves the interface unfiltered; `detach` removes it.
+    // Omitted when `keep`, so manifests of chains that do not set it still parse in older sidecars.
+    #[serde(default, skip_serializing_if = "OnExit::is_keep")]
+    pub on_exit: OnExit,
 }
 
 /// Where and how many data-plane pods run.
@@ -243,5 +282,79 @@ impl Default for Placement {
             node_selector: BTreeMap::new(),
             tolerations: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn scale_subresource_and_functions_column_point_at_fields_that_exist() {
+        let crd = VNFChain::crd();
+        let v = &crd.spec.versions[0];
+        let scale = v
+            .subresources
+            .as_ref()
+            .and_then(|s| s.scale.as_ref())
+            .expect("scale subresource");
+        assert_eq!(scale.spec_replicas_path, ".spec.placement.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.replicas");
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.selector")
+        );
+        let column = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .find(|c| c.name == "Functions")
+            .expect("Functions column");
+        assert_eq!(column.json_path, ".status.functionNames");
+        assert!(
+            !column.json_path.contains("[*]"),
+            "the API server prints only the first match"
+        );
+
+        // Each path names a field of the schema, with the type the API server requires.
+        let schema = serde_json::to_value(
+            v.schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("schema"),
+        )
+        .expect("encode");
+        let field = |path: &str| {
+            let mut node = &schema;
+            for part in path.trim_start_matches('.').split('.') {
+                node = &node["properties"][part];
+            }
+            node["type"].as_str().map(str::to_string)
+        };
+        assert_eq!(field(&scale.spec_replicas_path).as_deref(), Some("integer"));
+        assert_eq!(
+            field(&scale.status_replicas_path).as_deref(),
+            Some("integer")
+        );
+        assert_eq!(field(".status.selector").as_deref(), Some("string"));
+        assert_eq!(field(".status.functionNames").as_deref(), Some("string"));
+        assert_eq!(field(".spec.dataplane.onExit").as_deref(), Some("string"));
+    }
+
+    #[test]
+    fn on_exit_defaults_to_keep_and_maps_to_the_sidecar_flag() {
+        let d: Dataplane = serde_json::from_value(serde_json::json!({})).expect("empty dataplane");
+        assert_eq!(d.on_exit, OnExit::Keep);
+        assert_eq!(d.on_exit.as_flag(), "keep");
+        let d: Dataplane =
+            serde_json::from_value(serde_json::json!({"onExit": "detach"})).expect("detach");
+        assert_eq!(d.on_exit.as_flag(), "detach");
+        assert!(
+            serde_json::from_value::<Dataplane>(serde_json::json!({"onExit": "Keep"})).is_err()
+        );
+        assert!(
+            serde_json::from_value::<Dataplane>(serde_json::json!({"onExit": "stay"})).is_err()
+        );
     }
 }

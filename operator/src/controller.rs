@@ -16,8 +16,9 @@ use dataplane_api::ApplyChainRequest;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -371,9 +372,17 @@ async fn apply(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Act
         ..Observation::default()
     };
 
+    // (opext) A valid spec the image policy refuses is reported like an invalid one: nothing is applied.
+    obs.refused = crate::policy::refusal(
+        &chain,
+        &ctx.settings.allowed_images,
+        &ctx.settings.default_image,
+    );
     if let Err(errors) = crds::validate(&chain) {
-        // Nothing is changed for an invalid spec; the status still says what runs.
         obs.invalid = Some(errors);
+    }
+    if obs.invalid.is_some() || obs.refused.is_some() {
+        // Nothing is changed for an invalid spec; the status still says what runs.
         let pods = pods(&chain, ctx, &restart_hash).await?;
         obs.replicas = observe(ctx, &pods).await;
         write_status(&chain, previous.as_ref(), &obs, ctx).await?;
@@ -401,6 +410,7 @@ async fn apply(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Act
     obs.deployment = status::deployment_problem(&deployment);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     apply_object(&services, &name, &render::service(&chain)?).await?;
+    apply_disruption_budget(&chain, previous.as_ref(), ctx).await?;
     if ctx.settings.pod_monitor {
         let monitors: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &ns, &render::pod_monitor_resource());
@@ -517,6 +527,37 @@ async fn report_error(chain: &VNFChain, error: &Error, ctx: &Context<impl Sideca
     }
 }
 
+/// (opext) Applies the chain's PodDisruptionBudget (two replicas or more), or deletes it when the replicas
+/// dropped below two. The delete is sent only when the spec moved since the last status (or the last status
+/// refused it), so a steady one-replica chain costs no request; a missing budget is fine.
+async fn apply_disruption_budget(
+    chain: &VNFChain,
+    previous: Option<&VNFChainStatus>,
+    ctx: &Context<impl Sidecars>,
+) -> Result<()> {
+    let ns = chain.namespace().unwrap_or_default();
+    let name = render::object_name(chain)?;
+    let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(pdb) = render::pod_disruption_budget(chain)? {
+        return apply_object(&api, &name, &pdb).await.map(|_| ());
+    }
+    let settled = previous.is_some_and(|p| {
+        p.observed_generation == chain.metadata.generation
+            && !p
+                .conditions
+                .iter()
+                .any(|c| c.type_ == crds::CONDITION_INVALID_SPEC && c.status == "True")
+    });
+    if settled {
+        return Ok(());
+    }
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn write_status(
     chain: &VNFChain,
     previous: Option<&VNFChainStatus>,
@@ -564,21 +605,24 @@ async fn write_status(
 async fn cleanup(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Action> {
     ctx.forget_not_ready(&key(&chain));
     let pods = pods(&chain, ctx, &render::restart_hash(&chain)?).await?;
-    let mut detached = 0;
-    for ep in pods.iter().filter_map(|p| p.endpoint.as_ref()) {
+    // (opext) Count the sidecars actually reached, so the Event tells what happened.
+    let mut not_detached = Vec::new();
+    for p in &pods {
+        let Some(ep) = &p.endpoint else {
+            not_detached.push(p.pod.clone());
+            continue;
+        };
         // An unreachable sidecar cannot be waited for forever; its pod's deletion takes its interfaces along.
-        match ctx.sidecars.detach(ep).await {
-            Ok(()) => detached += 1,
-            Err(e) => warn!(pod = %ep.pod, error = %e, "detach failed; continuing with deletion"),
+        if let Err(e) = ctx.sidecars.detach(ep).await {
+            warn!(pod = %ep.pod, error = %e, "detach failed; continuing with deletion");
+            not_detached.push(p.pod.clone());
         }
     }
+    let (type_, note) = cleanup_note(pods.len(), &not_detached);
     let event = Event {
-        type_: EventType::Normal,
+        type_,
         reason: "Deleted".into(),
-        note: Some(format!(
-            "detached the chain from {detached} of {} pod(s); the others lose it with their pods",
-            pods.len()
-        )),
+        note: Some(note),
         action: "Cleanup".into(),
         secondary: None,
     };
@@ -586,6 +630,31 @@ async fn cleanup(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<A
         warn!(error = %e, "cannot publish event");
     }
     Ok(Action::await_change())
+}
+
+/// (opext) The cleanup Event: how many of `pods` sidecars were reached and detached, and which were not.
+pub fn cleanup_note(pods: usize, not_detached: &[String]) -> (EventType, String) {
+    let detached = pods.saturating_sub(not_detached.len());
+    if pods == 0 {
+        return (
+            EventType::Normal,
+            "no data-plane pod existed: nothing to detach".into(),
+        );
+    }
+    if not_detached.is_empty() {
+        return (
+            EventType::Normal,
+            format!("detached the chain from {detached} of {pods} sidecar(s)"),
+        );
+    }
+    (
+        EventType::Warning,
+        format!(
+            "detached the chain from {detached} of {pods} sidecar(s); not reached: {} (their pods go \
+             with the Deployment)",
+            not_detached.join(", ")
+        ),
+    )
 }
 
 /// Fails with a clear message when the CRD is not installed.

@@ -486,6 +486,11 @@ fn route(
             }
             json_response(StatusCode::OK, obj)
         }
+        // Like the API server without finalizers on the object: gone at once, answered with the object.
+        "DELETE" => match state.objects.remove(path) {
+            Some(o) => json_response(StatusCode::OK, &o),
+            None => not_found(path),
+        },
         "PATCH" if content_type.contains("apply-patch") => {
             // Server-side apply: this manager owns every field it sends, so the object becomes what it sent;
             // the status stays (the main endpoint ignores it for kinds with a status subresource).

@@ -90,7 +90,12 @@ mod tests {
 
     impl Harness {
         fn new() -> Self {
-            Self::with_settings(Settings::default())
+            // (opext) The test cluster's image allow-list: ImageChange rolls to an image of registry.local.
+            Self::with_settings(Settings {
+                allowed_images: crate::policy::ImagePolicy::new(&["registry.local/"])
+                    .expect("allow-list"),
+                ..Settings::default()
+            })
         }
 
         fn with_settings(settings: Settings) -> Self {
@@ -527,10 +532,10 @@ mod tests {
         use super::Harness;
         use crate::leader::{Elector, Outcome};
 
-        const LEASE: &str =
+        pub(super) const LEASE: &str =
             "/apis/coordination.k8s.io/v1/namespaces/default/leases/buildvnf-operator";
 
-        fn elector(h: &Harness, id: &str) -> Elector {
+        pub(super) fn elector(h: &Harness, id: &str) -> Elector {
             let api: Api<Lease> = Api::namespaced(h.ctx.client.clone(), "default");
             Elector::new(api, "buildvnf-operator", id, Duration::from_secs(15))
         }
@@ -1014,7 +1019,7 @@ mod tests {
         use std::path::Path;
 
         use super::{
-            Recorded, Scenario, controller_runtime, leader, pod_monitors, ready_again, run,
+            Recorded, Scenario, controller_runtime, leader, opext, pod_monitors, ready_again, run,
         };
 
         /// One ClusterRole rule, as written in the chart's rules file.
@@ -1069,6 +1074,7 @@ mod tests {
             requests.extend(controller_runtime().await);
             requests.extend(pod_monitors().await);
             requests.extend(ready_again().await);
+            requests.extend(opext::everything().await);
             requests
         }
 
@@ -1373,6 +1379,347 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+    // ---- opext: PodDisruptionBudget and anti-affinity, image policy, status columns, honest cleanup
+    // events, Lease release, field manager. Kept in one block (the rest of this file is opcore's).
+    pub(super) mod opext {
+        use std::time::Duration;
+
+        use serde_json::json;
+
+        use super::leader::{LEASE, elector};
+        use super::{CHAIN_PATH, DEPLOYMENT_PATH, Harness, Recorded, chain};
+        use crate::leader::Outcome;
+        use crate::policy::ImagePolicy;
+
+        const PDB_PATH: &str =
+            "/apis/policy/v1/namespaces/default/poddisruptionbudgets/edge-dataplane";
+
+        /// Every request of this block's flows, for the RBAC test.
+        pub(in super::super) async fn everything() -> Vec<Recorded> {
+            let mut requests = Vec::new();
+            requests.extend(disruption_budget().await);
+            requests.extend(image_policy().await);
+            requests.extend(cleanup_events().await);
+            requests.extend(lease_release().await);
+            requests.extend(lead_until_shutdown().await);
+            requests
+        }
+
+        fn deletes(h: &Harness, path: &str) -> usize {
+            h.state.lock().expect("state").calls("DELETE", path).len()
+        }
+
+        /// Two replicas: a PDB (maxUnavailable 1) and anti-affinity, with the operator's labels; one
+        /// replica: the PDB is deleted once, and a steady one-replica chain sends no more deletes.
+        async fn disruption_budget() -> Vec<Recorded> {
+            let h = Harness::new();
+            let c1 = chain(1, 22, None, "10.0.2.1");
+            h.ready_at(&c1).await;
+            let pdb = h.object(PDB_PATH).expect("a PDB for 2 replicas");
+            assert_eq!(pdb["apiVersion"], json!("policy/v1"));
+            assert_eq!(pdb["spec"]["maxUnavailable"], json!(1));
+            assert_eq!(
+                pdb["spec"]["selector"]["matchLabels"],
+                json!({"buildvnf.io/chain": "edge"})
+            );
+            let d = h.object(DEPLOYMENT_PATH).expect("deployment");
+            for obj in [&pdb, &d] {
+                assert_eq!(
+                    obj["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                    json!("buildvnf-operator")
+                );
+                assert_eq!(
+                    obj["metadata"]["labels"]["buildvnf.io/chain"],
+                    json!("edge")
+                );
+                assert_eq!(
+                    obj["metadata"]["ownerReferences"][0]["uid"],
+                    json!("uid-edge")
+                );
+            }
+            let term = &d["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+                [0];
+            assert_eq!(
+                term["podAffinityTerm"]["topologyKey"],
+                json!("kubernetes.io/hostname")
+            );
+            let args = &d["spec"]["template"]["spec"]["containers"][0]["args"];
+            let args: Vec<&str> = args
+                .as_array()
+                .expect("args")
+                .iter()
+                .filter_map(|a| a.as_str())
+                .collect();
+            assert!(
+                args.windows(2).any(|w| w == ["--on-exit", "keep"]),
+                "{args:?}"
+            );
+            // The status columns: every function, the pods' selector, the pods that exist.
+            let st = h.status();
+            assert_eq!(st.function_names.as_deref(), Some("fw,lb"));
+            assert_eq!(st.selector.as_deref(), Some("buildvnf.io/chain=edge"));
+            assert_eq!(st.replicas, 2);
+
+            let mut c2 = chain(2, 22, None, "10.0.2.1");
+            c2.spec.placement.replicas = 1;
+            h.reconcile(&c2).await;
+            assert!(
+                h.object(PDB_PATH).is_none(),
+                "the PDB goes with the second replica"
+            );
+            let d = h.object(DEPLOYMENT_PATH).expect("deployment");
+            assert_eq!(d["spec"]["replicas"], json!(1));
+            assert!(d["spec"]["template"]["spec"].get("affinity").is_none());
+            assert_eq!(deletes(&h, PDB_PATH), 1);
+            for _ in 0..3 {
+                h.reconcile(&c2).await;
+            }
+            assert_eq!(
+                deletes(&h, PDB_PATH),
+                1,
+                "a steady 1-replica chain sends no deletes"
+            );
+            // And back to three: the PDB is applied again.
+            let mut c3 = chain(3, 22, None, "10.0.2.1");
+            c3.spec.placement.replicas = 3;
+            h.reconcile(&c3).await;
+            assert!(h.object(PDB_PATH).is_some());
+
+            // Every write names the field manager (the finalizer's JSON patch is named by the User-Agent,
+            // which a fake client cannot send: see main.rs's test).
+            let requests = h.requests();
+            for r in requests.iter().filter(|r| {
+                r.method == "PATCH" && r.path != CHAIN_PATH && !r.path.contains("/events")
+            }) {
+                assert!(r.query.contains("fieldManager=buildvnf-operator"), "{r:?}");
+            }
+            requests
+        }
+
+        fn condition(h: &Harness, t: &str) -> (String, String, String) {
+            h.condition(t)
+        }
+
+        /// A chain naming an image outside the allow-list: refused with a reason, nothing applied; the
+        /// same chain under an operator that allows the image runs; a running chain switched to a foreign
+        /// image keeps its pods as they are.
+        async fn image_policy() -> Vec<Recorded> {
+            let mut h = Harness::new();
+            let foreign = "registry.evil.io/miner:1";
+            let c = chain(1, 22, Some(foreign), "10.0.2.1");
+            h.reconcile(&c).await;
+            let (invalid, reason, message) = condition(&h, "InvalidSpec");
+            assert_eq!(
+                (invalid.as_str(), reason.as_str()),
+                ("True", "ImageNotAllowed")
+            );
+            assert!(
+                message.contains(foreign) && message.contains("--allowed-images"),
+                "{message}"
+            );
+            let (ready, reason, _) = condition(&h, "Ready");
+            assert_eq!(
+                (ready.as_str(), reason.as_str()),
+                ("False", "ImageNotAllowed")
+            );
+            let writes: Vec<String> = h
+                .requests()
+                .iter()
+                .filter(|r| r.method != "GET")
+                .map(|r| r.path.clone())
+                .collect();
+            assert!(
+                writes
+                    .iter()
+                    .all(|p| p.starts_with(CHAIN_PATH) || p.ends_with("/events")),
+                "only the chain's status (and events) are written: {writes:?}"
+            );
+            assert!(h.object(DEPLOYMENT_PATH).is_none());
+            assert!(h.object(PDB_PATH).is_none());
+            assert!(h.sidecars.calls().is_empty());
+
+            // The admin allows its repository: a new operator process runs it.
+            let mut settings = h.ctx.settings.clone();
+            settings.allowed_images = ImagePolicy::new(&["registry.evil.io/"]).expect("policy");
+            let state = h.state.clone();
+            let requests_before = h.requests();
+            h = Harness::with_settings(settings);
+            h.state = state;
+            h.restart();
+            h.reconcile(&c).await;
+            assert_eq!(condition(&h, "InvalidSpec").0, "False");
+            let d = h.object(DEPLOYMENT_PATH).expect("deployment");
+            assert_eq!(
+                d["spec"]["template"]["spec"]["containers"][0]["image"],
+                json!(foreign)
+            );
+
+            // A Ready chain on the default image switched to a refused one: its pods are left as they are.
+            let g = Harness::new();
+            g.ready_at(&chain(1, 22, None, "10.0.2.1")).await;
+            let before = g.object(DEPLOYMENT_PATH);
+            g.reconcile(&chain(2, 22, Some("docker.io/someone/dp:2"), "10.0.2.1"))
+                .await;
+            assert_eq!(g.object(DEPLOYMENT_PATH), before);
+            assert_eq!(g.condition("InvalidSpec").1, "ImageNotAllowed");
+            assert_eq!(g.sidecars.generation("edge-dataplane-a"), 1);
+
+            let mut all = requests_before;
+            all.extend(h.requests());
+            all.extend(g.requests());
+            all
+        }
+
+        /// The cleanup Event counts the sidecars that were reached and detached.
+        async fn cleanup_events() -> Vec<Recorded> {
+            let h = Harness::new();
+            let c = chain(1, 22, None, "10.0.2.1");
+            h.ready_at(&c).await;
+            if let Ok(mut p) = h.sidecars.pods.lock()
+                && let Some(b) = p.get_mut("edge-dataplane-b")
+            {
+                b.unreachable = true;
+            }
+            let mut gone = c.clone();
+            gone.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                ));
+            h.reconcile(&gone).await;
+            let events = h.state.lock().expect("state").events.clone();
+            let cleanup = events
+                .iter()
+                .map(|(_, e)| e)
+                .find(|e| e["action"] == json!("Cleanup"))
+                .expect("a cleanup event");
+            assert_eq!(cleanup["type"], json!("Warning"), "{cleanup}");
+            assert_eq!(
+                cleanup["note"],
+                json!(
+                    "detached the chain from 1 of 2 sidecar(s); not reached: edge-dataplane-b (their pods go with the Deployment)"
+                )
+            );
+            h.requests()
+        }
+
+        /// A holder that shuts down releases the Lease: a standby leads at once, not after 15 s; a
+        /// non-holder's release, or one that races with another write, changes nothing.
+        async fn lease_release() -> Vec<Recorded> {
+            let h = Harness::new();
+            let (a, b) = (elector(&h, "operator-a"), elector(&h, "operator-b"));
+            assert!(
+                !a.release().await.expect("no lease yet"),
+                "nothing to release"
+            );
+            assert_eq!(a.try_acquire_or_renew().await.expect("a"), Outcome::Leading);
+            let b_sees = b.try_acquire_or_renew().await.expect("b");
+            assert_eq!(b_sees, Outcome::Following("operator-a".into()));
+            assert!(!b.release().await.expect("b release"), "b does not hold it");
+            assert_eq!(
+                h.object(LEASE).expect("lease")["spec"]["holderIdentity"],
+                json!("operator-a")
+            );
+            assert!(a.release().await.expect("a release"));
+            let lease = h.object(LEASE).expect("lease");
+            assert!(lease["spec"].get("holderIdentity").is_none(), "{lease}");
+            assert_eq!(lease["spec"]["leaseDurationSeconds"], json!(1));
+            // Well within A's 15 s: B leads on its next try.
+            assert_eq!(b.try_acquire_or_renew().await.expect("b"), Outcome::Leading);
+            let lease = h.object(LEASE).expect("lease");
+            assert_eq!(lease["spec"]["holderIdentity"], json!("operator-b"));
+            assert_eq!(lease["spec"]["leaseTransitions"], json!(1));
+            assert_eq!(lease["spec"]["leaseDurationSeconds"], json!(15));
+            // A release that loses a race with another write leaves the Lease to the writer.
+            h.state.lock().expect("state").concurrent_write_before_put = true;
+            assert!(!b.release().await.expect("racing release"));
+            assert_eq!(
+                h.object(LEASE).expect("lease")["spec"]["holderIdentity"],
+                json!("operator-b")
+            );
+            // Lease writes name the field manager.
+            let requests = h.requests();
+            for r in requests
+                .iter()
+                .filter(|r| (r.method == "POST" || r.method == "PUT") && r.path.contains("/leases"))
+            {
+                assert!(r.query.contains("fieldManager=buildvnf-operator"), "{r:?}");
+            }
+            requests
+        }
+
+        #[tokio::test]
+        async fn pdb_and_anti_affinity_follow_the_replicas() {
+            disruption_budget().await;
+        }
+
+        #[tokio::test]
+        async fn an_image_outside_the_allow_list_is_refused_and_nothing_is_applied() {
+            image_policy().await;
+        }
+
+        #[tokio::test]
+        async fn the_cleanup_event_counts_the_sidecars_actually_detached() {
+            cleanup_events().await;
+        }
+
+        #[tokio::test]
+        async fn a_released_lease_is_taken_over_at_once() {
+            lease_release().await;
+        }
+
+        /// `lead` as `main` runs it: the work runs while leading, a shutdown (SIGTERM) stops it, and only
+        /// then is the Lease released, so the standby leads on its next try.
+        async fn lead_until_shutdown() -> Vec<Recorded> {
+            let h = Harness::new();
+            let (a, b) = (elector(&h, "operator-a"), elector(&h, "operator-b"));
+            let (sigterm, on_sigterm) = tokio::sync::oneshot::channel::<()>();
+            let (working, on_working) = tokio::sync::oneshot::channel::<()>();
+            let (finished, on_finished) = tokio::sync::oneshot::channel::<Option<String>>();
+            let task = tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = on_sigterm.await;
+                };
+                a.lead(
+                    Duration::from_millis(10),
+                    Duration::from_secs(5),
+                    shutdown,
+                    |stop| async move {
+                        let _ = working.send(());
+                        stop.await;
+                        // The work is still finishing: the Lease must still be A's here.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    },
+                )
+                .await
+                .inspect(|lost| {
+                    let _ = finished.send(lost.clone());
+                })
+            });
+            on_working.await.expect("the work started");
+            let b_sees = b.try_acquire_or_renew().await.expect("b");
+            assert_eq!(b_sees, Outcome::Following("operator-a".into()));
+            sigterm.send(()).expect("sigterm");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert_eq!(
+                h.object(LEASE).expect("lease")["spec"]["holderIdentity"],
+                json!("operator-a"),
+                "not released while the work runs"
+            );
+            let lost = tokio::time::timeout(Duration::from_secs(10), on_finished)
+                .await
+                .expect("lead returns after the shutdown")
+                .expect("result");
+            assert_eq!(lost, None, "a shutdown is not a lost lease");
+            task.await.expect("task").expect("lead");
+            assert_eq!(b.try_acquire_or_renew().await.expect("b"), Outcome::Leading);
+            h.requests()
+        }
+
+        #[tokio::test]
+        async fn sigterm_stops_the_work_then_releases_the_lease() {
+            lead_until_shutdown().await;
         }
     }
 }

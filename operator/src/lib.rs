@@ -5,6 +5,7 @@ pub mod controller;
 pub mod fake;
 pub mod leader;
 pub mod metrics;
+pub mod policy;
 pub mod render;
 pub mod sidecar;
 pub mod status;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use operator::controller::{self, Context};
 use operator::leader::Elector;
 use operator::metrics::Metrics;
+use operator::policy::ImagePolicy;
 use operator::render::Settings;
 use operator::sidecar::GrpcSidecars;
 
@@ -30,6 +31,11 @@ struct Flags {
         default_value = "ghcr.io/build-vnf/cnf-dataplane:0.1.0"
     )]
     dataplane_image: String,
+    /// Images chains may name in spec.dataplane.image besides --dataplane-image (always allowed),
+    /// comma-separated: REPOSITORY:TAG, REPOSITORY@DIGEST, REPOSITORY (any tag), or PREFIX/ (any
+    /// repository under it). Empty: only --dataplane-image.
+    #[arg(long, env = "BUILDVNF_ALLOWED_IMAGES", value_delimiter = ',')]
+    allowed_images: Vec<String>,
     /// Secret (in each chain's namespace) with the sidecars' mTLS certificate, key and CA.
     #[arg(
         long,
@@ -75,15 +81,20 @@ async fn main() -> anyhow::Result<()> {
         builder.init();
     }
 
-    let client = kube::Client::try_default()
+    let allowed_images = ImagePolicy::new(&flags.allowed_images)
+        .context("--allowed-images / BUILDVNF_ALLOWED_IMAGES")?;
+    let config = kube::Config::infer()
         .await
         .context("no Kubernetes configuration (in-cluster service account or KUBECONFIG)")?;
+    let client = kube::Client::try_from(with_user_agent(config))
+        .context("building the Kubernetes client")?;
     controller::check_crd(&client).await?;
     let client_for_lease = client.clone();
     let settings = Settings {
         default_image: flags.dataplane_image,
         tls_secret: flags.tls_secret,
         pod_monitor: controller::pod_monitor_available(&client).await,
+        allowed_images,
         ..Settings::default()
     };
     tracing::info!(pod_monitor = settings.pod_monitor, "starting");
@@ -135,32 +146,36 @@ async fn main() -> anyhow::Result<()> {
         &flags.identity,
         Duration::from_secs(15),
     );
-    elector.acquire(Duration::from_secs(5)).await?;
-    tracing::info!(identity = %flags.identity, "leading");
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<String>();
-    tokio::spawn(async move {
-        let reason = elector.keep(Duration::from_secs(5)).await;
-        let _ = lost_tx.send(reason);
-    });
-    let lost = Arc::new(std::sync::Mutex::new(None));
-    let lost_reason = lost.clone();
-    let shutdown = async move {
-        tokio::select! {
-            _ = shutdown_signal() => {},
-            reason = lost_rx => {
-                if let Ok(mut l) = lost_reason.lock() {
-                    *l = reason.ok();
-                }
-            }
-        }
-    };
-    controller::run(ctx, flags.concurrency, shutdown).await;
-    if let Some(reason) = lost.lock().ok().and_then(|mut l| l.take()) {
+    let lost = elector
+        .lead(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            shutdown_signal(),
+            |stop| controller::run(ctx, flags.concurrency, stop),
+        )
+        .await?;
+    if let Some(reason) = lost {
         // Exit so Kubernetes restarts this replica as a candidate; another replica leads meanwhile.
         anyhow::bail!("lost leadership: {reason}");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `User-Agent` of every request to the API server. The API server names the field manager of writes that
+/// give none (the finalizer's JSON patches) after the part before the `/`, and audit logs show it.
+const USER_AGENT: &str = concat!("buildvnf-operator/", env!("CARGO_PKG_VERSION"));
+
+/// `config` with the operator's `User-Agent` on every request.
+fn with_user_agent(mut config: kube::Config) -> kube::Config {
+    config
+        .headers
+        .retain(|(name, _)| name != http::header::USER_AGENT);
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    config
 }
 
 async fn shutdown_signal() {
@@ -182,4 +197,113 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams, Patch, PatchParams};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads one HTTP/1.1 request from `stream` (headers and a Content-Length body); returns its head.
+    async fn read_request(stream: &mut tokio::net::TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    return text[..end].to_string();
+                }
+            }
+        }
+        String::from_utf8_lossy(&buf).to_string()
+    }
+
+    /// The real kube client stack (the one `main` builds) against a plain HTTP listener on loopback: every
+    /// request it sends carries the operator's User-Agent, and a server-side apply names the field manager.
+    #[tokio::test]
+    async fn every_request_carries_the_user_agent_and_applies_name_the_field_manager() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let mut heads = Vec::new();
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                let head = read_request(&mut stream).await;
+                let body = if head.starts_with("GET") {
+                    r#"{"apiVersion":"v1","kind":"ConfigMapList","metadata":{},"items":[]}"#
+                } else {
+                    r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"ns"}}"#
+                };
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(reply.as_bytes()).await.expect("write");
+                heads.push(head);
+            }
+            heads
+        });
+        let url: http::Uri = format!("http://{addr}").parse().expect("url");
+        let mut config = kube::Config::new(url);
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("someone-else/1"),
+        ));
+        let client = kube::Client::try_from(with_user_agent(config)).expect("client");
+        let api: Api<ConfigMap> = Api::namespaced(client, "ns");
+        api.list(&ListParams::default()).await.expect("list");
+        let cm = ConfigMap {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("x".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        api.patch(
+            "x",
+            &PatchParams::apply(operator::controller::FIELD_MANAGER),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .expect("apply");
+        let heads = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("server done")
+            .expect("server task");
+        assert_eq!(heads.len(), 2);
+        for head in &heads {
+            let agents: Vec<&str> = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .filter(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+                .map(|(_, v)| v.trim())
+                .collect();
+            assert_eq!(agents, [USER_AGENT], "{head}");
+        }
+        assert!(USER_AGENT.starts_with("buildvnf-operator/"));
+        assert!(heads[1].starts_with("PATCH "), "{}", heads[1]);
+        assert!(
+            heads[1].contains("fieldManager=buildvnf-operator"),
+            "{}",
+            heads[1]
+        );
+    }
 }

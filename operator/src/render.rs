@@ -1,4 +1,5 @@
-//! Desired state as pure functions: a `VNFChain` → its Deployment, ConfigMap, Service and PodMonitor.
+//! Desired state as pure functions: a `VNFChain` → its Deployment, ConfigMap, Service, PodDisruptionBudget
+//! and PodMonitor.
 //!
 //! Nothing here talks to the API server, so every object the operator applies is golden-tested.
 
@@ -9,11 +10,13 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, KeyToPath, ObjectFieldSelector,
-    PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, SecurityContext, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, KeyToPath,
+    ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    WeightedPodAffinityTerm,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
@@ -21,6 +24,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::policy::ImagePolicy;
 use crate::{Error, Result};
 
 /// Port of the sidecar's gRPC control API.
@@ -41,6 +45,12 @@ pub const RESTART_HASH_ANNOTATION: &str = "buildvnf.io/restart-hash";
 pub const GENERATION_ANNOTATION: &str = "buildvnf.io/generation";
 /// Multus annotation for secondary networks.
 pub const MULTUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
+/// `app.kubernetes.io/managed-by` of every object the operator owns (the label selector of its watches).
+pub const MANAGED_BY: &str = "buildvnf-operator";
+/// Node label the pods of a chain with several replicas prefer to differ in.
+pub const SPREAD_TOPOLOGY_KEY: &str = "kubernetes.io/hostname";
+/// Default image of the sidecar (the `--dataplane-image` default).
+pub const DEFAULT_IMAGE: &str = "ghcr.io/build-vnf/cnf-dataplane:0.1.0";
 
 /// Operator-wide settings that shape rendered objects.
 #[derive(Clone, Debug)]
@@ -53,15 +63,18 @@ pub struct Settings {
     pub bpffs_host_path: String,
     /// Whether the monitoring.coreos.com CRDs exist (a PodMonitor is rendered then).
     pub pod_monitor: bool,
+    /// Images chains may name in `spec.dataplane.image`, besides `default_image`.
+    pub allowed_images: ImagePolicy,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            default_image: "ghcr.io/build-vnf/cnf-dataplane:0.1.0".into(),
+            default_image: DEFAULT_IMAGE.into(),
             tls_secret: "buildvnf-dataplane-tls".into(),
             bpffs_host_path: "/sys/fs/bpf".into(),
             pod_monitor: false,
+            allowed_images: ImagePolicy::default(),
         }
     }
 }
@@ -86,10 +99,7 @@ pub fn labels(chain: &VNFChain) -> Result<BTreeMap<String, String>> {
     Ok(BTreeMap::from([
         ("app.kubernetes.io/name".into(), "cnf-dataplane".into()),
         ("app.kubernetes.io/instance".into(), name.clone()),
-        (
-            "app.kubernetes.io/managed-by".into(),
-            "buildvnf-operator".into(),
-        ),
+        ("app.kubernetes.io/managed-by".into(), MANAGED_BY.into()),
         ("app.kubernetes.io/part-of".into(), "build-vnf".into()),
         (CHAIN_LABEL.into(), name),
     ]))
@@ -103,6 +113,19 @@ pub fn pod_selector(chain: &VNFChain) -> Result<String> {
         .as_deref()
         .ok_or(Error::MissingField("metadata.name"))?;
     Ok(format!("{CHAIN_LABEL}={name}"))
+}
+
+/// The pods of a chain, as a label selector object (the Deployment's, the PDB's and the anti-affinity's).
+fn pod_label_selector(chain: &VNFChain) -> Result<LabelSelector> {
+    let name = chain
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    Ok(LabelSelector {
+        match_labels: Some(BTreeMap::from([(CHAIN_LABEL.to_string(), name)])),
+        ..LabelSelector::default()
+    })
 }
 
 fn owner(chain: &VNFChain) -> Result<OwnerReference> {
@@ -158,7 +181,7 @@ pub fn config_map(owner_chain: &VNFChain, known_good: &VNFChain) -> Result<Confi
 }
 
 /// Hash of the spec fields a running sidecar cannot change in place: image, resources, interfaces, the
-/// hook/back end it attached with, and the user-space functions (their AF_XDP workers and keys are set up at
+/// hook/back end it attached with, what it does on exit, and the user-space functions (their AF_XDP workers and keys are set up at
 /// start). Rule, parameter and composition changes of kernel functions are pushed over gRPC instead.
 pub fn restart_hash(chain: &VNFChain) -> Result<String> {
     #[derive(serde::Serialize)]
@@ -167,6 +190,7 @@ pub fn restart_hash(chain: &VNFChain) -> Result<String> {
         image: &'a Option<String>,
         resources: &'a Option<k8s_openapi::api::core::v1::ResourceRequirements>,
         hook: &'a crds::Hook,
+        on_exit: crds::OnExit,
         userspace: &'a crds::Userspace,
         userspace_functions: Vec<&'a crds::Function>,
     }
@@ -176,6 +200,7 @@ pub fn restart_hash(chain: &VNFChain) -> Result<String> {
         image: &d.image,
         resources: &d.resources,
         hook: &d.hook,
+        on_exit: d.on_exit,
         userspace: &d.userspace,
         userspace_functions: chain
             .spec
@@ -308,6 +333,9 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
             format!("0.0.0.0:{METRICS_PORT}"),
             "--tls-dir".into(),
             TLS_DIR.into(),
+            // A killed or crashing sidecar leaves the chain attached by default (fail closed).
+            "--on-exit".into(),
+            spec.dataplane.on_exit.as_flag().into(),
         ]),
         env: Some(vec![
             env_from_field("POD_NAME", "metadata.name"),
@@ -396,13 +424,7 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
         metadata: meta(chain)?,
         spec: DeploymentSpec {
             replicas: Some(placement.replicas),
-            selector: LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    CHAIN_LABEL.to_string(),
-                    labels.get(CHAIN_LABEL).cloned().unwrap_or_default(),
-                )])),
-                ..LabelSelector::default()
-            },
+            selector: pod_label_selector(chain)?,
             // One pod at a time, never below the desired count: the chain keeps forwarding during a rollout.
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
@@ -424,6 +446,7 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
                         .then(|| placement.node_selector.clone()),
                     tolerations: (!placement.tolerations.is_empty())
                         .then(|| placement.tolerations.clone()),
+                    affinity: spread(chain)?,
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(10),
@@ -434,6 +457,50 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
         },
         ..Deployment::default()
     })
+}
+
+/// With two replicas or more, the pods prefer different nodes (preferred, not required: a one-node cluster
+/// still runs every replica); one replica has no affinity.
+fn spread(chain: &VNFChain) -> Result<Option<Affinity>> {
+    if chain.spec.placement.replicas < 2 {
+        return Ok(None);
+    }
+    Ok(Some(Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(pod_label_selector(chain)?),
+                        topology_key: SPREAD_TOPOLOGY_KEY.into(),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }))
+}
+
+/// For two replicas or more, a PodDisruptionBudget letting voluntary disruptions (node drains, evictions)
+/// take one pod at a time; `None` for one replica (a budget there would only block drains or allow all).
+/// Pods that are not ready may always be evicted (`unhealthyPodEvictionPolicy: AlwaysAllow`): they forward
+/// nothing, and a crash-looping pod must not block a node drain.
+pub fn pod_disruption_budget(chain: &VNFChain) -> Result<Option<PodDisruptionBudget>> {
+    if chain.spec.placement.replicas < 2 {
+        return Ok(None);
+    }
+    Ok(Some(PodDisruptionBudget {
+        metadata: meta(chain)?,
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(pod_label_selector(chain)?),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }))
 }
 
 /// A headless Service: per-pod DNS for gRPC, and a target for metrics scraping.
@@ -449,10 +516,7 @@ pub fn service(chain: &VNFChain) -> Result<Service> {
         metadata: meta(chain)?,
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
-            selector: Some(BTreeMap::from([(
-                CHAIN_LABEL.to_string(),
-                chain.metadata.name.clone().unwrap_or_default(),
-            )])),
+            selector: pod_label_selector(chain)?.match_labels,
             ports: Some(vec![port("grpc", GRPC_PORT), port("metrics", METRICS_PORT)]),
             ..ServiceSpec::default()
         }),

@@ -27,6 +27,7 @@ mod tests {
     const CONFIG_MAP: &str = "/api/v1/namespaces/default/configmaps/edge-dataplane";
     const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/default/deployments/edge-dataplane";
     const SERVICE: &str = "/api/v1/namespaces/default/services/edge-dataplane";
+    const PDB: &str = "/apis/policy/v1/namespaces/default/poddisruptionbudgets/edge-dataplane";
     const PODS: &str = "/api/v1/namespaces/default/pods";
     const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
     const APPLY: &str = "application/apply-patch+yaml";
@@ -222,7 +223,12 @@ mod tests {
             json!("1")
         );
         let mut labelled = vec![cm];
-        for (path, kind) in [(DEPLOYMENT, "Deployment"), (SERVICE, "Service")] {
+        // (opext) Two replicas: a PodDisruptionBudget too.
+        for (path, kind) in [
+            (DEPLOYMENT, "Deployment"),
+            (SERVICE, "Service"),
+            (PDB, "PodDisruptionBudget"),
+        ] {
             let obj = api
                 .expect("PATCH", path, Some(APPLY), StatusCode::CREATED, None)
                 .await;

@@ -45,11 +45,22 @@ pub struct PushFailure {
     pub previous: Option<i64>,
 }
 
+/// A valid spec the operator's policy refuses (e.g. an image not on the allow-list): nothing is applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    /// Condition reason (`ImageNotAllowed`).
+    pub reason: &'static str,
+    /// What was refused and how to allow it.
+    pub message: String,
+}
+
 /// Everything a reconcile learned.
 #[derive(Clone, Debug, Default)]
 pub struct Observation {
     /// `validate()` problems; when set, nothing was changed.
     pub invalid: Option<ValidationErrors>,
+    /// A policy refusal; when set, nothing was changed (reported like an invalid spec, with its own reason).
+    pub refused: Option<Refusal>,
     /// The chain's pods.
     pub replicas: Vec<ReplicaObservation>,
     /// A failed push in this reconcile.
@@ -212,7 +223,8 @@ pub fn compute(
         .iter()
         .filter(|r| replica_ready(chain, generation, r))
         .count() as i32;
-    let ready = obs.invalid.is_none() && desired > 0 && ready_replicas >= desired;
+    let blocked = obs.invalid.is_some() || obs.refused.is_some();
+    let ready = !blocked && desired > 0 && ready_replicas >= desired;
     let mut conditions = Conditions {
         list: Vec::new(),
         previous: prev_conditions,
@@ -227,6 +239,11 @@ pub fn compute(
                 "the spec is invalid, nothing was changed: {}",
                 first_lines(e)
             ),
+        )
+    } else if let Some(r) = &obs.refused {
+        (
+            r.reason,
+            format!("the spec is refused, nothing was changed: {}", r.message),
         )
     } else if ready {
         (
@@ -260,6 +277,12 @@ pub fn compute(
             false,
             "InvalidSpec",
             "not rolling out an invalid spec".to_string(),
+        )
+    } else if let Some(r) = &obs.refused {
+        (
+            false,
+            r.reason,
+            "not rolling out a refused spec".to_string(),
         )
     } else if ready {
         (
@@ -324,20 +347,23 @@ pub fn compute(
         },
     }
 
-    match &obs.invalid {
-        Some(e) => conditions.set(
+    match (&obs.invalid, &obs.refused) {
+        (Some(e), _) => conditions.set(
             CONDITION_INVALID_SPEC,
             true,
             "ValidationFailed",
             first_lines(e),
         ),
-        None => conditions.set(CONDITION_INVALID_SPEC, false, "Valid", String::new()),
+        (None, Some(r)) => {
+            conditions.set(CONDITION_INVALID_SPEC, true, r.reason, r.message.clone())
+        }
+        (None, None) => conditions.set(CONDITION_INVALID_SPEC, false, "Valid", String::new()),
     }
 
     VNFChainStatus {
         observed_generation: Some(generation),
         conditions: conditions.list,
-        replicas: desired,
+        replicas: obs.replicas.len() as i32,
         ready_replicas,
         attachments: obs.replicas.iter().flat_map(attachments).collect(),
         last_applied_generation: applied_by_a_replica(obs)
@@ -348,6 +374,8 @@ pub fn compute(
                 .and_then(|p| p.failed_generation)
                 .filter(|g| *g == generation)
         }),
+        function_names: Some(function_names(chain)),
+        selector: crate::render::pod_selector(chain).ok(),
     }
 }
 
@@ -371,6 +399,8 @@ pub fn with_error(
     now: Time,
 ) -> VNFChainStatus {
     let mut status = previous.cloned().unwrap_or_default();
+    status.function_names = Some(function_names(chain));
+    status.selector = crate::render::pod_selector(chain).ok();
     let generation = chain.metadata.generation.unwrap_or_default();
     let mut conditions = Conditions {
         list: Vec::new(),
@@ -423,6 +453,17 @@ pub fn progress(status: &VNFChainStatus) -> u64 {
         format!("{:?}", a.hook).hash(&mut h);
     }
     h.finish()
+}
+
+/// The chain's function names in order, comma-separated (the `Functions` printer column).
+pub fn function_names(chain: &VNFChain) -> String {
+    chain
+        .spec
+        .functions
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The conditions whose status changed, for Kubernetes Events.

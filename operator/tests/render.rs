@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crds::VNFChain;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use operator::render::{self, Settings};
 use serde::Serialize;
@@ -116,13 +117,19 @@ fn rendered_objects_match_golden_files_and_the_kubernetes_types() {
         let config_map = render::config_map(&chain, &chain).expect("config map");
         let service = render::service(&chain).expect("service");
         let monitor = render::pod_monitor(&chain).expect("pod monitor");
-        let docs = vec![
+        let mut docs = vec![
             round_trips::<Deployment>(&deployment, &format!("{name} Deployment")),
             round_trips::<ConfigMap>(&config_map, &format!("{name} ConfigMap")),
             round_trips::<Service>(&service, &format!("{name} Service")),
             serde_json::to_value(&monitor).expect("encode"),
         ];
         check_pod_monitor(&docs[3], &format!("{name} PodMonitor"));
+        if let Some(pdb) = render::pod_disruption_budget(&chain).expect("pdb") {
+            docs.push(round_trips::<PodDisruptionBudget>(
+                &pdb,
+                &format!("{name} PodDisruptionBudget"),
+            ));
+        }
         let rendered = serde_saphyr::to_string_multiple(&docs).expect("yaml");
         let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden")
@@ -284,4 +291,162 @@ fn keys_of_user_space_functions_are_mounted_read_only_where_the_sidecar_reads_th
         .expect("mounted in the sidecar");
     assert_eq!(mount.read_only, Some(true));
     assert_eq!(format!("{}/{}", mount.mount_path, items[0].path), wanted);
+}
+
+fn chain_named(name: &str) -> VNFChain {
+    example_chains()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, c)| c)
+        .unwrap_or_else(|| panic!("examples/{name}.yaml"))
+}
+
+#[test]
+fn every_owned_object_carries_the_operator_and_chain_labels() {
+    let settings = Settings {
+        pod_monitor: true,
+        ..Settings::default()
+    };
+    for (name, chain) in example_chains() {
+        let d = render::deployment(&chain, &settings).expect("deployment");
+        let pod_labels = d
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .expect("pod labels");
+        let chain_name = chain.metadata.name.clone().expect("name");
+        let mut all = vec![
+            ("Deployment", d.metadata.labels.clone()),
+            ("pod template", Some(pod_labels)),
+            (
+                "ConfigMap",
+                render::config_map(&chain, &chain)
+                    .expect("cm")
+                    .metadata
+                    .labels,
+            ),
+            (
+                "Service",
+                render::service(&chain).expect("service").metadata.labels,
+            ),
+            (
+                "PodMonitor",
+                render::pod_monitor(&chain).expect("pm").metadata.labels,
+            ),
+        ];
+        if let Some(pdb) = render::pod_disruption_budget(&chain).expect("pdb") {
+            all.push(("PodDisruptionBudget", pdb.metadata.labels));
+        }
+        for (kind, labels) in all {
+            let labels = labels.unwrap_or_else(|| panic!("{name} {kind}: no labels"));
+            assert_eq!(
+                labels
+                    .get("app.kubernetes.io/managed-by")
+                    .map(String::as_str),
+                Some("buildvnf-operator"),
+                "{name} {kind}"
+            );
+            assert_eq!(
+                labels.get(render::CHAIN_LABEL),
+                Some(&chain_name),
+                "{name} {kind}"
+            );
+        }
+    }
+}
+
+#[test]
+fn budget_and_anti_affinity_only_from_two_replicas() {
+    let mut chain = chain_named("edge-chain");
+    for (replicas, spread) in [(1, false), (2, true), (5, true)] {
+        chain.spec.placement.replicas = replicas;
+        let d = render::deployment(&chain, &Settings::default()).expect("deployment");
+        let pod = d.spec.template.spec.expect("pod spec");
+        let pdb = render::pod_disruption_budget(&chain).expect("pdb");
+        assert_eq!(pdb.is_some(), spread, "{replicas} replicas: PDB");
+        assert_eq!(
+            pod.affinity.is_some(),
+            spread,
+            "{replicas} replicas: affinity"
+        );
+        let Some(pdb) = pdb else { continue };
+        let spec = pdb.spec.expect("pdb spec");
+        assert_eq!(
+            spec.max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+        );
+        assert_eq!(
+            spec.min_available, None,
+            "one of maxUnavailable/minAvailable only"
+        );
+        assert_eq!(
+            spec.unhealthy_pod_eviction_policy.as_deref(),
+            Some("AlwaysAllow")
+        );
+        // The budget, the anti-affinity and the Deployment select exactly the chain's pods.
+        let deployment_selector = render::deployment(&chain, &Settings::default())
+            .expect("deployment")
+            .spec
+            .selector;
+        assert_eq!(spec.selector.as_ref(), Some(&deployment_selector));
+        let anti = pod
+            .affinity
+            .and_then(|a| a.pod_anti_affinity)
+            .expect("anti-affinity");
+        assert!(
+            anti.required_during_scheduling_ignored_during_execution
+                .is_none(),
+            "preferred only: a one-node cluster still runs every replica"
+        );
+        let terms = anti
+            .preferred_during_scheduling_ignored_during_execution
+            .expect("preferred");
+        assert_eq!(terms.len(), 1);
+        assert_eq!(
+            terms[0].pod_affinity_term.topology_key,
+            "kubernetes.io/hostname"
+        );
+        assert_eq!(
+            terms[0].pod_affinity_term.label_selector.as_ref(),
+            Some(&deployment_selector)
+        );
+    }
+}
+
+#[test]
+fn on_exit_is_rendered_as_the_sidecar_flag_keep_by_default() {
+    let mut chain = chain_named("firewall");
+    let args = |c: &VNFChain| {
+        render::deployment(c, &Settings::default())
+            .expect("deployment")
+            .spec
+            .template
+            .spec
+            .map(|p| p.containers[0].args.clone().unwrap_or_default())
+            .expect("args")
+    };
+    let flag = |args: &[String]| {
+        let at = args
+            .iter()
+            .position(|a| a == "--on-exit")
+            .expect("--on-exit rendered");
+        assert_eq!(
+            args.iter().filter(|a| *a == "--on-exit").count(),
+            1,
+            "{args:?}"
+        );
+        args[at + 1].clone()
+    };
+    assert_eq!(chain.spec.dataplane.on_exit, crds::OnExit::Keep);
+    assert_eq!(flag(&args(&chain)), "keep");
+    let keep_hash = render::restart_hash(&chain).expect("hash");
+    chain.spec.dataplane.on_exit = crds::OnExit::Detach;
+    assert_eq!(flag(&args(&chain)), "detach");
+    assert_ne!(
+        render::restart_hash(&chain).expect("hash"),
+        keep_hash,
+        "the flag is read at start: changing it rolls the pods"
+    );
 }

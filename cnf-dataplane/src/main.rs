@@ -11,7 +11,9 @@ use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
-use cnf_dataplane::daemon::{ApplyError, Dataplane, OnExit, StartOptions, caps, grpc, metrics};
+use cnf_dataplane::daemon::{
+    ApplyError, Dataplane, OnExit, StartOptions, caps, control, grpc, metrics,
+};
 use dataplane_api::dataplane_server::DataplaneServer;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
@@ -19,6 +21,11 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 const EXIT_CONFIG: u8 = 64;
 /// Exit status for a missing capability (EX_NOPERM).
 const EXIT_NOPERM: u8 = 77;
+/// Exit status when an interface of the chain already carries an XDP or TC ingress program that is not
+/// this chain's (EX_UNAVAILABLE): the daemon does not attach beside it.
+const EXIT_OCCUPIED: u8 = 69;
+/// Exit status when another daemon holds the pin directory's owner lock (EX_TEMPFAIL).
+const EXIT_PIN_DIR_BUSY: u8 = 75;
 
 #[derive(Parser)]
 #[command(
@@ -48,7 +55,8 @@ struct Flags {
     /// On exit (SIGTERM, Ctrl-C): `detach` the chain and remove its pins, or `keep` it running with
     /// its maps and links pinned in --pin-dir. With `keep` the pins are made at attach time, so a
     /// restarted daemon (also after a crash) re-adopts the running chain without interrupting traffic,
-    /// counters and flows continuing.
+    /// counters and flows continuing; with `detach` a crash leaves the interfaces unfiltered until the
+    /// next start. The operator always renders this flag (spec.dataplane.onExit, default keep).
     #[arg(long, env = "CNF_ON_EXIT", value_enum, default_value = "detach")]
     on_exit: ExitPolicy,
     /// bpffs directory for the chain's pins
@@ -101,10 +109,26 @@ fn main() -> ExitCode {
         ExitPolicy::Detach => OnExit::Detach,
         ExitPolicy::Keep => OnExit::Keep,
     };
+    if on_exit == OnExit::Detach {
+        log::info!(
+            "--on-exit detach: if this process dies, the chain goes with it and the interfaces are \
+             unfiltered until the next start (--on-exit keep leaves it running)"
+        );
+    }
+    let listeners = flags
+        .grpc_listen
+        .map(|addr| control::Listener { name: "grpc", addr })
+        .into_iter()
+        .chain(std::iter::once(control::Listener {
+            name: "metrics",
+            addr: flags.metrics_listen,
+        }))
+        .collect();
     let opts = StartOptions {
         secrets_dir: flags.secrets_dir.clone(),
         on_exit,
         pin_dir: flags.pin_dir.clone(),
+        listeners,
     };
     let dataplane = match Dataplane::start_with(&chain, &opts) {
         Ok(d) => d,
@@ -113,6 +137,14 @@ fn main() -> ExitCode {
                 eprintln!("{}: {line}", flags.config.display());
             }
             return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e @ ApplyError::Occupied { .. }) => {
+            eprintln!("cnf-dataplane: {e}");
+            return ExitCode::from(EXIT_OCCUPIED);
+        }
+        Err(e @ ApplyError::PinDirBusy(_)) => {
+            eprintln!("cnf-dataplane: {e}");
+            return ExitCode::from(EXIT_PIN_DIR_BUSY);
         }
         Err(e) => {
             eprintln!("cnf-dataplane: {e}");

@@ -3,6 +3,8 @@
 //! live, refuses invalid and stale ones (the old chain keeps running), and detaches on SIGTERM.
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -14,7 +16,7 @@ use std::time::Duration;
 use common::{Namespaces, enter, signal_and_wait};
 use dataplane_api::dataplane_client::DataplaneClient;
 use dataplane_api::{ApplyChainRequest, ChainRef, GetStatusRequest, Hook};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cnf-dataplane")
@@ -71,20 +73,7 @@ impl Drop for Daemon {
 }
 
 fn connect(rt: &tokio::runtime::Runtime, sock: PathBuf) -> DataplaneClient<Channel> {
-    rt.block_on(async move {
-        let channel = Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_| {
-                let sock = sock.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        tokio::net::UnixStream::connect(sock).await?,
-                    ))
-                }
-            }))
-            .await
-            .expect("connect to the daemon's socket");
-        DataplaneClient::new(channel)
-    })
+    daemon::grpc_unix(rt, sock)
 }
 
 fn scrape(ns: &str) -> String {
@@ -281,4 +270,73 @@ fn daemon_runs_a_chain_live_updates_it_and_detaches() {
     assert!(!xdp_on(cnf, "cnf0"), "XDP detached");
     assert!(!sock.exists(), "socket removed");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn args<'a>(config: &'a Path, metrics: &'a str) -> [&'a str; 4] {
+    [
+        "--config",
+        config.to_str().expect("path"),
+        "--metrics-listen",
+        metrics,
+    ]
+}
+
+/// The chain of [`CHAIN`] under another name with `dataplane` settings `dataplane`.
+fn chain_named(name: &str, dataplane: &str) -> String {
+    CHAIN.replace("name: t,", &format!("name: {name},")) + &format!("  dataplane: {dataplane}\n")
+}
+
+#[test]
+fn a_daemon_refuses_an_interface_that_already_carries_another_chain() {
+    if !common::privileged() {
+        return;
+    }
+    for (hook, found) in [
+        ("xdp", "xdp program id"),
+        ("tc", "tc ingress (tcx) program id"),
+    ] {
+        let namespaces = Namespaces::new(&[&format!("occ{hook}")]);
+        let cnf = namespaces.0[0].as_str();
+        common::sh(
+            Some(cnf),
+            &[
+                "ip", "link", "add", "cnf0", "type", "veth", "peer", "name", "cnf1",
+            ],
+        );
+        for dev in ["cnf0", "cnf1"] {
+            common::sh(Some(cnf), &["ip", "link", "set", dev, "up"]);
+        }
+        let dir = std::env::temp_dir().join(format!("vnfocc-{hook}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let first = dir.join("first.yaml");
+        std::fs::write(&first, chain_named("t", &format!("{{hook: {hook}}}"))).expect("write");
+        let start = |config: &Path, metrics: &'static str, log: &str| {
+            daemon::Daemon::start(cnf, &args(config, metrics), dir.join(log))
+        };
+        let mut owner = start(&first, "127.0.0.1:9090", "first.log");
+        // another chain (hook auto: it used to fall back to TC beside an XDP chain) is refused
+        let second = dir.join("second.yaml");
+        std::fs::write(&second, chain_named("other", "{hook: auto}")).expect("write");
+        let (status, text) = daemon::Daemon::run_to_exit(
+            cnf,
+            &args(&second, "127.0.0.1:9091"),
+            dir.join("second.log"),
+        );
+        assert_eq!(status.code(), Some(69), "{hook}: {text}");
+        assert!(
+            text.contains(&format!("interface cnf0 already carries {found}"))
+                && text.contains("(vnf_entry), which is not this chain's"),
+            "{hook}: {text}"
+        );
+        assert!(!text.contains("attached to"), "{hook}: {text}");
+        // the first chain is untouched and still the only one
+        let m = common::scrape_metrics(cnf, "127.0.0.1:9090");
+        assert!(m.contains("buildvnf_attach_info"), "{m}");
+        let text = owner.signal(libc::SIGTERM);
+        assert!(text.contains("chain detached"), "{text}");
+        // with the interface free again, the same daemon starts
+        let mut d = start(&second, "127.0.0.1:9091", "third.log");
+        d.signal(libc::SIGTERM);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -5,19 +5,7 @@
 mod common;
 
 use cnf_dataplane::daemon::offload;
-use common::{Namespaces, enter, sh};
-
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            enter(ns);
-            f()
-        })
-        .join()
-        .expect("namespace thread")
-    })
-}
+use common::{Namespaces, in_ns, sh};
 
 #[test]
 fn veth_tx_checksum_offload_is_turned_off_and_read_back() {

@@ -5,14 +5,16 @@
 //! and no attachment behind.
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Namespaces, enter, metric, scrape_metrics, sh, signal_and_wait, xdp_on};
+use common::{Namespaces, enter, metric, scrape_metrics, sh, xdp_on};
+use daemon::{Bpffs, Daemon};
 use pktgen::recv::{Receiver, RecvConfig, StopWhen};
 use pktgen::send::{SendConfig, run_sender};
 
@@ -50,89 +52,32 @@ const FW_DROPS: &str = "buildvnf_function_drops_total{namespace=\"lab\",chain=\"
 const MON_IN: &str = "buildvnf_function_packets_total{namespace=\"lab\",chain=\"ro\",function=\"mon\",type=\"monitor\"}";
 const GENERATION: &str = "buildvnf_applied_generation{namespace=\"lab\",chain=\"ro\"}";
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cnf-dataplane")
-}
-
-/// A bpffs mounted on a temporary directory of the host's mount namespace: it outlives every daemon
-/// (each `ip netns exec` has a mount namespace of its own, that bpffs is shared with it).
-struct Bpffs(PathBuf);
-
-impl Bpffs {
-    fn mount(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("vnf-readopt-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("bpffs dir");
-        sh(
-            None,
-            &["mount", "-t", "bpf", "bpf", dir.to_str().expect("path")],
-        );
-        Self(dir)
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-/// A daemon process (killed if the test fails first) and its log file.
-struct Daemon {
-    child: Child,
+/// Starts a daemon in `ns` on the chain in `config`, pinned in `pin_dir`, with `--on-exit on_exit` and
+/// the extra `args`, and waits until it serves.
+fn start_with(
+    ns: &str,
+    config: &Path,
+    pin_dir: &Path,
+    on_exit: &str,
     log: PathBuf,
+    args: &[&str],
+) -> Daemon {
+    let mut all = vec![
+        "--config",
+        config.to_str().expect("path"),
+        "--pin-dir",
+        pin_dir.to_str().expect("path"),
+        "--on-exit",
+        on_exit,
+        "--metrics-listen",
+        METRICS,
+    ];
+    all.extend_from_slice(args);
+    Daemon::start(ns, &all, log)
 }
 
-impl Daemon {
-    fn start(ns: &str, config: &Path, pin_dir: &Path, on_exit: &str, log: PathBuf) -> Self {
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, bin()])
-            .arg("--config")
-            .arg(config)
-            .arg("--pin-dir")
-            .arg(pin_dir)
-            .args(["--on-exit", on_exit, "--metrics-listen", METRICS])
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::from(file))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start daemon");
-        let mut d = Self { child, log };
-        let started = Instant::now();
-        while !d.text().contains("metrics on http") {
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!("daemon exited early with {st}: {}", d.text());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "daemon did not start: {}",
-                d.text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        d
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&mut self, sig: i32) -> String {
-        // `ip netns exec` execs the daemon: the child's pid is the daemon's
-        let status = signal_and_wait(&mut self.child, sig);
-        if sig == libc::SIGTERM {
-            assert!(status.success(), "exit status {status}: {}", self.text());
-        }
-        self.text()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start(ns: &str, config: &Path, pin_dir: &Path, on_exit: &str, log: PathBuf) -> Daemon {
+    start_with(ns, config, pin_dir, on_exit, log, &[])
 }
 
 /// Client, router (the daemon's namespace, chain on `rc`) and server namespaces, routed through the
@@ -200,7 +145,7 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
     let (pin_dir, config, work) = (tb.pin_dir.clone(), tb.config.clone(), tb.work.clone());
     let log = |n: u32| work.join(format!("daemon{n}.log"));
 
-    let mut d = Daemon::start(&r, &config, &pin_dir, "keep", log(1));
+    let mut d = start(&r, &config, &pin_dir, "keep", log(1));
     assert!(xdp_on(&r, "rc"), "chain attached");
     assert!(pin_dir.join("vnf_stats").exists() && pin_dir.join("link_rc").exists());
     let base_in = counter(&r, FW_IN);
@@ -261,7 +206,7 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
         d.signal(libc::SIGKILL);
         assert!(xdp_on(&r, "rc"), "the chain stays attached after SIGKILL");
         std::thread::sleep(Duration::from_millis(300));
-        d = Daemon::start(&r, &config, &pin_dir, "keep", log(2));
+        d = start(&r, &config, &pin_dir, "keep", log(2));
         assert!(
             d.text().contains(&format!(
                 "re-adopted generation 1 from {}",
@@ -281,7 +226,7 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
         );
         std::thread::sleep(Duration::from_millis(300));
         std::fs::write(&config, changed_chain()).expect("changed chain");
-        d = Daemon::start(&r, &config, &pin_dir, "keep", log(3));
+        d = start(&r, &config, &pin_dir, "keep", log(3));
         let text = d.text();
         assert!(text.contains("re-adopted generation 1 from"), "{text}");
         assert!(text.contains("moved the re-adopted chain"), "{text}");
@@ -337,7 +282,7 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
     // detach: the daemon re-adopts the kept chain, then leaves nothing behind
     let text = d.signal(libc::SIGTERM);
     assert!(text.contains("chain kept running"), "{text}");
-    d = Daemon::start(&r, &config, &pin_dir, "detach", log(4));
+    d = start(&r, &config, &pin_dir, "detach", log(4));
     assert!(
         d.text().contains("re-adopted generation 1 from"),
         "{}",
@@ -353,7 +298,7 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
         std::fs::read_dir(&pin_dir).map(|d| d.count())
     );
     // a detaching daemon pins nothing in the first place
-    d = Daemon::start(&r, &config, &pin_dir, "detach", log(5));
+    d = start(&r, &config, &pin_dir, "detach", log(5));
     assert!(!pin_dir.exists(), "a detaching daemon pinned its chain");
     assert!(xdp_on(&r, "rc"));
     d.signal(libc::SIGTERM);
@@ -389,14 +334,14 @@ fn unusable_pins_are_reported_and_replaced_by_a_fresh_chain() {
     let tb = Testbed::new("b");
     let (c, r) = (tb.ns.0[0].clone(), tb.ns.0[1].clone());
     let log = |n: u32| tb.work.join(format!("daemon{n}.log"));
-    let mut d = Daemon::start(&r, &tb.config, &tb.pin_dir, "keep", log(1));
+    let mut d = start(&r, &tb.config, &tb.pin_dir, "keep", log(1));
     send_udp(&c, DENIED, 50);
     assert_eq!(counter(&r, FW_DROPS), 50);
     d.signal(libc::SIGKILL);
 
     // a piece goes missing: the next daemon says why and starts afresh, taking over the kept link
     std::fs::remove_file(tb.pin_dir.join("vnf_mon_cfg")).expect("unpin a map");
-    d = Daemon::start(&r, &tb.config, &tb.pin_dir, "keep", log(2));
+    d = start(&r, &tb.config, &tb.pin_dir, "keep", log(2));
     let text = d.text();
     assert!(
         text.contains(&format!(
@@ -422,7 +367,7 @@ fn unusable_pins_are_reported_and_replaced_by_a_fresh_chain() {
 
     // the fresh chain is kept and re-adopted like any other
     d.signal(libc::SIGKILL);
-    d = Daemon::start(&r, &tb.config, &tb.pin_dir, "keep", log(3));
+    d = start(&r, &tb.config, &tb.pin_dir, "keep", log(3));
     assert!(d.text().contains("re-adopted generation 1"), "{}", d.text());
     assert_eq!(counter(&r, FW_DROPS), 30);
     let text = d.signal(libc::SIGTERM);
@@ -433,7 +378,7 @@ fn unusable_pins_are_reported_and_replaced_by_a_fresh_chain() {
         .expect("config")
         .replace("name: ro,", "name: other,");
     std::fs::write(&tb.config, other).expect("other chain");
-    d = Daemon::start(&r, &tb.config, &tb.pin_dir, "detach", log(4));
+    d = start(&r, &tb.config, &tb.pin_dir, "detach", log(4));
     let text = d.text();
     assert!(
         text.contains("it holds chain lab/ro, this daemon runs lab/other"),
@@ -484,4 +429,205 @@ fn a_stopping_daemon_refuses_updates_and_keeps_its_generation() {
         .join()
         .expect("daemon thread");
     });
+}
+
+/// Every counter series of one scrape (`_total`, histogram `_bucket` and `_count`): name{labels} → value.
+fn counter_series(ns: &str) -> std::collections::BTreeMap<String, f64> {
+    scrape_metrics(ns, METRICS)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            let name = k.split('{').next()?;
+            let counter =
+                name.ends_with("_total") || name.ends_with("_bucket") || name.ends_with("_count");
+            Some((k.to_string(), v.parse().ok()?)).filter(|_| counter)
+        })
+        .collect()
+}
+
+/// Samples counters and checks, at every sample, that no series is below any earlier value of it (also
+/// one that went away and came back) and that no function passed or saw more packets than the chain
+/// classified.
+struct Monotonic {
+    last: std::collections::BTreeMap<String, f64>,
+    samples: usize,
+}
+
+impl Monotonic {
+    fn sample(&mut self, ns: &str, when: &str) {
+        let now = counter_series(ns);
+        let classified = *now
+            .get("buildvnf_chain_packets_total{namespace=\"lab\",chain=\"ro\",result=\"classified\"}")
+            .unwrap_or_else(|| panic!("{when}: no classified counter in {now:?}"));
+        for (k, v) in &now {
+            if let Some(before) = self.last.get(k) {
+                assert!(v >= before, "{when}: {k} went back from {before} to {v}");
+            }
+            let per_function = k.starts_with("buildvnf_function_passed_total{")
+                || k.starts_with("buildvnf_function_packets_total{");
+            assert!(
+                !per_function || *v <= classified,
+                "{when}: {k} = {v} exceeds classified = {classified}"
+            );
+        }
+        self.last.extend(now);
+        self.samples += 1;
+    }
+}
+
+#[test]
+fn counters_never_go_back_across_live_updates_and_a_kill_and_readoption() {
+    if !common::privileged() {
+        return;
+    }
+    let tb = Testbed::new("m");
+    let (c, r) = (tb.ns.0[0].clone(), tb.ns.0[1].clone());
+    let log = |n: u32| tb.work.join(format!("daemon{n}.log"));
+    let sock = tb.work.join("dp.sock");
+    let sock_arg = ["--grpc-socket", sock.to_str().expect("path")];
+    let mut d = start_with(&r, &tb.config, &tb.pin_dir, "keep", log(1), &sock_arg);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let spec = |text: &str| {
+        let chain = crds::manifest::parse_single_chain(text).expect("chain");
+        serde_json::to_string(&chain.spec).expect("json")
+    };
+    // 2: the firewall's rule moves (it keeps its state); 3: the monitor counts by port (fresh state) and
+    // a rate limiter joins; 4: the monitor goes. After the kill, the configured chain (1) brings it back.
+    let gen2 = CHAIN.replace("from: 9001", "from: 9002");
+    let gen3 = changed_chain().replace("monitor: {}", "monitor: {countBy: destinationPort}");
+    let gen4 = CHAIN.replace(
+        "    - name: mon\n      type: monitor\n      monitor: {}\n",
+        "",
+    );
+    assert_ne!(gen4, CHAIN);
+    let stop = AtomicBool::new(false);
+    let mut m = Monotonic {
+        last: Default::default(),
+        samples: 0,
+    };
+    /// Stops the sender when dropped: also when a check fails, so the scope does not wait forever.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        scope.spawn(|| {
+            enter(&c);
+            let sock = UdpSocket::bind("10.94.1.2:0").expect("bind");
+            let mut i = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let port = if i.is_multiple_of(3) { DENIED } else { KEPT };
+                let _ = sock.send_to(&i.to_be_bytes(), ("10.94.2.2", port));
+                i += 1;
+                if i.is_multiple_of(10) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        let pause = || std::thread::sleep(Duration::from_millis(300));
+        pause();
+        m.sample(&r, "generation 1");
+        for (generation, text) in [(2, &gen2), (3, &gen3), (4, &gen4)] {
+            let mut client = daemon::grpc_unix(&rt, sock.clone());
+            let resp = rt
+                .block_on(client.apply_chain(dataplane_api::ApplyChainRequest {
+                    chain: Some(dataplane_api::ChainRef {
+                        namespace: "lab".into(),
+                        name: "ro".into(),
+                    }),
+                    generation,
+                    spec_json: spec(text),
+                }))
+                .unwrap_or_else(|e| panic!("apply {generation}: {e}"))
+                .into_inner();
+            assert!(resp.changed);
+            m.sample(&r, &format!("right after generation {generation}"));
+            pause();
+            m.sample(&r, &format!("under generation {generation}"));
+        }
+        let text = d.text();
+        for generation in 2..=4 {
+            assert!(
+                text.contains(&format!("chain generation {generation} active")),
+                "the log names the chain's generation: {text}"
+            );
+        }
+        d.signal(libc::SIGKILL);
+        pause();
+        d = start_with(&r, &tb.config, &tb.pin_dir, "keep", log(2), &sock_arg);
+        assert!(
+            d.text().contains("re-adopted generation 4 from"),
+            "{}",
+            d.text()
+        );
+        m.sample(&r, "after the kill and re-adoption");
+        pause();
+        m.sample(&r, "after the re-adoption, under traffic");
+        let text = d.signal(libc::SIGTERM);
+        assert!(text.contains("chain kept running"), "{text}");
+        d = start_with(&r, &tb.config, &tb.pin_dir, "keep", log(3), &sock_arg);
+        m.sample(&r, "after SIGTERM and re-adoption");
+        pause();
+        m.sample(&r, "at the end");
+    });
+    assert_eq!(m.samples, 11);
+    let mon = "buildvnf_function_packets_total{namespace=\"lab\",chain=\"ro\",function=\"mon\",type=\"monitor\"}";
+    assert!(
+        m.last.get(mon).is_some_and(|v| *v > 0.0),
+        "the monitor's counter continued: {:?}",
+        m.last
+    );
+    d.signal(libc::SIGTERM);
+}
+
+#[test]
+fn a_pin_directory_has_one_owner_while_it_lives() {
+    if !common::privileged() {
+        return;
+    }
+    let tb = Testbed::new("l");
+    let r = tb.ns.0[1].clone();
+    let log = |n: u32| tb.work.join(format!("daemon{n}.log"));
+    let mut d = start(&r, &tb.config, &tb.pin_dir, "keep", log(1));
+    let pid = d.child.id();
+
+    // a second daemon on the same pin directory is refused before it reads the pins or attaches
+    let args = [
+        "--config",
+        tb.config.to_str().expect("path"),
+        "--pin-dir",
+        tb.pin_dir.to_str().expect("path"),
+        "--metrics-listen",
+        "127.0.0.1:9092",
+    ];
+    for on_exit in ["keep", "detach"] {
+        let mut all = args.to_vec();
+        all.extend(["--on-exit", on_exit]);
+        let (status, text) = Daemon::run_to_exit(&r, &all, log(2));
+        assert_eq!(status.code(), Some(75), "{on_exit}: {text}");
+        assert!(
+            text.contains(&format!(
+                "pin directory {} is in use by another cnf-dataplane (pid {pid})",
+                tb.pin_dir.display()
+            )),
+            "{on_exit}: {text}"
+        );
+        assert!(!text.contains("re-adopted"), "{text}");
+    }
+    assert!(xdp_on(&r, "rc"), "the owner's chain runs on");
+    assert!(tb.pin_dir.join("vnf_stats").exists(), "the pins are intact");
+
+    // the lock dies with its owner, however it dies: the next daemon re-adopts
+    d.signal(libc::SIGKILL);
+    d = start(&r, &tb.config, &tb.pin_dir, "detach", log(3));
+    assert!(d.text().contains("re-adopted generation 1"), "{}", d.text());
+    let text = d.signal(libc::SIGTERM);
+    assert!(text.contains("chain detached"), "{text}");
 }

@@ -45,6 +45,7 @@
 #include "ctx.h"
 #include "parse.h"
 #include "telemetry.h"
+#include "control.h"
 #ifdef VNF_HOOK_XDP
 #include "l4csum.h"
 #endif
@@ -339,6 +340,9 @@ static __always_inline int chain_entry(vnf_ctx_t *ctx)
 		return VNF_ACT_PASS;
 
 	rc = vnf_parse(ctx, &pkt);
+	/* the pod's own gRPC and metrics endpoints always pass (control.h) */
+	if (vnf_control_plane(&pkt, rc))
+		return VNF_ACT_PASS;
 	if (!chain_classify(&gc->cls, gen, rc, &pkt)) {
 		cs->bypassed++;
 		return VNF_ACT_PASS;

@@ -111,11 +111,15 @@ static __always_inline __u32 ctx_ifindex(vnf_ctx_t *ctx)
 }
 
 /* Pull the whole packet into the linear area when it is not (GRO/fragged
- * skbs); afterwards data/data_end cover the headers. */
+ * skbs); afterwards data/data_end cover the whole packet.  The length must
+ * be given: bpf_skb_pull_data(ctx, 0) only makes the linear head writable
+ * (net/core/filter.c: len ?: skb_headlen(skb)), so a TCP segment whose
+ * payload sits in page fragments stayed "truncated" and was dropped as
+ * malformed. */
 static __always_inline void ctx_prepare(vnf_ctx_t *ctx)
 {
 	if (ctx->data_end - ctx->data < ctx->len)
-		bpf_skb_pull_data(ctx, 0);
+		bpf_skb_pull_data(ctx, ctx->len);
 }
 
 static __always_inline int ctx_tx(vnf_ctx_t *ctx)

@@ -645,6 +645,7 @@ impl Sidecars for FakeSidecars {
                     })
                     .collect(),
                 last_error: String::new(),
+                control_plane: Vec::new(),
             })
         })
     }

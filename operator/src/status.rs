@@ -532,6 +532,7 @@ mod tests {
                     })
                     .collect(),
                 last_error: String::new(),
+                control_plane: Vec::new(),
             }),
         }
     }

@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dataplane_api::dataplane_server::Dataplane as DataplaneApi;
 use dataplane_api::{
-    ApplyChainRequest, ApplyChainResponse, ChainRef, DataplaneStatus, DetachRequest, FunctionStats,
-    GetStatusRequest, Hook, InterfaceAttachment, LatencySummary, StatsSnapshot, WatchStatsRequest,
+    ApplyChainRequest, ApplyChainResponse, ChainRef, ControlEndpoint, DataplaneStatus,
+    DetachRequest, FunctionStats, GetStatusRequest, Hook, InterfaceAttachment, LatencySummary,
+    StatsSnapshot, WatchStatsRequest,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -54,6 +55,17 @@ pub fn status_of(dp: &Dataplane) -> DataplaneStatus {
         applied_generation: dp.generation(),
         attachments: attachments(dp),
         last_error: dp.last_error().into(),
+        control_plane: dp
+            .control_plane()
+            .iter()
+            .map(|e| ControlEndpoint {
+                listener: e.listener.into(),
+                endpoint: e.addr.to_string(),
+                interface: e.interface.clone(),
+                allowed: e.allowed,
+                reason: e.reason.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -164,6 +176,9 @@ fn to_status(e: ApplyError) -> Status {
             Status::aborted(format!("{e}; the previous generation is still running"))
         }
         ApplyError::ShuttingDown => Status::unavailable(e.to_string()),
+        ApplyError::Occupied { .. } | ApplyError::PinDirBusy(_) => {
+            Status::failed_precondition(e.to_string())
+        }
     }
 }
 
@@ -200,7 +215,10 @@ impl DataplaneApi for Service {
         &self,
         _: Request<GetStatusRequest>,
     ) -> Result<Response<DataplaneStatus>, Status> {
-        Ok(Response::new(status_of(&*self.lock()?)))
+        let mut dp = self.lock()?;
+        // addresses the pod gained since the last write are covered from now on
+        dp.refresh_control_plane();
+        Ok(Response::new(status_of(&dp)))
     }
 
     type WatchStatsStream = StatsStream;

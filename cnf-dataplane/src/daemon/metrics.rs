@@ -166,13 +166,16 @@ pub fn render(dp: &Dataplane) -> String {
             |result: &'static str, v: u64| counter(&[base[0], base[1], ("result", result)], v);
         families.push(family(
             "buildvnf_chain_packets_total",
-            "Packets at the chain entry: classified into the chain, bypassed, completed, broken tail calls",
+            "Packets at the chain entry: classified into the chain, bypassed, completed, broken tail \
+             calls, passed as the pod's own control-plane traffic (never decrease: every generation, \
+             kept across re-adoptions)",
             MetricType::COUNTER,
             vec![
                 with("classified", c.classified),
                 with("bypassed", c.bypassed),
                 with("completed", c.completed),
                 with("broken", c.broken),
+                with("control_plane", c.control_plane),
             ],
         ));
         families.push(family(

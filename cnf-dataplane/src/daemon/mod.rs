@@ -4,8 +4,10 @@
 //! every operation on it is short (map updates, counter reads), so the lock is never held across I/O.
 
 pub mod caps;
+pub mod control;
 pub mod grpc;
 pub mod metrics;
+pub mod occupied;
 pub mod offload;
 
 use std::collections::BTreeMap;
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crds::{Hook as SpecHook, UserspaceBackend, VNFChain, VNFChainSpec, ValidationErrors};
 
+use crate::engine::pin::{DirLock, LockError};
 use crate::engine::{AttachInfo, Engine, EngineError, FunctionStats, Hook, XdpAttach};
 use crate::spec::{self, ChainPlan, UserFunctionKind, UserspacePlan};
 use crate::userspace::{CipherSpec, MacRewrite, TierConfig, UserTier, UserspaceError};
@@ -51,6 +54,21 @@ pub enum ApplyError {
     /// The daemon is stopping (SIGTERM) and accepts no more updates.
     #[error("the data plane is shutting down and accepts no updates")]
     ShuttingDown,
+    /// An interface of the chain already runs a program that is not this chain's (another chain,
+    /// another tool): the daemon refuses to attach beside it.
+    #[error(
+        "interface {iface} already carries {found}, which is not this chain's: refusing to attach \
+         beside it (remove it, or stop the daemon that owns it)"
+    )]
+    Occupied {
+        /// The interface.
+        iface: String,
+        /// What runs there.
+        found: String,
+    },
+    /// Another daemon holds the pin directory.
+    #[error("{0}")]
+    PinDirBusy(#[from] LockError),
 }
 
 /// What happens to the chain when the daemon exits.
@@ -99,6 +117,10 @@ struct Owner {
     netns: Option<u64>,
     generation: i64,
     spec: VNFChainSpec,
+    /// Counters of functions whose state went (a changed monitor, a removed function), by (name, type):
+    /// added to the live ones so exported counters never go back.
+    #[serde(default)]
+    carried: Vec<(String, String, FunctionStats)>,
 }
 
 /// Where the daemon finds what the manifest only names.
@@ -111,6 +133,9 @@ pub struct StartOptions {
     pub on_exit: OnExit,
     /// Where the chain's maps and links are pinned (bpffs); `None` = [`default_pin_dir`].
     pub pin_dir: Option<PathBuf>,
+    /// The daemon's TCP listeners (gRPC, metrics): TCP to them on the pod's addresses passes every
+    /// chain (see [`control`]).
+    pub listeners: Vec<control::Listener>,
 }
 
 impl Default for StartOptions {
@@ -119,6 +144,7 @@ impl Default for StartOptions {
             secrets_dir: PathBuf::from(crds::KEY_SECRETS_DIR),
             on_exit: OnExit::Detach,
             pin_dir: None,
+            listeners: Vec::new(),
         }
     }
 }
@@ -193,6 +219,15 @@ pub struct Dataplane {
     stopping: bool,
     /// "re-adopted generation N from DIR" when the chain was re-adopted.
     adopted: Option<String>,
+    /// Counters carried over from function state that went, by (name, type) (see [`Owner`]).
+    carried: BTreeMap<(String, String), FunctionStats>,
+    /// The daemon's TCP listeners, kept reachable through the chain.
+    listeners: Vec<control::Listener>,
+    /// The control-plane endpoints last written into the engine, and how each fared.
+    control_written: Option<Vec<std::net::SocketAddr>>,
+    control: Vec<control::Endpoint>,
+    /// The owner lock of the pin directory, held for the daemon's life.
+    _lock: Option<DirLock>,
 }
 
 /// Resolves an interface name to its index in this network namespace.
@@ -336,6 +371,43 @@ fn start_tiers(
     Ok(tiers)
 }
 
+/// Refuses interfaces that already run an XDP or TC ingress program other than the one of this chain's
+/// pinned link in `dir` (a kept chain this daemon re-adopts or takes over). A query that fails is
+/// logged and does not refuse (the attach itself then reports what it meets).
+fn refuse_foreign(ifaces: &[String], dir: &Path) -> Result<(), ApplyError> {
+    for iface in ifaces {
+        let Some(idx) = ifindex(iface) else {
+            continue; // the attach names the missing interface
+        };
+        let ours = aya::programs::links::PinnedLink::from_pin(crate::engine::pin::path(
+            dir,
+            &crate::engine::pin::link_name(iface),
+        ))
+        .ok()
+        .and_then(|l| aya::programs::links::FdLink::from(l).info().ok())
+        .map(|i| i.program_id());
+        let found = match occupied::programs_on(iface, idx) {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("cannot tell which programs run on {iface}: {e}");
+                continue;
+            }
+        };
+        let foreign: Vec<String> = found
+            .iter()
+            .filter(|f| Some(f.id) != ours)
+            .map(|f| f.to_string())
+            .collect();
+        if !foreign.is_empty() {
+            return Err(ApplyError::Occupied {
+                iface: iface.clone(),
+                found: foreign.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Loads the engine for `hook` and attaches it to every interface; `auto` falls back from XDP to TC when
 /// XDP cannot attach to some interface (one engine serves all interfaces so NAT/LB see both directions).
 fn load_attached(
@@ -409,16 +481,26 @@ impl Dataplane {
             .pin_dir
             .clone()
             .unwrap_or_else(|| default_pin_dir(&namespace, &name));
-        let kept_before = crate::engine::pin::is_bpffs(&dir)
-            && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
         if opts.on_exit == OnExit::Keep
             && let Some(note) = crate::engine::pin::prepare_dir(&dir)?
         {
             log::warn!("{note}");
         }
+        // the owner lock first: nothing in the pin directory is read before this daemon owns it
+        let lock = if dir.is_dir() {
+            Some(crate::engine::pin::lock_dir(&dir)?)
+        } else {
+            None
+        };
+        let kept_before = crate::engine::pin::is_bpffs(&dir)
+            && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+        refuse_foreign(&interfaces(&chain.spec), &dir)?;
         if kept_before {
             match Self::adopt(chain, &plan, &dir, opts) {
-                Ok(dp) => return Ok(dp),
+                Ok(mut dp) => {
+                    dp.finish_start(lock);
+                    return Ok(dp);
+                }
                 Err(e) => log::warn!(
                     "cannot re-adopt the chain kept in {}: {e}; loading it afresh",
                     dir.display()
@@ -449,13 +531,83 @@ impl Dataplane {
             tiers,
             stopping: false,
             adopted: None,
+            carried: BTreeMap::new(),
+            listeners: opts.listeners.clone(),
+            control_written: None,
+            control: Vec::new(),
+            _lock: None,
         };
         dp.save()?;
         if let Some(dir) = pins {
             dp.engine.remove_stale_links()?;
             log::info!("chain pinned in {}", dir.display());
         }
+        dp.finish_start(lock);
         Ok(dp)
+    }
+
+    /// The last steps of a start: hold the pin directory's lock, open the control plane.
+    fn finish_start(&mut self, lock: Option<DirLock>) {
+        self._lock = lock;
+        self.refresh_control_plane();
+    }
+
+    /// Writes the control-plane allow for the daemon's listeners on the addresses this network
+    /// namespace has now (a no-op when they did not change), and logs what it covers and what not.
+    pub fn refresh_control_plane(&mut self) {
+        let now = control::current(&self.listeners);
+        let addrs: Vec<std::net::SocketAddr> = now.iter().map(|(_, a, _)| *a).collect();
+        if self.control_written.as_ref() == Some(&addrs) {
+            return;
+        }
+        let written = self.engine.set_control_plane(&addrs);
+        self.control = now
+            .into_iter()
+            .map(|(listener, addr, interface)| {
+                let reason = match &written {
+                    Err(e) => format!("the control-plane allow could not be written: {e}"),
+                    Ok(plan) => plan
+                        .left_out
+                        .iter()
+                        .find(|(a, _)| *a == addr)
+                        .map(|(_, why)| why.clone())
+                        .unwrap_or_default(),
+                };
+                control::Endpoint {
+                    listener,
+                    addr,
+                    interface,
+                    allowed: reason.is_empty(),
+                    reason,
+                }
+            })
+            .collect();
+        let (ok, cut): (Vec<_>, Vec<_>) = self.control.iter().partition(|e| e.allowed);
+        if !ok.is_empty() {
+            let list: Vec<String> = ok
+                .iter()
+                .map(|e| format!("{} {} ({})", e.listener, e.addr, e.interface))
+                .collect();
+            log::info!(
+                "control plane: TCP to {} always passes the chain",
+                list.join(", ")
+            );
+        }
+        for e in cut {
+            log::warn!(
+                "control plane: TCP to {} {} ({}) is NOT exempt from the chain: {}",
+                e.listener,
+                e.addr,
+                e.interface,
+                e.reason
+            );
+        }
+        self.control_written = written.is_ok().then_some(addrs);
+    }
+
+    /// The daemon's control-plane endpoints and whether the chain lets each through.
+    pub fn control_plane(&self) -> &[control::Endpoint] {
+        &self.control
     }
 
     /// Re-adopts the chain kept in `dir`, then moves it to `chain` when that differs. An error
@@ -545,6 +697,15 @@ impl Dataplane {
             tiers,
             stopping: false,
             adopted: Some(note),
+            carried: owner
+                .carried
+                .into_iter()
+                .map(|(n, t, s)| ((n, t), s))
+                .collect(),
+            listeners: opts.listeners.clone(),
+            control_written: None,
+            control: Vec::new(),
+            _lock: None,
         };
         let configured = chain.metadata.generation.unwrap_or(1).max(1);
         if dp.spec != chain.spec {
@@ -576,6 +737,11 @@ impl Dataplane {
             netns: netns_id(),
             generation: self.generation,
             spec: self.spec.clone(),
+            carried: self
+                .carried
+                .iter()
+                .map(|((n, t), s)| (n.clone(), t.clone(), s.clone()))
+                .collect(),
         };
         let text = serde_json::to_string(&owner).map_err(|e| EngineError::Pin {
             dir: String::new(),
@@ -642,11 +808,38 @@ impl Dataplane {
             // the tier's sockets own their queues: new user-space functions need new workers
             return Err(ApplyError::NeedsRestart("the user-space functions"));
         }
+        // the counters of every function as exported now: what a function whose state goes leaves behind
+        let before: Vec<(String, String, u32, FunctionStats)> = self
+            .functions
+            .iter()
+            .filter_map(|f| {
+                let raw = self.engine.function_stats(f.instance).ok()?;
+                Some((
+                    f.name.clone(),
+                    f.type_.clone(),
+                    self.engine.state_id(f.instance),
+                    raw,
+                ))
+            })
+            .collect();
         let applied = self.engine.apply(&plan.kernel)?;
         self.generation = generation;
         self.spec = spec.clone();
         self.functions = running_functions(spec, &plan, &applied.instances);
+        for (name, type_, state, raw) in before {
+            let continues = self.functions.iter().any(|f| {
+                f.name == name && f.type_ == type_ && self.engine.state_id(f.instance) == state
+            });
+            if !continues {
+                self.carried.entry((name, type_)).or_default().add(&raw);
+            }
+        }
         self.last_error.clear();
+        log::info!(
+            "chain generation {generation} active: {} function(s)",
+            self.functions.len()
+        );
+        self.refresh_control_plane();
         if let Err(e) = self.save() {
             log::warn!("generation {generation} runs, but its state record was not written: {e}");
         }
@@ -714,19 +907,20 @@ impl Dataplane {
         self.functions
             .iter()
             .filter_map(|f| {
-                self.engine
-                    .function_stats(f.instance)
-                    .ok()
-                    .map(|s| (f.name.clone(), (f.clone(), s)))
+                let mut s = self.engine.function_stats(f.instance).ok()?;
+                if let Some(c) = self.carried.get(&(f.name.clone(), f.type_.clone())) {
+                    s.add(c);
+                }
+                Some((f.name.clone(), (f.clone(), s)))
             })
             .collect()
     }
 
-    /// Whole-chain counters of the active generation.
+    /// Whole-chain counters over the chain's life (every generation; kept across re-adoptions, since
+    /// they live in the pinned maps): they never go back. Read them after [`Dataplane::function_stats`]
+    /// for a consistent pair (a function's counts are then at most the chain's).
     pub fn chain_counters(&self) -> Option<crate::engine::ChainCounters> {
-        self.engine
-            .chain_counters(self.engine.active_generation())
-            .ok()
+        self.engine.chain_totals().ok()
     }
 }
 

@@ -31,6 +31,7 @@ use super::config::{
     FunctionKind, IpCidr, LbConfig, MAX_CLASSIFIER_CIDRS, MAX_DNAT, MAX_MAGLEV_TABLE, NatConfig,
     NatRule, PortRange, RateLimitKey, RateLimiterConfig,
 };
+use super::control::{self, ControlPlan, CtlCfg, CtlKey};
 use super::error::{EngineError, Result};
 use super::firewall::{self, CompiledFirewall};
 use super::maglev;
@@ -112,7 +113,7 @@ pub struct TestRunOutcome {
 }
 
 /// Per-function counters summed over CPUs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FunctionStats {
     /// Packets that entered the function.
     pub packets_in: u64,
@@ -133,10 +134,23 @@ impl FunctionStats {
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().sum()
     }
+
+    /// Adds `other`, field by field (a carried offset plus the live counters).
+    pub fn add(&mut self, other: &FunctionStats) {
+        self.packets_in += other.packets_in;
+        self.bytes_in += other.bytes_in;
+        self.passed += other.passed;
+        self.aux += other.aux;
+        for (a, b) in self.dropped.iter_mut().zip(&other.dropped) {
+            *a += b;
+        }
+        sum_hist(&mut self.latency_hist, &other.latency_hist);
+    }
 }
 
-/// Chain counters of one generation summed over CPUs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Chain counters summed over CPUs: of one generation ([`Engine::chain_counters`]) or of the chain's
+/// whole life ([`Engine::chain_totals`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChainCounters {
     /// Packets that matched the classifier.
     pub classified: u64,
@@ -148,6 +162,43 @@ pub struct ChainCounters {
     pub broken: u64,
     /// Sampled entry-to-verdict latency, log2 ns buckets.
     pub latency_hist: [u64; abi::HIST_BUCKETS],
+    /// Packets passed as the pod's own control-plane traffic before the classifier
+    /// (`ebpf/lib/control.h`); not kept per generation, so only [`Engine::chain_totals`] fills it.
+    #[serde(default)]
+    pub control_plane: u64,
+}
+
+impl ChainCounters {
+    /// `self - base`, field by field (saturating).
+    fn since(&self, base: &ChainCounters) -> ChainCounters {
+        let mut out = ChainCounters {
+            classified: self.classified.saturating_sub(base.classified),
+            bypassed: self.bypassed.saturating_sub(base.bypassed),
+            completed: self.completed.saturating_sub(base.completed),
+            broken: self.broken.saturating_sub(base.broken),
+            latency_hist: [0; abi::HIST_BUCKETS],
+            control_plane: self.control_plane.saturating_sub(base.control_plane),
+        };
+        for ((o, a), b) in out
+            .latency_hist
+            .iter_mut()
+            .zip(&self.latency_hist)
+            .zip(&base.latency_hist)
+        {
+            *o = a.saturating_sub(*b);
+        }
+        out
+    }
+
+    /// Adds `other`, field by field.
+    fn add(&mut self, other: &ChainCounters) {
+        self.classified += other.classified;
+        self.bypassed += other.bypassed;
+        self.completed += other.completed;
+        self.broken += other.broken;
+        self.control_plane += other.control_plane;
+        sum_hist(&mut self.latency_hist, &other.latency_hist);
+    }
 }
 
 /// Prefixes of one classifier generation, one firewall instance or one NAT instance's SNAT rule,
@@ -202,6 +253,10 @@ struct Maps {
     nat_dnat: BpfHashMap<MapData, NatDnatKey, NatDnatVal>,
     nat_src4: LpmTrie<MapData, Lpm4Data, u32>,
     nat_src6: LpmTrie<MapData, Lpm6Data, u32>,
+    /// The control-plane allow (`ebpf/lib/control.h`).
+    ctl_cfg: Array<MapData, CtlCfg>,
+    ctl_endpoints: BpfHashMap<MapData, CtlKey, u32>,
+    ctl_stats: PerCpuArray<MapData, u64>,
 }
 
 /// Every map of an attach point (the XDP one has two more), as pinned in a kept chain's directory.
@@ -251,6 +306,9 @@ fn map_names(hook: Hook) -> Vec<&'static str> {
         // programs, the old entry's packets continue in the new functions through these
         "vnf_scratch",
         "vnf_parsed",
+        "vnf_ctl_cfg",
+        "vnf_ctl_endpoints",
+        "vnf_ctl_stats",
     ];
     if hook == Hook::Xdp {
         names.extend(["vnf_devmap", "vnf_xsks", "vnf_if_flags"]);
@@ -322,6 +380,9 @@ impl Maps {
             nat_dnat: take(ebpf, "vnf_nat_dnat")?,
             nat_src4: take(ebpf, "vnf_nat_src4")?,
             nat_src6: take(ebpf, "vnf_nat_src6")?,
+            ctl_cfg: take(ebpf, "vnf_ctl_cfg")?,
+            ctl_endpoints: take(ebpf, "vnf_ctl_endpoints")?,
+            ctl_stats: take(ebpf, "vnf_ctl_stats")?,
         })
     }
 }
@@ -366,6 +427,9 @@ struct EngineState {
     cls_keys: [PrefixKeys; 2],
     nat_keys: Vec<(u32, PrefixKeys, Vec<NatDnatKey>)>,
     lb_regions: Vec<(u32, (u32, u32))>,
+    /// Raw counters of each generation's slot when it was last activated.
+    #[serde(default)]
+    gen_base: [ChainCounters; 2],
 }
 
 /// One kept attachment.
@@ -465,6 +529,9 @@ pub struct Engine {
     /// Maglev pool region (offset, size) of each load-balancer instance.
     lb_regions: HashMap<u32, (u32, u32)>,
     last_flip: Option<Instant>,
+    /// Raw counters of each generation's slot when it was last activated: the kernel's chain counters
+    /// are never zeroed (exported totals never go back), per-generation counts subtract this.
+    gen_base: [ChainCounters; 2],
     /// Attachments, by interface name.
     links: Vec<(String, Link)>,
     /// Attach mode label of each attached interface.
@@ -1022,6 +1089,7 @@ impl Engine {
             nat_keys: HashMap::new(),
             lb_regions: HashMap::new(),
             last_flip: None,
+            gen_base: Default::default(),
             links: Vec::new(),
             modes: Vec::new(),
             pins: None,
@@ -1207,12 +1275,9 @@ impl Engine {
             .gen_flags
             .set(target, gen_flags(&chain.functions), 0)
             .map_err(EngineError::map("vnf_gen_flags"))?;
-        let mut zero = vec![ChainStats::default(); self.nr_cpus];
-        zero.shrink_to_fit();
-        self.maps
-            .chain_stats
-            .set(target, PerCpuValues::try_from(zero)?, 0)
-            .map_err(EngineError::map("vnf_chain_stats"))?;
+        // the slot's counters are not zeroed (the chain's totals must never go back, see
+        // `chain_totals`): the generation's own counts start from here
+        self.gen_base[target as usize] = self.raw_chain_counters(target)?;
 
         // the switch: one word
         self.maps
@@ -1221,10 +1286,7 @@ impl Engine {
             .map_err(EngineError::map("vnf_active_gen"))?;
         self.active = target;
         self.last_flip = Some(Instant::now());
-        info!(
-            "chain generation {target} active: {} functions",
-            instances.len()
-        );
+        debug!("slot set {target} active: {} functions", instances.len());
         Ok(AppliedChain {
             generation: target,
             instances,
@@ -1792,6 +1854,13 @@ impl Engine {
         self.state_of.get(&inst).copied().unwrap_or(inst)
     }
 
+    /// The state id whose counters (and flows, buckets) function instance `instance` uses: two
+    /// instances with the same state id share their counters (a function that kept its name and type
+    /// across an update).
+    pub fn state_id(&self, instance: u32) -> u32 {
+        self.state(instance)
+    }
+
     /// Counters of one function instance, summed over CPUs.
     pub fn function_stats(&self, instance: u32) -> Result<FunctionStats> {
         let per_cpu = self
@@ -1813,12 +1882,69 @@ impl Engine {
         Ok(s)
     }
 
-    /// Chain counters of a generation, summed over CPUs.
+    /// Chain counters of a generation (slot set 0 or 1) since it was last activated, summed over CPUs.
     pub fn chain_counters(&self, generation: u32) -> Result<ChainCounters> {
+        let g = generation & 1;
+        Ok(self
+            .raw_chain_counters(g)?
+            .since(&self.gen_base[g as usize]))
+    }
+
+    /// The chain's counters over its whole life (both slot sets, every generation, and the control-plane
+    /// passes), summed over CPUs. They live in the (pinned) maps and are never zeroed, so they only grow,
+    /// across updates and re-adoptions.
+    pub fn chain_totals(&self) -> Result<ChainCounters> {
+        let mut c = self.raw_chain_counters(0)?;
+        c.add(&self.raw_chain_counters(1)?);
+        c.control_plane = self.control_plane_passes()?;
+        Ok(c)
+    }
+
+    /// Packets passed as the pod's own control-plane traffic (`ebpf/lib/control.h`).
+    pub fn control_plane_passes(&self) -> Result<u64> {
+        let per_cpu = self
+            .maps
+            .ctl_stats
+            .get(&0, 0)
+            .map_err(EngineError::map("vnf_ctl_stats"))?;
+        Ok(per_cpu.iter().sum())
+    }
+
+    /// Writes the control-plane allow: TCP to `endpoints` (the pod's addresses with the ports of the
+    /// daemon's TCP listeners) passes every chain. Replaces what was there; endpoints beyond the bounds
+    /// of `control.h` are left out and returned in the plan. New endpoints are in place before the port
+    /// list changes, old ones go last, so an endpoint that stays never misses a packet.
+    pub fn set_control_plane(&mut self, endpoints: &[std::net::SocketAddr]) -> Result<ControlPlan> {
+        let plan = control::plan(endpoints);
+        for k in &plan.keys {
+            self.maps
+                .ctl_endpoints
+                .insert(k, 1, 0)
+                .map_err(EngineError::map("vnf_ctl_endpoints"))?;
+        }
+        self.maps
+            .ctl_cfg
+            .set(0, plan.cfg, 0)
+            .map_err(EngineError::map("vnf_ctl_cfg"))?;
+        let stale: Vec<CtlKey> = self
+            .maps
+            .ctl_endpoints
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !plan.keys.contains(k))
+            .collect();
+        for k in stale {
+            ignore_missing(self.maps.ctl_endpoints.remove(&k), "vnf_ctl_endpoints")?;
+        }
+        Ok(plan)
+    }
+
+    /// The raw (never zeroed) counters of slot set `g`, summed over CPUs.
+    fn raw_chain_counters(&self, g: u32) -> Result<ChainCounters> {
         let per_cpu = self
             .maps
             .chain_stats
-            .get(&(generation & 1), 0)
+            .get(&g, 0)
             .map_err(EngineError::map("vnf_chain_stats"))?;
         let mut c = ChainCounters::default();
         for v in per_cpu.iter() {
@@ -2392,6 +2518,7 @@ impl Engine {
             .map(|(i, p, d)| (*i, (p.clone(), d.clone())))
             .collect();
         self.lb_regions = st.lb_regions.iter().copied().collect();
+        self.gen_base = st.gen_base.clone();
     }
 
     fn state_record(&self) -> EngineState {
@@ -2420,6 +2547,7 @@ impl Engine {
                 .map(|(i, (p, d))| (i, p, d))
                 .collect(),
             lb_regions: sorted(&self.lb_regions),
+            gen_base: self.gen_base.clone(),
         }
     }
 

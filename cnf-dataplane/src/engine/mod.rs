@@ -3,6 +3,7 @@
 pub mod abi;
 mod batch;
 pub mod config;
+pub mod control;
 pub mod diagnose;
 pub mod error;
 pub mod firewall;

@@ -278,3 +278,120 @@ pub fn build_id() -> String {
     }
     format!("{h:016x}")
 }
+
+/// The owner lock of a pin directory: an exclusive `flock` on the directory itself (bpffs holds no
+/// regular files), held as long as this value lives — for a daemon, its whole life. The kernel drops it
+/// when the process dies, however it dies, so a crashed daemon never blocks its successor.
+#[derive(Debug)]
+pub struct DirLock {
+    _fd: OwnedFd,
+}
+
+/// Why [`lock_dir`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds the lock.
+    #[error(
+        "pin directory {dir} is in use by another cnf-dataplane{}: two daemons must not share a pin directory (give each its own --pin-dir)",
+        .holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Held {
+        /// The directory.
+        dir: String,
+        /// The holder's pid, when /proc/locks names it.
+        holder: Option<u32>,
+    },
+    /// The directory could not be opened or locked.
+    #[error("pin directory {dir}: {why}")]
+    Other {
+        /// The directory.
+        dir: String,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// Takes the owner lock of pin directory `dir` (which must exist) without waiting.
+pub fn lock_dir(dir: &Path) -> std::result::Result<DirLock, LockError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let other = |why: String| LockError::Other {
+        dir: dir.display().to_string(),
+        why,
+    };
+    let file = std::fs::File::open(dir).map_err(|e| other(format!("opening: {e}")))?;
+    let fd: OwnedFd = file.into();
+    // SAFETY: flock(2) on a descriptor this function owns; no memory is passed.
+    let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(DirLock { _fd: fd });
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+        return Err(other(format!("locking: {err}")));
+    }
+    let holder = std::fs::metadata(dir)
+        .ok()
+        .and_then(|m| lock_holder(&std::fs::read_to_string("/proc/locks").ok()?, m.ino()));
+    Err(LockError::Held {
+        dir: dir.display().to_string(),
+        holder,
+    })
+}
+
+/// The pid holding a FLOCK on inode `ino`, from the text of /proc/locks
+/// (`1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF`; see proc_locks(5)).
+fn lock_holder(proc_locks: &str, ino: u64) -> Option<u32> {
+    proc_locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // blocked waiters are listed as "1: -> FLOCK ..."
+        if f.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let file_ino: u64 = f.get(5)?.rsplit(':').next()?.parse().ok()?;
+        (file_ino == ino).then(|| f.get(4)?.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_holder_is_read_from_proc_locks() {
+        let text = "1: POSIX  ADVISORY  WRITE 77 00:2a:99 0 EOF\n\
+                    2: FLOCK  ADVISORY  WRITE 4242 00:2a:99 0 EOF\n\
+                    2: -> FLOCK  ADVISORY  WRITE 5151 00:2a:99 0 EOF\n\
+                    3: FLOCK  ADVISORY  WRITE 17 fd:01:123 0 EOF\n";
+        assert_eq!(lock_holder(text, 99), Some(4242));
+        assert_eq!(lock_holder(text, 123), Some(17));
+        assert_eq!(lock_holder(text, 5), None);
+        assert_eq!(lock_holder("garbage\n1: FLOCK\n", 99), None);
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_directory_is_refused_and_names_the_holder() {
+        let dir = std::env::temp_dir().join(format!("vnf-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let first = lock_dir(&dir).expect("first lock");
+        // flock locks belong to the open file description: a second open in this process conflicts too
+        match lock_dir(&dir) {
+            Err(e @ LockError::Held { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("is in use by another cnf-dataplane"),
+                    "{text}"
+                );
+                assert!(
+                    text.contains(&format!("(pid {})", std::process::id())),
+                    "{text}"
+                );
+            }
+            other => panic!("expected Held, got {other:?}"),
+        }
+        drop(first);
+        let again = lock_dir(&dir).expect("free again once dropped");
+        drop(again);
+        let _ = std::fs::remove_dir(&dir);
+    }
+}

@@ -575,6 +575,18 @@ pub fn enter(ns: &str) {
     assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
 }
 
+/// Runs `f` on a thread inside network namespace `ns`.
+pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter(ns);
+            f()
+        })
+        .join()
+        .expect("namespace thread")
+    })
+}
+
 // ---- random tests ----
 
 /// xorshift64* — a deterministic generator for the differential tests (seeded, no dependency).

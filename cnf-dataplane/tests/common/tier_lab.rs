@@ -12,7 +12,7 @@ use cnf_dataplane::userspace::{
     Stats, TierConfig, UserTier, UserspaceError,
 };
 
-use crate::common::{Namespaces, enter, sh};
+use crate::common::{Namespaces, sh};
 
 pub const KEY: [u8; 32] = *b"build-vnf user-space tier key!!!";
 
@@ -40,16 +40,7 @@ pub fn quiet(ns: &str, cmd: &[&str]) {
 }
 
 /// Runs `f` on a thread inside namespace `ns` (sockets and tier workers created there stay there).
-pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            enter(ns);
-            f()
-        })
-        .join()
-        .expect("namespace thread panicked")
-    })
-}
+pub use crate::common::in_ns;
 
 /// client (c0) ─ (fi) cnf (fe) ─ (s0) server, IPv4 10.1.0.0/24 + 10.2.0.0/24 and IPv6 fd01::/64 +
 /// fd02::/64, fixed MACs, static neighbours (ARP/ND cannot cross the tier), no forwarding in cnf

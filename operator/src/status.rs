@@ -343,7 +343,12 @@ pub fn compute(
                 &p.reason,
                 format!("Deployment {}: {}", p.deployment, p.message),
             ),
-            None => conditions.set(CONDITION_DEGRADED, false, "AsExpected", String::new()),
+            None => match control_plane_at_risk(obs) {
+                Some(message) => {
+                    conditions.set(CONDITION_DEGRADED, true, CONTROL_PLANE_AT_RISK, message)
+                }
+                None => conditions.set(CONDITION_DEGRADED, false, "AsExpected", String::new()),
+            },
         },
     }
 
@@ -377,6 +382,33 @@ pub fn compute(
         function_names: Some(function_names(chain)),
         selector: crate::render::pod_selector(chain).ok(),
     }
+}
+
+/// `Degraded` reason when a sidecar reports one of its own endpoints (gRPC, metrics: the operator's calls and
+/// the kubelet's probes) that the chain's implicit control-plane allow does not cover.
+pub const CONTROL_PLANE_AT_RISK: &str = "ControlPlaneAtRisk";
+
+/// Every endpoint a replica reports as not exempt from its chain, as one message (`None` when all are).
+fn control_plane_at_risk(obs: &Observation) -> Option<String> {
+    let unexempt: Vec<String> = obs
+        .replicas
+        .iter()
+        .filter_map(|r| r.sidecar.as_ref().ok().map(|st| (r, st)))
+        .flat_map(|(r, st)| {
+            st.control_plane.iter().filter(|e| !e.allowed).map(|e| {
+                format!(
+                    "{}: {} {} on {} ({})",
+                    r.pod, e.listener, e.endpoint, e.interface, e.reason
+                )
+            })
+        })
+        .collect();
+    (!unexempt.is_empty()).then(|| {
+        format!(
+            "the chain may cut the sidecar's own endpoints (probes, the operator's gRPC): {}",
+            unexempt.join("; ")
+        )
+    })
 }
 
 /// The known-good generation, once at least one replica reported it applied (the ConfigMap holds it from
@@ -593,6 +625,51 @@ mod tests {
         }
         let s = compute(&c, None, &obs(vec![]), now());
         assert_eq!(cond(&s, "Ready").reason, "NoReplicas");
+    }
+
+    #[test]
+    fn an_endpoint_the_chain_may_cut_is_degraded_with_its_reason() {
+        let c = chain(1, 2);
+        let both = [("eth0", Hook::Xdp), ("eth1", Hook::Tc)];
+        let mut r = replica("a", 2, &both);
+        let endpoint = |allowed: bool| dataplane_api::ControlEndpoint {
+            listener: "metrics".into(),
+            endpoint: "10.0.0.5:9090".into(),
+            interface: "eth0".into(),
+            allowed,
+            reason: if allowed {
+                String::new()
+            } else {
+                "more than 64 addresses".into()
+            },
+        };
+        if let Ok(st) = &mut r.sidecar {
+            st.control_plane = vec![endpoint(true)];
+        }
+        let obs = |r: ReplicaObservation| Observation {
+            replicas: vec![r],
+            ..Observation::default()
+        };
+        // Control: every endpoint exempt is not Degraded.
+        let s = compute(&c, None, &obs(r.clone()), now());
+        assert_eq!(cond(&s, "Degraded").status, "False");
+        if let Ok(st) = &mut r.sidecar {
+            st.control_plane.push(endpoint(false));
+        }
+        let s = compute(&c, None, &obs(r), now());
+        let d = cond(&s, "Degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", CONTROL_PLANE_AT_RISK)
+        );
+        assert!(
+            d.message
+                .contains("a: metrics 10.0.0.5:9090 on eth0 (more than 64 addresses)"),
+            "{}",
+            d.message
+        );
+        // The chain still runs everywhere: Ready stays true, the risk is reported beside it.
+        assert_eq!(cond(&s, "Ready").status, "True");
     }
 
     #[test]

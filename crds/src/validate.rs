@@ -15,8 +15,8 @@ use ipnet::IpNet;
 
 use crate::functions::{
     Action, FirewallConfig, ForwardMode, Function, FunctionType, L4Protocol, LoadBalancerConfig,
-    MAX_FIREWALL_RULES, MAX_FUNCTIONS, MIN_MAGLEV_TABLE, MonitorConfig, NatConfig,
-    PayloadCipherConfig, Protocol, RateLimiterConfig, Tier, TrafficMatch,
+    MAX_FIREWALL_RULES, MAX_FUNCTIONS, MAX_PORT_RANGES, MAX_PREFIXES, MIN_MAGLEV_TABLE,
+    MonitorConfig, NatConfig, PayloadCipherConfig, Protocol, RateLimiterConfig, Tier, TrafficMatch,
 };
 use crate::net::{Cidr, IpAddress, PortRange, is_dns_label, is_dns_subdomain};
 use crate::vnfchain::{Hook, MAX_NAME_LEN, VNFChain, VNFChainSpec};
@@ -275,8 +275,11 @@ impl Validator {
                 ),
             );
         }
-        if list.len() > 16 {
-            self.err(path, format!("at most 16 port ranges, got {}", list.len()));
+        if list.len() > MAX_PORT_RANGES {
+            self.err(
+                path,
+                format!("at most {MAX_PORT_RANGES} port ranges, got {}", list.len()),
+            );
         }
         for (i, r) in list.iter().enumerate() {
             self.port_range(&format!("{path}[{i}]"), r);
@@ -302,11 +305,15 @@ impl Validator {
     /// Checks a match (the classifier or a firewall rule) and returns its parsed form.
     fn traffic_match(&mut self, path: &str, m: &TrafficMatch) -> Match {
         let protocol = m.protocol;
-        let src = self.cidrs(&format!("{path}.sourceCIDRs"), &m.source_cidrs, 64);
+        let src = self.cidrs(
+            &format!("{path}.sourceCIDRs"),
+            &m.source_cidrs,
+            MAX_PREFIXES,
+        );
         let dst = self.cidrs(
             &format!("{path}.destinationCIDRs"),
             &m.destination_cidrs,
-            64,
+            MAX_PREFIXES,
         );
         self.port_ranges(&format!("{path}.sourcePorts"), &m.source_ports, protocol);
         self.port_ranges(
@@ -611,7 +618,7 @@ impl Validator {
         }
         if let Some(s) = &c.snat {
             let sp = format!("{path}.snat");
-            self.cidrs(&format!("{sp}.sourceCIDRs"), &s.source_cidrs, 64);
+            self.cidrs(&format!("{sp}.sourceCIDRs"), &s.source_cidrs, MAX_PREFIXES);
             self.ip(&format!("{sp}.toAddress"), &s.to_address);
             self.port_range(&format!("{sp}.toPorts"), &s.to_ports);
         }

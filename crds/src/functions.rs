@@ -487,9 +487,12 @@ pub struct SecretKeyRef {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub name: String,
-    /// Key inside the Secret.
+    /// Key inside the Secret: a file name in the mounted Secret, so not `.` and not starting with `..`.
     #[serde(default = "default_secret_key")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$")
+    )]
     pub key: String,
 }
 

@@ -5,10 +5,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::net::{Cidr, DnsLabel, InterfaceName, IpAddress, MacAddress, PortRange};
 
+// The list limits below are also the schema's `maxItems` (the attributes are literals; `crds/tests/cel_cost.rs`
+// checks they agree). The API server multiplies the estimated cost of a CEL rule by the `maxItems` of every list
+// above it (functions × rules × port ranges for a port range's rule) and refuses a CRD whose rules exceed its
+// budget; these bounds keep every rule under half of it, and that test computes the estimate as the API server does.
+//
+// Integer fields declare `format: int32`/`int64`, the formats the API server knows (schemars would say
+// `uint16`/`uint32`/`uint64`, which the API server warns about); `minimum`/`maximum` carry the exact bounds.
+
 /// Most rules a firewall may hold (the data plane's LPM tries are sized for this).
 pub const MAX_FIREWALL_RULES: usize = 10_000;
 /// Most functions in one chain (the size of a generation's slice of the program array).
 pub const MAX_FUNCTIONS: usize = 16;
+/// Most port ranges in one `sourcePorts` or `destinationPorts` list (of the classifier or of a firewall rule).
+pub const MAX_PORT_RANGES: usize = 4;
+/// Most prefixes in one CIDR list (`sourceCIDRs`, `destinationCIDRs`, `snat.sourceCIDRs`).
+pub const MAX_PREFIXES: usize = 64;
 /// Smallest Maglev lookup table (a prime).
 pub const MIN_MAGLEV_TABLE: u32 = 65_537;
 
@@ -152,11 +164,11 @@ pub struct TrafficMatch {
     pub destination_cidrs: Vec<Cidr>,
     /// Source port ranges (any of them); TCP and UDP only.
     #[serde(default)]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 4))] // MAX_PORT_RANGES
     pub source_ports: Vec<PortRange>,
     /// Destination port ranges (any of them); TCP and UDP only.
     #[serde(default)]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 4))] // MAX_PORT_RANGES
     pub destination_ports: Vec<PortRange>,
 }
 
@@ -217,13 +229,13 @@ pub struct DnatMapping {
     /// Original destination address.
     pub destination: IpAddress,
     /// Original destination port.
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = 65535), extend("format" = "int32"))]
     pub port: u16,
     /// Translated destination address.
     pub to_address: IpAddress,
     /// Translated destination port; defaults to `port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = 65535), extend("format" = "int32"))]
     pub to_port: Option<u16>,
 }
 
@@ -261,7 +273,7 @@ pub struct NatConfig {
     pub dnat: Vec<DnatMapping>,
     /// Connection-tracking table size (entries).
     #[serde(default = "default_conntrack_size")]
-    #[schemars(range(min = 1024, max = 4194304))]
+    #[schemars(range(min = 1024, max = 4194304), extend("format" = "int32"))]
     pub conntrack_size: u32,
 }
 
@@ -277,11 +289,11 @@ pub struct Backend {
     pub address: IpAddress,
     /// Backend port; defaults to the VIP port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = 65535), extend("format" = "int32"))]
     pub port: Option<u16>,
     /// Relative share of new flows.
     #[serde(default = "default_weight")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = 1000), extend("format" = "int32"))]
     pub weight: u32,
 }
 
@@ -305,7 +317,7 @@ pub struct LoadBalancerConfig {
     /// The virtual IP clients connect to.
     pub vip: IpAddress,
     /// The virtual port.
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = 65535), extend("format" = "int32"))]
     pub port: u16,
     /// Protocol of the service.
     #[serde(default)]
@@ -315,11 +327,11 @@ pub struct LoadBalancerConfig {
     pub algorithm: LbAlgorithm,
     /// Maglev lookup-table size; must be a prime of at least 65537.
     #[serde(default = "default_table_size")]
-    #[schemars(range(min = 65537, max = 16777259))]
+    #[schemars(range(min = 65537, max = 16777259), extend("format" = "int32"))]
     pub table_size: u32,
     /// LRU flow-table size: established flows stay on their backend while they are in it.
     #[serde(default = "default_flow_table_size")]
-    #[schemars(range(min = 1024, max = 4194304))]
+    #[schemars(range(min = 1024, max = 4194304), extend("format" = "int32"))]
     pub flow_table_size: u32,
     /// The backends (at least one).
     #[schemars(length(min = 1, max = 256))]
@@ -357,26 +369,26 @@ pub enum RateKey {
 pub struct RateLimiterConfig {
     /// Sustained packet rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000000000))]
+    #[schemars(range(min = 1, max = 1000000000), extend("format" = "int64"))]
     pub packets_per_second: Option<u64>,
     /// Sustained bit rate (counting IP packet bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000000000000u64))]
+    #[schemars(range(min = 1, max = 1000000000000u64), extend("format" = "int64"))]
     pub bits_per_second: Option<u64>,
     /// Bucket depth in packets; defaults to a tenth of a second at the packet rate (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000000000))]
+    #[schemars(range(min = 1, max = 1000000000), extend("format" = "int64"))]
     pub burst_packets: Option<u64>,
     /// Bucket depth in bytes; defaults to a tenth of a second at the bit rate (at least 1500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 64, max = 125000000000u64))]
+    #[schemars(range(min = 64, max = 125000000000u64), extend("format" = "int64"))]
     pub burst_bytes: Option<u64>,
     /// What one bucket is kept for.
     #[serde(default)]
     pub key: RateKey,
     /// Bucket-table size for per-source and per-flow keys (LRU).
     #[serde(default = "default_bucket_table_size")]
-    #[schemars(range(min = 1024, max = 4194304))]
+    #[schemars(range(min = 1024, max = 4194304), extend("format" = "int32"))]
     pub table_size: u32,
 }
 
@@ -406,7 +418,7 @@ pub struct MonitorConfig {
     pub count_by: CountBy,
     /// Send the metadata of one packet in N to user space; 0 turns sampling off.
     #[serde(default)]
-    #[schemars(range(min = 0, max = 1000000))]
+    #[schemars(range(min = 0, max = 1000000), extend("format" = "int32"))]
     pub sample_one_in: u32,
 }
 
@@ -475,9 +487,12 @@ pub struct SecretKeyRef {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub name: String,
-    /// Key inside the Secret.
+    /// Key inside the Secret: a file name in the mounted Secret, so not `.` and not starting with `..`.
     #[serde(default = "default_secret_key")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$")
+    )]
     pub key: String,
 }
 

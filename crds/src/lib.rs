@@ -4,9 +4,11 @@
 //! [`manifest::parse_documents`] / [`validate()`], so bad input gets the same error, naming the same field,
 //! whichever door it comes through.
 
+mod cover;
 pub mod functions;
 pub mod manifest;
 pub mod net;
+pub mod schema;
 pub mod status;
 pub mod validate;
 pub mod vnfchain;

@@ -1,8 +1,11 @@
-//! Reading manifests: multi-document YAML → `VNFChain`s, with unknown fields and type errors reported by path.
+//! Reading manifests: multi-document YAML → `VNFChain`s, with unknown fields (and the field they were probably
+//! meant to be), type errors and documents of the wrong kind reported by path.
+
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::validate::{ValidationError, ValidationErrors, validate};
+use crate::validate::{ValidationError, ValidationErrors, validate_with_crd};
 use crate::vnfchain::{API_VERSION, KIND, VNFChain};
 
 /// What one YAML document turned out to be.
@@ -37,8 +40,44 @@ pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
     Ok(values
         .into_iter()
         .filter(|v| !v.is_null())
-        .map(parse_document)
+        .enumerate()
+        .map(|(i, v)| match parse_one(v) {
+            Ok(doc) => doc,
+            Err(kind) => foreign_kind(i, kind),
+        })
         .collect())
+}
+
+/// A document of another kind is only welcome when it is plainly not a chain (e.g. the `v1` Secret holding a
+/// cipher key): one of this API group, or whose kind looks like `VNFChain`, is a mistake and an error naming the
+/// document's index (0-based, in the file) rather than a silently skipped chain.
+fn foreign_kind(index: usize, kind: ForeignKind) -> Document {
+    let ours = kind.api_version.split('/').next() == Some(crate::vnfchain::GROUP);
+    let near = did_you_mean(&kind.kind, [KIND]).is_some();
+    if !ours && !near && !kind.api_version.is_empty() {
+        return Document::Other { kind: kind.kind };
+    }
+    let message = if near {
+        format!(
+            "document {index} has kind {:?}, which is not a kind of this file; did you mean {KIND:?}?",
+            kind.kind
+        )
+    } else if ours {
+        format!(
+            "document {index} has kind {:?}, but the only kind of {} is {KIND:?}",
+            kind.kind,
+            crate::vnfchain::GROUP
+        )
+    } else {
+        format!("document {index} of kind {:?} has no apiVersion", kind.kind)
+    };
+    Document::Invalid(ValidationErrors::single("kind", message))
+}
+
+/// What `parse_document` learnt of a document that is not a `VNFChain`.
+struct ForeignKind {
+    kind: String,
+    api_version: String,
 }
 
 /// Parses a file that must hold exactly one `VNFChain` (what the data plane and the testbed take).
@@ -68,20 +107,36 @@ pub fn parse_single_chain(text: &str) -> Result<VNFChain, ValidationErrors> {
 
 /// Turns one parsed YAML document into a checked chain, or the reasons it is not one.
 pub fn parse_document(value: Value) -> Document {
+    match parse_one(value) {
+        Ok(doc) => doc,
+        Err(kind) => Document::Other { kind: kind.kind },
+    }
+}
+
+/// `parse_document`, telling a document of another kind apart (with its apiVersion).
+fn parse_one(value: Value) -> Result<Document, ForeignKind> {
     let Some(map) = value.as_object() else {
-        return Document::Invalid(ValidationErrors::single(
+        return Ok(Document::Invalid(ValidationErrors::single(
             "(document)",
             "expected a mapping with apiVersion, kind, metadata and spec",
-        ));
+        )));
     };
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default();
     if kind != KIND {
         if kind.is_empty() {
-            return Document::Invalid(ValidationErrors::single("kind", "is required"));
+            return Ok(Document::Invalid(ValidationErrors::single(
+                "kind",
+                "is required",
+            )));
         }
-        return Document::Other {
+        return Err(ForeignKind {
             kind: kind.to_owned(),
-        };
+            api_version: map
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        });
     }
     let mut errors = Vec::new();
     match map.get("apiVersion").and_then(Value::as_str) {
@@ -92,25 +147,44 @@ pub fn parse_document(value: Value) -> Document {
         )),
         None => errors.push(err("apiVersion", "is required")),
     }
+    // Unknown fields first, all of them, each with the field it was probably meant to be.
+    let unknown = unknown_fields_by_schema(&value);
+    if !unknown.is_empty() {
+        errors.extend(unknown);
+        return Ok(Document::Invalid(ValidationErrors(errors)));
+    }
+    // The document as written, as the API server checks it (nulls pruned, defaults applied): typed parsing
+    // alone would accept what the schema refuses (`[]` for an object, `null` for a string).
+    let crd = crate::schema::check(&crate::schema::as_the_api_server_sees_it(&value));
     let chain: VNFChain = match serde_path_to_error::deserialize(&value) {
         Ok(c) => c,
         Err(e) => {
-            let path = e.path().to_string();
+            let mut path = e.path().to_string();
             let mut message = e.inner().to_string();
+            if let Some(field) = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.split('`').next())
+            {
+                path = if path == "." {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                };
+                message = "is required".into();
+            }
             if message.starts_with("invalid type: boolean") {
                 message.push_str(
                     " (YAML reads y, n, yes, no, on and off as booleans: quote the value)",
                 );
             }
-            errors.push(err(
-                if path == "." {
-                    "(document)".into()
-                } else {
-                    path
-                },
-                message,
-            ));
-            return Document::Invalid(ValidationErrors(errors));
+            let path = if path == "." {
+                "(document)".into()
+            } else {
+                path
+            };
+            errors.extend(crd.into_iter().filter(|c| c.path != path));
+            errors.push(err(path, message));
+            return Ok(Document::Invalid(ValidationErrors(errors)));
         }
     };
     // Types that ignore unknown fields on their own (metadata, tolerations, resources) are caught here:
@@ -119,13 +193,13 @@ pub fn parse_document(value: Value) -> Document {
         Ok(typed) => unknown_fields(&value, &typed, "", &mut errors),
         Err(e) => errors.push(err("(document)", format!("cannot be re-encoded: {e}"))),
     }
-    if let Err(ValidationErrors(more)) = validate(&chain) {
+    if let Err(ValidationErrors(more)) = validate_with_crd(&chain, crd) {
         errors.extend(more);
     }
     if errors.is_empty() {
-        Document::Chain(Box::new(chain))
+        Ok(Document::Chain(Box::new(chain)))
     } else {
-        Document::Invalid(ValidationErrors(errors))
+        Ok(Document::Invalid(ValidationErrors(errors)))
     }
 }
 
@@ -134,6 +208,130 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ValidationError {
         path: path.into(),
         message: message.into(),
     }
+}
+
+/// The fields of `metadata` (ObjectMeta), which the CRD schema leaves open.
+const METADATA_FIELDS: [&str; 15] = [
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "generateName",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "finalizers",
+    "ownerReferences",
+    "managedFields",
+    "selfLink",
+];
+
+/// Every key of `document` that the CRD's schema does not declare, with a "did you mean" for near misses
+/// (the API server's strict field validation refuses them; nothing here drops them silently).
+fn unknown_fields_by_schema(document: &Value) -> Vec<ValidationError> {
+    static SCHEMA: OnceLock<Option<Value>> = OnceLock::new();
+    let Some(schema) = SCHEMA.get_or_init(|| crate::schema::openapi_schema().ok()) else {
+        return vec![err("(schema)", "the CRD schema cannot be generated")];
+    };
+    let mut out = Vec::new();
+    walk_unknown(document, schema, "", &mut out);
+    out
+}
+
+fn walk_unknown(value: &Value, schema: &Value, path: &str, out: &mut Vec<ValidationError>) {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+                return;
+            }
+            let props = schema.get("properties").and_then(Value::as_object);
+            if let Some(props) = props {
+                let root = path.is_empty();
+                for (k, v) in map {
+                    if root && k == "metadata" {
+                        walk_metadata(v, out);
+                    } else if let Some(child) = props.get(k) {
+                        walk_unknown(v, child, &join(k), out);
+                    } else if !(root && (k == "apiVersion" || k == "kind")) {
+                        out.push(unknown(&join(k), k, props.keys().map(String::as_str)));
+                    }
+                }
+            } else if let Some(values) =
+                schema.get("additionalProperties").filter(|a| a.is_object())
+            {
+                for (k, v) in map {
+                    walk_unknown(v, values, &format!("{path}[{k:?}]"), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    walk_unknown(v, item, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn walk_metadata(value: &Value, out: &mut Vec<ValidationError>) {
+    if let Value::Object(map) = value {
+        for k in map.keys() {
+            if !METADATA_FIELDS.contains(&k.as_str()) {
+                out.push(unknown(&format!("metadata.{k}"), k, METADATA_FIELDS));
+            }
+        }
+    }
+}
+
+fn unknown<'a>(path: &str, key: &str, known: impl IntoIterator<Item = &'a str>) -> ValidationError {
+    let message = match did_you_mean(key, known) {
+        Some(m) => format!("unknown field `{key}`; did you mean `{m}`?"),
+        None => format!("unknown field `{key}`"),
+    };
+    err(path, message)
+}
+
+/// The known name closest to `word`, when it is a near miss: the same ignoring case, or at most a couple of
+/// letters off (a third of the word's length, at least one).
+pub fn did_you_mean<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = word.to_lowercase();
+    let limit = (word.chars().count() / 3).clamp(1, 3);
+    known
+        .into_iter()
+        .map(|k| (edit_distance(&lower, &k.to_lowercase()), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// Reports every key of `written` (non-null) that is absent from `typed`.
@@ -214,13 +412,72 @@ spec:
         );
         let e = errors(&text);
         assert!(
-            e.contains(&"metadata.labelz: unknown field".to_string()),
+            e.contains(
+                &"metadata.labelz: unknown field `labelz`; did you mean `labels`?".to_string()
+            ),
             "{e:?}"
         );
         assert!(
-            e.contains(&"spec.placement.tolerations[0].efect: unknown field".to_string()),
+            e.contains(
+                &"spec.placement.tolerations[0].efect: unknown field `efect`; did you mean `effect`?"
+                    .to_string()
+            ),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn every_unknown_field_is_reported_with_a_near_miss() {
+        let text = MINIMAL.replace("monitor: {}", "monitor: {sampleOneIN: 3, colour: red}");
+        let e = errors(&text);
+        assert!(
+            e.contains(
+                &"spec.functions[0].monitor.sampleOneIN: unknown field `sampleOneIN`; did you mean `sampleOneIn`?"
+                    .to_string()
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&"spec.functions[0].monitor.colour: unknown field `colour`".to_string()),
+            "{e:?}"
+        );
+        assert_eq!(
+            did_you_mean("destinationPort", ["destinationPorts", "sourcePorts"]),
+            Some("destinationPorts")
+        );
+        assert_eq!(did_you_mean("x", ["protocol"]), None);
+    }
+
+    #[test]
+    fn a_misspelt_kind_is_an_error_naming_its_document() {
+        let text = format!(
+            "{MINIMAL}\n---\n{}",
+            MINIMAL.replace("kind: VNFChain", "kind: VnfChain")
+        );
+        let docs = parse_documents(&text).expect("yaml");
+        assert!(matches!(&docs[0], Document::Chain(_)));
+        match &docs[1] {
+            Document::Invalid(e) => {
+                let e = e.to_string();
+                assert!(
+                    e.starts_with("kind: document 1 has kind \"VnfChain\""),
+                    "{e}"
+                );
+                assert!(e.contains("did you mean \"VNFChain\"?"), "{e}");
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        // Another kind of this API group is an error too; a plain v1 Secret is not.
+        let other = MINIMAL.replace("kind: VNFChain", "kind: NetworkPolicy");
+        assert!(matches!(
+            parse_documents(&other).expect("yaml")[0],
+            Document::Invalid(_)
+        ));
+        let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: k}\n";
+        assert!(matches!(
+            parse_documents(secret).expect("yaml")[0],
+            Document::Other { .. }
+        ));
     }
 
     #[test]

@@ -194,11 +194,11 @@ pub fn is_dns_subdomain(s: &str) -> bool {
 #[x_kube(validation = kube::core::Rule::new("!has(self.to) || self.to >= self.from").message("to must be greater than or equal to from"))]
 pub struct PortRange {
     /// First port of the range.
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = 65535), extend("format" = "int32"))]
     pub from: u16,
     /// Last port of the range (inclusive); omit for a single port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = 65535), extend("format" = "int32"))]
     pub to: Option<u16>,
 }
 

@@ -13,10 +13,11 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::cover::{Match, Prefixes, SHADOW_WORK_BUDGET, ShadowAnalysis};
 use crate::functions::{
     Action, FirewallConfig, ForwardMode, Function, FunctionType, L4Protocol, LoadBalancerConfig,
-    MAX_FIREWALL_RULES, MAX_FUNCTIONS, MIN_MAGLEV_TABLE, MonitorConfig, NatConfig,
-    PayloadCipherConfig, Protocol, RateLimiterConfig, Tier, TrafficMatch,
+    MAX_FIREWALL_RULES, MAX_FUNCTIONS, MAX_PORT_RANGES, MAX_PREFIXES, MIN_MAGLEV_TABLE,
+    MonitorConfig, NatConfig, PayloadCipherConfig, Protocol, RateLimiterConfig, Tier, TrafficMatch,
 };
 use crate::net::{Cidr, IpAddress, PortRange, is_dns_label, is_dns_subdomain};
 use crate::vnfchain::{Hook, MAX_NAME_LEN, VNFChain, VNFChainSpec};
@@ -62,8 +63,24 @@ impl ValidationErrors {
     }
 }
 
-/// Validates a whole chain object: metadata and spec.
+/// Validates a whole chain object: metadata and spec, against the CRD's schema and CEL rules and the semantic
+/// rules no schema can express.
 pub fn validate(chain: &VNFChain) -> Result<(), ValidationErrors> {
+    let crd = match serde_json::to_value(chain) {
+        Ok(object) => crate::schema::check(&object),
+        Err(e) => vec![ValidationError {
+            path: "(document)".into(),
+            message: format!("cannot be encoded: {e}"),
+        }],
+    };
+    validate_with_crd(chain, crd)
+}
+
+/// `validate()` with the CRD's verdict already known (the manifest reader checks the document as written).
+pub(crate) fn validate_with_crd(
+    chain: &VNFChain,
+    crd: Vec<ValidationError>,
+) -> Result<(), ValidationErrors> {
     let mut v = Validator::default();
     match chain.metadata.name.as_deref() {
         None | Some("") => v.err("metadata.name", "is required"),
@@ -91,6 +108,7 @@ pub fn validate(chain: &VNFChain) -> Result<(), ValidationErrors> {
         v.err("metadata.namespace", format!("{ns:?} is not a DNS label"));
     }
     v.spec(&chain.spec);
+    v.merge(crd, "");
     v.finish()
 }
 
@@ -98,120 +116,20 @@ pub fn validate(chain: &VNFChain) -> Result<(), ValidationErrors> {
 pub fn validate_spec(spec: &VNFChainSpec) -> Result<(), ValidationErrors> {
     let mut v = Validator::default();
     v.spec(spec);
+    // The CRD's rules on the spec, within an object that satisfies the rest of the schema.
+    match serde_json::to_value(spec) {
+        Ok(spec) => {
+            let object = serde_json::json!({
+                "apiVersion": crate::vnfchain::API_VERSION,
+                "kind": crate::vnfchain::KIND,
+                "metadata": {"name": "spec"},
+                "spec": spec,
+            });
+            v.merge(crate::schema::check(&object), "spec");
+        }
+        Err(e) => v.err("spec", format!("cannot be encoded: {e}")),
+    }
     v.finish()
-}
-
-/// A prefix list as matched: empty means "any address".
-#[derive(Clone, Debug, Default)]
-struct Prefixes(Vec<IpNet>);
-
-impl Prefixes {
-    fn any(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Whether every address this list matches is matched by `self`.
-    fn covers(&self, other: &Prefixes) -> bool {
-        if self.any() {
-            return true;
-        }
-        if other.any() {
-            return covers_all_of_family(&self.0, true) && covers_all_of_family(&self.0, false);
-        }
-        other.0.iter().all(|o| self.0.iter().any(|s| s.contains(o)))
-    }
-
-    /// Which families this list can match: (IPv4, IPv6).
-    fn families(&self) -> (bool, bool) {
-        if self.any() {
-            return (true, true);
-        }
-        (
-            self.0.iter().any(|n| matches!(n, IpNet::V4(_))),
-            self.0.iter().any(|n| matches!(n, IpNet::V6(_))),
-        )
-    }
-
-    fn contains(&self, ip: IpAddr) -> bool {
-        self.any() || self.0.iter().any(|n| n.contains(&ip))
-    }
-}
-
-fn covers_all_of_family(nets: &[IpNet], v4: bool) -> bool {
-    nets.iter()
-        .any(|n| n.prefix_len() == 0 && matches!(n, IpNet::V4(_)) == v4)
-}
-
-/// A port list as matched: empty means "any port".
-fn ports_cover(outer: &[PortRange], inner: &[PortRange]) -> bool {
-    if outer.is_empty() {
-        return true;
-    }
-    if inner.is_empty() {
-        return outer.iter().any(|r| r.from <= 1 && r.end() == u16::MAX);
-    }
-    inner.iter().all(|i| outer.iter().any(|o| o.covers(i)))
-}
-
-/// The parsed form of a match (classifier or firewall rule), for coverage and reachability checks.
-#[derive(Clone, Debug, Default)]
-struct Match {
-    protocol: Protocol,
-    src: Prefixes,
-    dst: Prefixes,
-    sports: Vec<PortRange>,
-    dports: Vec<PortRange>,
-}
-
-impl Match {
-    /// Whether every packet `other` matches is matched by `self`.
-    fn covers(&self, other: &Match) -> bool {
-        self.protocol.covers(other.protocol)
-            && self.src.covers(&other.src)
-            && self.dst.covers(&other.dst)
-            && ports_cover(&self.sports, &other.sports)
-            && ports_cover(&self.dports, &other.dports)
-    }
-}
-
-/// Earlier rules indexed by source prefix, so finding the first rule that covers a later one looks at the
-/// rules whose sources could contain it (its prefix's supernets), not at every earlier rule: 10,000 rules
-/// validate in milliseconds instead of seconds.
-#[derive(Default)]
-struct CoverIndex {
-    any_source: Vec<usize>,
-    by_source: HashMap<IpNet, Vec<usize>>,
-}
-
-impl CoverIndex {
-    fn insert(&mut self, i: usize, m: &Match) {
-        if m.src.any() {
-            self.any_source.push(i);
-        }
-        for n in &m.src.0 {
-            self.by_source.entry(*n).or_default().push(i);
-        }
-    }
-
-    /// The lowest-numbered indexed rule that covers `m`.
-    fn first_cover(&self, rules: &[Match], m: &Match) -> Option<usize> {
-        let supernets: Vec<IpNet> = match m.src.0.first() {
-            // Only a rule holding both default routes can cover "any source".
-            None => ["0.0.0.0/0", "::/0"]
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
-            Some(p) => (0..=p.prefix_len())
-                .filter_map(|len| IpNet::new(p.addr(), len).ok().map(|n| n.trunc()))
-                .collect(),
-        };
-        let candidates = supernets
-            .iter()
-            .filter_map(|n| self.by_source.get(n))
-            .flatten()
-            .chain(&self.any_source);
-        candidates.copied().filter(|&i| rules[i].covers(m)).min()
-    }
 }
 
 #[derive(Default)]
@@ -225,6 +143,25 @@ impl Validator {
             path: path.into(),
             message: message.into(),
         });
+    }
+
+    /// What the CRD's schema and CEL rules reject (`crd`), under `within` (a path prefix; empty for all).
+    /// A problem already reported at the same field (or at one of its direct children) is not repeated.
+    fn merge(&mut self, crd: Vec<ValidationError>, within: &str) {
+        for e in crd {
+            if !e.path.starts_with(within) {
+                continue;
+            }
+            let reported = self.errors.iter().any(|x| {
+                x.path == e.path
+                    || x.path
+                        .strip_prefix(e.path.as_str())
+                        .is_some_and(is_one_segment)
+            });
+            if !reported {
+                self.errors.push(e);
+            }
+        }
     }
 
     fn finish(self) -> Result<(), ValidationErrors> {
@@ -275,8 +212,11 @@ impl Validator {
                 ),
             );
         }
-        if list.len() > 16 {
-            self.err(path, format!("at most 16 port ranges, got {}", list.len()));
+        if list.len() > MAX_PORT_RANGES {
+            self.err(
+                path,
+                format!("at most {MAX_PORT_RANGES} port ranges, got {}", list.len()),
+            );
         }
         for (i, r) in list.iter().enumerate() {
             self.port_range(&format!("{path}[{i}]"), r);
@@ -302,11 +242,15 @@ impl Validator {
     /// Checks a match (the classifier or a firewall rule) and returns its parsed form.
     fn traffic_match(&mut self, path: &str, m: &TrafficMatch) -> Match {
         let protocol = m.protocol;
-        let src = self.cidrs(&format!("{path}.sourceCIDRs"), &m.source_cidrs, 64);
+        let src = self.cidrs(
+            &format!("{path}.sourceCIDRs"),
+            &m.source_cidrs,
+            MAX_PREFIXES,
+        );
         let dst = self.cidrs(
             &format!("{path}.destinationCIDRs"),
             &m.destination_cidrs,
-            64,
+            MAX_PREFIXES,
         );
         self.port_ranges(&format!("{path}.sourcePorts"), &m.source_ports, protocol);
         self.port_ranges(
@@ -332,6 +276,8 @@ impl Validator {
                 path,
                 "protocol icmpv6 is IPv6-only but the CIDRs are IPv4-only (use icmp)",
             );
+        } else if matches!(protocol, Protocol::Icmp | Protocol::Icmpv6) {
+            self.icmp_prefix_families(path, m);
         }
         Match {
             protocol,
@@ -339,6 +285,35 @@ impl Validator {
             dst,
             sports: m.source_ports.clone(),
             dports: m.destination_ports.clone(),
+        }
+    }
+
+    /// With protocol icmp (IPv4) or icmpv6, a prefix of the other family can never match.
+    fn icmp_prefix_families(&mut self, path: &str, m: &TrafficMatch) {
+        let v4_protocol = m.protocol == Protocol::Icmp;
+        let (name, other) = if v4_protocol {
+            ("icmp", "icmpv6")
+        } else {
+            ("icmpv6", "icmp")
+        };
+        for (field, list) in [
+            ("sourceCIDRs", &m.source_cidrs),
+            ("destinationCIDRs", &m.destination_cidrs),
+        ] {
+            for (i, c) in list.iter().enumerate() {
+                if let Ok(n) = c.parse()
+                    && matches!(n, IpNet::V4(_)) != v4_protocol
+                {
+                    self.err(
+                        format!("{path}.{field}[{i}]"),
+                        format!(
+                            "{n} is {} but protocol {name} is {}-only, so it can never match (match {other} in another rule)",
+                            family_name(&n),
+                            if v4_protocol { "IPv4" } else { "IPv6" }
+                        ),
+                    );
+                }
+            }
         }
     }
 
@@ -511,7 +486,7 @@ impl Validator {
             self.firewall(&format!("{path}.firewall"), c);
         }
         if let Some(c) = &f.nat {
-            self.nat(&format!("{path}.nat"), c);
+            self.nat(&format!("{path}.nat"), c, classifier);
         }
         if let Some(c) = &f.load_balancer {
             self.load_balancer(&format!("{path}.loadBalancer"), c, classifier);
@@ -578,10 +553,8 @@ impl Validator {
             .map(|(i, r)| self.traffic_match(&format!("{path}.rules[{i}]"), &r.traffic))
             .collect();
         // A rule that every packet reaching it has already matched can never decide anything.
-        let mut index = CoverIndex::default();
-        for (j, later) in parsed.iter().enumerate() {
-            let first = index.first_cover(&parsed, later);
-            index.insert(j, later);
+        let (covers, _exhausted) = ShadowAnalysis::new(SHADOW_WORK_BUDGET).first_covers(&parsed);
+        for (j, first) in covers.into_iter().enumerate() {
             if let Some(i) = first {
                 let verb = if c.rules[i].action == c.rules[j].action {
                     "is redundant"
@@ -599,7 +572,7 @@ impl Validator {
         }
     }
 
-    fn nat(&mut self, path: &str, c: &NatConfig) {
+    fn nat(&mut self, path: &str, c: &NatConfig, classifier: &Match) {
         if c.snat.is_none() && c.dnat.is_empty() {
             self.err(path, "nat needs snat, dnat, or both");
         }
@@ -611,9 +584,12 @@ impl Validator {
         }
         if let Some(s) = &c.snat {
             let sp = format!("{path}.snat");
-            self.cidrs(&format!("{sp}.sourceCIDRs"), &s.source_cidrs, 64);
-            self.ip(&format!("{sp}.toAddress"), &s.to_address);
+            let sources = self.cidrs(&format!("{sp}.sourceCIDRs"), &s.source_cidrs, MAX_PREFIXES);
+            let to = self.ip(&format!("{sp}.toAddress"), &s.to_address);
             self.port_range(&format!("{sp}.toPorts"), &s.to_ports);
+            if let Some(to) = to {
+                self.snat_families(&sp, s, &sources, to, classifier);
+            }
         }
         let mut seen: HashMap<(L4Protocol, IpAddr, u16), usize> = HashMap::new();
         for (k, m) in c.dnat.iter().enumerate() {
@@ -624,6 +600,13 @@ impl Validator {
             }
             let dst = self.ip(&format!("{mp}.destination"), &m.destination);
             let to = self.ip(&format!("{mp}.toAddress"), &m.to_address);
+            if let Some(t) = to {
+                self.unicast(&format!("{mp}.toAddress"), t);
+            }
+            if let Some(d) = dst {
+                self.unicast(&format!("{mp}.destination"), d);
+                self.reachable(&mp, m.protocol, d, m.port, classifier, "mapping");
+            }
             if let (Some(d), Some(t)) = (dst, to) {
                 if d.is_ipv4() != t.is_ipv4() {
                     self.err(
@@ -644,8 +627,102 @@ impl Validator {
         }
     }
 
+    /// SNAT keeps the address family: no source it translates may be of the other family than `toAddress`.
+    fn snat_families(
+        &mut self,
+        sp: &str,
+        s: &crate::functions::SnatConfig,
+        sources: &Prefixes,
+        to: IpAddr,
+        classifier: &Match,
+    ) {
+        self.unicast(&format!("{sp}.toAddress"), to);
+        let same = |n: &IpNet| matches!(n, IpNet::V4(_)) == to.is_ipv4();
+        for (i, c) in s.source_cidrs.iter().enumerate() {
+            if let Ok(n) = c.parse()
+                && !same(&n)
+            {
+                self.err(
+                    format!("{sp}.sourceCIDRs[{i}]"),
+                    format!(
+                        "{n} is {} but toAddress {to} is not: SNAT cannot change the address family (no NAT46/NAT64)",
+                        family_name(&n)
+                    ),
+                );
+            }
+        }
+        let (v4, v6) = classifier.src.families();
+        if sources.any() && !(if to.is_ipv4() { v4 } else { v6 }) {
+            self.err(
+                format!("{sp}.toAddress"),
+                format!(
+                    "{to} is {} but spec.classifier admits only {} sources: SNAT cannot change the address family (no NAT46/NAT64)",
+                    if to.is_ipv4() { "IPv4" } else { "IPv6" },
+                    if to.is_ipv4() { "IPv6" } else { "IPv4" }
+                ),
+            );
+        }
+    }
+
+    /// An address a flow can be translated to or balanced to: not unspecified, multicast or broadcast.
+    fn unicast(&mut self, path: &str, ip: IpAddr) {
+        let problem = if ip.is_unspecified() {
+            Some("the unspecified address")
+        } else if ip.is_multicast() {
+            Some("a multicast address")
+        } else if ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+            Some("the broadcast address")
+        } else {
+            None
+        };
+        if let Some(what) = problem {
+            self.err(
+                path,
+                format!("{ip} is {what}; a flow can only be sent to a unicast address"),
+            );
+        }
+    }
+
+    /// A service (DNAT mapping or load-balancer VIP) the classifier lets traffic reach.
+    fn reachable(
+        &mut self,
+        path: &str,
+        protocol: L4Protocol,
+        address: IpAddr,
+        port: u16,
+        classifier: &Match,
+        what: &str,
+    ) {
+        let proto = Protocol::from(protocol);
+        if !classifier.protocol.covers(proto) {
+            self.err(
+                format!("{path}.protocol"),
+                format!(
+                    "the classifier only admits {} traffic, so this {} {what} is unreachable",
+                    protocol_name(classifier.protocol),
+                    protocol_name(proto)
+                ),
+            );
+        }
+        if !classifier.dst.contains(address) {
+            self.err(
+                format!("{path}.destination"),
+                format!("{address} is outside spec.classifier.destinationCIDRs, so the {what} is unreachable"),
+            );
+        }
+        if !classifier.dports.is_empty() && !classifier.dports.iter().any(|r| r.contains(port)) {
+            self.err(
+                format!("{path}.port"),
+                format!("{port} is outside spec.classifier.destinationPorts, so the {what} is unreachable"),
+            );
+        }
+    }
+
     fn load_balancer(&mut self, path: &str, c: &LoadBalancerConfig, classifier: &Match) {
         let vip = self.ip(&format!("{path}.vip"), &c.vip);
+        if let Some(v) = vip {
+            self.unicast(&format!("{path}.vip"), v);
+        }
         self.port(&format!("{path}.port"), c.port);
         if c.table_size < MIN_MAGLEV_TABLE || !is_prime(c.table_size) {
             self.err(
@@ -692,6 +769,7 @@ impl Validator {
             let Some(addr) = self.ip(&format!("{bp}.address"), &b.address) else {
                 continue;
             };
+            self.unicast(&format!("{bp}.address"), addr);
             let port = b.port.unwrap_or(c.port);
             if let Some(v) = vip {
                 if v.is_ipv4() != addr.is_ipv4() {
@@ -799,6 +877,15 @@ impl Validator {
                 format!("{path}.keySecretRef.key"),
                 format!("{:?} is not a valid Secret key", r.key),
             );
+        } else if r.key == "." || r.key.starts_with("..") {
+            // The key is a file name under the mounted Secret: "." and ".." would name directories.
+            self.err(
+                format!("{path}.keySecretRef.key"),
+                format!(
+                    "{:?} is not a valid Secret key: it may not be '.' or start with '..' (it names a file)",
+                    r.key
+                ),
+            );
         }
     }
 
@@ -872,6 +959,13 @@ fn chain_interfaces(spec: &VNFChainSpec) -> Vec<&str> {
         .collect()
 }
 
+fn family_name(n: &IpNet) -> &'static str {
+    match n {
+        IpNet::V4(_) => "IPv4",
+        IpNet::V6(_) => "IPv6",
+    }
+}
+
 fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::Any => "any",
@@ -894,6 +988,15 @@ fn action_name(a: Action) -> &'static str {
     match a {
         Action::Allow => "allow",
         Action::Deny => "deny",
+    }
+}
+
+/// Whether `rest` (what follows a path) is one more segment: `.name` or `[3]`.
+fn is_one_segment(rest: &str) -> bool {
+    match rest.as_bytes().first() {
+        Some(b'.') => !rest[1..].contains(['.', '[']),
+        Some(b'[') => rest.find(']').is_some_and(|end| end + 1 == rest.len()),
+        _ => false,
     }
 }
 
@@ -959,39 +1062,6 @@ mod tests {
         assert!(!is_label_key("a/b/c"));
         assert!(is_label_value(""));
         assert!(!is_label_value("-x"));
-    }
-
-    fn m(p: Protocol, src: &[&str], dports: &[(u16, u16)]) -> Match {
-        Match {
-            protocol: p,
-            src: Prefixes(src.iter().map(|s| s.parse().expect("test CIDR")).collect()),
-            dst: Prefixes::default(),
-            sports: vec![],
-            dports: dports
-                .iter()
-                .map(|(a, b)| PortRange {
-                    from: *a,
-                    to: Some(*b),
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn coverage() {
-        let wide = m(Protocol::Any, &["10.0.0.0/8"], &[]);
-        let narrow = m(Protocol::Tcp, &["10.1.0.0/16"], &[(80, 80)]);
-        assert!(wide.covers(&narrow));
-        assert!(!narrow.covers(&wide));
-        // A v4 default route does not cover IPv6 sources.
-        let v4_any = m(Protocol::Any, &["0.0.0.0/0"], &[]);
-        assert!(!v4_any.covers(&m(Protocol::Any, &[], &[])));
-        let both_any = m(Protocol::Any, &["0.0.0.0/0", "::/0"], &[]);
-        assert!(both_any.covers(&m(Protocol::Any, &[], &[])));
-        // Full port range covers "any port".
-        let all_ports = m(Protocol::Tcp, &[], &[(1, 65535)]);
-        assert!(all_ports.covers(&m(Protocol::Tcp, &[], &[])));
-        assert!(!m(Protocol::Tcp, &[], &[(1, 1000)]).covers(&m(Protocol::Tcp, &[], &[])));
     }
 
     #[test]

@@ -179,7 +179,7 @@ pub struct Telemetry {
     /// cost within a few percent of the chain's; timing every packet reads the clock once per
     /// function per packet (tens of nanoseconds each on a VM).
     #[serde(default = "default_sample_one_in")]
-    #[schemars(range(min = 1, max = 65536))]
+    #[schemars(range(min = 1, max = 65536), extend("format" = "int32"))]
     pub sample_one_in: u32,
 }
 

@@ -62,6 +62,7 @@ pub fn render(schema: &Value) -> String {
          and the data plane) checks all of this too, plus the semantic rules no schema can express (see \
          `docs/architecture.md`). Paths use `[]` for list items and `{}` for map values.\n",
     );
+    limits(&mut out, schema);
     let mut sections = Vec::new();
     collect(schema, "", &mut sections);
     for (path, node) in sections {
@@ -83,6 +84,53 @@ fn collect<'a>(node: &'a Value, path: &str, out: &mut Vec<(String, &'a Value)>) 
     }
     if let Some(values) = node.get("additionalProperties").filter(|v| v.is_object()) {
         collect(values, &format!("{path}{{}}"), out);
+    }
+}
+
+/// The `Limits` section: every bounded list of the spec, and why the bounds are what they are.
+fn limits(out: &mut String, schema: &Value) {
+    out.push_str("\n## Limits\n\n");
+    let _ = writeln!(
+        out,
+        "A chain has at most {} functions; a firewall at most {} rules; a match (the classifier or a firewall \
+         rule) at most {} source and {} destination port ranges and {} prefixes per CIDR list. Write more ports \
+         as ranges (`from`/`to`) or as more rules.",
+        crds::MAX_FUNCTIONS,
+        crds::MAX_FIREWALL_RULES,
+        crds::MAX_PORT_RANGES,
+        crds::MAX_PORT_RANGES,
+        crds::MAX_PREFIXES
+    );
+    out.push('\n');
+    out.push_str(
+        "Why these numbers: the API server estimates the cost of every CEL rule and multiplies it by the \
+         `maxItems` of each list above it (a port range's rule runs functions × rules × port ranges times); it \
+         refuses a CRD with a rule estimated over 10,000,000 or rules over 100,000,000 in all. The bounds keep \
+         every rule under half of that (`crds/tests/cel_cost.rs` computes the estimate as the API server does \
+         and prints it per rule). `crds::validate()` enforces the same bounds.\n\n",
+    );
+    out.push_str("| List | At most |\n|---|---|\n");
+    let mut lists = Vec::new();
+    bounded_lists(schema, "", &mut lists);
+    for (path, max) in lists {
+        let _ = writeln!(out, "| `{path}` | {max} |");
+    }
+}
+
+/// The path and `maxItems` of every bounded list under `spec`, depth first.
+fn bounded_lists(node: &Value, path: &str, out: &mut Vec<(String, u64)>) {
+    if let Some(max) = node.get("maxItems").and_then(Value::as_u64)
+        && path.starts_with("spec")
+    {
+        out.push((path.to_string(), max));
+    }
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (name, child) in props {
+            bounded_lists(child, &join(path, name), out);
+        }
+    }
+    if let Some(items) = node.get("items") {
+        bounded_lists(items, &format!("{path}[]"), out);
     }
 }
 

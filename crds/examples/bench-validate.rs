@@ -1,0 +1,65 @@
+//! Prints how long reading and validating large chains takes (issue 14's shapes), e.g.
+//! `cargo run --release -p buildvnf-crds --example bench-validate`.
+
+#[path = "../tests/support/big.rs"]
+mod big;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crds::manifest::parse_single_chain;
+
+/// The best of `runs` timings of `f` (the first run also warms the schema caches).
+fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut last = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = f();
+        best = best.min(start.elapsed());
+        last = Some(out);
+    }
+    match last {
+        Some(out) => (best, out),
+        None => (best, f()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cases = [
+        ("10,000 rules, any source", big::any_source_firewall(10_000)),
+        (
+            "1,250 rules × 64 shared prefixes",
+            big::shared_prefix_firewall(1_250, 64),
+        ),
+    ];
+    let mut ok = true;
+    for (name, text) in &cases {
+        let (parse_and_validate, result) = best(5, || parse_single_chain(text));
+        let chain = match result {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{name}: unexpectedly invalid:\n{e}");
+                ok = false;
+                continue;
+            }
+        };
+        let (yaml_only, _) = best(5, || serde_saphyr::from_multiple::<serde_json::Value>(text));
+        let (validate_only, _) = best(5, || crds::validate(&chain));
+        let object = serde_json::to_value(&chain).unwrap_or_default();
+        let (crd_only, _) = best(5, || crds::schema::check(&object));
+        println!(
+            "{name}: {:.2} MB; read + validate {:.1} ms (of which YAML parsing {:.1} ms), validate() alone {:.1} ms (of which the CRD's schema and CEL rules {:.1} ms)",
+            text.len() as f64 / 1e6,
+            parse_and_validate.as_secs_f64() * 1e3,
+            yaml_only.as_secs_f64() * 1e3,
+            validate_only.as_secs_f64() * 1e3,
+            crd_only.as_secs_f64() * 1e3
+        );
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

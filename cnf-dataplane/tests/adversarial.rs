@@ -216,8 +216,7 @@ impl Gen {
                     .collect();
                 fragments6(
                     &tags,
-                    s.octets(),
-                    d.octets(),
+                    (s.octets(), d.octets()),
                     &unfrag,
                     proto,
                     self.id,
@@ -592,7 +591,7 @@ fn receive(fd: &std::os::fd::OwnedFd, until: u32) -> Option<Vec<u32>> {
             continue;
         }
         idle = 0;
-        if n < 12 || from.sll_pkttype == libc::PACKET_OUTGOING as u8 || buf[6..8] != [0x02, 0xfc] {
+        if n < 12 || from.sll_pkttype == libc::PACKET_OUTGOING || buf[6..8] != [0x02, 0xfc] {
             continue;
         }
         let seq = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);

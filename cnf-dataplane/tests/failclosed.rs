@@ -276,11 +276,11 @@ fn tiny_first_fragments_are_dropped() {
         }
         // IPv6 (RFC 7112): the upper-layer header must be in the first fragment
         let (next, body) = ext_chain(&[DSTOPTS], TCP, &seg);
-        let frags = fragments6(&[], A6, B6, &[], next, 7, &body, &[8]);
+        let frags = fragments6(&[], (A6, B6), &[], next, 7, &body, &[8]);
         c.drop(&frags[0], "IPv6 first fragment without the TCP header");
-        let frags = fragments6(&[], A6, B6, &[HOPOPTS], TCP, 8, &seg, &[16]);
+        let frags = fragments6(&[], (A6, B6), &[HOPOPTS], TCP, 8, &seg, &[16]);
         c.drop(&frags[0], "IPv6 first fragment with 16 bytes of TCP");
-        let frags = fragments6(&[], A6, B6, &[HOPOPTS], TCP, 9, &seg, &[24]);
+        let frags = fragments6(&[], (A6, B6), &[HOPOPTS], TCP, 9, &seg, &[24]);
         c.pass(&frags[0], "IPv6 first fragment with the whole TCP header");
         assert_eq!(c.dropped(reason::TINY_FRAGMENT), 9, "{hook:?}");
     }
@@ -296,7 +296,15 @@ fn later_fragments_on_a_denied_port_are_dropped() {
         for (i, dport, verdict_pass) in [(200u16, 22u16, false), (201, 80, true)] {
             let seg = tcp(40000, dport, 5, 0x18, &[9u8; 100]);
             let v4f = fragments4(&[(0x8100, 5)], A4, B4, TCP, i, &seg, &[24, 32]);
-            let v6f = fragments6(&[], A6, B6, &[DSTOPTS], TCP, u32::from(i), &seg, &[24, 32]);
+            let v6f = fragments6(
+                &[],
+                (A6, B6),
+                &[DSTOPTS],
+                TCP,
+                u32::from(i),
+                &seg,
+                &[24, 32],
+            );
             for (n, f) in v4f.iter().chain(&v6f).enumerate() {
                 let what = format!("fragment {n} of a TCP/{dport} datagram");
                 if verdict_pass {
@@ -310,7 +318,7 @@ fn later_fragments_on_a_denied_port_are_dropped() {
         let seg = udp(5000, 9999, None, &[3u8; 64]);
         let orphan = fragments4(&[], A4, B4, UDP, 202, &seg, &[16]);
         c.drop(&orphan[1], "IPv4 fragment of an unknown datagram");
-        let orphan6 = fragments6(&[], A6, B6, &[], UDP, 202, &seg, &[16]);
+        let orphan6 = fragments6(&[], (A6, B6), &[], UDP, 202, &seg, &[16]);
         c.drop(&orphan6[1], "IPv6 fragment of an unknown datagram");
         assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2, "{hook:?}");
         assert_eq!(
@@ -342,8 +350,7 @@ fn allowed_fragmented_udp_is_delivered() {
             }
             for f in fragments6(
                 &[(0x88a8, 1), (0x8100, 2)],
-                A6,
-                B6,
+                (A6, B6),
                 &[HOPOPTS],
                 UDP,
                 u32::from(id),

@@ -188,7 +188,12 @@ fn random_packet(rng: &mut Rng, a: &Anchors) -> Pkt {
 /// key (source, destination, IPv4 protocol; `Pkt` gives every datagram the same id), value the
 /// datagram's protocol, ports (if TCP/UDP) and L4 header length.
 #[derive(Default)]
-struct Frags(HashMap<(IpAddr, IpAddr, u8), (u8, Option<(u16, u16)>, u16)>);
+struct Frags(HashMap<FragKey, FragRecord>);
+
+/// (source, destination, IPv4 protocol or 0).
+type FragKey = (IpAddr, IpAddr, u8);
+/// (protocol, TCP/UDP ports, L4 header length).
+type FragRecord = (u8, Option<(u16, u16)>, u16);
 
 impl Frags {
     /// The flow the firewall judges for `p` (protocol and ports), or `None` when the contract drops

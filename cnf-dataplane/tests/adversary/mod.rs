@@ -208,8 +208,7 @@ pub fn fragments4(
 /// The IPv6 equivalent: `unfrag` extension header kinds before the fragment header.
 pub fn fragments6(
     tags: &[(u16, u16)],
-    src: [u8; 16],
-    dst: [u8; 16],
+    (src, dst): ([u8; 16], [u8; 16]),
     unfrag: &[u8],
     proto: u8,
     id: u32,

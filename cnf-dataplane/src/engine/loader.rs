@@ -302,6 +302,8 @@ fn map_names(hook: Hook) -> Vec<&'static str> {
         "vnf_nat_src6",
         "vnf_gen_flags",
         "vnf_replies",
+        // the first fragments seen: a re-adopted chain keeps passing the rest of their datagrams
+        "vnf_frags",
         // per-CPU state handed from one tail call to the next: while a re-adoption switches
         // programs, the old entry's packets continue in the new functions through these
         "vnf_scratch",

@@ -686,8 +686,12 @@ fn live(
     let mut model = Model::default();
     let mut sent: Vec<Vec<u8>> = Vec::new();
     let mut want: Vec<bool> = Vec::new();
+    let mut fragment: Vec<bool> = Vec::new();
     while sent.len() < frames {
-        for mut f in g.next() {
+        let batch = g.next();
+        let fragmented = batch.len() > 1;
+        for mut f in batch {
+            fragment.push(fragmented);
             stamp(&mut f, br_mac, sent.len() as u32);
             let view = if hook == Hook::Tc {
                 tc_view(&f)
@@ -752,9 +756,11 @@ fn live(
         seen[s as usize] = true;
     }
     for (i, (w, s)) in want.iter().zip(&seen).enumerate() {
-        match (*w, *s) {
-            (true, _) => r.allowed += 1,
-            (false, _) => r.denied += 1,
+        if *w {
+            r.allowed += 1;
+            r.fragments_allowed += usize::from(fragment[i]);
+        } else {
+            r.denied += 1;
         }
         if w != s {
             *(if *w { &mut r.lost } else { &mut r.leaked }) += 1;
@@ -785,5 +791,6 @@ fn live_chain_delivers_exactly_what_the_model_allows() {
             r.allowed * 20 > r.frames && r.denied * 20 > r.frames,
             "{r:?}"
         );
+        assert!(r.fragments_allowed > 200, "{r:?}");
     }
 }

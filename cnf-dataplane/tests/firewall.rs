@@ -1,5 +1,6 @@
 //! Firewall packet tests (XDP and TC): rule order, CIDR/protocol/ports, v4/v6, VLAN, IP options,
-//! fragments, malformed frames, rule hits, conntrack and in-place rule updates.
+//! fragments, malformed frames, rule hits, conntrack and in-place rule updates. The attacks on the
+//! parser have their own tests: `tests/failclosed.rs` and `tests/adversarial.rs`.
 
 mod common;
 
@@ -173,23 +174,32 @@ fn parses_vlan_options_and_ipv6_extension_headers() {
             dport: 54,
         };
         assert_eq!(verdict(&e, &ext), v.drop, "{hook:?} v6 ext port 54");
-        ext.v6_ext = vec![0, 43, 60, 0, 60];
+        ext.v6_ext = vec![0, 43, 60, 60, 43, 60, 43, 60];
+        assert_eq!(verdict(&e, &ext), v.drop, "{hook:?} 8 ext headers, port 54");
+        ext.l4 = L4::Udp {
+            sport: 1234,
+            dport: 53,
+        };
+        assert_eq!(verdict(&e, &ext), v.pass, "{hook:?} 8 ext headers, port 53");
+        ext.v6_ext.push(60);
         assert_eq!(
             verdict(&e, &ext),
             v.drop,
-            "{hook:?} too many ext headers: no L4"
+            "{hook:?} 9 ext headers: over the bound"
         );
     }
 }
 
+/// Non-first fragments take the ports (and so the verdict) of their datagram's first fragment, and are
+/// dropped when it was not seen (docs/security.md; the attacks: `tests/failclosed.rs`).
 #[test]
-fn fragments_only_match_port_rules_when_first() {
+fn later_fragments_take_the_ports_of_their_first() {
     if !privileged() {
         return;
     }
     for hook in HOOKS {
         let v = verdicts(hook);
-        let (e, _) = setup(hook, ruleset());
+        let (e, inst) = setup(hook, ruleset());
         for src in ["10.9.9.9", "2001:db8:9::1"] {
             let dst = if src.contains(':') {
                 "2001:db8::2"
@@ -197,23 +207,27 @@ fn fragments_only_match_port_rules_when_first() {
                 "192.0.2.7"
             };
             let mut p = Pkt::udp(src, 1000, dst, 53);
+            p.frag = Frag::Later(100);
+            assert_eq!(
+                verdict(&e, &p),
+                v.drop,
+                "{hook:?} later fragment {src} before its first"
+            );
             p.frag = Frag::First;
             assert_eq!(verdict(&e, &p), v.pass, "{hook:?} first fragment {src}");
             p.frag = Frag::Later(100);
             assert_eq!(
                 verdict(&e, &p),
-                v.drop,
-                "{hook:?} later fragment {src}: no ports"
+                v.pass,
+                "{hook:?} later fragment {src}: the ports of its first"
             );
         }
-        // a port-less allow rule covers later fragments too
-        let mut p = Pkt::udp("2001:db8:1::9", 1000, "2001:db8::2", 9);
+        // a port-less allow rule does not cover a fragment of an unknown datagram
+        let mut p = Pkt::udp("2001:db8:1::9", 1000, "2001:db8::3", 9);
         p.frag = Frag::Later(3);
-        assert_eq!(
-            verdict(&e, &p),
-            v.pass,
-            "{hook:?} later fragment, address rule"
-        );
+        assert_eq!(verdict(&e, &p), v.drop, "{hook:?} unknown datagram");
+        let s = e.function_stats(inst).expect("stats");
+        assert_eq!(s.dropped[reason::FRAG_UNKNOWN], 3, "{hook:?}");
     }
 }
 

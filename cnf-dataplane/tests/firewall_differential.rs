@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use cnf_dataplane::engine::{
@@ -183,19 +184,59 @@ fn random_packet(rng: &mut Rng, a: &Anchors) -> Pkt {
     p
 }
 
+/// First fragments seen, recorded as the data plane records them (docs/security.md, "Fragments"):
+/// key (source, destination, IPv4 protocol; `Pkt` gives every datagram the same id), value the
+/// datagram's protocol, ports (if TCP/UDP) and L4 header length.
+#[derive(Default)]
+struct Frags(HashMap<FragKey, FragRecord>);
+
+/// (source, destination, IPv4 protocol or 0).
+type FragKey = (IpAddr, IpAddr, u8);
+/// (protocol, TCP/UDP ports, L4 header length).
+type FragRecord = (u8, Option<(u16, u16)>, u16);
+
+impl Frags {
+    /// The flow the firewall judges for `p` (protocol and ports), or `None` when the contract drops
+    /// the fragment whatever the rules (first fragment unknown, or overlapping its L4 header).
+    fn flow(&mut self, p: &Pkt) -> Option<(u8, Option<(u16, u16)>)> {
+        let proto = p.proto();
+        let (ports, hlen) = match p.l4 {
+            L4::Tcp { sport, dport, .. } => (Some((sport, dport)), 20),
+            L4::Udp { sport, dport } => (Some((sport, dport)), 8),
+            L4::Echo { .. } => (None, 8),
+            L4::Other(_) => (None, 0),
+        };
+        let key = (p.src, p.dst, if p.src.is_ipv4() { proto } else { 0 });
+        match p.frag {
+            Frag::None => Some((proto, ports)),
+            Frag::First => {
+                self.0.insert(key, (proto, ports, hlen));
+                Some((proto, ports))
+            }
+            Frag::Later(off8) => {
+                let (proto, ports, hlen) = *self.0.get(&key)?;
+                (off8 * 8 >= hlen).then_some((proto, ports))
+            }
+        }
+    }
+}
+
 /// The reference model: first rule in stable priority order that matches.
-fn reference(fw: &FirewallConfig, p: &Pkt) -> Action {
+fn reference(fw: &FirewallConfig, frags: &mut Frags, p: &Pkt) -> Action {
     let mut rules: Vec<&FirewallRule> = fw.rules.iter().collect();
     rules.sort_by_key(|r| r.priority);
-    reference_sorted(&rules, fw.default_action, p)
+    reference_sorted(&rules, fw.default_action, frags, p)
 }
 
 /// The reference model over rules already in evaluation order.
-fn reference_sorted(rules: &[&FirewallRule], default_action: Action, p: &Pkt) -> Action {
-    let proto = p.proto();
-    let (sport, dport) = match p.l4 {
-        L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
-        _ => (0, 0),
+fn reference_sorted(
+    rules: &[&FirewallRule],
+    default_action: Action,
+    frags: &mut Frags,
+    p: &Pkt,
+) -> Action {
+    let Some((proto, ports)) = frags.flow(p) else {
+        return Action::Deny;
     };
     for r in rules.iter().copied() {
         let addr_ok = |c: &Option<IpCidr>, addr: IpAddr| c.is_none_or(|c| c.contains(addr));
@@ -206,10 +247,10 @@ fn reference_sorted(rules: &[&FirewallRule], default_action: Action, p: &Pkt) ->
             continue;
         }
         if r.src_ports.is_some() || r.dst_ports.is_some() {
-            let has_ports = matches!(p.l4, L4::Tcp { .. } | L4::Udp { .. })
-                && !matches!(p.frag, Frag::Later(_));
-            if !has_ports
-                || !r.src_ports.is_none_or(|pr| pr.contains(sport))
+            let Some((sport, dport)) = ports else {
+                continue;
+            };
+            if !r.src_ports.is_none_or(|pr| pr.contains(sport))
                 || !r.dst_ports.is_none_or(|pr| pr.contains(dport))
             {
                 continue;
@@ -237,6 +278,7 @@ fn differential(hook: Hook, rule_sets: usize, packets_per_set: usize, seed: u64)
         .expect("apply");
     let inst = applied.instances[0];
     let mut fw = first;
+    let mut frags = Frags::default();
     let (mut allowed, mut denied) = (0u64, 0u64);
     for set in 0..rule_sets {
         if set > 0 {
@@ -245,7 +287,7 @@ fn differential(hook: Hook, rule_sets: usize, packets_per_set: usize, seed: u64)
         }
         for _ in 0..packets_per_set {
             let p = random_packet(&mut rng, &a);
-            let want = reference(&fw, &p);
+            let want = reference(&fw, &mut frags, &p);
             let got = e.test_run(&p.build(), 1).expect("run").retval;
             let want_code = match want {
                 Action::Allow => v.pass,
@@ -306,6 +348,7 @@ fn large_random_rule_sets_match_reference_model() {
             let mut sorted: Vec<&FirewallRule> = fw.rules.iter().collect();
             sorted.sort_by_key(|r| r.priority);
             let mut e = load(hook);
+            let mut frags = Frags::default();
             e.apply(&ChainConfig {
                 functions: vec![FunctionConfig::new(
                     "fw",
@@ -318,7 +361,7 @@ fn large_random_rule_sets_match_reference_model() {
             let packets = 1500;
             for _ in 0..packets {
                 let p = random_packet(&mut rng, &a);
-                let want = match reference_sorted(&sorted, fw.default_action, &p) {
+                let want = match reference_sorted(&sorted, fw.default_action, &mut frags, &p) {
                     Action::Allow => {
                         allowed += 1;
                         v.pass

@@ -30,6 +30,7 @@
 #define VNF_MAX_XSK_QUEUES 64 /* receive queues the user-space tier can serve */
 #define VNF_MON_CLASSES 8
 #define VNF_CT_MAX 65536
+#define VNF_FRAG_MAX 16384 /* fragmented datagrams tracked at once (LRU) */
 #define VNF_RL_MAX 65536
 #define VNF_NAT_MAX 65536
 #define VNF_NAT_DNAT_MAX 8192 /* static DNAT mappings, all instances */
@@ -64,6 +65,12 @@ enum vnf_reason {
 	VNF_R_NAT_EXHAUSTED = 9, /* no free SNAT port found */
 	VNF_R_LB_NO_BACKEND = 10, /* VIP traffic but no usable backend */
 	VNF_R_NO_XSK = 11, /* user-space hand-off: no AF_XDP socket on the queue */
+	/* fail-closed parsing (docs/security.md) */
+	VNF_R_ENCAP_DEPTH = 12, /* more VLAN tags than the parser walks */
+	VNF_R_EXT_DEPTH = 13, /* more IPv6 extension headers than the parser walks */
+	VNF_R_TINY_FRAGMENT = 14, /* first fragment without the whole L4 header, or a
+				     later one overlapping it (RFC 1858 / RFC 3128) */
+	VNF_R_FRAG_UNKNOWN = 15, /* non-first fragment whose first fragment was not seen */
 };
 
 /* ---- chain: per-generation flags (array "vnf_gen_flags", index = generation) */
@@ -222,7 +229,10 @@ struct vnf_fw_cfg {
 	__u32 sport_n; /* segments (>= 1 when configured) */
 	__u32 dport_off;
 	__u32 dport_n;
-	__u32 _pad;
+	/* policy version: differs from every earlier configuration of the same
+	 * state id, so conntrack entries stamped under another policy are
+	 * re-checked against these rules on their next packet */
+	__u32 version;
 	struct vnf_fw_bm noport; /* rules without port criteria */
 	struct vnf_fw_bm any; /* every rule: the address dimensions of ANY_SRC/ANY_DST */
 };
@@ -265,9 +275,34 @@ _Static_assert(sizeof(struct vnf_ct_key) == 48, "vnf_ct_key size");
 
 struct vnf_ct_val {
 	__u64 last_seen_ns;
-	__u64 packets;
+	__u32 packets;
+	__u32 version; /* vnf_fw_cfg.version of the policy that last allowed the flow */
 };
 _Static_assert(sizeof(struct vnf_ct_val) == 16, "vnf_ct_val size");
+
+/* ---- fragments (lib/parse.h) ---------------------------------------------- */
+/* LRU hash "vnf_frags": the first fragment of a datagram records its ports,
+ * later fragments take them.  proto is 0 for IPv6 (RFC 8200: only the first
+ * fragment's next header counts). */
+struct vnf_frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 id; /* IPv4 identification (16 bits) or IPv6 fragment id */
+	__u8 proto;
+	__u8 family;
+	__u8 _pad[2];
+};
+_Static_assert(sizeof(struct vnf_frag_key) == 40, "vnf_frag_key size");
+
+struct vnf_frag_val {
+	__u64 seen_ns; /* coarse clock when the first fragment passed the parser */
+	__u16 sport; /* host order, as in vnf_tuple */
+	__u16 dport;
+	__u16 l4_hlen; /* bytes of L4 header in the first fragment */
+	__u8 proto; /* the datagram's protocol */
+	__u8 l4_valid;
+};
+_Static_assert(sizeof(struct vnf_frag_val) == 16, "vnf_frag_val size");
 
 /* ---- forwarder ----------------------------------------------------------- */
 enum vnf_fwd_mode {

@@ -280,7 +280,11 @@ static __always_inline int vnf_cls_addr_in(void *trie4, void *trie6, __u32 gen,
 	}
 }
 
-/* Does the parsed packet match the generation's classifier? */
+/* Does the parsed packet match the generation's classifier?  A packet
+ * bypasses the chain only when the classifier can prove it is outside:
+ * non-IP (the classifier selects IP traffic), or fully parsed and not
+ * matching.  A packet the parser could not fully parse enters the chain,
+ * whose filtering functions drop it (docs/security.md). */
 static __always_inline int chain_classify(const struct vnf_classifier *c,
 					  __u32 gen, int parse_rc,
 					  const struct vnf_pkt *p)
@@ -289,8 +293,10 @@ static __always_inline int chain_classify(const struct vnf_classifier *c,
 
 	if (!f)
 		return 1;
-	if (parse_rc != VNF_PARSE_OK)
+	if (parse_rc == VNF_PARSE_NON_IP)
 		return 0;
+	if (parse_rc != VNF_PARSE_OK)
+		return 1;
 	if ((f & VNF_CLS_F_FAMILY) && p->t.family != c->family)
 		return 0;
 	if ((f & VNF_CLS_F_PROTO) && p->t.proto != c->proto)

@@ -31,8 +31,18 @@
  * n bits per distinct prefix / port interval / protocol.
  *
  * No match -> default action.  With conntrack, an allowed packet records its
- * flow, and later packets of the flow in either direction pass directly.
- * Non-IP frames (ARP, ...) pass; malformed IP packets are dropped.
+ * flow (stamped with the policy version of the configuration), and later
+ * packets of the flow in either direction pass directly while the version
+ * is current.  After a policy change the next packet of a flow re-checks
+ * the flow's original tuple against the new rules: still allowed, the entry
+ * is re-stamped and keeps its state; denied, the entry is removed and the
+ * packet dropped (a tightened policy takes effect on established flows).
+ *
+ * Packets the parser could not fully parse are dropped with the parser's
+ * reason (malformed, encapsulation / extension-header depth, tiny fragment,
+ * fragment of an unknown datagram).  Non-IP frames: ARP passes (IPv4 needs
+ * it on the link); every other non-IP frame gets the default action, since
+ * no rule can match it.  The contract: docs/security.md.
  */
 #ifndef VNF_NF_FIREWALL_H
 #define VNF_NF_FIREWALL_H
@@ -104,11 +114,10 @@ struct {
 } vnf_ct SEC(".maps");
 
 static __always_inline struct vnf_fw_bm *fw_lookup(void *trie4, void *trie6,
-						   __u32 inst,
-						   const struct vnf_pkt *p,
+						   __u32 inst, __u8 family,
 						   const __u8 *addr)
 {
-	if (p->t.family == 4) {
+	if (family == 4) {
 		struct vnf_lpm4_key k = { .prefixlen = 64,
 					  .instance = bpf_htonl(inst) };
 
@@ -170,39 +179,61 @@ static __always_inline struct vnf_fw_bm *fw_port_bm(__u32 off, __u32 n,
 }
 
 
-/* Is the packet part of a tracked connection (either direction)? */
-static __always_inline int fw_ct_hit(__u32 state, const struct vnf_fw_cfg *cfg,
-				     const struct vnf_pkt *p)
+/* The tracked connection of the packet (either direction) or NULL; *k is
+ * left holding the entry's key, whose tuple is the flow's original
+ * direction.  An idle-expired entry is removed and not returned. */
+static __always_inline struct vnf_ct_val *
+fw_ct_find(__u32 state, const struct vnf_fw_cfg *cfg, const struct vnf_pkt *p,
+	   struct vnf_ct_key *k)
 {
-	struct vnf_ct_key k = { .instance = state };
 	struct vnf_ct_val *v;
 	__u64 now = vnf_flow_clock();
 
-	k.t = p->t;
-	v = bpf_map_lookup_elem(&vnf_ct, &k);
+	__builtin_memset(k, 0, sizeof(*k));
+	k->instance = state;
+	k->t = p->t;
+	v = bpf_map_lookup_elem(&vnf_ct, k);
 	if (!v) {
-		vnf_tuple_reverse(&k.t, &p->t);
-		v = bpf_map_lookup_elem(&vnf_ct, &k);
+		vnf_tuple_reverse(&k->t, &p->t);
+		v = bpf_map_lookup_elem(&vnf_ct, k);
 	}
 	if (!v)
-		return 0;
+		return NULL;
 	if (cfg->ct_timeout_ns && now - v->last_seen_ns > cfg->ct_timeout_ns) {
-		bpf_map_delete_elem(&vnf_ct, &k);
-		return 0;
+		bpf_map_delete_elem(&vnf_ct, k);
+		return NULL;
 	}
 	vnf_touch(&v->last_seen_ns, now);
 	__sync_fetch_and_add(&v->packets, 1);
-	return 1;
+	return v;
 }
 
-static __always_inline void fw_ct_open(__u32 state, const struct vnf_pkt *p)
+static __always_inline void fw_ct_open(__u32 state, const struct vnf_fw_cfg *cfg,
+				       const struct vnf_pkt *p)
 {
 	struct vnf_ct_key k = { .instance = state };
 	struct vnf_ct_val v = { .last_seen_ns = vnf_flow_clock(),
-				.packets = 1 };
+				.packets = 1,
+				.version = cfg->version };
 
 	k.t = p->t;
 	bpf_map_update_elem(&vnf_ct, &k, &v, BPF_ANY);
+}
+
+/* A packet the parser could not fully parse (rc != VNF_PARSE_OK). */
+static __always_inline int fw_unparsed(const struct vnf_fw_cfg *cfg,
+				       const struct vnf_pkt *p, int rc,
+				       struct vnf_scratch *s)
+{
+	if (rc == VNF_PARSE_NON_IP) {
+		if (p->eth_proto == ETH_P_ARP ||
+		    cfg->default_action == VNF_ACT_ALLOW)
+			return VNF_NEXT;
+		s->reason = VNF_R_FW_DEFAULT;
+		return VNF_ACT_DROP;
+	}
+	s->reason = vnf_parse_reason(rc);
+	return VNF_ACT_DROP;
 }
 
 static __always_inline int fw_verdict(__u8 action, __u32 reason,
@@ -277,7 +308,10 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 				       __u32 inst, struct vnf_fn_stats *st)
 {
 	struct vnf_fw_cfg *cfg = bpf_map_lookup_elem(&vnf_fw_cfg, &inst);
+	struct vnf_ct_val *cv = NULL;
+	const struct vnf_tuple *t;
 	struct vnf_fw_bm *bm[5];
+	struct vnf_ct_key ck;
 	struct fw_scan sc;
 	struct vnf_pkt p;
 	__u8 action;
@@ -290,17 +324,21 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		return VNF_ACT_DROP;
 	}
 	rc = chain_parse(ctx, &p);
-	if (rc == VNF_PARSE_NON_IP)
-		return VNF_NEXT;
-	if (rc != VNF_PARSE_OK) {
-		s->reason = VNF_R_MALFORMED;
-		return VNF_ACT_DROP;
-	}
+	if (rc != VNF_PARSE_OK)
+		return fw_unparsed(cfg, &p, rc, s);
 
+	/* the rules judge the packet, or, for a tracked flow stamped under
+	 * another policy version, the flow's original tuple */
+	t = &p.t;
 	ct = cfg->flags & VNF_FW_F_CONNTRACK;
-	if (ct && fw_ct_hit(s->state, cfg, &p)) {
-		st->aux++;
-		return VNF_NEXT;
+	if (ct) {
+		cv = fw_ct_find(s->state, cfg, &p, &ck);
+		if (cv && cv->version == cfg->version) {
+			st->aux++;
+			return VNF_NEXT;
+		}
+		if (cv)
+			t = &ck.t;
 	}
 
 	sc.matched = -1;
@@ -310,16 +348,18 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	/* an address dimension no rule constrains needs no trie lookup */
 	bm[0] = (cfg->flags & VNF_FW_F_ANY_SRC) ?
 			&cfg->any :
-			fw_lookup(&vnf_fw_src4, &vnf_fw_src6, inst, &p, p.t.saddr);
+			fw_lookup(&vnf_fw_src4, &vnf_fw_src6, inst, t->family,
+				  t->saddr);
 	bm[1] = (cfg->flags & VNF_FW_F_ANY_DST) ?
 			&cfg->any :
-			fw_lookup(&vnf_fw_dst4, &vnf_fw_dst6, inst, &p, p.t.daddr);
-	idx = (inst & (VNF_MAX_INSTANCES - 1)) * 256 + p.t.proto;
+			fw_lookup(&vnf_fw_dst4, &vnf_fw_dst6, inst, t->family,
+				  t->daddr);
+	idx = (inst & (VNF_MAX_INSTANCES - 1)) * 256 + t->proto;
 	bm[2] = bpf_map_lookup_elem(&vnf_fw_proto, &idx);
 	if (p.l4_valid &&
-	    (p.t.proto == IPPROTO_TCP || p.t.proto == IPPROTO_UDP)) {
-		bm[3] = fw_port_bm(cfg->sport_off, cfg->sport_n, p.t.sport);
-		bm[4] = fw_port_bm(cfg->dport_off, cfg->dport_n, p.t.dport);
+	    (t->proto == IPPROTO_TCP || t->proto == IPPROTO_UDP)) {
+		bm[3] = fw_port_bm(cfg->sport_off, cfg->sport_n, t->sport);
+		bm[4] = fw_port_bm(cfg->dport_off, cfg->dport_n, t->dport);
 	} else {
 		bm[3] = &cfg->noport;
 		bm[4] = &cfg->noport;
@@ -354,8 +394,16 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		sc.matched = -1;
 	}
 verdict:
-	if (action == VNF_ACT_ALLOW && ct) {
-		fw_ct_open(s->state, &p);
+	if (cv) {
+		/* re-check of a flow from another policy version */
+		if (action == VNF_ACT_ALLOW) {
+			cv->version = cfg->version;
+			st->aux++;
+			return VNF_NEXT;
+		}
+		bpf_map_delete_elem(&vnf_ct, &ck);
+	} else if (action == VNF_ACT_ALLOW && ct) {
+		fw_ct_open(s->state, cfg, &p);
 		s->new_flow = 1;
 	}
 	return fw_verdict(action,

@@ -28,8 +28,10 @@ static __always_inline int fwd_dec_ttl(vnf_ctx_t *ctx, struct vnf_scratch *s)
 
 	if (rc == VNF_PARSE_NON_IP)
 		return 0;
-	if (rc != VNF_PARSE_OK) {
-		s->reason = VNF_R_MALFORMED;
+	/* the TTL needs the IP header only: what follows it is a filter's
+	 * business (docs/security.md) */
+	if (!vnf_parse_has_l3(rc)) {
+		s->reason = vnf_parse_reason(rc);
 		return -1;
 	}
 	/* re-derive the pointer: vnf_parse may not have left it in a reg */

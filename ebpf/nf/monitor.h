@@ -46,10 +46,11 @@ static __always_inline __u8 mon_class(int rc, const struct vnf_pkt *p)
 {
 	if (rc == VNF_PARSE_NON_IP)
 		return VNF_MON_NON_IP;
+	/* non-first fragments, whether or not their first one was seen */
+	if (p->frag == VNF_FRAG_LATER && vnf_parse_has_l3(rc))
+		return VNF_MON_FRAGMENT;
 	if (rc != VNF_PARSE_OK)
 		return VNF_MON_MALFORMED;
-	if (p->frag == VNF_FRAG_LATER)
-		return VNF_MON_FRAGMENT;
 	switch (p->t.proto) {
 	case IPPROTO_TCP:
 		return VNF_MON_TCP;
@@ -92,12 +93,14 @@ static __always_inline int nf_monitor(vnf_ctx_t *ctx, struct vnf_scratch *s,
 
 		if (cfg->count_by == VNF_MON_BY_DPORT)
 			k.value = (rc == VNF_PARSE_OK && p.l4_valid &&
+				   p.frag != VNF_FRAG_LATER &&
 				   (p.t.proto == IPPROTO_TCP ||
 				    p.t.proto == IPPROTO_UDP)) ?
 					  p.t.dport :
 					  VNF_MON_NO_PORT;
 		else
-			k.value = rc == VNF_PARSE_OK ? p.dscp : VNF_MON_NO_DSCP;
+			k.value = vnf_parse_has_l3(rc) ? p.dscp :
+							 VNF_MON_NO_DSCP;
 		c = bpf_map_lookup_elem(&vnf_mon_keyed, &k);
 		if (c) {
 			c->packets++;

@@ -112,7 +112,7 @@ pub fn summarize(hist: &[u64; abi::HIST_BUCKETS]) -> LatencySummary {
 }
 
 /// Names of the engine's drop reasons (index = `abi::reason::*`), for labels.
-pub const DROP_REASONS: [&str; 12] = [
+pub const DROP_REASONS: [&str; 16] = [
     "none",
     "malformed",
     "firewall_rule",
@@ -125,6 +125,10 @@ pub const DROP_REASONS: [&str; 12] = [
     "nat_ports_exhausted",
     "lb_no_backend",
     "no_xsk",
+    "encapsulation_depth",
+    "extension_header_depth",
+    "tiny_fragment",
+    "fragment_unknown_flow",
 ];
 
 /// A stats snapshot of the running chain.
@@ -276,10 +280,23 @@ mod tests {
             (NAT_EXHAUSTED, "nat_ports_exhausted"),
             (LB_NO_BACKEND, "lb_no_backend"),
             (NO_XSK, "no_xsk"),
+            (ENCAP_DEPTH, "encapsulation_depth"),
+            (EXT_DEPTH, "extension_header_depth"),
+            (TINY_FRAGMENT, "tiny_fragment"),
+            (FRAG_UNKNOWN, "fragment_unknown_flow"),
         ] {
             assert_eq!(DROP_REASONS[i], name);
         }
-        assert_eq!(DROP_REASONS.len(), NO_XSK + 1, "a reason without a label");
+        assert_eq!(
+            DROP_REASONS.len(),
+            FRAG_UNKNOWN + 1,
+            "a reason without a label"
+        );
+        assert_eq!(
+            DROP_REASONS.len(),
+            abi::NR_REASONS,
+            "every counter slot named"
+        );
     }
 
     #[test]

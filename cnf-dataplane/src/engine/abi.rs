@@ -79,6 +79,14 @@ pub mod reason {
     pub const NAT_EXHAUSTED: usize = 9;
     pub const LB_NO_BACKEND: usize = 10;
     pub const NO_XSK: usize = 11;
+    /// More VLAN tags than the parser walks (`VNF_MAX_VLAN`, docs/security.md).
+    pub const ENCAP_DEPTH: usize = 12;
+    /// More IPv6 extension headers than the parser walks (`VNF_MAX_EXT`).
+    pub const EXT_DEPTH: usize = 13;
+    /// A first fragment without the whole L4 header, or a later one overlapping it (RFC 1858 / 3128).
+    pub const TINY_FRAGMENT: usize = 14;
+    /// A non-first fragment whose first fragment the chain has not seen.
+    pub const FRAG_UNKNOWN: usize = 15;
 }
 
 /// Classifier field bits (`VNF_CLS_F_*`).
@@ -273,7 +281,8 @@ pub struct FwCfg {
     pub sport_n: u32,
     pub dport_off: u32,
     pub dport_n: u32,
-    pub _pad: u32,
+    /// Policy version: conntrack entries stamped with another one are re-checked against the rules.
+    pub version: u32,
     pub noport: FwBm,
     pub any: FwBm,
 }
@@ -319,7 +328,34 @@ pub struct CtKey {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtVal {
     pub last_seen_ns: u64,
-    pub packets: u64,
+    pub packets: u32,
+    /// [`FwCfg::version`] of the policy that last allowed the flow.
+    pub version: u32,
+}
+
+/// `struct vnf_frag_key` (LRU hash `vnf_frags`, written by the parser only).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragKey {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub id: u32,
+    /// IPv4: the protocol; IPv6: 0 (only the first fragment's next header counts).
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// `struct vnf_frag_val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragVal {
+    pub seen_ns: u64,
+    pub sport: u16,
+    pub dport: u16,
+    pub l4_hlen: u16,
+    pub proto: u8,
+    pub l4_valid: u8,
 }
 
 /// `struct vnf_fwd_cfg`.
@@ -585,6 +621,8 @@ mod tests {
         assert_eq!(size_of::<Lpm6Data>() + 4, 24);
         assert_eq!(size_of::<CtKey>(), 48);
         assert_eq!(size_of::<CtVal>(), 16);
+        assert_eq!(size_of::<FragKey>(), 40);
+        assert_eq!(size_of::<FragVal>(), 16);
         assert_eq!(size_of::<FwdCfg>(), 20);
         assert_eq!(size_of::<MonCfg>(), 8);
         assert_eq!(size_of::<MonCounter>(), 16);
@@ -624,6 +662,10 @@ mod tests {
         assert_eq!(offset_of!(FwCfg, ct_timeout_ns), 8);
         assert_eq!(offset_of!(FwCfg, rule_off), 16);
         assert_eq!(offset_of!(FwCfg, dport_n), 32);
+        assert_eq!(offset_of!(FwCfg, version), 36);
+        assert_eq!(offset_of!(CtVal, version), 12);
+        assert_eq!(offset_of!(FragKey, id), 32);
+        assert_eq!(offset_of!(FragVal, l4_hlen), 12);
         assert_eq!(offset_of!(FwCfg, noport), 40);
         assert_eq!(offset_of!(FwCfg, any), 72);
         assert_eq!(offset_of!(FwBm, agg), 8);

@@ -302,6 +302,8 @@ fn map_names(hook: Hook) -> Vec<&'static str> {
         "vnf_nat_src6",
         "vnf_gen_flags",
         "vnf_replies",
+        // the first fragments seen: a re-adopted chain keeps passing the rest of their datagrams
+        "vnf_frags",
         // per-CPU state handed from one tail call to the next: while a re-adoption switches
         // programs, the old entry's packets continue in the new functions through these
         "vnf_scratch",
@@ -538,6 +540,9 @@ pub struct Engine {
     modes: Vec<(String, &'static str)>,
     /// Set when the chain is kept across restarts.
     pins: Option<Pins>,
+    /// Last firewall policy version written (`vnf_fw_cfg.version`); every configuration written gets a
+    /// higher one, so conntrack entries stamped under an earlier policy are re-checked.
+    policy_version: u32,
 }
 
 impl std::fmt::Debug for Engine {
@@ -1067,6 +1072,13 @@ impl Engine {
         }
         let maps = Maps::take_all(&mut ebpf, hook)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
+        // a re-adopted chain's pinned configurations hold the highest version any live conntrack
+        // entry can carry (each state's newest configuration was written last): continue above it
+        let policy_version = (0..abi::MAX_INSTANCES)
+            .filter_map(|i| maps.fw_cfg.get(&i, 0).ok())
+            .map(|c| c.version)
+            .max()
+            .unwrap_or(0);
         info!("loaded {hook:?} attach point ({} programs)", prog_fds.len());
         Ok(Self {
             ebpf,
@@ -1093,6 +1105,7 @@ impl Engine {
             links: Vec::new(),
             modes: Vec::new(),
             pins: None,
+            policy_version,
         })
     }
 
@@ -1551,7 +1564,9 @@ impl Engine {
                 keys.v6.push((plen, data, dst));
             }
         }
+        self.policy_version = self.policy_version.wrapping_add(1).max(1);
         let cfg = FwCfg {
+            version: self.policy_version,
             rule_off,
             sport_off: port_off + fw.cfg.sport_off,
             dport_off: port_off + fw.cfg.dport_off,

@@ -12,10 +12,10 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
 use cnf_dataplane::daemon::{
-    ApplyError, Dataplane, OnExit, StartOptions, caps, control, grpc, metrics,
+    ApplyError, Dataplane, OnExit, StartOptions, caps, control, grpc, metrics, tls,
 };
 use dataplane_api::dataplane_server::DataplaneServer;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 /// Exit status for a bad configuration (EX_USAGE): nothing was attached.
 const EXIT_CONFIG: u8 = 64;
@@ -37,15 +37,19 @@ struct Flags {
     /// The chain: a VNFChain manifest (what the operator renders into the pod's ConfigMap).
     #[arg(long, env = "CNF_CONFIG")]
     config: PathBuf,
-    /// gRPC on TCP (needs --tls-dir: clients must present a certificate signed by its ca.crt).
+    /// gRPC on TCP (needs --tls-dir: clients must present a certificate signed by its ca.crt that carries
+    /// the --client-identity URI SAN).
     #[arg(long, env = "CNF_GRPC_LISTEN")]
     grpc_listen: Option<SocketAddr>,
     /// gRPC on a Unix socket created with mode 0600 (the laptop testbed).
     #[arg(long, env = "CNF_GRPC_SOCKET")]
     grpc_socket: Option<PathBuf>,
-    /// Directory with tls.crt, tls.key and ca.crt for mutual TLS.
+    /// Directory with tls.crt, tls.key and ca.crt for mutual TLS (re-read when they change).
     #[arg(long, env = "CNF_TLS_DIR")]
     tls_dir: Option<PathBuf>,
+    /// The only client identity (URI SAN of the client certificate) the gRPC on TCP serves.
+    #[arg(long, env = "CNF_CLIENT_IDENTITY", default_value = tls::OPERATOR_IDENTITY)]
+    client_identity: String,
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "CNF_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     metrics_listen: SocketAddr,
@@ -225,25 +229,26 @@ async fn serve(flags: Flags, state: Arc<Mutex<Dataplane>>) -> anyhow::Result<()>
             .tls_dir
             .clone()
             .context("--grpc-listen needs --tls-dir")?;
-        let read = |f: &str| {
-            std::fs::read(dir.join(f)).with_context(|| format!("reading {}", dir.join(f).display()))
-        };
-        let tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(read("tls.crt")?, read("tls.key")?))
-            .client_ca_root(Certificate::from_pem(read("ca.crt")?));
+        // Only the operator's client identity is served (daemon/tls.rs).
+        let credentials = tls::Credentials::load(&dir, &flags.client_identity)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let incoming = tls::incoming(listener, credentials.server_config()?);
         let router = Server::builder()
-            .tls_config(tls)
-            .context("TLS configuration")?
             .add_service(health_service.clone())
             .add_service(service.clone());
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
             router
-                .serve_with_shutdown(addr, stop)
+                .serve_with_incoming_shutdown(incoming, stop)
                 .await
                 .context("gRPC (TCP)")
         });
-        log::info!("gRPC on {addr} (mutual TLS)");
+        log::info!(
+            "gRPC on {addr} (mutual TLS, clients with identity {})",
+            flags.client_identity
+        );
     }
     if let Some(path) = flags.grpc_socket.clone() {
         let _ = std::fs::remove_file(&path);

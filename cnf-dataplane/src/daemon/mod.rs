@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod occupied;
 pub mod offload;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

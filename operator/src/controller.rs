@@ -62,6 +62,9 @@ pub struct Context<S> {
     failures: Mutex<HashMap<String, u32>>,
     /// Per chain that is not Ready: its last [`status::progress`] and how many reconciles since it changed.
     not_ready: Mutex<HashMap<String, (u64, u32)>>,
+    /// Where the chains' serving certificates come from (certs.rs); `None`: someone else provides each
+    /// chain's Secret `<chain>-dataplane-tls`.
+    pub certs: Option<Arc<crate::certs::ChainCerts>>,
 }
 
 impl<S: Sidecars> Context<S> {
@@ -79,7 +82,14 @@ impl<S: Sidecars> Context<S> {
             metrics,
             failures: Mutex::default(),
             not_ready: Mutex::default(),
+            certs: None,
         }
+    }
+
+    /// The same context, issuing every chain's serving certificate with `certs`.
+    pub fn with_certs(mut self, certs: Arc<crate::certs::ChainCerts>) -> Self {
+        self.certs = Some(certs);
+        self
     }
 
     /// When to look again at a chain that is not Ready: back-off that grows while `progress` stays the same
@@ -399,6 +409,12 @@ async fn apply(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Act
         }
     };
     obs.known_good = known_good.metadata.generation;
+    // The serving certificate the pods mount (certs.rs), before the pods that need it.
+    if let Some(certs) = &ctx.certs {
+        certs
+            .ensure(&ctx.client, &chain, std::time::SystemTime::now())
+            .await?;
+    }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let deployment = apply_object(
         &deployments,

@@ -119,7 +119,10 @@ mod tests {
         ) -> Arc<Context<FakeSidecars>> {
             let client = fake_client(state.clone());
             let metrics = Metrics::new().expect("metrics");
-            Arc::new(Context::new(client, sidecars.clone(), settings, metrics))
+            Arc::new(
+                Context::new(client, sidecars.clone(), settings, metrics)
+                    .with_certs(crate::certs::tests::shared_certs()),
+            )
         }
 
         /// A new operator process: fresh client, caches, metrics and back-off state; the cluster and the
@@ -273,6 +276,12 @@ mod tests {
                     json!("uid-edge")
                 );
                 assert_eq!(d["spec"]["replicas"], json!(2));
+                // tls: the chain's serving certificate, before the pods that mount it (certs.rs).
+                let tls = h.object("/api/v1/namespaces/default/secrets/edge-dataplane-tls");
+                assert_eq!(
+                    tls.expect("chain Secret")["type"],
+                    json!("kubernetes.io/tls")
+                );
                 assert!(
                     h.object("/api/v1/namespaces/default/services/edge-dataplane")
                         .is_some()
@@ -1075,6 +1084,7 @@ mod tests {
             requests.extend(pod_monitors().await);
             requests.extend(ready_again().await);
             requests.extend(opext::everything().await);
+            requests.extend(crate::certs::tests::api_requests().await);
             requests
         }
 
@@ -1294,6 +1304,12 @@ mod tests {
         fn snapshot(h: &Harness) -> (BTreeMap<String, Value>, Vec<(String, i64)>) {
             let mut objects = h.state.lock().expect("state").objects.clone();
             objects.values_mut().for_each(strip_times);
+            // tls: a certificate's bytes differ per issuance (fresh key); which keys a Secret holds does not.
+            for o in objects.values_mut().filter(|o| o["kind"] == "Secret") {
+                if let Some(data) = o["data"].as_object_mut() {
+                    data.values_mut().for_each(|v| *v = Value::Null);
+                }
+            }
             let generations = ["edge-dataplane-a", "edge-dataplane-b"]
                 .iter()
                 .map(|p| (p.to_string(), h.sidecars.generation(p)))

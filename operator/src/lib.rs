@@ -1,6 +1,7 @@
 //! The build-vnf operator: reconciles `VNFChain`s into cnf-dataplane pods, pushes live updates over gRPC,
 //! rolls back failed generations and reports status that tells the truth.
 
+pub mod certs;
 pub mod controller;
 pub mod fake;
 pub mod leader;
@@ -30,6 +31,9 @@ pub enum Error {
     /// A desired object could not be rendered.
     #[error("rendering: {0}")]
     Render(String),
+    /// A certificate could not be issued or the CA is unusable (certs.rs).
+    #[error("certificates: {0}")]
+    Certs(#[from] certs::CertError),
     /// The VNFChain CRD is not installed in the cluster.
     #[error(
         "the VNFChain CRD (vnfchains.buildvnf.io) is not installed: run `kubectl apply -f crds/buildvnf.io_vnfchains.yaml` (or install the Helm chart) and start the operator again"
@@ -46,6 +50,7 @@ impl Error {
             Error::MissingField(_) => "missing_field",
             Error::Render(_) => "render",
             Error::CrdMissing => "crd_missing",
+            Error::Certs(_) => "certs",
         }
     }
 

@@ -1,7 +1,6 @@
 //! The buildvnf-operator binary: flags, the CRD check, `/metrics` `/healthz` `/readyz`, and the controller.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -36,19 +35,28 @@ struct Flags {
     /// repository under it). Empty: only --dataplane-image.
     #[arg(long, env = "BUILDVNF_ALLOWED_IMAGES", value_delimiter = ',')]
     allowed_images: Vec<String>,
-    /// Secret (in each chain's namespace) with the sidecars' mTLS certificate, key and CA.
+    /// Secret (in the operator's namespace, --lease-namespace) with the CA that signs the operator's client
+    /// certificate and the chains' serving certificates (tls.crt, tls.key; extra trusted CAs in ca.crt).
     #[arg(
         long,
-        env = "BUILDVNF_TLS_SECRET",
-        default_value = "buildvnf-dataplane-tls"
+        env = "BUILDVNF_CA_SECRET",
+        default_value = "buildvnf-operator-ca"
     )]
-    tls_secret: String,
-    /// Directory with the operator's client tls.crt, tls.key and ca.crt.
-    #[arg(long, env = "BUILDVNF_TLS_DIR", default_value = "/etc/buildvnf/tls")]
-    tls_dir: PathBuf,
-    /// Talk plain-text gRPC to sidecars (development only).
+    ca_secret: String,
+    /// Use the CA Secret as supplied: fail when it is missing instead of creating one.
     #[arg(long)]
-    insecure_grpc: bool,
+    no_create_ca: bool,
+    /// Lifetime of the certificates the operator issues, in days (renewed at 2/3 of it).
+    #[arg(long, env = "BUILDVNF_CERT_VALIDITY_DAYS", default_value = "90", value_parser = clap::value_parser!(u32).range(3..=3650))]
+    cert_validity_days: u32,
+    /// Lifetime of a CA the operator creates, in days.
+    #[arg(long, env = "BUILDVNF_CA_VALIDITY_DAYS", default_value = "3650", value_parser = clap::value_parser!(u32).range(30..=36500))]
+    ca_validity_days: u32,
+    /// Let cert-manager sign the chains' serving certificates: `Issuer/<name>` (in each chain's
+    /// namespace) or `ClusterIssuer/<name>`. The operator then renders a cert-manager Certificate per chain;
+    /// its own client certificate still comes from --ca-secret, which must be the issuer's CA.
+    #[arg(long, env = "BUILDVNF_CERT_MANAGER_ISSUER")]
+    cert_manager_issuer: Option<operator::certs::CertManagerIssuer>,
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "BUILDVNF_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     metrics_listen: SocketAddr,
@@ -58,7 +66,7 @@ struct Flags {
     /// Run without leader election (only one replica may run then).
     #[arg(long)]
     no_leader_election: bool,
-    /// Namespace of the leader Lease (the operator's own).
+    /// The operator's own namespace: of the leader Lease and of the CA Secret.
     #[arg(long, env = "POD_NAMESPACE", default_value = "buildvnf-system")]
     lease_namespace: String,
     /// This replica's identity in the Lease.
@@ -92,20 +100,38 @@ async fn main() -> anyhow::Result<()> {
     let client_for_lease = client.clone();
     let settings = Settings {
         default_image: flags.dataplane_image,
-        tls_secret: flags.tls_secret,
         pod_monitor: controller::pod_monitor_available(&client).await,
         allowed_images,
         ..Settings::default()
     };
     tracing::info!(pod_monitor = settings.pod_monitor, "starting");
-    let sidecars = if flags.insecure_grpc {
-        GrpcSidecars::insecure(operator::render::GRPC_PORT as u16)
-    } else {
-        GrpcSidecars::with_tls_dir(&flags.tls_dir, operator::render::GRPC_PORT as u16)
-            .with_context(|| format!("reading mTLS material from {}", flags.tls_dir.display()))?
+    let day = Duration::from_secs(24 * 3600);
+    let ca = operator::certs::load_or_create_ca(
+        &kube::Api::namespaced(client.clone(), &flags.lease_namespace),
+        &flags.ca_secret,
+        !flags.no_create_ca,
+        std::time::SystemTime::now(),
+        day * flags.ca_validity_days,
+    )
+    .await
+    .context("the operator's CA")?;
+    let ca = Arc::new(ca);
+    let validity = day * flags.cert_validity_days;
+    let identity = operator::certs::OperatorIdentity::new(ca.clone(), validity)
+        .context("issuing the operator's client certificate")?;
+    let sidecars = GrpcSidecars::new(Arc::new(identity), operator::render::GRPC_PORT as u16);
+    let certs = operator::certs::ChainCerts {
+        ca,
+        issuer: match flags.cert_manager_issuer {
+            Some(i) => operator::certs::ChainIssuer::CertManager(i),
+            None => operator::certs::ChainIssuer::Operator,
+        },
+        validity,
     };
     let metrics = Metrics::new()?;
-    let ctx = Arc::new(Context::new(client, sidecars, settings, metrics.clone()));
+    let ctx = Arc::new(
+        Context::new(client, sidecars, settings, metrics.clone()).with_certs(Arc::new(certs)),
+    );
 
     let ready = Arc::new(AtomicBool::new(false));
     let app = axum::Router::new()

@@ -57,8 +57,6 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/build-vnf/cnf-dataplane:0.1.0";
 pub struct Settings {
     /// Image used when a chain does not name one.
     pub default_image: String,
-    /// Secret with `tls.crt`, `tls.key`, `ca.crt` for operator ↔ sidecar mTLS.
-    pub tls_secret: String,
     /// Host path of the BPF filesystem (pinned maps and links survive sidecar restarts there).
     pub bpffs_host_path: String,
     /// Whether the monitoring.coreos.com CRDs exist (a PodMonitor is rendered then).
@@ -71,7 +69,6 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             default_image: DEFAULT_IMAGE.into(),
-            tls_secret: "buildvnf-dataplane-tls".into(),
             bpffs_host_path: "/sys/fs/bpf".into(),
             pod_monitor: false,
             allowed_images: ImagePolicy::default(),
@@ -398,7 +395,14 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
         Volume {
             name: "tls".into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(settings.tls_secret.clone()),
+                // The chain's own serving certificate (certs.rs).
+                secret_name: Some(crate::certs::chain_secret_name(
+                    chain
+                        .metadata
+                        .name
+                        .as_deref()
+                        .ok_or(Error::MissingField("metadata.name"))?,
+                )),
                 default_mode: Some(0o400),
                 ..SecretVolumeSource::default()
             }),

@@ -1,7 +1,7 @@
 //! Talking to the cnf-dataplane sidecars: a small trait (so reconcile logic is testable without pods) and
 //! its gRPC implementation over mutual TLS.
 
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dataplane_api::dataplane_client::DataplaneClient;
@@ -9,6 +9,8 @@ use dataplane_api::{
     ApplyChainRequest, ApplyChainResponse, DataplaneStatus, DetachRequest, GetStatusRequest,
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::certs::OperatorIdentity;
 
 /// Where one sidecar listens.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -51,57 +53,77 @@ pub trait Sidecars: Send + Sync + 'static {
     fn detach(&self, pod: &PodEndpoint) -> impl Future<Output = Result<(), SidecarError>> + Send;
 }
 
-/// gRPC to `https://<pod ip>:50051` with the operator's client certificate.
+/// The client certificate the operator presents.
+enum Credentials {
+    /// Fixed PEM material (tests; a certificate issued elsewhere).
+    Fixed(ClientTlsConfig),
+    /// The operator's own identity, issued in memory from its CA and renewed when due (certs.rs).
+    Issued(Arc<OperatorIdentity>),
+}
+
+/// gRPC to `https://<pod ip>:50051` over mutual TLS with the operator's client certificate, verifying the
+/// sidecar's certificate for `<pod>.<chain>-dataplane.<namespace>.svc` under the CA. There is no plain-text
+/// mode: every sidecar the operator renders serves mutual TLS only.
 #[derive(Clone)]
 pub struct GrpcSidecars {
-    tls: Option<ClientTlsConfig>,
+    credentials: Arc<Credentials>,
     port: u16,
     timeout: Duration,
 }
 
 impl GrpcSidecars {
-    /// mTLS with `tls.crt`, `tls.key` and `ca.crt` from `dir`.
-    pub fn with_tls_dir(dir: &Path, port: u16) -> std::io::Result<Self> {
-        let read = |f: &str| std::fs::read(dir.join(f));
-        let identity = Identity::from_pem(read("tls.crt")?, read("tls.key")?);
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read("ca.crt")?))
-            .identity(identity);
-        Ok(Self {
-            tls: Some(tls),
+    /// With the operator's identity (certs.rs: URI SAN `spiffe://buildvnf.io/operator`).
+    pub fn new(identity: Arc<OperatorIdentity>, port: u16) -> Self {
+        Self {
+            credentials: Arc::new(Credentials::Issued(identity)),
             port,
             timeout: Duration::from_secs(5),
-        })
+        }
     }
 
-    /// Plain-text gRPC (tests and the laptop testbed only; a sidecar with TLS configured refuses it).
-    pub fn insecure(port: u16) -> Self {
+    /// With a fixed client certificate and key, trusting the CA certificates of `ca_pem` (PEM).
+    pub fn from_pem(cert_pem: &str, key_pem: &str, ca_pem: &str, port: u16) -> Self {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .identity(Identity::from_pem(cert_pem, key_pem));
         Self {
-            tls: None,
+            credentials: Arc::new(Credentials::Fixed(tls)),
             port,
             timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn tls(&self) -> Result<ClientTlsConfig, SidecarError> {
+        match &*self.credentials {
+            Credentials::Fixed(tls) => Ok(tls.clone()),
+            Credentials::Issued(identity) => {
+                let (issued, bundle) = identity
+                    .current(std::time::SystemTime::now())
+                    .map_err(|e| SidecarError::Unreachable(format!("client certificate: {e}")))?;
+                Ok(ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(bundle))
+                    .identity(Identity::from_pem(issued.cert_pem, issued.key_pem)))
+            }
         }
     }
 
     async fn client(&self, pod: &PodEndpoint) -> Result<DataplaneClient<Channel>, SidecarError> {
         let unreachable =
             |e: tonic::transport::Error| SidecarError::Unreachable(format!("{}: {e}", pod.pod));
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let host = if pod.ip.contains(':') {
             format!("[{}]", pod.ip)
         } else {
             pod.ip.clone()
         };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host}:{}", self.port))
+        // The sidecar's certificate must name this pod of this chain in this namespace (certs.rs issues
+        // `*.<chain>-dataplane.<namespace>.svc`): another chain's certificate does not pass.
+        let name = format!("{}.{}.{}.svc", pod.pod, pod.service, pod.namespace);
+        let endpoint = Endpoint::from_shared(format!("https://{host}:{}", self.port))
             .map_err(unreachable)?
             .connect_timeout(self.timeout)
-            .timeout(self.timeout);
-        if let Some(tls) = &self.tls {
-            let name = format!("{}.{}.{}.svc", pod.pod, pod.service, pod.namespace);
-            endpoint = endpoint
-                .tls_config(tls.clone().domain_name(name))
-                .map_err(unreachable)?;
-        }
+            .timeout(self.timeout)
+            .tls_config(self.tls()?.domain_name(name))
+            .map_err(unreachable)?;
         Ok(DataplaneClient::new(
             endpoint.connect().await.map_err(unreachable)?,
         ))

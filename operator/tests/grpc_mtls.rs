@@ -1,6 +1,8 @@
 //! The operator's gRPC client (`GrpcSidecars`) against the real `cnf-dataplane` daemon over mutual TLS on
-//! the loopback of a network namespace: status and a live ApplyChain work with the operator's certificate;
-//! a client without a certificate, and one whose certificate comes from another CA, are refused.
+//! the loopback of a network namespace, with the certificates the operator issues (`operator::certs`):
+//! status and a live ApplyChain work with the operator's identity; a chain's certificate signed by the same
+//! CA (as issued, and even re-made with clientAuth usage), a certificate of that CA without the operator's
+//! identity, one of another CA with it, and a client without a certificate are all refused.
 //!
 //! Needs root (namespaces, eBPF): skips with a reason otherwise, fails under `CI=true`. The daemon binary is
 //! taken from the same target directory (built by `cargo test --workspace`), or built once if absent.
@@ -9,14 +11,16 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use dataplane_api::dataplane_client::DataplaneClient;
 use dataplane_api::{ApplyChainRequest, ChainRef, GetStatusRequest};
+use operator::certs::{Ca, OPERATOR_IDENTITY, OperatorIdentity, chain_identity};
 use operator::sidecar::{GrpcSidecars, PodEndpoint, Sidecars};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SanType,
 };
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -178,25 +182,33 @@ impl Drop for TempDir {
     }
 }
 
-fn new_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+/// A CA made with rcgen directly: (certificate PEM, key PEM, issuer for hand-made leaves).
+fn new_ca(name: &str) -> (String, String, Issuer<'static, KeyPair>) {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name.push(DnType::CommonName, name);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let key = KeyPair::generate().expect("CA key");
     let cert = params.self_signed(&key).expect("CA certificate");
-    (cert.pem(), Issuer::new(params, key))
+    let key_pem = key.serialize_pem();
+    (cert.pem(), key_pem, Issuer::new(params, key))
 }
 
-/// A leaf certificate and key (PEM) signed by `issuer`.
+/// A hand-made leaf certificate and key (PEM) signed by `issuer`, with DNS `sans` and URI SANs `uris`.
 fn leaf(
     issuer: &Issuer<'static, KeyPair>,
     name: &str,
     sans: &[&str],
+    uris: &[&str],
     client: bool,
 ) -> (String, String) {
     let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .expect("leaf params");
+    for u in uris {
+        params
+            .subject_alt_names
+            .push(SanType::URI((*u).try_into().expect("URI")));
+    }
     params.distinguished_name.push(DnType::CommonName, name);
     params.use_authority_key_identifier_extension = true;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -245,50 +257,16 @@ fn apply_request(generation: i64, rule_port: u16) -> ApplyChainRequest {
     }
 }
 
-#[test]
-fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
-    if !privileged() {
-        return;
-    }
-    let bin = dataplane_binary();
-    let tmp = TempDir(std::env::temp_dir().join(format!("vnfop-mtls-{}", std::process::id())));
-    std::fs::create_dir_all(&tmp.0).expect("tmp dir");
-
-    let (ca, issuer) = new_ca("build-vnf test CA");
-    let (other_ca, other_issuer) = new_ca("some other CA");
-    let server = leaf(
-        &issuer,
-        SERVER_NAME,
-        &[SERVER_NAME, "localhost", "127.0.0.1"],
-        false,
-    );
-    let operator_cert = leaf(&issuer, "buildvnf-operator", &["buildvnf-operator"], true);
-    let stranger = leaf(
-        &other_issuer,
-        "buildvnf-operator",
-        &["buildvnf-operator"],
-        true,
-    );
-    let (server_dir, operator_dir, stranger_dir) = (
-        tmp.0.join("server"),
-        tmp.0.join("operator"),
-        tmp.0.join("stranger"),
-    );
-    write_tls_dir(&server_dir, &server, &ca);
-    write_tls_dir(&operator_dir, &operator_cert, &ca);
-    // The stranger trusts the right server CA but presents a certificate of another CA.
-    write_tls_dir(&stranger_dir, &stranger, &ca);
-    assert_ne!(ca, other_ca);
-    let config = tmp.0.join("chain.yaml");
+/// Starts the daemon in `ns` serving mTLS with the material of `server_dir`; waits for its gRPC port.
+fn start_daemon(ns: &Netns, bin: &Path, tmp: &Path, server_dir: &Path) -> (Daemon, PathBuf) {
+    let config = tmp.join("chain.yaml");
     std::fs::write(&config, CHAIN).expect("chain.yaml");
-    let log_path = tmp.0.join("daemon.log");
+    let log_path = tmp.join("daemon.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-
-    let ns = Netns::new("mtls");
     let grpc_listen = format!("127.0.0.1:{GRPC_PORT}");
     let child = Command::new("ip")
         .args(["netns", "exec", &ns.0])
-        .arg(&bin)
+        .arg(bin)
         .arg("--config")
         .arg(&config)
         .args([
@@ -298,25 +276,18 @@ fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
             "127.0.0.1:9090",
         ])
         .arg("--tls-dir")
-        .arg(&server_dir)
+        .arg(server_dir)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start cnf-dataplane");
     let mut daemon = Daemon(child);
-    let daemon_log = || {
-        let mut text = String::new();
-        let _ = std::fs::File::open(&log_path).map(|mut f| f.read_to_string(&mut text));
-        text
-    };
-
-    // Wait for the gRPC port inside the namespace.
     let started = Instant::now();
     loop {
         if let Ok(Some(status)) = daemon.0.try_wait() {
             panic!(
                 "cnf-dataplane exited early with {status}:\n{}",
-                daemon_log()
+                read_log(&log_path)
             );
         }
         if ns.run(|| TcpStream::connect(("127.0.0.1", GRPC_PORT)).is_ok()) {
@@ -325,10 +296,67 @@ fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "cnf-dataplane did not listen on {grpc_listen}:\n{}",
-            daemon_log()
+            read_log(&log_path)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    (daemon, log_path)
+}
+
+fn read_log(path: &Path) -> String {
+    let mut text = String::new();
+    let _ = std::fs::File::open(path).map(|mut f| f.read_to_string(&mut text));
+    text
+}
+
+/// A client with a fixed certificate that trusts `ca`.
+fn client(cert: &(String, String), ca: &str) -> GrpcSidecars {
+    GrpcSidecars::from_pem(&cert.0, &cert.1, ca, GRPC_PORT)
+}
+
+/// Asserts that `client` can neither read the status nor apply anything.
+async fn refused(what: &str, client: &GrpcSidecars, ep: &PodEndpoint) {
+    let status = client.status(ep).await;
+    assert!(status.is_err(), "{what} was served GetStatus: {status:?}");
+    let applied = client.apply(ep, apply_request(9, 11)).await;
+    assert!(applied.is_err(), "{what} could apply: {applied:?}");
+    let detached = client.detach(ep).await;
+    assert!(detached.is_err(), "{what} could detach: {detached:?}");
+}
+
+#[test]
+fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
+    if !privileged() {
+        return;
+    }
+    let bin = dataplane_binary();
+    let tmp = TempDir(std::env::temp_dir().join(format!("vnfop-mtls-{}", std::process::id())));
+    std::fs::create_dir_all(&tmp.0).expect("tmp dir");
+
+    // The operator's CA, loaded the way the operator loads its CA Secret; the test keeps the rcgen issuer to
+    // hand-make certificates the operator would never issue.
+    let (ca_pem, ca_key, issuer) = new_ca("build-vnf test CA");
+    let ca = Arc::new(Ca::from_pem("test/ca", &ca_pem, &ca_key, None).expect("CA"));
+    let (other_ca, _, other_issuer) = new_ca("some other CA");
+    let now = SystemTime::now();
+    let day = Duration::from_secs(24 * 3600);
+    // The sidecar's Secret, as the operator issues it for chain t in namespace lab.
+    let server = ca
+        .issue_chain("lab", "t", now, 90 * day)
+        .expect("chain certificate");
+    let server_dir = tmp.0.join("server");
+    write_tls_dir(
+        &server_dir,
+        &(server.cert_pem.clone(), server.key_pem.clone()),
+        ca.bundle(),
+    );
+    // Another chain's Secret in another namespace, same CA.
+    let other_chain = ca
+        .issue_chain("team-b", "edge", now, 90 * day)
+        .expect("chain certificate");
+
+    let ns = Netns::new("mtls");
+    let (mut daemon, log_path) = start_daemon(&ns, &bin, &tmp.0, &server_dir);
 
     let result = ns.run(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -337,10 +365,10 @@ fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
             .expect("runtime");
         rt.block_on(async {
             let ep = endpoint();
-            let operator = GrpcSidecars::with_tls_dir(&operator_dir, GRPC_PORT)
-                .expect("operator TLS material");
+            let identity = OperatorIdentity::new(ca.clone(), 90 * day).expect("operator identity");
+            let operator = GrpcSidecars::new(Arc::new(identity), GRPC_PORT);
 
-            // The operator's certificate: status, then generation 2 applied live.
+            // The operator's identity: status, then generation 2 applied live.
             let status = operator.status(&ep).await.expect("GetStatus over mTLS");
             assert_eq!(status.applied_generation, 1, "{status:?}");
             assert_eq!(status.attachments.len(), 1, "{status:?}");
@@ -360,23 +388,82 @@ fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
                 "{stale:?}"
             );
 
-            // A certificate from another CA: refused, nothing changes.
-            let stranger = GrpcSidecars::with_tls_dir(&stranger_dir, GRPC_PORT)
-                .expect("stranger TLS material");
-            let refused = stranger.status(&ep).await;
-            assert!(
-                refused.is_err(),
-                "a foreign client certificate was accepted: {refused:?}"
+            // A chain's certificate, signed by the same CA, as a client: refused (issue 12: one namespace's
+            // sidecar certificate could call Detach on another's). Its own and another chain's.
+            refused(
+                "another chain's certificate",
+                &client(
+                    &(other_chain.cert_pem.clone(), other_chain.key_pem.clone()),
+                    ca.bundle(),
+                ),
+                &ep,
+            )
+            .await;
+            refused(
+                "the sidecar's own certificate",
+                &client(
+                    &(server.cert_pem.clone(), server.key_pem.clone()),
+                    ca.bundle(),
+                ),
+                &ep,
+            )
+            .await;
+            // Hand-made certificates the operator never issues, all refused:
+            let forged = [
+                // a chain identity with clientAuth usage: the identity check, not only the usage, refuses it;
+                (
+                    "a chain identity with clientAuth",
+                    leaf(
+                        &issuer,
+                        "edge-dataplane.team-b",
+                        &["x.edge-dataplane.team-b.svc"],
+                        &[&chain_identity("team-b", "edge")],
+                        true,
+                    ),
+                ),
+                // a certificate of the CA without any URI (what the old chart issued to the operator);
+                (
+                    "a CA certificate without identity",
+                    leaf(
+                        &issuer,
+                        "buildvnf-operator",
+                        &["buildvnf-operator"],
+                        &[],
+                        true,
+                    ),
+                ),
+                // the operator's identity from another CA.
+                (
+                    "the operator identity of another CA",
+                    leaf(
+                        &other_issuer,
+                        "buildvnf-operator",
+                        &[],
+                        &[OPERATOR_IDENTITY],
+                        true,
+                    ),
+                ),
+            ];
+            for (what, cert) in &forged {
+                refused(what, &client(cert, ca.bundle()), &ep).await;
+            }
+            // Control: a hand-made certificate of the CA with the operator's identity is served, so the
+            // refusals above are about identity and CA, not about how the test makes certificates.
+            let positive = leaf(
+                &issuer,
+                "buildvnf-operator",
+                &[],
+                &[OPERATOR_IDENTITY],
+                true,
             );
-            let refused = stranger.apply(&ep, apply_request(3, 11)).await;
-            assert!(
-                refused.is_err(),
-                "a foreign client certificate could apply: {refused:?}"
-            );
+            client(&positive, ca.bundle())
+                .status(&ep)
+                .await
+                .expect("the operator identity of the CA is served");
 
             // No client certificate at all: refused.
             let tls = ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&ca))
+                .ca_certificate(Certificate::from_pem(ca.bundle()))
                 .domain_name(SERVER_NAME);
             let anonymous = async {
                 let channel = Endpoint::from_shared(format!("https://127.0.0.1:{GRPC_PORT}"))?
@@ -395,18 +482,19 @@ fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
                 "a client without a certificate was served: {anonymous:?}"
             );
 
-            // The server is who it says it is: a client that trusts only the other CA refuses it.
-            let other_client = leaf(
-                &other_issuer,
-                "buildvnf-operator",
-                &["buildvnf-operator"],
-                true,
-            );
-            let wrong_trust_dir = tmp.0.join("wrong-trust");
-            write_tls_dir(&wrong_trust_dir, &other_client, &other_ca);
-            let wrong_trust =
-                GrpcSidecars::with_tls_dir(&wrong_trust_dir, GRPC_PORT).expect("TLS material");
-            assert!(wrong_trust.status(&ep).await.is_err());
+            // The server is who it says it is: trusting only the other CA, the operator refuses it; and the
+            // operator refuses the pod when it expects another chain or namespace (server name check).
+            let other_trust = leaf(&other_issuer, "op", &[], &[OPERATOR_IDENTITY], true);
+            assert!(client(&other_trust, &other_ca).status(&ep).await.is_err());
+            for (service, namespace) in [("edge-dataplane", "lab"), ("t-dataplane", "team-b")] {
+                let wrong = PodEndpoint {
+                    service: service.into(),
+                    namespace: namespace.into(),
+                    ..endpoint()
+                };
+                let r = operator.status(&wrong).await;
+                assert!(r.is_err(), "served as {service}.{namespace}: {r:?}");
+            }
 
             operator.status(&ep).await.expect("GetStatus at the end")
         })
@@ -418,6 +506,11 @@ fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
     assert!(
         daemon.0.try_wait().ok().flatten().is_none(),
         "cnf-dataplane is still running:\n{}",
-        daemon_log()
+        read_log(&log_path)
+    );
+    let log = read_log(&log_path);
+    assert!(
+        log.contains("without the identity spiffe://buildvnf.io/operator"),
+        "the daemon logs identity refusals:\n{log}"
     );
 }

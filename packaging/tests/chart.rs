@@ -1,8 +1,9 @@
 //! The Helm chart without a cluster or helm: values against values.schema.json (defaults accepted, bad values
 //! refused), the chart's CRD and dashboard equal to their sources, every `.Values` path in the templates defined,
-//! the operator's flags, env variables and defaults as operator/src/main.rs declares them, the mTLS names as
-//! the operator verifies them, and docs/operations.md's RBAC table equal to the operator's rules file. (With the
-//! real helm and kubernetes-validate: tests/helm.rs.)
+//! the operator's flags, env variables and defaults as operator/src/main.rs declares them, no template that
+//! makes certificates or reads the cluster or the clock (the operator issues the mTLS certificates), and
+//! docs/operations.md's RBAC table equal to the operator's rules file. (With the real helm and
+//! kubernetes-validate: tests/helm.rs and tests/helm_render.rs.)
 
 mod common;
 
@@ -73,20 +74,14 @@ fn invalid_values_are_refused_by_the_schema() {
             with("operator.metricsPort", json!(80)),
         ),
         (
-            "secret name not a DNS label",
-            with("tls.secretName", json!("Bad_Name")),
+            "CA secret not a DNS name",
+            with("tls.caSecret", json!("Bad_Name")),
         ),
         (
-            "chain namespace not a DNS label",
-            with(
-                "tls.chains",
-                json!([{"namespace": "Team A", "names": ["edge"]}]),
-            ),
+            "cert-manager issuer of an unknown kind",
+            with("tls.certManager.issuerKind", json!("Certificate")),
         ),
-        (
-            "chain entry without names",
-            with("tls.chains", json!([{"namespace": "default", "names": []}])),
-        ),
+        ("the removed tls.chains", with("tls.chains", json!([]))),
         (
             "certificate validity 0 days",
             with("tls.certValidityDays", json!(0)),
@@ -360,11 +355,17 @@ fn chart_defaults_match_the_operator_defaults() {
             .as_deref(),
         "operator.metricsPort differs from the operator's --metrics-listen default"
     );
-    assert_eq!(
-        values["tls"]["secretName"].as_str(),
-        Some(flag_default("--tls-secret").as_str()),
-        "tls.secretName differs from the operator's --tls-secret default"
-    );
+    for (value, flag) in [
+        ("certValidityDays", "--cert-validity-days"),
+        ("caValidityDays", "--ca-validity-days"),
+    ] {
+        assert_eq!(
+            values["tls"][value].as_u64().map(|d| d.to_string()),
+            Some(flag_default(flag)),
+            "tls.{value} differs from the operator's {flag} default"
+        );
+    }
+    assert_eq!(flag_default("--ca-secret"), "buildvnf-operator-ca");
     let image = flag_default("--dataplane-image");
     let (repo_part, tag) = image.rsplit_once(':').expect("image with tag");
     assert_eq!(
@@ -376,46 +377,64 @@ fn chart_defaults_match_the_operator_defaults() {
         common::workspace_version(),
         "the operator's default image tag is not the workspace version"
     );
-    assert_eq!(flag_default("--tls-dir"), "/etc/buildvnf/tls");
-    assert!(
-        read(&format!("{CHART}/templates/deployment.yaml"))
-            .contains("mountPath: /etc/buildvnf/tls")
-    );
 }
 
 #[test]
-fn sidecar_certificates_name_what_the_operator_verifies() {
-    // The operator verifies <pod>.<service>.<namespace>.svc, the service being <chain>-dataplane.
-    let sidecar = read("operator/src/sidecar.rs");
+fn the_chart_issues_no_certificate_and_renders_nothing_that_changes() {
+    // The operator issues every certificate (operator/src/certs.rs; names checked in tls_names.rs): the
+    // templates neither make key material nor read the cluster or the clock, so two renders are identical
+    // (helm_render.rs renders twice with a real helm).
+    let mut actions = 0;
+    for file in common::files(&format!("{CHART}/templates"), "") {
+        let text = read(&file);
+        // The template actions ({{ … }}), comments left out.
+        for action in text
+            .split("{{")
+            .skip(1)
+            .filter_map(|a| a.split("}}").next())
+        {
+            if action
+                .trim_start_matches('-')
+                .trim_start()
+                .starts_with("/*")
+            {
+                continue;
+            }
+            actions += 1;
+            for f in [
+                "genCA",
+                "genSignedCert",
+                "genSelfSignedCert",
+                "genPrivateKey",
+                "lookup",
+                "now",
+                "randAlphaNum",
+                "uuidv4",
+            ] {
+                let used = action
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .any(|w| w == f);
+                assert!(
+                    !used,
+                    "{file} calls {f} in {{{{{action}}}}}: a render must not depend on the cluster, the clock or chance"
+                );
+            }
+        }
+    }
     assert!(
-        sidecar.contains("\"{}.{}.{}.svc\", pod.pod, pod.service, pod.namespace"),
-        "operator/src/sidecar.rs changed the TLS server name; update templates/tls-secrets.yaml"
+        actions > 50,
+        "found only {actions} template actions; the scan is broken"
     );
-    assert!(
-        read("operator/src/render.rs").contains("format!(\"{name}-dataplane\")"),
-        "render.rs changed the Service name; update templates/tls-secrets.yaml"
-    );
-    let tls = read(&format!("{CHART}/templates/tls-secrets.yaml"));
-    assert!(tls.contains("$svc := printf \"%s-dataplane\" ."));
-    assert!(tls.contains("printf \"*.%s.%s.svc\" $svc $ns"));
-    // The operator mounts the client Secret the template issues; the sidecar Secret has the operator's name.
-    let deployment = read(&format!("{CHART}/templates/deployment.yaml"));
-    assert!(deployment.contains("secretName: {{ include \"build-vnf.operatorTlsSecret\" . }}"));
-    assert!(tls.contains("name: {{ include \"build-vnf.operatorTlsSecret\" . }}"));
-    assert!(tls.contains("name: {{ $.Values.tls.secretName }}"));
-    assert!(deployment.contains("--tls-secret={{ .Values.tls.secretName }}"));
+    // The sidecar pods mount their chain's Secret, whose name the operator issues.
+    assert!(read("operator/src/render.rs").contains("crate::certs::chain_secret_name("));
     // The ClusterRole carries the operator's rules file verbatim.
     let rbac = read(&format!("{CHART}/templates/rbac.yaml"));
     assert!(rbac.contains(".Files.Get \"files/operator-rbac-rules.yaml\""));
     assert!(rbac.contains("$rules | nindent 2"));
-    // The sidecar and the operator read tls.crt, tls.key and ca.crt.
+    // The sidecar and the operator read/write tls.crt, tls.key and ca.crt.
     for key in ["tls.crt", "tls.key", "ca.crt"] {
-        assert!(read("cnf-dataplane/src/main.rs").contains(&format!("\"{key}\"")));
-        assert!(sidecar.contains(&format!("\"{key}\"")));
-        assert!(
-            tls.matches(&format!("  {key}: ")).count() >= 2,
-            "a Secret lacks {key}"
-        );
+        assert!(read("cnf-dataplane/src/daemon/tls.rs").contains(&format!("\"{key}\"")));
+        assert!(read("operator/src/certs.rs").contains(&format!("\"{key}\"")));
     }
 }
 

@@ -1,42 +1,41 @@
-//! The sidecar certificate names the chart issues (templates/tls-secrets.yaml) are accepted for exactly the
-//! server name the operator verifies (operator/src/sidecar.rs: `<pod>.<chain>-dataplane.<namespace>.svc`),
-//! under the name-matching rules of rustls-webpki, the verifier tonic's TLS uses: a chain's pods in its own
-//! namespace match, the same chain name in another namespace and another chain in the same namespace do not.
-//! The SAN patterns are read from the template, so a change there is checked here. (Helm itself is not run:
-//! the certificates here are made with rcgen with the same SANs.)
+//! The sidecar certificate names the operator issues (operator/src/certs.rs, `chain_dns_names`) are accepted
+//! for exactly the server name the operator verifies (operator/src/sidecar.rs:
+//! `<pod>.<chain>-dataplane.<namespace>.svc`), under the name-matching rules of rustls-webpki, the verifier
+//! tonic's TLS uses: a chain's pods in its own namespace match, the same chain name in another namespace and
+//! another chain in the same namespace do not. The SAN formats are read from certs.rs, so a change there is
+//! checked here; the certificates are made with rcgen with those SANs.
 
 mod common;
 
 use rustls_pki_types::{CertificateDer, ServerName};
 
-/// The `printf` formats of the sidecar SANs in the template's `$dns = concat $dns (list …)` line.
+/// The `format!` strings of the DNS SANs in `chain_dns_names` of operator/src/certs.rs.
 fn san_formats() -> Vec<String> {
-    let tpl = common::read("charts/build-vnf/templates/tls-secrets.yaml");
-    let line = tpl
-        .lines()
-        .find(|l| l.contains("$dns = concat $dns (list"))
-        .expect("the SAN list in tls-secrets.yaml");
-    let formats: Vec<String> = line
-        .split("(printf \"")
+    let src = common::read("operator/src/certs.rs");
+    let start = src
+        .find("pub fn chain_dns_names(")
+        .expect("chain_dns_names in operator/src/certs.rs");
+    let body = &src[start..start + src[start..].find("\n}").expect("end of chain_dns_names")];
+    let formats: Vec<String> = body
+        .split("format!(\"")
         .skip(1)
         .map(|s| s[..s.find('"').expect("closing quote")].to_string())
         .collect();
-    assert!(formats.len() >= 2, "SAN formats: {formats:?}");
+    assert_eq!(formats.len(), 2, "SAN formats: {formats:?}");
     for f in &formats {
         assert!(
-            line.contains(&format!("(printf \"{f}\" $svc $ns)")),
-            "{f} is not filled with $svc $ns"
+            f.contains("{chain}-dataplane.{namespace}.svc"),
+            "{f} is not filled with the chain and namespace"
         );
     }
     formats
 }
 
-/// The SANs the template issues for chain `chain` in namespace `ns` (`$svc` is `<chain>-dataplane`).
+/// The SANs certs.rs issues for chain `chain` in namespace `ns`.
 fn sans(chain: &str, ns: &str) -> Vec<String> {
-    let svc = format!("{chain}-dataplane");
     san_formats()
         .iter()
-        .map(|f| f.replacen("%s", &svc, 1).replacen("%s", ns, 1))
+        .map(|f| f.replace("{chain}", chain).replace("{namespace}", ns))
         .collect()
 }
 
@@ -62,7 +61,7 @@ fn sidecar_certificate_matches_its_chain_pods_only() {
     assert!(
         common::read("operator/src/sidecar.rs")
             .contains("format!(\"{}.{}.{}.svc\", pod.pod, pod.service, pod.namespace)"),
-        "the operator verifies another name now; update verified_name() and the template"
+        "the operator verifies another name now; update verified_name() and certs.rs"
     );
     let edge = sans("edge", "default");
     // Pods of a Deployment are named <deployment>-<template hash>-<suffix>.
@@ -78,12 +77,21 @@ fn sidecar_certificate_matches_its_chain_pods_only() {
         &edge,
         &verified_name("fw-dataplane-7c9f8d6b5-x2x7q", "fw", "default")
     ));
-    // Several chains of one namespace in one certificate, as the template writes them.
-    let mut both = sans("edge", "default");
-    both.extend(sans("fw", "default"));
+    // The cluster-domain form matches its own FQDN only.
     assert!(accepts(
-        &both,
-        &verified_name("fw-dataplane-1-a", "fw", "default")
+        &edge,
+        "edge-dataplane-7c9f8d6b5-x2x7q.edge-dataplane.default.svc.cluster.local"
     ));
-    assert!(accepts(&both, &verified_name(pod, "edge", "default")));
+    assert!(!accepts(
+        &edge,
+        "edge-dataplane-7c9f8d6b5-x2x7q.edge-dataplane.team-a.svc.cluster.local"
+    ));
+    // A wildcard covers one label: a pod name with a dot, or a chain whose name ends like another's, does not
+    // match (certs.rs also refuses names that are not DNS labels).
+    assert!(!accepts(&edge, "a.b.edge-dataplane.default.svc"));
+    assert!(!accepts(
+        &sans("x-edge", "default"),
+        &verified_name("p", "edge", "default")
+    ));
+    assert!(!accepts(&edge, &verified_name("p", "x-edge", "default")));
 }

@@ -44,8 +44,3 @@ app.kubernetes.io/name: buildvnf-operator
 {{- define "build-vnf.dataplaneImage" -}}
 {{- printf "%s:%s" .Values.dataplane.image.repository (default .Chart.AppVersion .Values.dataplane.image.tag) }}
 {{- end }}
-
-{{/* The Secret with the operator's client certificate. */}}
-{{- define "build-vnf.operatorTlsSecret" -}}
-{{- printf "%s-operator-tls" (include "build-vnf.fullname" .) }}
-{{- end }}

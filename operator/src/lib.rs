@@ -72,6 +72,8 @@ impl Error {
             Error::MissingField(_) => "MissingField".into(),
             Error::Render(_) => "RenderFailed".into(),
             Error::CrdMissing => "CrdMissing".into(),
+            Error::Certs(certs::CertError::Kube(e)) => kube_reason(e),
+            Error::Certs(_) => "CertificateFailed".into(),
         }
     }
 }

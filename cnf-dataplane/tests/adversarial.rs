@@ -74,16 +74,6 @@ fn deny_list() -> FirewallConfig {
     }
 }
 
-fn to_servers() -> ClassifierConfig {
-    ClassifierConfig {
-        dst: vec![
-            "192.0.2.0/24".parse().expect("cidr"),
-            "2001:db8:2::/48".parse().expect("cidr"),
-        ],
-        ..Default::default()
-    }
-}
-
 /// The frame generator (seeded, reproducible).
 struct Gen {
     rng: Rng,

@@ -58,17 +58,6 @@ fn deny_list() -> FirewallConfig {
     }
 }
 
-/// A classifier that selects traffic to 192.0.2.0/24 and 2001:db8:2::/48.
-fn to_servers() -> ClassifierConfig {
-    ClassifierConfig {
-        dst: vec![
-            "192.0.2.0/24".parse().expect("cidr"),
-            "2001:db8:2::/48".parse().expect("cidr"),
-        ],
-        ..Default::default()
-    }
-}
-
 struct Chain {
     e: Engine,
     inst: u32,

@@ -579,6 +579,17 @@ fn tcp_udp(f: &Flow) -> bool {
 }
 
 /// Does a fully parsed flow match the classifier?
+/// A classifier that selects traffic to 192.0.2.0/24 and 2001:db8:2::/48.
+pub fn to_servers() -> ClassifierConfig {
+    ClassifierConfig {
+        dst: vec![
+            "192.0.2.0/24".parse().expect("cidr"),
+            "2001:db8:2::/48".parse().expect("cidr"),
+        ],
+        ..Default::default()
+    }
+}
+
 fn classified(c: &ClassifierConfig, f: &Flow) -> bool {
     let fam = if f.src.is_ipv4() { 4 } else { 6 };
     let any_in = |l: &[cnf_dataplane::engine::IpCidr], a: IpAddr| {

@@ -5,14 +5,14 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
 use cnf_dataplane::daemon::{
-    ApplyError, Dataplane, OnExit, StartOptions, caps, control, grpc, metrics, tls,
+    ApplyError, Dataplane, OnExit, StartOptions, caps, control, grpc, shared::Shared, tls,
 };
 use dataplane_api::dataplane_server::DataplaneServer;
 use tonic::transport::Server;
@@ -178,7 +178,7 @@ fn main() -> ExitCode {
             .map(|a| format!("; {a}"))
             .unwrap_or_default()
     );
-    let state = Arc::new(Mutex::new(dataplane));
+    let state = Arc::new(Shared::new(dataplane));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -192,7 +192,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(serve(flags, state.clone()));
     // Keep or detach before exiting (an engine that is not kept also detaches when dropped).
-    if let Ok(mut dp) = state.lock() {
+    let _ = state.update(|dp| {
         let (what, res) = match on_exit {
             OnExit::Keep => ("keep", dp.keep()),
             OnExit::Detach => ("detach", dp.detach()),
@@ -204,7 +204,7 @@ fn main() -> ExitCode {
             Ok(()) => log::info!("chain detached"),
             Err(e) => log::warn!("{what}: {e}"),
         }
-    }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -214,7 +214,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(flags: Flags, state: Arc<Mutex<Dataplane>>) -> anyhow::Result<()> {
+async fn serve(flags: Flags, state: Arc<Shared>) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<DataplaneServer<grpc::Service>>().await;
     let service = DataplaneServer::new(grpc::Service::new(state.clone()));
@@ -276,8 +276,9 @@ async fn serve(flags: Flags, state: Arc<Mutex<Dataplane>>) -> anyhow::Result<()>
             get({
                 let state = state.clone();
                 move || async move {
-                    match state.lock() {
-                        Ok(dp) => (StatusCode::OK, metrics::render(&dp)),
+                    // the last published metrics while an update runs
+                    match state.metrics() {
+                        Ok(text) => (StatusCode::OK, text),
                         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, String::new()),
                     }
                 }
@@ -289,8 +290,8 @@ async fn serve(flags: Flags, state: Arc<Mutex<Dataplane>>) -> anyhow::Result<()>
             get({
                 let state = state.clone();
                 move || async move {
-                    match state.lock() {
-                        Ok(dp) if dp.ready() => (StatusCode::OK, "ready"),
+                    match state.ready() {
+                        Ok(true) => (StatusCode::OK, "ready"),
                         _ => (StatusCode::SERVICE_UNAVAILABLE, "not attached"),
                     }
                 }
@@ -318,9 +319,9 @@ async fn serve(flags: Flags, state: Arc<Mutex<Dataplane>>) -> anyhow::Result<()>
         }
     }
     // No more updates from here on: ApplyChain is refused while the servers drain.
-    if let Ok(mut dp) = state.lock() {
-        dp.stop_updates();
-    }
+    // (after an update in flight, which runs on its blocking thread)
+    let stopping = state.clone();
+    let _ = tokio::task::spawn_blocking(move || stopping.update(|dp| dp.stop_updates())).await;
     let _ = stop_tx.send(true);
     // Drain in-flight requests briefly; idle client connections (the operator keeps one) must not hold
     // the shutdown up.

@@ -1,7 +1,7 @@
 //! The gRPC control API (`buildvnf.dataplane.v1.Dataplane`): ApplyChain, GetStatus, WatchStats, Detach.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dataplane_api::dataplane_server::Dataplane as DataplaneApi;
@@ -13,26 +13,38 @@ use dataplane_api::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::shared::{Poisoned, Shared};
 use super::{ApplyError, Dataplane};
 use crate::engine::abi;
 
 /// The service, sharing the daemon's state.
 #[derive(Clone)]
 pub struct Service {
-    state: Arc<Mutex<Dataplane>>,
+    state: Arc<Shared>,
 }
 
 impl Service {
     /// A service over `state`.
-    pub fn new(state: Arc<Mutex<Dataplane>>) -> Self {
+    pub fn new(state: Arc<Shared>) -> Self {
         Self { state }
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Dataplane>, Status> {
-        self.state
-            .lock()
-            .map_err(|_| Status::internal("data plane state poisoned"))
+    /// Runs the update `f` on a blocking thread (an apply can take seconds: it must not hold an
+    /// executor thread), after the updates before it.
+    async fn update<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Dataplane) -> R + Send + 'static,
+    ) -> Result<R, Status> {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || state.update(f))
+            .await
+            .map_err(|e| Status::internal(format!("the update task failed: {e}")))?
+            .map_err(poisoned)
     }
+}
+
+fn poisoned(e: Poisoned) -> Status {
+    Status::internal(e.to_string())
 }
 
 fn hook_of(mode: &str) -> Hook {
@@ -197,32 +209,32 @@ impl DataplaneApi for Service {
         let req = request.into_inner();
         let spec: crds::VNFChainSpec = serde_json::from_str(&req.spec_json)
             .map_err(|e| Status::invalid_argument(format!("spec_json: {e}")))?;
-        let mut dp = self.lock()?;
-        if let Some(c) = &req.chain {
-            let (ns, name) = dp.chain();
-            if (c.namespace.as_str(), c.name.as_str()) != (ns, name) {
-                return Err(Status::failed_precondition(format!(
-                    "this data plane runs chain {ns}/{name}, not {}/{}",
-                    c.namespace, c.name
-                )));
+        self.update(move |dp| {
+            if let Some(c) = &req.chain {
+                let (ns, name) = dp.chain();
+                if (c.namespace.as_str(), c.name.as_str()) != (ns, name) {
+                    return Err(Status::failed_precondition(format!(
+                        "this data plane runs chain {ns}/{name}, not {}/{}",
+                        c.namespace, c.name
+                    )));
+                }
             }
-        }
-        let changed = dp.apply(req.generation, &spec).map_err(to_status)?;
-        Ok(Response::new(ApplyChainResponse {
-            applied_generation: dp.generation(),
-            changed,
-            attachments: attachments(&dp),
-        }))
+            let changed = dp.apply(req.generation, &spec).map_err(to_status)?;
+            Ok(Response::new(ApplyChainResponse {
+                applied_generation: dp.generation(),
+                changed,
+                attachments: attachments(dp),
+            }))
+        })
+        .await?
     }
 
     async fn get_status(
         &self,
         _: Request<GetStatusRequest>,
     ) -> Result<Response<DataplaneStatus>, Status> {
-        let mut dp = self.lock()?;
-        // addresses the pod gained since the last write are covered from now on
-        dp.refresh_control_plane();
-        Ok(Response::new(status_of(&dp)))
+        // the last published status while an update runs
+        Ok(Response::new(self.state.status().map_err(poisoned)?))
     }
 
     type WatchStatsStream = StatsStream;
@@ -240,9 +252,10 @@ impl DataplaneApi for Service {
             let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
-                let snap = match state.lock() {
-                    Ok(dp) => Ok(snapshot(&dp)),
-                    Err(_) => Err(Status::internal("data plane state poisoned")),
+                let snap = match state.read(snapshot) {
+                    Ok(Some(snap)) => Ok(snap),
+                    Ok(None) => continue, // an update runs: this tick is skipped
+                    Err(e) => Err(poisoned(e)),
                 };
                 if tx.send(snap).await.is_err() {
                     break; // the client went away
@@ -255,9 +268,11 @@ impl DataplaneApi for Service {
     }
 
     async fn detach(&self, _: Request<DetachRequest>) -> Result<Response<DataplaneStatus>, Status> {
-        let mut dp = self.lock()?;
-        dp.detach().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(status_of(&dp)))
+        self.update(|dp| {
+            dp.detach().map_err(|e| Status::internal(e.to_string()))?;
+            Ok(Response::new(status_of(dp)))
+        })
+        .await?
     }
 }
 

@@ -1,7 +1,8 @@
 //! The sidecar daemon: owns the engine, applies chain generations atomically, and answers for what runs.
 //!
-//! One [`Dataplane`] per process. The gRPC service and the metrics endpoint share it behind a mutex;
-//! every operation on it is short (map updates, counter reads), so the lock is never held across I/O.
+//! One [`Dataplane`] per process. The gRPC service and the metrics endpoint share it as a
+//! [`shared::Shared`]: updates (an apply can take seconds) run one at a time on a blocking thread, and
+//! readers answer from the last published state while one runs.
 
 pub mod caps;
 pub mod control;
@@ -9,6 +10,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod occupied;
 pub mod offload;
+pub mod shared;
 pub mod tls;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,142 @@
+//! The daemon's state as the gRPC service and the metrics endpoint share it: updates are serialized
+//! and run off the async executor; readers never wait for an update.
+//!
+//! Applying a large chain holds the [`Dataplane`] for seconds (validation, 10,000 rule map writes).
+//! Readers (`/metrics`, `/readyz`, GetStatus, WatchStats) therefore take the state only when it is
+//! free: while an update runs, they answer from the state last published — the status, readiness and
+//! metrics text recorded at the end of the previous update or read. Published metrics are replaced
+//! only under the state lock, in the order they were read, so exported counters never go back.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+use dataplane_api::DataplaneStatus;
+
+use super::Dataplane;
+
+/// How long a reader retries a state held by another short reader before it answers from the
+/// published state (well under the 50 ms a reader promises).
+const READ_PATIENCE: Duration = Duration::from_millis(20);
+
+/// The state is poisoned (a thread panicked while holding it).
+#[derive(Debug, thiserror::Error)]
+#[error("data plane state poisoned")]
+pub struct Poisoned;
+
+/// What readers get while an update runs.
+struct Published {
+    status: DataplaneStatus,
+    ready: bool,
+    metrics: String,
+}
+
+/// The daemon's [`Dataplane`], one update at a time, and its last published view.
+pub struct Shared {
+    dp: Mutex<Dataplane>,
+    /// Updates running or waiting for the state.
+    updating: AtomicUsize,
+    published: Mutex<Published>,
+}
+
+impl Shared {
+    /// Shares `dp`, publishing its state.
+    pub fn new(dp: Dataplane) -> Self {
+        let published = Published {
+            status: super::grpc::status_of(&dp),
+            ready: dp.ready(),
+            metrics: super::metrics::render(&dp),
+        };
+        Self {
+            dp: Mutex::new(dp),
+            updating: AtomicUsize::new(0),
+            published: Mutex::new(published),
+        }
+    }
+
+    /// Runs the update `f` on the state, waiting for the update before it (updates never interleave),
+    /// then publishes the new state. Blocks: call it from a blocking thread, not the async executor.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Dataplane) -> R) -> Result<R, Poisoned> {
+        self.updating.fetch_add(1, Ordering::SeqCst);
+        let result = self.dp.lock().map_err(|_| Poisoned).map(|mut dp| {
+            let r = f(&mut dp);
+            let mut p = self.publish_lock();
+            p.status = super::grpc::status_of(&dp);
+            p.ready = dp.ready();
+            p.metrics = super::metrics::render(&dp);
+            r
+        });
+        self.updating.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// The state, when it is free within [`READ_PATIENCE`] and no update holds or awaits it.
+    fn try_read(&self) -> Result<Option<MutexGuard<'_, Dataplane>>, Poisoned> {
+        let start = Instant::now();
+        loop {
+            if self.updating.load(Ordering::SeqCst) > 0 {
+                return Ok(None);
+            }
+            match self.dp.try_lock() {
+                Ok(dp) => return Ok(Some(dp)),
+                Err(TryLockError::Poisoned(_)) => return Err(Poisoned),
+                Err(TryLockError::WouldBlock) if start.elapsed() < READ_PATIENCE => {
+                    std::thread::sleep(Duration::from_micros(200))
+                }
+                Err(TryLockError::WouldBlock) => return Ok(None),
+            }
+        }
+    }
+
+    fn publish_lock(&self) -> MutexGuard<'_, Published> {
+        // the published view is plain data, whole after every assignment: a panic elsewhere
+        // cannot leave it half-written
+        self.published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The status of the chain: current, or the last published while an update runs. Covers the
+    /// pod's addresses gained since the last write (see [`Dataplane::refresh_control_plane`]).
+    pub fn status(&self) -> Result<DataplaneStatus, Poisoned> {
+        match self.try_read()? {
+            Some(mut dp) => {
+                dp.refresh_control_plane();
+                let status = super::grpc::status_of(&dp);
+                self.publish_lock().status = status.clone();
+                Ok(status)
+            }
+            None => Ok(self.publish_lock().status.clone()),
+        }
+    }
+
+    /// Whether the chain is attached to every interface (current, or the last published).
+    pub fn ready(&self) -> Result<bool, Poisoned> {
+        match self.try_read()? {
+            Some(dp) => {
+                let ready = dp.ready();
+                self.publish_lock().ready = ready;
+                Ok(ready)
+            }
+            None => Ok(self.publish_lock().ready),
+        }
+    }
+
+    /// The Prometheus exposition (current, or the last published).
+    pub fn metrics(&self) -> Result<String, Poisoned> {
+        match self.try_read()? {
+            Some(dp) => {
+                let text = super::metrics::render(&dp);
+                // replaced while the state is held: a later read never publishes older counters
+                self.publish_lock().metrics = text.clone();
+                Ok(text)
+            }
+            None => Ok(self.publish_lock().metrics.clone()),
+        }
+    }
+
+    /// `f` on the current state, or `None` while an update runs (WatchStats skips that tick).
+    pub fn read<R>(&self, f: impl FnOnce(&Dataplane) -> R) -> Result<Option<R>, Poisoned> {
+        Ok(self.try_read()?.map(|dp| f(&dp)))
+    }
+}

@@ -32,7 +32,11 @@ spec:
 
 const METRICS: &str = "127.0.0.1:9190";
 const RULES: u32 = 10_000;
+/// The p99 of the polls made during the apply.
 const BOUND: Duration = Duration::from_millis(50);
+/// The slowest single poll (generous: 7 test jobs share 2 cores; a reader waiting for the apply waits
+/// for seconds).
+const WORST: Duration = Duration::from_millis(500);
 
 /// The chain with `RULES` firewall rules: rule i denies UDP to port 9 from host 10.(i/256).(i%256).1/32,
 /// so no rule covers another (the shadowing check passes).
@@ -224,6 +228,7 @@ fn readers_answer_within_50ms_while_a_10000_rule_chain_is_applied() {
         took > Duration::from_secs(1),
         "the apply took {took:?}: too short to show readers overlap it"
     );
+    let mut slow = Vec::new();
     for (what, samples) in [
         ("/readyz", &polls.readyz),
         ("/healthz", &polls.healthz),
@@ -232,32 +237,31 @@ fn readers_answer_within_50ms_while_a_10000_rule_chain_is_applied() {
     ] {
         let during: Vec<Duration> = samples
             .iter()
-            .filter(|(t0, t1)| *t0 >= start && *t1 <= end)
+            // started while the apply ran (one that waited for its end counts too)
+            .filter(|(t0, _)| *t0 >= start && *t0 <= end)
             .map(|(t0, t1)| *t1 - *t0)
             .collect();
-        let worst = samples
-            .iter()
-            .map(|(a, b)| *b - *a)
-            .max()
-            .unwrap_or_default();
-        assert!(
-            during.len() >= 10,
-            "{what}: only {} polls inside the apply ({} in all; the slowest took {worst:?}): \
-             the readers waited for the apply",
-            during.len(),
-            samples.len()
-        );
+        if during.len() < 10 {
+            slow.push(format!(
+                "{what}: only {} polls during the apply ({} in all): the readers waited for it",
+                during.len(),
+                samples.len()
+            ));
+            continue;
+        }
         let p = p99(during.clone());
+        let max = during.iter().max().copied().unwrap_or_default();
         println!(
-            "MEASURE {what}: {} polls during the apply, p99 {p:?}, max {:?}",
-            during.len(),
-            during.iter().max().copied().unwrap_or_default()
+            "MEASURE {what}: {} polls during the apply, p99 {p:?}, max {max:?}",
+            during.len()
         );
-        assert!(
-            p < BOUND,
-            "{what}: p99 {p:?} during the apply (bound {BOUND:?})"
-        );
+        if p >= BOUND || max >= WORST {
+            slow.push(format!(
+                "{what}: p99 {p:?} (bound {BOUND:?}), max {max:?} (bound {WORST:?}) during the apply"
+            ));
+        }
     }
+    assert!(slow.is_empty(), "{}", slow.join("\n"));
     // after the apply: the new generation is what readers see, and it filters as before
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

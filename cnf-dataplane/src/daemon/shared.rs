@@ -24,6 +24,22 @@ const READ_PATIENCE: Duration = Duration::from_millis(20);
 #[error("data plane state poisoned")]
 pub struct Poisoned;
 
+/// Counts an update from before it waits for the state until it ends, also by a panic.
+struct Updating<'a>(&'a AtomicUsize);
+
+impl<'a> Updating<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Updating<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// What readers get while an update runs.
 struct Published {
     status: DataplaneStatus,
@@ -57,17 +73,15 @@ impl Shared {
     /// Runs the update `f` on the state, waiting for the update before it (updates never interleave),
     /// then publishes the new state. Blocks: call it from a blocking thread, not the async executor.
     pub fn update<R>(&self, f: impl FnOnce(&mut Dataplane) -> R) -> Result<R, Poisoned> {
-        self.updating.fetch_add(1, Ordering::SeqCst);
-        let result = self.dp.lock().map_err(|_| Poisoned).map(|mut dp| {
+        let _updating = Updating::new(&self.updating);
+        self.dp.lock().map_err(|_| Poisoned).map(|mut dp| {
             let r = f(&mut dp);
             let mut p = self.publish_lock();
             p.status = super::grpc::status_of(&dp);
             p.ready = dp.ready();
             p.metrics = super::metrics::render(&dp);
             r
-        });
-        self.updating.fetch_sub(1, Ordering::SeqCst);
-        result
+        })
     }
 
     /// The state, when it is free within [`READ_PATIENCE`] and no update holds or awaits it.

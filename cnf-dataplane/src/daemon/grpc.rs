@@ -185,9 +185,10 @@ fn to_status(e: ApplyError) -> Status {
     match e {
         ApplyError::Invalid(errors) => Status::invalid_argument(errors.to_string()),
         ApplyError::Unsupported { .. } => Status::invalid_argument(e.to_string()),
-        ApplyError::Stale { .. } | ApplyError::NeedsRestart(_) => {
-            Status::failed_precondition(e.to_string())
-        }
+        ApplyError::Stale { .. }
+        | ApplyError::SameGeneration(_)
+        | ApplyError::Detached
+        | ApplyError::NeedsRestart(_) => Status::failed_precondition(e.to_string()),
         ApplyError::Engine(_) | ApplyError::Userspace(_) => {
             Status::aborted(format!("{e}; the previous generation is still running"))
         }
@@ -195,6 +196,40 @@ fn to_status(e: ApplyError) -> Status {
         ApplyError::Occupied { .. } | ApplyError::PinDirBusy(_) => {
             Status::failed_precondition(e.to_string())
         }
+    }
+}
+
+/// Reads an ApplyChain request as the document it stands for — the chain `namespace/name` with the spec
+/// of `spec_json` — with the strict reader of `vnfctl validate` and `cnf-dataplane --config`
+/// ([`crds::manifest::parse_document`]): unknown fields anywhere are refused with their path and the field
+/// they were probably meant to be, then the CRD's schema, its CEL rules and the semantic checks. Messages
+/// carry the same paths as for a manifest file (`spec.functions[0]...`).
+pub fn parse_request(
+    namespace: &str,
+    name: &str,
+    spec_json: &str,
+) -> Result<crds::VNFChain, Status> {
+    let spec: serde_json::Value = serde_json::from_str(spec_json)
+        .map_err(|e| Status::invalid_argument(format!("spec_json: not JSON: {e}")))?;
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("name".into(), name.into());
+    if !namespace.is_empty() {
+        metadata.insert("namespace".into(), namespace.into());
+    }
+    let document = serde_json::json!({
+        "apiVersion": crds::vnfchain::API_VERSION,
+        "kind": crds::vnfchain::KIND,
+        "metadata": metadata,
+        "spec": spec,
+    });
+    match crds::manifest::parse_document(document) {
+        crds::manifest::Document::Chain(chain) => Ok(*chain),
+        crds::manifest::Document::Invalid(errors) => {
+            Err(Status::invalid_argument(errors.to_string()))
+        }
+        crds::manifest::Document::Other { kind } => Err(Status::internal(format!(
+            "the request was read as a {kind}, not a chain"
+        ))),
     }
 }
 
@@ -207,19 +242,24 @@ impl DataplaneApi for Service {
         request: Request<ApplyChainRequest>,
     ) -> Result<Response<ApplyChainResponse>, Status> {
         let req = request.into_inner();
-        let spec: crds::VNFChainSpec = serde_json::from_str(&req.spec_json)
-            .map_err(|e| Status::invalid_argument(format!("spec_json: {e}")))?;
         self.update(move |dp| {
-            if let Some(c) = &req.chain {
-                let (ns, name) = dp.chain();
-                if (c.namespace.as_str(), c.name.as_str()) != (ns, name) {
-                    return Err(Status::failed_precondition(format!(
-                        "this data plane runs chain {ns}/{name}, not {}/{}",
-                        c.namespace, c.name
-                    )));
+            let (namespace, name) = match &req.chain {
+                Some(c) => (c.namespace.clone(), c.name.clone()),
+                None => {
+                    let (ns, name) = dp.chain();
+                    (ns.to_owned(), name.to_owned())
                 }
+            };
+            // The request is read before anything else is looked at, by the reader every door shares
+            // (on the update's blocking thread: a large chain's validation never holds the executor).
+            let chain = parse_request(&namespace, &name, &req.spec_json)?;
+            let (ns, running) = dp.chain();
+            if (namespace.as_str(), name.as_str()) != (ns, running) {
+                return Err(Status::failed_precondition(format!(
+                    "this data plane runs chain {ns}/{running}, not {namespace}/{name}"
+                )));
             }
-            let changed = dp.apply(req.generation, &spec).map_err(to_status)?;
+            let changed = dp.apply(req.generation, &chain.spec).map_err(to_status)?;
             Ok(Response::new(ApplyChainResponse {
                 applied_generation: dp.generation(),
                 changed,

@@ -45,6 +45,16 @@ pub enum ApplyError {
         /// The generation running.
         applied: i64,
     },
+    /// The generation that runs came with another spec: a generation names one spec, for good.
+    #[error(
+        "generation {0} is already applied with another spec: a changed spec needs a newer generation"
+    )]
+    SameGeneration(i64),
+    /// The chain was detached (Detach: its VNFChain was deleted); the daemon attaches nothing again.
+    #[error(
+        "this data plane is detached (its chain was deleted): it applies no chain until it is restarted"
+    )]
+    Detached,
     /// Interfaces or hook changed: that needs a new pod (the operator rolls the Deployment).
     #[error("{0} changed: this needs a restart of the data plane, not a live update")]
     NeedsRestart(&'static str),
@@ -220,6 +230,8 @@ pub struct Dataplane {
     tiers: Vec<UserTier>,
     /// Set on SIGTERM: no more updates.
     stopping: bool,
+    /// Set by Detach: no more updates (the chain was deleted).
+    detached: bool,
     /// "re-adopted generation N from DIR" when the chain was re-adopted.
     adopted: Option<String>,
     /// Counters carried over from function state that went, by (name, type) (see [`Owner`]).
@@ -533,6 +545,7 @@ impl Dataplane {
             userspace: plan.userspace,
             tiers,
             stopping: false,
+            detached: false,
             adopted: None,
             carried: BTreeMap::new(),
             listeners: opts.listeners.clone(),
@@ -699,6 +712,7 @@ impl Dataplane {
             userspace: kept_plan.userspace,
             tiers,
             stopping: false,
+            detached: false,
             adopted: Some(note),
             carried: owner
                 .carried
@@ -788,6 +802,17 @@ impl Dataplane {
         if self.stopping {
             return Err(ApplyError::ShuttingDown);
         }
+        if self.detached {
+            return Err(ApplyError::Detached);
+        }
+        // The generation rule (docs/architecture.md, "Generations"): positive, strictly increasing, one spec
+        // per generation.
+        if generation < 1 {
+            return Err(ApplyError::Invalid(ValidationErrors::single(
+                "generation",
+                format!("must be a positive metadata.generation, got {generation}"),
+            )));
+        }
         if generation < self.generation {
             return Err(ApplyError::Stale {
                 requested: generation,
@@ -795,8 +820,12 @@ impl Dataplane {
             });
         }
         crds::validate_spec(spec).map_err(ApplyError::Invalid)?;
-        if generation == self.generation && *spec == self.spec {
-            return Ok(false);
+        if generation == self.generation {
+            return if *spec == self.spec {
+                Ok(false)
+            } else {
+                Err(ApplyError::SameGeneration(generation))
+            };
         }
         if spec.interfaces != self.spec.interfaces {
             return Err(ApplyError::NeedsRestart("spec.interfaces"));
@@ -873,6 +902,7 @@ impl Dataplane {
                 stats.tx_packets
             );
         }
+        self.detached = true;
         self.engine.detach()?;
         self.attachments.clear();
         Ok(())

@@ -239,7 +239,7 @@ fn daemon_runs_a_chain_live_updates_it_and_detaches() {
             .changed
     );
 
-    // Invalid and stale generations are refused; generation 2 keeps running.
+    // Invalid specs and a generation's other spec are refused; generation 2 keeps running.
     let dup = spec_json(10).replace("\"name\":\"mon\"", "\"name\":\"fw\"");
     let e = apply(&mut client, 3, dup).expect_err("duplicate names");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
@@ -249,8 +249,15 @@ fn daemon_runs_a_chain_live_updates_it_and_detaches() {
         "{}",
         e.message()
     );
-    let e = apply(&mut client, 1, spec_json(9)).expect_err("stale");
+    // (generation 1 ran port 9: generation 1 with another spec is refused, as a generation names one spec)
+    let e = apply(&mut client, 1, spec_json(11)).expect_err("another spec for generation 1");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message()
+            .contains("generation 1 is already applied with another spec"),
+        "{}",
+        e.message()
+    );
     let status = rt
         .block_on(client.get_status(GetStatusRequest {}))
         .expect("status")

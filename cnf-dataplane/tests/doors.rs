@@ -1,8 +1,9 @@
 //! The chain's doors over the real daemon: gRPC ApplyChain reads a chain with the strict reader of
 //! `vnfctl validate` and `cnf-dataplane --config` (a misspelt key is refused with its path and the field it
 //! was meant to be, and the running chain keeps denying what it denied), every file of examples/invalid/ is
-//! refused by all four doors with the same first message, and the generation rule (positive, strictly
-//! increasing, one spec per generation, nothing after Detach) holds over real gRPC.
+//! refused by all four doors with the same first message, and the generation rule (positive, one spec per
+//! generation, forward above every generation applied or back to one applied here with its spec, nothing
+//! after Detach) holds over real gRPC: the operator's rollback is accepted, a stale generation is not.
 
 mod common;
 #[path = "common/daemon.rs"]
@@ -429,7 +430,7 @@ fn refused(
 }
 
 #[test]
-fn generations_are_positive_strictly_increasing_one_spec_each_and_end_at_detach() {
+fn generations_are_positive_one_spec_each_never_stale_and_end_at_detach() {
     if !common::privileged() {
         return;
     }
@@ -513,4 +514,74 @@ fn generations_are_positive_strictly_increasing_one_spec_each_and_end_at_detach(
         [4, 4],
         "nothing filters after Detach"
     );
+}
+
+/// Issue 12: the operator rolls a replica back by re-sending the known-good generation's number and spec. The
+/// daemon returns to a generation it applied itself with the same spec (the spec's JSON in another key order
+/// and with a default spelt out reads as the same spec), and to nothing else.
+#[test]
+fn a_rollback_returns_to_a_generation_this_daemon_applied_with_its_spec() {
+    if !common::privileged() {
+        return;
+    }
+    let mut lab = Lab::start("dr4");
+    use tonic::Code::FailedPrecondition;
+    assert!(lab.apply("lab", "t", 2, &deny_udp(10)).expect("2").changed);
+    assert_eq!(lab.delivered(&[9, 10], 4), [4, 0], "generation 2 runs");
+
+    // generation 1 was the daemon's start (CHAIN from --config): back to it, as the operator sends it
+    let back = serde_json::to_string(
+        &crds::manifest::parse_single_chain(CHAIN)
+            .expect("chain")
+            .spec,
+    )
+    .expect("json");
+    let r = lab.apply("lab", "t", 1, &back).expect("rollback to 1");
+    assert!(r.changed, "{r:?}");
+    assert_eq!(r.applied_generation, 1);
+    assert_eq!(lab.generation(), 1);
+    assert_eq!(
+        lab.delivered(&[9, 10], 4),
+        [0, 4],
+        "generation 1 runs again: port 9 denied, port 10 (the control) passes"
+    );
+    // the same generation 1 written differently (keys reordered, the default hook spelt out) is the same
+    let reordered = r#"{"interfaces":{"ingress":"cnf0"},"dataplane":{"hook":"auto"},"functions":[{"type":"firewall","name":"fw","firewall":{"rules":[{"protocol":"udp","action":"deny","destinationPorts":[{"from":9}]}],"defaultAction":"allow"}},{"name":"mon","type":"monitor","monitor":{}}]}"#;
+    assert!(
+        !lab.apply("lab", "t", 1, reordered)
+            .expect("the running spec again")
+            .changed
+    );
+
+    // back is only to what was applied here, with its spec
+    let m = refused(lab.apply("lab", "t", 1, &deny_udp(11)), FailedPrecondition);
+    assert!(
+        m.contains("generation 1 is already applied with another spec"),
+        "{m}"
+    );
+    let m = refused(lab.apply("lab", "t", 2, &deny_udp(11)), FailedPrecondition);
+    assert!(
+        m.contains("generation 2 is already applied with another spec"),
+        "{m}"
+    );
+    assert!(lab.apply("lab", "t", 4, &deny_udp(11)).expect("4").changed);
+    // 3 never ran here: stale, even below the generation it would return from
+    let m = refused(lab.apply("lab", "t", 3, &deny_udp(12)), FailedPrecondition);
+    assert!(m.contains("older than the applied generation 4"), "{m}");
+    // forward again after a return, and back to 2 (applied here) from there
+    assert!(
+        lab.apply("lab", "t", 2, &deny_udp(10))
+            .expect("back to 2")
+            .changed
+    );
+    assert_eq!(lab.generation(), 2);
+    assert_eq!(
+        lab.delivered(&[9, 10, 11], 4),
+        [4, 0, 4],
+        "generation 2 runs"
+    );
+    let m = refused(lab.apply("lab", "t", 3, &deny_udp(12)), FailedPrecondition);
+    assert!(m.contains("older than the applied generation 4"), "{m}");
+    assert!(lab.apply("lab", "t", 5, &deny_udp(12)).expect("5").changed);
+    assert_eq!(lab.delivered(&[9, 12], 4), [4, 0], "generation 5 runs");
 }

@@ -130,6 +130,16 @@ impl Drop for Testbed {
     }
 }
 
+/// Stops a thread that loops until told when dropped: also when a check fails, so the scope around it
+/// ends with that failure instead of waiting forever.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 fn counter(ns: &str, name: &str) -> u64 {
     let m = scrape_metrics(ns, METRICS);
     metric(&m, name).unwrap_or_else(|| panic!("no {name} in\n{m}")) as u64
@@ -157,6 +167,7 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
     let dst = |port| SocketAddr::from(([10, 94, 2, 2], port));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (sent, denied_sent, rx, readings) = std::thread::scope(|scope| {
+        let stop_on_failure = StopOnDrop(&stop_denied);
         let receiver = scope.spawn(|| {
             enter(&s);
             let mut cfg = RecvConfig::new(SocketAddr::from(([0, 0, 0, 0], KEPT)));
@@ -229,14 +240,18 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
         d = start(&r, &config, &pin_dir, "keep", log(3));
         let text = d.text();
         assert!(text.contains("re-adopted generation 1 from"), "{text}");
-        assert!(text.contains("moved the re-adopted chain"), "{text}");
+        // the manifest has no metadata.generation: the daemon numbers the changed chain, the next one
+        assert!(
+            text.contains("moved the re-adopted chain to the configured one (generation 2)"),
+            "{text}"
+        );
         readings.push(counter(&r, FW_IN));
 
         let kept = kept.join().expect("kept sender");
         let denied = denied.join().expect("denied sender");
         let rx = receiver.join().expect("receiver");
         std::thread::sleep(Duration::from_millis(300));
-        stop_denied.store(true, Ordering::Release);
+        drop(stop_on_failure);
         denied_listener.join().expect("denied listener");
         readings.push(counter(&r, FW_IN));
         (kept, denied, rx, readings)
@@ -260,7 +275,7 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
         "counters went back after a re-adoption: {readings:?}"
     );
     assert!(readings[0] > base_in, "traffic flowed before the kill");
-    assert_eq!(metric(&m, GENERATION), Some(1.0), "{m}");
+    assert_eq!(metric(&m, GENERATION), Some(2.0), "{m}");
     assert_eq!(rx.lost, 0, "a gap in the sequence: forwarding stopped");
     assert_eq!(rx.unique, sent.sent, "kept packets lost");
     assert_eq!(
@@ -284,7 +299,7 @@ fn a_kept_chain_survives_sigkill_and_sigterm_and_is_readopted_without_a_gap() {
     assert!(text.contains("chain kept running"), "{text}");
     d = start(&r, &config, &pin_dir, "detach", log(4));
     assert!(
-        d.text().contains("re-adopted generation 1 from"),
+        d.text().contains("re-adopted generation 2 from"),
         "{}",
         d.text()
     );
@@ -496,7 +511,8 @@ fn counters_never_go_back_across_live_updates_and_a_kill_and_readoption() {
         serde_json::to_string(&chain.spec).expect("json")
     };
     // 2: the firewall's rule moves (it keeps its state); 3: the monitor counts by port (fresh state) and
-    // a rate limiter joins; 4: the monitor goes. After the kill, the configured chain (1) brings it back.
+    // a rate limiter joins; 4: the monitor goes. After the kill, the configured chain brings it back (its
+    // manifest has no metadata.generation: the daemon numbers it 5, the next generation).
     let gen2 = CHAIN.replace("from: 9001", "from: 9002");
     let gen3 = changed_chain().replace("monitor: {}", "monitor: {countBy: destinationPort}");
     let gen4 = CHAIN.replace(
@@ -509,13 +525,6 @@ fn counters_never_go_back_across_live_updates_and_a_kill_and_readoption() {
         last: Default::default(),
         samples: 0,
     };
-    /// Stops the sender when dropped: also when a check fails, so the scope does not wait forever.
-    struct StopOnDrop<'a>(&'a AtomicBool);
-    impl Drop for StopOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Release);
-        }
-    }
     std::thread::scope(|scope| {
         let _stop = StopOnDrop(&stop);
         scope.spawn(|| {
@@ -562,10 +571,11 @@ fn counters_never_go_back_across_live_updates_and_a_kill_and_readoption() {
         d.signal(libc::SIGKILL);
         pause();
         d = start_with(&r, &tb.config, &tb.pin_dir, "keep", log(2), &sock_arg);
+        let text = d.text();
+        assert!(text.contains("re-adopted generation 4 from"), "{text}");
         assert!(
-            d.text().contains("re-adopted generation 4 from"),
-            "{}",
-            d.text()
+            text.contains("moved the re-adopted chain to the configured one (generation 5)"),
+            "{text}"
         );
         m.sample(&r, "after the kill and re-adoption");
         pause();

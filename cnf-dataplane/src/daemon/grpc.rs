@@ -185,10 +185,8 @@ fn to_status(e: ApplyError) -> Status {
     match e {
         ApplyError::Invalid(errors) => Status::invalid_argument(errors.to_string()),
         ApplyError::Unsupported { .. } => Status::invalid_argument(e.to_string()),
-        ApplyError::Stale { .. }
-        | ApplyError::SameGeneration(_)
-        | ApplyError::Detached
-        | ApplyError::NeedsRestart(_) => Status::failed_precondition(e.to_string()),
+        ApplyError::Generation(refusal) => refusal.status(),
+        ApplyError::NeedsRestart(_) => Status::failed_precondition(e.to_string()),
         ApplyError::Engine(_) | ApplyError::Userspace(_) => {
             Status::aborted(format!("{e}; the previous generation is still running"))
         }
@@ -196,40 +194,6 @@ fn to_status(e: ApplyError) -> Status {
         ApplyError::Occupied { .. } | ApplyError::PinDirBusy(_) => {
             Status::failed_precondition(e.to_string())
         }
-    }
-}
-
-/// Reads an ApplyChain request as the document it stands for — the chain `namespace/name` with the spec
-/// of `spec_json` — with the strict reader of `vnfctl validate` and `cnf-dataplane --config`
-/// ([`crds::manifest::parse_document`]): unknown fields anywhere are refused with their path and the field
-/// they were probably meant to be, then the CRD's schema, its CEL rules and the semantic checks. Messages
-/// carry the same paths as for a manifest file (`spec.functions[0]...`).
-pub fn parse_request(
-    namespace: &str,
-    name: &str,
-    spec_json: &str,
-) -> Result<crds::VNFChain, Status> {
-    let spec: serde_json::Value = serde_json::from_str(spec_json)
-        .map_err(|e| Status::invalid_argument(format!("spec_json: not JSON: {e}")))?;
-    let mut metadata = serde_json::Map::new();
-    metadata.insert("name".into(), name.into());
-    if !namespace.is_empty() {
-        metadata.insert("namespace".into(), namespace.into());
-    }
-    let document = serde_json::json!({
-        "apiVersion": crds::vnfchain::API_VERSION,
-        "kind": crds::vnfchain::KIND,
-        "metadata": metadata,
-        "spec": spec,
-    });
-    match crds::manifest::parse_document(document) {
-        crds::manifest::Document::Chain(chain) => Ok(*chain),
-        crds::manifest::Document::Invalid(errors) => {
-            Err(Status::invalid_argument(errors.to_string()))
-        }
-        crds::manifest::Document::Other { kind } => Err(Status::internal(format!(
-            "the request was read as a {kind}, not a chain"
-        ))),
     }
 }
 
@@ -251,8 +215,9 @@ impl DataplaneApi for Service {
                 }
             };
             // The request is read before anything else is looked at, by the reader every door shares
-            // (on the update's blocking thread: a large chain's validation never holds the executor).
-            let chain = parse_request(&namespace, &name, &req.spec_json)?;
+            // (dataplane_api::door, also the operator's fake sidecar's), on the update's blocking thread:
+            // a large chain's validation never holds the executor.
+            let chain = dataplane_api::door::read_request(&namespace, &name, &req.spec_json)?;
             let (ns, running) = dp.chain();
             if (namespace.as_str(), name.as_str()) != (ns, running) {
                 return Err(Status::failed_precondition(format!(

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crds::{Hook as SpecHook, UserspaceBackend, VNFChain, VNFChainSpec, ValidationErrors};
+use dataplane_api::door::{Generations, Refusal, Step, spec_digest};
 
 use crate::engine::pin::{DirLock, LockError};
 use crate::engine::{AttachInfo, Engine, EngineError, FunctionStats, Hook, XdpAttach};
@@ -37,24 +38,10 @@ pub enum ApplyError {
         /// What is missing.
         message: String,
     },
-    /// A newer generation is already applied.
-    #[error("generation {requested} is older than the applied generation {applied}")]
-    Stale {
-        /// The generation asked for.
-        requested: i64,
-        /// The generation running.
-        applied: i64,
-    },
-    /// The generation that runs came with another spec: a generation names one spec, for good.
-    #[error(
-        "generation {0} is already applied with another spec: a changed spec needs a newer generation"
-    )]
-    SameGeneration(i64),
-    /// The chain was detached (Detach: its VNFChain was deleted); the daemon attaches nothing again.
-    #[error(
-        "this data plane is detached (its chain was deleted): it applies no chain until it is restarted"
-    )]
-    Detached,
+    /// The generation rule refuses it (not positive, stale, another spec for a generation, detached):
+    /// [`dataplane_api::door::Generations`].
+    #[error("{0}")]
+    Generation(#[from] Refusal),
     /// Interfaces or hook changed: that needs a new pod (the operator rolls the Deployment).
     #[error("{0} changed: this needs a restart of the data plane, not a live update")]
     NeedsRestart(&'static str),
@@ -130,6 +117,9 @@ struct Owner {
     netns: Option<u64>,
     generation: i64,
     spec: VNFChainSpec,
+    /// The generations applied (what a rollback may return to); absent in records of older daemons.
+    #[serde(default)]
+    generations: Option<Generations>,
     /// Counters of functions whose state went (a changed monitor, a removed function), by (name, type):
     /// added to the live ones so exported counters never go back.
     #[serde(default)]
@@ -220,7 +210,8 @@ pub struct Dataplane {
     engine: Engine,
     namespace: String,
     name: String,
-    generation: i64,
+    /// The generation rule's memory: the running generation, the ones before it, detached or not.
+    generations: Generations,
     spec: VNFChainSpec,
     functions: Vec<RunningFunction>,
     attachments: Vec<Attachment>,
@@ -230,8 +221,6 @@ pub struct Dataplane {
     tiers: Vec<UserTier>,
     /// Set on SIGTERM: no more updates.
     stopping: bool,
-    /// Set by Detach: no more updates (the chain was deleted).
-    detached: bool,
     /// "re-adopted generation N from DIR" when the chain was re-adopted.
     adopted: Option<String>,
     /// Counters carried over from function state that went, by (name, type) (see [`Owner`]).
@@ -537,7 +526,10 @@ impl Dataplane {
             engine,
             namespace,
             name,
-            generation: chain.metadata.generation.unwrap_or(1).max(1),
+            generations: Generations::started(
+                chain.metadata.generation.unwrap_or(1).max(1),
+                spec_digest(&chain.spec),
+            ),
             functions: running_functions(&chain.spec, &plan, &instances),
             spec: chain.spec.clone(),
             attachments,
@@ -545,7 +537,6 @@ impl Dataplane {
             userspace: plan.userspace,
             tiers,
             stopping: false,
-            detached: false,
             adopted: None,
             carried: BTreeMap::new(),
             listeners: opts.listeners.clone(),
@@ -704,7 +695,9 @@ impl Dataplane {
             engine,
             namespace,
             name,
-            generation: owner.generation,
+            generations: owner.generations.unwrap_or_else(|| {
+                Generations::started(owner.generation, spec_digest(&owner.spec))
+            }),
             functions: running_functions(&owner.spec, &kept_plan, &instances),
             spec: owner.spec,
             attachments,
@@ -712,7 +705,6 @@ impl Dataplane {
             userspace: kept_plan.userspace,
             tiers,
             stopping: false,
-            detached: false,
             adopted: Some(note),
             carried: owner
                 .carried
@@ -724,23 +716,40 @@ impl Dataplane {
             control: Vec::new(),
             _lock: None,
         };
-        let configured = chain.metadata.generation.unwrap_or(1).max(1);
-        if dp.spec != chain.spec {
-            let generation = configured.max(dp.generation);
-            match dp.apply(generation, &chain.spec) {
+        dp.follow_configured(chain);
+        dp.save()?;
+        Ok(dp)
+    }
+
+    /// Moves a re-adopted chain to the configured `chain` by the generation rule: its
+    /// `metadata.generation` (a rollback the operator wrote into the ConfigMap is a return to a generation
+    /// this chain applied); a manifest without one (a laptop's file) is numbered by the daemon, the next
+    /// generation when its spec differs. A refused move leaves the kept generation running (logged).
+    fn follow_configured(&mut self, chain: &VNFChain) {
+        let numbered = chain.metadata.generation.filter(|g| *g > 0);
+        let digest = spec_digest(&chain.spec);
+        if self.spec != chain.spec {
+            let generation =
+                numbered.unwrap_or_else(|| self.generations.highest().saturating_add(1));
+            match self.apply(generation, &chain.spec) {
                 Ok(_) => log::info!(
                     "moved the re-adopted chain to the configured one (generation {generation})"
                 ),
                 Err(e) => log::warn!(
                     "the configured chain was not applied over the re-adopted one: {e}; generation {} keeps running",
-                    dp.generation
+                    self.generation()
                 ),
             }
-        } else if configured > dp.generation {
-            dp.generation = configured;
+        } else if let Some(g) = numbered.filter(|g| *g != self.generation()) {
+            // the same spec under the configured number (nothing to load): the rule still decides
+            match self.generations.check(g, &digest) {
+                Ok(_) => self.generations.record(g, digest),
+                Err(e) => log::warn!(
+                    "the configured generation {g} is not taken over the re-adopted one: {e}; generation {} keeps running",
+                    self.generation()
+                ),
+            }
         }
-        dp.save()?;
-        Ok(dp)
     }
 
     /// Writes the state record of a kept chain (a no-op otherwise).
@@ -752,8 +761,9 @@ impl Dataplane {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             netns: netns_id(),
-            generation: self.generation,
+            generation: self.generation(),
             spec: self.spec.clone(),
+            generations: Some(self.generations.clone()),
             carried: self
                 .carried
                 .iter()
@@ -802,30 +812,13 @@ impl Dataplane {
         if self.stopping {
             return Err(ApplyError::ShuttingDown);
         }
-        if self.detached {
-            return Err(ApplyError::Detached);
-        }
-        // The generation rule (docs/architecture.md, "Generations"): positive, strictly increasing, one spec
-        // per generation.
-        if generation < 1 {
-            return Err(ApplyError::Invalid(ValidationErrors::single(
-                "generation",
-                format!("must be a positive metadata.generation, got {generation}"),
-            )));
-        }
-        if generation < self.generation {
-            return Err(ApplyError::Stale {
-                requested: generation,
-                applied: self.generation,
-            });
-        }
+        // The generation rule (docs/architecture.md, "Generations"; dataplane_api::door): positive, a
+        // generation names one spec, forward above every generation applied or back to one applied here.
+        let digest = spec_digest(spec);
+        let step = self.generations.check(generation, &digest)?;
         crds::validate_spec(spec).map_err(ApplyError::Invalid)?;
-        if generation == self.generation {
-            return if *spec == self.spec {
-                Ok(false)
-            } else {
-                Err(ApplyError::SameGeneration(generation))
-            };
+        if step == Step::Unchanged {
+            return Ok(false);
         }
         if spec.interfaces != self.spec.interfaces {
             return Err(ApplyError::NeedsRestart("spec.interfaces"));
@@ -855,7 +848,7 @@ impl Dataplane {
             })
             .collect();
         let applied = self.engine.apply(&plan.kernel)?;
-        self.generation = generation;
+        self.generations.record(generation, digest);
         self.spec = spec.clone();
         self.functions = running_functions(spec, &plan, &applied.instances);
         for (name, type_, state, raw) in before {
@@ -868,8 +861,13 @@ impl Dataplane {
         }
         self.last_error.clear();
         log::info!(
-            "chain generation {generation} active: {} function(s)",
-            self.functions.len()
+            "chain generation {generation} active: {} function(s){}",
+            self.functions.len(),
+            if step == Step::Return {
+                " (returned to a generation applied before)"
+            } else {
+                ""
+            }
         );
         self.refresh_control_plane();
         if let Err(e) = self.save() {
@@ -902,7 +900,7 @@ impl Dataplane {
                 stats.tx_packets
             );
         }
-        self.detached = true;
+        self.generations.detach();
         self.engine.detach()?;
         self.attachments.clear();
         Ok(())
@@ -915,7 +913,7 @@ impl Dataplane {
 
     /// The generation running.
     pub fn generation(&self) -> i64 {
-        self.generation
+        self.generations.current()
     }
 
     /// Where the chain is attached.

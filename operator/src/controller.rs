@@ -292,7 +292,10 @@ async fn observe(ctx: &Context<impl Sidecars>, pods: &[PodView]) -> Vec<ReplicaO
     out
 }
 
-fn apply_request(chain: &VNFChain) -> Result<ApplyChainRequest> {
+/// The ApplyChain request for `chain`: its `metadata.generation` and its spec. A rollback sends the known-good
+/// chain ([`known_good_from`]) this way: the sidecar returns to a generation it applied itself with the same
+/// spec (the generation rule, `dataplane_api::door`; docs/architecture.md, "Generations").
+pub fn apply_request(chain: &VNFChain) -> Result<ApplyChainRequest> {
     Ok(ApplyChainRequest {
         chain: Some(dataplane_api::ChainRef {
             namespace: chain.namespace().unwrap_or_default(),
@@ -304,7 +307,7 @@ fn apply_request(chain: &VNFChain) -> Result<ApplyChainRequest> {
 }
 
 /// Reads the known-good chain (the last generation every replica applied) from the ConfigMap.
-fn known_good_from(cm: &ConfigMap) -> Option<VNFChain> {
+pub fn known_good_from(cm: &ConfigMap) -> Option<VNFChain> {
     let text = cm.data.as_ref()?.get(render::CONFIG_KEY)?;
     crds::manifest::parse_single_chain(text).ok()
 }

@@ -46,7 +46,7 @@ use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 
-use crate::sidecar::{PodEndpoint, SidecarError, Sidecars};
+use crate::sidecar::{PodEndpoint, SidecarError, Sidecars, classify};
 
 /// One request the operator made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -554,10 +554,22 @@ pub fn fake_client(state: Arc<Mutex<ClusterState>>) -> Client {
 }
 
 /// One fake sidecar.
+///
+/// # The daemon's behaviour it mimics
+///
+/// ApplyChain as `cnf-dataplane` answers it (`cnf-dataplane/src/daemon/grpc.rs`, `apply_chain`, and
+/// `daemon/mod.rs`, `Dataplane::try_apply`): the request is read by the same strict reader
+/// ([`dataplane_api::door::read_request`]: unknown fields, the schema, CEL and the semantic checks) and the
+/// same generation rule decides ([`dataplane_api::door::Generations`]: positive; one spec per generation;
+/// forward above every generation applied, or back to one this sidecar applied with the same spec; nothing
+/// after Detach), with the daemon's status codes, mapped by the operator's own `classify`. A generation in
+/// [`FakePod::reject`] fails like a load the verifier refuses (ABORTED, the previous generation runs on).
+/// Not mimicked: the chain's name check (the fake runs whatever chain asks first), live-update limits that
+/// need a restart, attach fallbacks.
 #[derive(Clone, Debug, Default)]
 pub struct FakePod {
-    /// The generation it runs (0: nothing yet).
-    pub generation: i64,
+    /// What it applied, by the daemon's rule (current generation 0: nothing yet).
+    pub generations: dataplane_api::door::Generations,
     /// Interfaces it reports the chain attached on.
     pub interfaces: Vec<String>,
     /// Generations this sidecar refuses (as a verifier would).
@@ -576,13 +588,20 @@ pub struct FakeSidecars {
 }
 
 impl FakeSidecars {
-    /// Adds a sidecar running `generation` on `interfaces`.
+    /// Adds a sidecar running `generation` on `interfaces` (0: a sidecar that applied nothing yet). A sidecar
+    /// added at a positive generation started from a spec the fake does not know: that generation can be
+    /// neither re-applied nor returned to (the daemon would compare the spec).
     pub fn add(&self, pod: &str, generation: i64, interfaces: &[&str]) {
+        let generations = if generation > 0 {
+            dataplane_api::door::Generations::started(generation, "(unknown spec)".into())
+        } else {
+            dataplane_api::door::Generations::default()
+        };
         if let Ok(mut p) = self.pods.lock() {
             p.insert(
                 pod.into(),
                 FakePod {
-                    generation,
+                    generations,
                     interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
                     ..FakePod::default()
                 },
@@ -595,7 +614,7 @@ impl FakeSidecars {
         self.pods
             .lock()
             .ok()
-            .and_then(|p| p.get(pod).map(|p| p.generation))
+            .and_then(|p| p.get(pod).map(|p| p.generations.current()))
             .unwrap_or(-1)
     }
 
@@ -633,7 +652,7 @@ impl Sidecars for FakeSidecars {
         self.with_pod(&pod.pod, |p| {
             Ok(DataplaneStatus {
                 chain: None,
-                applied_generation: p.generation,
+                applied_generation: p.generations.current(),
                 attachments: p
                     .interfaces
                     .iter()
@@ -656,21 +675,40 @@ impl Sidecars for FakeSidecars {
         req: ApplyChainRequest,
     ) -> Result<ApplyChainResponse, SidecarError> {
         self.record(format!("apply {} {}", pod.pod, req.generation));
-        // The sidecar validates what it gets with the same validate(); a spec that does not parse is a bug here.
-        if serde_json::from_str::<crds::VNFChainSpec>(&req.spec_json).is_err() {
-            return Err(SidecarError::Rejected("spec_json does not parse".into()));
-        }
         self.with_pod(&pod.pod, |p| {
+            // the daemon's order: read the request, then the generation rule, then load (see FakePod)
+            let (namespace, name) = req
+                .chain
+                .as_ref()
+                .map(|c| (c.namespace.as_str(), c.name.as_str()))
+                .unwrap_or_default();
+            let chain = dataplane_api::door::read_request(namespace, name, &req.spec_json)
+                .map_err(|s| classify(pod, s))?;
+            let digest = dataplane_api::door::spec_digest(&chain.spec);
+            let step = p
+                .generations
+                .check(req.generation, &digest)
+                .map_err(|r| classify(pod, r.status()))?;
+            if step == dataplane_api::door::Step::Unchanged {
+                return Ok(ApplyChainResponse {
+                    applied_generation: req.generation,
+                    changed: false,
+                    attachments: Vec::new(),
+                });
+            }
             if p.reject.contains(&req.generation) {
-                return Err(SidecarError::Rejected(
-                    "program fw: verifier rejected: R2 invalid mem access 'scalar'".into(),
+                return Err(classify(
+                    pod,
+                    tonic::Status::aborted(
+                        "program fw: verifier rejected: R2 invalid mem access 'scalar'; \
+                         the previous generation is still running",
+                    ),
                 ));
             }
-            let changed = p.generation != req.generation;
-            p.generation = req.generation;
+            p.generations.record(req.generation, digest);
             Ok(ApplyChainResponse {
                 applied_generation: req.generation,
-                changed,
+                changed: true,
                 attachments: Vec::new(),
             })
         })
@@ -679,9 +717,99 @@ impl Sidecars for FakeSidecars {
     async fn detach(&self, pod: &PodEndpoint) -> Result<(), SidecarError> {
         self.record(format!("detach {}", pod.pod));
         self.with_pod(&pod.pod, |p| {
-            p.generation = 0;
+            // the daemon keeps reporting its generation, attached nowhere, and applies nothing again
+            p.generations.detach();
             p.interfaces.clear();
             Ok(())
         })
+    }
+}
+
+/// The fake sidecar answers ApplyChain as the daemon does (see [`FakePod`]): the rollback the controller
+/// sends is accepted, and what the daemon refuses is refused with its message.
+#[cfg(test)]
+mod sidecar_tests {
+    use super::*;
+
+    const SPEC: &str = r#"{"functions":[{"name":"fw","type":"firewall","firewall":{"defaultAction":"allow","rules":[{"action":"deny","protocol":"udp","destinationPorts":[{"from":PORT}]}]}}],"interfaces":{"ingress":"eth0"}}"#;
+
+    fn request(generation: i64, port: u16) -> ApplyChainRequest {
+        raw(generation, &SPEC.replace("PORT", &port.to_string()))
+    }
+
+    fn raw(generation: i64, spec_json: &str) -> ApplyChainRequest {
+        ApplyChainRequest {
+            chain: Some(dataplane_api::ChainRef {
+                namespace: "default".into(),
+                name: "edge".into(),
+            }),
+            generation,
+            spec_json: spec_json.into(),
+        }
+    }
+
+    fn pod() -> PodEndpoint {
+        PodEndpoint {
+            pod: "edge-dataplane-a".into(),
+            ip: "10.244.0.1".into(),
+            service: "edge-dataplane".into(),
+            namespace: "default".into(),
+        }
+    }
+
+    async fn refused(s: &FakeSidecars, req: ApplyChainRequest, wanted: &str) {
+        match s.apply(&pod(), req).await {
+            Err(SidecarError::Rejected(m)) => assert!(m.contains(wanted), "{m}"),
+            other => panic!("expected a refusal with {wanted:?}, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_fake_sidecar_keeps_the_daemons_generation_rule_and_reader() {
+        let s = FakeSidecars::default();
+        s.add("edge-dataplane-a", 0, &["eth0"]);
+        let ep = pod();
+        assert!(s.apply(&ep, request(1, 9)).await.expect("1").changed);
+        assert!(s.apply(&ep, request(2, 10)).await.expect("2").changed);
+        // the controller's rollback: generation 1 with its spec again
+        let back = s.apply(&ep, request(1, 9)).await.expect("back to 1");
+        assert!(back.changed);
+        assert_eq!(s.generation("edge-dataplane-a"), 1);
+        assert!(!s.apply(&ep, request(1, 9)).await.expect("replay").changed);
+        // what the daemon refuses, with the daemon's messages
+        refused(
+            &s,
+            request(1, 11),
+            "generation 1 is already applied with another spec",
+        )
+        .await;
+        refused(
+            &s,
+            request(2, 11),
+            "generation 2 is already applied with another spec",
+        )
+        .await;
+        refused(&s, request(0, 9), "generation: must be a positive").await;
+        assert!(s.apply(&ep, request(4, 12)).await.expect("4").changed);
+        refused(&s, request(3, 9), "older than the applied generation 4").await;
+        // the strict reader: a misspelt key is refused with its path, not dropped
+        let misspelt = SPEC
+            .replace("PORT", "13")
+            .replace("\"action\"", "\"actoin\"");
+        refused(&s, raw(5, &misspelt), "spec.functions[0].firewall.rules[0]").await;
+        refused(&s, raw(5, "{not json"), "spec_json: not JSON").await;
+        // a verifier refusal leaves the previous generation running and is not recorded
+        if let Ok(mut p) = s.pods.lock()
+            && let Some(a) = p.get_mut("edge-dataplane-a")
+        {
+            a.reject.insert(5);
+        }
+        refused(&s, request(5, 13), "verifier rejected").await;
+        assert_eq!(s.generation("edge-dataplane-a"), 4);
+        // Detach is final, the generation stays reported
+        s.detach(&ep).await.expect("detach");
+        refused(&s, request(6, 14), "detached").await;
+        refused(&s, request(4, 12), "detached").await;
+        assert_eq!(s.generation("edge-dataplane-a"), 4);
     }
 }

@@ -130,7 +130,9 @@ impl GrpcSidecars {
     }
 }
 
-fn classify(pod: &PodEndpoint, s: tonic::Status) -> SidecarError {
+/// A sidecar's gRPC error as the controller sees it: transport-like codes are unreachable, every other code
+/// is a refusal with the daemon's message.
+pub(crate) fn classify(pod: &PodEndpoint, s: tonic::Status) -> SidecarError {
     match s.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
             SidecarError::Unreachable(format!("{}: {}", pod.pod, s.message()))

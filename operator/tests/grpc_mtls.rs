@@ -1,6 +1,7 @@
 //! The operator's gRPC client (`GrpcSidecars`) against the real `cnf-dataplane` daemon over mutual TLS on
 //! the loopback of a network namespace, with the certificates the operator issues (`operator::certs`):
-//! status and a live ApplyChain work with the operator's identity; a chain's certificate signed by the same
+//! status and a live ApplyChain work with the operator's identity, and so does the controller's rollback to the
+//! known-good generation of the ConfigMap (issue 12); a chain's certificate signed by the same
 //! CA (as issued, and even re-made with clientAuth usage), a certificate of that CA without the operator's
 //! identity, one of another CA with it, and a client without a certificate are all refused.
 //!
@@ -257,6 +258,18 @@ fn apply_request(generation: i64, rule_port: u16) -> ApplyChainRequest {
     }
 }
 
+/// The request the controller's rollback sends (operator/src/controller.rs, `push`): the known-good chain
+/// (CHAIN as `generation`) rendered into the ConfigMap, read back as the controller reads it.
+fn rollback_to_known_good(generation: i64) -> ApplyChainRequest {
+    let mut chain = crds::manifest::parse_single_chain(CHAIN).expect("chain");
+    chain.metadata.generation = Some(generation);
+    chain.metadata.uid = Some("uid-t".into());
+    let cm = operator::render::config_map(&chain, &chain).expect("ConfigMap");
+    let known_good = operator::controller::known_good_from(&cm).expect("known-good chain");
+    assert_eq!(known_good.metadata.generation, Some(generation));
+    operator::controller::apply_request(&known_good).expect("request")
+}
+
 /// Starts the daemon in `ns` serving mTLS with the material of `server_dir`; waits for its gRPC port.
 fn start_daemon(ns: &Netns, bin: &Path, tmp: &Path, server_dir: &Path) -> (Daemon, PathBuf) {
     let config = tmp.join("chain.yaml");
@@ -381,11 +394,29 @@ fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
             assert!(applied.changed);
             let status = operator.status(&ep).await.expect("GetStatus after apply");
             assert_eq!(status.applied_generation, 2, "{status:?}");
-            // A refusal comes back as Rejected (the operator rolls back and reports Degraded on it).
-            let stale = operator.apply(&ep, apply_request(1, 9)).await;
+            // A refusal comes back as Rejected (the operator rolls back and reports Degraded on it): generation
+            // 1 ran another spec (port 9).
+            let refused_gen = operator.apply(&ep, apply_request(1, 10)).await;
             assert!(
-                matches!(stale, Err(operator::sidecar::SidecarError::Rejected(_))),
-                "{stale:?}"
+                matches!(&refused_gen, Err(operator::sidecar::SidecarError::Rejected(m)) if m.contains("generation 1 is already applied with another spec")),
+                "{refused_gen:?}"
+            );
+            // The controller's rollback (issue 12): the known-good chain read back from the ConfigMap the
+            // operator renders, sent as the controller sends it. The daemon returns to generation 1.
+            let back = rollback_to_known_good(1);
+            let returned = operator.apply(&ep, back).await.expect("rollback to 1");
+            assert_eq!(returned.applied_generation, 1, "{returned:?}");
+            assert!(returned.changed);
+            let status = operator.status(&ep).await.expect("GetStatus after rollback");
+            assert_eq!(status.applied_generation, 1, "{status:?}");
+            assert!(status.last_error.is_empty(), "{status:?}");
+            // Forward again; a "rollback" to a generation with a spec it never ran there is refused.
+            let forward = operator.apply(&ep, apply_request(3, 9)).await;
+            assert!(forward.is_ok(), "generation 3 goes forward: {forward:?}");
+            let wrong = operator.apply(&ep, rollback_to_known_good(2)).await;
+            assert!(
+                matches!(&wrong, Err(operator::sidecar::SidecarError::Rejected(m)) if m.contains("already applied with another spec")),
+                "generation 2 ran port 10, not the ConfigMap's port 9: {wrong:?}"
             );
 
             // A chain's certificate, signed by the same CA, as a client: refused (issue 12: one namespace's
@@ -500,8 +531,8 @@ fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
         })
     });
     assert_eq!(
-        result.applied_generation, 2,
-        "the refused clients changed nothing"
+        result.applied_generation, 3,
+        "the refused clients changed nothing (generation 3 was the operator's last)"
     );
     assert!(
         daemon.0.try_wait().ok().flatten().is_none(),

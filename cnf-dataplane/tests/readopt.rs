@@ -1,8 +1,8 @@
 //! Keep and re-adopt: a daemon started with `--on-exit keep` is SIGKILLed and later SIGTERMed under steady
 //! pktgen traffic and restarted each time; forwarding never stops (no gap in pktgen's sequence, every
 //! denied packet still dropped), the re-adopted chain's counters continue from where they were, a changed
-//! configuration moves the re-adopted chain to a new generation, and `--on-exit detach` leaves no pins
-//! and no attachment behind.
+//! configuration moves the re-adopted chain to a new generation (a rolled-back ConfigMap returns it to the
+//! known-good one), and `--on-exit detach` leaves no pins and no attachment behind.
 
 mod common;
 #[path = "common/daemon.rs"]
@@ -446,6 +446,92 @@ fn a_stopping_daemon_refuses_updates_and_keeps_its_generation() {
     });
 }
 
+/// Applies the chain manifest `text` as `generation` over the daemon's gRPC socket `sock`.
+fn apply_live(sock: &Path, generation: i64, text: &str) -> dataplane_api::ApplyChainResponse {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let chain = crds::manifest::parse_single_chain(text).expect("chain");
+    let mut client = daemon::grpc_unix(&rt, sock.to_path_buf());
+    rt.block_on(client.apply_chain(dataplane_api::ApplyChainRequest {
+        chain: Some(dataplane_api::ChainRef {
+            namespace: "lab".into(),
+            name: "ro".into(),
+        }),
+        generation,
+        spec_json: serde_json::to_string(&chain.spec).expect("json"),
+    }))
+    .unwrap_or_else(|e| panic!("apply {generation}: {e}"))
+    .into_inner()
+}
+
+/// The chain as the operator renders it into the ConfigMap: numbered with `generation`.
+fn numbered(text: &str, generation: i64) -> String {
+    text.replace(
+        "metadata: {name: ro, namespace: lab}",
+        &format!("metadata: {{name: ro, namespace: lab, generation: {generation}}}"),
+    )
+}
+
+/// Issue 12 across a restart: a pod took a generation that then failed elsewhere, and restarts before the
+/// operator rolled it back. It starts from the ConfigMap's known-good chain (numbered, older than the kept
+/// one): the re-adopted chain returns to it, as the rollback would have. A configured generation this data
+/// plane never applied is not taken over the kept one.
+#[test]
+fn a_readopted_chain_returns_to_the_configured_known_good_generation() {
+    if !common::privileged() {
+        return;
+    }
+    let tb = Testbed::new("k");
+    let r = tb.ns.0[1].clone();
+    let log = |n: u32| tb.work.join(format!("daemon{n}.log"));
+    let sock = tb.work.join("dp.sock");
+    let sock_arg = ["--grpc-socket", sock.to_str().expect("path")];
+    std::fs::write(&tb.config, numbered(CHAIN, 3)).expect("known-good chain");
+    let mut d = start_with(&r, &tb.config, &tb.pin_dir, "keep", log(1), &sock_arg);
+    assert_eq!(counter(&r, GENERATION), 3);
+    assert!(apply_live(&sock, 4, &changed_chain()).changed);
+    assert!(scrape_metrics(&r, METRICS).contains("function=\"rl\""));
+    d.signal(libc::SIGKILL);
+
+    d = start_with(&r, &tb.config, &tb.pin_dir, "keep", log(2), &sock_arg);
+    let text = d.text();
+    assert!(text.contains("re-adopted generation 4 from"), "{text}");
+    assert!(
+        text.contains("moved the re-adopted chain to the configured one (generation 3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "chain generation 3 active: 2 function(s) (returned to a generation applied before)"
+        ),
+        "{text}"
+    );
+    assert_eq!(counter(&r, GENERATION), 3);
+    let m = scrape_metrics(&r, METRICS);
+    assert!(
+        !m.contains("function=\"rl\""),
+        "generation 3 has no rate limiter:\n{m}"
+    );
+
+    // generation 2 never ran here: refused, generation 3 keeps running
+    let text = d.signal(libc::SIGTERM);
+    assert!(text.contains("chain kept running"), "{text}");
+    std::fs::write(&tb.config, numbered(&changed_chain(), 2)).expect("stale chain");
+    d = start_with(&r, &tb.config, &tb.pin_dir, "keep", log(3), &sock_arg);
+    let text = d.text();
+    assert!(
+        text.contains(
+            "the configured chain was not applied over the re-adopted one: generation 2 is older than the applied generation 4"
+        ),
+        "{text}"
+    );
+    assert_eq!(counter(&r, GENERATION), 3);
+    let text = d.signal(libc::SIGTERM);
+    assert!(text.contains("chain kept running"), "{text}");
+}
+
 /// Every counter series of one scrape (`_total`, histogram `_bucket` and `_count`): name{labels} → value.
 fn counter_series(ns: &str) -> std::collections::BTreeMap<String, f64> {
     scrape_metrics(ns, METRICS)
@@ -502,14 +588,6 @@ fn counters_never_go_back_across_live_updates_and_a_kill_and_readoption() {
     let sock = tb.work.join("dp.sock");
     let sock_arg = ["--grpc-socket", sock.to_str().expect("path")];
     let mut d = start_with(&r, &tb.config, &tb.pin_dir, "keep", log(1), &sock_arg);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let spec = |text: &str| {
-        let chain = crds::manifest::parse_single_chain(text).expect("chain");
-        serde_json::to_string(&chain.spec).expect("json")
-    };
     // 2: the firewall's rule moves (it keeps its state); 3: the monitor counts by port (fresh state) and
     // a rate limiter joins; 4: the monitor goes. After the kill, the configured chain brings it back (its
     // manifest has no metadata.generation: the daemon numbers it 5, the next generation).
@@ -544,19 +622,7 @@ fn counters_never_go_back_across_live_updates_and_a_kill_and_readoption() {
         pause();
         m.sample(&r, "generation 1");
         for (generation, text) in [(2, &gen2), (3, &gen3), (4, &gen4)] {
-            let mut client = daemon::grpc_unix(&rt, sock.clone());
-            let resp = rt
-                .block_on(client.apply_chain(dataplane_api::ApplyChainRequest {
-                    chain: Some(dataplane_api::ChainRef {
-                        namespace: "lab".into(),
-                        name: "ro".into(),
-                    }),
-                    generation,
-                    spec_json: spec(text),
-                }))
-                .unwrap_or_else(|e| panic!("apply {generation}: {e}"))
-                .into_inner();
-            assert!(resp.changed);
+            assert!(apply_live(&sock, generation, text).changed);
             m.sample(&r, &format!("right after generation {generation}"));
             pause();
             m.sample(&r, &format!("under generation {generation}"));

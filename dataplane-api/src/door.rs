@@ -63,8 +63,9 @@ pub fn read_request(
 /// encoding of the read spec: field order fixed by the types, maps sorted), so two requests that read as the
 /// same spec have the same digest whatever their bytes' order or defaults.
 pub fn spec_digest(spec: &crds::VNFChainSpec) -> String {
-    // serializing a typed spec cannot fail (no maps with non-string keys, no custom Serialize that errs)
-    let bytes = serde_json::to_vec(spec).unwrap_or_default();
+    // Serializing a typed spec does not fail (string map keys only); if it ever did, its Debug text stands in,
+    // which still tells two specs apart (never one shared fallback that would make different specs equal).
+    let bytes = serde_json::to_vec(spec).unwrap_or_else(|_| format!("{spec:?}").into_bytes());
     let mut hex = String::with_capacity(64);
     for b in Sha256::digest(&bytes) {
         let _ = write!(hex, "{b:02x}");

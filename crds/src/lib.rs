@@ -10,11 +10,13 @@ pub mod manifest;
 pub mod net;
 pub mod schema;
 pub mod status;
+pub mod valid;
 pub mod validate;
 pub mod vnfchain;
 
 pub use functions::*;
 pub use status::*;
+pub use valid::{FunctionConfig, ValidChain, ValidSpec};
 pub use validate::{ValidationError, ValidationErrors, validate, validate_spec};
 pub use vnfchain::*;
 

@@ -5,14 +5,15 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::valid::ValidChain;
 use crate::validate::{ValidationError, ValidationErrors, validate_with_crd};
 use crate::vnfchain::{API_VERSION, KIND, VNFChain};
 
 /// What one YAML document turned out to be.
 #[derive(Debug)]
 pub enum Document {
-    /// A `VNFChain` that passed every check.
-    Chain(Box<VNFChain>),
+    /// A `VNFChain` that passed every check, typed.
+    Chain(Box<ValidChain>),
     /// A `VNFChain` with problems (never empty).
     Invalid(ValidationErrors),
     /// Another kind of object (e.g. the Secret holding a cipher key); not ours to check.
@@ -80,8 +81,26 @@ struct ForeignKind {
     api_version: String,
 }
 
-/// Parses a file that must hold exactly one `VNFChain` (what the data plane and the testbed take).
+/// Parses a file that must hold exactly one `VNFChain`, as written (see [`read_single_chain`] for the typed
+/// chain).
 pub fn parse_single_chain(text: &str) -> Result<VNFChain, ValidationErrors> {
+    read_single_chain(text).map(ValidChain::into_chain)
+}
+
+/// Reads one object (e.g. as the API server sends it to the operator) exactly as [`parse_documents`] reads a
+/// document: the same checks, the same messages, the same field paths. An object of another kind is an error.
+pub fn read_object(value: Value) -> Result<ValidChain, ValidationErrors> {
+    match parse_one(value) {
+        Ok(Document::Chain(c)) => Ok(*c),
+        Ok(Document::Invalid(e)) => Err(e),
+        Ok(Document::Other { kind }) | Err(ForeignKind { kind, .. }) => Err(
+            ValidationErrors::single("kind", format!("{kind:?} is not {KIND:?}")),
+        ),
+    }
+}
+
+/// Reads a file that must hold exactly one `VNFChain` (what the data plane and the testbed take), typed.
+pub fn read_single_chain(text: &str) -> Result<ValidChain, ValidationErrors> {
     let docs =
         parse_documents(text).map_err(|e| ValidationErrors::single("(file)", e.to_string()))?;
     let mut chains = Vec::new();
@@ -153,10 +172,16 @@ fn parse_one(value: Value) -> Result<Document, ForeignKind> {
         errors.extend(unknown);
         return Ok(Document::Invalid(ValidationErrors(errors)));
     }
-    // The document as written, as the API server checks it (nulls pruned, defaults applied): typed parsing
-    // alone would accept what the schema refuses (`[]` for an object, `null` for a string).
-    let crd = crate::schema::check(&crate::schema::as_the_api_server_sees_it(&value));
-    let chain: VNFChain = match serde_path_to_error::deserialize(&value) {
+    // The parts the round trip below compares, as written.
+    let written = WrittenK8sParts::of(&value);
+    // The document as the API server checks it (nulls pruned, defaults applied: in place, the document is
+    // not copied): typed parsing alone would accept what the schema refuses (`[]` for an object, `null` for
+    // a string). The types read the same document (their defaults are the schema's, which the API server
+    // stores), taking its strings rather than copying them.
+    let mut value = value;
+    crate::schema::to_what_the_api_server_checks(&mut value);
+    let crd = crate::schema::check(&value);
+    let chain: VNFChain = match serde_path_to_error::deserialize(value) {
         Ok(c) => c,
         Err(e) => {
             let mut path = e.path().to_string();
@@ -188,18 +213,65 @@ fn parse_one(value: Value) -> Result<Document, ForeignKind> {
         }
     };
     // Types that ignore unknown fields on their own (metadata, tolerations, resources) are caught here:
-    // anything written that does not survive the round trip through the types was not understood.
-    match serde_json::to_value(&chain) {
-        Ok(typed) => unknown_fields(&value, &typed, "", &mut errors),
-        Err(e) => errors.push(err("(document)", format!("cannot be re-encoded: {e}"))),
+    // anything written that does not survive the round trip through the types was not understood. The rest
+    // of the spec is build-vnf's own types, whose every field the schema declares (checked above), so only
+    // the parts holding Kubernetes types make the round trip (a 10,000-rule firewall does not).
+    written.round_trip(&chain, &mut errors);
+    match validate_with_crd(&chain, crd) {
+        Ok(typed) if errors.is_empty() => {
+            Ok(Document::Chain(Box::new(ValidChain::new(chain, typed))))
+        }
+        Ok(_) => Ok(Document::Invalid(ValidationErrors(errors))),
+        Err(ValidationErrors(more)) => {
+            errors.extend(more);
+            Ok(Document::Invalid(ValidationErrors(errors)))
+        }
     }
-    if let Err(ValidationErrors(more)) = validate_with_crd(&chain, crd) {
-        errors.extend(more);
+}
+
+/// The parts of a document that hold Kubernetes types (which ignore unknown fields on their own), as written.
+struct WrittenK8sParts {
+    metadata: Option<Value>,
+    placement: Option<Value>,
+    dataplane: Option<Value>,
+}
+
+impl WrittenK8sParts {
+    fn of(document: &Value) -> Self {
+        let spec = document.get("spec");
+        Self {
+            metadata: document.get("metadata").cloned(),
+            placement: spec.and_then(|s| s.get("placement")).cloned(),
+            dataplane: spec.and_then(|s| s.get("dataplane")).cloned(),
+        }
     }
-    if errors.is_empty() {
-        Ok(Document::Chain(Box::new(chain)))
-    } else {
-        Ok(Document::Invalid(ValidationErrors(errors)))
+
+    /// Reports every field written in these parts that the types did not keep.
+    fn round_trip(&self, chain: &VNFChain, errors: &mut Vec<ValidationError>) {
+        let parts = [
+            (
+                "metadata",
+                &self.metadata,
+                serde_json::to_value(&chain.metadata),
+            ),
+            (
+                "spec.placement",
+                &self.placement,
+                serde_json::to_value(&chain.spec.placement),
+            ),
+            (
+                "spec.dataplane",
+                &self.dataplane,
+                serde_json::to_value(&chain.spec.dataplane),
+            ),
+        ];
+        for (path, written, typed) in parts {
+            match (written, typed) {
+                (None, _) => {}
+                (Some(w), Ok(t)) => unknown_fields(w, &t, path, errors),
+                (Some(_), Err(e)) => errors.push(err(path, format!("cannot be re-encoded: {e}"))),
+            }
+        }
     }
 }
 
@@ -237,18 +309,14 @@ fn unknown_fields_by_schema(document: &Value) -> Vec<ValidationError> {
         return vec![err("(schema)", "the CRD schema cannot be generated")];
     };
     let mut out = Vec::new();
-    walk_unknown(document, schema, "", &mut out);
+    walk_unknown(document, schema, &mut String::new(), &mut out);
     out
 }
 
-fn walk_unknown(value: &Value, schema: &Value, path: &str, out: &mut Vec<ValidationError>) {
-    let join = |k: &str| {
-        if path.is_empty() {
-            k.to_owned()
-        } else {
-            format!("{path}.{k}")
-        }
-    };
+/// Walks `value` along `schema`; `path` is the dotted path of `value`, extended and cut back in place (it is
+/// only formatted into a message for an unknown field, so a large valid document costs no string per node).
+fn walk_unknown(value: &Value, schema: &Value, path: &mut String, out: &mut Vec<ValidationError>) {
+    let len = path.len();
     match value {
         Value::Object(map) => {
             if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
@@ -258,26 +326,37 @@ fn walk_unknown(value: &Value, schema: &Value, path: &str, out: &mut Vec<Validat
             if let Some(props) = props {
                 let root = path.is_empty();
                 for (k, v) in map {
+                    if !root {
+                        path.push('.');
+                    }
+                    path.push_str(k);
                     if root && k == "metadata" {
                         walk_metadata(v, out);
                     } else if let Some(child) = props.get(k) {
-                        walk_unknown(v, child, &join(k), out);
+                        walk_unknown(v, child, path, out);
                     } else if !(root && (k == "apiVersion" || k == "kind")) {
-                        out.push(unknown(&join(k), k, props.keys().map(String::as_str)));
+                        out.push(unknown(path, k, props.keys().map(String::as_str)));
                     }
+                    path.truncate(len);
                 }
             } else if let Some(values) =
                 schema.get("additionalProperties").filter(|a| a.is_object())
             {
                 for (k, v) in map {
-                    walk_unknown(v, values, &format!("{path}[{k:?}]"), out);
+                    use std::fmt::Write as _;
+                    let _ = write!(path, "[{k:?}]");
+                    walk_unknown(v, values, path, out);
+                    path.truncate(len);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item) = schema.get("items") {
                 for (i, v) in items.iter().enumerate() {
-                    walk_unknown(v, item, &format!("{path}[{i}]"), out);
+                    use std::fmt::Write as _;
+                    let _ = write!(path, "[{i}]");
+                    walk_unknown(v, item, path, out);
+                    path.truncate(len);
                 }
             }
         }

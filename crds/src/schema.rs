@@ -72,13 +72,19 @@ pub fn check(object: &Value) -> Vec<ValidationError> {
     } else {
         object
     };
-    let mut out: Vec<ValidationError> = compiled
-        .schema
-        .iter_errors(object)
-        .map(|e| schema_error(&e))
-        .collect();
+    // `is_valid` stops at nothing it need not look at and builds no error; the errors are collected only for
+    // a document that has some.
+    let mut out: Vec<ValidationError> = if compiled.schema.is_valid(object) {
+        Vec::new()
+    } else {
+        compiled
+            .schema
+            .iter_errors(object)
+            .map(|e| schema_error(&e))
+            .collect()
+    };
     if out.is_empty() {
-        rules(&compiled.root, object, "", &mut out);
+        rules(&compiled.root, object, &mut String::new(), &mut out);
     }
     out
 }
@@ -88,13 +94,15 @@ pub fn check(object: &Value) -> Vec<ValidationError> {
 pub fn check_rules(object: &Value) -> Vec<ValidationError> {
     let mut out = Vec::new();
     match compiled() {
-        Ok(c) => rules(&c.root, object, "", &mut out),
+        Ok(c) => rules(&c.root, object, &mut String::new(), &mut out),
         Err(e) => out.push(error("(schema)", e)),
     }
     out
 }
 
-fn rules(schema: &Value, value: &Value, path: &str, out: &mut Vec<ValidationError>) {
+/// Evaluates the rules of `schema` on `value` and walks on; `path` (the dotted path of `value`) is extended and
+/// cut back in place, so a large document costs no string per node.
+fn rules(schema: &Value, value: &Value, path: &mut String, out: &mut Vec<ValidationError>) {
     for r in schema
         .get("x-kubernetes-validations")
         .and_then(Value::as_array)
@@ -102,40 +110,39 @@ fn rules(schema: &Value, value: &Value, path: &str, out: &mut Vec<ValidationErro
         .flatten()
     {
         let rule = r.get("rule").and_then(Value::as_str).unwrap_or_default();
-        let message = r
-            .get("message")
-            .and_then(Value::as_str)
-            .map_or_else(|| format!("failed rule: {rule}"), str::to_string);
+        let holds = match twin(rule) {
+            Some(holds) => holds(value),
+            None => false,
+        };
+        if holds {
+            continue;
+        }
+        let message = match twin(rule) {
+            Some(_) => r
+                .get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("failed rule: {rule}"), str::to_string),
+            None => format!("internal: the CEL rule {rule:?} has no twin in crds::schema"),
+        };
         let at = match r.get("fieldPath").and_then(Value::as_str) {
             Some(f) => format!("{path}{f}"),
             None if path.is_empty() => "(document)".to_string(),
-            None => path.to_string(),
+            None => path.clone(),
         };
-        match twin(rule) {
-            Some(holds) => {
-                if !holds(value) {
-                    out.push(error(at, message));
-                }
-            }
-            None => out.push(error(
-                at,
-                format!("internal: the CEL rule {rule:?} has no twin in crds::schema"),
-            )),
-        }
+        out.push(error(at, message));
     }
-    let join = |k: &str| {
-        if path.is_empty() {
-            k.to_string()
-        } else {
-            format!("{path}.{k}")
-        }
-    };
+    let len = path.len();
     match value {
         Value::Object(map) => {
             if let Some(props) = schema.get("properties").and_then(Value::as_object) {
                 for (k, v) in map {
                     if let Some(child) = props.get(k) {
-                        rules(child, v, &join(k), out);
+                        if len > 0 {
+                            path.push('.');
+                        }
+                        path.push_str(k);
+                        rules(child, v, path, out);
+                        path.truncate(len);
                     }
                 }
             }
@@ -143,7 +150,10 @@ fn rules(schema: &Value, value: &Value, path: &str, out: &mut Vec<ValidationErro
         Value::Array(items) => {
             if let Some(item) = schema.get("items") {
                 for (i, v) in items.iter().enumerate() {
-                    rules(item, v, &format!("{path}[{i}]"), out);
+                    use std::fmt::Write as _;
+                    let _ = write!(path, "[{i}]");
+                    rules(item, v, path, out);
+                    path.truncate(len);
                 }
             }
         }
@@ -311,10 +321,59 @@ fn prune(schema: &Value, value: &mut Value) {
 /// The object the API server validates: nulls pruned, the schema's defaults applied.
 pub fn as_the_api_server_sees_it(object: &Value) -> Value {
     let mut object = object.clone();
-    prune_nulls(&mut object);
-    match compiled() {
-        Ok(c) => kube::core::cel::apply_defaults(&c.root, &object),
-        Err(_) => object,
+    to_what_the_api_server_checks(&mut object);
+    object
+}
+
+/// [`as_the_api_server_sees_it`] in place.
+pub fn to_what_the_api_server_checks(object: &mut Value) {
+    if let Ok(c) = compiled() {
+        prune(&c.root, object);
+        apply_defaults(&c.root, object, 0);
+    }
+}
+
+/// Deepest schema level defaults are applied at (the schema is far shallower; a bound all the same).
+const MAX_DEFAULT_DEPTH: usize = 64;
+
+/// The schema's defaults applied in place, with the semantics of `kube::core::cel::apply_defaults` (which
+/// copies every object at every level, a cost quadratic in the depth): a missing declared property gets its
+/// `default`; existing children are defaulted by their property's schema, or by `additionalProperties` unless
+/// `x-kubernetes-preserve-unknown-fields` is set; list items by `items`; an inserted default is not defaulted
+/// further. `crds/tests/never_weaker.rs` checks both give the same object.
+pub fn apply_defaults(schema: &Value, value: &mut Value, depth: usize) {
+    if depth > MAX_DEFAULT_DEPTH {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let preserve =
+                schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            let additional = schema
+                .get("additionalProperties")
+                .filter(|a| a.is_object() && !preserve);
+            for (k, v) in map.iter_mut() {
+                if let Some(child) = props.and_then(|p| p.get(k)).or(additional) {
+                    apply_defaults(child, v, depth + 1);
+                }
+            }
+            for (k, child) in props.into_iter().flatten() {
+                if !map.contains_key(k)
+                    && let Some(default) = child.get("default")
+                {
+                    map.insert(k.clone(), default.clone());
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = schema.get("items") {
+                for v in items.iter_mut() {
+                    apply_defaults(item, v, depth + 1);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

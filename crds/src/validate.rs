@@ -20,6 +20,7 @@ use crate::functions::{
     MonitorConfig, NatConfig, PayloadCipherConfig, Protocol, RateLimiterConfig, Tier, TrafficMatch,
 };
 use crate::net::{Cidr, IpAddress, PortRange, is_dns_label, is_dns_subdomain};
+use crate::valid::{ValidChain, ValidSpec, typed_spec};
 use crate::vnfchain::{Hook, MAX_NAME_LEN, VNFChain, VNFChainSpec};
 
 /// One problem: the field it concerns (e.g. `spec.functions[1].firewall.rules[0].sourceCIDRs[2]`) and what is wrong.
@@ -64,8 +65,9 @@ impl ValidationErrors {
 }
 
 /// Validates a whole chain object: metadata and spec, against the CRD's schema and CEL rules and the semantic
-/// rules no schema can express.
-pub fn validate(chain: &VNFChain) -> Result<(), ValidationErrors> {
+/// rules no schema can express. A valid chain comes back typed ([`ValidChain`]): what consumers read instead
+/// of the manifest's strings.
+pub fn validate(chain: &VNFChain) -> Result<ValidChain, ValidationErrors> {
     let crd = match serde_json::to_value(chain) {
         Ok(object) => crate::schema::check(&object),
         Err(e) => vec![ValidationError {
@@ -73,14 +75,15 @@ pub fn validate(chain: &VNFChain) -> Result<(), ValidationErrors> {
             message: format!("cannot be encoded: {e}"),
         }],
     };
-    validate_with_crd(chain, crd)
+    let typed = validate_with_crd(chain, crd)?;
+    Ok(ValidChain::new(chain.clone(), typed))
 }
 
 /// `validate()` with the CRD's verdict already known (the manifest reader checks the document as written).
 pub(crate) fn validate_with_crd(
     chain: &VNFChain,
     crd: Vec<ValidationError>,
-) -> Result<(), ValidationErrors> {
+) -> Result<ValidSpec, ValidationErrors> {
     let mut v = Validator::default();
     match chain.metadata.name.as_deref() {
         None | Some("") => v.err("metadata.name", "is required"),
@@ -109,11 +112,12 @@ pub(crate) fn validate_with_crd(
     }
     v.spec(&chain.spec);
     v.merge(crd, "");
-    v.finish()
+    v.finish()?;
+    typed_spec(&chain.spec)
 }
 
-/// Validates a spec alone (paths start at `spec`).
-pub fn validate_spec(spec: &VNFChainSpec) -> Result<(), ValidationErrors> {
+/// Validates a spec alone (paths start at `spec`); a valid one comes back typed.
+pub fn validate_spec(spec: &VNFChainSpec) -> Result<ValidSpec, ValidationErrors> {
     let mut v = Validator::default();
     v.spec(spec);
     // The CRD's rules on the spec, within an object that satisfies the rest of the schema.
@@ -129,7 +133,32 @@ pub fn validate_spec(spec: &VNFChainSpec) -> Result<(), ValidationErrors> {
         }
         Err(e) => v.err("spec", format!("cannot be encoded: {e}")),
     }
-    v.finish()
+    v.finish()?;
+    typed_spec(spec)
+}
+
+/// A firewall's rules parsed for the shadowed-rule analysis (what `validate()` runs on every firewall), so the
+/// analysis can be timed on its own (`cargo run --release -p buildvnf-crds --example bench-validate`).
+pub struct ParsedRules(Vec<Match>);
+
+impl ParsedRules {
+    /// Parses the rules (a rule that does not parse matches nothing here; `validate()` reports it).
+    pub fn of(c: &FirewallConfig) -> Self {
+        let mut v = Validator::default();
+        Self(
+            c.rules
+                .iter()
+                .map(|r| v.traffic_match("", &r.traffic))
+                .collect(),
+        )
+    }
+
+    /// For each rule, the first earlier rule that matches every packet it matches, if any.
+    pub fn shadowed(&self) -> Vec<Option<usize>> {
+        ShadowAnalysis::new(SHADOW_WORK_BUDGET)
+            .first_covers(&self.0)
+            .0
+    }
 }
 
 #[derive(Default)]

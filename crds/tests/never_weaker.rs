@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use support::{openapi_schema, repo, yaml_files};
 
 struct Oracle {
+    schema: Value,
     validator: jsonschema::Validator,
     rules: kube::core::cel::CompiledSchema,
 }
@@ -32,6 +33,7 @@ fn oracle() -> &'static Oracle {
         Oracle {
             validator: jsonschema::draft4::new(&schema).expect("the CRD schema compiles"),
             rules: kube::core::cel::compile_schema(&schema),
+            schema,
         }
     })
 }
@@ -40,7 +42,17 @@ fn oracle() -> &'static Oracle {
 /// verdict must be the Rust twins' (`crds::schema::check_rules`), rule by rule: the equivalence proof.
 fn crd_rejects(object: &Value) -> Result<bool, String> {
     let o = oracle();
-    let defaulted = crds::schema::as_the_api_server_sees_it(object);
+    // The API server prunes nulls, then defaults (kube's `apply_defaults` models the latter); `validate()`
+    // defaults in place, which must give the very same object.
+    let mut pruned = object.clone();
+    crds::schema::prune_nulls(&mut pruned);
+    let defaulted = kube::core::cel::apply_defaults(&o.schema, &pruned);
+    let ours = crds::schema::as_the_api_server_sees_it(object);
+    if ours != defaulted {
+        return Err(format!(
+            "validate()'s defaults differ from kube's:\n{ours}\n{defaulted}"
+        ));
+    }
     if !o.validator.is_valid(&defaulted) {
         return Ok(true);
     }

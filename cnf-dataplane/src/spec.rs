@@ -1,9 +1,12 @@
-//! The contract between the API and the engine: maps a validated `VNFChainSpec` onto an engine [`ChainConfig`].
+//! The contract between the API and the engine: maps a validated chain ([`crds::ValidSpec`], what
+//! [`crds::validate()`] returns) onto an engine [`ChainConfig`].
 //!
-//! [`chain_config`] is the one entry point the daemon calls.  It expects a spec that passed
-//! [`crds::validate_spec`] (the daemon validates first), but it never panics on any input: every value it
-//! reads is parsed again, and everything the engine cannot express is reported as a [`SpecError`] naming the
-//! spec field, never approximated silently.
+//! [`plan`] is the entry point: it takes the typed spec, whose addresses, prefixes, ports and MACs are already
+//! parsed, so nothing here parses a string of the manifest or repeats a check of `validate()`. What remains a
+//! [`SpecError`] naming the spec field is what only this data plane knows: a feature it does not support yet,
+//! a size above its tables, an interface missing from its network namespace — never approximated silently.
+//! [`chain_plan`] and [`chain_config`] take a spec as written and validate it first (for callers that hold
+//! no `ValidSpec`).
 //!
 //! What maps to what:
 //!
@@ -46,12 +49,13 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crds::net::{Cidr, IpAddress};
+use crds::valid::{
+    Forward, FunctionConfig as ApiFunction, IpNet, ValidFirewall, ValidForwarder, ValidFunction,
+    ValidLoadBalancer, ValidMatch, ValidMonitor, ValidNat,
+};
 use crds::{
-    Action as ApiAction, CountBy as ApiCountBy, FirewallConfig as ApiFirewall,
-    ForwardMode as ApiForwardMode, ForwarderConfig as ApiForwarder, Function, FunctionType,
-    L4Protocol, LoadBalancerConfig, MonitorConfig as ApiMonitor, NatConfig as ApiNat, Protocol,
-    RateKey, RateLimiterConfig as ApiRateLimiter, Tier, TrafficMatch, VNFChainSpec,
+    Action as ApiAction, CountBy as ApiCountBy, L4Protocol, Protocol, RateKey,
+    RateLimiterConfig as ApiRateLimiter, Tier, VNFChainSpec, ValidSpec, ValidationErrors,
 };
 
 use crate::engine::{
@@ -70,7 +74,8 @@ pub const NAT_TABLE_ENTRIES: u32 = 65_536;
 /// Entries of the engine's shared rate-limiter bucket table (`VNF_RL_MAX`).
 pub const RL_TABLE_ENTRIES: u32 = 65_536;
 
-/// A spec feature this data plane cannot run, or a value it cannot read, with the spec field it concerns.
+/// A spec feature this data plane cannot run, with the spec field it concerns (or, from [`chain_plan`] and
+/// [`chain_config`], the first problem `validate()` found).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct SpecError {
@@ -93,6 +98,17 @@ impl SpecError {
             path,
             format!("{what}: not supported by this data plane yet"),
         )
+    }
+}
+
+/// The first problem validation found (all of them are in the message when there are several).
+impl From<ValidationErrors> for SpecError {
+    fn from(e: ValidationErrors) -> Self {
+        let path = e.0.first().map(|f| f.path.clone()).unwrap_or_default();
+        match e.0.as_slice() {
+            [one] => Self::new(path, one.message.clone()),
+            _ => Self::new(path, format!("the spec is not valid:\n{e}")),
+        }
     }
 }
 
@@ -150,18 +166,28 @@ pub struct ChainPlan {
     pub userspace: Option<UserspacePlan>,
 }
 
-/// Maps a (validated) chain spec onto the engine configuration.
-///
-/// `ifindex` resolves an interface name to its index in the data plane's network namespace (the daemon passes
-/// `if_nametoindex`); it is asked only for the egress interface of a `redirect` forwarder.  Returns the first
-/// problem found, as a [`SpecError`] naming the spec field: a feature this data plane does not support yet, a
-/// value that does not parse, or an interface that does not exist. A chain with user-space functions is an
-/// error here (use [`chain_plan`], which splits it).
+/// [`config`] for a spec as written: validates it first.
 pub fn chain_config(
     spec: &VNFChainSpec,
     ifindex: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<ChainConfig> {
-    let plan = chain_plan(spec, ifindex)?;
+    config(&crds::validate_spec(spec)?, ifindex)
+}
+
+/// [`plan`] for a spec as written: validates it first.
+pub fn chain_plan(spec: &VNFChainSpec, ifindex: &dyn Fn(&str) -> Option<u32>) -> Result<ChainPlan> {
+    plan(&crds::validate_spec(spec)?, ifindex)
+}
+
+/// Maps a validated chain onto the engine configuration.
+///
+/// `ifindex` resolves an interface name to its index in the data plane's network namespace (the daemon passes
+/// `if_nametoindex`); it is asked only for the egress interface of a `redirect` forwarder.  Returns the first
+/// problem found, as a [`SpecError`] naming the spec field: a feature this data plane does not support yet or
+/// an interface that does not exist. A chain with user-space functions is an error here (use [`plan`], which
+/// splits it).
+pub fn config(spec: &ValidSpec, ifindex: &dyn Fn(&str) -> Option<u32>) -> Result<ChainConfig> {
+    let plan = plan(spec, ifindex)?;
     if let Some(u) = plan.userspace {
         let first = u
             .functions
@@ -179,13 +205,13 @@ pub fn chain_config(
     Ok(plan.kernel)
 }
 
-/// Splits a (validated) chain spec into the engine configuration and the user-space tier's part.
+/// Splits a validated chain into the engine configuration and the user-space tier's part.
 ///
 /// User-space functions (tier `userspace`, and `payloadCipher` by default) must form one run at the
 /// end of the chain, optionally followed by one forwarder, which the tier applies when it
 /// transmits; the kernel chain hands packets to the tier at the run's position. Only
 /// `payloadCipher` runs in user space today; anything else is a [`SpecError`] naming the field.
-pub fn chain_plan(spec: &VNFChainSpec, ifindex: &dyn Fn(&str) -> Option<u32>) -> Result<ChainPlan> {
+pub fn plan(spec: &ValidSpec, ifindex: &dyn Fn(&str) -> Option<u32>) -> Result<ChainPlan> {
     let telemetry = &spec.dataplane.telemetry;
     let sample = if telemetry.latency_histograms {
         telemetry.sample_one_in
@@ -202,71 +228,21 @@ pub fn chain_plan(spec: &VNFChainSpec, ifindex: &dyn Fn(&str) -> Option<u32>) ->
             ),
         ));
     }
-    let classifier = classifier(&spec.classifier, "spec.classifier")?;
+    let classifier = classifier(&spec.classifier)?;
     let mut functions = Vec::new();
     let mut userspace: Option<UserspacePlan> = None;
     for (i, f) in spec.functions.iter().enumerate() {
         let path = format!("spec.functions[{i}]");
-        let in_userspace =
-            f.type_ == FunctionType::PayloadCipher || f.effective_tier() == Tier::Userspace;
-        if in_userspace {
-            let plan = userspace.get_or_insert_with(|| UserspacePlan {
-                handoff: f.name.as_str().to_owned(),
-                functions: Vec::new(),
-                egress: UserEgress::default(),
-            });
-            if plan.egress.from_forwarder {
-                return Err(SpecError::unsupported(
-                    path,
-                    "a user-space function after the forwarder that ends the user-space run",
-                ));
-            }
-            let kind = match (&f.type_, &f.payload_cipher) {
-                (FunctionType::PayloadCipher, Some(c)) => {
-                    UserFunctionKind::PayloadCipher(c.clone())
-                }
-                (FunctionType::PayloadCipher, None) => {
-                    return Err(SpecError::new(
-                        format!("{path}.payloadCipher"),
-                        "the payloadCipher block is required for type payloadCipher",
-                    ));
-                }
-                (t, _) => {
-                    return Err(SpecError::unsupported(
-                        format!("{path}.tier"),
-                        format!("type {t} in the user-space tier (only payloadCipher runs there)"),
-                    ));
-                }
-            };
-            plan.functions.push(UserFunction {
-                name: f.name.as_str().to_owned(),
-                path,
-                kind,
-            });
+        if f.tier == Tier::Userspace {
+            user_function(&mut userspace, f, path)?;
             continue;
         }
         let kind = function(f, &path, ifindex)?;
         if let Some(plan) = userspace.as_mut() {
             // after the user-space run only a forwarder, which the tier applies
-            match (&kind, plan.egress.from_forwarder, &f.forwarder) {
-                (FunctionKind::Forwarder(fwd), false, Some(api)) => {
-                    plan.egress = UserEgress {
-                        interface: match fwd.mode {
-                            ForwardMode::Redirect { .. } => {
-                                api.egress_interface.as_ref().map(|i| i.as_str().to_owned())
-                            }
-                            ForwardMode::Tx => None,
-                            ForwardMode::Pass | ForwardMode::Drop => {
-                                return Err(SpecError::unsupported(
-                                    format!("{path}.forwarder.mode"),
-                                    "mode pass after user-space functions (the user-space tier \
-                                     transmits: use redirect or bounce)",
-                                ));
-                            }
-                        },
-                        dst_mac: fwd.dst_mac,
-                        from_forwarder: true,
-                    };
+            match (&f.config, plan.egress.from_forwarder) {
+                (ApiFunction::Forwarder(fwd), false) => {
+                    plan.egress = user_egress(fwd, &path)?;
                     continue;
                 }
                 _ => {
@@ -275,15 +251,14 @@ pub fn chain_plan(spec: &VNFChainSpec, ifindex: &dyn Fn(&str) -> Option<u32>) ->
                         format!(
                             "kernel function {:?} after the user-space function {:?} (move it before \
                              the user-space functions; only a forwarder may follow them)",
-                            f.name.as_str(),
-                            plan.handoff
+                            f.name, plan.handoff
                         ),
                     ));
                 }
             }
         }
         functions.push(FunctionConfig {
-            name: f.name.as_str().to_owned(),
+            name: f.name.clone(),
             latency_sample_rate: sample,
             kind,
         });
@@ -305,66 +280,97 @@ pub fn chain_plan(spec: &VNFChainSpec, ifindex: &dyn Fn(&str) -> Option<u32>) ->
     })
 }
 
-fn function(
-    f: &Function,
-    path: &str,
-    ifindex: &dyn Fn(&str) -> Option<u32>,
-) -> Result<FunctionKind> {
-    let block = f.type_.as_str();
-    let missing = || {
-        SpecError::new(
-            format!("{path}.{block}"),
-            format!("the {block} block is required for type {block}"),
-        )
+/// Adds user-space function `f` to the run of user-space functions.
+fn user_function(run: &mut Option<UserspacePlan>, f: &ValidFunction, path: String) -> Result<()> {
+    let plan = run.get_or_insert_with(|| UserspacePlan {
+        handoff: f.name.clone(),
+        functions: Vec::new(),
+        egress: UserEgress::default(),
+    });
+    if plan.egress.from_forwarder {
+        return Err(SpecError::unsupported(
+            path,
+            "a user-space function after the forwarder that ends the user-space run",
+        ));
+    }
+    let kind = match &f.config {
+        ApiFunction::PayloadCipher(c) => UserFunctionKind::PayloadCipher(c.clone()),
+        other => {
+            return Err(SpecError::unsupported(
+                format!("{path}.tier"),
+                format!(
+                    "type {} in the user-space tier (only payloadCipher runs there)",
+                    other.type_()
+                ),
+            ));
+        }
     };
-    let path = format!("{path}.{block}");
-    Ok(match f.type_ {
-        FunctionType::Firewall => {
-            FunctionKind::Firewall(firewall(f.firewall.as_ref().ok_or_else(missing)?, &path)?)
+    plan.functions.push(UserFunction {
+        name: f.name.clone(),
+        path,
+        kind,
+    });
+    Ok(())
+}
+
+/// Where the user-space tier transmits, from the forwarder that follows its functions.
+fn user_egress(fwd: &ValidForwarder, path: &str) -> Result<UserEgress> {
+    let interface = match &fwd.mode {
+        Forward::Redirect { egress } => Some(egress.as_str().to_owned()),
+        Forward::Bounce => None,
+        Forward::Pass => {
+            return Err(SpecError::unsupported(
+                format!("{path}.forwarder.mode"),
+                "mode pass after user-space functions (the user-space tier \
+                 transmits: use redirect or bounce)",
+            ));
         }
-        FunctionType::Nat => FunctionKind::Nat(nat(f.nat.as_ref().ok_or_else(missing)?, &path)?),
-        FunctionType::LoadBalancer => FunctionKind::LoadBalancer(load_balancer(
-            f.load_balancer.as_ref().ok_or_else(missing)?,
-            &path,
-        )?),
-        FunctionType::RateLimiter => FunctionKind::RateLimiter(rate_limiter(
-            f.rate_limiter.as_ref().ok_or_else(missing)?,
-            &path,
-        )?),
-        FunctionType::Monitor => {
-            FunctionKind::Monitor(monitor(f.monitor.as_ref().ok_or_else(missing)?))
-        }
-        FunctionType::Forwarder => FunctionKind::Forwarder(forwarder(
-            f.forwarder.as_ref().ok_or_else(missing)?,
-            &path,
-            ifindex,
-        )?),
-        FunctionType::PayloadCipher => return Err(SpecError::unsupported(path, "payloadCipher")),
+    };
+    Ok(UserEgress {
+        interface,
+        dst_mac: fwd.next_hop_mac.map(|m| m.0),
+        from_forwarder: true,
     })
 }
 
-fn cidr(c: &Cidr, path: &str) -> Result<IpCidr> {
-    let net = c.parse().map_err(|m| SpecError::new(path, m))?;
-    IpCidr::new(net.addr(), net.prefix_len()).map_err(|e| SpecError::new(path, e.to_string()))
+fn function(
+    f: &ValidFunction,
+    path: &str,
+    ifindex: &dyn Fn(&str) -> Option<u32>,
+) -> Result<FunctionKind> {
+    let path = format!("{path}.{}", f.type_().as_str());
+    Ok(match &f.config {
+        ApiFunction::Firewall(c) => FunctionKind::Firewall(firewall(c, &path)?),
+        ApiFunction::Nat(c) => FunctionKind::Nat(nat(c, &path)?),
+        ApiFunction::LoadBalancer(c) => FunctionKind::LoadBalancer(load_balancer(c, &path)?),
+        ApiFunction::RateLimiter(c) => FunctionKind::RateLimiter(rate_limiter(c, &path)?),
+        ApiFunction::Monitor(c) => FunctionKind::Monitor(monitor(c)),
+        ApiFunction::Forwarder(c) => FunctionKind::Forwarder(forwarder(c, &path, ifindex)?),
+        ApiFunction::PayloadCipher(_) => {
+            return Err(SpecError::unsupported(
+                path,
+                "payloadCipher in the kernel tier",
+            ));
+        }
+    })
 }
 
-fn cidrs(list: &[Cidr], path: &str) -> Result<Vec<IpCidr>> {
+/// The engine's form of parsed prefixes. An `IpNet`'s prefix length always fits its family, so the error
+/// (named at `path`) cannot happen; it is reported rather than approximated all the same.
+fn cidrs(list: &[IpNet], path: &dyn Fn() -> String) -> Result<Vec<IpCidr>> {
     list.iter()
-        .enumerate()
-        .map(|(k, c)| cidr(c, &format!("{path}[{k}]")))
+        .map(|n| {
+            IpCidr::new(n.addr(), n.prefix_len())
+                .map_err(|e| SpecError::new(path(), format!("internal: {e}")))
+        })
         .collect()
 }
 
-fn address(a: &IpAddress, path: &str) -> Result<IpAddr> {
-    a.parse().map_err(|m| SpecError::new(path, m))
-}
-
-fn ports(list: &[crds::net::PortRange], path: &str) -> Result<Vec<PortRange>> {
+fn ports(list: &[crds::net::PortRange]) -> Vec<PortRange> {
     list.iter()
-        .enumerate()
-        .map(|(k, r)| {
-            PortRange::new(r.from, r.end())
-                .map_err(|e| SpecError::new(format!("{path}[{k}]"), e.to_string()))
+        .map(|r| PortRange {
+            lo: r.from,
+            hi: r.end(),
         })
         .collect()
 }
@@ -387,30 +393,18 @@ fn l4(p: L4Protocol) -> u8 {
     }
 }
 
-fn classifier(m: &TrafficMatch, path: &str) -> Result<ClassifierConfig> {
+/// The classifier; `validate()` has checked that an icmp/icmpv6 classifier's prefixes are of its family.
+fn classifier(m: &ValidMatch) -> Result<ClassifierConfig> {
     let (proto, family) = protocol(m.protocol);
-    let src = cidrs(&m.source_cidrs, &format!("{path}.sourceCIDRs"))?;
-    let dst = cidrs(&m.destination_cidrs, &format!("{path}.destinationCIDRs"))?;
-    if let Some(f) = family {
-        for (list, field) in [(&src, "sourceCIDRs"), (&dst, "destinationCIDRs")] {
-            if let Some(k) = list.iter().position(|c| c.family() != f) {
-                return Err(SpecError::new(
-                    format!("{path}.{field}[{k}]"),
-                    format!(
-                        "{} is not an IPv{f} prefix, the only family of protocol {:?}",
-                        list[k], m.protocol
-                    ),
-                ));
-            }
-        }
-    }
     Ok(ClassifierConfig {
         family,
         protocol: proto,
-        src,
-        dst,
-        src_ports: ports(&m.source_ports, &format!("{path}.sourcePorts"))?,
-        dst_ports: ports(&m.destination_ports, &format!("{path}.destinationPorts"))?,
+        src: cidrs(&m.source_cidrs, &|| "spec.classifier.sourceCIDRs".into())?,
+        dst: cidrs(&m.destination_cidrs, &|| {
+            "spec.classifier.destinationCIDRs".into()
+        })?,
+        src_ports: ports(&m.source_ports),
+        dst_ports: ports(&m.destination_ports),
     })
 }
 
@@ -430,7 +424,7 @@ fn or_any<T: Copy>(list: &[T]) -> Vec<Option<T>> {
     }
 }
 
-fn too_many(fw: &ApiFirewall, path: &str, max: usize) -> SpecError {
+fn too_many(fw: &ValidFirewall, path: &str, max: usize) -> SpecError {
     SpecError::unsupported(
         format!("{path}.rules"),
         format!(
@@ -441,17 +435,20 @@ fn too_many(fw: &ApiFirewall, path: &str, max: usize) -> SpecError {
     )
 }
 
-fn firewall(fw: &ApiFirewall, path: &str) -> Result<FirewallConfig> {
+fn firewall(fw: &ValidFirewall, path: &str) -> Result<FirewallConfig> {
     let max = abi::FW_MAX_RULES as usize;
     let mut rules = Vec::new();
     for (i, r) in fw.rules.iter().enumerate() {
-        let rpath = format!("{path}.rules[{i}]");
         let m = &r.traffic;
         let (proto, family) = protocol(m.protocol);
-        let src = cidrs(&m.source_cidrs, &format!("{rpath}.sourceCIDRs"))?;
-        let dst = cidrs(&m.destination_cidrs, &format!("{rpath}.destinationCIDRs"))?;
-        let sports = ports(&m.source_ports, &format!("{rpath}.sourcePorts"))?;
-        let dports = ports(&m.destination_ports, &format!("{rpath}.destinationPorts"))?;
+        let src = cidrs(&m.source_cidrs, &|| {
+            format!("{path}.rules[{i}].sourceCIDRs")
+        })?;
+        let dst = cidrs(&m.destination_cidrs, &|| {
+            format!("{path}.rules[{i}].destinationCIDRs")
+        })?;
+        let sports = ports(&m.source_ports);
+        let dports = ports(&m.destination_ports);
         // a protocol of one family without addresses: pin the family with a /0 prefix
         let srcs = match (family, src.is_empty() && dst.is_empty()) {
             (Some(f), true) => vec![Some(IpCidr::any(f))],
@@ -497,7 +494,7 @@ fn firewall(fw: &ApiFirewall, path: &str) -> Result<FirewallConfig> {
     })
 }
 
-fn nat(n: &ApiNat, path: &str) -> Result<NatConfig> {
+fn nat(n: &ValidNat, path: &str) -> Result<NatConfig> {
     if n.conntrack_size > NAT_TABLE_ENTRIES {
         return Err(SpecError::unsupported(
             format!("{path}.conntrackSize"),
@@ -506,53 +503,6 @@ fn nat(n: &ApiNat, path: &str) -> Result<NatConfig> {
                 n.conntrack_size
             ),
         ));
-    }
-    let mut rules = Vec::new();
-    if let Some(s) = &n.snat {
-        let spath = format!("{path}.snat");
-        let to_addr = address(&s.to_address, &format!("{spath}.toAddress"))?;
-        let match_src = cidrs(&s.source_cidrs, &format!("{spath}.sourceCIDRs"))?;
-        if let Some(k) = match_src
-            .iter()
-            .position(|c| c.addr().is_ipv4() != to_addr.is_ipv4())
-        {
-            return Err(SpecError::new(
-                format!("{spath}.sourceCIDRs[{k}]"),
-                format!(
-                    "{} and toAddress {to_addr} are of different IP families",
-                    match_src[k]
-                ),
-            ));
-        }
-        rules.push(NatRule::Snat {
-            match_src,
-            to_addr,
-            ports: PortRange::new(s.to_ports.from, s.to_ports.end())
-                .map_err(|e| SpecError::new(format!("{spath}.toPorts"), e.to_string()))?,
-        });
-    }
-    for (j, d) in n.dnat.iter().enumerate() {
-        let dpath = format!("{path}.dnat[{j}]");
-        let match_dst = address(&d.destination, &format!("{dpath}.destination"))?;
-        let to_addr = address(&d.to_address, &format!("{dpath}.toAddress"))?;
-        if match_dst.is_ipv4() != to_addr.is_ipv4() {
-            return Err(SpecError::new(
-                dpath,
-                format!(
-                    "destination {match_dst} and toAddress {to_addr} are of different IP families"
-                ),
-            ));
-        }
-        rules.push(NatRule::Dnat {
-            protocol: Some(l4(d.protocol)),
-            match_dst,
-            match_port: Some(d.port),
-            to_addr,
-            to_port: Some(d.to_port.unwrap_or(d.port)),
-        });
-    }
-    if rules.is_empty() {
-        return Err(SpecError::new(path, "nat needs snat, dnat, or both"));
     }
     if n.dnat.len() > crate::engine::MAX_DNAT {
         return Err(SpecError::unsupported(
@@ -564,23 +514,37 @@ fn nat(n: &ApiNat, path: &str) -> Result<NatConfig> {
             ),
         ));
     }
+    let mut rules = Vec::new();
+    if let Some(s) = &n.snat {
+        rules.push(NatRule::Snat {
+            match_src: cidrs(&s.source_cidrs, &|| format!("{path}.snat.sourceCIDRs"))?,
+            to_addr: s.to_address,
+            ports: PortRange {
+                lo: s.to_ports.from,
+                hi: s.to_ports.end(),
+            },
+        });
+    }
+    for d in &n.dnat {
+        rules.push(NatRule::Dnat {
+            protocol: Some(l4(d.protocol)),
+            match_dst: d.destination,
+            match_port: Some(d.port),
+            to_addr: d.to_address,
+            to_port: Some(d.target_port()),
+        });
+    }
     Ok(NatConfig {
         rules,
         timeout: NAT_TIMEOUT,
     })
 }
 
-fn load_balancer(lb: &LoadBalancerConfig, path: &str) -> Result<LbConfig> {
+fn load_balancer(lb: &ValidLoadBalancer, path: &str) -> Result<LbConfig> {
     if lb.table_size > MAX_MAGLEV_TABLE {
         return Err(SpecError::unsupported(
             format!("{path}.tableSize"),
             format!("tableSize {} (at most {MAX_MAGLEV_TABLE})", lb.table_size),
-        ));
-    }
-    if !crate::engine::maglev::is_prime(lb.table_size) {
-        return Err(SpecError::new(
-            format!("{path}.tableSize"),
-            format!("{} is not a prime", lb.table_size),
         ));
     }
     if lb.flow_table_size > NAT_TABLE_ENTRIES {
@@ -602,32 +566,19 @@ fn load_balancer(lb: &LoadBalancerConfig, path: &str) -> Result<LbConfig> {
             ),
         ));
     }
-    let vip = address(&lb.vip, &format!("{path}.vip"))?;
-    let backends = lb
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(k, b)| {
-            let bpath = format!("{path}.backends[{k}]");
-            let addr = address(&b.address, &format!("{bpath}.address"))?;
-            if addr.is_ipv4() != vip.is_ipv4() {
-                return Err(SpecError::new(
-                    format!("{bpath}.address"),
-                    format!("{addr} and the VIP {vip} are of different IP families"),
-                ));
-            }
-            Ok(LbBackendConfig {
-                addr,
-                port: Some(b.port.unwrap_or(lb.port)),
-                weight: b.weight,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
     Ok(LbConfig {
-        vip,
+        vip: lb.vip,
         port: Some(lb.port),
         protocol: Some(l4(lb.protocol)),
-        backends,
+        backends: lb
+            .backends
+            .iter()
+            .map(|b| LbBackendConfig {
+                addr: b.address,
+                port: Some(b.port),
+                weight: b.weight,
+            })
+            .collect(),
         affinity_timeout: Duration::ZERO,
         table_size: lb.table_size,
     })
@@ -643,12 +594,6 @@ fn rate_limiter(r: &ApiRateLimiter, path: &str) -> Result<RateLimiterConfig> {
             ),
         ));
     }
-    if r.packets_per_second.is_none() && r.bits_per_second.is_none() {
-        return Err(SpecError::new(
-            path,
-            "rateLimiter needs packetsPerSecond, bitsPerSecond, or both",
-        ));
-    }
     let burst_packets = match (r.packets_per_second, r.burst_packets) {
         (_, Some(b)) => b,
         (Some(pps), None) => (pps / 10).max(1),
@@ -659,14 +604,6 @@ fn rate_limiter(r: &ApiRateLimiter, path: &str) -> Result<RateLimiterConfig> {
         (Some(bps), None) => (bps / 80).max(1500),
         (None, None) => 0,
     };
-    if let Some(pps) = r.packets_per_second
-        && pps > 1_000_000_000
-    {
-        return Err(SpecError::new(
-            format!("{path}.packetsPerSecond"),
-            format!("{pps} is above 1e9"),
-        ));
-    }
     Ok(RateLimiterConfig {
         key: match r.key {
             RateKey::Global => RateLimitKey::Global,
@@ -680,7 +617,7 @@ fn rate_limiter(r: &ApiRateLimiter, path: &str) -> Result<RateLimiterConfig> {
     })
 }
 
-fn monitor(m: &ApiMonitor) -> MonitorConfig {
+fn monitor(m: &ValidMonitor) -> MonitorConfig {
     MonitorConfig {
         sample_rate: m.sample_one_in,
         count_by: match m.count_by {
@@ -692,44 +629,30 @@ fn monitor(m: &ApiMonitor) -> MonitorConfig {
 }
 
 fn forwarder(
-    f: &ApiForwarder,
+    f: &ValidForwarder,
     path: &str,
     ifindex: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<ForwarderConfig> {
-    let mode = match f.mode {
-        ApiForwardMode::Redirect => {
-            let name = f.egress_interface.as_ref().ok_or_else(|| {
-                SpecError::new(
-                    format!("{path}.egressInterface"),
-                    "mode redirect needs egressInterface",
-                )
-            })?;
-            let idx = ifindex(name.as_str()).ok_or_else(|| {
+    let mode = match &f.mode {
+        Forward::Redirect { egress } => {
+            let idx = ifindex(egress.as_str()).ok_or_else(|| {
                 SpecError::new(
                     format!("{path}.egressInterface"),
                     format!(
                         "interface {:?} does not exist in the data plane's network namespace",
-                        name.as_str()
+                        egress.as_str()
                     ),
                 )
             })?;
             ForwardMode::Redirect { ifindex: idx }
         }
-        ApiForwardMode::Bounce => ForwardMode::Tx,
-        ApiForwardMode::Pass => ForwardMode::Pass,
+        Forward::Bounce => ForwardMode::Tx,
+        Forward::Pass => ForwardMode::Pass,
     };
-    let dst_mac = f
-        .next_hop_mac
-        .as_ref()
-        .map(|m| {
-            m.parse()
-                .map_err(|e| SpecError::new(format!("{path}.nextHopMAC"), e))
-        })
-        .transpose()?;
     Ok(ForwarderConfig {
         mode,
         src_mac: None,
-        dst_mac,
+        dst_mac: f.next_hop_mac.map(|m| m.0),
         decrement_ttl: false,
     })
 }
@@ -737,6 +660,7 @@ fn forwarder(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crds::net::Cidr;
 
     fn example(name: &str) -> VNFChainSpec {
         let path = format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -744,6 +668,14 @@ mod tests {
         match crds::manifest::parse_single_chain(&text) {
             Ok(c) => c.spec,
             Err(e) => panic!("{path}: {e}"),
+        }
+    }
+
+    /// The typed form of an example, as `validate()` returns it.
+    fn typed(name: &str) -> ValidSpec {
+        match crds::validate_spec(&example(name)) {
+            Ok(t) => t,
+            Err(e) => panic!("{name}: {e}"),
         }
     }
 
@@ -782,7 +714,7 @@ mod tests {
             let cipher = spec
                 .functions
                 .iter()
-                .position(|f| f.type_ == FunctionType::PayloadCipher);
+                .position(|f| f.type_ == crds::FunctionType::PayloadCipher);
             match (chain_config(&spec, &resolver), cipher) {
                 (Ok(cfg), None) => assert_eq!(cfg.functions.len(), spec.functions.len(), "{name}"),
                 (Err(e), Some(i)) => {
@@ -837,22 +769,27 @@ mod tests {
 
     #[test]
     fn kernel_functions_after_user_space_ones_are_refused_at_their_field() {
+        let refused = |e: SpecError, path: &str, says: &str| {
+            assert_eq!(e.path, path);
+            assert!(e.message.contains(says), "{e}");
+        };
         let mut spec = example("userspace-cipher.yaml");
         // move the rate limiter behind the cipher: limit is now functions[2]
         let limit = spec.functions.remove(0);
         spec.functions.insert(1, limit);
         let e = chain_plan(&spec, &resolver).expect_err("kernel after user space");
-        assert_eq!(e.path, "spec.functions[1]");
-        assert!(
-            e.message.contains("after the user-space function \"seal\""),
-            "{e}"
-        );
+        refused(e, "spec.functions[1]", "after the user-space function \"seal\"");
 
+        // validate() refuses a rate limiter in user space (with its own message) ...
         let mut spec = example("userspace-cipher.yaml");
         spec.functions[0].tier = Tier::Userspace;
         let e = chain_plan(&spec, &resolver).expect_err("rate limiter in user space");
-        assert_eq!(e.path, "spec.functions[0].tier");
-        assert!(e.message.contains("only payloadCipher runs there"), "{e}");
+        refused(e, "spec.functions[0].tier", "cannot run in the userspace tier");
+        // ... and the mapping refuses it too, should a typed spec say so.
+        let mut spec = typed("userspace-cipher.yaml");
+        spec.functions[0].tier = Tier::Userspace;
+        let e = plan(&spec, &resolver).expect_err("rate limiter in user space");
+        refused(e, "spec.functions[0].tier", "only payloadCipher runs there");
     }
 
     #[test]
@@ -1089,12 +1026,14 @@ mod tests {
         let e = chain_config(&spec, &resolver).expect_err("too big");
         assert_eq!(e.path, "spec.functions[1].nat.conntrackSize");
 
-        let mut spec = example("edge-chain.yaml");
-        if let Some(fw) = spec.functions[0].firewall.as_mut() {
+        // More engine rules than the engine holds (validate() refuses this many identical rules; the typed
+        // spec reaches the mapping's own bound).
+        let mut spec = typed("edge-chain.yaml");
+        if let crds::FunctionConfig::Firewall(fw) = &mut spec.functions[0].config {
             let rule = fw.rules[2].clone();
             fw.rules = vec![rule; abi::FW_MAX_RULES as usize + 1];
         }
-        let e = chain_config(&spec, &resolver).expect_err("too many rules");
+        let e = config(&spec, &resolver).expect_err("too many rules");
         assert_eq!(e.path, "spec.functions[0].firewall.rules");
         assert!(
             e.message.contains("not supported by this data plane yet"),
@@ -1119,5 +1058,40 @@ mod tests {
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].src, Some(c("2001:db8::/32")));
         assert_eq!(first[0].dst, Some(c("2001:db8:1::/48")));
+    }
+
+    /// The mapping reads parsed values only: no parsing of manifest strings, and none of the errors of its own
+    /// that it had for what `validate()` checks (a value that does not parse, families that differ, a missing
+    /// block, a table size that is not a prime).
+    #[test]
+    fn nothing_here_parses_the_manifest_again() {
+        let source = include_str!("spec.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+        for gone in [
+            ".parse()",
+            "crds::net::Cidr",
+            "IpAddress",
+            "MacAddress",
+            "of different IP families",
+            "is not a prime",
+            "block is required",
+            "nat needs snat",
+            "needs packetsPerSecond",
+            "mode redirect needs egressInterface",
+        ] {
+            assert!(!code.contains(gone), "spec.rs still has {gone:?}");
+        }
+    }
+
+    /// A spec as written that validate() refuses gets validate()'s message, not one of the mapping's own.
+    #[test]
+    fn an_invalid_spec_gets_the_message_of_validate() {
+        let mut spec = example("edge-chain.yaml");
+        spec.classifier.destination_cidrs[0] = Cidr::from("10.0.0.1/16");
+        let e = chain_plan(&spec, &resolver).expect_err("host bits");
+        let v = crds::validate_spec(&spec).expect_err("host bits");
+        assert_eq!(e.path, v.0[0].path);
+        assert_eq!(e.path, "spec.classifier.destinationCIDRs[0]");
+        assert!(e.message.contains(&v.0[0].message), "{e}");
     }
 }

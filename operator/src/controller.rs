@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crds::validate::ValidationErrors;
 use crds::{VNFChain, VNFChainStatus};
 use dataplane_api::ApplyChainRequest;
 use futures::StreamExt;
@@ -29,6 +30,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
+use crate::read::ChainObject;
 use crate::render::{self, Settings};
 use crate::sidecar::{PodEndpoint, SidecarError, Sidecars};
 use crate::status::{self, Observation, PushFailure, ReplicaObservation};
@@ -125,8 +127,26 @@ fn key(chain: &VNFChain) -> String {
     )
 }
 
+/// Reconciles one chain as the controller watches it ([`ChainObject`]): one the shared reader refuses is
+/// reported as `InvalidSpec` (with `vnfctl validate`'s messages) and nothing is changed.
+pub async fn reconcile_object<S: Sidecars>(
+    object: Arc<ChainObject>,
+    ctx: Arc<Context<S>>,
+) -> Result<Action> {
+    reconcile_read(object.chain.clone(), object.refused.clone(), ctx).await
+}
+
 /// Reconciles one chain (with the finalizer: Apply while it lives, Cleanup when it is deleted).
 pub async fn reconcile<S: Sidecars>(chain: Arc<VNFChain>, ctx: Arc<Context<S>>) -> Result<Action> {
+    reconcile_read(chain, None, ctx).await
+}
+
+/// [`reconcile`], with what the shared reader refused in the object (`None`: `validate()` decides).
+async fn reconcile_read<S: Sidecars>(
+    chain: Arc<VNFChain>,
+    refused: Option<ValidationErrors>,
+    ctx: Arc<Context<S>>,
+) -> Result<Action> {
     let timer = ctx
         .metrics
         .duration
@@ -139,7 +159,7 @@ pub async fn reconcile<S: Sidecars>(chain: Arc<VNFChain>, ctx: Arc<Context<S>>) 
     let k = key(&chain);
     let result = finalizer(&api, FINALIZER, chain.clone(), |event| async {
         match event {
-            Finalizer::Apply(c) => apply(c, &ctx).await,
+            Finalizer::Apply(c) => apply(c, refused.clone(), &ctx).await,
             Finalizer::Cleanup(c) => cleanup(c, &ctx).await,
         }
     })
@@ -157,6 +177,15 @@ pub async fn reconcile<S: Sidecars>(chain: Arc<VNFChain>, ctx: Arc<Context<S>>) 
         f.remove(&k);
     }
     result
+}
+
+/// [`error_policy`] for the watched object.
+pub fn error_policy_object<S: Sidecars>(
+    object: Arc<ChainObject>,
+    error: &Error,
+    ctx: Arc<Context<S>>,
+) -> Action {
+    error_policy(object.chain.clone(), error, ctx)
 }
 
 /// Exponential back-off with jitter: 1 s, 2 s, 4 s … capped at 5 min, ±20%.
@@ -372,7 +401,11 @@ async fn push(
     Ok(Some(failure))
 }
 
-async fn apply(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Action> {
+async fn apply(
+    chain: Arc<VNFChain>,
+    refused: Option<ValidationErrors>,
+    ctx: &Context<impl Sidecars>,
+) -> Result<Action> {
     let ns = chain
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -391,9 +424,11 @@ async fn apply(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Act
         &ctx.settings.allowed_images,
         &ctx.settings.default_image,
     );
-    if let Err(errors) = crds::validate(&chain) {
-        obs.invalid = Some(errors);
-    }
+    // What the shared reader refused in the object as sent, else what validate() finds in the typed chain.
+    obs.invalid = match refused {
+        Some(errors) => Some(errors),
+        None => crds::validate(&chain).err(),
+    };
     if obs.invalid.is_some() || obs.refused.is_some() {
         // Nothing is changed for an invalid spec; the status still says what runs.
         let pods = pods(&chain, ctx, &restart_hash).await?;
@@ -703,7 +738,8 @@ pub async fn run<S: Sidecars>(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let chains: Api<VNFChain> = Api::all(client.clone());
+    // Read by the same reader as `vnfctl validate` (read.rs), not by typed decoding alone.
+    let chains: Api<ChainObject> = Api::all(client.clone());
     let config = watcher::Config::default().any_semantic();
     // Only what the operator manages: never every Deployment, ConfigMap, Service or Pod of the cluster.
     let owned = config.clone().labels(MANAGED_BY_SELECTOR);
@@ -717,7 +753,7 @@ pub async fn run<S: Sidecars>(
         .watches(Api::<Pod>::all(client), pods, pod_chain)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile_object, error_policy_object, ctx)
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => tracing::debug!(chain = %obj.name, "reconciled"),
@@ -728,7 +764,7 @@ pub async fn run<S: Sidecars>(
 }
 
 /// The chain a pod belongs to, from its `buildvnf.io/chain` label.
-fn pod_chain(pod: Pod) -> Option<ObjectRef<VNFChain>> {
+fn pod_chain(pod: Pod) -> Option<ObjectRef<ChainObject>> {
     let chain = pod.labels().get(render::CHAIN_LABEL)?;
     Some(ObjectRef::new(chain).within(&pod.namespace()?))
 }
@@ -746,7 +782,7 @@ mod tests {
         .expect("pod");
         assert_eq!(
             pod_chain(pod),
-            Some(ObjectRef::<VNFChain>::new("edge").within("ns1"))
+            Some(ObjectRef::<ChainObject>::new("edge").within("ns1"))
         );
         let unlabelled: Pod =
             serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns1"}}))

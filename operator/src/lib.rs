@@ -7,6 +7,7 @@ pub mod fake;
 pub mod leader;
 pub mod metrics;
 pub mod policy;
+pub mod read;
 pub mod render;
 pub mod sidecar;
 pub mod status;

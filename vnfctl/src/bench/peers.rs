@@ -19,12 +19,11 @@
 
 use std::fmt::Write as _;
 
-use crds::functions::{
-    Action, FirewallConfig, FunctionType, L4Protocol, LoadBalancerConfig, NatConfig, Protocol,
-    RateKey, RateLimiterConfig, TrafficMatch,
-};
+use crds::functions::{Action, L4Protocol, Protocol, RateKey, RateLimiterConfig};
 use crds::net::PortRange;
+use crds::valid::{FunctionConfig, IpNet, ValidFirewall, ValidLoadBalancer, ValidMatch, ValidNat};
 use crds::vnfchain::VNFChainSpec;
+use crds::{ValidSpec, ValidationErrors};
 
 /// The nftables table every peer rule lives in (`inet` family).
 pub const NFT_TABLE: &str = "buildvnf_bench";
@@ -48,9 +47,9 @@ pub struct Gap {
 /// Why a chain cannot be translated at all.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PeerError {
-    /// A function lacks its configuration block (the manifest did not pass validation).
-    #[error("{field}: missing (validate the manifest with `vnfctl validate`)")]
-    Missing { field: String },
+    /// The spec does not pass `validate()`.
+    #[error("the chain is not valid (check it with `vnfctl validate`):\n{0}")]
+    Invalid(#[from] ValidationErrors),
 }
 
 /// Every kernel peer of one chain.
@@ -77,14 +76,13 @@ impl KernelPeers {
     }
 }
 
-fn missing(i: usize, block: &str) -> PeerError {
-    PeerError::Missing {
-        field: format!("spec.functions[{i}].{block}"),
-    }
+/// [`peers`] of a spec as written: validates it first.
+pub fn kernel_peers(spec: &VNFChainSpec, ingress: &str) -> Result<KernelPeers, PeerError> {
+    Ok(peers(&crds::validate_spec(spec)?, ingress))
 }
 
-/// Translates `spec` into its kernel peers; `ingress` is the CNF's ingress interface (for tc).
-pub fn kernel_peers(spec: &VNFChainSpec, ingress: &str) -> Result<KernelPeers, PeerError> {
+/// Translates a validated chain into its kernel peers; `ingress` is the CNF's ingress interface (for tc).
+pub fn peers(spec: &ValidSpec, ingress: &str) -> KernelPeers {
     let mut p = KernelPeers::default();
     let mut fw_rules = String::new();
     let mut nat_pre = String::new();
@@ -92,15 +90,14 @@ pub fn kernel_peers(spec: &VNFChainSpec, ingress: &str) -> Result<KernelPeers, P
     let mut fw_hook: Option<&'static str> = None;
     let mut rewritten = false;
     let mut firewall_only = !spec.functions.is_empty();
-    let mut single_fw: Option<(usize, &FirewallConfig)> = None;
+    let mut single_fw: Option<(usize, &ValidFirewall)> = None;
     for (i, f) in spec.functions.iter().enumerate() {
         let base = format!("spec.functions[{i}]");
-        if f.type_ != FunctionType::Firewall {
+        if !matches!(f.config, FunctionConfig::Firewall(_)) {
             firewall_only = false;
         }
-        match f.type_ {
-            FunctionType::Firewall => {
-                let fw = f.firewall.as_ref().ok_or_else(|| missing(i, "firewall"))?;
+        match &f.config {
+            FunctionConfig::Firewall(fw) => {
                 if fw_hook.is_some() {
                     p.gaps.push(Gap {
                         peer: "nftables",
@@ -117,18 +114,15 @@ pub fn kernel_peers(spec: &VNFChainSpec, ingress: &str) -> Result<KernelPeers, P
                 }
                 fw_rules.push_str(&nft_firewall(fw));
             }
-            FunctionType::Nat => {
-                let nat = f.nat.as_ref().ok_or_else(|| missing(i, "nat"))?;
+            FunctionConfig::Nat(nat) => {
                 nft_nat(nat, &base, &mut nat_pre, &mut nat_post, &mut p.gaps);
                 rewritten = true;
             }
-            FunctionType::LoadBalancer => {
-                let lb = f.load_balancer.as_ref().ok_or_else(|| missing(i, "loadBalancer"))?;
+            FunctionConfig::LoadBalancer(lb) => {
                 p.ipvs.extend(ipvs(lb, &base, &mut p.gaps));
                 rewritten = true;
             }
-            FunctionType::RateLimiter => {
-                let rl = f.rate_limiter.as_ref().ok_or_else(|| missing(i, "rateLimiter"))?;
+            FunctionConfig::RateLimiter(rl) => {
                 p.tc.extend(tc_police(rl, ingress, &base, &mut p.gaps));
                 let rules = nft_limit(rl, i);
                 p.nft_ratelimit = Some(match p.nft_ratelimit.take() {
@@ -139,21 +133,21 @@ pub fn kernel_peers(spec: &VNFChainSpec, ingress: &str) -> Result<KernelPeers, P
                     Some(prev) => prev.replacen("  }\n", &format!("{}  }}\n{}", rules.0, rules.1), 1),
                 });
             }
-            FunctionType::Monitor => p.gaps.push(Gap {
+            FunctionConfig::Monitor(_) => p.gaps.push(Gap {
                 peer: "kernel",
                 field: base,
                 note: "monitor: no kernel peer configured (the kernel path keeps only interface and nftables \
                        counters, no per-key counts or latency histograms)"
                     .into(),
             }),
-            FunctionType::Forwarder => p.gaps.push(Gap {
+            FunctionConfig::Forwarder(_) => p.gaps.push(Gap {
                 peer: "kernel",
                 field: base,
                 note: "forwarder: the kernel path forwards by its routing table (ip_forward=1), not by the \
                        manifest's egress interface / next-hop MAC"
                     .into(),
             }),
-            FunctionType::PayloadCipher => p.gaps.push(Gap {
+            FunctionConfig::PayloadCipher(_) => p.gaps.push(Gap {
                 peer: "kernel",
                 field: base,
                 note: "payloadCipher: no kernel equivalent (IPsec/WireGuard encrypt whole packets into a \
@@ -200,14 +194,14 @@ pub fn kernel_peers(spec: &VNFChainSpec, ingress: &str) -> Result<KernelPeers, P
             &mut p.gaps,
         ));
     }
-    Ok(p)
+    p
 }
 
 /// The nft match expressions of a traffic match, one per address family it can match (each ends with a space,
 /// empty for "everything"). `None` entries are families the match can never hit (e.g. IPv4 sources with IPv6
 /// destinations) and are left out; an empty result means the match matches nothing.
-fn nft_match(m: &TrafficMatch) -> Vec<Option<String>> {
-    let fam = |c: &str| if c.contains(':') { 6 } else { 4 };
+fn nft_match(m: &ValidMatch) -> Vec<Option<String>> {
+    let fam = |c: &IpNet| if matches!(c, IpNet::V6(_)) { 6 } else { 4 };
     let families: Vec<Option<u8>> = if m.source_cidrs.is_empty() && m.destination_cidrs.is_empty() {
         vec![None]
     } else {
@@ -215,7 +209,7 @@ fn nft_match(m: &TrafficMatch) -> Vec<Option<String>> {
             .source_cidrs
             .iter()
             .chain(&m.destination_cidrs)
-            .map(|c| fam(&c.0))
+            .map(fam)
             .collect();
         f.sort_unstable();
         f.dedup();
@@ -248,14 +242,14 @@ fn nft_match(m: &TrafficMatch) -> Vec<Option<String>> {
             let src: Vec<String> = m
                 .source_cidrs
                 .iter()
-                .filter(|c| fam(&c.0) == f)
-                .map(|c| c.0.clone())
+                .filter(|c| fam(c) == f)
+                .map(ToString::to_string)
                 .collect();
             let dst: Vec<String> = m
                 .destination_cidrs
                 .iter()
-                .filter(|c| fam(&c.0) == f)
-                .map(|c| c.0.clone())
+                .filter(|c| fam(c) == f)
+                .map(ToString::to_string)
                 .collect();
             if (!m.source_cidrs.is_empty() && src.is_empty())
                 || (!m.destination_cidrs.is_empty() && dst.is_empty())
@@ -315,7 +309,7 @@ fn nft_match(m: &TrafficMatch) -> Vec<Option<String>> {
 }
 
 /// The body of the `fw` chain: state first, the rules in order, the default action last.
-fn nft_firewall(fw: &FirewallConfig) -> String {
+fn nft_firewall(fw: &ValidFirewall) -> String {
     let mut s = String::new();
     if fw.stateful {
         s.push_str("    ct state established,related accept\n");
@@ -337,37 +331,29 @@ fn l4(p: L4Protocol) -> &'static str {
     }
 }
 
-fn nft_nat(nat: &NatConfig, base: &str, pre: &mut String, post: &mut String, gaps: &mut Vec<Gap>) {
+fn nft_nat(nat: &ValidNat, base: &str, pre: &mut String, post: &mut String, gaps: &mut Vec<Gap>) {
     for d in &nat.dnat {
-        let ip = if d.destination.0.contains(':') {
-            "ip6"
-        } else {
-            "ip"
-        };
+        let ip = if d.destination.is_ipv6() { "ip6" } else { "ip" };
         let to = match d.to_port {
-            Some(port) if ip == "ip6" => format!("[{}]:{port}", d.to_address.0),
-            Some(port) => format!("{}:{port}", d.to_address.0),
-            None => d.to_address.0.clone(),
+            Some(port) if ip == "ip6" => format!("[{}]:{port}", d.to_address),
+            Some(port) => format!("{}:{port}", d.to_address),
+            None => d.to_address.to_string(),
         };
         let _ = writeln!(
             pre,
             "    {ip} daddr {} {} dport {} dnat {ip} to {to}",
-            d.destination.0,
+            d.destination,
             l4(d.protocol),
             d.port
         );
     }
     if let Some(sn) = &nat.snat {
-        let ip = if sn.to_address.0.contains(':') {
-            "ip6"
-        } else {
-            "ip"
-        };
-        let srcs: Vec<&str> = sn
+        let ip = if sn.to_address.is_ipv6() { "ip6" } else { "ip" };
+        let srcs: Vec<String> = sn
             .source_cidrs
             .iter()
-            .map(|c| c.0.as_str())
-            .filter(|c| c.contains(':') == (ip == "ip6"))
+            .filter(|c| matches!(c, IpNet::V6(_)) == (ip == "ip6"))
+            .map(ToString::to_string)
             .collect();
         if srcs.len() != sn.source_cidrs.len() {
             gaps.push(Gap {
@@ -383,9 +369,9 @@ fn nft_nat(nat: &NatConfig, base: &str, pre: &mut String, post: &mut String, gap
             format!("{ip} saddr {{ {} }} ", srcs.join(", "))
         };
         let addr = if ip == "ip6" {
-            format!("[{}]", sn.to_address.0)
+            format!("[{}]", sn.to_address)
         } else {
-            sn.to_address.0.clone()
+            sn.to_address.to_string()
         };
         let _ = writeln!(
             post,
@@ -393,7 +379,7 @@ fn nft_nat(nat: &NatConfig, base: &str, pre: &mut String, post: &mut String, gap
             sn.to_ports.from,
             sn.to_ports.end()
         );
-        let _ = writeln!(post, "    {m}snat {ip} to {}", sn.to_address.0);
+        let _ = writeln!(post, "    {m}snat {ip} to {}", sn.to_address);
     }
     if nat.conntrack_size != 0 {
         gaps.push(Gap {
@@ -404,9 +390,9 @@ fn nft_nat(nat: &NatConfig, base: &str, pre: &mut String, post: &mut String, gap
     }
 }
 
-fn ipvs(lb: &LoadBalancerConfig, base: &str, gaps: &mut Vec<Gap>) -> Vec<Vec<String>> {
-    let v6 = lb.vip.0.contains(':');
-    let hostport = |a: &str, port: u16| {
+fn ipvs(lb: &ValidLoadBalancer, base: &str, gaps: &mut Vec<Gap>) -> Vec<Vec<String>> {
+    let v6 = lb.vip.is_ipv6();
+    let hostport = |a: std::net::IpAddr, port: u16| {
         if v6 {
             format!("[{a}]:{port}")
         } else {
@@ -417,14 +403,14 @@ fn ipvs(lb: &LoadBalancerConfig, base: &str, gaps: &mut Vec<Gap>) -> Vec<Vec<Str
         L4Protocol::Tcp => "-t",
         L4Protocol::Udp => "-u",
     };
-    let svc = hostport(&lb.vip.0, lb.port);
+    let svc = hostport(lb.vip, lb.port);
     let plen = if v6 { "/128" } else { "/32" };
     let mut cmds = vec![
         vec![
             "ip".into(),
             "addr".into(),
             "add".into(),
-            format!("{}{plen}", lb.vip.0),
+            format!("{}{plen}", lb.vip),
             "dev".into(),
             "lo".into(),
         ],
@@ -444,7 +430,7 @@ fn ipvs(lb: &LoadBalancerConfig, base: &str, gaps: &mut Vec<Gap>) -> Vec<Vec<Str
             flag.into(),
             svc.clone(),
             "-r".into(),
-            hostport(&b.address.0, b.port.unwrap_or(lb.port)),
+            hostport(b.address, b.port),
             "-m".into(),
             "-w".into(),
             b.weight.to_string(),
@@ -569,7 +555,7 @@ fn nft_limit(rl: &RateLimiterConfig, i: usize) -> (String, String) {
 
 /// xdp-filter commands for a firewall-only chain, with a gap for everything it cannot express.
 fn xdp_filter(
-    fw: &FirewallConfig,
+    fw: &ValidFirewall,
     ingress: &str,
     base: &str,
     gaps: &mut Vec<Gap>,
@@ -635,18 +621,21 @@ fn xdp_filter(
         }
         for (cidrs, mode) in [(&t.source_cidrs, "src"), (&t.destination_cidrs, "dst")] {
             for c in cidrs {
-                let (addr, plen) = c.0.split_once('/').unwrap_or((c.0.as_str(), ""));
-                let host = matches!(plen, "" | "32" | "128");
-                if !host {
+                if c.prefix_len() != c.max_prefix_len() {
                     gap(
                         field.clone(),
                         &format!(
-                            "xdp-filter matches single addresses; {} is listed as its network address only",
-                            c.0
+                            "xdp-filter matches single addresses; {c} is listed as its network address only"
                         ),
                     );
                 }
-                cmds.push(s(&["xdp-filter", "ip", addr, "--mode", mode]));
+                cmds.push(s(&[
+                    "xdp-filter",
+                    "ip",
+                    &c.addr().to_string(),
+                    "--mode",
+                    mode,
+                ]));
             }
         }
         let proto = match t.protocol {

@@ -25,7 +25,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crds::{Action, FunctionType, VNFChain};
+use crds::{Action, FunctionConfig, VNFChain};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
@@ -161,14 +161,6 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> TestbedError {
     }
 }
 
-fn parse_cidr(c: &crds::net::Cidr, field: &str) -> Result<IpNet, TestbedError> {
-    c.parse().map_err(|m| bad(field, m))
-}
-
-fn parse_addr(a: &crds::net::IpAddress, field: &str) -> Result<IpAddr, TestbedError> {
-    a.parse().map_err(|m| bad(field, m))
-}
-
 /// Addresses the manifest gives a meaning to (VIPs, NAT addresses, backends, denied hosts), with their field.
 struct Used(Vec<(IpAddr, String)>);
 
@@ -214,10 +206,20 @@ fn host6(net: Ipv6Net, n: u128) -> Option<Ipv6Addr> {
     (net.contains(&a) && n != 0).then_some(a)
 }
 
-/// Builds the plan for `chain` under testbed `name`.
+/// Builds the plan for `chain` under testbed `name`: validates it, then [`plan_valid`].
 pub fn plan(chain: &VNFChain, name: &str) -> Result<Plan, TestbedError> {
+    let valid = crds::validate(chain).map_err(|e| match e.0.first() {
+        Some(first) => bad(&first.path, e.to_string()),
+        None => bad("spec", "is not valid"),
+    })?;
+    plan_valid(&valid, name)
+}
+
+/// Builds the plan for a validated chain under testbed `name`, from its typed values (nothing is parsed).
+pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedError> {
     check_name(name)?;
     let spec = &chain.spec;
+    let typed = chain.typed();
     let prefix = netns_prefix(name);
 
     // What the manifest gives a meaning to, and where the client subnet comes from.
@@ -243,15 +245,14 @@ pub fn plan(chain: &VNFChain, name: &str) -> Result<Plan, TestbedError> {
         }
     };
 
-    for (i, f) in spec.functions.iter().enumerate() {
+    for (i, f) in typed.functions.iter().enumerate() {
         let at = format!("spec.functions[{i}]");
-        match f.type_ {
-            FunctionType::Firewall => {
-                let Some(fw) = &f.firewall else { continue };
+        match &f.config {
+            FunctionConfig::Firewall(fw) => {
                 for (j, r) in fw.rules.iter().enumerate() {
                     for (k, c) in r.traffic.source_cidrs.iter().enumerate() {
                         let field = format!("{at}.firewall.rules[{j}].sourceCIDRs[{k}]");
-                        match (r.action, parse_cidr(c, &field)?) {
+                        match (r.action, *c) {
                             (Action::Allow, IpNet::V4(n)) if n.prefix_len() <= 30 => allow4.push(n),
                             (Action::Allow, IpNet::V6(n)) if n.prefix_len() <= 64 => allow6.push(n),
                             (Action::Deny, IpNet::V4(n)) if n.prefix_len() == 32 => {
@@ -268,28 +269,26 @@ pub fn plan(chain: &VNFChain, name: &str) -> Result<Plan, TestbedError> {
                     }
                 }
             }
-            FunctionType::Nat => {
-                let Some(nat) = &f.nat else { continue };
+            FunctionConfig::Nat(nat) => {
                 if let Some(s) = &nat.snat {
                     let field = format!("{at}.nat.snat.toAddress");
-                    used.0.push((parse_addr(&s.to_address, &field)?, field));
-                    for (k, c) in s.source_cidrs.iter().enumerate() {
-                        let field = format!("{at}.nat.snat.sourceCIDRs[{k}]");
-                        if let IpNet::V4(n) = parse_cidr(c, &field)? {
+                    used.0.push((s.to_address, field));
+                    for c in &s.source_cidrs {
+                        if let IpNet::V4(n) = *c {
                             snat4.push(n);
                         }
                     }
                 }
                 for (j, d) in nat.dnat.iter().enumerate() {
                     let field = format!("{at}.nat.dnat[{j}].destination");
-                    let dest = parse_addr(&d.destination, &field)?;
+                    let dest = d.destination;
                     used.0.push((dest, field));
                     let field = format!("{at}.nat.dnat[{j}].toAddress");
-                    let to = parse_addr(&d.to_address, &field)?;
-                    let to_port = d.to_port.unwrap_or(d.port);
+                    let to = d.to_address;
+                    let to_port = d.target_port();
                     add_server(to, to_port, field);
                     services.push(Service {
-                        function: f.name.as_str().to_string(),
+                        function: f.name.clone(),
                         kind: "dnat".into(),
                         protocol: proto(d.protocol),
                         address: dest,
@@ -298,21 +297,20 @@ pub fn plan(chain: &VNFChain, name: &str) -> Result<Plan, TestbedError> {
                     });
                 }
             }
-            FunctionType::LoadBalancer => {
-                let Some(lb) = &f.load_balancer else { continue };
+            FunctionConfig::LoadBalancer(lb) => {
                 let field = format!("{at}.loadBalancer.vip");
-                let vip = parse_addr(&lb.vip, &field)?;
+                let vip = lb.vip;
                 used.0.push((vip, field));
                 let mut targets = Vec::new();
                 for (j, b) in lb.backends.iter().enumerate() {
                     let field = format!("{at}.loadBalancer.backends[{j}].address");
-                    let a = parse_addr(&b.address, &field)?;
-                    let port = b.port.unwrap_or(lb.port);
+                    let a = b.address;
+                    let port = b.port;
                     add_server(a, port, field);
                     targets.push((a, port));
                 }
                 services.push(Service {
-                    function: f.name.as_str().to_string(),
+                    function: f.name.clone(),
                     kind: "loadBalancer".into(),
                     protocol: proto(lb.protocol),
                     address: vip,
@@ -323,18 +321,16 @@ pub fn plan(chain: &VNFChain, name: &str) -> Result<Plan, TestbedError> {
             _ => {}
         }
     }
-    let mut classifier4 = Vec::new();
-    for (k, c) in spec.classifier.source_cidrs.iter().enumerate() {
-        if let IpNet::V4(n) = parse_cidr(c, &format!("spec.classifier.sourceCIDRs[{k}]"))? {
-            classifier4.push(n);
-        }
-    }
-    let mut classifier_dst4 = Vec::new();
-    for (k, c) in spec.classifier.destination_cidrs.iter().enumerate() {
-        if let IpNet::V4(n) = parse_cidr(c, &format!("spec.classifier.destinationCIDRs[{k}]"))? {
-            classifier_dst4.push(n);
-        }
-    }
+    let v4 = |list: &[IpNet]| -> Vec<Ipv4Net> {
+        list.iter()
+            .filter_map(|c| match c {
+                IpNet::V4(n) => Some(*n),
+                IpNet::V6(_) => None,
+            })
+            .collect()
+    };
+    let classifier4 = v4(&typed.classifier.source_cidrs);
+    let classifier_dst4 = v4(&typed.classifier.destination_cidrs);
     // Servers are "used" too (a client or CNF address must not land on one); a server on a service
     // address (VIP, NAT address, denied host) is a conflict.
     for (addr, _, field) in &servers {

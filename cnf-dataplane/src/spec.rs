@@ -46,7 +46,6 @@
 //! `interfaces`, `dataplane.hook`, `dataplane.userspace`, `dataplane.image`/`resources` and `placement` are
 //! not part of the engine configuration (the daemon and operator handle them).
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use crds::valid::{
@@ -661,6 +660,7 @@ fn forwarder(
 mod tests {
     use super::*;
     use crds::net::Cidr;
+    use std::net::IpAddr;
 
     fn example(name: &str) -> VNFChainSpec {
         let path = format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -778,13 +778,21 @@ mod tests {
         let limit = spec.functions.remove(0);
         spec.functions.insert(1, limit);
         let e = chain_plan(&spec, &resolver).expect_err("kernel after user space");
-        refused(e, "spec.functions[1]", "after the user-space function \"seal\"");
+        refused(
+            e,
+            "spec.functions[1]",
+            "after the user-space function \"seal\"",
+        );
 
         // validate() refuses a rate limiter in user space (with its own message) ...
         let mut spec = example("userspace-cipher.yaml");
         spec.functions[0].tier = Tier::Userspace;
         let e = chain_plan(&spec, &resolver).expect_err("rate limiter in user space");
-        refused(e, "spec.functions[0].tier", "cannot run in the userspace tier");
+        refused(
+            e,
+            "spec.functions[0].tier",
+            "cannot run in the userspace tier",
+        );
         // ... and the mapping refuses it too, should a typed spec say so.
         let mut spec = typed("userspace-cipher.yaml");
         spec.functions[0].tier = Tier::Userspace;

@@ -49,7 +49,7 @@ pub fn read_request(
         "spec": spec,
     });
     match crds::manifest::parse_document(document) {
-        crds::manifest::Document::Chain(chain) => Ok(*chain),
+        crds::manifest::Document::Chain(chain) => Ok(chain.into_chain()),
         crds::manifest::Document::Invalid(errors) => {
             Err(Status::invalid_argument(errors.to_string()))
         }

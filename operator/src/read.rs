@@ -30,8 +30,13 @@ pub struct ChainObject {
 }
 
 impl ChainObject {
-    /// Reads an object as the API server sent it.
-    pub fn read(value: Value) -> Result<Self, String> {
+    /// Reads an object as the API server sent it. The watch asks only for VNFChains of this version, so an
+    /// item that does not repeat its `apiVersion` and `kind` (a list's items need not) is one.
+    pub fn read(mut value: Value) -> Result<Self, String> {
+        if let Some(map) = value.as_object_mut() {
+            map.entry("apiVersion").or_insert(crds::API_VERSION.into());
+            map.entry("kind").or_insert(crds::KIND.into());
+        }
         match crds::manifest::read_object(value.clone()) {
             Ok(valid) => Ok(Self {
                 chain: Arc::new(ValidChain::into_chain(valid)),
@@ -250,5 +255,13 @@ mod tests {
         let cli = crds::manifest::parse_single_chain(&text).expect("valid");
         assert_eq!(object.chain.spec, cli.spec);
         assert_eq!(object.chain.metadata.generation, Some(3));
+        // An item of a list need not repeat apiVersion and kind.
+        let mut item = as_served(&doc);
+        if let Some(map) = item.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+        let object = ChainObject::read(item).expect("decodes");
+        assert!(object.refused.is_none(), "{:?}", object.refused);
     }
 }

@@ -34,7 +34,7 @@ pub fn read_request(
     namespace: &str,
     name: &str,
     spec_json: &str,
-) -> Result<crds::VNFChain, Status> {
+) -> Result<crds::ValidChain, Status> {
     let spec: serde_json::Value = serde_json::from_str(spec_json)
         .map_err(|e| Status::invalid_argument(format!("spec_json: not JSON: {e}")))?;
     let mut metadata = serde_json::Map::new();
@@ -49,7 +49,7 @@ pub fn read_request(
         "spec": spec,
     });
     match crds::manifest::parse_document(document) {
-        crds::manifest::Document::Chain(chain) => Ok(chain.into_chain()),
+        crds::manifest::Document::Chain(chain) => Ok(*chain),
         crds::manifest::Document::Invalid(errors) => {
             Err(Status::invalid_argument(errors.to_string()))
         }

@@ -224,7 +224,7 @@ impl DataplaneApi for Service {
                     "this data plane runs chain {ns}/{running}, not {namespace}/{name}"
                 )));
             }
-            let changed = dp.apply(req.generation, &chain.spec).map_err(to_status)?;
+            let changed = dp.apply_valid(req.generation, &chain).map_err(to_status)?;
             Ok(Response::new(ApplyChainResponse {
                 applied_generation: dp.generation(),
                 changed,

@@ -16,7 +16,10 @@ pub mod tls;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crds::{Hook as SpecHook, UserspaceBackend, VNFChain, VNFChainSpec, ValidationErrors};
+use crds::{
+    Hook as SpecHook, UserspaceBackend, VNFChain, VNFChainSpec, ValidChain, ValidSpec,
+    ValidationErrors,
+};
 use dataplane_api::door::{Generations, Refusal, Step, spec_digest};
 
 use crate::engine::pin::{DirLock, LockError};
@@ -477,8 +480,8 @@ impl Dataplane {
     /// with an atomic generation switch; when the kept chain is unusable the log says why and the
     /// chain is loaded afresh (taking over the kept links atomically).
     pub fn start_with(chain: &VNFChain, opts: &StartOptions) -> Result<Self, ApplyError> {
-        crds::validate(chain).map_err(ApplyError::Invalid)?;
-        let plan = spec::chain_plan(&chain.spec, &ifindex)?;
+        let valid = crds::validate(chain).map_err(ApplyError::Invalid)?;
+        let plan = spec::plan(valid.typed(), &ifindex)?;
         let namespace = chain.metadata.namespace.clone().unwrap_or_default();
         let name = chain.metadata.name.clone().unwrap_or_default();
         let dir = opts
@@ -801,14 +804,29 @@ impl Dataplane {
     /// Applies a new generation atomically: validated, mapped, prepared beside the running one, switched in
     /// one step. Returns whether anything changed (false when this generation already runs).
     pub fn apply(&mut self, generation: i64, spec: &VNFChainSpec) -> Result<bool, ApplyError> {
-        let result = self.try_apply(generation, spec);
+        let result = self.try_apply(generation, spec, None);
         if let Err(e) = &result {
             self.last_error = e.to_string();
         }
         result
     }
 
-    fn try_apply(&mut self, generation: i64, spec: &VNFChainSpec) -> Result<bool, ApplyError> {
+    /// [`Dataplane::apply`] for a chain a door has already read and validated (the gRPC door's
+    /// [`dataplane_api::door::read_request`]): the spec is not validated a second time.
+    pub fn apply_valid(&mut self, generation: i64, chain: &ValidChain) -> Result<bool, ApplyError> {
+        let result = self.try_apply(generation, chain.spec(), Some(chain.typed()));
+        if let Err(e) = &result {
+            self.last_error = e.to_string();
+        }
+        result
+    }
+
+    fn try_apply(
+        &mut self,
+        generation: i64,
+        spec: &VNFChainSpec,
+        valid: Option<&ValidSpec>,
+    ) -> Result<bool, ApplyError> {
         if self.stopping {
             return Err(ApplyError::ShuttingDown);
         }
@@ -816,7 +834,14 @@ impl Dataplane {
         // generation names one spec, forward above every generation applied or back to one applied here.
         let digest = spec_digest(spec);
         let step = self.generations.check(generation, &digest)?;
-        crds::validate_spec(spec).map_err(ApplyError::Invalid)?;
+        let validated;
+        let valid = match valid {
+            Some(valid) => valid,
+            None => {
+                validated = crds::validate_spec(spec).map_err(ApplyError::Invalid)?;
+                &validated
+            }
+        };
         if step == Step::Unchanged {
             return Ok(false);
         }
@@ -826,7 +851,7 @@ impl Dataplane {
         if spec.dataplane.hook != self.spec.dataplane.hook {
             return Err(ApplyError::NeedsRestart("spec.dataplane.hook"));
         }
-        let plan = spec::chain_plan(spec, &ifindex)?;
+        let plan = spec::plan(valid, &ifindex)?;
         if plan.userspace != self.userspace
             || spec.dataplane.userspace != self.spec.dataplane.userspace
         {

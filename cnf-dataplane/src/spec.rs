@@ -60,7 +60,7 @@ use crds::{
 use crate::engine::{
     Action, ChainConfig, ClassifierConfig, CountBy, FirewallConfig, FirewallRule, ForwardMode,
     ForwarderConfig, FunctionConfig, FunctionKind, IpCidr, LbBackendConfig, LbConfig,
-    MAX_MAGLEV_TABLE, MonitorConfig, NatConfig, NatRule, PortRange, RateLimitKey,
+    MAX_MAGLEV_TABLE, MonitorConfig, NatConfig, NatRule, NonIpConfig, PortRange, RateLimitKey,
     RateLimiterConfig, abi,
 };
 
@@ -217,6 +217,9 @@ pub fn plan(spec: &ValidSpec, ifindex: &dyn Fn(&str) -> Option<u32>) -> Result<C
     } else {
         0
     };
+    if let Some((path, message)) = spec.non_ip.problems().into_iter().next() {
+        return Err(SpecError::new(path, message));
+    }
     if spec.functions.len() > abi::MAX_CHAIN as usize {
         return Err(SpecError::unsupported(
             "spec.functions",
@@ -274,6 +277,9 @@ pub fn plan(spec: &ValidSpec, ifindex: &dyn Fn(&str) -> Option<u32>) -> Result<C
             classifier,
             functions,
             latency_sample_rate: sample,
+            non_ip: NonIpConfig {
+                allow: spec.non_ip.ether_types(),
+            },
         },
         userspace,
     })

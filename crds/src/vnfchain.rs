@@ -70,6 +70,156 @@ pub struct VNFChainSpec {
     /// Where and how many data-plane pods run.
     #[serde(default)]
     pub placement: Placement,
+    /// The non-IP frames (ARP, LLDP, ...) a chain with a firewall lets pass; it drops every other non-IP
+    /// frame. A chain without a firewall passes all non-IP frames.
+    // Omitted when the default, so specs that do not set it serialise (and hash) as before.
+    #[serde(default, skip_serializing_if = "NonIp::is_default")]
+    pub non_ip: NonIp,
+}
+
+/// Non-IP frames a filtering chain (one with a firewall) lets pass.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NonIp {
+    /// EtherTypes (after any VLAN tags) that pass every firewall of the chain, whatever its rules and
+    /// default action: names (`arp`, `rarp`, `lldp`, `lacp`, `eapol`, `ptp`) or a lower-case hex EtherType
+    /// such as `"0x88cc"`. IPv4, IPv6 and VLAN EtherTypes are refused (IP is judged by the rules; tags are
+    /// walked). Every other non-IP frame is dropped (drop reason `non_ip`). Default: `[arp]`; `[]` drops
+    /// ARP too.
+    #[serde(default = "default_non_ip_allow")]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub allow: Vec<EtherType>,
+}
+
+fn default_non_ip_allow() -> Vec<EtherType> {
+    vec![EtherType("arp".into())]
+}
+
+impl Default for NonIp {
+    fn default() -> Self {
+        Self {
+            allow: default_non_ip_allow(),
+        }
+    }
+}
+
+impl NonIp {
+    /// Whether this is the default, `[arp]`.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Longest list.
+    pub const MAX_ITEMS: usize = 8;
+
+    /// The EtherTypes, in order (invalid entries left out: see [`NonIp::problems`]).
+    pub fn ether_types(&self) -> Vec<u16> {
+        self.allow.iter().filter_map(|e| e.value().ok()).collect()
+    }
+
+    /// What is wrong with the list, as (field path under `spec`, message): the bound, each entry's value,
+    /// and duplicates (by value: `arp` and `"0x0806"` are one EtherType).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.allow.len() > Self::MAX_ITEMS {
+            out.push((
+                "spec.nonIp.allow".to_string(),
+                format!(
+                    "at most {} EtherTypes, got {}",
+                    Self::MAX_ITEMS,
+                    self.allow.len()
+                ),
+            ));
+        }
+        let mut seen: BTreeMap<u16, usize> = BTreeMap::new();
+        for (i, e) in self.allow.iter().enumerate() {
+            let path = format!("spec.nonIp.allow[{i}]");
+            match e.value() {
+                Err(m) => out.push((path, m)),
+                Ok(v) => {
+                    if let Some(first) = seen.insert(v, i) {
+                        out.push((
+                            path,
+                            format!(
+                                "duplicate EtherType {v:#06x} (also spec.nonIp.allow[{first}])"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A non-IP EtherType by name or as lower-case hex (`"0x88cc"`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EtherType(pub String);
+
+/// The EtherType names `spec.nonIp.allow` accepts, and their values.
+pub const ETHER_TYPE_NAMES: [(&str, u16); 6] = [
+    ("arp", 0x0806),
+    ("rarp", 0x8035),
+    ("lldp", 0x88cc),
+    ("lacp", 0x8809),
+    ("eapol", 0x888e),
+    ("ptp", 0x88f7),
+];
+
+/// EtherTypes that are not "non-IP": IPv4, IPv6 and the VLAN TPIDs the data plane walks.
+pub const IP_OR_VLAN_ETHER_TYPES: [&str; 5] = ["0x0800", "0x86dd", "0x8100", "0x88a8", "0x9100"];
+
+impl EtherType {
+    /// The EtherType's value: a known name or `0x` and four lower-case hex digits, at least `0x0600` (below
+    /// is an 802.3 length), not IPv4, IPv6 or a VLAN tag. The same check as the schema's pattern and rule.
+    pub fn value(&self) -> Result<u16, String> {
+        let s = self.0.as_str();
+        if let Some((_, v)) = ETHER_TYPE_NAMES.iter().find(|(n, _)| *n == s) {
+            return Ok(*v);
+        }
+        let names: Vec<&str> = ETHER_TYPE_NAMES.iter().map(|(n, _)| *n).collect();
+        let hex = s
+            .strip_prefix("0x")
+            .filter(|h| h.len() == 4 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .and_then(|h| u16::from_str_radix(h, 16).ok());
+        match hex {
+            None => Err(format!(
+                "{s:?} is not an EtherType: use one of {} or lower-case hex like \"0x88cc\"",
+                names.join(", ")
+            )),
+            Some(v) if v < 0x0600 => Err(format!(
+                "{s:?} is an 802.3 length, not an EtherType (EtherTypes start at 0x0600)"
+            )),
+            Some(_) if IP_OR_VLAN_ETHER_TYPES.contains(&s) => Err(NON_IP_RULE_MESSAGE.to_string()),
+            Some(v) => Ok(v),
+        }
+    }
+}
+
+/// The message of the CRD rule that refuses IP and VLAN EtherTypes in `spec.nonIp.allow`.
+pub const NON_IP_RULE_MESSAGE: &str =
+    "IPv4, IPv6 and VLAN EtherTypes cannot be listed: IP traffic is judged by the firewall rules";
+
+impl JsonSchema for EtherType {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("EtherType")
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "maxLength": 6,
+            "pattern": "^(arp|rarp|lldp|lacp|eapol|ptp|0x(0[6-9a-f][0-9a-f]{2}|[1-9a-f][0-9a-f]{3}))$",
+            "x-kubernetes-validations": [{
+                "rule": "!(self in ['0x0800', '0x86dd', '0x8100', '0x88a8', '0x9100'])",
+                "message": NON_IP_RULE_MESSAGE,
+            }],
+        })
+    }
 }
 
 /// The pod interfaces of the chain.

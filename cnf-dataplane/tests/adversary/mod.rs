@@ -5,7 +5,7 @@
 //! ICMP lengths checked against the IP payload), keeps its own record of first fragments keyed like
 //! RFC 791 / RFC 8200 reassembly (source, destination, id, and for IPv4 the protocol), and then applies
 //! the entry classifier and an ordered firewall (first matching rule by priority, else the default;
-//! ARP passes a firewall, other non-IP frames get the default action). It models the policy of one
+//! ARP passes a firewall, the default `spec.nonIp`; other non-IP frames are dropped). It models the policy of one
 //! firewall without conntrack, behind an optional classifier; the stateful cases (conntrack,
 //! tightening) have their own named tests in `tests/failclosed.rs`.
 #![allow(dead_code)]
@@ -26,6 +26,9 @@ pub const ESP: u8 = 50;
 pub const AH: u8 = 51;
 pub const NO_NEXT: u8 = 59;
 pub const DSTOPTS: u8 = 60;
+
+/// The non-IP EtherTypes a filtering chain passes when `spec.nonIp` is not set: ARP.
+pub const DEFAULT_NON_IP: [u16; 1] = [0x0806];
 
 /// Parser bounds of the contract (`VNF_MAX_VLAN`, `VNF_MAX_EXT` in `ebpf/lib/parse.h`).
 pub const MAX_VLAN: usize = 4;
@@ -637,14 +640,16 @@ fn judge(fw: &FirewallConfig, f: &Flow) -> Action {
 pub fn verdict(parse: Parse, cls: Option<&ClassifierConfig>, fw: &FirewallConfig) -> Action {
     if let Some(c) = cls {
         match parse {
-            Parse::NonIp(_) => return Action::Allow, // provably outside an IP classifier
+            // an allowed non-IP frame is provably outside an IP classifier; others enter the chain
+            Parse::NonIp(t) if DEFAULT_NON_IP.contains(&t) => return Action::Allow,
             Parse::Ip(f) if !classified(c, &f) => return Action::Allow,
             _ => {}
         }
     }
     match parse {
-        Parse::NonIp(0x0806) => Action::Allow,
-        Parse::NonIp(_) => fw.default_action,
+        // spec.nonIp.allow: default [arp]; other non-IP frames are dropped whatever the default
+        Parse::NonIp(t) if DEFAULT_NON_IP.contains(&t) => Action::Allow,
+        Parse::NonIp(_) => Action::Deny,
         Parse::Refused(_) => Action::Deny,
         Parse::Ip(f) => judge(fw, &f),
     }

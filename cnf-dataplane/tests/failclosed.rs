@@ -484,6 +484,46 @@ fn non_ip_traffic_is_chosen_per_chain() {
     }
 }
 
+/// The park of fragments that overtake their first one (TC, docs/security.md section 4) is bounded:
+/// at most `PARK_PER_DGRAM` frames per datagram and `PARK_MAX` in all, the rest dropped as
+/// `fragment_unknown_flow`; parked frames past the timeout are reclaimed (`fragment_expired`) when the
+/// park is full. PROG_TEST_RUN runs on loopback, where frames are parked but never released.
+#[test]
+fn the_fragment_park_is_bounded_and_expires() {
+    if !privileged() {
+        return;
+    }
+    let c = Chain::new(Hook::Tc, allow_list(), None);
+    let dns = udp(5353, 53, None, &[0x44; 200]);
+    let one = fragments4(&[], A4, B4, UDP, 1, &dns, &[16; 12]);
+    for f in &one[1..=PARK_PER_DGRAM + 2] {
+        c.drop(f, "a fragment overtaking its first");
+    }
+    assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_PER_DGRAM as u64);
+    assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2);
+    // a flood of orphans, one per datagram: the park fills and holds
+    let flood = PARK_MAX - PARK_PER_DGRAM + 20;
+    for id in 0..flood {
+        let frags = fragments4(&[], A4, B4, UDP, 2 + id as u16, &dns, &[104]);
+        c.drop(&frags[1], "an orphan of the flood");
+    }
+    assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_MAX as u64);
+    assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2 + 20);
+    assert_eq!(c.dropped(reason::FRAG_EXPIRED), 0);
+    // control: allowed traffic still passes while the park is full
+    c.pass(&v4(&[], UDP, &udp(1, 53, None, b"q")), "unfragmented UDP/53");
+    for f in fragments4(&[], A4, B4, UDP, 5000, &dns, &[104]) {
+        c.pass(&f, "an in-order allowed datagram");
+    }
+    // past the timeout (1 s), the next orphan reclaims the expired frames and is parked
+    std::thread::sleep(Duration::from_millis(1300));
+    let frags = fragments4(&[], A4, B4, UDP, 6000, &dns, &[104]);
+    c.drop(&frags[1], "an orphan after the timeout");
+    assert_eq!(c.dropped(reason::FRAG_EXPIRED), PARK_MAX as u64);
+    assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_MAX as u64 + 1);
+    assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2 + 20);
+}
+
 #[test]
 fn broken_tcp_data_offsets_are_dropped() {
     if !privileged() {

@@ -507,4 +507,61 @@ mod tests {
             serde_json::from_value::<Dataplane>(serde_json::json!({"onExit": "stay"})).is_err()
         );
     }
+
+    fn allow(list: &[&str]) -> NonIp {
+        NonIp {
+            allow: list.iter().map(|s| EtherType((*s).into())).collect(),
+        }
+    }
+
+    #[test]
+    fn non_ip_names_hex_and_refusals() {
+        assert_eq!(NonIp::default().ether_types(), vec![0x0806]);
+        assert!(NonIp::default().is_default());
+        let ok = allow(&["lldp", "0x88b5", "arp", "eapol"]);
+        assert!(ok.problems().is_empty(), "{:?}", ok.problems());
+        assert_eq!(ok.ether_types(), vec![0x88cc, 0x88b5, 0x0806, 0x888e]);
+        assert!(allow(&[]).problems().is_empty());
+        for (bad, says) in [
+            ("0x0800", "IPv4, IPv6 and VLAN"),
+            ("0x86dd", "IPv4, IPv6 and VLAN"),
+            ("0x8100", "IPv4, IPv6 and VLAN"),
+            ("0x88a8", "IPv4, IPv6 and VLAN"),
+            ("0x9100", "IPv4, IPv6 and VLAN"),
+            ("0x05dc", "802.3 length"),
+            ("0x88CC", "not an EtherType"),
+            ("88cc", "not an EtherType"),
+            ("0x88c", "not an EtherType"),
+            ("ipv4", "not an EtherType"),
+            ("", "not an EtherType"),
+        ] {
+            let p = allow(&[bad]).problems();
+            assert_eq!(p.len(), 1, "{bad:?}: {p:?}");
+            assert_eq!(p[0].0, "spec.nonIp.allow[0]");
+            assert!(p[0].1.contains(says), "{bad:?}: {}", p[0].1);
+        }
+        let dup = allow(&["arp", "0x0806"]).problems();
+        assert_eq!(dup.len(), 1, "{dup:?}");
+        assert_eq!(dup[0].0, "spec.nonIp.allow[1]");
+        let nine = allow(&["0x9000"; 9]).problems();
+        assert!(nine.iter().any(|(p, m)| p == "spec.nonIp.allow" && m.contains("at most 8")));
+    }
+
+    #[test]
+    fn the_default_non_ip_is_not_serialised_and_is_read_back() {
+        let spec: VNFChainSpec = serde_json::from_value(serde_json::json!({
+            "functions": [{"name": "fw", "type": "firewall", "firewall": {"defaultAction": "deny"}}]
+        }))
+        .expect("spec");
+        assert!(spec.non_ip.is_default());
+        let v = serde_json::to_value(&spec).expect("json");
+        assert!(v.get("nonIp").is_none(), "{v}");
+        let set: VNFChainSpec = serde_json::from_value(serde_json::json!({
+            "functions": [{"name": "fw", "type": "firewall", "firewall": {"defaultAction": "deny"}}],
+            "nonIp": {"allow": ["lldp"]}
+        }))
+        .expect("spec");
+        assert_eq!(set.non_ip.ether_types(), vec![0x88cc]);
+        assert_eq!(serde_json::to_value(&set).expect("json")["nonIp"]["allow"][0], "lldp");
+    }
 }

@@ -31,7 +31,7 @@
 #define VNF_MON_CLASSES 8
 #define VNF_CT_MAX 65536
 #define VNF_FRAG_MAX 16384 /* fragmented datagrams tracked at once (LRU) */
-#define VNF_PARK_MAX 256 /* fragments parked at once, all datagrams (TC) */
+#define VNF_PARK_MAX 1024 /* fragments parked at once, all datagrams (TC) */
 #define VNF_PARK_PER_DGRAM 8 /* fragments parked per datagram */
 #define VNF_PARK_BYTES 1536 /* longest frame parked (Ethernet MTU 1500 + headers) */
 #define VNF_RL_MAX 65536

@@ -648,7 +648,16 @@ fn bridge_pair(prefix: &str) -> (common::Namespaces, [u8; 6]) {
     sh(Some(&b), &["ip", "link", "set", &vb, "master", &br]);
     sh(
         Some(&b),
-        &["ip", "link", "set", &vb, "type", "bridge_slave", "learning", "off"],
+        &[
+            "ip",
+            "link",
+            "set",
+            &vb,
+            "type",
+            "bridge_slave",
+            "learning",
+            "off",
+        ],
     );
     sh(Some(&b), &["ip", "link", "set", &br, "up"]);
     // br_netfilter, when loaded, sends bridged frames through the IP stack's checks: the capture must
@@ -789,7 +798,11 @@ fn live(
         }
     }
     // the model's assumption: the orphans (fragments whose first never came) never fill the park
-    assert!(model.parked_now() < PARK_MAX, "{} orphans", model.parked_now());
+    assert!(
+        model.parked_now() < PARK_MAX,
+        "{} orphans",
+        model.parked_now()
+    );
     let (got, _) = through_chain(hook, "fc", &pair, cls, fw, &sent, &[]);
     let mut r = Report {
         frames: sent.len(),
@@ -902,14 +915,37 @@ fn live_tc_delivers_reordered_allowed_fragments_and_never_denied_ones() {
         .collect();
     assert_eq!(got, want, "delivered frames (index in the plan)");
     // parked: 2 + 2 + 2 overtaking fragments, the 2 orphans and the 2 late ones
-    assert_eq!(stats.dropped[reason::FRAG_PARKED], 10, "{:?}", stats.dropped);
-    assert_eq!(stats.dropped[reason::FRAG_EXPIRED], 2, "{:?}", stats.dropped);
-    assert_eq!(stats.dropped[reason::FRAG_UNKNOWN], 0, "{:?}", stats.dropped);
+    assert_eq!(
+        stats.dropped[reason::FRAG_PARKED],
+        10,
+        "{:?}",
+        stats.dropped
+    );
+    assert_eq!(
+        stats.dropped[reason::FRAG_EXPIRED],
+        2,
+        "{:?}",
+        stats.dropped
+    );
+    assert_eq!(
+        stats.dropped[reason::FRAG_UNKNOWN],
+        0,
+        "{:?}",
+        stats.dropped
+    );
 }
 
 /// An unfragmented IPv4/UDP frame to port `dport`.
 fn ip_udp(src: [u8; 4], dst: [u8; 4], dport: u16) -> Vec<u8> {
     let mut f = eth(&[], 0x0800);
-    f.extend_from_slice(&ipv4(src, dst, UDP, 1, 0, &[], &udp(5353, dport, None, b"q")));
+    f.extend_from_slice(&ipv4(
+        src,
+        dst,
+        UDP,
+        1,
+        0,
+        &[],
+        &udp(5353, dport, None, b"q"),
+    ));
     f
 }

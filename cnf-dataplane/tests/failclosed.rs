@@ -444,7 +444,10 @@ fn non_ip_traffic_is_chosen_per_chain() {
             },
         );
         c.pass(&ether(&[], EXPERIMENTAL), "the listed EtherType");
-        c.drop(&arp(&[]), "ARP, not listed (enters despite the IP classifier)");
+        c.drop(
+            &arp(&[]),
+            "ARP, not listed (enters despite the IP classifier)",
+        );
         c.drop(&lldp(), "LLDP, not listed");
         c.drop(&v4(&[], TCP, &syn(22)), "control: denied TCP/22");
         c.pass(&v4(&[], UDP, &udp(1, 53, None, b"q")), "control: UDP/53");
@@ -464,7 +467,14 @@ fn non_ip_traffic_is_chosen_per_chain() {
         assert_eq!(c.dropped(reason::NON_IP), 1, "{hook:?}");
         // the engine refuses IP, VLAN and 802.3-length values, and lists over the bound
         let mut e = load(hook);
-        for bad in [vec![0x0800], vec![0x86dd], vec![0x8100], vec![0x88a8], vec![0x9100], vec![0x05dc]] {
+        for bad in [
+            vec![0x0800],
+            vec![0x86dd],
+            vec![0x8100],
+            vec![0x88a8],
+            vec![0x9100],
+            vec![0x05dc],
+        ] {
             let err = e
                 .apply(&ChainConfig {
                     functions: vec![FunctionConfig::new(
@@ -511,7 +521,10 @@ fn the_fragment_park_is_bounded_and_expires() {
     assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2 + 20);
     assert_eq!(c.dropped(reason::FRAG_EXPIRED), 0);
     // control: allowed traffic still passes while the park is full
-    c.pass(&v4(&[], UDP, &udp(1, 53, None, b"q")), "unfragmented UDP/53");
+    c.pass(
+        &v4(&[], UDP, &udp(1, 53, None, b"q")),
+        "unfragmented UDP/53",
+    );
     for f in fragments4(&[], A4, B4, UDP, 5000, &dns, &[104]) {
         c.pass(&f, "an in-order allowed datagram");
     }

@@ -544,7 +544,10 @@ mod tests {
         assert_eq!(dup.len(), 1, "{dup:?}");
         assert_eq!(dup[0].0, "spec.nonIp.allow[1]");
         let nine = allow(&["0x9000"; 9]).problems();
-        assert!(nine.iter().any(|(p, m)| p == "spec.nonIp.allow" && m.contains("at most 8")));
+        assert!(
+            nine.iter()
+                .any(|(p, m)| p == "spec.nonIp.allow" && m.contains("at most 8"))
+        );
     }
 
     #[test]
@@ -562,6 +565,9 @@ mod tests {
         }))
         .expect("spec");
         assert_eq!(set.non_ip.ether_types(), vec![0x88cc]);
-        assert_eq!(serde_json::to_value(&set).expect("json")["nonIp"]["allow"][0], "lldp");
+        assert_eq!(
+            serde_json::to_value(&set).expect("json")["nonIp"]["allow"][0],
+            "lldp"
+        );
     }
 }

@@ -637,7 +637,10 @@ impl Model {
             );
         };
         if usize::from(ip.off8) * 8 < rec.l4_hlen {
-            return (Parse::Refused(Refused::TinyFragment), Some((key, Frag::Later)));
+            return (
+                Parse::Refused(Refused::TinyFragment),
+                Some((key, Frag::Later)),
+            );
         }
         ip.flow.proto = rec.flow.proto;
         ip.flow.sport = rec.flow.sport;

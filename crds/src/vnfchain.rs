@@ -570,4 +570,47 @@ mod tests {
             "lldp"
         );
     }
+
+    /// The CRD (schema pattern, maxLength and the CEL rule's twin) refuses exactly the entries
+    /// `EtherType::value` refuses, at the entry's path, and the IP/VLAN ones with the rule's message.
+    #[test]
+    fn the_crd_and_validate_agree_on_every_ether_type() {
+        let mut values: Vec<String> = ETHER_TYPE_NAMES
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        values.extend(IP_OR_VLAN_ETHER_TYPES.iter().map(|s| s.to_string()));
+        values.extend(
+            [
+                "0x0600", "0x05ff", "0x0000", "0xffff", "0x88CC", "0x88c", "0x88ccc", "88cc",
+                "ARP", "arp ", "", "0x8847", "lldpx",
+            ]
+            .map(String::from),
+        );
+        for v in values {
+            let object = serde_json::json!({
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": "c"},
+                "spec": {
+                    "functions": [{"name": "fw", "type": "firewall", "firewall": {"defaultAction": "deny"}}],
+                    "nonIp": {"allow": [v]}
+                }
+            });
+            let crd = crate::schema::check(&object);
+            let ours = EtherType(v.clone()).value();
+            assert_eq!(
+                crd.is_empty(),
+                ours.is_ok(),
+                "{v:?}: CRD {crd:?}, validate {ours:?}"
+            );
+            if let Some(e) = crd.first() {
+                assert_eq!(e.path, "spec.nonIp.allow[0]", "{v:?}");
+            }
+            if IP_OR_VLAN_ETHER_TYPES.contains(&v.as_str()) {
+                assert_eq!(crd[0].message, NON_IP_RULE_MESSAGE);
+                assert_eq!(ours, Err(NON_IP_RULE_MESSAGE.to_string()));
+            }
+        }
+    }
 }

@@ -184,6 +184,7 @@ fn chain(functions: Vec<FunctionConfig>, sample: u32) -> ChainConfig {
         },
         functions,
         latency_sample_rate: sample,
+        ..Default::default()
     }
 }
 

@@ -60,7 +60,7 @@ use crds::{
 use crate::engine::{
     Action, ChainConfig, ClassifierConfig, CountBy, FirewallConfig, FirewallRule, ForwardMode,
     ForwarderConfig, FunctionConfig, FunctionKind, IpCidr, LbBackendConfig, LbConfig,
-    MAX_MAGLEV_TABLE, MonitorConfig, NatConfig, NatRule, PortRange, RateLimitKey,
+    MAX_MAGLEV_TABLE, MonitorConfig, NatConfig, NatRule, NonIpConfig, PortRange, RateLimitKey,
     RateLimiterConfig, abi,
 };
 
@@ -274,6 +274,9 @@ pub fn plan(spec: &ValidSpec, ifindex: &dyn Fn(&str) -> Option<u32>) -> Result<C
             classifier,
             functions,
             latency_sample_rate: sample,
+            non_ip: NonIpConfig {
+                allow: spec.non_ip.clone(),
+            },
         },
         userspace,
     })
@@ -677,6 +680,26 @@ mod tests {
             Ok(t) => t,
             Err(e) => panic!("{name}: {e}"),
         }
+    }
+
+    #[test]
+    fn non_ip_maps_into_the_engine_config() {
+        let mut spec = example("edge-chain.yaml");
+        let default = crds::validate_spec(&spec).expect("valid");
+        let p = plan(&default, &resolver).expect("plan");
+        assert_eq!(p.kernel.non_ip.allow, vec![0x0806]);
+        spec.non_ip = crds::NonIp {
+            allow: vec![
+                crds::EtherType("lldp".into()),
+                crds::EtherType("0x88b5".into()),
+            ],
+        };
+        let typed = crds::validate_spec(&spec).expect("valid");
+        let p = plan(&typed, &resolver).expect("plan");
+        assert_eq!(p.kernel.non_ip.allow, vec![0x88cc, 0x88b5]);
+        spec.non_ip.allow.push(crds::EtherType("0x0800".into()));
+        let err = crds::validate_spec(&spec).expect_err("IPv4 refused");
+        assert!(err.to_string().contains("spec.nonIp.allow[2]"), "{err}");
     }
 
     fn resolver(name: &str) -> Option<u32> {

@@ -312,6 +312,8 @@ struct Report {
     allowed: usize,
     denied: usize,
     fragments_allowed: usize,
+    /// Allowed fragments that overtook their first one and were delivered once it came (live TC).
+    released_allowed: usize,
     refused_by_runner: usize,
     /// Denied by the policy, passed by the chain.
     leaked: usize,
@@ -630,6 +632,122 @@ fn send_all(dev: &str, frames: &[Vec<u8>]) {
     }
 }
 
+/// Namespaces `<prefix>a` and `<prefix>b`: a veth `<prefix>a0`–`<prefix>b0` whose b end is a port of
+/// the bridge `<prefix>br` (no learning, no br_netfilter); returns them and the bridge's MAC.
+fn bridge_pair(prefix: &str) -> (common::Namespaces, [u8; 6]) {
+    use common::{Namespaces, link_info, sh};
+    let ns = Namespaces::new(&[&format!("{prefix}a"), &format!("{prefix}b")]);
+    let b = ns.0[1].clone();
+    let (va, vb, br) = (
+        format!("{prefix}a0"),
+        format!("{prefix}b0"),
+        format!("{prefix}br"),
+    );
+    ns.link(0, &va, "10.203.0.1/24", 1, &vb, "10.203.0.2/24");
+    sh(Some(&b), &["ip", "link", "add", &br, "type", "bridge"]);
+    sh(Some(&b), &["ip", "link", "set", &vb, "master", &br]);
+    sh(
+        Some(&b),
+        &[
+            "ip",
+            "link",
+            "set",
+            &vb,
+            "type",
+            "bridge_slave",
+            "learning",
+            "off",
+        ],
+    );
+    sh(Some(&b), &["ip", "link", "set", &br, "up"]);
+    // br_netfilter, when loaded, sends bridged frames through the IP stack's checks: the capture must
+    // see what the chain passed, nothing else judged (absent module: nothing to switch off)
+    for t in ["iptables", "ip6tables", "arptables"] {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", &b, "sysctl", "-qw"])
+            .arg(format!("net.bridge.bridge-nf-call-{t}=0"))
+            .status();
+    }
+    let (_, br_mac) = link_info(&b, &br);
+    (ns, br_mac)
+}
+
+/// Sends `frames` (stamped, addressed to the bridge) from namespace a through a chain of one firewall
+/// `fw` behind `cls` on `<prefix>b0`, pausing after the frames listed in `pauses` (index, time); returns
+/// the sequence numbers the bridge saw and the firewall's counters.
+fn through_chain(
+    hook: Hook,
+    prefix: &str,
+    (ns, br_mac): &(common::Namespaces, [u8; 6]),
+    cls: Option<&ClassifierConfig>,
+    fw: &FirewallConfig,
+    frames: &[Vec<u8>],
+    pauses: &[(usize, std::time::Duration)],
+) -> (Vec<u32>, cnf_dataplane::engine::FunctionStats) {
+    use common::enter;
+    let (a, b) = (ns.0[0].clone(), ns.0[1].clone());
+    let (va, vb, br) = (
+        format!("{prefix}a0"),
+        format!("{prefix}b0"),
+        format!("{prefix}br"),
+    );
+    let marker = |seq| {
+        let mut f = arp(&[]);
+        stamp(&mut f, *br_mac, seq);
+        f
+    };
+    let (warm, end) = (marker(WARM), marker(END));
+    let got = std::thread::scope(|s| {
+        let (warm_tx, warm_rx) = std::sync::mpsc::channel();
+        let (b, vb, br) = (&b, &vb, &br);
+        let rx = s.spawn(move || {
+            enter(b);
+            let mut e = load(hook);
+            let applied = e
+                .apply(&ChainConfig {
+                    classifier: cls.cloned().unwrap_or_default(),
+                    functions: vec![FunctionConfig::new(
+                        "fw",
+                        FunctionKind::Firewall(fw.clone()),
+                    )],
+                    ..Default::default()
+                })
+                .expect("apply");
+            e.attach(vb).expect("attach");
+            let (fd, _) = packet_socket(br, true);
+            // the bridge port needs a moment to forward: wait for a warm-up probe
+            receive(&fd, WARM).expect("no warm-up probe crossed the bridge");
+            warm_tx.send(()).expect("warm");
+            let seen = receive(&fd, END).expect("the end marker did not arrive");
+            let stats = e.function_stats(applied.instances[0]).expect("stats");
+            (seen, stats)
+        });
+        enter(&a);
+        while warm_rx.try_recv().is_err() {
+            assert!(!rx.is_finished(), "receiver gave up");
+            send_all(&va, std::slice::from_ref(&warm));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let mut from = 0;
+        for &(i, pause) in pauses {
+            send_all(&va, &frames[from..=i]);
+            std::thread::sleep(pause);
+            from = i + 1;
+        }
+        send_all(&va, &frames[from..]);
+        send_all(&va, std::slice::from_ref(&end));
+        rx.join().expect("receiver")
+    });
+    for (n, dev) in [(&a, &va), (&b, &vb)] {
+        let out = std::process::Command::new("ip")
+            .args(["-n", n, "-s", "link", "show", dev])
+            .output()
+            .expect("ip -s link");
+        eprintln!("{hook:?} {dev}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    got
+}
+
 /// Live run: namespace a sends `frames` generated frames through a veth into namespace b, whose veth
 /// carries the chain and is a bridge port; frames are addressed to the bridge, so a capture on the
 /// bridge sees exactly what the chain passed (a capture on the veth itself would see TC's input).
@@ -640,105 +758,55 @@ fn live(
     cls: Option<&ClassifierConfig>,
     fw: &FirewallConfig,
 ) -> Report {
-    use common::{Namespaces, enter, link_info, sh};
-    let ns = Namespaces::new(&["fca", "fcb"]);
-    let (a, b) = (ns.0[0].clone(), ns.0[1].clone());
-    ns.link(0, "fca0", "10.203.0.1/24", 1, "fcb0", "10.203.0.2/24");
-    sh(Some(&b), &["ip", "link", "add", "fcbr", "type", "bridge"]);
-    sh(Some(&b), &["ip", "link", "set", "fcb0", "master", "fcbr"]);
-    sh(
-        Some(&b),
-        &[
-            "ip",
-            "link",
-            "set",
-            "fcb0",
-            "type",
-            "bridge_slave",
-            "learning",
-            "off",
-        ],
-    );
-    sh(Some(&b), &["ip", "link", "set", "fcbr", "up"]);
-    // br_netfilter, when loaded, sends bridged frames through the IP stack's checks: the capture must
-    // see what the chain passed, nothing else judged (absent module: nothing to switch off)
-    for t in ["iptables", "ip6tables", "arptables"] {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "exec", &b, "sysctl", "-qw"])
-            .arg(format!("net.bridge.bridge-nf-call-{t}=0"))
-            .status();
-    }
-    let (_, br_mac) = link_info(&b, "fcbr");
+    let pair = bridge_pair("fc");
+    let br_mac = pair.1;
     let mut g = Gen {
         rng: Rng(seed),
         id: 1000,
     };
-    let mut model = Model::default();
+    // TC parks fragments that overtake their first one and replays them when it comes; XDP drops them
+    let mut model = match hook {
+        Hook::Tc => Model::parking(),
+        Hook::Xdp => Model::default(),
+    };
     let mut sent: Vec<Vec<u8>> = Vec::new();
     let mut want: Vec<bool> = Vec::new();
     let mut fragment: Vec<bool> = Vec::new();
+    let mut released = 0;
     while sent.len() < frames {
         let batch = g.next();
         let fragmented = batch.len() > 1;
         for mut f in batch {
+            let idx = sent.len();
             fragment.push(fragmented);
-            stamp(&mut f, br_mac, sent.len() as u32);
+            stamp(&mut f, br_mac, idx as u32);
             let view = if hook == Hook::Tc {
                 tc_view(&f)
             } else {
                 Some(f.clone())
             };
-            want.push(view.is_some_and(|v| verdict(model.parse(&v), cls, fw) == Action::Allow));
+            want.push(false);
+            if let Some(v) = view {
+                let (parse, replayed) = model.parse_live(idx, &v);
+                want[idx] = verdict(parse, cls, fw) == Action::Allow;
+                for (j, p) in replayed {
+                    want[j] = verdict(p, cls, fw) == Action::Allow;
+                    released += usize::from(want[j]);
+                }
+            }
             sent.push(f);
         }
     }
-    let marker = |seq| {
-        let mut f = arp(&[]);
-        stamp(&mut f, br_mac, seq);
-        f
-    };
-    let (warm, end) = (marker(WARM), marker(END));
-    let got = std::thread::scope(|s| {
-        let (warm_tx, warm_rx) = std::sync::mpsc::channel();
-        let b = &b;
-        let rx = s.spawn(move || {
-            enter(b);
-            let mut e = load(hook);
-            e.apply(&ChainConfig {
-                classifier: cls.cloned().unwrap_or_default(),
-                functions: vec![FunctionConfig::new(
-                    "fw",
-                    FunctionKind::Firewall(fw.clone()),
-                )],
-                ..Default::default()
-            })
-            .expect("apply");
-            e.attach("fcb0").expect("attach");
-            let (fd, _) = packet_socket("fcbr", true);
-            // the bridge port needs a moment to forward: wait for a warm-up probe
-            receive(&fd, WARM).expect("no warm-up probe crossed the bridge");
-            warm_tx.send(()).expect("warm");
-            receive(&fd, END).expect("the end marker did not arrive")
-        });
-        enter(&a);
-        while warm_rx.try_recv().is_err() {
-            assert!(!rx.is_finished(), "receiver gave up");
-            send_all("fca0", std::slice::from_ref(&warm));
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        send_all("fca0", &sent);
-        send_all("fca0", std::slice::from_ref(&end));
-        rx.join().expect("receiver")
-    });
-    for (n, dev) in [(&a, "fca0"), (&b, "fcb0")] {
-        let out = std::process::Command::new("ip")
-            .args(["-n", n, "-s", "link", "show", dev])
-            .output()
-            .expect("ip -s link");
-        eprintln!("{hook:?} {dev}: {}", String::from_utf8_lossy(&out.stdout));
-    }
+    // the model's assumption: the orphans (fragments whose first never came) never fill the park
+    assert!(
+        model.parked_now() < PARK_MAX,
+        "{} orphans",
+        model.parked_now()
+    );
+    let (got, _) = through_chain(hook, "fc", &pair, cls, fw, &sent, &[]);
     let mut r = Report {
         frames: sent.len(),
+        released_allowed: released,
         ..Default::default()
     };
     let mut seen = vec![false; sent.len()];
@@ -782,5 +850,102 @@ fn live_chain_delivers_exactly_what_the_model_allows() {
             "{r:?}"
         );
         assert!(r.fragments_allowed > 200, "{r:?}");
+        if hook == Hook::Tc {
+            // reordered allowed datagrams are delivered whole: the generator's reversals and swaps
+            assert!(r.released_allowed > 20, "{r:?}");
+        }
     }
+}
+
+/// Issue 13 point 3 on a live TC chain: allowed fragmented UDP is delivered whichever fragment arrives
+/// first (the overtaking fragments are parked and replayed when the first one comes), a denied
+/// datagram never, and fragments whose first one comes after the park timeout are dropped and counted
+/// `fragment_expired`. XDP cannot hold a frame back and drops them (the generated live run above).
+#[test]
+fn live_tc_delivers_reordered_allowed_fragments_and_never_denied_ones() {
+    use cnf_dataplane::engine::abi::reason;
+    if !privileged() {
+        return;
+    }
+    const A4: [u8; 4] = [10, 0, 0, 5];
+    const B4: [u8; 4] = [192, 0, 2, 7];
+    let a6 = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+    let b6 = [0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+    let pair = bridge_pair("frg");
+    let dns = udp(5353, 53, None, &[0x44; 600]);
+    let other = udp(5353, 54, None, &[0x44; 600]);
+    let sizes = [200usize, 200];
+    // (frames in sending order, whether each must be delivered)
+    let mut plan: Vec<(Vec<u8>, bool)> = Vec::new();
+    let mut add = |frags: Vec<Vec<u8>>, order: &[usize], deliver: bool| {
+        for &i in order {
+            plan.push((frags[i].clone(), deliver));
+        }
+    };
+    let d4 = |id, l4: &[u8]| fragments4(&[], A4, B4, UDP, id, l4, &sizes);
+    add(d4(701, &dns), &[2, 1, 0], true); // allowed, last first
+    add(d4(702, &other), &[2, 1, 0], false); // denied, last first
+    let v6 = fragments6(&[], (a6, b6), &[HOPOPTS], UDP, 703, &dns, &sizes);
+    add(v6, &[1, 2, 0], true); // allowed IPv6, middle first
+    add(d4(705, &dns), &[0, 1, 2], true); // control: in order
+    add(vec![pad60(ip_udp(A4, B4, 53))], &[0], true); // control: unfragmented
+    add(vec![pad60(ip_udp(A4, B4, 54))], &[0], false); // control: denied
+    add(d4(706, &dns), &[1, 2], false); // orphans: the first never comes
+    let before_timeout = plan.len();
+    // the first fragment comes 1.5 s after the others: they expired (park timeout 1 s)
+    let late = d4(704, &dns);
+    plan.push((late[2].clone(), false));
+    plan.push((late[1].clone(), false));
+    let pause_at = plan.len() - 1;
+    plan.push((late[0].clone(), true));
+    assert!(before_timeout < pause_at);
+    let mut frames = Vec::new();
+    for (i, (f, _)) in plan.iter().enumerate() {
+        let mut f = f.clone();
+        stamp(&mut f, pair.1, i as u32);
+        frames.push(f);
+    }
+    let pause = [(pause_at, std::time::Duration::from_millis(1500))];
+    let (seen, stats) = through_chain(Hook::Tc, "frg", &pair, None, &allow_list(), &frames, &pause);
+    let mut got: Vec<u32> = seen;
+    got.sort_unstable();
+    got.dedup();
+    let want: Vec<u32> = (0..plan.len() as u32)
+        .filter(|&i| plan[i as usize].1)
+        .collect();
+    assert_eq!(got, want, "delivered frames (index in the plan)");
+    // parked: 2 + 2 + 2 overtaking fragments, the 2 orphans and the 2 late ones
+    assert_eq!(
+        stats.dropped[reason::FRAG_PARKED],
+        10,
+        "{:?}",
+        stats.dropped
+    );
+    assert_eq!(
+        stats.dropped[reason::FRAG_EXPIRED],
+        2,
+        "{:?}",
+        stats.dropped
+    );
+    assert_eq!(
+        stats.dropped[reason::FRAG_UNKNOWN],
+        0,
+        "{:?}",
+        stats.dropped
+    );
+}
+
+/// An unfragmented IPv4/UDP frame to port `dport`.
+fn ip_udp(src: [u8; 4], dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut f = eth(&[], 0x0800);
+    f.extend_from_slice(&ipv4(
+        src,
+        dst,
+        UDP,
+        1,
+        0,
+        &[],
+        &udp(5353, dport, None, b"q"),
+    ));
+    f
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use adversary::*;
 use cnf_dataplane::engine::abi::reason;
 use cnf_dataplane::engine::{
-    Action, ChainConfig, ClassifierConfig, Engine, FirewallConfig, FirewallRule, FunctionConfig,
-    FunctionKind, Hook, PortRange,
+    Action, ChainConfig, ClassifierConfig, ETHERTYPE_ARP, Engine, FirewallConfig, FirewallRule,
+    FunctionConfig, FunctionKind, Hook, NonIpConfig, PortRange,
 };
 use common::{HOOKS, Verdicts, load, privileged, verdicts};
 
@@ -67,11 +67,21 @@ struct Chain {
 
 impl Chain {
     fn new(hook: Hook, fw: FirewallConfig, cls: Option<ClassifierConfig>) -> Self {
+        Self::with_non_ip(hook, fw, cls, NonIpConfig::default())
+    }
+
+    fn with_non_ip(
+        hook: Hook,
+        fw: FirewallConfig,
+        cls: Option<ClassifierConfig>,
+        non_ip: NonIpConfig,
+    ) -> Self {
         let mut e = load(hook);
         let applied = e
             .apply(&ChainConfig {
                 classifier: cls.unwrap_or_default(),
                 functions: vec![FunctionConfig::new("fw", FunctionKind::Firewall(fw))],
+                non_ip,
                 ..Default::default()
             })
             .expect("apply");
@@ -124,6 +134,16 @@ fn v6(tags: &[(u16, u16)], exts: &[u8], proto: u8, l4: &[u8]) -> Vec<u8> {
     let mut f = eth(tags, 0x86dd);
     f.extend_from_slice(&ipv6(A6, B6, first, &payload));
     pad60(f)
+}
+
+/// The reason a fragment of a datagram not seen yet is dropped with: TC parks it until its first
+/// fragment comes (`fragment_parked`; PROG_TEST_RUN runs on loopback, where nothing is released, see
+/// `ebpf/lib/fragpark.h`), XDP drops it (`fragment_unknown_flow`).
+fn unknown_flow(hook: Hook) -> usize {
+    match hook {
+        Hook::Tc => reason::FRAG_PARKED,
+        Hook::Xdp => reason::FRAG_UNKNOWN,
+    }
 }
 
 fn syn(dport: u16) -> Vec<u8> {
@@ -309,7 +329,7 @@ fn later_fragments_on_a_denied_port_are_dropped() {
         c.drop(&orphan[1], "IPv4 fragment of an unknown datagram");
         let orphan6 = fragments6(&[], (A6, B6), &[], UDP, 202, &seg, &[16]);
         c.drop(&orphan6[1], "IPv6 fragment of an unknown datagram");
-        assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2, "{hook:?}");
+        assert_eq!(c.dropped(unknown_flow(hook)), 2, "{hook:?}");
         assert_eq!(
             c.dropped(reason::FW_RULE),
             6,
@@ -364,8 +384,157 @@ fn allowed_fragmented_udp_is_delivered() {
         c.pass(&frags[0], "first fragment");
         c.pass(&frags[1], "middle fragment after the first");
         c.pass(&frags[2], "the last fragment again, after the first");
-        assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 1, "{hook:?}");
+        assert_eq!(c.dropped(unknown_flow(hook)), 1, "{hook:?}");
     }
+}
+
+/// A frame of EtherType `t` (an IEEE local experimental payload), under `tags`.
+fn ether(tags: &[(u16, u16)], t: u16) -> Vec<u8> {
+    let mut f = eth(tags, t);
+    f.extend_from_slice(&[0x5a; 32]);
+    pad60(f)
+}
+
+const LLDP: u16 = 0x88cc;
+const EXPERIMENTAL: u16 = 0x88b5;
+
+/// `spec.nonIp`: a filtering chain passes the non-IP EtherTypes it lists (default ARP) and drops the
+/// rest with reason `non_ip`, whatever the firewall's default action; IP is still judged by the rules.
+#[test]
+fn non_ip_traffic_is_chosen_per_chain() {
+    if !privileged() {
+        return;
+    }
+    for hook in HOOKS {
+        // the default, on a default-deny and a default-allow firewall
+        for fw in [allow_list(), deny_list()] {
+            let c = Chain::new(hook, fw, None);
+            c.pass(&arp(&[]), "ARP (default list)");
+            c.pass(&arp(&tags(2)), "ARP under two tags (default list)");
+            c.drop(&lldp(), "LLDP (not in the default list)");
+            c.drop(&ether(&[(0x8100, 7)], LLDP), "tagged LLDP");
+            c.drop(&ether(&[], EXPERIMENTAL), "an unlisted EtherType");
+            c.pass(&v4(&[], TCP, &syn(80)), "control: allowed TCP/80");
+            assert_eq!(c.dropped(reason::NON_IP), 3, "{hook:?}");
+            assert_eq!(c.dropped(reason::FW_DEFAULT), 0, "{hook:?}");
+        }
+        // LLDP chosen: passes, tagged or not; ARP still listed; the rest still dropped; IP by the rules
+        let c = Chain::with_non_ip(
+            hook,
+            allow_list(),
+            None,
+            NonIpConfig {
+                allow: vec![ETHERTYPE_ARP, LLDP],
+            },
+        );
+        c.pass(&lldp(), "LLDP (allowed)");
+        c.pass(&ether(&[(0x8100, 7)], LLDP), "tagged LLDP (allowed)");
+        c.pass(&arp(&[]), "ARP (allowed)");
+        c.drop(&ether(&[], EXPERIMENTAL), "control: an unlisted EtherType");
+        c.pass(&v4(&[], TCP, &syn(80)), "control: allowed TCP/80");
+        c.drop(&v4(&[], TCP, &syn(22)), "control: denied TCP/22");
+        assert_eq!(c.dropped(reason::NON_IP), 1, "{hook:?}");
+        // a list without ARP drops ARP; a hex EtherType passes
+        let c = Chain::with_non_ip(
+            hook,
+            deny_list(),
+            Some(to_servers()),
+            NonIpConfig {
+                allow: vec![EXPERIMENTAL],
+            },
+        );
+        c.pass(&ether(&[], EXPERIMENTAL), "the listed EtherType");
+        c.drop(
+            &arp(&[]),
+            "ARP, not listed (enters despite the IP classifier)",
+        );
+        c.drop(&lldp(), "LLDP, not listed");
+        c.drop(&v4(&[], TCP, &syn(22)), "control: denied TCP/22");
+        c.pass(&v4(&[], UDP, &udp(1, 53, None, b"q")), "control: UDP/53");
+        assert_eq!(c.dropped(reason::NON_IP), 2, "{hook:?}");
+        // the same without a classifier
+        let c = Chain::with_non_ip(
+            hook,
+            deny_list(),
+            None,
+            NonIpConfig {
+                allow: vec![EXPERIMENTAL],
+            },
+        );
+        c.pass(&ether(&[], EXPERIMENTAL), "the listed EtherType");
+        c.drop(&arp(&[]), "ARP, not listed");
+        c.pass(&v4(&[], UDP, &udp(1, 53, None, b"q")), "control: UDP/53");
+        assert_eq!(c.dropped(reason::NON_IP), 1, "{hook:?}");
+        // the engine refuses IP, VLAN and 802.3-length values, and lists over the bound
+        let mut e = load(hook);
+        for bad in [
+            vec![0x0800],
+            vec![0x86dd],
+            vec![0x8100],
+            vec![0x88a8],
+            vec![0x9100],
+            vec![0x05dc],
+        ] {
+            let err = e
+                .apply(&ChainConfig {
+                    functions: vec![FunctionConfig::new(
+                        "fw",
+                        FunctionKind::Firewall(allow_list()),
+                    )],
+                    non_ip: NonIpConfig { allow: bad.clone() },
+                    ..Default::default()
+                })
+                .expect_err("refused");
+            assert!(err.to_string().contains("non-IP"), "{bad:x?}: {err}");
+        }
+        let nine = NonIpConfig {
+            allow: (0x9000..0x9009).collect(),
+        };
+        assert!(nine.check().is_err(), "nine EtherTypes accepted");
+    }
+}
+
+/// The park of fragments that overtake their first one (TC, docs/security.md section 4) is bounded:
+/// at most `PARK_PER_DGRAM` frames per datagram and `PARK_MAX` in all, the rest dropped as
+/// `fragment_unknown_flow`; parked frames past the timeout are reclaimed (`fragment_expired`) when the
+/// park is full. PROG_TEST_RUN runs on loopback, where frames are parked but never released.
+#[test]
+fn the_fragment_park_is_bounded_and_expires() {
+    if !privileged() {
+        return;
+    }
+    let c = Chain::new(Hook::Tc, allow_list(), None);
+    let dns = udp(5353, 53, None, &[0x44; 200]);
+    let one = fragments4(&[], A4, B4, UDP, 1, &dns, &[16; 12]);
+    for f in &one[1..=PARK_PER_DGRAM + 2] {
+        c.drop(f, "a fragment overtaking its first");
+    }
+    assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_PER_DGRAM as u64);
+    assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2);
+    // a flood of orphans, one per datagram: the park fills and holds
+    let flood = PARK_MAX - PARK_PER_DGRAM + 20;
+    for id in 0..flood {
+        let frags = fragments4(&[], A4, B4, UDP, 2 + id as u16, &dns, &[104]);
+        c.drop(&frags[1], "an orphan of the flood");
+    }
+    assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_MAX as u64);
+    assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2 + 20);
+    assert_eq!(c.dropped(reason::FRAG_EXPIRED), 0);
+    // control: allowed traffic still passes while the park is full
+    c.pass(
+        &v4(&[], UDP, &udp(1, 53, None, b"q")),
+        "unfragmented UDP/53",
+    );
+    for f in fragments4(&[], A4, B4, UDP, 5000, &dns, &[104]) {
+        c.pass(&f, "an in-order allowed datagram");
+    }
+    // past the timeout (1 s), the next orphan reclaims the expired frames and is parked
+    std::thread::sleep(Duration::from_millis(1300));
+    let frags = fragments4(&[], A4, B4, UDP, 6000, &dns, &[104]);
+    c.drop(&frags[1], "an orphan after the timeout");
+    assert_eq!(c.dropped(reason::FRAG_EXPIRED), PARK_MAX as u64);
+    assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_MAX as u64 + 1);
+    assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2 + 20);
 }
 
 #[test]

@@ -265,7 +265,7 @@ fn forwarder_differential(hook: Hook, packets: usize, seed: u64) {
         })
         .expect("apply");
     let mut rng = Rng(seed);
-    let mut drops = [0u64; 16];
+    let mut drops = [0u64; cnf_dataplane::engine::abi::NR_REASONS];
     for i in 0..packets {
         let (frame, expect) = random_frame(&mut rng, hook == Hook::Xdp);
         let out = e

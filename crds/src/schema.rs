@@ -274,6 +274,10 @@ pub fn twin(rule: &str) -> Option<fn(&Value) -> bool> {
         "!has(self.burstBytes) || has(self.bitsPerSecond)" => {
             |v| !has(v, "burstBytes") || has(v, "bitsPerSecond")
         }
+        "!(self in ['0x0800', '0x86dd', '0x8100', '0x88a8', '0x9100'])" => |v| {
+            v.as_str()
+                .is_some_and(|s| !crate::vnfchain::IP_OR_VLAN_ETHER_TYPES.contains(&s))
+        },
         _ => return None,
     };
     Some(f)

@@ -81,6 +81,8 @@ pub struct ValidSpec {
     pub interfaces: Interfaces,
     /// How the data plane runs the chain.
     pub dataplane: Dataplane,
+    /// The non-IP EtherTypes a filtering chain lets pass (`spec.nonIp.allow`, names resolved; default ARP).
+    pub non_ip: Vec<u16>,
 }
 
 /// A traffic match (the classifier or a firewall rule's) with parsed prefixes; empty lists match anything.
@@ -301,12 +303,22 @@ pub(crate) fn typed_spec(spec: &VNFChainSpec) -> Result<ValidSpec, ValidationErr
         .map(|(i, f)| function(f, &format!("spec.functions[{i}]")))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ValidationErrors(vec![e]))?;
+    let non_ip = spec.non_ip.problems();
+    if !non_ip.is_empty() {
+        return Err(ValidationErrors(
+            non_ip
+                .into_iter()
+                .map(|(path, message)| ValidationError { path, message })
+                .collect(),
+        ));
+    }
     Ok(ValidSpec {
         classifier: traffic(&spec.classifier, &|| "spec.classifier".into())
             .map_err(|e| ValidationErrors(vec![e]))?,
         functions,
         interfaces: spec.interfaces.clone(),
         dataplane: spec.dataplane.clone(),
+        non_ip: spec.non_ip.ether_types(),
     })
 }
 

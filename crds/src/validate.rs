@@ -369,6 +369,9 @@ impl Validator {
             );
         }
         self.placement(spec);
+        for (path, message) in spec.non_ip.problems() {
+            self.err(path, message);
+        }
 
         let fns = &spec.functions;
         if fns.is_empty() {

@@ -70,6 +70,156 @@ pub struct VNFChainSpec {
     /// Where and how many data-plane pods run.
     #[serde(default)]
     pub placement: Placement,
+    /// The non-IP frames (ARP, LLDP, ...) a chain with a firewall lets pass; it drops every other non-IP
+    /// frame. A chain without a firewall passes all non-IP frames.
+    // Omitted when the default, so specs that do not set it serialise (and hash) as before.
+    #[serde(default, skip_serializing_if = "NonIp::is_default")]
+    pub non_ip: NonIp,
+}
+
+/// Non-IP frames a filtering chain (one with a firewall) lets pass.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NonIp {
+    /// EtherTypes (after any VLAN tags) that pass every firewall of the chain, whatever its rules and
+    /// default action: names (`arp`, `rarp`, `lldp`, `lacp`, `eapol`, `ptp`) or a lower-case hex EtherType
+    /// such as `"0x88cc"`. IPv4, IPv6 and VLAN EtherTypes are refused (IP is judged by the rules; tags are
+    /// walked). Every other non-IP frame is dropped (drop reason `non_ip`). Default: `[arp]`; `[]` drops
+    /// ARP too.
+    #[serde(default = "default_non_ip_allow")]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub allow: Vec<EtherType>,
+}
+
+fn default_non_ip_allow() -> Vec<EtherType> {
+    vec![EtherType("arp".into())]
+}
+
+impl Default for NonIp {
+    fn default() -> Self {
+        Self {
+            allow: default_non_ip_allow(),
+        }
+    }
+}
+
+impl NonIp {
+    /// Whether this is the default, `[arp]`.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Longest list.
+    pub const MAX_ITEMS: usize = 8;
+
+    /// The EtherTypes, in order (invalid entries left out: see [`NonIp::problems`]).
+    pub fn ether_types(&self) -> Vec<u16> {
+        self.allow.iter().filter_map(|e| e.value().ok()).collect()
+    }
+
+    /// What is wrong with the list, as (field path under `spec`, message): the bound, each entry's value,
+    /// and duplicates (by value: `arp` and `"0x0806"` are one EtherType).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.allow.len() > Self::MAX_ITEMS {
+            out.push((
+                "spec.nonIp.allow".to_string(),
+                format!(
+                    "at most {} EtherTypes, got {}",
+                    Self::MAX_ITEMS,
+                    self.allow.len()
+                ),
+            ));
+        }
+        let mut seen: BTreeMap<u16, usize> = BTreeMap::new();
+        for (i, e) in self.allow.iter().enumerate() {
+            let path = format!("spec.nonIp.allow[{i}]");
+            match e.value() {
+                Err(m) => out.push((path, m)),
+                Ok(v) => {
+                    if let Some(first) = seen.insert(v, i) {
+                        out.push((
+                            path,
+                            format!(
+                                "duplicate EtherType {v:#06x} (also spec.nonIp.allow[{first}])"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A non-IP EtherType by name or as lower-case hex (`"0x88cc"`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EtherType(pub String);
+
+/// The EtherType names `spec.nonIp.allow` accepts, and their values.
+pub const ETHER_TYPE_NAMES: [(&str, u16); 6] = [
+    ("arp", 0x0806),
+    ("rarp", 0x8035),
+    ("lldp", 0x88cc),
+    ("lacp", 0x8809),
+    ("eapol", 0x888e),
+    ("ptp", 0x88f7),
+];
+
+/// EtherTypes that are not "non-IP": IPv4, IPv6 and the VLAN TPIDs the data plane walks.
+pub const IP_OR_VLAN_ETHER_TYPES: [&str; 5] = ["0x0800", "0x86dd", "0x8100", "0x88a8", "0x9100"];
+
+impl EtherType {
+    /// The EtherType's value: a known name or `0x` and four lower-case hex digits, at least `0x0600` (below
+    /// is an 802.3 length), not IPv4, IPv6 or a VLAN tag. The same check as the schema's pattern and rule.
+    pub fn value(&self) -> Result<u16, String> {
+        let s = self.0.as_str();
+        if let Some((_, v)) = ETHER_TYPE_NAMES.iter().find(|(n, _)| *n == s) {
+            return Ok(*v);
+        }
+        let names: Vec<&str> = ETHER_TYPE_NAMES.iter().map(|(n, _)| *n).collect();
+        let hex = s
+            .strip_prefix("0x")
+            .filter(|h| h.len() == 4 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .and_then(|h| u16::from_str_radix(h, 16).ok());
+        match hex {
+            None => Err(format!(
+                "{s:?} is not an EtherType: use one of {} or lower-case hex like \"0x88cc\"",
+                names.join(", ")
+            )),
+            Some(v) if v < 0x0600 => Err(format!(
+                "{s:?} is an 802.3 length, not an EtherType (EtherTypes start at 0x0600)"
+            )),
+            Some(_) if IP_OR_VLAN_ETHER_TYPES.contains(&s) => Err(NON_IP_RULE_MESSAGE.to_string()),
+            Some(v) => Ok(v),
+        }
+    }
+}
+
+/// The message of the CRD rule that refuses IP and VLAN EtherTypes in `spec.nonIp.allow`.
+pub const NON_IP_RULE_MESSAGE: &str =
+    "IPv4, IPv6 and VLAN EtherTypes cannot be listed: IP traffic is judged by the firewall rules";
+
+impl JsonSchema for EtherType {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("EtherType")
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "maxLength": 6,
+            "pattern": "^(arp|rarp|lldp|lacp|eapol|ptp|0x(0[6-9a-f][0-9a-f]{2}|[1-9a-f][0-9a-f]{3}))$",
+            "x-kubernetes-validations": [{
+                "rule": "!(self in ['0x0800', '0x86dd', '0x8100', '0x88a8', '0x9100'])",
+                "message": NON_IP_RULE_MESSAGE,
+            }],
+        })
+    }
 }
 
 /// The pod interfaces of the chain.
@@ -356,5 +506,111 @@ mod tests {
         assert!(
             serde_json::from_value::<Dataplane>(serde_json::json!({"onExit": "stay"})).is_err()
         );
+    }
+
+    fn allow(list: &[&str]) -> NonIp {
+        NonIp {
+            allow: list.iter().map(|s| EtherType((*s).into())).collect(),
+        }
+    }
+
+    #[test]
+    fn non_ip_names_hex_and_refusals() {
+        assert_eq!(NonIp::default().ether_types(), vec![0x0806]);
+        assert!(NonIp::default().is_default());
+        let ok = allow(&["lldp", "0x88b5", "arp", "eapol"]);
+        assert!(ok.problems().is_empty(), "{:?}", ok.problems());
+        assert_eq!(ok.ether_types(), vec![0x88cc, 0x88b5, 0x0806, 0x888e]);
+        assert!(allow(&[]).problems().is_empty());
+        for (bad, says) in [
+            ("0x0800", "IPv4, IPv6 and VLAN"),
+            ("0x86dd", "IPv4, IPv6 and VLAN"),
+            ("0x8100", "IPv4, IPv6 and VLAN"),
+            ("0x88a8", "IPv4, IPv6 and VLAN"),
+            ("0x9100", "IPv4, IPv6 and VLAN"),
+            ("0x05dc", "802.3 length"),
+            ("0x88CC", "not an EtherType"),
+            ("88cc", "not an EtherType"),
+            ("0x88c", "not an EtherType"),
+            ("ipv4", "not an EtherType"),
+            ("", "not an EtherType"),
+        ] {
+            let p = allow(&[bad]).problems();
+            assert_eq!(p.len(), 1, "{bad:?}: {p:?}");
+            assert_eq!(p[0].0, "spec.nonIp.allow[0]");
+            assert!(p[0].1.contains(says), "{bad:?}: {}", p[0].1);
+        }
+        let dup = allow(&["arp", "0x0806"]).problems();
+        assert_eq!(dup.len(), 1, "{dup:?}");
+        assert_eq!(dup[0].0, "spec.nonIp.allow[1]");
+        let nine = allow(&["0x9000"; 9]).problems();
+        assert!(
+            nine.iter()
+                .any(|(p, m)| p == "spec.nonIp.allow" && m.contains("at most 8"))
+        );
+    }
+
+    #[test]
+    fn the_default_non_ip_is_not_serialised_and_is_read_back() {
+        let spec: VNFChainSpec = serde_json::from_value(serde_json::json!({
+            "functions": [{"name": "fw", "type": "firewall", "firewall": {"defaultAction": "deny"}}]
+        }))
+        .expect("spec");
+        assert!(spec.non_ip.is_default());
+        let v = serde_json::to_value(&spec).expect("json");
+        assert!(v.get("nonIp").is_none(), "{v}");
+        let set: VNFChainSpec = serde_json::from_value(serde_json::json!({
+            "functions": [{"name": "fw", "type": "firewall", "firewall": {"defaultAction": "deny"}}],
+            "nonIp": {"allow": ["lldp"]}
+        }))
+        .expect("spec");
+        assert_eq!(set.non_ip.ether_types(), vec![0x88cc]);
+        assert_eq!(
+            serde_json::to_value(&set).expect("json")["nonIp"]["allow"][0],
+            "lldp"
+        );
+    }
+
+    /// The CRD (schema pattern, maxLength and the CEL rule's twin) refuses exactly the entries
+    /// `EtherType::value` refuses, at the entry's path, and the IP/VLAN ones with the rule's message.
+    #[test]
+    fn the_crd_and_validate_agree_on_every_ether_type() {
+        let mut values: Vec<String> = ETHER_TYPE_NAMES
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        values.extend(IP_OR_VLAN_ETHER_TYPES.iter().map(|s| s.to_string()));
+        values.extend(
+            [
+                "0x0600", "0x05ff", "0x0000", "0xffff", "0x88CC", "0x88c", "0x88ccc", "88cc",
+                "ARP", "arp ", "", "0x8847", "lldpx",
+            ]
+            .map(String::from),
+        );
+        for v in values {
+            let object = serde_json::json!({
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": "c"},
+                "spec": {
+                    "functions": [{"name": "fw", "type": "firewall", "firewall": {"defaultAction": "deny"}}],
+                    "nonIp": {"allow": [v]}
+                }
+            });
+            let crd = crate::schema::check(&object);
+            let ours = EtherType(v.clone()).value();
+            assert_eq!(
+                crd.is_empty(),
+                ours.is_ok(),
+                "{v:?}: CRD {crd:?}, validate {ours:?}"
+            );
+            if let Some(e) = crd.first() {
+                assert_eq!(e.path, "spec.nonIp.allow[0]", "{v:?}");
+            }
+            if IP_OR_VLAN_ETHER_TYPES.contains(&v.as_str()) {
+                assert_eq!(crd[0].message, NON_IP_RULE_MESSAGE);
+                assert_eq!(ours, Err(NON_IP_RULE_MESSAGE.to_string()));
+            }
+        }
     }
 }

@@ -26,17 +26,21 @@
 #define VNF_FW_PORT_POOL 131072 /* port segments of all firewall instances */
 #define VNF_FW_LPM_MAX 32768 /* prefixes per firewall trie, all instances */
 #define VNF_HIST_BUCKETS 32 /* log2 ns buckets: bucket i = [2^i, 2^(i+1)) */
-#define VNF_NR_REASONS 16
+#define VNF_NR_REASONS 19 /* counter slots: one per enum vnf_reason */
 #define VNF_MAX_XSK_QUEUES 64 /* receive queues the user-space tier can serve */
 #define VNF_MON_CLASSES 8
 #define VNF_CT_MAX 65536
 #define VNF_FRAG_MAX 16384 /* fragmented datagrams tracked at once (LRU) */
+#define VNF_PARK_MAX 1024 /* fragments parked at once, all datagrams (TC) */
+#define VNF_PARK_PER_DGRAM 8 /* fragments parked per datagram */
+#define VNF_PARK_BYTES 1536 /* longest frame parked (Ethernet MTU 1500 + headers) */
 #define VNF_RL_MAX 65536
 #define VNF_NAT_MAX 65536
 #define VNF_NAT_DNAT_MAX 8192 /* static DNAT mappings, all instances */
 #define VNF_MON_KEYED_MAX 65536 /* per-port / per-DSCP monitor counters */
 #define VNF_CLS_MAX_PORTS 16 /* port ranges per classifier field */
 #define VNF_CLS_LPM_MAX 1024 /* classifier prefixes, both generations */
+#define VNF_NON_IP_MAX 8 /* non-IP EtherTypes a filtering chain lets pass */
 #define VNF_RINGBUF_BYTES (256 * 1024)
 
 /* ---- function kinds ---------------------------------------------------- */
@@ -71,7 +75,12 @@ enum vnf_reason {
 	VNF_R_TINY_FRAGMENT = 14, /* first fragment without the whole L4 header, or a
 				     later one overlapping it (RFC 1858 / RFC 3128) */
 	VNF_R_FRAG_UNKNOWN = 15, /* non-first fragment whose first fragment was not seen */
+	VNF_R_NON_IP = 16, /* non-IP frame whose EtherType the chain does not allow */
+	VNF_R_FRAG_PARKED = 17, /* non-first fragment held back until its first one
+				   arrives (TC): replayed through the chain, or expired */
+	VNF_R_FRAG_EXPIRED = 18, /* a parked fragment whose first fragment never came */
 };
+_Static_assert(VNF_R_FRAG_EXPIRED + 1 == VNF_NR_REASONS, "a counter slot per reason");
 
 /* ---- chain: per-generation flags (array "vnf_gen_flags", index = generation) */
 /* Replies of flows the chain created state for run the chain in reverse order
@@ -120,8 +129,13 @@ struct vnf_gen_cfg {
 	__u32 chain_len; /* 0 = chain disabled, all traffic bypasses */
 	__u32 latency_sample_rate; /* latency sampling: 0 = off, N = 1 in N packets */
 	struct vnf_classifier cls;
+	/* EtherTypes (host order, after VLAN tags) of the non-IP frames the
+	 * chain's firewalls let pass (spec.nonIp.allow); every other non-IP
+	 * frame is dropped by a firewall with VNF_R_NON_IP */
+	__u16 non_ip[VNF_NON_IP_MAX];
+	__u32 nr_non_ip;
 };
-_Static_assert(sizeof(struct vnf_gen_cfg) == 144, "vnf_gen_cfg size");
+_Static_assert(sizeof(struct vnf_gen_cfg) == 164, "vnf_gen_cfg size");
 
 /* Array map "vnf_slots", index = slot(gen, pos). */
 struct vnf_slot {
@@ -173,7 +187,7 @@ struct vnf_fn_stats {
 	__u64 dropped[VNF_NR_REASONS];
 	__u64 latency_hist[VNF_HIST_BUCKETS];
 };
-_Static_assert(sizeof(struct vnf_fn_stats) == 416, "vnf_fn_stats size");
+_Static_assert(sizeof(struct vnf_fn_stats) == 440, "vnf_fn_stats size");
 
 /* Per-CPU array "vnf_chain_stats", index = generation. */
 struct vnf_chain_stats {
@@ -303,6 +317,31 @@ struct vnf_frag_val {
 	__u8 l4_valid;
 };
 _Static_assert(sizeof(struct vnf_frag_val) == 16, "vnf_frag_val size");
+
+/* Hash "vnf_frag_pend": datagrams with parked fragments (key as vnf_frags),
+ * and hash "vnf_frag_park": the parked frames (lib/fragpark.h). */
+struct vnf_frag_pend {
+	__u64 since_ns; /* coarse clock when the first fragment was parked */
+	__u32 nr; /* parked-slot sequence numbers handed out */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct vnf_frag_pend) == 16, "vnf_frag_pend size");
+
+struct vnf_park_key {
+	struct vnf_frag_key dgram;
+	__u32 seq; /* 0 .. VNF_PARK_PER_DGRAM - 1 */
+};
+_Static_assert(sizeof(struct vnf_park_key) == 44, "vnf_park_key size");
+
+struct vnf_park_val {
+	__u64 parked_ns; /* coarse clock when parked */
+	__u32 len; /* bytes of data used */
+	__u32 state; /* state id of the firewall that parked it (its counters) */
+	__u32 vlan; /* TC: skb vlan_present << 16 | vlan_tci when parked */
+	__u32 _pad;
+	__u8 data[VNF_PARK_BYTES];
+};
+_Static_assert(sizeof(struct vnf_park_val) == 24 + VNF_PARK_BYTES, "vnf_park_val size");
 
 /* ---- forwarder ----------------------------------------------------------- */
 enum vnf_fwd_mode {

@@ -45,6 +45,7 @@
 #include "ctx.h"
 #include "parse.h"
 #include "telemetry.h"
+#include "fragpark.h"
 #include "control.h"
 #ifdef VNF_HOOK_XDP
 #include "l4csum.h"
@@ -280,21 +281,41 @@ static __always_inline int vnf_cls_addr_in(void *trie4, void *trie6, __u32 gen,
 	}
 }
 
+/* Is the non-IP EtherType proto in the generation's list (spec.nonIp)? */
+static __always_inline int chain_non_ip_allowed(const struct vnf_gen_cfg *gc,
+						__u16 proto)
+{
+	__u32 i, n;
+
+	if (!gc)
+		return 0;
+	n = gc->nr_non_ip;
+	for (i = 0; i < VNF_NON_IP_MAX; i++) {
+		if (i >= n)
+			break;
+		if (gc->non_ip[i] == proto)
+			return 1;
+	}
+	return 0;
+}
+
 /* Does the parsed packet match the generation's classifier?  A packet
  * bypasses the chain only when the classifier can prove it is outside:
- * non-IP (the classifier selects IP traffic), or fully parsed and not
- * matching.  A packet the parser could not fully parse enters the chain,
- * whose filtering functions drop it (docs/security.md). */
-static __always_inline int chain_classify(const struct vnf_classifier *c,
+ * fully parsed and not matching, or a non-IP frame the chain allows
+ * (spec.nonIp; the classifier selects IP traffic).  Other non-IP frames
+ * and packets the parser could not fully parse enter the chain, whose
+ * filtering functions drop them (docs/security.md). */
+static __always_inline int chain_classify(const struct vnf_gen_cfg *gc,
 					  __u32 gen, int parse_rc,
 					  const struct vnf_pkt *p)
 {
+	const struct vnf_classifier *c = &gc->cls;
 	__u32 f = c->fields;
 
 	if (!f)
 		return 1;
 	if (parse_rc == VNF_PARSE_NON_IP)
-		return 0;
+		return !chain_non_ip_allowed(gc, p->eth_proto);
 	if (parse_rc != VNF_PARSE_OK)
 		return 1;
 	if ((f & VNF_CLS_F_FAMILY) && p->t.family != c->family)
@@ -346,10 +367,14 @@ static __always_inline int chain_entry(vnf_ctx_t *ctx)
 		return VNF_ACT_PASS;
 
 	rc = vnf_parse(ctx, &pkt);
+	/* a first fragment releases its datagram's parked fragments (TC) */
+	if (pkt.frag == VNF_FRAG_FIRST && rc == VNF_PARSE_OK &&
+	    vnf_frag_release(ctx, &pkt))
+		return VNF_ACT_DROP;
 	/* the pod's own gRPC and metrics endpoints always pass (control.h) */
 	if (vnf_control_plane(&pkt, rc))
 		return VNF_ACT_PASS;
-	if (!chain_classify(&gc->cls, gen, rc, &pkt)) {
+	if (!chain_classify(gc, gen, rc, &pkt)) {
 		cs->bypassed++;
 		return VNF_ACT_PASS;
 	}

@@ -423,18 +423,27 @@ struct {
 
 /* A parsed fragment: the first records its datagram's ports, a later one
  * takes them (RFC 1858 / RFC 3128; design: docs/security.md). */
-static __always_inline int vnf_frag_track(struct vnf_pkt *p)
+static __always_inline void vnf_frag_key_of(struct vnf_frag_key *k,
+					    const struct vnf_pkt *p)
 {
-	struct vnf_frag_key k = { .id = p->frag_id, .family = p->t.family };
-	struct vnf_frag_val *v;
-	__u64 now = vnf_flow_clock();
-
-	__builtin_memcpy(k.saddr, p->t.saddr, 16);
-	__builtin_memcpy(k.daddr, p->t.daddr, 16);
+	__builtin_memset(k, 0, sizeof(*k));
+	k->id = p->frag_id;
+	k->family = p->t.family;
+	__builtin_memcpy(k->saddr, p->t.saddr, 16);
+	__builtin_memcpy(k->daddr, p->t.daddr, 16);
 	/* IPv4 keys on the protocol (RFC 791); in IPv6 only the first
 	 * fragment's next header counts (RFC 8200 4.5) */
 	if (p->t.family == 4)
-		k.proto = p->t.proto;
+		k->proto = p->t.proto;
+}
+
+static __always_inline int vnf_frag_track(struct vnf_pkt *p)
+{
+	struct vnf_frag_key k;
+	struct vnf_frag_val *v;
+	__u64 now = vnf_flow_clock();
+
+	vnf_frag_key_of(&k, p);
 	if (p->frag == VNF_FRAG_FIRST) {
 		struct vnf_frag_val nv = { .seen_ns = now,
 					   .sport = p->t.sport,

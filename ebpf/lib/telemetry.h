@@ -83,7 +83,7 @@ static __always_inline void tel_verdict(struct vnf_fn_stats *st, int verdict,
 	if (verdict == VNF_ACT_DROP) {
 		if (reason >= VNF_NR_REASONS)
 			reason = 0;
-		st->dropped[reason & (VNF_NR_REASONS - 1)]++;
+		st->dropped[reason]++;
 	} else {
 		st->passed++;
 	}

@@ -40,9 +40,10 @@
  *
  * Packets the parser could not fully parse are dropped with the parser's
  * reason (malformed, encapsulation / extension-header depth, tiny fragment,
- * fragment of an unknown datagram).  Non-IP frames: ARP passes (IPv4 needs
- * it on the link); every other non-IP frame gets the default action, since
- * no rule can match it.  The contract: docs/security.md.
+ * fragment of an unknown datagram).  Non-IP frames pass when the chain's
+ * generation lists their EtherType (spec.nonIp.allow, default ARP) and are
+ * dropped with VNF_R_NON_IP otherwise, whatever the default action: no rule
+ * can match them.  The contract: docs/security.md.
  */
 #ifndef VNF_NF_FIREWALL_H
 #define VNF_NF_FIREWALL_H
@@ -220,16 +221,24 @@ static __always_inline void fw_ct_open(__u32 state, const struct vnf_fw_cfg *cfg
 	bpf_map_update_elem(&vnf_ct, &k, &v, BPF_ANY);
 }
 
-/* A packet the parser could not fully parse (rc != VNF_PARSE_OK). */
-static __always_inline int fw_unparsed(const struct vnf_fw_cfg *cfg,
-				       const struct vnf_pkt *p, int rc,
-				       struct vnf_scratch *s)
+/* A packet the parser could not fully parse (rc != VNF_PARSE_OK): a non-IP
+ * frame passes when the chain allows its EtherType, whatever the rules and
+ * the default action (no rule can match it); everything else is dropped. */
+static __always_inline int fw_unparsed(vnf_ctx_t *ctx, const struct vnf_pkt *p,
+				       int rc, struct vnf_scratch *s)
 {
+	/* a fragment that overtook its first one waits for it (TC, fragpark.h) */
+	if (rc == VNF_PARSE_FRAG_UNKNOWN && vnf_frag_park_frame(ctx, p, s->state)) {
+		s->reason = VNF_R_FRAG_PARKED;
+		return VNF_ACT_DROP;
+	}
 	if (rc == VNF_PARSE_NON_IP) {
-		if (p->eth_proto == ETH_P_ARP ||
-		    cfg->default_action == VNF_ACT_ALLOW)
+		__u32 gen = s->gen;
+
+		if (chain_non_ip_allowed(bpf_map_lookup_elem(&vnf_gen_cfg, &gen),
+					 p->eth_proto))
 			return VNF_NEXT;
-		s->reason = VNF_R_FW_DEFAULT;
+		s->reason = VNF_R_NON_IP;
 		return VNF_ACT_DROP;
 	}
 	s->reason = vnf_parse_reason(rc);
@@ -325,7 +334,7 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	}
 	rc = chain_parse(ctx, &p);
 	if (rc != VNF_PARSE_OK)
-		return fw_unparsed(cfg, &p, rc, s);
+		return fw_unparsed(ctx, &p, rc, s);
 
 	/* the rules judge the packet, or, for a tracked flow stamped under
 	 * another policy version, the flow's original tuple */

@@ -124,7 +124,7 @@ pub fn summarize(hist: &[u64; abi::HIST_BUCKETS]) -> LatencySummary {
 }
 
 /// Names of the engine's drop reasons (index = `abi::reason::*`), for labels.
-pub const DROP_REASONS: [&str; 16] = [
+pub const DROP_REASONS: [&str; 19] = [
     "none",
     "malformed",
     "firewall_rule",
@@ -141,6 +141,9 @@ pub const DROP_REASONS: [&str; 16] = [
     "extension_header_depth",
     "tiny_fragment",
     "fragment_unknown_flow",
+    "non_ip",
+    "fragment_parked",
+    "fragment_expired",
 ];
 
 /// A stats snapshot of the running chain.
@@ -304,12 +307,15 @@ mod tests {
             (EXT_DEPTH, "extension_header_depth"),
             (TINY_FRAGMENT, "tiny_fragment"),
             (FRAG_UNKNOWN, "fragment_unknown_flow"),
+            (NON_IP, "non_ip"),
+            (FRAG_PARKED, "fragment_parked"),
+            (FRAG_EXPIRED, "fragment_expired"),
         ] {
             assert_eq!(DROP_REASONS[i], name);
         }
         assert_eq!(
             DROP_REASONS.len(),
-            FRAG_UNKNOWN + 1,
+            FRAG_EXPIRED + 1,
             "a reason without a label"
         );
         assert_eq!(

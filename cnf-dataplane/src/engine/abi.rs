@@ -30,8 +30,10 @@ pub const FW_PORT_POOL: u32 = 131_072;
 pub const FW_LPM_MAX: u32 = 32_768;
 /// log2 latency histogram buckets.
 pub const HIST_BUCKETS: usize = 32;
-/// Drop-reason counters per function.
-pub const NR_REASONS: usize = 16;
+/// Drop-reason counters per function: one per [`reason`].
+pub const NR_REASONS: usize = 19;
+/// Non-IP EtherTypes a filtering chain lets pass (`VNF_NON_IP_MAX`).
+pub const NON_IP_MAX: usize = 8;
 /// Receive queues the user-space tier can serve (entries of the XSKMAP `vnf_xsks`).
 pub const MAX_XSK_QUEUES: u32 = 64;
 /// Backends per load-balancer instance.
@@ -87,6 +89,13 @@ pub mod reason {
     pub const TINY_FRAGMENT: usize = 14;
     /// A non-first fragment whose first fragment the chain has not seen.
     pub const FRAG_UNKNOWN: usize = 15;
+    /// A non-IP frame whose EtherType the chain does not allow (`spec.nonIp`).
+    pub const NON_IP: usize = 16;
+    /// A non-first fragment held back until its first fragment arrives (TC): replayed through the
+    /// chain then (and counted again by its verdict), or expired.
+    pub const FRAG_PARKED: usize = 17;
+    /// A parked fragment whose first fragment did not come within the park timeout.
+    pub const FRAG_EXPIRED: usize = 18;
 }
 
 /// Classifier field bits (`VNF_CLS_F_*`).
@@ -185,6 +194,10 @@ pub struct GenCfg {
     pub chain_len: u32,
     pub latency_sample_rate: u32,
     pub cls: Classifier,
+    /// EtherTypes (host order) of the non-IP frames the chain's firewalls let pass.
+    pub non_ip: [u16; NON_IP_MAX],
+    /// Used entries of `non_ip`.
+    pub nr_non_ip: u32,
 }
 
 /// `struct vnf_slot`.
@@ -604,14 +617,14 @@ mod tests {
     fn sizes_match_c_header() {
         assert_eq!(size_of::<PortRangeAbi>(), 4);
         assert_eq!(size_of::<Classifier>(), 136);
-        assert_eq!(size_of::<GenCfg>(), 144);
+        assert_eq!(size_of::<GenCfg>(), 164);
         assert_eq!(size_of::<MonKey>(), 8);
         assert_eq!(size_of::<NatDnatKey>(), 24);
         assert_eq!(size_of::<NatDnatVal>(), 20);
         assert_eq!(size_of::<Slot>(), 8);
         assert_eq!(size_of::<Scratch>(), 56);
         assert_eq!(size_of::<InstanceCfg>(), 16);
-        assert_eq!(size_of::<FnStats>(), 416);
+        assert_eq!(size_of::<FnStats>(), 440);
         assert_eq!(size_of::<ChainStats>(), 288);
         assert_eq!(size_of::<Tuple>(), 40);
         assert_eq!(size_of::<FwCfg>(), 104);
@@ -650,6 +663,8 @@ mod tests {
         assert_eq!(offset_of!(LbCfg, table_off), 32);
         assert_eq!(offset_of!(LbCfg, table_size), 36);
         assert_eq!(offset_of!(GenCfg, cls), 8);
+        assert_eq!(offset_of!(GenCfg, non_ip), 144);
+        assert_eq!(offset_of!(GenCfg, nr_non_ip), 160);
         assert_eq!(offset_of!(Scratch, generation), 16);
         assert_eq!(offset_of!(Scratch, reason), 28);
         assert_eq!(offset_of!(FnStats, dropped), 32);

@@ -469,6 +469,50 @@ pub struct ChainConfig {
     /// Time 1 in N classified packets from entry to verdict (and through each function
     /// whose rate is non-zero); 0 = off.
     pub latency_sample_rate: u32,
+    /// The non-IP frames the chain's firewalls let pass (`spec.nonIp`).
+    pub non_ip: NonIpConfig,
+}
+
+/// EtherType of ARP, the one non-IP protocol a filtering chain lets pass by default.
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+
+/// The non-IP EtherTypes (after VLAN tags) a filtering chain lets pass; every firewall of the chain
+/// drops other non-IP frames with reason `non_ip`, whatever its rules and default action. A chain
+/// without a firewall passes every non-IP frame. Default: ARP only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NonIpConfig {
+    /// At most [`super::abi::NON_IP_MAX`] EtherTypes; never IPv4, IPv6, a VLAN TPID or an 802.3
+    /// length (below `0x0600`).
+    pub allow: Vec<u16>,
+}
+
+impl Default for NonIpConfig {
+    fn default() -> Self {
+        Self {
+            allow: vec![ETHERTYPE_ARP],
+        }
+    }
+}
+
+impl NonIpConfig {
+    /// Checks the list: the bound, and no EtherType the parser treats as IP or as a tag.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.allow.len() > super::abi::NON_IP_MAX {
+            return Err(format!(
+                "non-IP allow list: at most {} EtherTypes, got {}",
+                super::abi::NON_IP_MAX,
+                self.allow.len()
+            ));
+        }
+        for &t in &self.allow {
+            if matches!(t, 0x0800 | 0x86dd | 0x8100 | 0x88a8 | 0x9100) || t < 0x0600 {
+                return Err(format!(
+                    "non-IP allow list: EtherType {t:#06x} is IP, a VLAN tag or not an EtherType"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -304,6 +304,10 @@ fn map_names(hook: Hook) -> Vec<&'static str> {
         "vnf_replies",
         // the first fragments seen: a re-adopted chain keeps passing the rest of their datagrams
         "vnf_frags",
+        // fragments parked until their first fragment arrives (TC; ebpf/lib/fragpark.h)
+        "vnf_frag_pend",
+        "vnf_frag_park",
+        "vnf_park_buf",
         // per-CPU state handed from one tail call to the next: while a re-adoption switches
         // programs, the old entry's packets continue in the new functions through these
         "vnf_scratch",
@@ -1136,6 +1140,9 @@ impl Engine {
         }
         // validate everything before touching a map
         let (cls, cls_prefixes) = classifier_abi(&chain.classifier)?;
+        chain.non_ip.check().map_err(EngineError::Config)?;
+        let mut non_ip = [0u16; abi::NON_IP_MAX];
+        non_ip[..chain.non_ip.allow.len()].copy_from_slice(&chain.non_ip.allow);
         let prepared = chain
             .functions
             .iter()
@@ -1279,6 +1286,8 @@ impl Engine {
             chain_len: prepared.len() as u32,
             latency_sample_rate: sample_rate,
             cls,
+            non_ip,
+            nr_non_ip: chain.non_ip.allow.len() as u32,
         };
         self.maps
             .gen_cfg

@@ -14,10 +14,10 @@ pub mod pin;
 pub mod testrun;
 
 pub use config::{
-    Action, ChainConfig, ClassifierConfig, CountBy, FirewallConfig, FirewallRule, ForwardMode,
-    ForwarderConfig, FunctionConfig, FunctionKind, IpCidr, LbBackendConfig, LbConfig,
+    Action, ChainConfig, ClassifierConfig, CountBy, ETHERTYPE_ARP, FirewallConfig, FirewallRule,
+    ForwardMode, ForwarderConfig, FunctionConfig, FunctionKind, IpCidr, LbBackendConfig, LbConfig,
     MAX_CLASSIFIER_CIDRS, MAX_CLASSIFIER_PORTS, MAX_DNAT, MAX_MAGLEV_TABLE, MonitorConfig,
-    NatConfig, NatRule, PortRange, RateLimitKey, RateLimiterConfig,
+    NatConfig, NatRule, NonIpConfig, PortRange, RateLimitKey, RateLimiterConfig,
 };
 pub use error::EngineError;
 pub use loader::{

@@ -5,7 +5,7 @@
 //! ICMP lengths checked against the IP payload), keeps its own record of first fragments keyed like
 //! RFC 791 / RFC 8200 reassembly (source, destination, id, and for IPv4 the protocol), and then applies
 //! the entry classifier and an ordered firewall (first matching rule by priority, else the default;
-//! ARP passes a firewall, other non-IP frames get the default action). It models the policy of one
+//! ARP passes a firewall, the default `spec.nonIp`; other non-IP frames are dropped). It models the policy of one
 //! firewall without conntrack, behind an optional classifier; the stateful cases (conntrack,
 //! tightening) have their own named tests in `tests/failclosed.rs`.
 #![allow(dead_code)]
@@ -26,6 +26,9 @@ pub const ESP: u8 = 50;
 pub const AH: u8 = 51;
 pub const NO_NEXT: u8 = 59;
 pub const DSTOPTS: u8 = 60;
+
+/// The non-IP EtherTypes a filtering chain passes when `spec.nonIp` is not set: ARP.
+pub const DEFAULT_NON_IP: [u16; 1] = [0x0806];
 
 /// Parser bounds of the contract (`VNF_MAX_VLAN`, `VNF_MAX_EXT` in `ebpf/lib/parse.h`).
 pub const MAX_VLAN: usize = 4;
@@ -500,17 +503,84 @@ fn parse_v6(b: &[u8]) -> Result<Ip, Refused> {
     Ok(ip)
 }
 
+/// Bounds of fragment parking (`VNF_PARK_MAX`, `VNF_PARK_PER_DGRAM`, `VNF_PARK_BYTES` in
+/// `ebpf/include/vnf_shared.h`; docs/security.md section 4).
+pub const PARK_MAX: usize = 1024;
+pub const PARK_PER_DGRAM: usize = 8;
+pub const PARK_BYTES: usize = 1536;
+
+/// Frames parked per datagram: (index of the frame, its bytes).
+type Parked = HashMap<FragKey, Vec<(usize, Vec<u8>)>>;
+
 /// The reference model: the contract's parser with its fragment records.
 #[derive(Default)]
 pub struct Model {
     frags: HashMap<FragKey, FragRec>,
+    /// `Some` when fragments that overtake their first one are parked (TC on a live interface).
+    parked: Option<Parked>,
+    nr_parked: usize,
 }
 
 impl Model {
+    /// A model of a live TC chain: a fragment whose first fragment was not seen is parked (within the
+    /// bounds) and replayed through the chain when its first fragment arrives. The model assumes no
+    /// parked frame expires (1 s) before its first fragment comes, and that orphans stay parked for
+    /// the whole run: runs shorter than the timeout with fewer orphans than `PARK_MAX`, or bounds
+    /// reached by design.
+    pub fn parking() -> Self {
+        Self {
+            parked: Some(HashMap::new()),
+            ..Self::default()
+        }
+    }
+
+    /// Parses frame `idx` as a live chain's entry does: its own parse, then the (index, parse) of the
+    /// parked frames its arrival released (a first fragment releases its datagram's).
+    pub fn parse_live(&mut self, idx: usize, f: &[u8]) -> (Parse, Vec<(usize, Parse)>) {
+        let (parse, frag) = self.parse_keyed(f);
+        let Some((key, kind)) = frag else {
+            return (parse, Vec::new());
+        };
+        let nr = self.nr_parked;
+        let Some(parked) = self.parked.as_mut() else {
+            return (parse, Vec::new());
+        };
+        match (parse, kind) {
+            (Parse::Refused(Refused::FragmentUnknown), _) => {
+                let list = parked.entry(key).or_default();
+                if nr < PARK_MAX && list.len() < PARK_PER_DGRAM && f.len() <= PARK_BYTES {
+                    list.push((idx, f.to_vec()));
+                    self.nr_parked += 1;
+                }
+                (parse, Vec::new())
+            }
+            (Parse::Ip(_), Frag::First) => {
+                let released = parked.remove(&key).unwrap_or_default();
+                self.nr_parked -= released.len();
+                let replayed = released
+                    .into_iter()
+                    .map(|(i, bytes)| (i, self.parse(&bytes)))
+                    .collect();
+                (parse, replayed)
+            }
+            _ => (parse, Vec::new()),
+        }
+    }
+
+    /// Frames parked now (the orphans, at the end of a run).
+    pub fn parked_now(&self) -> usize {
+        self.nr_parked
+    }
+
     /// Parses one frame as the chain's entry does (first fragments are recorded, later ones resolved).
     pub fn parse(&mut self, f: &[u8]) -> Parse {
+        self.parse_keyed(f).0
+    }
+
+    /// `parse`, with the datagram key and kind of a fragment whose IP header parsed.
+    fn parse_keyed(&mut self, f: &[u8]) -> (Parse, Option<(FragKey, Frag)>) {
         if f.len() < 14 {
-            return Parse::Refused(Refused::Malformed);
+            return (Parse::Refused(Refused::Malformed), None);
         }
         let mut et = be16(f, 12);
         let mut pos = 14;
@@ -520,25 +590,25 @@ impl Model {
                 break;
             }
             if f.len() < pos + 4 {
-                return Parse::Refused(Refused::Malformed);
+                return (Parse::Refused(Refused::Malformed), None);
             }
             et = be16(f, pos + 2);
             pos += 4;
         }
         if vlan(et) {
-            return Parse::Refused(Refused::EncapDepth);
+            return (Parse::Refused(Refused::EncapDepth), None);
         }
         let ip = match et {
             0x0800 => parse_v4(&f[pos..]),
             0x86dd => parse_v6(&f[pos..]),
-            other => return Parse::NonIp(other),
+            other => return (Parse::NonIp(other), None),
         };
         let mut ip = match ip {
             Ok(ip) => ip,
-            Err(r) => return Parse::Refused(r),
+            Err(r) => return (Parse::Refused(r), None),
         };
         if ip.frag == Frag::None {
-            return Parse::Ip(ip.flow);
+            return (Parse::Ip(ip.flow), None);
         }
         let key = FragKey {
             src: ip.flow.src,
@@ -558,19 +628,25 @@ impl Model {
                     l4_hlen: ip.l4_hlen,
                 },
             );
-            return Parse::Ip(ip.flow);
+            return (Parse::Ip(ip.flow), Some((key, Frag::First)));
         }
         let Some(rec) = self.frags.get(&key) else {
-            return Parse::Refused(Refused::FragmentUnknown);
+            return (
+                Parse::Refused(Refused::FragmentUnknown),
+                Some((key, Frag::Later)),
+            );
         };
         if usize::from(ip.off8) * 8 < rec.l4_hlen {
-            return Parse::Refused(Refused::TinyFragment);
+            return (
+                Parse::Refused(Refused::TinyFragment),
+                Some((key, Frag::Later)),
+            );
         }
         ip.flow.proto = rec.flow.proto;
         ip.flow.sport = rec.flow.sport;
         ip.flow.dport = rec.flow.dport;
         ip.flow.ports = rec.flow.ports;
-        Parse::Ip(ip.flow)
+        (Parse::Ip(ip.flow), Some((key, Frag::Later)))
     }
 }
 
@@ -637,14 +713,16 @@ fn judge(fw: &FirewallConfig, f: &Flow) -> Action {
 pub fn verdict(parse: Parse, cls: Option<&ClassifierConfig>, fw: &FirewallConfig) -> Action {
     if let Some(c) = cls {
         match parse {
-            Parse::NonIp(_) => return Action::Allow, // provably outside an IP classifier
+            // an allowed non-IP frame is provably outside an IP classifier; others enter the chain
+            Parse::NonIp(t) if DEFAULT_NON_IP.contains(&t) => return Action::Allow,
             Parse::Ip(f) if !classified(c, &f) => return Action::Allow,
             _ => {}
         }
     }
     match parse {
-        Parse::NonIp(0x0806) => Action::Allow,
-        Parse::NonIp(_) => fw.default_action,
+        // spec.nonIp.allow: default [arp]; other non-IP frames are dropped whatever the default
+        Parse::NonIp(t) if DEFAULT_NON_IP.contains(&t) => Action::Allow,
+        Parse::NonIp(_) => Action::Deny,
         Parse::Refused(_) => Action::Deny,
         Parse::Ip(f) => judge(fw, &f),
     }

@@ -414,6 +414,53 @@ fn ensure_font() -> Result<(), PlotError> {
     }
 }
 
+/// The testbed's plots of one traffic run: the main flow's end-to-end latency and each function's kernel
+/// histogram, as a percentile plot and a CCDF. Returns the files written.
+pub fn testbed_plots(
+    dir: &Path,
+    stem: &str,
+    r: &crate::testbed::traffic::TrafficResult,
+    functions: &[crate::testbed::metrics::FunctionReport],
+) -> Result<Vec<PathBuf>, PlotError> {
+    let Some(main) = r.main().or_else(|| r.flows.iter().find(|f| f.samples > 0)) else {
+        return Ok(Vec::new());
+    };
+    let mut cdf = vec![CdfSeries {
+        name: "end to end (pktgen, one-way)".into(),
+        points: main.cdf_us.clone(),
+    }];
+    let mut pct = vec![PercentileSeries {
+        name: "end to end (pktgen, one-way)".into(),
+        points: main.percentiles_us.clone(),
+    }];
+    for f in functions {
+        let total = f.buckets.last().map_or(0, |b| b.1);
+        if total == 0 {
+            continue;
+        }
+        let points: Vec<(f64, f64)> = f
+            .buckets
+            .iter()
+            .filter(|(le, _)| le.is_finite())
+            .map(|(le, c)| (le * 1e6, *c as f64 / total as f64))
+            .collect();
+        cdf.push(CdfSeries {
+            name: format!("{} (kernel histogram)", f.name),
+            points,
+        });
+        pct.push(PercentileSeries {
+            name: format!("{} (kernel, bucket bound)", f.name),
+            points: PERCENTILES
+                .iter()
+                .filter_map(|p| f.quantile_ns(p / 100.0).map(|ns| (*p, ns / 1000.0)))
+                .collect(),
+        });
+    }
+    let a = latency_cdf(&dir.join(format!("{stem}-latency-cdf")), stem, &cdf)?;
+    let b = percentiles(&dir.join(format!("{stem}-percentiles")), stem, &pct)?;
+    Ok(vec![a.png, a.svg, b.png, b.svg])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,8 @@ use vnfctl::testbed::{
 
 /// Exit status for invalid input (EX_DATAERR), as `vnfctl validate` uses.
 const EXIT_INVALID: u8 = 65;
+/// Exit status of `traffic` when some flow did not get what the chain says.
+const EXIT_UNEXPECTED: u8 = 3;
 
 /// `vnfctl testbed` subcommands.
 #[derive(Subcommand)]
@@ -32,6 +34,9 @@ pub enum TestbedCommand {
         /// The cnf-dataplane binary (default: next to vnfctl, else on PATH).
         #[arg(long)]
         dataplane_bin: Option<PathBuf>,
+        /// The pktgen binary that runs the servers' listeners (default: next to vnfctl, else on PATH).
+        #[arg(long)]
+        pktgen_bin: Option<PathBuf>,
         /// Override the manifest's hook: auto, xdp, xdpGeneric or tc.
         #[arg(long, value_parser = parse_hook)]
         hook: Option<crds::Hook>,
@@ -109,6 +114,7 @@ pub fn run(command: TestbedCommand) -> anyhow::Result<ExitCode> {
             shape,
             no_dataplane,
             dataplane_bin,
+            pktgen_bin,
             hook,
             state_dir,
         } => {
@@ -130,13 +136,22 @@ pub fn run(command: TestbedCommand) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_INVALID));
                 }
             };
+            let secrets = match testbed::secrets::Secrets::from_manifest(&text) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("vnfctl testbed up: {}: {e}", file.display());
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+            };
             let opts = TestbedOptions {
                 name,
                 start_dataplane: !no_dataplane,
                 dataplane_bin,
+                pktgen_bin,
                 hook,
                 shape,
                 state_dir,
+                secrets,
                 ..Default::default()
             };
             testbed::install_interrupt_handler();
@@ -227,7 +242,7 @@ fn traffic(
     if !(duration > 0.0 && duration <= 3600.0) {
         anyhow::bail!("--duration: {duration} must be between 0 and 3600 seconds");
     }
-    if !(rate > 0.0 && denied_rate >= 0.0) {
+    if !(rate > 0.0 && denied_rate > 0.0) {
         anyhow::bail!("--rate and --denied-rate: must be positive");
     }
     let tb = Testbed::open(name, state_dir)?
@@ -238,29 +253,68 @@ fn traffic(
         duration: std::time::Duration::from_secs_f64(duration),
         ..Default::default()
     };
-    println!(
-        "== Traffic: {rate:.0} pps from {} and {denied_rate:.0} pps from the denied client, {duration} s",
-        tb.client().netns
-    );
-    let r = testbed::traffic::run(&tb, &opts, |line| println!("   {line}"))?;
-    println!("== pktgen, end to end (client -> chain -> server)");
+    testbed::install_interrupt_handler();
+    // Everything printed is also kept for the JSON.
+    let mut shown: Vec<String> = Vec::new();
+    let mut say = |line: String| {
+        println!("{line}");
+        shown.push(line);
+    };
+    let n = tb.flows().len();
+    say(format!(
+        "== Traffic: {n} flows for {duration} s: the main flow at {rate:.0} pps, every other UDP flow at \
+         {denied_rate:.0} pps, {} requests per TCP flow",
+        testbed::traffic::TCP_REQUESTS
+    ));
+    for f in tb.flows() {
+        say(format!(
+            "   {}{}  expect: {}",
+            f.label(),
+            if f.main { " (main)" } else { "" },
+            match f.expect {
+                testbed::flows::Expect::Delivered => "delivered",
+                testbed::flows::Expect::Dropped => "dropped",
+            }
+        ));
+    }
+    let r = testbed::traffic::run(&tb, &opts, |line| say(format!("   {line}")))?;
+    if r.interrupted {
+        say(format!(
+            "== Interrupted (Ctrl-C) after {:.1} s: the numbers below cover only that part; the testbed stays up \
+             (vnfctl testbed down {name})",
+            r.elapsed_s
+        ));
+    }
+    say("== Each flow: expected → got (pktgen end to end; TCP: requests answered)".into());
     for l in testbed::traffic::summary_lines(&r) {
-        println!("   {l}");
+        say(format!("   {l}"));
     }
     let text = tb.scrape_metrics()?;
-    println!(
-        "== cnf-dataplane, per function (the kernel's per-CPU counters and latency histograms)"
-    );
-    print!(
-        "{}",
-        testbed::metrics::report_table(&testbed::metrics::parse(&text), &tb.function_names())
-    );
-    let files = testbed::traffic::write_results(results, &format!("testbed-{name}"), &r, &text)?;
+    say("== cnf-dataplane, per function in chain order (the kernel's per-CPU counters and latency histograms)".into());
+    let order = tb.function_names();
+    let table = testbed::metrics::report_table(&testbed::metrics::parse(&text), &order);
+    for l in table.lines() {
+        say(l.to_string());
+    }
+    let files = testbed::traffic::write_results(
+        results,
+        &format!("testbed-{name}"),
+        &r,
+        &text,
+        &order,
+        &shown,
+    )?;
     println!("== Plots and numbers");
     for f in files {
         println!("   {}", f.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if r.all_ok() && !r.interrupted {
+        ExitCode::SUCCESS
+    } else if r.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::from(EXIT_UNEXPECTED)
+    })
 }
 
 fn report(name: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {
@@ -291,6 +345,7 @@ fn print_endpoints(st: &State) {
             Role::Client => "client",
             Role::DeniedClient => "denied",
             Role::Server => "server",
+            Role::Sink => "sink",
         };
         let mut addrs: Vec<String> = Vec::new();
         addrs.extend(e.ipv4.map(|a| a.to_string()));
@@ -299,7 +354,7 @@ fn print_endpoints(st: &State) {
             String::new()
         } else {
             format!(
-                "  serves port {}",
+                "  listens (udp echo, http) on {}",
                 e.ports
                     .iter()
                     .map(u16::to_string)
@@ -331,13 +386,10 @@ fn print_testbed(tb: &Testbed, file: &Path) {
     for (iface, hook) in tb.attachments() {
         println!("   chain attached to {iface} with {hook}");
     }
-    let client = tb.client();
-    let cns = &client.netns;
-    println!("send traffic from the client {cns}:");
     for s in tb.services() {
         let targets: Vec<String> = s.targets.iter().map(|(a, p)| format!("{a}:{p}")).collect();
         println!(
-            "   {} {} {}:{} -> {}",
+            "   service  {} {} {}:{} -> {}",
             s.function,
             s.protocol,
             s.address,
@@ -345,17 +397,38 @@ fn print_testbed(tb: &Testbed, file: &Path) {
             targets.join(", ")
         );
     }
-    if let Some(s) = tb.services().iter().find(|s| s.protocol == "udp")
-        && let Some((a, p)) = s.targets.first()
-        && let Some(server) = tb.server(*a)
-    {
+    println!(
+        "flows (vnfctl testbed traffic {} sends them and checks each):",
+        tb.name()
+    );
+    for f in tb.flows() {
+        let expect = match f.expect {
+            testbed::flows::Expect::Delivered => "delivered",
+            testbed::flows::Expect::Dropped => "dropped",
+        };
+        println!("   {}  expect {expect}: {}", f.label(), f.why);
+    }
+    // One flow of each protocol to try by hand, preferring allowed ones.
+    let pick = |p: testbed::flows::Proto| {
+        tb.flows()
+            .iter()
+            .filter(|f| f.protocol == p)
+            .min_by_key(|f| f.expect != testbed::flows::Expect::Delivered)
+    };
+    let pktgen = testbed::find_binary("pktgen", None)
+        .ok()
+        .map(|p| on_path_or_full(&p, "pktgen"));
+    if let (Some(f), Some(pktgen)) = (pick(testbed::flows::Proto::Udp), pktgen) {
+        println!("try it (the servers echo UDP, so pktgen measures the round trip):");
         println!(
-            "   e.g. ip netns exec {} pktgen recv --bind {a}:{p} --idle 3 &",
-            server.netns
+            "   ip netns exec {} {pktgen} send --dst {} --rate 1000 --duration 3 --rtt",
+            f.client, f.destination
         );
+    }
+    if let Some(f) = pick(testbed::flows::Proto::Tcp) {
         println!(
-            "        ip netns exec {cns} pktgen send --dst {}:{} --rate 10000 --duration 3",
-            s.address, s.port
+            "   ip netns exec {} curl -s -m 2 http://{}/",
+            f.client, f.destination
         );
     }
     if let (Some(m), Some(sock)) = (tb.metrics_addr(), tb.grpc_socket()) {
@@ -373,4 +446,15 @@ fn print_testbed(tb: &Testbed, file: &Path) {
     }
     println!("state:   {}", tb.state_path().display());
     println!("down:    vnfctl testbed down {}", tb.name());
+}
+
+/// `name` when `PATH` finds that very file, else its full path: a printed command then runs as printed.
+fn on_path_or_full(found: &Path, name: &str) -> String {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name) == found));
+    if on_path {
+        name.to_string()
+    } else {
+        found.display().to_string()
+    }
 }

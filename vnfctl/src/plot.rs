@@ -719,7 +719,7 @@ fn styled_curve<'a, DB: DrawingBackend + 'a>(
     let color = PALETTE[i % PALETTE.len()];
     let style = color.stroke_width(2);
     let pts = c.points.clone();
-    let anno = if i % 2 == 0 {
+    let anno = if i.is_multiple_of(2) {
         chart
             .draw_series(LineSeries::new(pts, style))
             .map_err(|e| e.to_string())?

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::{Output, print_structured};
 use anyhow::Context;
 use clap::Subcommand;
 use vnfctl::testbed::{
@@ -11,6 +12,8 @@ use vnfctl::testbed::{
 
 /// Exit status for invalid input (EX_DATAERR), as `vnfctl validate` uses.
 const EXIT_INVALID: u8 = 65;
+/// Exit status for a manifest that cannot be read (EX_NOINPUT).
+const EXIT_NOINPUT: u8 = 66;
 /// Exit status of `traffic` when some flow did not get what the chain says.
 const EXIT_UNEXPECTED: u8 = 3;
 
@@ -61,6 +64,9 @@ pub enum TestbedCommand {
         /// Where state files are.
         #[arg(long, default_value = STATE_DIR)]
         state_dir: PathBuf,
+        /// Output format (json and yaml: each testbed's health and its whole state file).
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
     /// Send UDP from the allowed and the denied client to the chain's UDP service for a few seconds with live
     /// progress; print pktgen's end-to-end numbers and the per-function report; write plots and JSON.
@@ -90,6 +96,9 @@ pub enum TestbedCommand {
         /// Where state files are.
         #[arg(long, default_value = STATE_DIR)]
         state_dir: PathBuf,
+        /// Output format (json and yaml: counters, drops, buckets and percentiles per function).
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 
@@ -118,13 +127,18 @@ pub fn run(command: TestbedCommand) -> anyhow::Result<ExitCode> {
             hook,
             state_dir,
         } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("vnfctl testbed up: cannot read {}: {e}", file.display());
+                    return Ok(ExitCode::from(EXIT_NOINPUT));
+                }
+            };
             let chain = match crds::manifest::parse_single_chain(&text) {
                 Ok(c) => c,
                 Err(errors) => {
                     for e in &errors.0 {
-                        println!("{}: {e}", file.display());
+                        eprintln!("{}: {e}", file.display());
                     }
                     return Ok(ExitCode::from(EXIT_INVALID));
                 }
@@ -192,34 +206,12 @@ pub fn run(command: TestbedCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        TestbedCommand::Status { state_dir } => {
-            let names = State::list(&state_dir)?;
-            if names.is_empty() {
-                println!("no testbed is up");
-            }
-            for n in names {
-                let Some(st) = State::load(&state_dir, &n)? else {
-                    continue;
-                };
-                let health = match (st.complete, st.alive()) {
-                    (true, true) => "up",
-                    (false, true) => "coming up (or interrupted: vnfctl testbed down to clean)",
-                    (_, false) => {
-                        "broken (something was removed behind its back: vnfctl testbed down)"
-                    }
-                };
-                println!("testbed {n}: {health}");
-                print_endpoints(&st);
-                if let Some(m) = &st.metrics {
-                    println!(
-                        "   metrics: ip netns exec {} curl -s http://{m}/metrics",
-                        st.plan.cnf_netns
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        TestbedCommand::Report { name, state_dir } => report(&name, &state_dir),
+        TestbedCommand::Status { state_dir, output } => status(&state_dir, output),
+        TestbedCommand::Report {
+            name,
+            state_dir,
+            output,
+        } => report(&name, &state_dir, output),
         TestbedCommand::Traffic {
             name,
             rate,
@@ -317,14 +309,65 @@ fn traffic(
     })
 }
 
-fn report(name: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {
+fn report(name: &str, state_dir: &Path, output: Output) -> anyhow::Result<ExitCode> {
     let tb = Testbed::open(name, state_dir)?
         .with_context(|| format!("testbed {name:?} is not up (no state file)"))?;
     let text = tb.scrape_metrics()?;
+    let order = tb.function_names();
+    if output != Output::Text {
+        let functions = testbed::traffic::ordered_functions(&text, &order);
+        let doc = serde_json::json!({
+            "testbed": name,
+            "attached": testbed::metrics::attachments(&testbed::metrics::parse(&text)),
+            "functions": testbed::traffic::functions_json(&functions),
+        });
+        print_structured(output, &doc)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     print!(
         "{}",
-        testbed::metrics::report_table(&testbed::metrics::parse(&text), &tb.function_names())
+        testbed::metrics::report_table(&testbed::metrics::parse(&text), &order)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(state_dir: &Path, output: Output) -> anyhow::Result<ExitCode> {
+    let names = State::list(state_dir)?;
+    let mut docs = Vec::new();
+    if names.is_empty() && output == Output::Text {
+        println!("no testbed is up");
+    }
+    for n in names {
+        let Some(st) = State::load(state_dir, &n)? else {
+            continue;
+        };
+        let (health, text) = match (st.complete, st.alive()) {
+            (true, true) => ("up", "up"),
+            (false, true) => (
+                "incomplete",
+                "coming up (or interrupted: vnfctl testbed down to clean)",
+            ),
+            (_, false) => (
+                "broken",
+                "broken (something was removed behind its back: vnfctl testbed down)",
+            ),
+        };
+        if output != Output::Text {
+            docs.push(serde_json::json!({ "name": n, "health": health, "state": st }));
+            continue;
+        }
+        println!("testbed {n}: {text}");
+        print_endpoints(&st);
+        if let Some(m) = &st.metrics {
+            println!(
+                "   metrics: ip netns exec {} curl -s http://{m}/metrics",
+                st.plan.cnf_netns
+            );
+        }
+    }
+    if output != Output::Text {
+        print_structured(output, &docs)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -397,10 +440,7 @@ fn print_testbed(tb: &Testbed, file: &Path) {
             targets.join(", ")
         );
     }
-    println!(
-        "flows (vnfctl testbed traffic {} sends them and checks each):",
-        tb.name()
-    );
+    println!("flows (traffic sends them and checks each):");
     for f in tb.flows() {
         let expect = match f.expect {
             testbed::flows::Expect::Delivered => "delivered",
@@ -431,9 +471,21 @@ fn print_testbed(tb: &Testbed, file: &Path) {
             f.client, f.destination
         );
     }
+    let vnfctl = std::env::current_exe()
+        .map(|p| on_path_or_full(&p, "vnfctl"))
+        .unwrap_or_else(|_| "vnfctl".into());
+    let dir = if tb.state_path().parent() == Some(Path::new(STATE_DIR)) {
+        String::new()
+    } else {
+        tb.state_path()
+            .parent()
+            .map(|d| format!(" --state-dir {}", d.display()))
+            .unwrap_or_default()
+    };
+    println!("traffic: {vnfctl} testbed traffic {}{dir}", tb.name());
     if let (Some(m), Some(sock)) = (tb.metrics_addr(), tb.grpc_socket()) {
         println!(
-            "metrics: ip netns exec {} curl -s http://{m}/metrics   (or: vnfctl testbed report {})",
+            "metrics: ip netns exec {} curl -s http://{m}/metrics   (or: {vnfctl} testbed report {}{dir})",
             tb.cnf_netns(),
             tb.name()
         );
@@ -445,7 +497,7 @@ fn print_testbed(tb: &Testbed, file: &Path) {
         );
     }
     println!("state:   {}", tb.state_path().display());
-    println!("down:    vnfctl testbed down {}", tb.name());
+    println!("down:    {vnfctl} testbed down {}{dir}", tb.name());
 }
 
 /// `name` when `PATH` finds that very file, else its full path: a printed command then runs as printed.

@@ -647,6 +647,47 @@ struct FunctionJson {
     samples: u64,
 }
 
+/// The per-function reports of a `/metrics` text in chain order (`order`; others after, as listed).
+pub fn ordered_functions(metrics_text: &str, order: &[String]) -> Vec<metrics::FunctionReport> {
+    let mut functions = metrics::functions(&metrics::parse(metrics_text));
+    functions.sort_by_key(|f| {
+        order
+            .iter()
+            .position(|o| *o == f.name)
+            .unwrap_or(usize::MAX)
+    });
+    functions
+}
+
+/// Counters, drops, kernel buckets and the supported percentiles of each function, for JSON and YAML output.
+pub fn functions_json(functions: &[metrics::FunctionReport]) -> serde_json::Value {
+    let fj: Vec<FunctionJson> = functions
+        .iter()
+        .map(|f| {
+            let samples = f.buckets.last().map_or(0, |b| b.1);
+            FunctionJson {
+                name: f.name.clone(),
+                packets: f.packets,
+                passed: f.passed,
+                drops: f.drops.clone(),
+                buckets_ns: f
+                    .buckets
+                    .iter()
+                    .filter(|(le, _)| le.is_finite())
+                    .map(|(le, c)| (le * 1e9, *c))
+                    .collect(),
+                percentiles_ns: plot::PERCENTILES
+                    .iter()
+                    .filter(|p| supported(**p, samples))
+                    .filter_map(|p| f.quantile_ns(p / 100.0).map(|ns| (*p, ns)))
+                    .collect(),
+                samples,
+            }
+        })
+        .collect();
+    serde_json::to_value(fj).unwrap_or_default()
+}
+
 /// Percentiles that `samples` support: p needs at least 10 samples beyond it (1/(1−p) ≤ samples/10).
 pub fn supported(p: f64, samples: u64) -> bool {
     p < 100.0 && (100.0 / (100.0 - p)) * 10.0 <= samples as f64
@@ -667,34 +708,10 @@ pub fn write_results(
         context: format!("create {}", dir.display()),
         source,
     })?;
-    let mut functions = metrics::functions(&metrics::parse(metrics_text));
-    functions.sort_by_key(|f| {
-        order
-            .iter()
-            .position(|o| *o == f.name)
-            .unwrap_or(usize::MAX)
-    });
+    let functions = ordered_functions(metrics_text, order);
     let mut files = plot::testbed_plots(dir, stem, r, &functions)
         .map_err(|e| traffic_err(format!("writing plots: {e}")))?;
-    let fj: Vec<FunctionJson> = functions
-        .iter()
-        .map(|f| {
-            let samples = f.buckets.last().map_or(0, |b| b.1);
-            FunctionJson {
-                name: f.name.clone(),
-                packets: f.packets,
-                passed: f.passed,
-                drops: f.drops.clone(),
-                buckets_ns: f.buckets.iter().map(|(le, c)| (le * 1e9, *c)).collect(),
-                percentiles_ns: plot::PERCENTILES
-                    .iter()
-                    .filter(|p| supported(**p, samples))
-                    .filter_map(|p| f.quantile_ns(p / 100.0).map(|ns| (*p, ns)))
-                    .collect(),
-                samples,
-            }
-        })
-        .collect();
+    let fj = functions_json(&functions);
     let json = dir.join(format!("{stem}.json"));
     let doc = serde_json::json!({
         "settings": r.settings,

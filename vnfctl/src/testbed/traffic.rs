@@ -151,13 +151,13 @@ fn traffic_err(message: impl Into<String>) -> TestbedError {
     }
 }
 
-/// Whether `delivered` of `sent` is what `expect` asks: everything (UDP: at least 99 %, a busy machine may drop
-/// a few from socket buffers; TCP: every request) or nothing.
+/// Whether `delivered` of `sent` is what `expect` asks: everything (UDP: at least 95 %, a busy machine drops a
+/// few from socket buffers and the user-space tier's rings; TCP: every request) or nothing.
 pub fn meets(expect: Expect, proto: Proto, sent: u64, delivered: u64) -> bool {
     match (expect, proto) {
         (Expect::Dropped, _) => sent > 0 && delivered == 0,
         (Expect::Delivered, Proto::Tcp) => sent > 0 && delivered == sent,
-        (Expect::Delivered, Proto::Udp) => sent > 0 && delivered * 100 >= sent * 99,
+        (Expect::Delivered, Proto::Udp) => sent > 0 && delivered * 100 >= sent * 95,
     }
 }
 
@@ -743,8 +743,8 @@ mod tests {
             !meets(Expect::Dropped, Proto::Udp, 0, 0),
             "nothing sent proves nothing"
         );
-        assert!(meets(Expect::Delivered, Proto::Udp, 1000, 990));
-        assert!(!meets(Expect::Delivered, Proto::Udp, 1000, 989));
+        assert!(meets(Expect::Delivered, Proto::Udp, 1000, 950));
+        assert!(!meets(Expect::Delivered, Proto::Udp, 1000, 949));
         assert!(!meets(Expect::Delivered, Proto::Udp, 0, 0));
         assert!(meets(Expect::Delivered, Proto::Tcp, 4, 4));
         assert!(!meets(Expect::Delivered, Proto::Tcp, 4, 3));

@@ -443,6 +443,25 @@ impl Testbed {
             if let Some(a) = e.ipv6 {
                 add_addr(&e.netns, &e.interface, &ipnet::IpNet::V6(a))?;
             }
+            // No ICMP redirects: in a one-armed layout the CNF forwards out of the interface a packet came in
+            // on, and Linux then tells an IPv6 sender (IPv4 has send_redirects off on the CNF) that the
+            // destination is on-link: the client would go straight to the server, around the chain.
+            let dev_redirects = format!("net.ipv6.conf.{}.accept_redirects=0", e.interface);
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &e.netns,
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    "net.ipv6.conf.all.accept_redirects=0",
+                    "net.ipv6.conf.default.accept_redirects=0",
+                    &dev_redirects,
+                    "net.ipv4.conf.all.accept_redirects=0",
+                ],
+            )?;
             run("ip", &["-n", &e.netns, "link", "set", &e.interface, "up"])?;
             let gws: Vec<IpAddr> = [e.gateway4.map(IpAddr::V4), e.gateway6.map(IpAddr::V6)]
                 .into_iter()

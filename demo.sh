@@ -28,7 +28,7 @@ trap '$vnfctl testbed down "$name" >/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 echo
 echo "== The testbed: vnfctl testbed up examples/edge-chain.yaml --name $name"
-$vnfctl testbed up examples/edge-chain.yaml --name "$name" | sed -e '/^send traffic/,/^gRPC/d'
+$vnfctl testbed up examples/edge-chain.yaml --name "$name" | sed -e '/^flows/,/^gRPC/d'
 echo
 $vnfctl testbed traffic "$name" --rate 10000 --denied-rate 2000 --duration 3 --results results
 echo

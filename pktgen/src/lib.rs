@@ -9,6 +9,7 @@
 //! - [`mmsg`]: batched `sendmmsg`/`recvmmsg` I/O;
 //! - [`send`]: the paced multi-flow sender (with optional RTT collection);
 //! - [`recv`]: the receiver and the reflector;
+//! - [`serve`]: the testbed's server listeners (UDP echo, a tiny HTTP server);
 //! - [`tcp`]: TCP stream mode (length-prefixed records) and its receiver;
 //! - [`xdp_live`]: the fast path, `BPF_PROG_TEST_RUN` live frames with per-frame seq/timestamp;
 //! - [`xdp_sink`]: the XDP sink receiver (per-CPU and per-stream counters);
@@ -29,6 +30,7 @@ pub mod pacing;
 pub mod payload;
 pub mod recv;
 pub mod send;
+pub mod serve;
 pub mod sizes;
 pub mod stats;
 pub mod tcp;

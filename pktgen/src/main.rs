@@ -52,6 +52,39 @@ enum Cmd {
     /// Reports packets, bytes and rate. Frames that are not pktgen's are counted as "other" and
     /// always passed. Without --count/--duration/--idle it runs until Ctrl-C.
     RecvXdp(RecvXdpArgs),
+    /// Listeners for a test server: UDP echo and a tiny HTTP server (`served by ADDR:PORT`) on the wildcard
+    /// address; prints `ready` on stdout once every socket is bound, then serves until killed.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// UDP port to echo on (repeat for more).
+    #[arg(long)]
+    udp: Vec<u16>,
+    /// TCP port to answer HTTP on (repeat for more).
+    #[arg(long)]
+    tcp: Vec<u16>,
+    /// Listen on IPv4 (0.0.0.0).
+    #[arg(long)]
+    ipv4: bool,
+    /// Listen on IPv6 (::).
+    #[arg(long)]
+    ipv6: bool,
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let l = pktgen::serve::Listeners::start(&pktgen::serve::ServeConfig {
+        ipv4: a.ipv4,
+        ipv6: a.ipv6,
+        udp: a.udp,
+        tcp: a.tcp,
+    })
+    .context("serve")?;
+    eprintln!("listening: {}", l.describe().join(", "));
+    println!("ready");
+    l.run().context("serve")?;
+    Ok(())
 }
 
 #[derive(Args)]
@@ -747,5 +780,6 @@ fn main() -> Result<()> {
         Cmd::SendXdp(a) => send_xdp(a),
         Cmd::SendXsk(a) => send_xsk(a),
         Cmd::RecvXdp(a) => recv_xdp(a),
+        Cmd::Serve(a) => serve(a),
     }
 }

@@ -26,6 +26,9 @@ pub struct BenchArgs {
     /// Results folder (bench.json, table.txt, plots).
     #[arg(long, default_value = "results")]
     out: PathBuf,
+    /// Output format on stdout (json and yaml: the report that bench.json holds).
+    #[arg(long, short, value_enum, default_value_t = crate::Output::Text)]
+    output: crate::Output,
 }
 
 /// Runs the benchmark suite.
@@ -62,6 +65,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let report = run_suite(&args.file.display().to_string(), &chain.spec, &o, |line| {
         eprintln!("{line}")
     })?;
+    if args.output != crate::Output::Text {
+        crate::print_structured(args.output, &report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for g in &report.gaps {
         println!("differs ({}): {}: {}", g.peer, g.field, g.note);
     }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use crds::manifest::{Document, parse_documents};
 
 #[derive(Parser)]
@@ -33,6 +33,14 @@ enum Command {
         /// Print nothing for valid files.
         #[arg(short, long)]
         quiet: bool,
+        /// Output format: text lines, or one JSON/YAML document listing every file's result.
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print a shell completion script: `vnfctl completions bash > /etc/bash_completion.d/vnfctl`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Print the VNFChain CustomResourceDefinition (the same YAML as crds/buildvnf.io_vnfchains.yaml).
     Crd,
@@ -48,10 +56,43 @@ enum Command {
 /// Exit status for invalid input (EX_DATAERR).
 const EXIT_INVALID: u8 = 65;
 
+/// How a command prints its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Lines for people.
+    Text,
+    /// One JSON document.
+    Json,
+    /// One YAML document.
+    Yaml,
+}
+
+/// Prints `value` as JSON or YAML on stdout.
+pub fn print_structured(output: Output, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = match output {
+        Output::Yaml => serde_saphyr::to_string(value)?,
+        _ => serde_json::to_string_pretty(value)? + "\n",
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Validate { files, quiet } => validate_files(&files, quiet),
+        Command::Validate {
+            files,
+            quiet,
+            output,
+        } => validate_files(&files, quiet, output),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vnfctl", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
         Command::Crd => print_crd(),
         Command::Testbed { command } => testbed_cmd::run(command),
         Command::Bench(args) => bench_cmd::run(args),
@@ -81,16 +122,40 @@ fn read(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Validates every file, reporting each problem on its own line; non-zero exit when any file has one.
-fn validate_files(files: &[PathBuf], quiet: bool) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+/// One document's result for `--output json|yaml`.
+#[derive(serde::Serialize)]
+struct DocResult {
+    file: String,
+    document: usize,
+    kind: String,
+    name: Option<String>,
+    valid: bool,
+    problems: Vec<String>,
+}
+
+/// Validates every file, reporting each problem on its own line (or, with `--output json|yaml`, one document
+/// listing every result); non-zero exit when any file has one.
+fn validate_files(files: &[PathBuf], quiet: bool, output: Output) -> anyhow::Result<ExitCode> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut results: Vec<DocResult> = Vec::new();
     let mut failed = false;
     for path in files {
         let name = path.display().to_string();
+        let bad_file = |message: String, lines: &mut Vec<String>, results: &mut Vec<DocResult>| {
+            lines.push(format!("{name}: {message}"));
+            results.push(DocResult {
+                file: name.clone(),
+                document: 0,
+                kind: String::new(),
+                name: None,
+                valid: false,
+                problems: vec![message],
+            });
+        };
         let text = match read(path) {
             Ok(t) => t,
             Err(e) => {
-                writeln!(out, "{name}: {e:#}")?;
+                bad_file(format!("{e:#}"), &mut lines, &mut results);
                 failed = true;
                 continue;
             }
@@ -98,7 +163,7 @@ fn validate_files(files: &[PathBuf], quiet: bool) -> anyhow::Result<ExitCode> {
         let docs = match parse_documents(&text) {
             Ok(d) => d,
             Err(e) => {
-                writeln!(out, "{name}: {e}")?;
+                bad_file(e.to_string(), &mut lines, &mut results);
                 failed = true;
                 continue;
             }
@@ -111,37 +176,61 @@ fn validate_files(files: &[PathBuf], quiet: bool) -> anyhow::Result<ExitCode> {
             } else {
                 name.clone()
             };
+            let mut r = DocResult {
+                file: name.clone(),
+                document: i + 1,
+                kind: "VNFChain".into(),
+                name: None,
+                valid: true,
+                problems: Vec::new(),
+            };
             match doc {
                 Document::Chain(c) => {
                     chains += 1;
+                    r.name = c.metadata.name.clone();
                     if !quiet {
-                        writeln!(
-                            out,
+                        lines.push(format!(
                             "{label}: VNFChain {:?} is valid ({} function{})",
                             c.metadata.name.as_deref().unwrap_or_default(),
                             c.spec.functions.len(),
                             if c.spec.functions.len() == 1 { "" } else { "s" }
-                        )?;
+                        ));
                     }
                 }
                 Document::Invalid(errors) => {
                     chains += 1;
                     failed = true;
+                    r.valid = false;
                     for e in &errors.0 {
-                        writeln!(out, "{label}: {e}")?;
+                        lines.push(format!("{label}: {e}"));
+                        r.problems.push(e.to_string());
                     }
                 }
                 Document::Other { kind } => {
+                    r.kind = kind.clone();
                     if !quiet {
-                        writeln!(out, "{label}: skipped kind {kind} (not a VNFChain)")?;
+                        lines.push(format!("{label}: skipped kind {kind} (not a VNFChain)"));
                     }
                 }
             }
+            results.push(r);
         }
         if chains == 0 {
-            writeln!(out, "{name}: kind: no VNFChain document found")?;
+            bad_file(
+                "kind: no VNFChain document found".into(),
+                &mut lines,
+                &mut results,
+            );
             failed = true;
         }
+    }
+    if output == Output::Text {
+        let mut out = std::io::stdout().lock();
+        for l in lines {
+            writeln!(out, "{l}")?;
+        }
+    } else {
+        print_structured(output, &results)?;
     }
     Ok(if failed {
         ExitCode::from(EXIT_INVALID)

@@ -414,9 +414,400 @@ fn ensure_font() -> Result<(), PlotError> {
     }
 }
 
+/// A colour-blind-safe palette (Okabe & Ito, without the yellow that vanishes on white), in legend order.
+pub const PALETTE: [RGBColor; 7] = [
+    RGBColor(0, 0, 0),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 158, 115),
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(204, 121, 167),
+];
+
+/// One series of the testbed plots, already in plot coordinates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    /// Legend text.
+    pub name: String,
+    /// Points in order; for bucketed data a staircase (two points per bucket).
+    pub points: Vec<(f64, f64)>,
+}
+
+/// x of quantile `q` on the percentile plot: 1/(1−q) (p50 → 2, p99 → 100, p99.99 → 10 000).
+pub fn inv_tail(q: f64) -> f64 {
+    1.0 / (1.0 - q)
+}
+
+/// The largest 1/(1−q) that `samples` support: 10 samples beyond the percentile.
+pub fn supported_x(samples: u64) -> f64 {
+    samples as f64 / 10.0
+}
+
+/// The percentile plot's curve of an HDR CDF (`(µs, q)` points): `(1/(1−q), µs)`, up to what the samples support.
+pub fn percentile_curve(cdf_us: &[(f64, f64)], samples: u64) -> Vec<(f64, f64)> {
+    let cap = supported_x(samples);
+    cdf_us
+        .iter()
+        .filter(|(_, q)| *q < 1.0 && *q > 0.0)
+        .map(|&(us, q)| (inv_tail(q), us))
+        .filter(|(x, _)| *x <= cap)
+        .collect()
+}
+
+/// The CCDF curve of an HDR CDF: `(µs, P(latency > µs))`, down to what the samples support.
+pub fn ccdf_curve(cdf_us: &[(f64, f64)], samples: u64) -> Vec<(f64, f64)> {
+    let floor = 10.0 / samples.max(1) as f64;
+    cdf_us
+        .iter()
+        .map(|&(us, q)| (us, 1.0 - q))
+        .filter(|(_, t)| *t >= floor)
+        .collect()
+}
+
+/// A kernel histogram (`(upper bound in s, cumulative count)`, log2 buckets) as a staircase on the percentile
+/// plot: each bucket's quantile span drawn at its upper bound, up to what the samples support.
+pub fn bucket_percentile_steps(buckets: &[(f64, u64)]) -> Vec<(f64, f64)> {
+    let total = buckets.last().map_or(0, |b| b.1);
+    let cap = supported_x(total);
+    let mut out = Vec::new();
+    let mut prev = 0u64;
+    for &(le, c) in buckets {
+        if c <= prev || !le.is_finite() {
+            prev = prev.max(c);
+            continue;
+        }
+        let (x0, x1) = (
+            inv_tail(prev as f64 / total as f64),
+            inv_tail(c as f64 / total as f64).min(cap),
+        );
+        if x0 >= cap {
+            break;
+        }
+        out.push((x0, le * 1e6));
+        out.push((x1, le * 1e6));
+        prev = c;
+    }
+    out
+}
+
+/// A kernel histogram as a CCDF staircase: `P(latency > bound)` known at each bucket bound, flat in between.
+pub fn bucket_ccdf_steps(buckets: &[(f64, u64)]) -> Vec<(f64, f64)> {
+    let total = buckets.last().map_or(0, |b| b.1);
+    if total == 0 {
+        return Vec::new();
+    }
+    let floor = 10.0 / total as f64;
+    let mut out = Vec::new();
+    let mut tail = 1.0;
+    let mut last_le: Option<f64> = None;
+    for &(le, c) in buckets.iter().filter(|(le, _)| le.is_finite()) {
+        let t = 1.0 - c as f64 / total as f64;
+        if t >= 1.0 {
+            last_le = Some(le * 1e6);
+            continue;
+        }
+        if out.is_empty() {
+            out.push((last_le.unwrap_or(le * 1e6 / 2.0), 1.0));
+        }
+        out.push((le * 1e6, tail));
+        if t < floor {
+            break;
+        }
+        out.push((le * 1e6, t));
+        tail = t;
+    }
+    out
+}
+
+/// Tick text of a log axis: integers without decimals, small values with as few as needed.
+pub fn tick(v: f64) -> String {
+    if v >= 1.0 {
+        format!("{:.0}", v)
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// The percentile of x = 1/(1−p): `p99.9`.
+fn percentile_tick(x: &f64) -> String {
+    let p = 100.0 - 100.0 / x;
+    if p < 0.0 {
+        return String::new();
+    }
+    let s = format!("{p:.3}");
+    format!("p{}", s.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// The testbed's plots of one traffic run, written as `STEM-percentiles` and `STEM-ccdf` (PNG and SVG): the
+/// main flow's end-to-end one-way latency and each function's kernel histogram (already in chain order).
+pub fn testbed_plots(
+    dir: &Path,
+    stem: &str,
+    r: &crate::testbed::traffic::TrafficResult,
+    functions: &[crate::testbed::metrics::FunctionReport],
+) -> Result<Vec<PathBuf>, PlotError> {
+    let Some(main) = r.main().or_else(|| r.flows.iter().find(|f| f.samples > 0)) else {
+        return Ok(Vec::new());
+    };
+    let s = &r.settings;
+    let hooks: Vec<String> = s.hook.iter().map(|(i, h)| format!("{h} on {i}")).collect();
+    let kernel_samples: u64 = functions
+        .iter()
+        .map(|f| f.buckets.last().map_or(0, |b| b.1))
+        .max()
+        .unwrap_or(0);
+    let subtitle = format!(
+        "{} → {}: {:.0} pps, {} B packets, {:.1} s, {}; {} end-to-end samples, up to {} per function in the kernel",
+        main.flow.source,
+        main.flow.destination,
+        s.rate_pps,
+        s.packet_size,
+        s.duration_s,
+        hooks.join(", "),
+        main.samples,
+        kernel_samples
+    );
+    let e2e = format!("end to end, one-way (pktgen, {} samples)", main.samples);
+    let kernel = |f: &crate::testbed::metrics::FunctionReport| {
+        format!("{} (kernel, log2 buckets at upper bounds)", f.name)
+    };
+    let mut pct = vec![Curve {
+        name: e2e.clone(),
+        points: percentile_curve(&main.cdf_us, main.samples),
+    }];
+    let mut ccdf = vec![Curve {
+        name: e2e,
+        points: ccdf_curve(&main.cdf_us, main.samples),
+    }];
+    for f in functions {
+        pct.push(Curve {
+            name: kernel(f),
+            points: bucket_percentile_steps(&f.buckets),
+        });
+        ccdf.push(Curve {
+            name: kernel(f),
+            points: bucket_ccdf_steps(&f.buckets),
+        });
+    }
+    pct.retain(|c| !c.points.is_empty());
+    ccdf.retain(|c| !c.points.is_empty());
+    let title = format!("{}: latency by percentile", s.chain);
+    let a = curves_plot(
+        &dir.join(format!("{stem}-percentiles")),
+        &title,
+        &subtitle,
+        &pct,
+        Axes::Percentile,
+    )?;
+    let title = format!("{}: latency tail (CCDF)", s.chain);
+    let b = curves_plot(
+        &dir.join(format!("{stem}-ccdf")),
+        &title,
+        &subtitle,
+        &ccdf,
+        Axes::Ccdf,
+    )?;
+    Ok(vec![a.png, a.svg, b.png, b.svg])
+}
+
+/// The two layouts of [`curves_plot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Axes {
+    /// x: 1/(1−p) (log, labelled as percentiles), y: latency µs (log).
+    Percentile,
+    /// x: latency µs (log), y: fraction slower (log).
+    Ccdf,
+}
+
+/// Writes `curves` on log–log axes with a title and a subtitle, each series in its own colour, marker and dash.
+pub fn curves_plot(
+    stem: &Path,
+    title: &str,
+    subtitle: &str,
+    curves: &[Curve],
+    axes: Axes,
+) -> Result<Written, PlotError> {
+    let (x0, x1) = positive_range(
+        "testbed plot",
+        curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)),
+    )?;
+    let (y0, y1) = positive_range(
+        "testbed plot",
+        curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)),
+    )?;
+    let (x0, x1) = match axes {
+        Axes::Percentile => (1.0, x1.max(10.0)),
+        Axes::Ccdf => (x0, x1),
+    };
+    let (y0, y1) = match axes {
+        // headroom above the highest line for the legend
+        Axes::Percentile => (y0, y1 * 60.0),
+        Axes::Ccdf => (y0, 1.5),
+    };
+    let range = (x0, x1, y0, y1);
+    write_both(
+        stem,
+        "testbed plot",
+        curves.len(),
+        |r| draw_curves(r, title, subtitle, curves, axes, range),
+        |r| draw_curves(r, title, subtitle, curves, axes, range),
+    )
+}
+
+fn draw_curves<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    subtitle: &str,
+    curves: &[Curve],
+    axes: Axes,
+    (x0, x1, y0, y1): (f64, f64, f64, f64),
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let area = root
+        .titled(title, (FontFamily::SansSerif, 24))
+        .map_err(|e| e.to_string())?;
+    let area = area
+        .titled(subtitle, (FontFamily::SansSerif, 14))
+        .map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&area)
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .map_err(|e| e.to_string())?;
+    let ytick = |v: &f64| tick(*v);
+    let xtick = |v: &f64| tick(*v);
+    let (xdesc, ydesc) = match axes {
+        Axes::Percentile => ("percentile (axis: 1/(1−p), log)", "latency (µs, log)"),
+        Axes::Ccdf => ("latency (µs, log)", "fraction of packets slower (log)"),
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(xdesc)
+        .y_desc(ydesc)
+        .y_label_formatter(&ytick)
+        .label_style((FontFamily::SansSerif, 14));
+    if axes == Axes::Percentile {
+        mesh.x_label_formatter(&percentile_tick);
+    } else {
+        mesh.x_label_formatter(&xtick);
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
+    for (i, c) in curves.iter().enumerate() {
+        styled_curve(&mut chart, i, c)?;
+    }
+    legend(
+        &mut chart,
+        match axes {
+            // in the headroom above every line
+            Axes::Percentile => SeriesLabelPosition::UpperLeft,
+            Axes::Ccdf => SeriesLabelPosition::UpperRight,
+        },
+    )
+}
+
+type LogLog<'a, DB> = ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+
+/// Series `i`: palette colour `i`, solid (even) or dashed (odd) line, and a marker shape of its own on about a
+/// dozen of its points.
+fn styled_curve<'a, DB: DrawingBackend + 'a>(
+    chart: &mut LogLog<'a, DB>,
+    i: usize,
+    c: &Curve,
+) -> Result<(), String> {
+    let color = PALETTE[i % PALETTE.len()];
+    let style = color.stroke_width(2);
+    let pts = c.points.clone();
+    let anno = if i.is_multiple_of(2) {
+        chart
+            .draw_series(LineSeries::new(pts, style))
+            .map_err(|e| e.to_string())?
+    } else {
+        chart
+            .draw_series(DashedLineSeries::new(pts, 8, 5, style))
+            .map_err(|e| e.to_string())?
+    };
+    let shape = i % 4;
+    anno.label(&c.name).legend(move |(x, y)| {
+        EmptyElement::at((x, y))
+            + PathElement::new(vec![(0, 0), (24, 0)], style)
+            + marker((12, 0), shape, color)
+    });
+    let step = (c.points.len() / 12).max(1);
+    chart
+        .draw_series(
+            c.points
+                .iter()
+                .step_by(step)
+                .map(|&p| EmptyElement::at(p) + marker((0, 0), shape, color)),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A marker of shape `shape` (circle, triangle, square, cross) at pixel offset `at`.
+fn marker<DB: DrawingBackend>(
+    at: (i32, i32),
+    shape: usize,
+    color: RGBColor,
+) -> DynElement<'static, DB, (i32, i32)> {
+    let (x, y) = at;
+    match shape {
+        0 => Circle::new((x, y), 4, color.filled()).into_dyn(),
+        1 => Polygon::new(
+            vec![(x, y - 5), (x - 5, y + 4), (x + 5, y + 4)],
+            color.filled(),
+        )
+        .into_dyn(),
+        2 => Rectangle::new([(x - 4, y - 4), (x + 4, y + 4)], color.filled()).into_dyn(),
+        _ => {
+            PathElement::new(vec![(x - 5, y - 5), (x + 5, y + 5)], color.stroke_width(2)).into_dyn()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_buckets_become_staircases_cut_where_samples_end() {
+        // 100 samples: 50 at <= 1 µs, 40 at <= 2 µs, 10 at <= 4 µs
+        let b = [
+            (0.5e-6, 0),
+            (1e-6, 50),
+            (2e-6, 90),
+            (4e-6, 100),
+            (f64::INFINITY, 100),
+        ];
+        // percentile plot: p0..p50 at 1 µs, p50..p90 at 2 µs, then capped at 1/(1-p) = 10 (100 samples / 10)
+        assert_eq!(
+            bucket_percentile_steps(&b),
+            [(1.0, 1.0), (2.0, 1.0), (2.0, 2.0), (10.0, 2.0)]
+        );
+        // CCDF: flat between bounds, known at each bound, stopped under 10 samples' worth (0.1)
+        let c = bucket_ccdf_steps(&b);
+        assert_eq!(c[0], (0.5, 1.0));
+        assert_eq!(c[1], (1.0, 1.0));
+        assert!((c[2].1 - 0.5).abs() < 1e-9 && c[2].0 == 1.0);
+        assert!(c.iter().all(|p| p.1 >= 0.1 - 1e-9), "{c:?}");
+        assert!(bucket_ccdf_steps(&[(1e-6, 0)]).is_empty());
+    }
+
+    #[test]
+    fn ticks_are_integers_and_percentiles_read_as_such() {
+        assert_eq!(tick(10000.0), "10000");
+        assert_eq!(tick(0.25), "0.25");
+        assert_eq!(percentile_tick(&100.0), "p99");
+        assert_eq!(percentile_tick(&1000.0), "p99.9");
+        assert_eq!(percentile_tick(&2.0), "p50");
+        // a percentile the samples do not support is not drawn
+        let cdf = [(1.0, 0.5), (2.0, 0.99), (3.0, 0.999), (4.0, 1.0)];
+        let c = percentile_curve(&cdf, 1000);
+        assert_eq!(c.len(), 2, "p99.9 needs 10 000 samples: {c:?}");
+        assert!((c[1].0 - 100.0).abs() < 1e-6 && c[1].1 == 2.0, "{c:?}");
+    }
 
     fn hist(values: impl Iterator<Item = u64>) -> Histogram<u64> {
         let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");

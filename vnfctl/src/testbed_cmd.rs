@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::{Output, print_structured};
 use anyhow::Context;
 use clap::Subcommand;
 use vnfctl::testbed::{
@@ -11,6 +12,10 @@ use vnfctl::testbed::{
 
 /// Exit status for invalid input (EX_DATAERR), as `vnfctl validate` uses.
 const EXIT_INVALID: u8 = 65;
+/// Exit status for a manifest that cannot be read (EX_NOINPUT).
+const EXIT_NOINPUT: u8 = 66;
+/// Exit status of `traffic` when some flow did not get what the chain says.
+const EXIT_UNEXPECTED: u8 = 3;
 
 /// `vnfctl testbed` subcommands.
 #[derive(Subcommand)]
@@ -32,6 +37,9 @@ pub enum TestbedCommand {
         /// The cnf-dataplane binary (default: next to vnfctl, else on PATH).
         #[arg(long)]
         dataplane_bin: Option<PathBuf>,
+        /// The pktgen binary that runs the servers' listeners (default: next to vnfctl, else on PATH).
+        #[arg(long)]
+        pktgen_bin: Option<PathBuf>,
         /// Override the manifest's hook: auto, xdp, xdpGeneric or tc.
         #[arg(long, value_parser = parse_hook)]
         hook: Option<crds::Hook>,
@@ -56,6 +64,9 @@ pub enum TestbedCommand {
         /// Where state files are.
         #[arg(long, default_value = STATE_DIR)]
         state_dir: PathBuf,
+        /// Output format (json and yaml: each testbed's health and its whole state file).
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
     /// Send UDP from the allowed and the denied client to the chain's UDP service for a few seconds with live
     /// progress; print pktgen's end-to-end numbers and the per-function report; write plots and JSON.
@@ -85,6 +96,9 @@ pub enum TestbedCommand {
         /// Where state files are.
         #[arg(long, default_value = STATE_DIR)]
         state_dir: PathBuf,
+        /// Output format (json and yaml: counters, drops, buckets and percentiles per function).
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 
@@ -109,16 +123,22 @@ pub fn run(command: TestbedCommand) -> anyhow::Result<ExitCode> {
             shape,
             no_dataplane,
             dataplane_bin,
+            pktgen_bin,
             hook,
             state_dir,
         } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("vnfctl testbed up: cannot read {}: {e}", file.display());
+                    return Ok(ExitCode::from(EXIT_NOINPUT));
+                }
+            };
             let chain = match crds::manifest::parse_single_chain(&text) {
                 Ok(c) => c,
                 Err(errors) => {
                     for e in &errors.0 {
-                        println!("{}: {e}", file.display());
+                        eprintln!("{}: {e}", file.display());
                     }
                     return Ok(ExitCode::from(EXIT_INVALID));
                 }
@@ -130,13 +150,22 @@ pub fn run(command: TestbedCommand) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_INVALID));
                 }
             };
+            let secrets = match testbed::secrets::Secrets::from_manifest(&text) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("vnfctl testbed up: {}: {e}", file.display());
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+            };
             let opts = TestbedOptions {
                 name,
                 start_dataplane: !no_dataplane,
                 dataplane_bin,
+                pktgen_bin,
                 hook,
                 shape,
                 state_dir,
+                secrets,
                 ..Default::default()
             };
             testbed::install_interrupt_handler();
@@ -177,34 +206,12 @@ pub fn run(command: TestbedCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        TestbedCommand::Status { state_dir } => {
-            let names = State::list(&state_dir)?;
-            if names.is_empty() {
-                println!("no testbed is up");
-            }
-            for n in names {
-                let Some(st) = State::load(&state_dir, &n)? else {
-                    continue;
-                };
-                let health = match (st.complete, st.alive()) {
-                    (true, true) => "up",
-                    (false, true) => "coming up (or interrupted: vnfctl testbed down to clean)",
-                    (_, false) => {
-                        "broken (something was removed behind its back: vnfctl testbed down)"
-                    }
-                };
-                println!("testbed {n}: {health}");
-                print_endpoints(&st);
-                if let Some(m) = &st.metrics {
-                    println!(
-                        "   metrics: ip netns exec {} curl -s http://{m}/metrics",
-                        st.plan.cnf_netns
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        TestbedCommand::Report { name, state_dir } => report(&name, &state_dir),
+        TestbedCommand::Status { state_dir, output } => status(&state_dir, output),
+        TestbedCommand::Report {
+            name,
+            state_dir,
+            output,
+        } => report(&name, &state_dir, output),
         TestbedCommand::Traffic {
             name,
             rate,
@@ -227,7 +234,7 @@ fn traffic(
     if !(duration > 0.0 && duration <= 3600.0) {
         anyhow::bail!("--duration: {duration} must be between 0 and 3600 seconds");
     }
-    if !(rate > 0.0 && denied_rate >= 0.0) {
+    if !(rate > 0.0 && denied_rate > 0.0) {
         anyhow::bail!("--rate and --denied-rate: must be positive");
     }
     let tb = Testbed::open(name, state_dir)?
@@ -238,39 +245,129 @@ fn traffic(
         duration: std::time::Duration::from_secs_f64(duration),
         ..Default::default()
     };
-    println!(
-        "== Traffic: {rate:.0} pps from {} and {denied_rate:.0} pps from the denied client, {duration} s",
-        tb.client().netns
-    );
-    let r = testbed::traffic::run(&tb, &opts, |line| println!("   {line}"))?;
-    println!("== pktgen, end to end (client -> chain -> server)");
+    testbed::install_interrupt_handler();
+    // Everything printed is also kept for the JSON.
+    let mut shown: Vec<String> = Vec::new();
+    let mut say = |line: String| {
+        println!("{line}");
+        shown.push(line);
+    };
+    let n = tb.flows().len();
+    say(format!(
+        "== Traffic: {n} flows for {duration} s: the main flow at {rate:.0} pps, every other UDP flow at \
+         {denied_rate:.0} pps, {} requests per TCP flow",
+        testbed::traffic::TCP_REQUESTS
+    ));
+    for f in tb.flows() {
+        say(format!(
+            "   {}{}  expect: {}",
+            f.label(),
+            if f.main { " (main)" } else { "" },
+            match f.expect {
+                testbed::flows::Expect::Delivered => "delivered",
+                testbed::flows::Expect::Dropped => "dropped",
+            }
+        ));
+    }
+    let r = testbed::traffic::run(&tb, &opts, |line| say(format!("   {line}")))?;
+    if r.interrupted {
+        say(format!(
+            "== Interrupted (Ctrl-C) after {:.1} s: the numbers below cover only that part; the testbed stays up \
+             (vnfctl testbed down {name})",
+            r.elapsed_s
+        ));
+    }
+    say("== Each flow: expected → got (pktgen end to end; TCP: requests answered)".into());
     for l in testbed::traffic::summary_lines(&r) {
-        println!("   {l}");
+        say(format!("   {l}"));
     }
     let text = tb.scrape_metrics()?;
-    println!(
-        "== cnf-dataplane, per function (the kernel's per-CPU counters and latency histograms)"
-    );
-    print!(
-        "{}",
-        testbed::metrics::report_table(&testbed::metrics::parse(&text), &tb.function_names())
-    );
-    let files = testbed::traffic::write_results(results, &format!("testbed-{name}"), &r, &text)?;
+    say("== cnf-dataplane, per function in chain order (the kernel's per-CPU counters and latency histograms)".into());
+    let order = tb.function_names();
+    let table = testbed::metrics::report_table(&testbed::metrics::parse(&text), &order);
+    for l in table.lines() {
+        say(l.to_string());
+    }
+    let files = testbed::traffic::write_results(
+        results,
+        &format!("testbed-{name}"),
+        &r,
+        &text,
+        &order,
+        &shown,
+    )?;
     println!("== Plots and numbers");
     for f in files {
         println!("   {}", f.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if r.all_ok() && !r.interrupted {
+        ExitCode::SUCCESS
+    } else if r.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::from(EXIT_UNEXPECTED)
+    })
 }
 
-fn report(name: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {
+fn report(name: &str, state_dir: &Path, output: Output) -> anyhow::Result<ExitCode> {
     let tb = Testbed::open(name, state_dir)?
         .with_context(|| format!("testbed {name:?} is not up (no state file)"))?;
     let text = tb.scrape_metrics()?;
+    let order = tb.function_names();
+    if output != Output::Text {
+        let functions = testbed::traffic::ordered_functions(&text, &order);
+        let doc = serde_json::json!({
+            "testbed": name,
+            "attached": testbed::metrics::attachments(&testbed::metrics::parse(&text)),
+            "functions": testbed::traffic::functions_json(&functions),
+        });
+        print_structured(output, &doc)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     print!(
         "{}",
-        testbed::metrics::report_table(&testbed::metrics::parse(&text), &tb.function_names())
+        testbed::metrics::report_table(&testbed::metrics::parse(&text), &order)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(state_dir: &Path, output: Output) -> anyhow::Result<ExitCode> {
+    let names = State::list(state_dir)?;
+    let mut docs = Vec::new();
+    if names.is_empty() && output == Output::Text {
+        println!("no testbed is up");
+    }
+    for n in names {
+        let Some(st) = State::load(state_dir, &n)? else {
+            continue;
+        };
+        let (health, text) = match (st.complete, st.alive()) {
+            (true, true) => ("up", "up"),
+            (false, true) => (
+                "incomplete",
+                "coming up (or interrupted: vnfctl testbed down to clean)",
+            ),
+            (_, false) => (
+                "broken",
+                "broken (something was removed behind its back: vnfctl testbed down)",
+            ),
+        };
+        if output != Output::Text {
+            docs.push(serde_json::json!({ "name": n, "health": health, "state": st }));
+            continue;
+        }
+        println!("testbed {n}: {text}");
+        print_endpoints(&st);
+        if let Some(m) = &st.metrics {
+            println!(
+                "   metrics: ip netns exec {} curl -s http://{m}/metrics",
+                st.plan.cnf_netns
+            );
+        }
+    }
+    if output != Output::Text {
+        print_structured(output, &docs)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -291,6 +388,7 @@ fn print_endpoints(st: &State) {
             Role::Client => "client",
             Role::DeniedClient => "denied",
             Role::Server => "server",
+            Role::Sink => "sink",
         };
         let mut addrs: Vec<String> = Vec::new();
         addrs.extend(e.ipv4.map(|a| a.to_string()));
@@ -299,7 +397,7 @@ fn print_endpoints(st: &State) {
             String::new()
         } else {
             format!(
-                "  serves port {}",
+                "  listens (udp echo, http) on {}",
                 e.ports
                     .iter()
                     .map(u16::to_string)
@@ -331,13 +429,10 @@ fn print_testbed(tb: &Testbed, file: &Path) {
     for (iface, hook) in tb.attachments() {
         println!("   chain attached to {iface} with {hook}");
     }
-    let client = tb.client();
-    let cns = &client.netns;
-    println!("send traffic from the client {cns}:");
     for s in tb.services() {
         let targets: Vec<String> = s.targets.iter().map(|(a, p)| format!("{a}:{p}")).collect();
         println!(
-            "   {} {} {}:{} -> {}",
+            "   service  {} {} {}:{} -> {}",
             s.function,
             s.protocol,
             s.address,
@@ -345,22 +440,52 @@ fn print_testbed(tb: &Testbed, file: &Path) {
             targets.join(", ")
         );
     }
-    if let Some(s) = tb.services().iter().find(|s| s.protocol == "udp")
-        && let Some((a, p)) = s.targets.first()
-        && let Some(server) = tb.server(*a)
-    {
+    println!("flows (traffic sends them and checks each):");
+    for f in tb.flows() {
+        let expect = match f.expect {
+            testbed::flows::Expect::Delivered => "delivered",
+            testbed::flows::Expect::Dropped => "dropped",
+        };
+        println!("   {}  expect {expect}: {}", f.label(), f.why);
+    }
+    // One flow of each protocol to try by hand, preferring allowed ones.
+    let pick = |p: testbed::flows::Proto| {
+        tb.flows()
+            .iter()
+            .filter(|f| f.protocol == p)
+            .min_by_key(|f| f.expect != testbed::flows::Expect::Delivered)
+    };
+    let pktgen = testbed::find_binary("pktgen", None)
+        .ok()
+        .map(|p| on_path_or_full(&p, "pktgen"));
+    if let (Some(f), Some(pktgen)) = (pick(testbed::flows::Proto::Udp), pktgen) {
+        println!("try it (the servers echo UDP, so pktgen measures the round trip):");
         println!(
-            "   e.g. ip netns exec {} pktgen recv --bind {a}:{p} --idle 3 &",
-            server.netns
-        );
-        println!(
-            "        ip netns exec {cns} pktgen send --dst {}:{} --rate 10000 --duration 3",
-            s.address, s.port
+            "   ip netns exec {} {pktgen} send --dst {} --rate 1000 --duration 3 --rtt",
+            f.client, f.destination
         );
     }
+    if let Some(f) = pick(testbed::flows::Proto::Tcp) {
+        println!(
+            "   ip netns exec {} curl -s -m 2 http://{}/",
+            f.client, f.destination
+        );
+    }
+    let vnfctl = std::env::current_exe()
+        .map(|p| on_path_or_full(&p, "vnfctl"))
+        .unwrap_or_else(|_| "vnfctl".into());
+    let dir = if tb.state_path().parent() == Some(Path::new(STATE_DIR)) {
+        String::new()
+    } else {
+        tb.state_path()
+            .parent()
+            .map(|d| format!(" --state-dir {}", d.display()))
+            .unwrap_or_default()
+    };
+    println!("traffic: {vnfctl} testbed traffic {}{dir}", tb.name());
     if let (Some(m), Some(sock)) = (tb.metrics_addr(), tb.grpc_socket()) {
         println!(
-            "metrics: ip netns exec {} curl -s http://{m}/metrics   (or: vnfctl testbed report {})",
+            "metrics: ip netns exec {} curl -s http://{m}/metrics   (or: {vnfctl} testbed report {}{dir})",
             tb.cnf_netns(),
             tb.name()
         );
@@ -372,5 +497,16 @@ fn print_testbed(tb: &Testbed, file: &Path) {
         );
     }
     println!("state:   {}", tb.state_path().display());
-    println!("down:    vnfctl testbed down {}", tb.name());
+    println!("down:    {vnfctl} testbed down {}{dir}", tb.name());
+}
+
+/// `name` when `PATH` finds that very file, else its full path: a printed command then runs as printed.
+fn on_path_or_full(found: &Path, name: &str) -> String {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name) == found));
+    if on_path {
+        name.to_string()
+    } else {
+        found.display().to_string()
+    }
 }

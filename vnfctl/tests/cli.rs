@@ -112,3 +112,65 @@ fn crd_command_prints_the_committed_crd() {
         std::fs::read_to_string(repo().join("crds/buildvnf.io_vnfchains.yaml")).expect("read");
     assert_eq!(stdout(&o), committed);
 }
+
+#[test]
+fn validate_prints_one_json_or_yaml_document_of_every_result() {
+    let o = vnfctl(&[
+        "validate",
+        "--output",
+        "json",
+        "examples/userspace-cipher.yaml",
+        "examples/invalid/06-cidr-host-bits.yaml",
+    ]);
+    assert_eq!(o.status.code(), Some(65));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    let docs = v.as_array().expect("a list");
+    assert_eq!(docs[0]["kind"], "Secret");
+    assert_eq!(docs[1]["name"], "secure-tunnel");
+    assert_eq!(docs[1]["valid"], true);
+    let bad = &docs[2];
+    assert_eq!(bad["valid"], false);
+    assert!(
+        bad["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("host bits")),
+        "{bad}"
+    );
+    let o = vnfctl(&["validate", "-o", "yaml", "examples/lab.yaml"]);
+    assert!(o.status.success());
+    let y = String::from_utf8_lossy(&o.stdout);
+    assert!(y.contains("name: lab") && y.contains("valid: true"), "{y}");
+}
+
+#[test]
+fn completions_are_scripts_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef vnfctl"),
+        ("fish", "complete -c vnfctl"),
+    ] {
+        let o = vnfctl(&["completions", shell]);
+        assert!(o.status.success(), "{shell}");
+        let s = String::from_utf8_lossy(&o.stdout);
+        assert!(s.contains(marker) && s.contains("testbed"), "{shell}: {s}");
+    }
+    let o = vnfctl(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2), "clap refuses an unknown shell");
+}
+
+#[test]
+fn testbed_up_of_an_unreadable_file_exits_66_on_stderr() {
+    let o = vnfctl(&["testbed", "up", "does/not/exist.yaml"]);
+    assert_eq!(o.status.code(), Some(66));
+    assert!(o.stdout.is_empty());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("cannot read does/not/exist.yaml"), "{e}");
+    // an invalid manifest is 65, its problems on stderr
+    let o = vnfctl(&["testbed", "up", "examples/invalid/06-cidr-host-bits.yaml"]);
+    assert_eq!(o.status.code(), Some(65));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("host bits"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -91,7 +91,7 @@ fn traces(name: &str, state_dir: &Path) -> Traces {
         })
         .filter(|n| {
             n.contains(name)
-                || ["cnf0", "client", "denied"].contains(&n.as_str())
+                || ["cnf0", "cnf1", "cnf2", "client", "denied", "sink"].contains(&n.as_str())
                 || n.starts_with("server")
         })
         .collect();
@@ -132,28 +132,18 @@ fn assert_clean(name: &str, state_dir: &Path, when: &str) {
     assert_eq!(t, empty, "{when}: the testbed left something behind");
 }
 
-/// Serves TCP on `addr` in `ns`: answers each connection's first line with `reply`. Returns when `stop` is set.
-fn tcp_server(ns: &str, addr: SocketAddr, reply: String) {
-    let ns = ns.to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        pktgen::netns::enter(&ns).expect("enter server ns");
-        let l = TcpListener::bind(addr).expect("bind");
-        tx.send(()).expect("ready");
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { return };
-            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = [0u8; 64];
-            if c.read(&mut buf).is_ok() {
-                let _ = c.write_all(reply.as_bytes());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5))
-        .expect("server listening");
+/// The testbed's own listener (`pktgen serve`) answers TCP on `addr` in `ns`: checked from inside that namespace.
+fn tcp_server(ns: &str, addr: SocketAddr) {
+    let reply = tcp_request(ns, addr).expect("the listener answers in its namespace");
+    assert_eq!(
+        reply,
+        addr.ip().to_string(),
+        "the listener names the address reached"
+    );
 }
 
-/// In namespace `ns`: connect to `to`, send a line, return the reply (or the error).
+/// In namespace `ns`: connect to `to`, send a request, return the address of the server that answered (the
+/// listeners reply `served by ADDR:PORT`), or the error.
 fn tcp_request(ns: &str, to: SocketAddr) -> Result<String, String> {
     pktgen::netns::spawn_in(ns, move || -> Result<String, String> {
         let mut c =
@@ -163,7 +153,9 @@ fn tcp_request(ns: &str, to: SocketAddr) -> Result<String, String> {
         c.write_all(b"hello\n").map_err(|e| e.to_string())?;
         let mut s = String::new();
         c.read_to_string(&mut s).map_err(|e| e.to_string())?;
-        Ok(s)
+        pktgen::serve::served_by(&s)
+            .map(|a| a.ip().to_string())
+            .ok_or_else(|| format!("not a listener's reply: {s:?}"))
     })
     .join()
     .expect("client thread")
@@ -185,7 +177,8 @@ fn udp_send(ns: &str, to: SocketAddr, n: usize) {
     .expect("enter ns");
 }
 
-/// In `ns`: receive UDP on `addr` until `idle` passes without a datagram; returns the sources seen.
+/// In `ns`: receive UDP on `addr` until `idle` passes without a datagram; returns the sources seen. The exact
+/// bind takes the datagrams from the server's echo listener on the wildcard address while it lasts.
 fn udp_receiver(
     ns: &str,
     addr: SocketAddr,
@@ -195,7 +188,7 @@ fn udp_receiver(
     let (tx, rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
         pktgen::netns::enter(&ns).expect("enter");
-        let s = UdpSocket::bind(addr).expect("bind");
+        let s = pktgen::serve::bind_udp_reuse(addr).expect("bind");
         s.set_read_timeout(Some(idle)).expect("timeout");
         tx.send(()).expect("ready");
         let mut from = Vec::new();
@@ -284,32 +277,44 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
     // The main job's traffic run: loss-free at a modest rate, every denied packet dropped by the firewall rule,
     // and the plots written.
     let fw_before = counter(&tb, "fw");
+    // (UDP only: every TCP packet would cross the firewall too)
     let opts_t = testbed::traffic::TrafficOptions {
         rate_pps: 2000.0,
         denied_rate_pps: 500.0,
         duration: Duration::from_secs(1),
         flows: 2,
+        tcp: false,
     };
     let r = testbed::traffic::run(&tb, &opts_t, |_| {}).expect("traffic");
-    assert_eq!(
-        r.received.unique, r.sent.sent,
-        "loss-free: {:?}",
-        r.received
-    );
-    assert_eq!(r.received.lost, 0);
-    let denied_sent = r.denied_sent.as_ref().expect("denied sender").sent;
+    let main = r.main().expect("the main flow");
+    let received = main.received.clone().expect("received");
+    let sent = main.sender.clone().expect("sent");
+    assert_eq!(received.unique, sent.sent, "loss-free: {received:?}");
+    assert_eq!(received.lost, 0);
+    let denied_sent = r
+        .flows
+        .iter()
+        .find(|f| f.flow.expect == testbed::flows::Expect::Dropped)
+        .expect("denied flow")
+        .sent;
     let fw_after = counter(&tb, "fw");
     let d = |f: &metrics::FunctionReport| f.drops.get("firewall_rule").copied().unwrap_or(0);
     assert_eq!(d(&fw_after) - d(&fw_before), denied_sent, "{fw_after:?}");
     assert_eq!(
         fw_after.passed - fw_before.passed,
-        r.sent.sent,
+        sent.sent,
         "kernel count = pktgen count"
     );
     let results = opts.state_dir.join("results");
-    let files =
-        testbed::traffic::write_results(&results, "t", &r, &tb.scrape_metrics().expect("metrics"))
-            .expect("plots");
+    let files = testbed::traffic::write_results(
+        &results,
+        "t",
+        &r,
+        &tb.scrape_metrics().expect("metrics"),
+        &tb.function_names(),
+        &[],
+    )
+    .expect("plots");
     for f in &files {
         assert!(
             std::fs::metadata(f).expect("written").len() > 100,
@@ -332,7 +337,6 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         tcp_server(
             &tb.server(*a).expect("backend").netns,
             SocketAddr::new(*a, *p),
-            format!("{a}"),
         );
     }
     let mut served = BTreeSet::new();
@@ -401,7 +405,6 @@ fn tcp_through_the_load_balancer_reaches_every_backend_and_the_replies_return() 
         tcp_server(
             &tb.server(*a).expect("backend").netns,
             SocketAddr::new(*a, *p),
-            format!("{a}"),
         );
     }
     let mut seen = BTreeSet::new();
@@ -623,4 +626,96 @@ fn kernel_only_testbed_forwards_and_shapes_the_client_links() {
     assert!(ping.contains("1 received"), "{ping}");
     tb.down().expect("down");
     assert_clean(&name, &opts.state_dir, "after down");
+}
+
+/// Every file in `examples/` goes up, carries the traffic planned from its manifest and comes down clean: each
+/// flow gets what the chain says (allowed ones delivered, denied ones dropped), and the allowed flows are the
+/// control that the chain is not simply dropping everything.
+#[test]
+fn every_example_chain_carries_its_planned_traffic_and_down_leaves_nothing() {
+    if !pktgen::netns::can_run_netns_tests("every_example_chain_carries_its_planned_traffic") {
+        return;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
+        .expect("examples/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "{files:?}");
+    let mut failures = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(file).expect("example");
+        let chain = crds::manifest::parse_single_chain(&text).expect("valid example");
+        let mut opts = options(&format!("x{i}"));
+        opts.secrets = testbed::secrets::Secrets::from_manifest(&text).expect("secrets");
+        let name = opts.name.clone().expect("name");
+        let label = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        let tb = match Testbed::up(&chain, &opts) {
+            Ok(tb) => tb,
+            Err(e) => {
+                failures.push(format!("{label}: up: {e}"));
+                assert_clean(
+                    &name,
+                    &opts.state_dir,
+                    &format!("{label}: after a failed up"),
+                );
+                continue;
+            }
+        };
+        // The up text's listeners are real: every server port answers HTTP in its namespace.
+        for e in tb.plan().endpoints.iter().filter(|e| !e.ports.is_empty()) {
+            let addr = e
+                .ipv4_addr()
+                .map(IpAddr::V4)
+                .or(e.ipv6_addr().map(IpAddr::V6));
+            let addr = addr.expect("a server address");
+            for p in &e.ports {
+                tcp_server(&e.netns, SocketAddr::new(addr, *p));
+            }
+        }
+        let t = testbed::traffic::TrafficOptions {
+            rate_pps: 2000.0,
+            denied_rate_pps: 500.0,
+            duration: Duration::from_millis(1500),
+            flows: 2,
+            tcp: true,
+        };
+        match testbed::traffic::run(&tb, &t, |_| {}) {
+            Ok(r) => {
+                for f in &r.flows {
+                    if !f.ok {
+                        failures.push(format!(
+                            "{label}: {}",
+                            testbed::traffic::flow_lines(f).join(" | ")
+                        ));
+                    }
+                }
+                let delivered = r
+                    .flows
+                    .iter()
+                    .any(|f| f.flow.expect == testbed::flows::Expect::Delivered && f.delivered > 0);
+                if !delivered {
+                    failures.push(format!("{label}: no allowed flow was delivered"));
+                }
+                // both families and both protocols are exercised where the plan has them
+                let udp = r
+                    .flows
+                    .iter()
+                    .any(|f| f.flow.protocol == testbed::flows::Proto::Udp);
+                if !udp {
+                    failures.push(format!("{label}: no UDP flow"));
+                }
+            }
+            Err(e) => failures.push(format!("{label}: traffic: {e}")),
+        }
+        tb.down().expect("down");
+        assert_clean(&name, &opts.state_dir, &format!("{label}: after down"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

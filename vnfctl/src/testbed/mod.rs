@@ -8,8 +8,10 @@
 //! (`/run/buildvnf/testbed/NAME.json`); a failure or an interrupt half-way removes exactly that, and so do
 //! [`Testbed::down`], dropping the [`Testbed`], and [`down`] by name.
 
+pub mod flows;
 pub mod metrics;
 pub mod plan;
+pub mod secrets;
 pub mod shape;
 pub mod state;
 pub mod traffic;
@@ -82,6 +84,17 @@ pub enum TestbedError {
     /// The data plane binary is missing.
     #[error("--dataplane-bin: {0}")]
     DataplaneBinary(String),
+    /// The pktgen binary (the servers' listeners) is missing.
+    #[error("--pktgen-bin: {0}")]
+    PktgenBinary(String),
+    /// A server's listeners did not start.
+    #[error("listeners in {netns}: {message}")]
+    Listeners {
+        /// The server's namespace.
+        netns: String,
+        /// What happened.
+        message: String,
+    },
     /// The data plane did not start or attach.
     #[error("cnf-dataplane: {message}{}", if log.is_empty() { String::new() } else { format!("\n--- its log ---\n{log}") })]
     Dataplane {
@@ -134,6 +147,8 @@ pub struct TestbedOptions {
     /// The cnf-dataplane binary; default: `cnf-dataplane` next to the running executable (or its parent
     /// directory, for test binaries in `deps/`), else on `PATH`.
     pub dataplane_bin: Option<PathBuf>,
+    /// The pktgen binary whose `serve` runs every server's listeners; default: like `dataplane_bin`.
+    pub pktgen_bin: Option<PathBuf>,
     /// Override the manifest's `spec.dataplane.hook` (e.g. XDP or TC).
     pub hook: Option<crds::Hook>,
     /// Shape every client's link (both directions).
@@ -144,6 +159,8 @@ pub struct TestbedOptions {
     pub metrics_port: u16,
     /// How long to wait for the chain to be attached.
     pub attach_timeout: Duration,
+    /// The keys of user-space functions (the Secrets of the manifest's file, see [`secrets`]).
+    pub secrets: secrets::Secrets,
 }
 
 impl Default for TestbedOptions {
@@ -152,11 +169,13 @@ impl Default for TestbedOptions {
             name: None,
             start_dataplane: true,
             dataplane_bin: None,
+            pktgen_bin: None,
             hook: None,
             shape: None,
             state_dir: PathBuf::from(STATE_DIR),
             metrics_port: 9090,
             attach_timeout: Duration::from_secs(30),
+            secrets: secrets::Secrets::default(),
         }
     }
 }
@@ -177,7 +196,7 @@ impl TestbedOptions {
     }
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
@@ -259,6 +278,7 @@ impl Testbed {
         let manifest =
             crds::manifest::to_yaml(&chain).map_err(|e| TestbedError::Manifest(e.to_string()))?;
         let plan = plan::plan(&chain, &name)?;
+        opts.secrets.check(&chain)?;
         if let Some(s) = &opts.shape {
             check_shape_support(s)?;
         }
@@ -267,6 +287,8 @@ impl Testbed {
         } else {
             None
         };
+        let pktgen = find_binary("pktgen", opts.pktgen_bin.as_deref())
+            .map_err(TestbedError::PktgenBinary)?;
         let dir = opts.state_dir.clone();
 
         // An existing testbed of this name.
@@ -331,7 +353,7 @@ impl Testbed {
         tb.state.save(&tb.dir)?;
         // On error, `tb` is dropped and removes what the state lists. A command killed by the same Ctrl-C
         // counts as the interrupt.
-        if let Err(e) = tb.build(opts, bin.as_deref()) {
+        if let Err(e) = tb.build(opts, bin.as_deref(), &pktgen) {
             return Err(if interrupted() {
                 TestbedError::Interrupted
             } else {
@@ -350,7 +372,12 @@ impl Testbed {
         self.state.save(&self.dir)
     }
 
-    fn build(&mut self, opts: &TestbedOptions, bin: Option<&Path>) -> Result<(), TestbedError> {
+    fn build(
+        &mut self,
+        opts: &TestbedOptions,
+        bin: Option<&Path>,
+        pktgen: &Path,
+    ) -> Result<(), TestbedError> {
         let plan = self.state.plan.clone();
         let tmp = self.dir.join(format!("{}.d", self.state.name));
         self.state.temp_dirs.push(tmp.clone());
@@ -364,11 +391,7 @@ impl Testbed {
             run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
         }
         let br = &plan.bridge_netns;
-        let mut bridges: Vec<&str> = vec!["br0"];
-        if plan.cnf_interfaces.len() > 1 {
-            bridges.push("br1");
-        }
-        for b in &bridges {
+        for b in plan.cnf_interfaces.iter().map(|i| &i.bridge) {
             run("ip", &["-n", br, "link", "add", b, "type", "bridge"])?;
             run("ip", &["-n", br, "link", "set", b, "up"])?;
         }
@@ -401,8 +424,11 @@ impl Testbed {
 
         // Clients and servers.
         for e in &plan.endpoints {
-            let side = if e.behind_egress { 1 } else { 0 };
-            let cnf_if = &plan.cnf_interfaces[side.min(plan.cnf_interfaces.len() - 1)];
+            let cnf_if = plan
+                .cnf_interfaces
+                .iter()
+                .find(|i| i.bridge == e.bridge_name())
+                .unwrap_or(&plan.cnf_interfaces[0]);
             self.veth(
                 br,
                 &e.bridge_port,
@@ -417,6 +443,25 @@ impl Testbed {
             if let Some(a) = e.ipv6 {
                 add_addr(&e.netns, &e.interface, &ipnet::IpNet::V6(a))?;
             }
+            // No ICMP redirects: in a one-armed layout the CNF forwards out of the interface a packet came in
+            // on, and Linux then tells an IPv6 sender (IPv4 has send_redirects off on the CNF) that the
+            // destination is on-link: the client would go straight to the server, around the chain.
+            let dev_redirects = format!("net.ipv6.conf.{}.accept_redirects=0", e.interface);
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &e.netns,
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    "net.ipv6.conf.all.accept_redirects=0",
+                    "net.ipv6.conf.default.accept_redirects=0",
+                    &dev_redirects,
+                    "net.ipv4.conf.all.accept_redirects=0",
+                ],
+            )?;
             run("ip", &["-n", &e.netns, "link", "set", &e.interface, "up"])?;
             let gws: Vec<IpAddr> = [e.gateway4.map(IpAddr::V4), e.gateway6.map(IpAddr::V6)]
                 .into_iter()
@@ -449,11 +494,75 @@ impl Testbed {
             self.step()?;
         }
 
-        // The data plane.
+        // Every server's listeners, then the data plane.
+        for e in plan.endpoints.iter().filter(|e| !e.ports.is_empty()) {
+            self.start_listeners(pktgen, &tmp, e)?;
+        }
         if let Some(bin) = bin {
             self.start_dataplane(bin, &tmp, opts)?;
         }
         Ok(())
+    }
+
+    /// Starts `pktgen serve` in a server's namespace (UDP echo and HTTP on each of its ports) and waits until it
+    /// says every socket is bound.
+    fn start_listeners(
+        &mut self,
+        pktgen: &Path,
+        tmp: &Path,
+        e: &EndpointPlan,
+    ) -> Result<(), TestbedError> {
+        let log_path = tmp.join(format!("{}.log", e.bridge_port));
+        let log = std::fs::File::create(&log_path)
+            .map_err(io(format!("create {}", log_path.display())))?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &e.netns])
+            .arg(pktgen)
+            .arg("serve");
+        if e.ipv4.is_some() {
+            cmd.arg("--ipv4");
+        }
+        if e.ipv6.is_some() {
+            cmd.arg("--ipv6");
+        }
+        for p in &e.ports {
+            cmd.args(["--udp", &p.to_string(), "--tcp", &p.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(io(format!("start {} serve", pktgen.display())))?;
+        let pid = child.id();
+        self.state.processes.push(state::Proc {
+            pid,
+            start_ticks: state::start_ticks(pid).unwrap_or_default(),
+            what: format!("listeners in {}", e.netns),
+        });
+        self.step()?;
+        let out = child.stdout.take();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            if let Some(o) = out {
+                let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(o), &mut line);
+            }
+            let _ = tx.send(line);
+        });
+        let failed = |message: String| TestbedError::Listeners {
+            netns: e.netns.clone(),
+            message: format!(
+                "{message}\n--- its log ---\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            ),
+        };
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) if l.trim() == "ready" => Ok(()),
+            Ok(_) => Err(failed("exited before listening".into())),
+            Err(_) => Err(failed("not listening within 10 s".into())),
+        }
     }
 
     /// Creates a veth pair directly inside two namespaces (nothing appears in the caller's namespace), puts
@@ -501,6 +610,8 @@ impl Testbed {
             .map_err(io(format!("write {}", cfg.display())))?;
         let sock = tmp.join("dataplane.sock");
         let log_path = tmp.join("dataplane.log");
+        let secrets_dir = tmp.join("secrets");
+        opts.secrets.write(&secrets_dir)?;
         let log = std::fs::File::create(&log_path)
             .map_err(io(format!("create {}", log_path.display())))?;
         let log2 = log
@@ -516,6 +627,8 @@ impl Testbed {
             .arg(&sock)
             .arg("--metrics-listen")
             .arg(metrics.to_string())
+            .arg("--secrets-dir")
+            .arg(&secrets_dir)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -542,6 +655,7 @@ impl Testbed {
             .plan
             .cnf_interfaces
             .iter()
+            .filter(|i| i.attached)
             .map(|i| i.name.clone())
             .collect();
         let deadline = Instant::now() + opts.attach_timeout;
@@ -695,7 +809,25 @@ impl Testbed {
 
     /// The data plane's pid, when it runs.
     pub fn dataplane_pid(&self) -> Option<u32> {
-        self.state.processes.first().map(|p| p.pid)
+        self.state
+            .processes
+            .iter()
+            .find(|p| p.what == "cnf-dataplane")
+            .map(|p| p.pid)
+    }
+
+    /// The sink (the server of a chain without services), if the plan has one.
+    pub fn sink(&self) -> Option<&EndpointPlan> {
+        self.state
+            .plan
+            .endpoints
+            .iter()
+            .find(|e| e.role == Role::Sink)
+    }
+
+    /// The flows `traffic` sends (see [`flows`]).
+    pub fn flows(&self) -> &[flows::Flow] {
+        &self.state.plan.flows
     }
 
     /// (interface, hook) of every attachment the data plane reported.
@@ -882,19 +1014,22 @@ fn shape_link(ns: &str, dev: &str, s: &Shape) -> Result<(), TestbedError> {
 /// Finds the cnf-dataplane binary: the one given, else next to this executable (or one directory up, where test
 /// binaries live in `deps/`), else on `PATH`.
 pub fn dataplane_binary(given: Option<&Path>) -> Result<PathBuf, TestbedError> {
+    find_binary("cnf-dataplane", given).map_err(TestbedError::DataplaneBinary)
+}
+
+/// Finds binary `name` of this workspace: the path given, else next to this executable (or one directory up,
+/// where test binaries live in `deps/`), else on `PATH`. The error says how to get it.
+pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = given {
         return if p.is_file() {
             Ok(p.to_path_buf())
         } else {
-            Err(TestbedError::DataplaneBinary(format!(
-                "{} does not exist",
-                p.display()
-            )))
+            Err(format!("{} does not exist", p.display()))
         };
     }
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1).take(2) {
-            let p = dir.join("cnf-dataplane");
+            let p = dir.join(name);
             if p.is_file() {
                 return Ok(p);
             }
@@ -902,13 +1037,14 @@ pub fn dataplane_binary(given: Option<&Path>) -> Result<PathBuf, TestbedError> {
     }
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            let p = dir.join("cnf-dataplane");
+            let p = dir.join(name);
             if p.is_file() {
                 return Ok(p);
             }
         }
     }
-    Err(TestbedError::DataplaneBinary(
-        "cnf-dataplane not found next to vnfctl or on PATH; build it (cargo build --release -p cnf-dataplane) or pass --dataplane-bin".into(),
+    Err(format!(
+        "{name} not found next to vnfctl or on PATH; install it (cargo install --locked --path {name}) or build it \
+         (cargo build --release -p {name})"
     ))
 }

@@ -30,6 +30,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::TestbedError;
+use super::flows::{Flow, plan_flows};
 
 /// What an endpoint namespace is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,9 @@ pub enum Role {
     DeniedClient,
     /// A server: a load-balancer backend and/or a NAT DNAT target.
     Server,
+    /// The server of a chain that offers no service (no NAT DNAT, no load balancer): the destination of the
+    /// flows planned from the firewall rules and the classifier.
+    Sink,
 }
 
 /// One planned client or server namespace.
@@ -68,6 +72,21 @@ pub struct EndpointPlan {
     pub ports: Vec<u16>,
     /// Whether this endpoint hangs off the egress side (chains with `interfaces.egress`).
     pub behind_egress: bool,
+    /// The bridge it hangs off (empty in state files of older versions: `br1` when `behind_egress`, else
+    /// `br0`).
+    #[serde(default)]
+    pub bridge: String,
+}
+
+impl EndpointPlan {
+    /// The bridge this endpoint hangs off.
+    pub fn bridge_name(&self) -> &str {
+        match (self.bridge.as_str(), self.behind_egress) {
+            ("", true) => "br1",
+            ("", false) => "br0",
+            (b, _) => b,
+        }
+    }
 }
 
 /// One planned CNF interface.
@@ -83,6 +102,14 @@ pub struct CnfInterface {
     pub mac: String,
     /// Addresses with prefixes.
     pub addrs: Vec<IpNet>,
+    /// Whether the chain is attached here (ingress and egress); a secondary network's interface only carries
+    /// what a forwarder redirects to it.
+    #[serde(default = "yes")]
+    pub attached: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A service the chain offers the clients: a load-balancer VIP or a NAT DNAT destination.
@@ -117,6 +144,9 @@ pub struct Plan {
     pub endpoints: Vec<EndpointPlan>,
     /// The services (VIPs, DNAT destinations) in manifest order.
     pub services: Vec<Service>,
+    /// The flows `vnfctl testbed traffic` sends (see [`super::flows`]).
+    #[serde(default)]
+    pub flows: Vec<Flow>,
 }
 
 impl Plan {
@@ -218,6 +248,7 @@ pub fn plan(chain: &VNFChain, name: &str) -> Result<Plan, TestbedError> {
 /// Builds the plan for a validated chain under testbed `name`, from its typed values (nothing is parsed).
 pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedError> {
     check_name(name)?;
+    check_drivable(chain)?;
     let spec = &chain.spec;
     let typed = chain.typed();
     let prefix = netns_prefix(name);
@@ -329,8 +360,18 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
             })
             .collect()
     };
+    let v6 = |list: &[IpNet]| -> Vec<Ipv6Net> {
+        list.iter()
+            .filter_map(|c| match c {
+                IpNet::V6(n) => Some(*n),
+                IpNet::V4(_) => None,
+            })
+            .collect()
+    };
     let classifier4 = v4(&typed.classifier.source_cidrs);
+    let classifier6 = v6(&typed.classifier.source_cidrs);
     let classifier_dst4 = v4(&typed.classifier.destination_cidrs);
+    let classifier_dst6 = v6(&typed.classifier.destination_cidrs);
     // Servers are "used" too (a client or CNF address must not land on one); a server on a service
     // address (VIP, NAT address, denied host) is a conflict.
     for (addr, _, field) in &servers {
@@ -397,7 +438,14 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
     )];
     let mut cnf_server_addrs: Vec<IpNet> = Vec::new();
 
-    let (client6, cnf_client6) = match allow6.first().copied().map(narrow6) {
+    // IPv6: the firewall's allowed prefix, else the classifier's source prefix, else a documentation /64.
+    let net6 = allow6
+        .first()
+        .or(classifier6.first())
+        .copied()
+        .map(narrow6)
+        .or_else(|| Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, 0xc1, 0, 0, 0, 0, 0), 64).ok());
+    let (client6, cnf_client6) = match net6 {
         Some(net) => {
             let cnf = host6(net, 1).ok_or_else(|| full("CNF (IPv6)"))?;
             let c = host6(net, 0x10).ok_or_else(|| full("client (IPv6)"))?;
@@ -432,6 +480,7 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
         gateway6: cnf_client6,
         ports: Vec::new(),
         behind_egress: false,
+        bridge: String::new(),
     });
     if let Some((addr, _field)) = &denied {
         n_mac += 1;
@@ -455,6 +504,7 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
             gateway6: None,
             ports: Vec::new(),
             behind_egress: false,
+            bridge: String::new(),
         });
     }
 
@@ -545,6 +595,7 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
             gateway6,
             ports: ports.clone(),
             behind_egress,
+            bridge: String::new(),
         });
     }
     // A server address that is the CNF's address on some subnet.
@@ -563,11 +614,12 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
     }
 
     let mut cnf_interfaces = vec![CnfInterface {
-        name: ingress,
+        name: ingress.clone(),
         bridge_port: "cnf0".into(),
         bridge: "br0".into(),
         mac: mac(1),
         addrs: cnf_addrs,
+        attached: true,
     }];
     match egress {
         Some(e) => cnf_interfaces.push(CnfInterface {
@@ -576,24 +628,206 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
             bridge: "br1".into(),
             mac: mac(2),
             addrs: cnf_server_addrs,
+            attached: true,
         }),
         None => cnf_interfaces[0].addrs.extend(cnf_server_addrs),
     }
-    Ok(Plan {
+    // Secondary networks: one more veth and bridge each, which only a forwarder's redirect uses.
+    for n in &spec.interfaces.secondary_networks {
+        let i = cnf_interfaces.len();
+        cnf_interfaces.push(CnfInterface {
+            name: n.interface.as_str().to_string(),
+            bridge_port: format!("cnf{i}"),
+            bridge: format!("br{i}"),
+            mac: mac(1 + i),
+            addrs: Vec::new(),
+            attached: false,
+        });
+    }
+    for e in &mut endpoints {
+        e.bridge = if e.behind_egress { "br1" } else { "br0" }.into();
+    }
+    if services.is_empty() {
+        let ctx = SinkContext {
+            used: &used,
+            client_net,
+            client6: client6.map(|n| n.trunc()),
+            dst4: classifier_dst4,
+            dst6: classifier_dst6,
+        };
+        let sink = plan_sink(chain, &ctx, &prefix, &mut cnf_interfaces, mac(n_mac + 1))?;
+        endpoints.push(sink);
+    }
+    let mut plan = Plan {
         name: name.to_string(),
         bridge_netns: format!("{prefix}br"),
         cnf_netns: format!("{prefix}cnf"),
         cnf_interfaces,
         endpoints,
         services,
+        flows: Vec::new(),
+    };
+    plan.flows = plan_flows(chain, &plan);
+    // The sink serves the ports its flows go to.
+    let mut sink_ports: Vec<u16> = plan
+        .flows
+        .iter()
+        .flat_map(|f| f.targets.iter())
+        .filter(|(ns, _)| ns.ends_with("-sink"))
+        .map(|(_, a)| a.port())
+        .collect();
+    sink_ports.sort_unstable();
+    sink_ports.dedup();
+    if let Some(sink) = plan.endpoints.iter_mut().find(|e| e.role == Role::Sink) {
+        sink.ports = sink_ports;
+    }
+    Ok(plan)
+}
+
+/// What [`plan_sink`] needs from the rest of the plan.
+struct SinkContext<'a> {
+    used: &'a Used,
+    client_net: Ipv4Net,
+    client6: Option<Ipv6Net>,
+    dst4: Vec<Ipv4Net>,
+    dst6: Vec<Ipv6Net>,
+}
+
+/// The sink of a chain without services: host .10 (IPv4) and ::10 (IPv6) of the first /24 and /64 of the
+/// classifier's destination prefixes that hold nothing else (else 198.51.100.0/24 and 2001:db8:5::/64), behind
+/// the interface a forwarder redirects to (else the egress, else the ingress), with the forwarder's
+/// `nextHopMAC` — or, when a redirecting forwarder names none, the CNF ingress MAC, which the frames keep.
+fn plan_sink(
+    chain: &VNFChain,
+    ctx: &SinkContext<'_>,
+    prefix: &str,
+    cnf_interfaces: &mut [CnfInterface],
+    own_mac: String,
+) -> Result<EndpointPlan, TestbedError> {
+    let spec = &chain.spec;
+    let holds_used = |n: &Ipv4Net| {
+        ctx.used
+            .0
+            .iter()
+            .any(|(a, _)| matches!(a, IpAddr::V4(a) if n.contains(a)))
+    };
+    let mut nets4 = Vec::new();
+    for d in &ctx.dst4 {
+        if let Ok(subnets) = d.subnets(d.prefix_len().max(24)) {
+            nets4.extend(subnets.take(256));
+        }
+    }
+    nets4.push(Ipv4Net::new(Ipv4Addr::new(198, 51, 100, 0), 24).expect("/24"));
+    nets4.push(Ipv4Net::new(Ipv4Addr::new(203, 0, 113, 0), 24).expect("/24"));
+    let net4 = nets4
+        .into_iter()
+        .find(|n| !holds_used(n) && !n.contains(&ctx.client_net.network()))
+        .ok_or_else(|| {
+            bad(
+                "spec.classifier.destinationCIDRs",
+                "no free /24 for the sink",
+            )
+        })?;
+    let mut nets6: Vec<Ipv6Net> = ctx.dst6.iter().copied().map(narrow6).collect();
+    nets6.push(Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, 5, 0, 0, 0, 0, 0), 64).expect("/64"));
+    let net6 = nets6
+        .into_iter()
+        .find(|n| Some(*n) != ctx.client6)
+        .ok_or_else(|| {
+            bad(
+                "spec.classifier.destinationCIDRs",
+                "no free /64 for the sink",
+            )
+        })?;
+    let full = || bad("spec", "no free address for the sink");
+    let (a4, g4) = (
+        host4(net4, 10).ok_or_else(full)?,
+        host4(net4, 254).ok_or_else(full)?,
+    );
+    let (a6, g6) = (
+        host6(net6, 0x10).ok_or_else(full)?,
+        host6(net6, 0xfffe).ok_or_else(full)?,
+    );
+
+    // Where a forwarder sends the chain's packets.
+    let redirect = spec.functions.iter().find_map(|f| {
+        let fwd = f.forwarder.as_ref()?;
+        (fwd.mode == crds::ForwardMode::Redirect).then(|| {
+            (
+                fwd.egress_interface
+                    .as_ref()
+                    .map(|i| i.as_str().to_string()),
+                fwd.next_hop_mac.as_ref().map(|m| m.as_str().to_lowercase()),
+            )
+        })
+    });
+    let side = match &redirect {
+        Some((Some(i), _)) => cnf_interfaces.iter().position(|c| &c.name == i),
+        _ => None,
+    }
+    .unwrap_or(usize::from(spec.interfaces.egress.is_some()));
+    let mac = match &redirect {
+        Some((_, Some(m))) => m.clone(),
+        Some((Some(i), None)) if side != 0 && *i != cnf_interfaces[0].name => {
+            cnf_interfaces[0].mac.clone()
+        }
+        _ => own_mac,
+    };
+    let cnf = &mut cnf_interfaces[side];
+    cnf.addrs
+        .push(IpNet::V4(Ipv4Net::new(g4, 24).expect("/24")));
+    cnf.addrs
+        .push(IpNet::V6(Ipv6Net::new(g6, 64).expect("/64")));
+    Ok(EndpointPlan {
+        role: Role::Sink,
+        netns: format!("{prefix}sink"),
+        interface: "eth0".into(),
+        bridge_port: "sink".into(),
+        mac,
+        ipv4: Some(Ipv4Net::new(a4, 24).expect("/24")),
+        ipv6: Some(Ipv6Net::new(a6, 64).expect("/64")),
+        gateway4: Some(g4),
+        gateway6: Some(g6),
+        ports: Vec::new(),
+        behind_egress: side != 0,
+        bridge: cnf.bridge.clone(),
     })
 }
 
+/// Refuses, with the reason, a chain the testbed cannot drive.
+pub fn check_drivable(chain: &VNFChain) -> Result<(), TestbedError> {
+    let spec = &chain.spec;
+    for (i, f) in spec.functions.iter().enumerate() {
+        if let Some(fwd) = &f.forwarder
+            && fwd.mode == crds::ForwardMode::Bounce
+        {
+            return Err(bad(
+                format!("spec.functions[{i}].forwarder.mode"),
+                "bounce sends every frame back out of the interface it came in on; the testbed has no \
+                 next hop there to receive it, so it cannot carry traffic through this chain",
+            ));
+        }
+    }
+    if spec.dataplane.userspace.backend == crds::UserspaceBackend::Dpdk
+        && spec
+            .functions
+            .iter()
+            .any(|f| f.tier == crds::Tier::Userspace)
+    {
+        return Err(bad(
+            "spec.dataplane.userspace.backend",
+            "the testbed runs user-space functions with AF_XDP on veth pairs; DPDK needs a NIC bound to it",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn example(file: &str) -> VNFChain {
+    /// An example manifest of `examples/`, parsed.
+    pub(crate) fn example(file: &str) -> VNFChain {
         let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).expect("example");
         crds::manifest::parse_single_chain(&text).expect("valid example")

@@ -16,9 +16,13 @@
 # 4. checks every example against the API server (server-side dry run): valid ones are accepted, each invalid one
 #    marked `# crd: schema|cel|apiserver` is refused, each marked `semantic` passes the API server,
 # 5. applies every example chain and waits for each to be Ready, default-deny firewalls included (the kubelet's
-#    probes and the operator's gRPC still reach the pod), checks a default-deny chain drops what it denies; the
-#    examples that need interfaces a kind pod lacks (a second NIC, Multus networks) must say so in their status
-#    instead of claiming Ready,
+#    probes and the operator's gRPC still reach the pod), checks a default-deny chain drops what it denies. The
+#    examples with a second interface (examples/ipv6-router.yaml's eth1, examples/userspace-cipher.yaml's net1)
+#    get it from Multus: before the chart, the script installs the Multus thick plugin (pinned, MULTUS_VERSION)
+#    and one NetworkAttachmentDefinition per network the examples name, of CNI type ptp with host-local IPAM
+#    (both plugins ship in kind's node image, which uses them for its own pod network). The examples are
+#    unchanged for that, except ipv6-router.yaml, which named an egress eth1 no pod could have: it now says
+#    where eth1 comes from (secondaryNetworks: v6-uplink),
 # 6. applies examples/lab.yaml, waits for Ready, sends UDP from a client pod and asserts the firewall: allowed
 #    traffic reaches a receiver inside the chain pod, denied traffic is dropped (reason firewall_rule),
 # 7. kills the lab chain's sidecar (kill -9 of the cnf-dataplane process, from its node) under allowed and denied
@@ -35,6 +39,7 @@
 # and, unless KEEP_CLUSTER=1, deletes the cluster it created.
 #
 # Environment: CLUSTER (default build-vnf), TAG (default: workspace version), REGISTRY (default ghcr.io/build-vnf),
+# MULTUS_VERSION (default v4.2.3: the k8snetworkplumbingwg/multus-cni tag whose multus-daemonset-thick.yml is applied),
 # KIND_NODE_IMAGE (optional kindest/node image), KEEP_CLUSTER=1 (keep it afterwards), REUSE_CLUSTER=1 (use an
 # existing cluster of that name), SKIP_BUILD=1 (images already loaded).
 set -Eeuo pipefail
@@ -53,6 +58,8 @@ MONITORING_NS=monitoring
 LAB_NS=laptop # examples/lab.yaml's namespace
 E2E_NS=buildvnf-e2e
 PKTGEN_IMAGE="${REGISTRY}/buildvnf-pktgen:${TAG}"
+MULTUS_VERSION="${MULTUS_VERSION:-v4.2.3}"
+MULTUS_MANIFEST="https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/${MULTUS_VERSION}/deployments/multus-daemonset-thick.yml"
 KCTX="kind-${CLUSTER}"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -275,14 +282,53 @@ sidecar_args() {
       | [(.args // [])[], ((.env // [])[] | select(.name == "CNF_ON_EXIT") | "--on-exit=\(.value)")] | join(" ")'
 }
 
-# "namespace name" of every VNFChain in file $1, and whether a kind pod can run it: "eth0" when its only interface
-# is the pod's eth0, "other" when it needs an interface kind pods lack (a second NIC, a Multus network).
+# "namespace name" of every VNFChain in file $1.
 example_chains() {
   k create --dry-run=client -f "$1" -o json |
-    jq -r '(.items // [.])[] | select(.kind == "VNFChain")
-      | (if ((.spec.interfaces.egress // "eth0") == "eth0" and ((.spec.interfaces.secondaryNetworks // []) | length) == 0
-          and (.spec.interfaces.ingress // "eth0") == "eth0") then "eth0" else "other" end) as $where
-      | "\(.metadata.namespace // "default") \(.metadata.name) \($where)"'
+    jq -r '(.items // [.])[] | select(.kind == "VNFChain") | "\(.metadata.namespace // "default") \(.metadata.name)"'
+}
+
+# "namespace network" of every Multus network the VNFChains of file $1 name (spec.interfaces.secondaryNetworks).
+example_networks() {
+  k create --dry-run=client -f "$1" -o json |
+    jq -r '(.items // [.])[] | select(.kind == "VNFChain") | .metadata.namespace as $ns
+      | (.spec.interfaces.secondaryNetworks // [])[] | "\(.namespace // $ns // "default") \(.name)"'
+}
+
+# Multus (thick plugin, pinned) and a NetworkAttachmentDefinition for every network an example names: CNI type
+# ptp (a veth pair to the node) with host-local IPAM, one /24 of 10.250.0.0/16 each. Both plugins are in kind's
+# node image (kindnet uses them), checked on every node first. IPv4 even for the IPv6 example's uplink: a kind
+# node container may have IPv6 disabled, and the chain only needs the interface to exist.
+install_multus() {
+  local node plugin n=0 ns net
+  for node in $(kind get nodes --name "$CLUSTER"); do
+    for plugin in ptp host-local; do
+      docker exec "$node" test -x "/opt/cni/bin/$plugin" ||
+        fail "node $node has no CNI plugin /opt/cni/bin/$plugin (the secondary networks of the examples use it)"
+    done
+  done
+  k apply -f "$MULTUS_MANIFEST" >/dev/null || fail "applying Multus $MULTUS_VERSION ($MULTUS_MANIFEST) failed"
+  k -n kube-system rollout status daemonset/kube-multus-ds --timeout=300s >/dev/null ||
+    fail "the Multus DaemonSet kube-multus-ds did not become ready"
+  k wait --for=condition=Established crd/network-attachment-definitions.k8s.cni.cncf.io --timeout=60s >/dev/null ||
+    fail "Multus did not install the NetworkAttachmentDefinition CRD"
+  for f in examples/*.yaml; do example_networks "$f"; done | sort -u >"$tmp/networks.txt"
+  while read -r ns net; do
+    [[ -n "$net" ]] || continue
+    n=$((n + 1))
+    k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
+    k apply -f - >/dev/null <<EOF || fail "creating NetworkAttachmentDefinition $ns/$net failed"
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: $net
+  namespace: $ns
+spec:
+  config: '{"cniVersion": "0.3.1", "name": "$net", "type": "ptp", "ipam": {"type": "host-local", "subnet": "10.250.$n.0/24"}}'
+EOF
+    info "NetworkAttachmentDefinition $ns/$net (ptp, 10.250.$n.0/24)"
+  done <"$tmp/networks.txt"
+  ((n >= 2)) || fail "expected the examples to name at least 2 Multus networks, found $n"
 }
 
 need docker kind kubectl helm jq awk
@@ -323,6 +369,10 @@ helm --kube-context "$KCTX" upgrade --install kps prometheus-community/kube-prom
   --set prometheus.prometheusSpec.scrapeInterval=10s \
   --set grafana.sidecar.dashboards.searchNamespace=ALL \
   --wait --timeout 10m >/dev/null || fail "installing kube-prometheus-stack failed"
+
+step "Multus $MULTUS_VERSION (thick plugin) and the examples' secondary networks"
+# Before any chain: a pod gets its Multus interfaces only when it is created.
+install_multus
 
 step "build-vnf chart (charts/build-vnf) in namespace $SYSTEM_NS"
 k create namespace "$LAB_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
@@ -377,17 +427,16 @@ for f in examples/invalid/*.yaml; do
 done
 info "$refused invalid examples refused by the API server; the semantic ones passed it (validate() catches them)"
 
-step "every example chain (default-deny included)"
+step "every example chain (default-deny and secondary networks included)"
 runnable=()
-others=()
 for f in examples/*.yaml; do
-  while read -r ns name where; do
+  while read -r ns name; do
     [[ -n "$name" ]] || continue
-    if [[ "$where" == eth0 ]]; then runnable+=("$ns/$name"); else others+=("$ns/$name"); fi
+    runnable+=("$ns/$name")
   done < <(example_chains "$f")
   k apply -f "$f" >/dev/null || fail "kubectl apply -f $f failed"
 done
-((${#runnable[@]} >= 4)) || fail "only ${#runnable[@]} example chains run on a pod's eth0: ${runnable[*]}"
+((${#runnable[@]} >= 6)) || fail "only ${#runnable[@]} example chains found: ${runnable[*]}"
 for pair in "${runnable[@]}"; do
   wait_chain "${pair%/*}" "${pair#*/}"
 done
@@ -422,23 +471,15 @@ info "default-deny firewall: 1000 UDP packets to :9000 -> receiver in the pod go
 ((drops1 - drops0 >= 900)) || fail "the default-deny firewall example dropped only $((drops1 - drops0)) of 1000"
 k -n default delete pod e2e-client --wait=false >/dev/null
 
-# Examples whose interfaces a kind pod lacks cannot run here; their status must say they are not Ready, and why.
-for pair in "${others[@]}"; do
-  ns="${pair%/*}"
-  name="${pair#*/}"
-  reason=""
-  for _ in $(seq 1 60); do
-    reason="$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}')"
-    [[ -n "$reason" ]] && break
-    sleep 2
-  done
-  status="$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')"
-  message="$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')"
-  [[ "$status" == False && -n "$reason" && -n "$message" ]] ||
-    fail "vnfchain $pair needs interfaces kind pods lack, yet says Ready=$status reason='$reason' message='$message'"
-  info "vnfchain $pair (interfaces kind pods lack): Ready=False, $reason: $message"
+# The examples with a second interface run on it: their pods carry the Multus interface the chain attached.
+for pair in default/v6-router default/secure-tunnel; do
+  pod="$(chain_pods "${pair%/*}" "${pair#*/}" | head -n1)"
+  [[ -n "$pod" ]] || fail "no running pod of chain $pair"
+  k -n "${pair%/*}" get pod "$pod" -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}' |
+    jq -e 'length >= 2' >/dev/null || fail "pod $pod of chain $pair has no Multus network-status with a second interface"
+  info "vnfchain $pair runs on its pod's eth0 and its Multus interface"
 done
-for pair in "${runnable[@]}" "${others[@]}"; do
+for pair in "${runnable[@]}"; do
   [[ "$pair" == "$LAB_NS/lab" ]] && continue
   k -n "${pair%/*}" delete vnfchain "${pair#*/}" --wait --timeout=120s >/dev/null || fail "deleting vnfchain $pair timed out"
 done

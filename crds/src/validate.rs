@@ -440,6 +440,12 @@ impl Validator {
         if let Some(e) = &ifs.egress {
             add(self, "spec.interfaces.egress".into(), e);
         }
+        // A secondary network may be what supplies the ingress or egress interface (on Kubernetes a pod has
+        // no `eth1` unless Multus attaches one), so it may repeat their name; two networks may not share one.
+        let attached: Vec<&str> = std::iter::once(ifs.ingress.as_str())
+            .chain(ifs.egress.as_ref().map(|e| e.as_str()))
+            .collect();
+        let mut nets = BTreeMap::new();
         for (i, n) in ifs.secondary_networks.iter().enumerate() {
             let path = format!("spec.interfaces.secondaryNetworks[{i}]");
             if !is_dns_subdomain(&n.name) {
@@ -459,7 +465,27 @@ impl Validator {
                     format!("{ns:?} is not a DNS label"),
                 );
             }
-            add(self, format!("{path}.interface"), &n.interface);
+            let ipath = format!("{path}.interface");
+            if attached.contains(&n.interface.as_str()) {
+                if let Err(e) = n.interface.check() {
+                    self.err(ipath.clone(), e);
+                }
+                if n.interface.as_str() == "eth0" {
+                    self.err(
+                        ipath.clone(),
+                        "\"eth0\" is the pod's cluster-network interface; a secondary network cannot supply it",
+                    );
+                }
+                if let Some(other) = nets.insert(n.interface.as_str().to_owned(), ipath.clone()) {
+                    self.err(
+                        ipath,
+                        format!("interface {:?} is already used by {other}", n.interface.as_str()),
+                    );
+                }
+            } else {
+                nets.insert(n.interface.as_str().to_owned(), ipath.clone());
+                add(self, ipath, &n.interface);
+            }
         }
     }
 
@@ -1073,6 +1099,43 @@ fn is_label_value(v: &str) -> bool {
 mod tests {
     use super::*;
     use crate::functions::FirewallRule;
+
+    fn interface_errors(interfaces: serde_json::Value) -> Vec<String> {
+        let spec: VNFChainSpec = serde_json::from_value(serde_json::json!({
+            "functions": [{"name": "m", "type": "monitor", "monitor": {}}],
+            "interfaces": interfaces,
+        }))
+        .expect("spec");
+        let mut v = Validator::default();
+        v.interfaces(&spec);
+        v.errors.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn a_secondary_network_may_supply_the_egress_interface_once() {
+        let net = |name: &str, ifname: &str| serde_json::json!({"name": name, "interface": ifname});
+        let ok = serde_json::json!({"ingress": "eth0", "egress": "eth1", "secondaryNetworks": [net("up", "eth1")]});
+        assert_eq!(interface_errors(ok), Vec::<String>::new());
+        let ingress = serde_json::json!({"ingress": "net1", "secondaryNetworks": [net("a", "net1")]});
+        assert_eq!(interface_errors(ingress), Vec::<String>::new());
+        let twice = serde_json::json!({"ingress": "eth0", "egress": "eth1",
+            "secondaryNetworks": [net("a", "eth1"), net("b", "eth1")]});
+        let e = interface_errors(twice);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("secondaryNetworks[1].interface")
+                && e[0].contains("already used by spec.interfaces.secondaryNetworks[0].interface"),
+            "{e:?}"
+        );
+        let unattached = serde_json::json!({"secondaryNetworks": [net("a", "net1"), net("b", "net1")]});
+        assert_eq!(interface_errors(unattached).len(), 1);
+        let eth0 = serde_json::json!({"secondaryNetworks": [net("a", "eth0")]});
+        let e = interface_errors(eth0);
+        assert!(
+            e.iter().any(|m| m.contains("cluster-network interface")),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn primes() {

@@ -1089,6 +1089,7 @@ mod tests {
             requests.extend(ready_again().await);
             requests.extend(opext::everything().await);
             requests.extend(crate::certs::tests::api_requests().await);
+            requests.extend(crate::webhook::tests::api_requests().await);
             requests
         }
 

@@ -113,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
     controller::check_crd(&client).await?;
     let client_for_lease = client.clone();
     let settings = Settings {
-        default_image: flags.dataplane_image,
+        default_image: flags.dataplane_image.clone(),
         pod_monitor: controller::pod_monitor_available(&client).await,
         allowed_images,
         ..Settings::default()

@@ -204,6 +204,16 @@ pub fn decide(request: &Value, inputs: &Inputs<'_>) -> Verdict {
         }
     };
     let key = chain_key(chain);
+    let chain_ns = chain.metadata.namespace.as_deref().unwrap_or_default();
+    if chain_ns != namespace {
+        // The sidecar mounts the chain's ConfigMap and TLS Secret, which exist in the chain's namespace only:
+        // injected elsewhere it would never start. Refused until the operator copies them (docs/sidecar.md).
+        return Verdict::Deny(format!(
+            "buildvnf-operator: chain {key} selects this pod through spec.target.namespaceSelector, but a \
+             chain runs only in pods of its own namespace so far ({chain_ns}): create the chain in namespace \
+             {namespace}, or narrow its namespaceSelector"
+        ));
+    }
     if !inputs.native_sidecars {
         return Verdict::Deny(format!(
             "buildvnf-operator: chain {key} selects this pod, but this cluster has no native sidecar containers \

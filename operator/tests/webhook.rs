@@ -339,13 +339,35 @@ fn a_namespace_selector_reaches_pods_of_other_namespaces() {
         r["response"].get("patch").is_none(),
         "namespace lacks team=shop"
     );
+    // Selected across namespaces: refused (fail closed) with the reason, since the sidecar's ConfigMap and
+    // certificate exist only in the chain's namespace and an injected pod would never start.
     world.ns_labels.insert("team".into(), "shop".into());
     let request = review("CREATE", web_pod());
     let r = golden("namespace-selector", &world, &request);
+    assert_eq!(r["response"]["allowed"], false);
+    let m = r["response"]["status"]["message"]
+        .as_str()
+        .expect("message");
+    assert!(
+        m.contains("security/edge-fw") && m.contains("own namespace"),
+        "{m}"
+    );
+    // A namespaceSelector that includes the chain's own namespace injects there.
+    let own = chain(
+        "shop",
+        "edge-fw",
+        json!({"podSelector": {"matchLabels": {"app": "web"}},
+               "namespaceSelector": {"matchLabels": {"team": "shop"}}}),
+    );
+    world.chains = vec![own];
+    let request = review("CREATE", web_pod());
+    let r = world
+        .answer(&serde_json::to_vec(&request).expect("encode"))
+        .expect("answer");
     let pod = injected(&request, &r);
     assert_eq!(
         pod["metadata"]["annotations"]["buildvnf.io/injected"],
-        "security/edge-fw"
+        "shop/edge-fw"
     );
 }
 

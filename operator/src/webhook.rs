@@ -678,8 +678,10 @@ pub(crate) mod tests {
         "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/build-vnf-operator";
 
     fn cluster() -> Arc<std::sync::Mutex<ClusterState>> {
-        let mut st = ClusterState::default();
-        st.crd_installed = true;
+        let mut st = ClusterState {
+            crd_installed: true,
+            ..ClusterState::default()
+        };
         st.objects.insert(
             CONFIGURATION.into(),
             json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",

@@ -1221,7 +1221,7 @@ mod tests {
         spec["functions"] = serde_json::json!([{"name": "m", "type": "monitor", "monitor": {}}]);
         let spec: VNFChainSpec = serde_json::from_value(spec).expect("spec");
         match validate_spec(&spec) {
-            Ok(()) => Vec::new(),
+            Ok(_) => Vec::new(),
             Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         }
     }

@@ -16,9 +16,13 @@
 # 4. checks every example against the API server (server-side dry run): valid ones are accepted, each invalid one
 #    marked `# crd: schema|cel|apiserver` is refused, each marked `semantic` passes the API server,
 # 5. applies every example chain and waits for each to be Ready, default-deny firewalls included (the kubelet's
-#    probes and the operator's gRPC still reach the pod), checks a default-deny chain drops what it denies; the
-#    examples that need interfaces a kind pod lacks (a second NIC, Multus networks) must say so in their status
-#    instead of claiming Ready,
+#    probes and the operator's gRPC still reach the pod), checks a default-deny chain drops what it denies. The
+#    examples with a second interface (examples/ipv6-router.yaml's eth1, examples/userspace-cipher.yaml's net1)
+#    get it from Multus: before the chart, the script installs the Multus thick plugin (pinned, MULTUS_VERSION)
+#    and one NetworkAttachmentDefinition per network the examples name, of CNI type ptp with host-local IPAM
+#    (both plugins ship in kind's node image, which uses them for its own pod network). The examples are
+#    unchanged for that, except ipv6-router.yaml, which named an egress eth1 no pod could have: it now says
+#    where eth1 comes from (secondaryNetworks: v6-uplink),
 # 6. applies examples/lab.yaml, waits for Ready, sends UDP from a client pod and asserts the firewall: allowed
 #    traffic reaches a receiver inside the chain pod, denied traffic is dropped (reason firewall_rule),
 # 7. kills the lab chain's sidecar (kill -9 of the cnf-dataplane process, from its node) under allowed and denied
@@ -28,6 +32,11 @@
 #    the load balancer spreads flows over both backends and the DNAT mapping reaches its backend,
 # 9. edits the chain live (kubectl patch): the change is applied without restarting pods, traffic follows it, and
 #    no counter of the sidecar's /metrics decreases across an edit (Prometheus counters are monotonic),
+# 9b. sidecar mode (docs/sidecar.md): an HTTP Deployment exists before a chain with spec.target selects it; the
+#    chain lists its pods as not injected with the rollout command, which the script runs; the rolled pods carry
+#    cnf-dataplane as a native sidecar with exactly BPF/NET_ADMIN/PERFMON; allowed HTTP requests pass, requests
+#    to a denied port are dropped (counted), 1000 UDP packets/s are cut to the 200/s rate limit, and deleting
+#    the chain detaches it live,
 # 10. asserts that Prometheus has scraped the per-function latency histograms and the operator's metrics, and that
 #    the operator was never refused by the API server (its RBAC is the chart's),
 # 11. deletes the chains and checks that everything they owned is gone.
@@ -35,6 +44,8 @@
 # and, unless KEEP_CLUSTER=1, deletes the cluster it created.
 #
 # Environment: CLUSTER (default build-vnf), TAG (default: workspace version), REGISTRY (default ghcr.io/build-vnf),
+# MULTUS_VERSION (default v4.2.3: the k8snetworkplumbingwg/multus-cni tag whose multus-daemonset-thick.yml is applied),
+# SC_HTTP_IMAGE (default docker.io/library/busybox:1.36: HTTP server and client of the sidecar-mode step),
 # KIND_NODE_IMAGE (optional kindest/node image), KEEP_CLUSTER=1 (keep it afterwards), REUSE_CLUSTER=1 (use an
 # existing cluster of that name), SKIP_BUILD=1 (images already loaded).
 set -Eeuo pipefail
@@ -53,6 +64,9 @@ MONITORING_NS=monitoring
 LAB_NS=laptop # examples/lab.yaml's namespace
 E2E_NS=buildvnf-e2e
 PKTGEN_IMAGE="${REGISTRY}/buildvnf-pktgen:${TAG}"
+MULTUS_VERSION="${MULTUS_VERSION:-v4.2.3}"
+SC_HTTP_IMAGE="${SC_HTTP_IMAGE:-docker.io/library/busybox:1.36}" # the sidecar-mode step's HTTP server and client
+MULTUS_MANIFEST="https://raw.githubusercontent.com/k8snetworkplumbingwg/multus-cni/${MULTUS_VERSION}/deployments/multus-daemonset-thick.yml"
 KCTX="kind-${CLUSTER}"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -275,14 +289,53 @@ sidecar_args() {
       | [(.args // [])[], ((.env // [])[] | select(.name == "CNF_ON_EXIT") | "--on-exit=\(.value)")] | join(" ")'
 }
 
-# "namespace name" of every VNFChain in file $1, and whether a kind pod can run it: "eth0" when its only interface
-# is the pod's eth0, "other" when it needs an interface kind pods lack (a second NIC, a Multus network).
+# "namespace name" of every VNFChain in file $1.
 example_chains() {
   k create --dry-run=client -f "$1" -o json |
-    jq -r '(.items // [.])[] | select(.kind == "VNFChain")
-      | (if ((.spec.interfaces.egress // "eth0") == "eth0" and ((.spec.interfaces.secondaryNetworks // []) | length) == 0
-          and (.spec.interfaces.ingress // "eth0") == "eth0") then "eth0" else "other" end) as $where
-      | "\(.metadata.namespace // "default") \(.metadata.name) \($where)"'
+    jq -r '(.items // [.])[] | select(.kind == "VNFChain") | "\(.metadata.namespace // "default") \(.metadata.name)"'
+}
+
+# "namespace network" of every Multus network the VNFChains of file $1 name (spec.interfaces.secondaryNetworks).
+example_networks() {
+  k create --dry-run=client -f "$1" -o json |
+    jq -r '(.items // [.])[] | select(.kind == "VNFChain") | .metadata.namespace as $ns
+      | (.spec.interfaces.secondaryNetworks // [])[] | "\(.namespace // $ns // "default") \(.name)"'
+}
+
+# Multus (thick plugin, pinned) and a NetworkAttachmentDefinition for every network an example names: CNI type
+# ptp (a veth pair to the node) with host-local IPAM, one /24 of 10.250.0.0/16 each. Both plugins are in kind's
+# node image (kindnet uses them), checked on every node first. IPv4 even for the IPv6 example's uplink: a kind
+# node container may have IPv6 disabled, and the chain only needs the interface to exist.
+install_multus() {
+  local node plugin n=0 ns net
+  for node in $(kind get nodes --name "$CLUSTER"); do
+    for plugin in ptp host-local; do
+      docker exec "$node" test -x "/opt/cni/bin/$plugin" ||
+        fail "node $node has no CNI plugin /opt/cni/bin/$plugin (the secondary networks of the examples use it)"
+    done
+  done
+  k apply -f "$MULTUS_MANIFEST" >/dev/null || fail "applying Multus $MULTUS_VERSION ($MULTUS_MANIFEST) failed"
+  k -n kube-system rollout status daemonset/kube-multus-ds --timeout=300s >/dev/null ||
+    fail "the Multus DaemonSet kube-multus-ds did not become ready"
+  k wait --for=condition=Established crd/network-attachment-definitions.k8s.cni.cncf.io --timeout=60s >/dev/null ||
+    fail "Multus did not install the NetworkAttachmentDefinition CRD"
+  for f in examples/*.yaml; do example_networks "$f"; done | sort -u >"$tmp/networks.txt"
+  while read -r ns net; do
+    [[ -n "$net" ]] || continue
+    n=$((n + 1))
+    k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
+    k apply -f - >/dev/null <<EOF || fail "creating NetworkAttachmentDefinition $ns/$net failed"
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: $net
+  namespace: $ns
+spec:
+  config: '{"cniVersion": "0.3.1", "name": "$net", "type": "ptp", "ipam": {"type": "host-local", "subnet": "10.250.$n.0/24"}}'
+EOF
+    info "NetworkAttachmentDefinition $ns/$net (ptp, 10.250.$n.0/24)"
+  done <"$tmp/networks.txt"
+  ((n >= 2)) || fail "expected the examples to name at least 2 Multus networks, found $n"
 }
 
 need docker kind kubectl helm jq awk
@@ -323,6 +376,10 @@ helm --kube-context "$KCTX" upgrade --install kps prometheus-community/kube-prom
   --set prometheus.prometheusSpec.scrapeInterval=10s \
   --set grafana.sidecar.dashboards.searchNamespace=ALL \
   --wait --timeout 10m >/dev/null || fail "installing kube-prometheus-stack failed"
+
+step "Multus $MULTUS_VERSION (thick plugin) and the examples' secondary networks"
+# Before any chain: a pod gets its Multus interfaces only when it is created.
+install_multus
 
 step "build-vnf chart (charts/build-vnf) in namespace $SYSTEM_NS"
 k create namespace "$LAB_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
@@ -377,17 +434,16 @@ for f in examples/invalid/*.yaml; do
 done
 info "$refused invalid examples refused by the API server; the semantic ones passed it (validate() catches them)"
 
-step "every example chain (default-deny included)"
+step "every example chain (default-deny and secondary networks included)"
 runnable=()
-others=()
 for f in examples/*.yaml; do
-  while read -r ns name where; do
+  while read -r ns name; do
     [[ -n "$name" ]] || continue
-    if [[ "$where" == eth0 ]]; then runnable+=("$ns/$name"); else others+=("$ns/$name"); fi
+    runnable+=("$ns/$name")
   done < <(example_chains "$f")
   k apply -f "$f" >/dev/null || fail "kubectl apply -f $f failed"
 done
-((${#runnable[@]} >= 4)) || fail "only ${#runnable[@]} example chains run on a pod's eth0: ${runnable[*]}"
+((${#runnable[@]} >= 6)) || fail "only ${#runnable[@]} example chains found: ${runnable[*]}"
 for pair in "${runnable[@]}"; do
   wait_chain "${pair%/*}" "${pair#*/}"
 done
@@ -422,23 +478,15 @@ info "default-deny firewall: 1000 UDP packets to :9000 -> receiver in the pod go
 ((drops1 - drops0 >= 900)) || fail "the default-deny firewall example dropped only $((drops1 - drops0)) of 1000"
 k -n default delete pod e2e-client --wait=false >/dev/null
 
-# Examples whose interfaces a kind pod lacks cannot run here; their status must say they are not Ready, and why.
-for pair in "${others[@]}"; do
-  ns="${pair%/*}"
-  name="${pair#*/}"
-  reason=""
-  for _ in $(seq 1 60); do
-    reason="$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}')"
-    [[ -n "$reason" ]] && break
-    sleep 2
-  done
-  status="$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')"
-  message="$(k -n "$ns" get vnfchain "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')"
-  [[ "$status" == False && -n "$reason" && -n "$message" ]] ||
-    fail "vnfchain $pair needs interfaces kind pods lack, yet says Ready=$status reason='$reason' message='$message'"
-  info "vnfchain $pair (interfaces kind pods lack): Ready=False, $reason: $message"
+# The examples with a second interface run on it: their pods carry the Multus interface the chain attached.
+for pair in default/v6-router default/secure-tunnel; do
+  pod="$(chain_pods "${pair%/*}" "${pair#*/}" | head -n1)"
+  [[ -n "$pod" ]] || fail "no running pod of chain $pair"
+  k -n "${pair%/*}" get pod "$pod" -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}' |
+    jq -e 'length >= 2' >/dev/null || fail "pod $pod of chain $pair has no Multus network-status with a second interface"
+  info "vnfchain $pair runs on its pod's eth0 and its Multus interface"
 done
-for pair in "${runnable[@]}" "${others[@]}"; do
+for pair in "${runnable[@]}"; do
   [[ "$pair" == "$LAB_NS/lab" ]] && continue
   k -n "${pair%/*}" delete vnfchain "${pair#*/}" --wait --timeout=120s >/dev/null || fail "deleting vnfchain $pair timed out"
 done
@@ -653,6 +701,129 @@ drops1="$(pod_metric "$E2E_NS" "$edge_pod" buildvnf_function_drops_total 'functi
 info "after the edit: backends got $got of 1000, firewall default-denied +$((drops1 - drops0))"
 ((got == 0)) || fail "after denying port 7000, $got packets still reached the backends"
 ((drops1 - drops0 >= 900)) || fail "after denying port 7000 the firewall dropped only $((drops1 - drops0)) of 1000"
+
+step "sidecar mode: a chain in front of an HTTP workload's own pods (docs/sidecar.md)"
+SC_NS=buildvnf-e2e-sidecar
+k get mutatingwebhookconfiguration build-vnf-operator -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | grep -q . ||
+  fail "the operator did not write its CA into the MutatingWebhookConfiguration build-vnf-operator"
+k create namespace "$SC_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+# Opt the namespace in to injection; the injected sidecar needs the privileged Pod Security level.
+k label namespace "$SC_NS" buildvnf.io/injection=enabled pod-security.kubernetes.io/enforce=privileged --overwrite >/dev/null
+# The workload exists before the chain: its pods are not injected until they are rolled. busybox httpd serves
+# the same page on 8080 (allowed by the chain) and 8081 (denied); a pktgen receiver measures the rate limit.
+k apply -f - >/dev/null <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: $SC_NS}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: $SC_HTTP_IMAGE
+          command: ["sh", "-c", "mkdir -p /www && echo hello > /www/index.html && httpd -p 8081 -h /www && exec httpd -f -p 8080 -h /www"]
+          ports: [{containerPort: 8080}, {containerPort: 8081}]
+          readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 2}
+        - name: recv
+          image: $PKTGEN_IMAGE
+          command: ["sleep", "3600"]
+EOF
+k -n "$SC_NS" rollout status deployment/web --timeout=180s >/dev/null || fail "the HTTP workload did not start"
+k apply -f - >/dev/null <<EOF
+apiVersion: buildvnf.io/v1alpha1
+kind: VNFChain
+metadata: {name: web-guard, namespace: $SC_NS}
+spec:
+  target:
+    podSelector: {matchLabels: {app: web}}
+  functions:
+    - name: fw
+      type: firewall
+      firewall:
+        defaultAction: deny
+        rules:
+          - {action: allow, protocol: tcp, destinationPorts: [{from: 8080}]}
+          - {action: allow, protocol: udp, destinationPorts: [{from: 9000}]}
+    - name: limit
+      type: rateLimiter
+      rateLimiter: {packetsPerSecond: 200, burstPackets: 50, key: global}
+EOF
+# The pods that predate the chain are listed with the command that rolls them.
+cmd=""
+for _ in $(seq 1 60); do
+  cmd="$(k -n "$SC_NS" get vnfchain web-guard -o jsonpath='{.status.notInjected[0].command}')"
+  [[ -n "$cmd" ]] && break
+  sleep 2
+done
+[[ "$cmd" == "kubectl -n $SC_NS rollout restart deployment/web" ]] ||
+  fail "status.notInjected of web-guard does not name the rollout of deployment/web (got '$cmd')"
+info "pre-existing pods reported not injected; rolling them: $cmd"
+k -n "$SC_NS" rollout restart deployment/web >/dev/null
+k -n "$SC_NS" rollout status deployment/web --timeout=300s >/dev/null || fail "the rolled workload did not become ready"
+wait_chain "$SC_NS" web-guard
+sc_pod="$(k -n "$SC_NS" get pods -l app=web,buildvnf.io/chain=web-guard --field-selector=status.phase=Running \
+  -o jsonpath='{.items[0].metadata.name}')"
+[[ -n "$sc_pod" ]] || fail "no injected pod of deployment/web"
+k -n "$SC_NS" get pod "$sc_pod" -o json | jq -e '
+  (.spec.initContainers[0] | .name == "cnf-dataplane" and .restartPolicy == "Always"
+    and .securityContext.privileged == false
+    and (.securityContext.capabilities.add | sort) == ["BPF", "NET_ADMIN", "PERFMON"])
+  and ([.spec.containers[] | select(.securityContext.capabilities.add != null)] | length == 0)' >/dev/null ||
+  fail "pod $sc_pod was not injected as a native sidecar with exactly BPF, NET_ADMIN and PERFMON"
+[[ -z "$(k -n "$SC_NS" get vnfchain web-guard -o jsonpath='{.status.notInjected}')" ]] ||
+  fail "after the rollout, web-guard still lists pods without the sidecar"
+sc_ip="$(k -n "$SC_NS" get pod "$sc_pod" -o jsonpath='{.status.podIP}')"
+info "injected pod $sc_pod ($sc_ip): cnf-dataplane is a native sidecar with three capabilities"
+
+k -n "$SC_NS" run sc-client --image="$SC_HTTP_IMAGE" --restart=Never --labels=buildvnf.io/inject=false \
+  --command -- sleep 3600 >/dev/null
+k -n "$SC_NS" wait --for=condition=Ready pod/sc-client --timeout=120s >/dev/null || fail "sidecar-mode client not Ready"
+ok=0
+for _ in $(seq 1 20); do
+  if k -n "$SC_NS" exec sc-client -- wget -q -T 3 -O- "http://$sc_ip:8080/" 2>/dev/null | grep -q hello; then
+    ok=$((ok + 1))
+  fi
+done
+((ok == 20)) || fail "only $ok of 20 allowed HTTP requests to $sc_ip:8080 got through the sidecar-mode chain"
+drops0="$(pod_metric "$SC_NS" "$sc_pod" buildvnf_function_drops_total 'function="fw"')"
+denied=0
+for _ in $(seq 1 5); do
+  if k -n "$SC_NS" exec sc-client -- wget -q -T 3 -O- "http://$sc_ip:8081/" >/dev/null 2>&1; then
+    denied=$((denied + 1))
+  fi
+done
+drops1="$(pod_metric "$SC_NS" "$sc_pod" buildvnf_function_drops_total 'function="fw"')"
+((denied == 0)) || fail "$denied of 5 HTTP requests to the denied port 8081 got an answer"
+((drops1 > drops0)) || fail "the firewall counted no drop for the requests to port 8081"
+info "HTTP: 20/20 requests to :8080 answered, 0/5 to :8081 (firewall dropped +$((drops1 - drops0)))"
+
+# The rate limit: 3000 UDP packets at 1000/s to the allowed port 9000; 200/s + a burst of 50 may pass.
+k -n "$SC_NS" exec "$sc_pod" -c recv -- pktgen recv --bind 0.0.0.0:9000 --duration 12 --json -q >"$tmp/sc-recv.json" 2>&1 &
+r=$!
+sleep 2
+k -n "$SC_NS" run sc-udp --image="$PKTGEN_IMAGE" --restart=Never --labels=buildvnf.io/inject=false --command -- \
+  pktgen send --dst "$sc_ip:9000" --count 3000 --rate 1000 --flows 4 --json -q >/dev/null
+k -n "$SC_NS" wait --for=jsonpath='{.status.phase}'=Succeeded pod/sc-udp --timeout=120s >/dev/null ||
+  fail "the UDP sender did not finish"
+wait "$r" || fail "the receiver in $sc_pod failed: $(cat "$tmp/sc-recv.json")"
+got="$(received "$tmp/sc-recv.json")"
+limited="$(pod_metric "$SC_NS" "$sc_pod" buildvnf_function_drops_total 'function="limit"' 'reason="rate_limited"')"
+info "rate limit 200/s: 3000 packets in 3 s -> received $got, rate-limited $limited"
+((got >= 300 && got <= 1000)) || fail "the rate limiter let $got of 3000 packets through (expected 650 +- slack)"
+((limited >= 1500)) || fail "the rate limiter counted only $limited drops"
+k -n "$SC_NS" delete vnfchain web-guard --wait --timeout=120s >/dev/null || fail "deleting vnfchain web-guard timed out"
+# Deleting the chain detaches it live: port 8081 answers at once, without a rollout.
+ok=0
+for _ in $(seq 1 15); do
+  k -n "$SC_NS" exec sc-client -- wget -q -T 3 -O- "http://$sc_ip:8081/" >/dev/null 2>&1 && { ok=1; break; }
+  sleep 2
+done
+((ok == 1)) || fail "after deleting web-guard, port 8081 of $sc_pod is still filtered (no live detach)"
+info "chain deleted: detached live, port 8081 answers"
+k delete namespace "$SC_NS" --wait=false >/dev/null
 
 step "Prometheus: per-function latency histograms and operator metrics"
 ok=0

@@ -278,9 +278,44 @@ pub fn twin(rule: &str) -> Option<fn(&Value) -> bool> {
             v.as_str()
                 .is_some_and(|s| !crate::vnfchain::IP_OR_VLAN_ETHER_TYPES.contains(&s))
         },
+        crate::vnfchain::TARGET_EXCLUDES_PLACEMENT_RULE => target_excludes_placement,
+        crate::vnfchain::TARGET_EXCLUDES_NETWORKS_RULE => |v| {
+            !has(v, "target")
+                || v.get("interfaces")
+                    .is_none_or(|i| nonempty_size(i, "secondaryNetworks") == Some(false))
+        },
+        crate::vnfchain::TARGET_SELECTS_SOMETHING_RULE => |v| {
+            let sel = v.get("podSelector");
+            let some = |k| sel.and_then(|s| nonempty_size(s, k)) == Some(true);
+            some("matchLabels") || some("matchExpressions")
+        },
         _ => return None,
     };
     Some(f)
+}
+
+/// `has(self.f) && size(self.f) > 0` for a list or a map: `Some(true)`/`Some(false)`, `None` when the field
+/// is there but neither (a CEL error: the rule fails).
+fn nonempty_size(v: &Value, field: &str) -> Option<bool> {
+    match v.get(field) {
+        None => Some(false),
+        Some(Value::Array(a)) => Some(!a.is_empty()),
+        Some(Value::Object(m)) => Some(!m.is_empty()),
+        Some(_) => None,
+    }
+}
+
+/// Twin of `TARGET_EXCLUDES_PLACEMENT_RULE`: without a target, or with placement at its defaults.
+fn target_excludes_placement(v: &Value) -> bool {
+    let Some(p) = v.get("placement").filter(|_| has(v, "target")) else {
+        return true;
+    };
+    let replicas_default = p
+        .get("replicas")
+        .is_none_or(|r| r.as_i64() == Some(1) || r.as_f64() == Some(1.0));
+    replicas_default
+        && nonempty_size(p, "nodeSelector") == Some(false)
+        && nonempty_size(p, "tolerations") == Some(false)
 }
 
 /// `has(self.<block>) == (self.type == '<block>')`.

@@ -47,6 +47,22 @@ pub struct VNFChainStatus {
     /// Label selector of the chain's data-plane pods (`buildvnf.io/chain=NAME`), for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// Sidecar mode: pods `spec.target` selects that run without the sidecar (created before the chain, or
+    /// while injection was off), each with the command that rolls it. At most 50 are listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_injected: Vec<NotInjected>,
+}
+
+/// A selected pod without the sidecar, and how to give it one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotInjected {
+    /// Namespace of the pod.
+    pub namespace: String,
+    /// Name of the pod.
+    pub pod: String,
+    /// The command that replaces it with an injected pod (`kubectl rollout restart` of its workload).
+    pub command: String,
 }
 
 /// The kernel hook a replica actually got on an interface.

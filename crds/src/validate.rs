@@ -22,6 +22,7 @@ use crate::functions::{
 use crate::net::{Cidr, IpAddress, PortRange, is_dns_label, is_dns_subdomain};
 use crate::valid::{ValidChain, ValidSpec, typed_spec};
 use crate::vnfchain::{Hook, MAX_NAME_LEN, VNFChain, VNFChainSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// One problem: the field it concerns (e.g. `spec.functions[1].firewall.rules[0].sourceCIDRs[2]`) and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -372,6 +373,12 @@ impl Validator {
         for (path, message) in spec.non_ip.problems() {
             self.err(path, message);
         }
+        if let Some(t) = &spec.target {
+            self.label_selector("spec.target.podSelector", &t.pod_selector);
+            if let Some(ns) = &t.namespace_selector {
+                self.label_selector("spec.target.namespaceSelector", ns);
+            }
+        }
 
         let fns = &spec.functions;
         if fns.is_empty() {
@@ -443,6 +450,12 @@ impl Validator {
         if let Some(e) = &ifs.egress {
             add(self, "spec.interfaces.egress".into(), e);
         }
+        // A secondary network may be what supplies the ingress or egress interface (on Kubernetes a pod has
+        // no `eth1` unless Multus attaches one), so it may repeat their name; two networks may not share one.
+        let attached: Vec<&str> = std::iter::once(ifs.ingress.as_str())
+            .chain(ifs.egress.as_ref().map(|e| e.as_str()))
+            .collect();
+        let mut nets = BTreeMap::new();
         for (i, n) in ifs.secondary_networks.iter().enumerate() {
             let path = format!("spec.interfaces.secondaryNetworks[{i}]");
             if !is_dns_subdomain(&n.name) {
@@ -462,7 +475,97 @@ impl Validator {
                     format!("{ns:?} is not a DNS label"),
                 );
             }
-            add(self, format!("{path}.interface"), &n.interface);
+            let ipath = format!("{path}.interface");
+            if attached.contains(&n.interface.as_str()) {
+                if let Err(e) = n.interface.check() {
+                    self.err(ipath.clone(), e);
+                }
+                if n.interface.as_str() == "eth0" {
+                    self.err(
+                        ipath.clone(),
+                        "\"eth0\" is the pod's cluster-network interface; a secondary network cannot supply it",
+                    );
+                }
+                if let Some(other) = nets.insert(n.interface.as_str().to_owned(), ipath.clone()) {
+                    self.err(
+                        ipath,
+                        format!(
+                            "interface {:?} is already used by {other}",
+                            n.interface.as_str()
+                        ),
+                    );
+                }
+            } else {
+                nets.insert(n.interface.as_str().to_owned(), ipath.clone());
+                add(self, ipath, &n.interface);
+            }
+        }
+    }
+
+    /// A label selector as the API server checks one of a built-in type (`ValidateLabelSelector`): keys and
+    /// values are label syntax, `In`/`NotIn` need values, `Exists`/`DoesNotExist` take none. The CRD cannot
+    /// say so (it embeds the selector as plain data), so this is the only door that does.
+    fn label_selector(&mut self, path: &str, sel: &LabelSelector) {
+        const MAX_TERMS: usize = 32;
+        let labels = sel.match_labels.as_ref().map_or(0, BTreeMap::len);
+        let exprs = sel.match_expressions.as_deref().unwrap_or_default();
+        if labels + exprs.len() > MAX_TERMS {
+            self.err(
+                path,
+                format!(
+                    "at most {MAX_TERMS} labels and expressions together, got {}",
+                    labels + exprs.len()
+                ),
+            );
+            return;
+        }
+        for (k, val) in sel.match_labels.iter().flatten() {
+            let p = format!("{path}.matchLabels[{k:?}]");
+            if !is_label_key(k) {
+                self.err(p.clone(), format!("{k:?} is not a valid label key"));
+            }
+            if !is_label_value(val) {
+                self.err(p, format!("{val:?} is not a valid label value"));
+            }
+        }
+        for (i, r) in exprs.iter().enumerate() {
+            let p = format!("{path}.matchExpressions[{i}]");
+            if !is_label_key(&r.key) {
+                self.err(
+                    format!("{p}.key"),
+                    format!("{:?} is not a valid label key", r.key),
+                );
+            }
+            let values = r.values.as_deref().unwrap_or_default();
+            match r.operator.as_str() {
+                "In" | "NotIn" if values.is_empty() => self.err(
+                    format!("{p}.values"),
+                    format!("must not be empty with operator {}", r.operator),
+                ),
+                "Exists" | "DoesNotExist" if !values.is_empty() => self.err(
+                    format!("{p}.values"),
+                    format!("must be empty with operator {}", r.operator),
+                ),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => self.err(
+                    format!("{p}.operator"),
+                    format!("{other:?} is not one of In, NotIn, Exists, DoesNotExist"),
+                ),
+            }
+            if values.len() > MAX_TERMS {
+                self.err(
+                    format!("{p}.values"),
+                    format!("at most {MAX_TERMS} values, got {}", values.len()),
+                );
+            }
+            for (j, val) in values.iter().enumerate() {
+                if !is_label_value(val) {
+                    self.err(
+                        format!("{p}.values[{j}]"),
+                        format!("{val:?} is not a valid label value"),
+                    );
+                }
+            }
         }
     }
 
@@ -1076,6 +1179,151 @@ fn is_label_value(v: &str) -> bool {
 mod tests {
     use super::*;
     use crate::functions::FirewallRule;
+
+    fn interface_errors(interfaces: serde_json::Value) -> Vec<String> {
+        let spec: VNFChainSpec = serde_json::from_value(serde_json::json!({
+            "functions": [{"name": "m", "type": "monitor", "monitor": {}}],
+            "interfaces": interfaces,
+        }))
+        .expect("spec");
+        let mut v = Validator::default();
+        v.interfaces(&spec);
+        v.errors.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn a_secondary_network_may_supply_the_egress_interface_once() {
+        let net = |name: &str, ifname: &str| serde_json::json!({"name": name, "interface": ifname});
+        let ok = serde_json::json!({"ingress": "eth0", "egress": "eth1", "secondaryNetworks": [net("up", "eth1")]});
+        assert_eq!(interface_errors(ok), Vec::<String>::new());
+        let ingress =
+            serde_json::json!({"ingress": "net1", "secondaryNetworks": [net("a", "net1")]});
+        assert_eq!(interface_errors(ingress), Vec::<String>::new());
+        let twice = serde_json::json!({"ingress": "eth0", "egress": "eth1",
+            "secondaryNetworks": [net("a", "eth1"), net("b", "eth1")]});
+        let e = interface_errors(twice);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("secondaryNetworks[1].interface")
+                && e[0].contains("already used by spec.interfaces.secondaryNetworks[0].interface"),
+            "{e:?}"
+        );
+        let unattached =
+            serde_json::json!({"secondaryNetworks": [net("a", "net1"), net("b", "net1")]});
+        assert_eq!(interface_errors(unattached).len(), 1);
+        let eth0 = serde_json::json!({"secondaryNetworks": [net("a", "eth0")]});
+        let e = interface_errors(eth0);
+        assert!(
+            e.iter().any(|m| m.contains("cluster-network interface")),
+            "{e:?}"
+        );
+    }
+
+    fn spec_errors(spec: serde_json::Value) -> Vec<String> {
+        let mut spec = spec;
+        spec["functions"] = serde_json::json!([{"name": "m", "type": "monitor", "monitor": {}}]);
+        let spec: VNFChainSpec = serde_json::from_value(spec).expect("spec");
+        match validate_spec(&spec) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn target_is_exclusive_with_placement_and_networks_and_selects_something() {
+        let sel = serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}});
+        assert_eq!(
+            spec_errors(serde_json::json!({"target": sel})),
+            Vec::<String>::new()
+        );
+        // The defaults of placement are not "set".
+        assert_eq!(
+            spec_errors(serde_json::json!({"target": sel, "placement": {"replicas": 1}})),
+            Vec::<String>::new()
+        );
+        for placement in [
+            serde_json::json!({"replicas": 2}),
+            serde_json::json!({"nodeSelector": {"a": "b"}}),
+            serde_json::json!({"tolerations": [{"operator": "Exists"}]}),
+        ] {
+            let e = spec_errors(serde_json::json!({"target": sel, "placement": placement}));
+            assert_eq!(
+                e,
+                vec![format!(
+                    "spec.placement: {}",
+                    crate::vnfchain::TARGET_EXCLUDES_PLACEMENT
+                )],
+                "{placement}"
+            );
+        }
+        let e = spec_errors(serde_json::json!({"target": sel, "interfaces": {
+            "secondaryNetworks": [{"name": "n", "interface": "net1"}]}}));
+        assert_eq!(
+            e,
+            vec![format!(
+                "spec.interfaces.secondaryNetworks: {}",
+                crate::vnfchain::TARGET_EXCLUDES_NETWORKS
+            )]
+        );
+        for empty in [
+            serde_json::json!({"podSelector": {}}),
+            serde_json::json!({"podSelector": {"matchLabels": {}, "matchExpressions": []}}),
+        ] {
+            let e = spec_errors(serde_json::json!({"target": empty}));
+            assert_eq!(
+                e,
+                vec![format!(
+                    "spec.target.podSelector: {}",
+                    crate::vnfchain::TARGET_SELECTS_SOMETHING
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_label_selectors_name_the_field() {
+        let with = |sel: serde_json::Value| {
+            spec_errors(serde_json::json!({"target": {"podSelector": sel}})).join("\n")
+        };
+        let e = with(serde_json::json!({"matchLabels": {"-bad": "x"}}));
+        assert!(
+            e.contains("spec.target.podSelector.matchLabels[\"-bad\"]"),
+            "{e}"
+        );
+        let e = with(serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Near"}]}));
+        assert!(
+            e.contains("matchExpressions[0].operator") && e.contains("Near"),
+            "{e}"
+        );
+        let e = with(serde_json::json!({"matchExpressions": [{"key": "a", "operator": "In"}]}));
+        assert!(
+            e.contains("matchExpressions[0].values: must not be empty"),
+            "{e}"
+        );
+        let e = with(
+            serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
+        );
+        assert!(e.contains("must be empty with operator Exists"), "{e}");
+        let long = "v".repeat(64);
+        let e = with(
+            serde_json::json!({"matchExpressions": [{"key": "a", "operator": "In", "values": [long]}]}),
+        );
+        assert!(e.contains("values[0]"), "{e}");
+        let many: serde_json::Map<String, serde_json::Value> = (0..1000)
+            .map(|i| (format!("k{i}"), serde_json::json!("v")))
+            .collect();
+        let e = with(serde_json::json!({"matchLabels": many}));
+        assert!(e.contains("at most 32 labels"), "{e}");
+        let e = spec_errors(
+            serde_json::json!({"target": {"podSelector": {"matchLabels": {"a": "b"}},
+            "namespaceSelector": {"matchExpressions": [{"key": "", "operator": "Exists"}]}}}),
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("spec.target.namespaceSelector.matchExpressions[0].key")),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn primes() {

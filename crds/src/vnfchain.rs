@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,8 @@ pub const MAX_NAME_LEN: usize = 48;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = kube::core::Rule::new("self.functions.filter(f, f.type == 'forwarder').size() <= 1").message("a chain has at most one forwarder").field_path(".functions"))]
 #[x_kube(validation = kube::core::Rule::new("self.functions.all(f, f.type != 'forwarder' || f.name == self.functions[size(self.functions) - 1].name)").message("the forwarder must be the last function of the chain").field_path(".functions"))]
+#[x_kube(validation = kube::core::Rule::new(TARGET_EXCLUDES_PLACEMENT_RULE).message(TARGET_EXCLUDES_PLACEMENT).field_path(".placement"))]
+#[x_kube(validation = kube::core::Rule::new(TARGET_EXCLUDES_NETWORKS_RULE).message(TARGET_EXCLUDES_NETWORKS).field_path(".interfaces.secondaryNetworks"))]
 pub struct VNFChainSpec {
     /// Which traffic enters the chain; the rest bypasses it untouched.
     #[serde(default)]
@@ -67,7 +70,7 @@ pub struct VNFChainSpec {
     /// How the data plane runs the chain.
     #[serde(default)]
     pub dataplane: Dataplane,
-    /// Where and how many data-plane pods run.
+    /// Where and how many data-plane pods run (dedicated mode; not with `target`).
     #[serde(default)]
     pub placement: Placement,
     /// The non-IP frames (ARP, LLDP, ...) a chain with a firewall lets pass; it drops every other non-IP
@@ -75,6 +78,89 @@ pub struct VNFChainSpec {
     // Omitted when the default, so specs that do not set it serialise (and hash) as before.
     #[serde(default, skip_serializing_if = "NonIp::is_default")]
     pub non_ip: NonIp,
+    /// Sidecar mode: the workload pods the chain runs in. The operator's admission webhook adds the
+    /// cnf-dataplane container to each selected pod as it is created, and the chain is attached to the pod's
+    /// own interfaces (`interfaces.ingress`, the pod's `eth0` by default). Without it (dedicated mode) the
+    /// chain runs in data-plane pods of its own (`placement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+}
+
+/// CEL rule: `spec.target` and a non-default `spec.placement` are mutually exclusive (`placement` is always
+/// present on the API server, which fills in its defaults, so "set" means "differs from the defaults").
+pub const TARGET_EXCLUDES_PLACEMENT_RULE: &str = "!has(self.target) || !has(self.placement) || ((!has(self.placement.replicas) || self.placement.replicas == 1) && (!has(self.placement.nodeSelector) || size(self.placement.nodeSelector) == 0) && (!has(self.placement.tolerations) || size(self.placement.tolerations) == 0))";
+/// Message of [`TARGET_EXCLUDES_PLACEMENT_RULE`], the same at every door (API server, `validate()`).
+pub const TARGET_EXCLUDES_PLACEMENT: &str = "spec.target (sidecar mode: the chain runs in the selected pods) and spec.placement (dedicated data-plane pods) are mutually exclusive: remove spec.placement";
+/// CEL rule: a sidecar-mode chain cannot add Multus networks to the pods it is injected into.
+pub const TARGET_EXCLUDES_NETWORKS_RULE: &str = "!has(self.target) || !has(self.interfaces) || !has(self.interfaces.secondaryNetworks) || size(self.interfaces.secondaryNetworks) == 0";
+/// Message of [`TARGET_EXCLUDES_NETWORKS_RULE`].
+pub const TARGET_EXCLUDES_NETWORKS: &str = "a chain with spec.target runs in the selected pods' own network namespace and cannot add networks to them: remove spec.interfaces.secondaryNetworks";
+/// CEL rule on `spec.target`: the pod selector is not empty.
+pub const TARGET_SELECTS_SOMETHING_RULE: &str = "(has(self.podSelector.matchLabels) && size(self.podSelector.matchLabels) > 0) || (has(self.podSelector.matchExpressions) && size(self.podSelector.matchExpressions) > 0)";
+/// Message of [`TARGET_SELECTS_SOMETHING_RULE`].
+pub const TARGET_SELECTS_SOMETHING: &str = "podSelector must name at least one label: an empty selector would put the chain into every pod of the namespace";
+
+/// The workload pods of a sidecar-mode chain (`spec.target`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, kube::KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = kube::core::Rule::new(TARGET_SELECTS_SOMETHING_RULE).message(TARGET_SELECTS_SOMETHING).field_path(".podSelector"))]
+pub struct Target {
+    /// Labels of the pods the chain runs in (not empty).
+    pub pod_selector: LabelSelector,
+    /// Labels of the namespaces whose pods are selected; the chain's own namespace when omitted. A pod of
+    /// another namespace uses the chain of this namespace only if that namespace also opts in to injection
+    /// (docs/sidecar.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+impl Target {
+    /// Whether a pod with `pod_labels` in a namespace named `namespace` with `ns_labels` is selected by the
+    /// chain living in `chain_namespace`.
+    pub fn selects(
+        &self,
+        chain_namespace: &str,
+        namespace: &str,
+        ns_labels: &BTreeMap<String, String>,
+        pod_labels: &BTreeMap<String, String>,
+    ) -> bool {
+        let ns_ok = match &self.namespace_selector {
+            None => namespace == chain_namespace,
+            Some(sel) => selector_matches(sel, ns_labels),
+        };
+        ns_ok && selector_matches(&self.pod_selector, pod_labels)
+    }
+}
+
+/// Whether `labels` satisfy `selector`, with the semantics of Kubernetes' `LabelSelectorAsSelector`
+/// (<https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#resources-that-support-set-based-requirements>):
+/// every `matchLabels` pair and every `matchExpressions` requirement must hold (`In`: the label exists with one
+/// of the values; `NotIn`: absent or none of the values; `Exists`; `DoesNotExist`). An unknown operator
+/// matches nothing (`validate()` refuses it before a selector is ever used).
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let pairs = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    pairs
+        && selector
+            .match_expressions
+            .iter()
+            .flatten()
+            .all(|r| requirement_holds(r, labels))
+}
+
+fn requirement_holds(r: &LabelSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    let value = labels.get(&r.key);
+    match r.operator.as_str() {
+        "In" => value.is_some_and(|v| values.contains(v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        _ => false,
+    }
 }
 
 /// Non-IP frames a filtering chain (one with a firewall) lets pass.
@@ -492,6 +578,108 @@ mod tests {
         assert_eq!(field(".spec.dataplane.onExit").as_deref(), Some("string"));
     }
 
+    /// The target rules as the API server's CEL evaluates them (kube's evaluator on the generated schema, the
+    /// object defaulted as the API server defaults it) and as their Rust twins do: same verdicts, paths and
+    /// messages, on documents built to sit at and across each rule's edges.
+    #[test]
+    fn target_rules_and_their_twins_agree() {
+        let crd = VNFChain::crd();
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("schema"),
+        )
+        .expect("encode");
+        let compiled = kube::core::cel::compile_schema(&schema);
+        let sel = serde_json::json!({"matchLabels": {"app": "web"}});
+        let specs = [
+            serde_json::json!({}),
+            serde_json::json!({"target": {"podSelector": sel}}),
+            serde_json::json!({"target": {"podSelector": {}}}),
+            serde_json::json!({"target": {"podSelector": {"matchLabels": {}}}}),
+            serde_json::json!({"target": {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists"}]}}}),
+            serde_json::json!({"target": {"podSelector": sel}, "placement": {"replicas": 1}}),
+            serde_json::json!({"target": {"podSelector": sel}, "placement": {"replicas": 3}}),
+            serde_json::json!({"target": {"podSelector": sel}, "placement": {"nodeSelector": {"a": "b"}}}),
+            serde_json::json!({"target": {"podSelector": sel}, "placement": {"tolerations": [{"operator": "Exists"}]}}),
+            serde_json::json!({"placement": {"replicas": 3}}),
+            serde_json::json!({"target": {"podSelector": sel}, "interfaces": {"secondaryNetworks": []}}),
+            serde_json::json!({"target": {"podSelector": sel},
+                "interfaces": {"secondaryNetworks": [{"name": "n", "interface": "net1"}]}}),
+            serde_json::json!({"target": {"podSelector": {}}, "placement": {"replicas": 2},
+                "interfaces": {"secondaryNetworks": [{"name": "n", "interface": "net1"}]}}),
+        ];
+        let mut refused = 0;
+        for mut spec in specs {
+            spec["functions"] =
+                serde_json::json!([{"name": "m", "type": "monitor", "monitor": {}}]);
+            let object = crate::schema::as_the_api_server_sees_it(&serde_json::json!({
+                "apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "c"}, "spec": spec,
+            }));
+            let mut cel: Vec<(String, String)> =
+                match kube::core::cel::validate_compiled(&compiled, &object, None) {
+                    Ok(()) => Vec::new(),
+                    Err(errors) => errors
+                        .as_slice()
+                        .iter()
+                        .map(|e| (e.field_path.clone(), e.message.clone()))
+                        .collect(),
+                };
+            let mut twins: Vec<(String, String)> = crate::schema::check_rules(&object)
+                .into_iter()
+                .map(|e| (e.path, e.message))
+                .collect();
+            cel.sort();
+            twins.sort();
+            assert_eq!(cel, twins, "{spec}");
+            refused += usize::from(!cel.is_empty());
+        }
+        assert_eq!(refused, 7, "the documents across the edges are refused");
+    }
+
+    #[test]
+    fn target_selects_like_a_label_selector() {
+        let t: Target = serde_json::from_value(serde_json::json!({
+            "podSelector": {"matchLabels": {"app": "web"},
+                "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]},
+                                     {"key": "skip", "operator": "DoesNotExist"}]},
+        }))
+        .expect("target");
+        let l = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let none = BTreeMap::new();
+        assert!(t.selects("shop", "shop", &none, &l(&[("app", "web")])));
+        assert!(t.selects("shop", "shop", &none, &l(&[("app", "web"), ("tier", "fe")])));
+        assert!(!t.selects("shop", "shop", &none, &l(&[("app", "web"), ("tier", "db")])));
+        assert!(!t.selects("shop", "shop", &none, &l(&[("app", "web"), ("skip", "")])));
+        assert!(!t.selects("shop", "shop", &none, &l(&[("app", "api")])));
+        assert!(
+            !t.selects("shop", "other", &none, &l(&[("app", "web")])),
+            "own namespace only"
+        );
+        let mut t2 = t.clone();
+        t2.namespace_selector = Some(
+            serde_json::from_value(serde_json::json!({
+            "matchExpressions": [{"key": "team", "operator": "In", "values": ["a", "b"]}]}))
+            .expect("sel"),
+        );
+        assert!(t2.selects("shop", "other", &l(&[("team", "b")]), &l(&[("app", "web")])));
+        assert!(!t2.selects("shop", "shop", &l(&[("team", "c")]), &l(&[("app", "web")])));
+        let bad: Target = serde_json::from_value(serde_json::json!({
+            "podSelector": {"matchExpressions": [{"key": "app", "operator": "Like", "values": ["web"]}]}}))
+        .expect("target");
+        assert!(
+            !bad.selects("shop", "shop", &none, &l(&[("app", "web")])),
+            "an unknown operator matches nothing"
+        );
+    }
+
     #[test]
     fn on_exit_defaults_to_keep_and_maps_to_the_sidecar_flag() {
         let d: Dataplane = serde_json::from_value(serde_json::json!({})).expect("empty dataplane");
@@ -506,111 +694,5 @@ mod tests {
         assert!(
             serde_json::from_value::<Dataplane>(serde_json::json!({"onExit": "stay"})).is_err()
         );
-    }
-
-    fn allow(list: &[&str]) -> NonIp {
-        NonIp {
-            allow: list.iter().map(|s| EtherType((*s).into())).collect(),
-        }
-    }
-
-    #[test]
-    fn non_ip_names_hex_and_refusals() {
-        assert_eq!(NonIp::default().ether_types(), vec![0x0806]);
-        assert!(NonIp::default().is_default());
-        let ok = allow(&["lldp", "0x88b5", "arp", "eapol"]);
-        assert!(ok.problems().is_empty(), "{:?}", ok.problems());
-        assert_eq!(ok.ether_types(), vec![0x88cc, 0x88b5, 0x0806, 0x888e]);
-        assert!(allow(&[]).problems().is_empty());
-        for (bad, says) in [
-            ("0x0800", "IPv4, IPv6 and VLAN"),
-            ("0x86dd", "IPv4, IPv6 and VLAN"),
-            ("0x8100", "IPv4, IPv6 and VLAN"),
-            ("0x88a8", "IPv4, IPv6 and VLAN"),
-            ("0x9100", "IPv4, IPv6 and VLAN"),
-            ("0x05dc", "802.3 length"),
-            ("0x88CC", "not an EtherType"),
-            ("88cc", "not an EtherType"),
-            ("0x88c", "not an EtherType"),
-            ("ipv4", "not an EtherType"),
-            ("", "not an EtherType"),
-        ] {
-            let p = allow(&[bad]).problems();
-            assert_eq!(p.len(), 1, "{bad:?}: {p:?}");
-            assert_eq!(p[0].0, "spec.nonIp.allow[0]");
-            assert!(p[0].1.contains(says), "{bad:?}: {}", p[0].1);
-        }
-        let dup = allow(&["arp", "0x0806"]).problems();
-        assert_eq!(dup.len(), 1, "{dup:?}");
-        assert_eq!(dup[0].0, "spec.nonIp.allow[1]");
-        let nine = allow(&["0x9000"; 9]).problems();
-        assert!(
-            nine.iter()
-                .any(|(p, m)| p == "spec.nonIp.allow" && m.contains("at most 8"))
-        );
-    }
-
-    #[test]
-    fn the_default_non_ip_is_not_serialised_and_is_read_back() {
-        let spec: VNFChainSpec = serde_json::from_value(serde_json::json!({
-            "functions": [{"name": "fw", "type": "firewall", "firewall": {"defaultAction": "deny"}}]
-        }))
-        .expect("spec");
-        assert!(spec.non_ip.is_default());
-        let v = serde_json::to_value(&spec).expect("json");
-        assert!(v.get("nonIp").is_none(), "{v}");
-        let set: VNFChainSpec = serde_json::from_value(serde_json::json!({
-            "functions": [{"name": "fw", "type": "firewall", "firewall": {"defaultAction": "deny"}}],
-            "nonIp": {"allow": ["lldp"]}
-        }))
-        .expect("spec");
-        assert_eq!(set.non_ip.ether_types(), vec![0x88cc]);
-        assert_eq!(
-            serde_json::to_value(&set).expect("json")["nonIp"]["allow"][0],
-            "lldp"
-        );
-    }
-
-    /// The CRD (schema pattern, maxLength and the CEL rule's twin) refuses exactly the entries
-    /// `EtherType::value` refuses, at the entry's path, and the IP/VLAN ones with the rule's message.
-    #[test]
-    fn the_crd_and_validate_agree_on_every_ether_type() {
-        let mut values: Vec<String> = ETHER_TYPE_NAMES
-            .iter()
-            .map(|(n, _)| n.to_string())
-            .collect();
-        values.extend(IP_OR_VLAN_ETHER_TYPES.iter().map(|s| s.to_string()));
-        values.extend(
-            [
-                "0x0600", "0x05ff", "0x0000", "0xffff", "0x88CC", "0x88c", "0x88ccc", "88cc",
-                "ARP", "arp ", "", "0x8847", "lldpx",
-            ]
-            .map(String::from),
-        );
-        for v in values {
-            let object = serde_json::json!({
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "metadata": {"name": "c"},
-                "spec": {
-                    "functions": [{"name": "fw", "type": "firewall", "firewall": {"defaultAction": "deny"}}],
-                    "nonIp": {"allow": [v]}
-                }
-            });
-            let crd = crate::schema::check(&object);
-            let ours = EtherType(v.clone()).value();
-            assert_eq!(
-                crd.is_empty(),
-                ours.is_ok(),
-                "{v:?}: CRD {crd:?}, validate {ours:?}"
-            );
-            if let Some(e) = crd.first() {
-                assert_eq!(e.path, "spec.nonIp.allow[0]", "{v:?}");
-            }
-            if IP_OR_VLAN_ETHER_TYPES.contains(&v.as_str()) {
-                assert_eq!(crd[0].message, NON_IP_RULE_MESSAGE);
-                assert_eq!(ours, Err(NON_IP_RULE_MESSAGE.to_string()));
-            }
-        }
     }
 }

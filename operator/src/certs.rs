@@ -274,6 +274,33 @@ impl Ca {
         )
     }
 
+    /// The serving certificate of the operator's admission webhook (serverAuth only): the DNS names the API
+    /// server dials, `<service>.<namespace>.svc` (webhook.rs).
+    pub fn issue_webhook(
+        &self,
+        namespace: &str,
+        service: &str,
+        now: SystemTime,
+        validity: Duration,
+    ) -> Result<Issued> {
+        dns_label("namespace", namespace)?;
+        dns_label("webhook service", service)?;
+        let sans = [
+            format!("{service}.{namespace}.svc"),
+            format!("{service}.{namespace}.svc.cluster.local"),
+        ]
+        .iter()
+        .map(|d| ia5(d).map(SanType::DnsName))
+        .collect::<Result<Vec<_>>>()?;
+        self.issue(
+            &format!("{service}.{namespace}.svc"),
+            sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            now,
+            validity,
+        )
+    }
+
     /// The operator's client certificate (clientAuth only, URI SAN [`OPERATOR_IDENTITY`]).
     pub fn issue_operator(&self, now: SystemTime, validity: Duration) -> Result<Issued> {
         let sans = vec![SanType::URI(ia5(OPERATOR_IDENTITY)?)];

@@ -453,6 +453,9 @@ async fn apply(
             .ensure(&ctx.client, &chain, std::time::SystemTime::now())
             .await?;
     }
+    if chain.spec.target.is_some() {
+        return apply_target(chain, ctx, obs, known_good, previous).await;
+    }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let deployment = apply_object(
         &deployments,
@@ -513,12 +516,22 @@ async fn apply(
         apply_object(&cms, &name, &render::config_map(&chain, &chain)?).await?;
         obs.known_good = Some(generation);
     }
-    let status = write_status(&chain, previous.as_ref(), &obs, ctx).await?;
+    finish(&chain, previous.as_ref(), &obs, ctx).await
+}
+
+/// Writes the status of a reconcile and picks the next requeue: 5 minutes once Ready, else the back-off.
+async fn finish(
+    chain: &VNFChain,
+    previous: Option<&crds::VNFChainStatus>,
+    obs: &Observation,
+    ctx: &Context<impl Sidecars>,
+) -> Result<Action> {
+    let status = write_status(chain, previous, obs, ctx).await?;
     let ready_now = status
         .conditions
         .iter()
         .any(|c| c.type_ == crds::CONDITION_READY && c.status == "True");
-    let k = key(&chain);
+    let k = key(chain);
     Ok(if ready_now {
         ctx.forget_not_ready(&k);
         Action::requeue(Duration::from_secs(300))
@@ -526,6 +539,103 @@ async fn apply(
         // Pods and owned objects are watched: a change reconciles at once, the requeue is only a safety net.
         Action::requeue(ctx.not_ready_delay(&k, status::progress(&status)))
     })
+}
+
+/// Sidecar mode (issue 18): no Deployment, Service or PodDisruptionBudget; the chain runs in the workload
+/// pods the webhook injected (labelled with the chain), gets pushed like dedicated pods, and the status lists
+/// the selected pods that run without the sidecar with the command that rolls them.
+async fn apply_target(
+    chain: Arc<VNFChain>,
+    ctx: &Context<impl Sidecars>,
+    mut obs: Observation,
+    known_good: VNFChain,
+    previous: Option<crds::VNFChainStatus>,
+) -> Result<Action> {
+    let ns = chain
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = render::object_name(&chain)?;
+    let generation = chain.metadata.generation.unwrap_or_default();
+    let restart_hash = render::restart_hash(&chain)?;
+    if ctx.settings.pod_monitor {
+        let monitors: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &ns, &render::pod_monitor_resource());
+        apply_object(&monitors, &name, &render::pod_monitor(&chain)?).await?;
+    }
+    let pods = pods(&chain, ctx, &restart_hash).await?;
+    obs.not_injected = not_injected(&chain, ctx).await?;
+    obs.failure = push(&chain, &known_good, ctx, &pods).await?;
+    obs.replicas = observe(ctx, &pods).await;
+    let all_ready = !obs.replicas.is_empty()
+        && obs
+            .replicas
+            .iter()
+            .all(|r| status::replica_ready(&chain, generation, r));
+    if obs.failure.is_none() && all_ready && known_good.metadata.generation != Some(generation) {
+        let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+        apply_object(&cms, &name, &render::config_map(&chain, &chain)?).await?;
+        obs.known_good = Some(generation);
+    }
+    finish(&chain, previous.as_ref(), &obs, ctx).await
+}
+
+/// The pods of the chain's namespace that `spec.target` selects but that run without the sidecar. Listed
+/// unfiltered and matched here: a label selector with set-based expressions is matched like the API server
+/// matches it (`crds::selector_matches`), in one list.
+async fn not_injected(
+    chain: &VNFChain,
+    ctx: &Context<impl Sidecars>,
+) -> Result<Vec<crds::NotInjected>> {
+    let Some(target) = &chain.spec.target else {
+        return Ok(Vec::new());
+    };
+    let ns = chain.namespace().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let ns_labels = std::collections::BTreeMap::new();
+    let mut out: Vec<crds::NotInjected> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| target.selects(&ns, &ns, &ns_labels, p.labels()))
+        .filter(|p| !crate::webhook::already_injected(p))
+        .map(|p| crds::NotInjected {
+            namespace: ns.clone(),
+            command: roll_command(&ns, &p),
+            pod: p.name_any(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.pod.cmp(&b.pod));
+    Ok(out)
+}
+
+/// The command that gives `pod` the sidecar: a rollout restart of the workload that owns it (a ReplicaSet's
+/// Deployment is its name without the `pod-template-hash` suffix), or deleting a bare pod.
+pub fn roll_command(ns: &str, pod: &Pod) -> String {
+    let owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    let workload = owner.and_then(|o| match o.kind.as_str() {
+        "ReplicaSet" => {
+            let hash = pod.labels().get("pod-template-hash")?;
+            let deployment = o.name.strip_suffix(&format!("-{hash}"))?;
+            Some(format!("deployment/{deployment}"))
+        }
+        "StatefulSet" => Some(format!("statefulset/{}", o.name)),
+        "DaemonSet" => Some(format!("daemonset/{}", o.name)),
+        _ => None,
+    });
+    match workload {
+        Some(w) => format!("kubectl -n {ns} rollout restart {w}"),
+        None => format!(
+            "kubectl -n {ns} delete pod {} (and create it again: it has no workload controller to do it)",
+            pod.name_any()
+        ),
+    }
 }
 
 /// Event reason, note and action for a condition (or error) of `generation`. The note names the generation,

@@ -37,10 +37,14 @@ mod tests {
         Deletion,
         /// No CRD: a clear start-up error.
         CrdMissing,
+        /// Sidecar mode (`spec.target`): no Deployment; the injected workload pods run the chain, the others
+        /// are listed with the command that rolls them; deletion detaches live.
+        SidecarMode,
     }
 
     impl Scenario {
-        const ALL: [Scenario; 7] = [
+        const ALL: [Scenario; 8] = [
+            Scenario::SidecarMode,
             Scenario::Create,
             Scenario::RuleChange,
             Scenario::ImageChange,
@@ -227,6 +231,17 @@ mod tests {
             }
         }
 
+        /// Reconciles `chain` marked for deletion; returns the sidecar calls so far.
+        async fn delete(&self, chain: &VNFChain) -> Vec<String> {
+            let mut gone = chain.clone();
+            gone.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                ));
+            self.reconcile(&gone).await;
+            self.sidecars.calls()
+        }
+
         /// Gets a chain to Ready at `generation` with two pods.
         async fn ready_at(&self, c: &VNFChain) {
             self.reconcile(c).await;
@@ -234,6 +249,111 @@ mod tests {
             self.reconcile(c).await;
             assert_eq!(self.condition("Ready").0, "True", "{:?}", self.status());
         }
+    }
+
+    /// A workload pod of Deployment `web` (ReplicaSet `web-7d9f8`), injected by the webhook or not.
+    fn workload_pod(name: &str, injected: Option<&VNFChain>) -> Value {
+        let mut p = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS,
+                         "labels": {"app": "web", "pod-template-hash": "7d9f8"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8",
+                                              "uid": "rs-1", "controller": true}]},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "web", "image": "nginx"}]},
+            "status": {"phase": "Running", "podIP": "10.244.1.7"}
+        });
+        if let Some(chain) = injected {
+            let pod: k8s_openapi::api::core::v1::Pod =
+                serde_json::from_value(p.clone()).expect("pod");
+            let ops = crate::webhook::patch(&pod, chain, &Settings::default()).expect("patch");
+            let ops: json_patch::Patch = serde_json::from_value(Value::Array(ops)).expect("ops");
+            json_patch::patch(&mut p, &ops).expect("the webhook's patch applies");
+        }
+        p
+    }
+
+    /// The SidecarMode scenario.
+    async fn sidecar_mode(h: &Harness) {
+        let mut c = chain(1, 22, None, "10.0.2.1");
+        c.spec.placement = crds::Placement::default();
+        c.spec.target = Some(
+            serde_json::from_value(json!({"podSelector": {"matchLabels": {"app": "web"}}}))
+                .expect("target"),
+        );
+        assert!(crds::validate(&c).is_ok(), "{:?}", crds::validate(&c));
+        // A pod that existed before the chain: not injected, with the command that rolls it.
+        h.state
+            .lock()
+            .expect("state")
+            .pods
+            .push(workload_pod("web-7d9f8-old", None));
+        h.reconcile(&c).await;
+        assert!(
+            h.object(DEPLOYMENT_PATH).is_none(),
+            "no Deployment in sidecar mode"
+        );
+        assert!(
+            h.object("/api/v1/namespaces/default/services/edge-dataplane")
+                .is_none()
+        );
+        assert!(
+            h.object(CONFIG_MAP_PATH).is_some(),
+            "the injected sidecars read the ConfigMap"
+        );
+        let m = h.expect_condition("Ready", "False", "NoInjectedPods");
+        assert!(
+            m.contains("kubectl -n default rollout restart deployment/web"),
+            "{m}"
+        );
+        let st = h.status();
+        assert_eq!(
+            st.not_injected,
+            vec![crds::NotInjected {
+                namespace: NS.into(),
+                pod: "web-7d9f8-old".into(),
+                command: "kubectl -n default rollout restart deployment/web".into(),
+            }]
+        );
+        // The rolled pod comes back injected (the webhook's own patch), its sidecar still at generation 0.
+        {
+            let mut s = h.state.lock().expect("state");
+            s.pods.clear();
+            s.pods.push(workload_pod("web-7d9f8-new", Some(&c)));
+        }
+        h.sidecars.add("web-7d9f8-new", 0, &["eth0"]);
+        h.reconcile(&c).await;
+        assert_eq!(
+            h.sidecars.generation("web-7d9f8-new"),
+            1,
+            "pushed over gRPC"
+        );
+        let m = h.expect_condition("Ready", "True", "AllReplicasReady");
+        assert!(m.contains("1/1 injected pods run generation 1"), "{m}");
+        assert!(h.status().not_injected.is_empty());
+        assert_eq!(h.status().attachments.len(), 1);
+        assert_eq!(h.status().attachments[0].pod, "web-7d9f8-new");
+        // A pod created while the webhook was away is listed again; Ready stays true for the injected ones.
+        h.state
+            .lock()
+            .expect("state")
+            .pods
+            .push(workload_pod("web-7d9f8-bare", None));
+        h.reconcile(&c).await;
+        let m = h.expect_condition("Ready", "True", "AllReplicasReady");
+        assert!(
+            m.contains("1 selected pod(s) run without the sidecar"),
+            "{m}"
+        );
+        // Deletion detaches the chain live from the injected pod.
+        let calls = h.delete(&c).await;
+        assert!(
+            calls.contains(&"detach web-7d9f8-new".to_string()),
+            "{calls:?}"
+        );
+        assert!(
+            !calls.iter().any(|c| c.contains("web-7d9f8-bare")),
+            "{calls:?}"
+        );
     }
 
     /// Runs one scenario's assertions; returns every request the operator made.
@@ -459,13 +579,7 @@ mod tests {
             Scenario::Deletion => {
                 let c1 = chain(1, 22, None, "10.0.2.1");
                 h.ready_at(&c1).await;
-                let mut gone = c1.clone();
-                gone.metadata.deletion_timestamp =
-                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                        k8s_openapi::jiff::Timestamp::now(),
-                    ));
-                h.reconcile(&gone).await;
-                let calls = h.sidecars.calls();
+                let calls = h.delete(&c1).await;
                 assert!(
                     calls.contains(&"detach edge-dataplane-a".to_string()),
                     "{calls:?}"
@@ -481,6 +595,7 @@ mod tests {
                     "finalizer removed"
                 );
             }
+            Scenario::SidecarMode => sidecar_mode(&h).await,
             Scenario::CrdMissing => {
                 h.state.lock().expect("state").crd_installed = false;
                 let e = check_crd(&h.ctx.client).await.expect_err("no CRD");
@@ -524,6 +639,11 @@ mod tests {
     #[tokio::test]
     async fn deletion_detaches_and_removes_the_finalizer() {
         run(Scenario::Deletion).await;
+    }
+
+    #[tokio::test]
+    async fn sidecar_mode_runs_in_injected_pods_and_lists_the_others() {
+        run(Scenario::SidecarMode).await;
     }
 
     #[tokio::test]
@@ -1089,6 +1209,7 @@ mod tests {
             requests.extend(ready_again().await);
             requests.extend(opext::everything().await);
             requests.extend(crate::certs::tests::api_requests().await);
+            requests.extend(crate::webhook::tests::api_requests().await);
             requests
         }
 

@@ -11,6 +11,7 @@ pub mod read;
 pub mod render;
 pub mod sidecar;
 pub mod status;
+pub mod webhook;
 
 #[cfg(test)]
 mod fixtures;

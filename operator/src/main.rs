@@ -72,6 +72,20 @@ struct Flags {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME", default_value = "buildvnf-operator")]
     identity: String,
+    /// Serve the sidecar-injection webhook (HTTPS, certificate from the CA) on this address, e.g.
+    /// 0.0.0.0:9443; without it chains with spec.target get no sidecars (docs/sidecar.md).
+    #[arg(long, env = "BUILDVNF_WEBHOOK_LISTEN")]
+    webhook_listen: Option<SocketAddr>,
+    /// The Service (in the operator's namespace) the API server calls the webhook by: its certificate's name.
+    #[arg(
+        long,
+        env = "BUILDVNF_WEBHOOK_SERVICE",
+        default_value = "buildvnf-operator-webhook"
+    )]
+    webhook_service: String,
+    /// The MutatingWebhookConfiguration whose webhooks get the CA bundle (the chart's).
+    #[arg(long, env = "BUILDVNF_WEBHOOK_CONFIGURATION")]
+    webhook_configuration: Option<String>,
     /// Reconciles running at once (0: no limit).
     #[arg(long, env = "BUILDVNF_CONCURRENCY", default_value_t = controller::CONCURRENCY)]
     concurrency: u16,
@@ -99,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
     controller::check_crd(&client).await?;
     let client_for_lease = client.clone();
     let settings = Settings {
-        default_image: flags.dataplane_image,
+        default_image: flags.dataplane_image.clone(),
         pod_monitor: controller::pod_monitor_available(&client).await,
         allowed_images,
         ..Settings::default()
@@ -117,6 +131,9 @@ async fn main() -> anyhow::Result<()> {
     .context("the operator's CA")?;
     let ca = Arc::new(ca);
     let validity = day * flags.cert_validity_days;
+    if let Some(addr) = flags.webhook_listen {
+        start_webhook(&client, &flags, addr, ca.clone(), validity, &settings).await?;
+    }
     let identity = operator::certs::OperatorIdentity::new(ca.clone(), validity)
         .context("issuing the operator's client certificate")?;
     let sidecars = GrpcSidecars::new(Arc::new(identity), operator::render::GRPC_PORT as u16);
@@ -185,6 +202,75 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("lost leadership: {reason}");
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the injection webhook: watches, HTTPS on `addr`, and the CA bundle in the chart's configuration.
+async fn start_webhook(
+    client: &kube::Client,
+    flags: &Flags,
+    addr: SocketAddr,
+    ca: Arc<operator::certs::Ca>,
+    validity: Duration,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    use operator::webhook;
+    let version = client
+        .apiserver_version()
+        .await
+        .context("reading the API server's version")?;
+    let native_sidecars = webhook::native_sidecars(&version.major, &version.minor);
+    if !native_sidecars {
+        tracing::warn!(major = %version.major, minor = %version.minor,
+            "no native sidecar containers before Kubernetes 1.29: the webhook refuses pods a chain selects");
+    }
+    let cert = webhook::ServingCert::new(
+        ca.clone(),
+        &flags.lease_namespace,
+        &flags.webhook_service,
+        validity,
+    )
+    .map_err(|e| anyhow::anyhow!("issuing the webhook's certificate: {e}"))?;
+    let server = Arc::new(webhook::Server {
+        stores: webhook::Stores::start(client.clone()),
+        settings: settings.clone(),
+        native_sidecars,
+        ready: AtomicBool::new(false),
+    });
+    tokio::spawn({
+        let server = server.clone();
+        async move {
+            if server.stores.ready().await {
+                server.ready.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+    if let Some(name) = flags.webhook_configuration.clone() {
+        let client = client.clone();
+        tokio::spawn(async move {
+            // Until it succeeds: the API server cannot call the webhook without the bundle.
+            loop {
+                match webhook::install_ca_bundle(client.clone(), &name, 1, ca.bundle()).await {
+                    Ok(()) => {
+                        tracing::info!(configuration = %name, "webhook CA bundle installed");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, configuration = %name, "installing the webhook CA bundle")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the webhook on {addr}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = webhook::serve(listener, Arc::new(cert), server).await {
+            tracing::error!(error = %e, "webhook server stopped");
+        }
+    });
     Ok(())
 }
 

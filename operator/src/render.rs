@@ -214,7 +214,7 @@ pub fn restart_hash(chain: &VNFChain) -> Result<String> {
 /// One read-only Secret volume per Secret that user-space functions take keys from, projecting only the
 /// keys they name, mounted at `KEY_SECRETS_DIR/<secret>` (the sidecar reads
 /// [`crds::SecretKeyRef::mounted_path`]).
-fn key_secret_volumes(chain: &VNFChain) -> Vec<(VolumeMount, Volume)> {
+fn key_secret_volumes(chain: &VNFChain, volume_prefix: &str) -> Vec<(VolumeMount, Volume)> {
     let mut keys: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
     for f in &chain.spec.functions {
         if let Some(c) = &f.payload_cipher {
@@ -226,7 +226,7 @@ fn key_secret_volumes(chain: &VNFChain) -> Vec<(VolumeMount, Volume)> {
     keys.into_iter()
         .enumerate()
         .map(|(i, (secret, keys))| {
-            let name = format!("key-secret-{i}");
+            let name = format!("{volume_prefix}key-secret-{i}");
             let mount = volume_mount(&name, &format!("{}/{secret}", crds::KEY_SECRETS_DIR), true);
             let volume = Volume {
                 name,
@@ -287,32 +287,17 @@ fn volume_mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-/// The Deployment running the cnf-dataplane sidecar with least privilege: CAP_BPF, CAP_NET_ADMIN and
-/// CAP_PERFMON, every other capability dropped, not privileged, read-only root filesystem.
-pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
+/// The cnf-dataplane container of a chain and the volumes it mounts, with least privilege: CAP_BPF,
+/// CAP_NET_ADMIN and CAP_PERFMON, every other capability dropped, not privileged, read-only root filesystem.
+/// The same container runs in a dedicated pod ([`deployment`]) and, injected by the webhook, in a workload
+/// pod (webhook.rs), where `volume_prefix` keeps its volume names apart from the workload's.
+pub fn dataplane_container(
+    chain: &VNFChain,
+    settings: &Settings,
+    volume_prefix: &str,
+) -> Result<(Container, Vec<Volume>)> {
     let spec = &chain.spec;
-    let labels = labels(chain)?;
-    let mut annotations =
-        BTreeMap::from([(RESTART_HASH_ANNOTATION.to_string(), restart_hash(chain)?)]);
-    if !spec.interfaces.secondary_networks.is_empty() {
-        let nets: Vec<_> = spec
-            .interfaces
-            .secondary_networks
-            .iter()
-            .map(|n| {
-                let mut v = json!({"name": n.name, "interface": n.interface.as_str()});
-                if let Some(ns) = &n.namespace {
-                    v["namespace"] = json!(ns);
-                }
-                v
-            })
-            .collect();
-        annotations.insert(
-            MULTUS_ANNOTATION.into(),
-            serde_json::Value::Array(nets).to_string(),
-        );
-    }
-    let key_secrets = key_secret_volumes(chain);
+    let key_secrets = key_secret_volumes(chain, volume_prefix);
     let container = Container {
         name: "cnf-dataplane".into(),
         image: Some(
@@ -372,10 +357,10 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
         }),
         volume_mounts: Some(
             [
-                volume_mount("config", CONFIG_DIR, true),
-                volume_mount("tls", TLS_DIR, true),
-                volume_mount("bpffs", "/sys/fs/bpf", false),
-                volume_mount("tmp", "/tmp", false),
+                volume_mount(&format!("{volume_prefix}config"), CONFIG_DIR, true),
+                volume_mount(&format!("{volume_prefix}tls"), TLS_DIR, true),
+                volume_mount(&format!("{volume_prefix}bpffs"), "/sys/fs/bpf", false),
+                volume_mount(&format!("{volume_prefix}tmp"), "/tmp", false),
             ]
             .into_iter()
             .chain(key_secrets.iter().map(|(m, _)| m.clone()))
@@ -385,7 +370,7 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
     };
     let mut volumes = vec![
         Volume {
-            name: "config".into(),
+            name: format!("{volume_prefix}config"),
             config_map: Some(ConfigMapVolumeSource {
                 name: object_name(chain)?,
                 ..ConfigMapVolumeSource::default()
@@ -393,7 +378,7 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
             ..Volume::default()
         },
         Volume {
-            name: "tls".into(),
+            name: format!("{volume_prefix}tls"),
             secret: Some(SecretVolumeSource {
                 // The chain's own serving certificate (certs.rs).
                 secret_name: Some(crate::certs::chain_secret_name(
@@ -409,7 +394,7 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
             ..Volume::default()
         },
         Volume {
-            name: "bpffs".into(),
+            name: format!("{volume_prefix}bpffs"),
             host_path: Some(HostPathVolumeSource {
                 path: settings.bpffs_host_path.clone(),
                 type_: Some("DirectoryOrCreate".into()),
@@ -417,12 +402,41 @@ pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
             ..Volume::default()
         },
         Volume {
-            name: "tmp".into(),
+            name: format!("{volume_prefix}tmp"),
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Volume::default()
         },
     ];
     volumes.extend(key_secrets.into_iter().map(|(_, v)| v));
+    Ok((container, volumes))
+}
+
+/// The Deployment running the cnf-dataplane sidecar with least privilege: CAP_BPF, CAP_NET_ADMIN and
+/// CAP_PERFMON, every other capability dropped, not privileged, read-only root filesystem.
+pub fn deployment(chain: &VNFChain, settings: &Settings) -> Result<Deployment> {
+    let spec = &chain.spec;
+    let labels = labels(chain)?;
+    let mut annotations =
+        BTreeMap::from([(RESTART_HASH_ANNOTATION.to_string(), restart_hash(chain)?)]);
+    if !spec.interfaces.secondary_networks.is_empty() {
+        let nets: Vec<_> = spec
+            .interfaces
+            .secondary_networks
+            .iter()
+            .map(|n| {
+                let mut v = json!({"name": n.name, "interface": n.interface.as_str()});
+                if let Some(ns) = &n.namespace {
+                    v["namespace"] = json!(ns);
+                }
+                v
+            })
+            .collect();
+        annotations.insert(
+            MULTUS_ANNOTATION.into(),
+            serde_json::Value::Array(nets).to_string(),
+        );
+    }
+    let (container, volumes) = dataplane_container(chain, settings, "")?;
     let placement = &spec.placement;
     Ok(Deployment {
         metadata: meta(chain)?,

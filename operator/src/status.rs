@@ -69,7 +69,12 @@ pub struct Observation {
     pub known_good: Option<i64>,
     /// What keeps the chain's Deployment from running its pods, as the Deployment reports it.
     pub deployment: Option<DeploymentProblem>,
+    /// Sidecar mode: selected pods without the sidecar (they do not count against `Ready`, they are listed).
+    pub not_injected: Vec<crds::NotInjected>,
 }
+
+/// Most pods listed in `status.notInjected` (the count is in the `Ready` message).
+pub const MAX_NOT_INJECTED: usize = 50;
 
 /// A Deployment condition saying its pods cannot run.
 #[derive(Clone, Debug, PartialEq)]
@@ -214,7 +219,13 @@ pub fn compute(
     now: Time,
 ) -> VNFChainStatus {
     let generation = chain.metadata.generation.unwrap_or_default();
-    let desired = chain.spec.placement.replicas.max(0);
+    // Sidecar mode: every injected pod is a replica (the workload decides how many); dedicated: placement.
+    let target = chain.spec.target.is_some();
+    let desired = if target {
+        obs.replicas.len() as i32
+    } else {
+        chain.spec.placement.replicas.max(0)
+    };
     let prev_conditions = previous
         .map(|p| p.conditions.as_slice())
         .unwrap_or_default();
@@ -245,10 +256,26 @@ pub fn compute(
             r.reason,
             format!("the spec is refused, nothing was changed: {}", r.message),
         )
+    } else if ready && target {
+        (
+            "AllReplicasReady",
+            format!(
+                "{ready_replicas}/{desired} injected pods run generation {generation}{}",
+                not_injected_note(obs)
+            ),
+        )
     } else if ready {
         (
             "AllReplicasReady",
             format!("{ready_replicas}/{desired} replicas run generation {generation}"),
+        )
+    } else if target && obs.replicas.is_empty() {
+        (
+            "NoInjectedPods",
+            format!(
+                "no pod selected by spec.target runs the sidecar yet{}",
+                not_injected_note(obs)
+            ),
         )
     } else if let Some(p) = &obs.deployment {
         (
@@ -381,6 +408,26 @@ pub fn compute(
         }),
         function_names: Some(function_names(chain)),
         selector: crate::render::pod_selector(chain).ok(),
+        not_injected: obs
+            .not_injected
+            .iter()
+            .take(MAX_NOT_INJECTED)
+            .cloned()
+            .collect(),
+    }
+}
+
+/// "; N selected pods are not injected (roll them: CMD)" or nothing.
+fn not_injected_note(obs: &Observation) -> String {
+    match obs.not_injected.first() {
+        None => String::new(),
+        Some(first) => format!(
+            "; {} selected pod(s) run without the sidecar (status.notInjected), e.g. {}/{}: {}",
+            obs.not_injected.len(),
+            first.namespace,
+            first.pod,
+            first.command
+        ),
     }
 }
 

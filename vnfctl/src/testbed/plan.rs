@@ -250,6 +250,14 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
     check_name(name)?;
     check_drivable(chain)?;
     let spec = &chain.spec;
+    // Sidecar mode (docs/sidecar.md) is not built into the testbed yet: refuse it rather than run the chain
+    // as a dedicated one, which would test something else than the manifest says.
+    if spec.target.is_some() {
+        return Err(bad(
+            "spec.target",
+            "sidecar mode is not supported by the testbed yet: remove spec.target to test the chain as a dedicated one",
+        ));
+    }
     let typed = chain.typed();
     let prefix = netns_prefix(name);
 
@@ -935,6 +943,19 @@ pub(crate) mod tests {
             p.endpoints[0].ipv4_addr(),
             Some(Ipv4Addr::new(10, 0, 1, 11))
         );
+    }
+
+    #[test]
+    fn a_sidecar_mode_chain_is_refused_not_run_as_a_dedicated_one() {
+        let mut c = example("firewall.yaml");
+        c.spec.target = Some(
+            serde_json::from_value(
+                serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}}),
+            )
+            .expect("target"),
+        );
+        let e = plan(&c, "sc").expect_err("refused");
+        assert!(e.to_string().contains("spec.target"), "{e}");
     }
 
     #[test]

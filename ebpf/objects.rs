@@ -74,3 +74,53 @@ pub fn attach_xdp(prog: &mut Xdp, iface: &str, modes: &[XdpMode]) -> Result<XdpM
     }
     prog.attach(iface, *last).map(|_| *last)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The programs and maps the Rust side loads by name are in the objects it loads them from.
+    #[test]
+    fn objects_hold_the_programs_and_maps_loaded_by_name() {
+        let cases: [(&str, &[u8], &[&str], &[&str]); 4] = [
+            (
+                "pktgen_sink",
+                PKTGEN_SINK,
+                &["pktgen_sink"],
+                &["pktgen_sink_streams", "pktgen_sink_totals"],
+            ),
+            (
+                "pktgen_live",
+                PKTGEN_LIVE,
+                &["pktgen_live"],
+                &["pktgen_live_seq"],
+            ),
+            (
+                "bench",
+                BENCH,
+                &["bench_redirect", "bench_sink"],
+                &["bench_port", "bench_count"],
+            ),
+            ("xsk_redirect", XSK_REDIRECT, &["xsk_redirect"], &["xsks"]),
+        ];
+        for (object, bytes, programs, maps) in cases {
+            let obj = aya_obj::Object::parse(bytes).expect(object);
+            for p in programs {
+                assert!(
+                    obj.programs.contains_key(*p),
+                    "{object}.o has no program {p}"
+                );
+            }
+            for m in maps {
+                assert!(obj.maps.contains_key(*m), "{object}.o has no map {m}");
+            }
+        }
+        // the sink's load-time settings are globals in .rodata
+        let sink = aya_obj::Object::parse(PKTGEN_SINK).expect("pktgen_sink");
+        assert!(
+            sink.maps.contains_key(".rodata"),
+            "pktgen_sink.o has no .rodata"
+        );
+        assert!(aya_obj::Object::parse(b"not an ELF object").is_err());
+    }
+}

@@ -79,10 +79,18 @@ pub fn attach_xdp(prog: &mut Xdp, iface: &str, modes: &[XdpMode]) -> Result<XdpM
 mod tests {
     use super::*;
 
+    /// An object, the programs and the maps the Rust side takes from it by name.
+    type Names = (
+        &'static str,
+        &'static [u8],
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+
     /// The programs and maps the Rust side loads by name are in the objects it loads them from.
     #[test]
     fn objects_hold_the_programs_and_maps_loaded_by_name() {
-        let cases: [(&str, &[u8], &[&str], &[&str]); 4] = [
+        let cases: [Names; 4] = [
             (
                 "pktgen_sink",
                 PKTGEN_SINK,

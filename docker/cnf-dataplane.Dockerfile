@@ -3,7 +3,7 @@
 #   docker build -f docker/cnf-dataplane.Dockerfile -t ghcr.io/build-vnf/cnf-dataplane:0.1.0 .
 # (scripts/build-images.sh does this for both images.)
 #
-# The eBPF programs (ebpf/*.c) are compiled by cnf-dataplane/build.rs with clang and embedded in the binary,
+# The eBPF programs (ebpf/*.c) are compiled by ebpf/build.rs (crate buildvnf-ebpf) with clang and embedded in the binary,
 # so the builder needs clang, llvm, libbpf-dev (bpf_helpers.h), the kernel UAPI headers (linux-libc-dev) and
 # protoc for the gRPC code; the runtime image needs none of them.
 

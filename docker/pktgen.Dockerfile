@@ -5,9 +5,11 @@
 
 ARG RUST_VERSION=1.95
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
+# pktgen's XDP programs (ebpf/pktgen_*.c) are compiled by ebpf/build.rs with clang: clang, llvm, libbpf-dev and
+# linux-libc-dev in the builder only.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libc6-dev gcc \
+      clang llvm libbpf-dev linux-libc-dev libc6-dev gcc \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -17,6 +17,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Loading, attaching or reading an eBPF program or map (aya).
+    #[error("{context}: {source}")]
+    Bpf {
+        /// What was being done.
+        context: String,
+        /// aya's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Inconsistent configuration.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -35,4 +44,16 @@ pub enum Error {
 pub fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let context = context.into();
     move |source| Error::Io { context, source }
+}
+
+/// Wraps an aya error with context.
+pub fn bpf_err<E>(context: impl Into<String>) -> impl FnOnce(E) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let context = context.into();
+    move |source| Error::Bpf {
+        context,
+        source: Box::new(source),
+    }
 }

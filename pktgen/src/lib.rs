@@ -13,14 +13,13 @@
 //! - [`tcp`]: TCP stream mode (length-prefixed records) and its receiver;
 //! - [`xdp_live`]: the fast path, `BPF_PROG_TEST_RUN` live frames with per-frame seq/timestamp;
 //! - [`xdp_sink`]: the XDP sink receiver (per-CPU and per-stream counters);
+//!   both XDP programs are C in `ebpf/` (`pktgen_live.c`, `pktgen_sink.c`), loaded with aya;
 //! - [`xsk`]: the AF_XDP transmit generator (paced, flows, sizes, IPv4/IPv6);
 //! - [`frame`]: Ethernet/IP/UDP test frames with incrementally updated checksums;
-//! - `bpf` (private): raw `bpf(2)` plumbing for the hand-assembled XDP programs;
 //! - [`error`]: the library error type;
 //! - [`netns`]: network-namespace/veth helpers used by the real-packet tests;
 //! - [`clock`]: the shared `CLOCK_MONOTONIC` clock.
 
-mod bpf;
 pub mod clock;
 pub mod error;
 pub mod frame;

@@ -6,13 +6,12 @@ use std::os::fd::AsFd;
 
 use aya::Ebpf;
 use aya::maps::XskMap;
-use aya::programs::{Xdp, XdpMode};
+use aya::programs::XdpMode;
 
 use super::UserspaceError;
 
 /// The compiled `ebpf/xsk_redirect.c`.
-pub static XSK_REDIRECT_OBJ: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xsk_redirect.o"));
+pub use buildvnf_ebpf::XSK_REDIRECT as XSK_REDIRECT_OBJ;
 
 const PROGRAM: &str = "xsk_redirect";
 const MAP: &str = "xsks";
@@ -41,23 +40,10 @@ impl XskRedirect {
     pub fn attach(iface: &str) -> Result<Self, UserspaceError> {
         let mut ebpf =
             Ebpf::load(XSK_REDIRECT_OBJ).map_err(|e| bpf("loading xsk_redirect.o", e))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or_else(|| bpf(PROGRAM, "program missing from the object"))?
-            .try_into()
-            .map_err(|e| bpf(PROGRAM, e))?;
-        prog.load().map_err(|e| bpf("verifier", e))?;
-        let mut last = None;
-        for mode in [XdpMode::Driver, XdpMode::Skb] {
-            match prog.attach(iface, mode) {
-                Ok(_) => return Ok(Self { ebpf, mode }),
-                Err(e) => last = Some(e.to_string()),
-            }
-        }
-        Err(bpf(
-            &format!("attaching to {iface}"),
-            last.unwrap_or_default(),
-        ))
+        let prog = buildvnf_ebpf::load_xdp(&mut ebpf, PROGRAM).map_err(|e| bpf("verifier", e))?;
+        let mode = buildvnf_ebpf::attach_xdp(prog, iface, &[XdpMode::Driver, XdpMode::Skb])
+            .map_err(|e| bpf(&format!("attaching to {iface}"), e))?;
+        Ok(Self { ebpf, mode })
     }
 
     /// Whether the program runs as native (driver) XDP; else generic.

@@ -1,15 +1,23 @@
-//! Build script: compiles the eBPF attach points in `../ebpf` with clang into
-//! `OUT_DIR`, where `src/engine/objects.rs` embeds them.
+//! Build script: compiles the eBPF attach points in this directory with clang into
+//! `OUT_DIR`, where `objects.rs` embeds them. The one clang invocation of the project (the
+//! Makefile mirrors its flags for standalone builds).
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Attach-point sources, relative to the ebpf directory.
-const ATTACH_POINTS: &[&str] = &["xdp_chain.c", "tc_chain.c", "xsk_redirect.c", "bench.c"];
+const ATTACH_POINTS: &[&str] = &[
+    "xdp_chain.c",
+    "tc_chain.c",
+    "xsk_redirect.c",
+    "bench.c",
+    "pktgen_sink.c",
+    "pktgen_live.c",
+];
 
 fn fail(msg: &str) -> ! {
-    eprintln!("error: cnf-dataplane build: {msg}");
+    eprintln!("error: buildvnf-ebpf build: {msg}");
     std::process::exit(1);
 }
 
@@ -48,10 +56,9 @@ fn bpf_target_arch(target_arch: &str) -> &'static str {
 }
 
 fn main() {
-    let manifest = PathBuf::from(
+    let ebpf_dir = PathBuf::from(
         env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| fail("CARGO_MANIFEST_DIR unset")),
     );
-    let ebpf_dir = manifest.join("../ebpf");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap_or_else(|_| fail("OUT_DIR unset")));
     let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".into());

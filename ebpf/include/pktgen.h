@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pktgen.h - the pktgen header at the start of every pktgen UDP payload, as
+ * the XDP programs of pktgen_sink.c and pktgen_live.c see it. The wire format
+ * is defined by pktgen/src/payload.rs (all fields little-endian; the BPF
+ * target has the host's byte order, so native loads read them on x86 and
+ * arm64).
+ */
+#ifndef PKTGEN_H
+#define PKTGEN_H
+
+#include <linux/types.h>
+
+struct pktgen_hdr {
+	__u32 magic;     /* "BVN1"; its value is set by user space (pktgen_magic) */
+	__u32 stream_id;
+	__u64 seq;
+	__u64 tx_ns;
+};
+
+#define PKTGEN_SEQ_OFF 8
+#define PKTGEN_TX_OFF 16
+
+_Static_assert(sizeof(struct pktgen_hdr) == 24, "pktgen header is 24 bytes");
+_Static_assert(__builtin_offsetof(struct pktgen_hdr, seq) == PKTGEN_SEQ_OFF, "seq offset");
+_Static_assert(__builtin_offsetof(struct pktgen_hdr, tx_ns) == PKTGEN_TX_OFF, "tx_ns offset");
+
+#endif

@@ -17,6 +17,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The dedicated-mode example chains. A sidecar-mode example (`spec.target`, e.g. sidecar-web.yaml) owns no
+/// Deployment, Service or budget: the operator renders the webhook's pod patch for it instead (tests/webhook*).
 fn example_chains() -> Vec<(String, VNFChain)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
         .expect("examples")
@@ -40,6 +42,7 @@ fn example_chains() -> Vec<(String, VNFChain)> {
                 chain,
             )
         })
+        .filter(|(_, chain)| chain.spec.target.is_none())
         .collect()
 }
 

@@ -358,7 +358,13 @@ fn status(state_dir: &Path, output: Output) -> anyhow::Result<ExitCode> {
         }
         println!("testbed {n}: {text}");
         print_endpoints(&st);
-        if let Some(m) = &st.metrics {
+        for sc in &st.sidecars {
+            println!(
+                "   sidecar: ip netns exec {} curl -s http://{}/metrics",
+                sc.netns, sc.metrics
+            );
+        }
+        if let Some(m) = st.metrics.as_ref().filter(|_| st.sidecars.is_empty()) {
             println!(
                 "   metrics: ip netns exec {} curl -s http://{m}/metrics",
                 st.plan.cnf_netns
@@ -483,7 +489,25 @@ fn print_testbed(tb: &Testbed, file: &Path) {
             .unwrap_or_default()
     };
     println!("traffic: {vnfctl} testbed traffic {}{dir}", tb.name());
-    if let (Some(m), Some(sock)) = (tb.metrics_addr(), tb.grpc_socket()) {
+    if !tb.sidecars().is_empty() {
+        println!(
+            "sidecar mode: the chain runs in each server namespace, the CNF namespace only routes"
+        );
+        for sc in tb.sidecars() {
+            println!(
+                "sidecar: {} on {}: metrics ip netns exec {} curl -s http://{}/metrics, gRPC unix:{} (mode 0600)",
+                sc.netns,
+                sc.interface,
+                sc.netns,
+                sc.metrics,
+                sc.grpc_socket.display()
+            );
+        }
+        println!(
+            "report:  {vnfctl} testbed report {}{dir}   (the pods' counters, summed)",
+            tb.name()
+        );
+    } else if let (Some(m), Some(sock)) = (tb.metrics_addr(), tb.grpc_socket()) {
         println!(
             "metrics: ip netns exec {} curl -s http://{m}/metrics   (or: {vnfctl} testbed report {}{dir})",
             tb.cnf_netns(),

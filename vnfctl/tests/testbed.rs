@@ -203,6 +203,17 @@ fn udp_receiver(
     h
 }
 
+/// 1.5 s of the planned flows, TCP included, at rates far below the examples' limits.
+fn short_traffic() -> testbed::traffic::TrafficOptions {
+    testbed::traffic::TrafficOptions {
+        rate_pps: 2000.0,
+        denied_rate_pps: 500.0,
+        duration: Duration::from_millis(1500),
+        flows: 2,
+        tcp: true,
+    }
+}
+
 fn counter(tb: &Testbed, function: &str) -> metrics::FunctionReport {
     let text = tb.scrape_metrics().expect("metrics");
     metrics::functions(&metrics::parse(&text))
@@ -679,13 +690,7 @@ fn every_example_chain_carries_its_planned_traffic_and_down_leaves_nothing() {
                 tcp_server(&e.netns, SocketAddr::new(addr, *p));
             }
         }
-        let t = testbed::traffic::TrafficOptions {
-            rate_pps: 2000.0,
-            denied_rate_pps: 500.0,
-            duration: Duration::from_millis(1500),
-            flows: 2,
-            tcp: true,
-        };
+        let t = short_traffic();
         match testbed::traffic::run(&tb, &t, |_| {}) {
             Ok(r) => {
                 for f in &r.flows {
@@ -718,4 +723,150 @@ fn every_example_chain_carries_its_planned_traffic_and_down_leaves_nothing() {
         assert_clean(&name, &opts.state_dir, &format!("{label}: after down"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A gRPC client on a data plane's Unix socket (as the operator reaches a sidecar, but without TLS: the testbed's
+/// socket is 0600 and local, like `cnf-dataplane --grpc-socket` documents).
+fn grpc_unix(
+    rt: &tokio::runtime::Runtime,
+    sock: PathBuf,
+) -> dataplane_api::dataplane_client::DataplaneClient<tonic::transport::Channel> {
+    rt.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let sock = sock.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(sock).await?,
+                    ))
+                }
+            }))
+            .await
+            .expect("connect to the data plane's socket");
+        dataplane_api::dataplane_client::DataplaneClient::new(channel)
+    })
+}
+
+/// Sidecar mode (`spec.target`): the chain runs in the server ("pod") namespace on its own eth0, not in the
+/// router; the planned flows get what the chain says (allowed delivered, denied dropped), the pod's counters
+/// count them, a live update to the pod's data plane takes effect on the next packets (TCP to the still allowed
+/// port is the control), and down removes everything.
+#[test]
+fn sidecar_mode_runs_the_chain_on_the_server_namespaces_own_interface() {
+    if !pktgen::netns::can_run_netns_tests("sidecar_mode_runs_the_chain") {
+        return;
+    }
+    let text = std::fs::read_to_string(repo().join("examples/sidecar-web.yaml")).expect("example");
+    let chain = crds::manifest::parse_single_chain(&text).expect("valid");
+    let opts = options("sc");
+    let name = opts.name.clone().expect("name");
+    let tb = Testbed::up(&chain, &opts).expect("up");
+    let sink = tb.sink().expect("the sink is the pod").clone();
+    assert_eq!(tb.plan().sidecar_pods, vec![sink.netns.clone()]);
+    assert_eq!(tb.sidecars().len(), 1);
+    assert_eq!(tb.sidecars()[0].netns, sink.netns);
+    assert!(
+        tb.attachments().iter().any(|(i, _)| i == "eth0"),
+        "{:?}",
+        tb.attachments()
+    );
+    // XDP on the pod's eth0, nothing on the router's interfaces.
+    let links = |ns: &str| {
+        let out = Command::new("ip")
+            .args(["-n", ns, "-d", "link", "show"])
+            .output()
+            .expect("ip link");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(links(&sink.netns).contains("xdp"), "{}", links(&sink.netns));
+    assert!(
+        !links(tb.cnf_netns()).contains("xdp"),
+        "{}",
+        links(tb.cnf_netns())
+    );
+    assert!(
+        metrics::scrape(tb.cnf_netns(), tb.metrics_addr().expect("metrics")).is_err(),
+        "no data plane in the router namespace"
+    );
+
+    let t = short_traffic();
+    let r = testbed::traffic::run(&tb, &t, |_| {}).expect("traffic");
+    let bad: Vec<String> = r
+        .flows
+        .iter()
+        .filter(|f| !f.ok)
+        .map(|f| testbed::traffic::flow_lines(f).join(" | "))
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    let expect = |e| r.flows.iter().filter(move |f| f.flow.expect == e);
+    assert!(
+        expect(testbed::flows::Expect::Delivered).any(|f| f.delivered > 0),
+        "control: an allowed flow was delivered"
+    );
+    assert!(
+        expect(testbed::flows::Expect::Dropped).count() > 0
+            && expect(testbed::flows::Expect::Dropped).all(|f| f.delivered == 0),
+        "denied flows: nothing delivered"
+    );
+    let fw = counter(&tb, "fw");
+    assert!(
+        fw.passed > 0 && fw.drops.values().sum::<u64>() > 0,
+        "the pod's counters: {fw:?}"
+    );
+
+    // Live update through the pod's gRPC socket: UDP to 8080 becomes denied.
+    let client = tb.client().netns.clone();
+    let to4 = SocketAddr::new(IpAddr::V4(sink.ipv4_addr().expect("v4")), 8080);
+    let rx = udp_receiver(&sink.netns, to4, Duration::from_millis(700));
+    udp_send(&client, to4, 20);
+    assert_eq!(
+        rx.join().expect("receiver").len(),
+        20,
+        "generation 1 allows"
+    );
+    let mut spec = chain.spec.clone();
+    let fw_cfg = spec.functions[0].firewall.as_mut().expect("fw");
+    fw_cfg.rules[1].action = crds::Action::Deny;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut grpc = grpc_unix(&rt, tb.sidecars()[0].grpc_socket.clone());
+    // the data plane names the chain as its manifest does (no namespace: empty)
+    let chain_ns = chain.metadata.namespace.clone().unwrap_or_default();
+    let applied = rt
+        .block_on(grpc.apply_chain(dataplane_api::ApplyChainRequest {
+            chain: Some(dataplane_api::ChainRef {
+                namespace: chain_ns.clone(),
+                name: "sidecar-web".into(),
+            }),
+            generation: 2,
+            spec_json: serde_json::to_string(&spec).expect("json"),
+        }))
+        .expect("generation 2 applied")
+        .into_inner();
+    assert_eq!(applied.applied_generation, 2);
+    let before = counter(&tb, "fw");
+    let rx = udp_receiver(&sink.netns, to4, Duration::from_millis(700));
+    udp_send(&client, to4, 20);
+    assert!(
+        rx.join().expect("receiver").is_empty(),
+        "generation 2 denies"
+    );
+    let after = counter(&tb, "fw");
+    assert_eq!(
+        after.drops.values().sum::<u64>() - before.drops.values().sum::<u64>(),
+        20,
+        "{after:?}"
+    );
+    assert_eq!(
+        tcp_request(&client, to4).expect("TCP to 8080 is still allowed"),
+        to4.ip().to_string()
+    );
+    assert!(tb.scrape_metrics().expect("metrics").contains(&format!(
+        "buildvnf_applied_generation{{namespace=\"{chain_ns}\",chain=\"sidecar-web\"}} 2"
+    )));
+    drop(grpc);
+    tb.down().expect("down");
+    assert_clean(&name, &opts.state_dir, "after down");
 }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod plan;
 pub mod secrets;
 pub mod shape;
+pub mod sidecar;
 pub mod state;
 pub mod traffic;
 
@@ -234,6 +235,8 @@ pub struct Testbed {
     state: State,
     dir: PathBuf,
     child: Option<Child>,
+    /// The sidecars of a sidecar-mode testbed ([`sidecar`]).
+    pod_children: Vec<Child>,
     armed: bool,
     already_up: bool,
 }
@@ -303,6 +306,7 @@ impl Testbed {
                     state: old,
                     dir,
                     child: None,
+                    pod_children: Vec::new(),
                     armed: true,
                     already_up: true,
                 });
@@ -343,10 +347,12 @@ impl Testbed {
                 grpc_socket: None,
                 dataplane_log: None,
                 attached: Vec::new(),
+                sidecars: Vec::new(),
                 complete: false,
             },
             dir,
             child: None,
+            pod_children: Vec::new(),
             armed: true,
             already_up: false,
         };
@@ -498,8 +504,10 @@ impl Testbed {
         for e in plan.endpoints.iter().filter(|e| !e.ports.is_empty()) {
             self.start_listeners(pktgen, &tmp, e)?;
         }
-        if let Some(bin) = bin {
-            self.start_dataplane(bin, &tmp, opts)?;
+        match bin {
+            Some(bin) if !plan.sidecar_pods.is_empty() => self.start_sidecars(bin, &tmp, opts)?,
+            Some(bin) => self.start_dataplane(bin, &tmp, opts)?,
+            None => {}
         }
         Ok(())
     }
@@ -605,12 +613,47 @@ impl Testbed {
         tmp: &Path,
         opts: &TestbedOptions,
     ) -> Result<(), TestbedError> {
+        let cnf = self.state.plan.cnf_netns.clone();
+        let s = self.spawn_dataplane(bin, tmp, opts, &cnf, "dataplane")?;
+        self.child = Some(s.child);
+        let at = Started {
+            sock: s.sock,
+            log: s.log,
+            metrics: s.metrics,
+        };
+        self.state.grpc_socket = Some(at.sock.clone());
+        self.state.dataplane_log = Some(at.log.clone());
+        self.state.metrics = Some(at.metrics.to_string());
+        self.step()?;
+        let want: Vec<String> = self
+            .state
+            .plan
+            .cnf_interfaces
+            .iter()
+            .filter(|i| i.attached)
+            .map(|i| i.name.clone())
+            .collect();
+        self.state.attached =
+            wait_attached(self.child.as_mut(), &cnf, &at, &want, opts.attach_timeout)?;
+        self.step()
+    }
+
+    /// Starts cnf-dataplane in `netns` with the testbed's manifest (files in `tmp` named after `tag`) and
+    /// records the process in the state.
+    fn spawn_dataplane(
+        &mut self,
+        bin: &Path,
+        tmp: &Path,
+        opts: &TestbedOptions,
+        netns: &str,
+        tag: &str,
+    ) -> Result<Spawned, TestbedError> {
         let cfg = tmp.join("chain.yaml");
         std::fs::write(&cfg, &self.state.manifest)
             .map_err(io(format!("write {}", cfg.display())))?;
-        let sock = tmp.join("dataplane.sock");
-        let log_path = tmp.join("dataplane.log");
-        let secrets_dir = tmp.join("secrets");
+        let sock = tmp.join(format!("{tag}.sock"));
+        let log_path = tmp.join(format!("{tag}.log"));
+        let secrets_dir = tmp.join(format!("{tag}-secrets"));
         opts.secrets.write(&secrets_dir)?;
         let log = std::fs::File::create(&log_path)
             .map_err(io(format!("create {}", log_path.display())))?;
@@ -619,7 +662,7 @@ impl Testbed {
             .map_err(io(format!("open {}", log_path.display())))?;
         let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.metrics_port));
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.state.plan.cnf_netns])
+            .args(["netns", "exec", netns])
             .arg(bin)
             .arg("--config")
             .arg(&cfg)
@@ -637,66 +680,19 @@ impl Testbed {
             .spawn()
             .map_err(io(format!("start {}", bin.display())))?;
         let pid = child.id();
-        self.child = Some(child);
         // `ip netns exec` execs the binary, so the pid is the data plane's; its start time pins it down.
         let start_ticks = state::start_ticks(pid).unwrap_or_default();
         self.state.processes.push(state::Proc {
             pid,
             start_ticks,
-            what: "cnf-dataplane".into(),
+            what: format!("cnf-dataplane in {netns}"),
         });
-        self.state.grpc_socket = Some(sock.clone());
-        self.state.dataplane_log = Some(log_path.clone());
-        self.state.metrics = Some(metrics.to_string());
-        self.step()?;
-
-        let want: Vec<String> = self
-            .state
-            .plan
-            .cnf_interfaces
-            .iter()
-            .filter(|i| i.attached)
-            .map(|i| i.name.clone())
-            .collect();
-        let deadline = Instant::now() + opts.attach_timeout;
-        let tail = |p: &Path| {
-            let t = std::fs::read_to_string(p).unwrap_or_default();
-            let lines: Vec<&str> = t.lines().collect();
-            lines[lines.len().saturating_sub(20)..].join("\n")
-        };
-        loop {
-            if interrupted() {
-                return Err(TestbedError::Interrupted);
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                return Err(TestbedError::Dataplane {
-                    message: format!("exited ({status}) before the chain was attached"),
-                    log: tail(&log_path),
-                });
-            }
-            if sock.exists()
-                && let Ok(text) = metrics::scrape(&self.state.plan.cnf_netns, metrics)
-            {
-                let att = metrics::attachments(&metrics::parse(&text));
-                if want.iter().all(|w| att.iter().any(|(i, _)| i == w)) {
-                    self.state.attached = att;
-                    return self.step();
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(TestbedError::Dataplane {
-                    message: format!(
-                        "the chain was not attached to {} within {:?}",
-                        want.join(", "),
-                        opts.attach_timeout
-                    ),
-                    log: tail(&log_path),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Ok(Spawned {
+            child,
+            sock,
+            log: log_path,
+            metrics,
+        })
     }
 
     /// Opens testbed `name` that is up (from its state file) without owning it: dropping the value leaves the
@@ -707,6 +703,7 @@ impl Testbed {
             state,
             dir: state_dir.to_path_buf(),
             child: None,
+            pod_children: Vec::new(),
             armed: false,
             already_up: true,
         }))
@@ -812,7 +809,7 @@ impl Testbed {
         self.state
             .processes
             .iter()
-            .find(|p| p.what == "cnf-dataplane")
+            .find(|p| p.what.starts_with("cnf-dataplane"))
             .map(|p| p.pid)
     }
 
@@ -850,6 +847,9 @@ impl Testbed {
 
     /// Fetches the data plane's `/metrics` text.
     pub fn scrape_metrics(&self) -> Result<String, TestbedError> {
+        if !self.state.sidecars.is_empty() {
+            return sidecar::scrape_all(&self.state.sidecars);
+        }
         let addr = self.metrics_addr().ok_or_else(|| TestbedError::Dataplane {
             message: "not running in this testbed (started without the data plane)".into(),
             log: String::new(),
@@ -869,6 +869,9 @@ impl Testbed {
         if let Some(mut c) = self.child.take() {
             let _ = c.wait();
         }
+        for mut c in self.pod_children.drain(..) {
+            let _ = c.wait();
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -883,6 +886,7 @@ impl Testbed {
     pub fn keep(mut self) -> PathBuf {
         self.armed = false;
         self.child = None;
+        self.pod_children.clear();
         self.state_path()
     }
 }
@@ -1047,4 +1051,67 @@ pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, String> 
         "{name} not found next to vnfctl or on PATH; install it (cargo install --locked --path {name}) or build it \
          (cargo build --release -p {name})"
     ))
+}
+
+/// A cnf-dataplane just started by [`Testbed::spawn_dataplane`].
+struct Spawned {
+    child: Child,
+    sock: PathBuf,
+    log: PathBuf,
+    metrics: SocketAddr,
+}
+
+/// Where a started cnf-dataplane answers and logs.
+struct Started {
+    sock: PathBuf,
+    log: PathBuf,
+    metrics: SocketAddr,
+}
+
+/// Waits until the data plane in `netns` reports an attachment on every interface of `want` (its `/metrics`),
+/// and returns its attachments; fails with the end of its log when it exits or the timeout passes.
+fn wait_attached(
+    mut child: Option<&mut Child>,
+    netns: &str,
+    at: &Started,
+    want: &[String],
+    timeout: Duration,
+) -> Result<Vec<(String, String)>, TestbedError> {
+    let deadline = Instant::now() + timeout;
+    let tail = |p: &Path| {
+        let t = std::fs::read_to_string(p).unwrap_or_default();
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
+    loop {
+        if interrupted() {
+            return Err(TestbedError::Interrupted);
+        }
+        if let Some(c) = child.as_deref_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            return Err(TestbedError::Dataplane {
+                message: format!("in {netns}: exited ({status}) before the chain was attached"),
+                log: tail(&at.log),
+            });
+        }
+        if at.sock.exists()
+            && let Ok(text) = metrics::scrape(netns, at.metrics)
+        {
+            let att = metrics::attachments(&metrics::parse(&text));
+            if want.iter().all(|w| att.iter().any(|(i, _)| i == w)) {
+                return Ok(att);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(TestbedError::Dataplane {
+                message: format!(
+                    "in {netns}: the chain was not attached to {} within {timeout:?}",
+                    want.join(", "),
+                ),
+                log: tail(&at.log),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -147,6 +147,10 @@ pub struct Plan {
     /// The flows `vnfctl testbed traffic` sends (see [`super::flows`]).
     #[serde(default)]
     pub flows: Vec<Flow>,
+    /// Sidecar mode (`spec.target`): the server namespaces the chain runs in (see [`super::sidecar`]); empty
+    /// for a dedicated chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sidecar_pods: Vec<String>,
 }
 
 impl Plan {
@@ -250,13 +254,9 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
     check_name(name)?;
     check_drivable(chain)?;
     let spec = &chain.spec;
-    // Sidecar mode (docs/sidecar.md) is not built into the testbed yet: refuse it rather than run the chain
-    // as a dedicated one, which would test something else than the manifest says.
+    // Sidecar mode (docs/sidecar.md): the dedicated one-armed layout, then the chain moves into the servers.
     if spec.target.is_some() {
-        return Err(bad(
-            "spec.target",
-            "sidecar mode is not supported by the testbed yet: remove spec.target to test the chain as a dedicated one",
-        ));
+        super::sidecar::check(chain)?;
     }
     let typed = chain.typed();
     let prefix = netns_prefix(name);
@@ -641,7 +641,15 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
         None => cnf_interfaces[0].addrs.extend(cnf_server_addrs),
     }
     // Secondary networks: one more veth and bridge each, which only a forwarder's redirect uses.
+    // A secondary network that supplies the ingress or egress interface itself (validate() allows it once) is
+    // already that interface's veth.
     for n in &spec.interfaces.secondary_networks {
+        if cnf_interfaces
+            .iter()
+            .any(|c| c.name == n.interface.as_str())
+        {
+            continue;
+        }
         let i = cnf_interfaces.len();
         cnf_interfaces.push(CnfInterface {
             name: n.interface.as_str().to_string(),
@@ -674,6 +682,7 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
         endpoints,
         services,
         flows: Vec::new(),
+        sidecar_pods: Vec::new(),
     };
     plan.flows = plan_flows(chain, &plan);
     // The sink serves the ports its flows go to.
@@ -688,6 +697,9 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
     sink_ports.dedup();
     if let Some(sink) = plan.endpoints.iter_mut().find(|e| e.role == Role::Sink) {
         sink.ports = sink_ports;
+    }
+    if spec.target.is_some() {
+        super::sidecar::place(chain, &mut plan);
     }
     Ok(plan)
 }
@@ -943,19 +955,6 @@ pub(crate) mod tests {
             p.endpoints[0].ipv4_addr(),
             Some(Ipv4Addr::new(10, 0, 1, 11))
         );
-    }
-
-    #[test]
-    fn a_sidecar_mode_chain_is_refused_not_run_as_a_dedicated_one() {
-        let mut c = example("firewall.yaml");
-        c.spec.target = Some(
-            serde_json::from_value(
-                serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}}),
-            )
-            .expect("target"),
-        );
-        let e = plan(&c, "sc").expect_err("refused");
-        assert!(e.to_string().contains("spec.target"), "{e}");
     }
 
     #[test]

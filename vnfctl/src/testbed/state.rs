@@ -53,6 +53,9 @@ pub struct State {
     pub dataplane_log: Option<PathBuf>,
     /// Attachments reported by the data plane: (interface, hook).
     pub attached: Vec<(String, String)>,
+    /// Sidecar mode: the data plane of every pod (see [`super::sidecar`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sidecars: Vec<super::sidecar::SidecarRun>,
     /// `up` finished.
     pub complete: bool,
 }

@@ -10,3 +10,4 @@ pub use v1::*;
 
 pub mod door;
 pub mod identity;
+pub mod unix;

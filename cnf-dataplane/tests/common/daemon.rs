@@ -131,18 +131,8 @@ pub fn grpc_unix(
     rt: &tokio::runtime::Runtime,
     sock: PathBuf,
 ) -> dataplane_api::dataplane_client::DataplaneClient<tonic::transport::Channel> {
-    rt.block_on(async move {
-        let channel = tonic::transport::Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_| {
-                let sock = sock.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        tokio::net::UnixStream::connect(sock).await?,
-                    ))
-                }
-            }))
-            .await
-            .expect("connect to the daemon's socket");
-        dataplane_api::dataplane_client::DataplaneClient::new(channel)
-    })
+    let channel = rt
+        .block_on(dataplane_api::unix::connect_unix(sock))
+        .expect("connect to the daemon's socket");
+    dataplane_api::dataplane_client::DataplaneClient::new(channel)
 }

@@ -197,6 +197,7 @@ fn parse_one(value: Value) -> Result<Document, ForeignKind> {
                 };
                 message = "is required".into();
             }
+            message = plain_types(message);
             if message.starts_with("invalid type: boolean") {
                 message.push_str(
                     " (YAML reads y, n, yes, no, on and off as booleans: quote the value)",
@@ -227,6 +228,35 @@ fn parse_one(value: Value) -> Result<Document, ForeignKind> {
             Ok(Document::Invalid(ValidationErrors(errors)))
         }
     }
+}
+
+/// A typed-decoding message in the user's words: the Rust type it names after ", expected" (`u16`,
+/// `struct Firewall`) becomes what a manifest writer would call it ("a whole number from 0 to 65535", "a
+/// mapping").
+fn plain_types(message: String) -> String {
+    const NUMBERS: [(&str, &str); 10] = [
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number from 0 to 18446744073709551615"),
+        ("usize", "a whole number of at least 0"),
+        ("i32", "a whole number from -2147483648 to 2147483647"),
+        ("i64", "a whole number"),
+        ("isize", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+    ];
+    let Some((head, expected)) = message.rsplit_once(", expected ") else {
+        return message;
+    };
+    let plain = if expected.starts_with("struct ") || expected.starts_with("map") {
+        "a mapping"
+    } else if let Some((_, plain)) = NUMBERS.iter().find(|(rust, _)| *rust == expected) {
+        plain
+    } else {
+        return message;
+    };
+    format!("{head}, expected {plain}")
 }
 
 /// The parts of a document that hold Kubernetes types (which ignore unknown fields on their own), as written.
@@ -446,6 +476,20 @@ pub fn to_yaml(chain: &VNFChain) -> Result<String, ManifestError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typed_decoding_messages_name_no_rust_type() {
+        assert_eq!(
+            plain_types("invalid value: integer `70000`, expected u16".into()),
+            "invalid value: integer `70000`, expected a whole number from 0 to 65535"
+        );
+        assert_eq!(
+            plain_types("invalid type: sequence, expected struct Firewall".into()),
+            "invalid type: sequence, expected a mapping"
+        );
+        let kept = "unknown variant `router`, expected one of `firewall`, `nat`";
+        assert_eq!(plain_types(kept.into()), kept);
+    }
+
     use super::*;
 
     const MINIMAL: &str = r#"

@@ -54,7 +54,9 @@ enum Command {
 }
 
 /// Exit status for invalid input (EX_DATAERR).
-const EXIT_INVALID: u8 = 65;
+pub(crate) const EXIT_INVALID: u8 = 65;
+/// Exit status for a file that cannot be read (EX_NOINPUT), which takes precedence over an invalid one.
+pub(crate) const EXIT_NOINPUT: u8 = 66;
 
 /// How a command prints its result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -139,6 +141,7 @@ fn validate_files(files: &[PathBuf], quiet: bool, output: Output) -> anyhow::Res
     let mut lines: Vec<String> = Vec::new();
     let mut results: Vec<DocResult> = Vec::new();
     let mut failed = false;
+    let mut unreadable = false;
     for path in files {
         let name = path.display().to_string();
         let bad_file = |message: String, lines: &mut Vec<String>, results: &mut Vec<DocResult>| {
@@ -156,7 +159,7 @@ fn validate_files(files: &[PathBuf], quiet: bool, output: Output) -> anyhow::Res
             Ok(t) => t,
             Err(e) => {
                 bad_file(format!("{e:#}"), &mut lines, &mut results);
-                failed = true;
+                unreadable = true;
                 continue;
             }
         };
@@ -232,7 +235,9 @@ fn validate_files(files: &[PathBuf], quiet: bool, output: Output) -> anyhow::Res
     } else {
         print_structured(output, &results)?;
     }
-    Ok(if failed {
+    Ok(if unreadable {
+        ExitCode::from(EXIT_NOINPUT)
+    } else if failed {
         ExitCode::from(EXIT_INVALID)
     } else {
         ExitCode::SUCCESS

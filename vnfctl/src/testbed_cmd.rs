@@ -10,10 +10,7 @@ use vnfctl::testbed::{
     self, DownOutcome, Role, STATE_DIR, Shape, State, Testbed, TestbedError, TestbedOptions,
 };
 
-/// Exit status for invalid input (EX_DATAERR), as `vnfctl validate` uses.
-const EXIT_INVALID: u8 = 65;
-/// Exit status for a manifest that cannot be read (EX_NOINPUT).
-const EXIT_NOINPUT: u8 = 66;
+use crate::{EXIT_INVALID, EXIT_NOINPUT};
 /// Exit status of `traffic` when some flow did not get what the chain says.
 const EXIT_UNEXPECTED: u8 = 3;
 

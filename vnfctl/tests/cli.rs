@@ -87,8 +87,9 @@ fn several_problems_in_one_document_are_all_reported() {
 
 #[test]
 fn missing_file_and_non_yaml_are_errors_not_panics() {
+    // a file that cannot be read is 66 (EX_NOINPUT), distinct from an invalid one (65)
     let o = vnfctl(&["validate", "does/not/exist.yaml"]);
-    assert_eq!(o.status.code(), Some(65));
+    assert_eq!(o.status.code(), Some(66));
     assert!(
         stdout(&o).starts_with("does/not/exist.yaml: reading does/not/exist.yaml:"),
         "{}",

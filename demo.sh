@@ -11,6 +11,8 @@ bash scripts/install-deps.sh
 [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
 [[ $(id -u) -eq 0 ]] || { echo "demo: needs root (network namespaces and eBPF)" >&2; exit 1; }
 
+echo "== Building vnfctl, cnf-dataplane and pktgen (release). The first build takes several minutes on a 2-core"
+echo "   machine and leaves a few GB in target/ (cargo clean frees it); later runs start in seconds."
 cargo build --release --locked -p vnfctl -p cnf-dataplane -p pktgen
 vnfctl=target/release/vnfctl
 

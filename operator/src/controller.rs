@@ -16,7 +16,7 @@ use crds::{VNFChain, VNFChainStatus};
 use dataplane_api::ApplyChainRequest;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -29,6 +29,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::copies;
 use crate::metrics::Metrics;
 use crate::read::ChainObject;
 use crate::render::{self, Settings};
@@ -243,21 +244,48 @@ struct PodView {
     current_template: bool,
 }
 
+/// The chain's pods: those of its own namespace by the chain's label, and in each of `others` (namespaces its
+/// `namespaceSelector` selects, or selected before) the pods the webhook injected with this chain (the
+/// label, and the `buildvnf.io/injected` annotation naming the chain's namespace, since a chain of the same
+/// name elsewhere labels its pods alike).
 async fn pods(
     chain: &VNFChain,
     ctx: &Context<impl Sidecars>,
     restart_hash: &str,
+    others: &[String],
 ) -> Result<Vec<PodView>> {
-    let ns = chain.namespace().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let own = chain.namespace().unwrap_or_default();
+    let mut out = pods_in(chain, ctx, restart_hash, &own).await?;
+    for ns in others.iter().filter(|ns| **ns != own) {
+        out.extend(pods_in(chain, ctx, restart_hash, ns).await?);
+    }
+    Ok(out)
+}
+
+/// [`pods`] of one namespace, sorted by name. A pod outside the chain's namespace is shown as
+/// `<namespace>/<pod>`; its sidecar serves the chain's certificate (a copy of the chain's Secret), so the
+/// endpoint names the chain's namespace, which the TLS server name is checked against.
+async fn pods_in(
+    chain: &VNFChain,
+    ctx: &Context<impl Sidecars>,
+    restart_hash: &str,
+    ns: &str,
+) -> Result<Vec<PodView>> {
+    let own = chain.namespace().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let list = api
         .list(&ListParams::default().labels(&render::pod_selector(chain)?))
         .await?;
     let service = render::object_name(chain)?;
+    let injected_as = key(chain);
     let mut out: Vec<PodView> = list
         .items
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            ns == own
+                || p.annotations().get(crate::webhook::INJECTED_ANNOTATION) == Some(&injected_as)
+        })
         .map(|p| {
             let name = p.name_any();
             let status = p.status.as_ref();
@@ -277,14 +305,18 @@ async fn pods(
                         pod: name.clone(),
                         ip,
                         service: service.clone(),
-                        namespace: ns.clone(),
+                        namespace: own.clone(),
                     }),
                     None,
                 ),
                 (phase, _) => (None, Some(format!("pod is {phase}"))),
             };
             PodView {
-                pod: name,
+                pod: if ns == own {
+                    name
+                } else {
+                    format!("{ns}/{name}")
+                },
                 node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
                 endpoint,
                 not_ready,
@@ -430,8 +462,10 @@ async fn apply(
         None => crds::validate(&chain).err(),
     };
     if obs.invalid.is_some() || obs.refused.is_some() {
-        // Nothing is changed for an invalid spec; the status still says what runs.
-        let pods = pods(&chain, ctx, &restart_hash).await?;
+        // Nothing is changed for an invalid spec; the status still says what runs (in sidecar mode, in the
+        // namespaces that hold copies too).
+        let others = copy_namespaces(&chain, ctx).await?;
+        let pods = pods(&chain, ctx, &restart_hash, &others).await?;
         obs.replicas = observe(ctx, &pods).await;
         write_status(&chain, previous.as_ref(), &obs, ctx).await?;
         return Ok(Action::requeue(Duration::from_secs(300)));
@@ -474,7 +508,7 @@ async fn apply(
         apply_object(&monitors, &name, &render::pod_monitor(&chain)?).await?;
     }
 
-    let pods = pods(&chain, ctx, &restart_hash).await?;
+    let pods = pods(&chain, ctx, &restart_hash, &[]).await?;
     let already_failed = previous.as_ref().and_then(|s| s.failed_generation) == Some(generation);
     if already_failed {
         // The refusal's own message, unless a later failure (a reconcile error, the Deployment) took
@@ -562,8 +596,23 @@ async fn apply_target(
             Api::namespaced_with(ctx.client.clone(), &ns, &render::pod_monitor_resource());
         apply_object(&monitors, &name, &render::pod_monitor(&chain)?).await?;
     }
-    let pods = pods(&chain, ctx, &restart_hash).await?;
-    obs.not_injected = not_injected(&chain, ctx).await?;
+    let selected = copies::selected_namespaces(&ctx.client, &chain).await?;
+    let existing = copies::existing(&ctx.client, &chain).await?;
+    // A namespace that stopped matching (labels changed, opted out, being deleted): the chain is detached
+    // from its pods there, as on deletion, and the copies go.
+    for (other, cm) in existing
+        .iter()
+        .filter(|(other, _)| !selected.others.contains(*other))
+    {
+        let gone = pods_in(&chain, ctx, &restart_hash, other).await?;
+        let not_detached = detach_all(&gone, ctx).await;
+        info!(chain = %key(&chain), namespace = %other, pods = gone.len(), not_detached = not_detached.len(),
+              "namespace no longer selected: detached and removing the copies");
+        copies::delete(&ctx.client, other, cm).await?;
+    }
+    let others: Vec<String> = selected.others.iter().cloned().collect();
+    let pods = pods(&chain, ctx, &restart_hash, &others).await?;
+    obs.not_injected = not_injected(&chain, ctx, &selected).await?;
     obs.failure = push(&chain, &known_good, ctx, &pods).await?;
     obs.replicas = observe(ctx, &pods).await;
     let all_ready = !obs.replicas.is_empty()
@@ -571,42 +620,87 @@ async fn apply_target(
             .replicas
             .iter()
             .all(|r| status::replica_ready(&chain, generation, r));
+    let mut known_good = known_good;
     if obs.failure.is_none() && all_ready && known_good.metadata.generation != Some(generation) {
         let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
         apply_object(&cms, &name, &render::config_map(&chain, &chain)?).await?;
         obs.known_good = Some(generation);
+        known_good = (*chain).clone();
     }
+    // The copies hold what the originals hold now: the same known-good generation, the same certificate.
+    obs.copy_problems = copies::sync(
+        &ctx.client,
+        &chain,
+        &known_good,
+        &ctx.settings,
+        &selected.others,
+        &existing,
+    )
+    .await?;
     finish(&chain, previous.as_ref(), &obs, ctx).await
 }
 
-/// The pods of the chain's namespace that `spec.target` selects but that run without the sidecar. Listed
-/// unfiltered and matched here: a label selector with set-based expressions is matched like the API server
-/// matches it (`crds::selector_matches`), in one list.
+/// Sidecar mode: the namespaces other than the chain's that hold its copies (where its pods may run); none
+/// for a dedicated chain (no request then).
+async fn copy_namespaces(chain: &VNFChain, ctx: &Context<impl Sidecars>) -> Result<Vec<String>> {
+    if chain.spec.target.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(copies::existing(&ctx.client, chain)
+        .await?
+        .into_keys()
+        .collect())
+}
+
+/// Detaches the chain from every reachable sidecar of `pods`; returns the pods not detached.
+async fn detach_all(pods: &[PodView], ctx: &Context<impl Sidecars>) -> Vec<String> {
+    let mut not_detached = Vec::new();
+    for p in pods {
+        let Some(ep) = &p.endpoint else {
+            not_detached.push(p.pod.clone());
+            continue;
+        };
+        // An unreachable sidecar cannot be waited for forever; its pod's deletion takes its interfaces along.
+        if let Err(e) = ctx.sidecars.detach(ep).await {
+            warn!(pod = %p.pod, error = %e, "detach failed; continuing");
+            not_detached.push(p.pod.clone());
+        }
+    }
+    not_detached
+}
+
+/// The pods of every selected namespace that `spec.target` selects but that run without the sidecar. Listed
+/// unfiltered per namespace and matched here: a label selector with set-based expressions is matched like
+/// the API server matches it (`crds::selector_matches`), in one list per namespace.
 async fn not_injected(
     chain: &VNFChain,
     ctx: &Context<impl Sidecars>,
+    selected: &copies::Selected,
 ) -> Result<Vec<crds::NotInjected>> {
     let Some(target) = &chain.spec.target else {
         return Ok(Vec::new());
     };
-    let ns = chain.namespace().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let ns_labels = std::collections::BTreeMap::new();
-    let mut out: Vec<crds::NotInjected> = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| target.selects(&ns, &ns, &ns_labels, p.labels()))
-        .filter(|p| !crate::webhook::already_injected(p))
-        .map(|p| crds::NotInjected {
-            namespace: ns.clone(),
-            command: roll_command(&ns, &p),
-            pod: p.name_any(),
-        })
-        .collect();
-    out.sort_by(|a, b| a.pod.cmp(&b.pod));
+    let own = chain.namespace().unwrap_or_default();
+    let mut out = Vec::new();
+    for ns in selected.all(&own) {
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        let mut found: Vec<crds::NotInjected> = api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| crds::selector_matches(&target.pod_selector, p.labels()))
+            .filter(|p| !crate::webhook::already_injected(p))
+            .map(|p| crds::NotInjected {
+                namespace: ns.clone(),
+                command: roll_command(&ns, &p),
+                pod: p.name_any(),
+            })
+            .collect();
+        found.sort_by(|a, b| a.pod.cmp(&b.pod));
+        out.extend(found);
+    }
     Ok(out)
 }
 
@@ -768,19 +862,19 @@ async fn write_status(
 
 async fn cleanup(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Action> {
     ctx.forget_not_ready(&key(&chain));
-    let pods = pods(&chain, ctx, &render::restart_hash(&chain)?).await?;
+    // Sidecar mode: the pods of the namespaces holding copies too; their copies go once they are detached
+    // (no owner reference can reach across namespaces, so the garbage collector would not).
+    let existing = if chain.spec.target.is_some() {
+        copies::existing(&ctx.client, &chain).await?
+    } else {
+        Default::default()
+    };
+    let others: Vec<String> = existing.keys().cloned().collect();
+    let pods = pods(&chain, ctx, &render::restart_hash(&chain)?, &others).await?;
     // (opext) Count the sidecars actually reached, so the Event tells what happened.
-    let mut not_detached = Vec::new();
-    for p in &pods {
-        let Some(ep) = &p.endpoint else {
-            not_detached.push(p.pod.clone());
-            continue;
-        };
-        // An unreachable sidecar cannot be waited for forever; its pod's deletion takes its interfaces along.
-        if let Err(e) = ctx.sidecars.detach(ep).await {
-            warn!(pod = %ep.pod, error = %e, "detach failed; continuing with deletion");
-            not_detached.push(p.pod.clone());
-        }
+    let not_detached = detach_all(&pods, ctx).await;
+    for (other, cm) in &existing {
+        copies::delete(&ctx.client, other, cm).await?;
     }
     let (type_, note) = cleanup_note(pods.len(), &not_detached);
     let event = Event {
@@ -853,14 +947,41 @@ pub async fn run<S: Sidecars>(
     let config = watcher::Config::default().any_semantic();
     // Only what the operator manages: never every Deployment, ConfigMap, Service or Pod of the cluster.
     let owned = config.clone().labels(MANAGED_BY_SELECTOR);
-    let pods = config
-        .clone()
-        .labels(&format!("{MANAGED_BY_SELECTOR},{}", render::CHAIN_LABEL));
-    Controller::new(chains, config)
+    // The chains' pods: dedicated ones and the workload pods the webhook injected (labelled with the chain,
+    // not managed-by the operator: they are the user's).
+    let pods = config.clone().labels(render::CHAIN_LABEL);
+    let controller = Controller::new(chains, config.clone());
+    let store = controller.store();
+    // Sidecar mode across namespaces: a namespace that opts in or out, or whose labels change, may start or
+    // stop matching a chain's namespaceSelector; the chains that have one look again. A label-selected watch
+    // reports an object that stops matching as deleted, so opting out is seen too.
+    let namespaces = config.clone().labels(&format!(
+        "{}={}",
+        crate::webhook::NAMESPACE_LABEL,
+        crate::webhook::NAMESPACE_ENABLED
+    ));
+    // The copies in other namespaces carry no owner reference: found by their labels.
+    let copies = config.clone().labels(copies::CHAIN_NAMESPACE_LABEL);
+    controller
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
         .owns(Api::<Service>::all(client.clone()), owned)
-        .watches(Api::<Pod>::all(client), pods, pod_chain)
+        .watches(Api::<Pod>::all(client.clone()), pods, pod_chain)
+        .watches(Api::<ConfigMap>::all(client.clone()), copies, copy_chain)
+        .watches(Api::<Namespace>::all(client), namespaces, move |_| {
+            store
+                .state()
+                .iter()
+                .filter(|c| {
+                    c.chain
+                        .spec
+                        .target
+                        .as_ref()
+                        .is_some_and(|t| t.namespace_selector.is_some())
+                })
+                .map(|c| ObjectRef::from_obj(&**c))
+                .collect::<Vec<_>>()
+        })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile_object, error_policy_object, ctx)
@@ -873,10 +994,27 @@ pub async fn run<S: Sidecars>(
         .await;
 }
 
-/// The chain a pod belongs to, from its `buildvnf.io/chain` label.
+/// The chain a pod belongs to: the `buildvnf.io/injected` annotation (`<namespace>/<chain>`, a pod the
+/// webhook injected, maybe in another namespace than the chain's), else its `buildvnf.io/chain` label in the
+/// pod's namespace (a dedicated pod).
 fn pod_chain(pod: Pod) -> Option<ObjectRef<ChainObject>> {
+    if let Some((ns, name)) = pod
+        .annotations()
+        .get(crate::webhook::INJECTED_ANNOTATION)
+        .and_then(|a| a.split_once('/'))
+    {
+        return Some(ObjectRef::new(name).within(ns));
+    }
     let chain = pod.labels().get(render::CHAIN_LABEL)?;
     Some(ObjectRef::new(chain).within(&pod.namespace()?))
+}
+
+/// The chain a copy (copies.rs) belongs to, from its labels.
+fn copy_chain(cm: ConfigMap) -> Option<ObjectRef<ChainObject>> {
+    let labels = cm.labels();
+    let name = labels.get(render::CHAIN_LABEL)?;
+    let ns = labels.get(copies::CHAIN_NAMESPACE_LABEL)?;
+    Some(ObjectRef::new(name).within(ns))
 }
 
 #[cfg(test)]

@@ -265,7 +265,7 @@ mod tests {
         if let Some(chain) = injected {
             let pod: k8s_openapi::api::core::v1::Pod =
                 serde_json::from_value(p.clone()).expect("pod");
-            let ops = crate::webhook::patch(&pod, chain, &Settings::default()).expect("patch");
+            let ops = crate::webhook::patch(&pod, chain, &Settings::default(), &ns).expect("patch");
             let ops: json_patch::Patch = serde_json::from_value(Value::Array(ops)).expect("ops");
             json_patch::patch(&mut p, &ops).expect("the webhook's patch applies");
         }

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod controller;
+pub mod copies;
 pub mod fake;
 pub mod leader;
 pub mod metrics;

@@ -71,6 +71,9 @@ pub struct Observation {
     pub deployment: Option<DeploymentProblem>,
     /// Sidecar mode: selected pods without the sidecar (they do not count against `Ready`, they are listed).
     pub not_injected: Vec<crds::NotInjected>,
+    /// Sidecar mode across namespaces: copies of the chain's ConfigMap and Secrets that could not be made
+    /// (copies.rs), each naming the object; reported as `Degraded`.
+    pub copy_problems: Vec<String>,
 }
 
 /// Most pods listed in `status.notInjected` (the count is in the `Ready` message).
@@ -369,6 +372,12 @@ pub fn compute(
                 true,
                 &p.reason,
                 format!("Deployment {}: {}", p.deployment, p.message),
+            ),
+            None if !obs.copy_problems.is_empty() => conditions.set(
+                CONDITION_DEGRADED,
+                true,
+                crate::copies::COPY_CONFLICT,
+                obs.copy_problems.join("; "),
             ),
             None => match control_plane_at_risk(obs) {
                 Some(message) => {

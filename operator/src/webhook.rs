@@ -12,7 +12,9 @@
 //!   Kubernetes ≥ 1.29, <https://kubernetes.io/docs/concepts/workloads/pods/sidecar-containers/>), so it starts
 //!   before the workload's init containers and containers and stops after them;
 //! - adds its volumes (names prefixed `buildvnf-`): the chain's ConfigMap, its TLS Secret, the node's bpffs,
-//!   a scratch `/tmp`, and key Secrets of user-space functions;
+//!   a scratch `/tmp`, and key Secrets of user-space functions; in a namespace other than the chain's
+//!   (selected through `spec.target.namespaceSelector`, opted in), the operator's copies of that ConfigMap
+//!   and those Secrets, `<name>.<chain namespace>` (copies.rs);
 //! - labels the pod `buildvnf.io/chain=<chain>` (the operator finds the chain's pods by it) and annotates it
 //!   with the chain (`buildvnf.io/injected`) and the restart hash it was injected with.
 //!
@@ -181,12 +183,18 @@ pub fn decide(request: &Value, inputs: &Inputs<'_>) -> Verdict {
         .filter(|c| c.metadata.deletion_timestamp.is_none())
         .filter(|c| {
             c.spec.target.as_ref().is_some_and(|t| {
-                t.selects(
-                    c.metadata.namespace.as_deref().unwrap_or_default(),
-                    namespace,
-                    inputs.namespace_labels,
-                    pod.labels(),
-                )
+                // Through a namespaceSelector, only a namespace that opted in is selected: the operator copies
+                // the chain's ConfigMap and Secrets there and nowhere else (copies.rs).
+                let opted_in = t.namespace_selector.is_none()
+                    || inputs.namespace_labels.get(NAMESPACE_LABEL).map(String::as_str)
+                        == Some(NAMESPACE_ENABLED);
+                opted_in
+                    && t.selects(
+                        c.metadata.namespace.as_deref().unwrap_or_default(),
+                        namespace,
+                        inputs.namespace_labels,
+                        pod.labels(),
+                    )
             })
         })
         .collect();
@@ -204,16 +212,6 @@ pub fn decide(request: &Value, inputs: &Inputs<'_>) -> Verdict {
         }
     };
     let key = chain_key(chain);
-    let chain_ns = chain.metadata.namespace.as_deref().unwrap_or_default();
-    if chain_ns != namespace {
-        // The sidecar mounts the chain's ConfigMap and TLS Secret, which exist in the chain's namespace only:
-        // injected elsewhere it would never start. Refused until the operator copies them (docs/sidecar.md).
-        return Verdict::Deny(format!(
-            "buildvnf-operator: chain {key} selects this pod through spec.target.namespaceSelector, but a \
-             chain runs only in pods of its own namespace so far ({chain_ns}): create the chain in namespace \
-             {namespace}, or narrow its namespaceSelector"
-        ));
-    }
     if !inputs.native_sidecars {
         return Verdict::Deny(format!(
             "buildvnf-operator: chain {key} selects this pod, but this cluster has no native sidecar containers \
@@ -237,7 +235,7 @@ pub fn decide(request: &Value, inputs: &Inputs<'_>) -> Verdict {
             "buildvnf-operator: chain {key} selects this pod, but {conflict}"
         ));
     }
-    match patch(&pod, chain, inputs.settings) {
+    match patch(&pod, chain, inputs.settings, namespace) {
         Ok(ops) => Verdict::Patch(ops),
         Err(e) => Verdict::Deny(format!("buildvnf-operator: chain {key}: {e}")),
     }
@@ -295,9 +293,23 @@ fn pointer_escape(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
-/// The JSONPatch injecting `chain`'s sidecar into `pod`.
-pub fn patch(pod: &Pod, chain: &VNFChain, settings: &Settings) -> crate::Result<Vec<Value>> {
-    let (mut container, volumes) = render::dataplane_container(chain, settings, VOLUME_PREFIX)?;
+/// The JSONPatch injecting `chain`'s sidecar into `pod`, a pod of `namespace`. In a namespace other than the
+/// chain's, the sidecar mounts the operator's copies of the chain's ConfigMap and Secrets (copies.rs).
+pub fn patch(
+    pod: &Pod,
+    chain: &VNFChain,
+    settings: &Settings,
+    namespace: &str,
+) -> crate::Result<Vec<Value>> {
+    let (mut container, mut volumes) = render::dataplane_container(chain, settings, VOLUME_PREFIX)?;
+    let chain_ns = chain
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(crate::Error::MissingField("metadata.namespace"))?;
+    if namespace != chain_ns {
+        crate::copies::rename_volumes(&mut volumes, chain_ns);
+    }
     container.restart_policy = Some("Always".into());
     let container =
         serde_json::to_value(&container).map_err(|e| crate::Error::Render(e.to_string()))?;

@@ -40,11 +40,16 @@ mod tests {
         /// Sidecar mode (`spec.target`): no Deployment; the injected workload pods run the chain, the others
         /// are listed with the command that rolls them; deletion detaches live.
         SidecarMode,
+        /// Sidecar mode across namespaces (`namespaceSelector`): copies of the ConfigMap and Secret in the
+        /// selected, opted-in namespaces only, kept current, removed when a namespace stops matching and
+        /// when the chain goes; the status covers the pods of every selected namespace.
+        SidecarAcrossNamespaces,
     }
 
     impl Scenario {
-        const ALL: [Scenario; 8] = [
+        const ALL: [Scenario; 9] = [
             Scenario::SidecarMode,
+            Scenario::SidecarAcrossNamespaces,
             Scenario::Create,
             Scenario::RuleChange,
             Scenario::ImageChange,
@@ -253,9 +258,14 @@ mod tests {
 
     /// A workload pod of Deployment `web` (ReplicaSet `web-7d9f8`), injected by the webhook or not.
     fn workload_pod(name: &str, injected: Option<&VNFChain>) -> Value {
+        workload_pod_in(NS, name, injected)
+    }
+
+    /// [`workload_pod`] in namespace `ns`.
+    fn workload_pod_in(ns: &str, name: &str, injected: Option<&VNFChain>) -> Value {
         let mut p = json!({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": NS,
+            "metadata": {"name": name, "namespace": ns,
                          "labels": {"app": "web", "pod-template-hash": "7d9f8"},
                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8",
                                               "uid": "rs-1", "controller": true}]},
@@ -265,7 +275,7 @@ mod tests {
         if let Some(chain) = injected {
             let pod: k8s_openapi::api::core::v1::Pod =
                 serde_json::from_value(p.clone()).expect("pod");
-            let ops = crate::webhook::patch(&pod, chain, &Settings::default(), &ns).expect("patch");
+            let ops = crate::webhook::patch(&pod, chain, &Settings::default(), ns).expect("patch");
             let ops: json_patch::Patch = serde_json::from_value(Value::Array(ops)).expect("ops");
             json_patch::patch(&mut p, &ops).expect("the webhook's patch applies");
         }
@@ -354,6 +364,190 @@ mod tests {
             !calls.iter().any(|c| c.contains("web-7d9f8-bare")),
             "{calls:?}"
         );
+    }
+
+    /// A Namespace object, opted in to injection or not, with `labels`.
+    fn namespace(h: &Harness, name: &str, opted_in: bool, labels: Value) {
+        let mut labels = labels;
+        labels["kubernetes.io/metadata.name"] = json!(name);
+        if opted_in {
+            labels[crate::webhook::NAMESPACE_LABEL] = json!(crate::webhook::NAMESPACE_ENABLED);
+        }
+        h.state.lock().expect("state").objects.insert(
+            format!("/api/v1/namespaces/{name}"),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}),
+        );
+    }
+
+    /// The SidecarAcrossNamespaces scenario: chain `default/edge` selects `team=edge` namespaces; `shop` is
+    /// one and opted in, `lab` matches but did not opt in, `other` opted in but does not match.
+    async fn across_namespaces(h: &Harness) {
+        let cm = |ns: &str| format!("/api/v1/namespaces/{ns}/configmaps/edge-dataplane.default");
+        let secret = |ns: &str| format!("/api/v1/namespaces/{ns}/secrets/edge-dataplane-tls.default");
+        let mut c = chain(1, 22, None, "10.0.2.1");
+        c.spec.placement = crds::Placement::default();
+        c.spec.target = Some(
+            serde_json::from_value(json!({"podSelector": {"matchLabels": {"app": "web"}},
+                                          "namespaceSelector": {"matchLabels": {"team": "edge"}}}))
+            .expect("target"),
+        );
+        assert!(crds::validate(&c).is_ok(), "{:?}", crds::validate(&c));
+        namespace(h, NS, true, json!({}));
+        namespace(h, "shop", true, json!({"team": "edge"}));
+        namespace(h, "lab", false, json!({"team": "edge"}));
+        namespace(h, "other", true, json!({"team": "ops"}));
+        {
+            let mut s = h.state.lock().expect("state");
+            // shop: one pod injected by the webhook (in shop, so with the copies' names), one from before.
+            let mut injected = workload_pod_in("shop", "web-shop-new", Some(&c));
+            injected["status"]["podIP"] = json!("10.244.2.7");
+            s.pods.push(injected);
+            s.pods.push(workload_pod_in("shop", "web-shop-old", None));
+            // Pods the chain does not select: its own namespace does not match, lab did not opt in.
+            s.pods.push(workload_pod_in(NS, "web-default", None));
+            s.pods.push(workload_pod_in("lab", "web-lab", None));
+            // A pod of another chain named edge, in shop: not this chain's.
+            let mut foreign = workload_pod_in("shop", "web-shop-foreign", None);
+            foreign["metadata"]["labels"][render::CHAIN_LABEL] = json!("edge");
+            foreign["metadata"]["annotations"] = json!({crate::webhook::INJECTED_ANNOTATION: "shop/edge"});
+            s.pods.push(foreign);
+        }
+        h.sidecars.add("web-shop-new", 0, &["eth0"]);
+        h.sidecars.add("web-shop-foreign", 7, &["eth0"]);
+        h.reconcile(&c).await;
+
+        // Copies in shop only, named as the injected pod mounts them, labelled as the chain's, no owner.
+        let copy = h.object(&cm("shop")).expect("ConfigMap copied into shop");
+        let tls = h.object(&secret("shop")).expect("TLS Secret copied into shop");
+        for ns in [NS, "lab", "other"] {
+            assert!(h.object(&cm(ns)).is_none(), "no copy in {ns}");
+            assert!(h.object(&secret(ns)).is_none(), "no copy in {ns}");
+        }
+        for o in [&copy, &tls] {
+            let labels = &o["metadata"]["labels"];
+            assert_eq!(labels[render::CHAIN_LABEL], "edge");
+            assert_eq!(labels[crate::copies::CHAIN_NAMESPACE_LABEL], NS);
+            assert_eq!(labels[crate::copies::CHAIN_UID_LABEL], "uid-edge");
+            assert_eq!(labels["app.kubernetes.io/managed-by"], "buildvnf-operator");
+            assert!(o["metadata"].get("ownerReferences").is_none(), "{o}");
+        }
+        let original_tls = h
+            .object("/api/v1/namespaces/default/secrets/edge-dataplane-tls")
+            .expect("original Secret");
+        assert_eq!(tls["data"], original_tls["data"]);
+        assert_eq!(tls["type"], "kubernetes.io/tls");
+        let original_cm = h.object(CONFIG_MAP_PATH).expect("original ConfigMap");
+        assert_eq!(copy["data"], original_cm["data"]);
+        let pods = h.state.lock().expect("state").pods.clone();
+        let volumes = &pods[0]["spec"]["volumes"];
+        let mounted: Vec<&str> = volumes
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .filter_map(|v| {
+                v["configMap"]["name"]
+                    .as_str()
+                    .or(v["secret"]["secretName"].as_str())
+            })
+            .collect();
+        assert_eq!(
+            mounted,
+            ["edge-dataplane.default", "edge-dataplane-tls.default"],
+            "the webhook mounts exactly the copies"
+        );
+
+        // Status: shop's pods only; the injected one got the chain, the old one is listed with its command.
+        assert_eq!(h.sidecars.generation("web-shop-new"), 1, "pushed over gRPC");
+        assert_eq!(h.sidecars.generation("web-shop-foreign"), 7, "not this chain's pod");
+        let m = h.expect_condition("Ready", "True", "AllReplicasReady");
+        assert!(m.contains("1/1 injected pods run generation 1"), "{m}");
+        let st = h.status();
+        assert_eq!(st.attachments.len(), 1);
+        assert_eq!(st.attachments[0].pod, "shop/web-shop-new");
+        assert_eq!(
+            st.not_injected,
+            vec![crds::NotInjected {
+                namespace: "shop".into(),
+                pod: "web-shop-old".into(),
+                command: "kubectl -n shop rollout restart deployment/web".into(),
+            }]
+        );
+        h.expect_condition("Degraded", "False", "AsExpected");
+
+        // A rule change: pushed, and the copy follows the known-good generation like the original.
+        let mut c2 = c.clone();
+        c2.metadata.generation = Some(2);
+        c2.spec = chain(2, 2222, None, "10.0.2.1").spec;
+        c2.spec.placement = crds::Placement::default();
+        c2.spec.target = c.spec.target.clone();
+        h.reconcile(&c2).await;
+        assert_eq!(h.sidecars.generation("web-shop-new"), 2);
+        let copy = h.object(&cm("shop")).expect("copy");
+        assert_eq!(copy["metadata"]["annotations"][render::GENERATION_ANNOTATION], "2");
+        assert!(
+            copy["data"][render::CONFIG_KEY]
+                .as_str()
+                .expect("chain.yaml")
+                .contains("from: 2222")
+        );
+        // Steady state: nothing is rewritten.
+        let writes = |h: &Harness| {
+            h.state
+                .lock()
+                .expect("state")
+                .requests
+                .iter()
+                .filter(|r| r.method == "PATCH" && r.path.contains("/namespaces/shop/"))
+                .count()
+        };
+        let before = writes(h);
+        h.reconcile(&c2).await;
+        assert_eq!(writes(h), before, "current copies are not written again");
+
+        // Somebody else's ConfigMap of the copy's name in a namespace that starts to match: left alone, Degraded.
+        let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "edge-dataplane.default", "namespace": "other"},
+                            "data": {"mine": "yes"}});
+        h.state
+            .lock()
+            .expect("state")
+            .objects
+            .insert(cm("other"), theirs.clone());
+        namespace(h, "other", true, json!({"team": "edge"}));
+        h.reconcile(&c2).await;
+        assert_eq!(h.object(&cm("other")), Some(theirs), "not overwritten");
+        let m = h.expect_condition("Degraded", "True", crate::copies::COPY_CONFLICT);
+        assert!(m.contains("ConfigMap other/edge-dataplane.default exists"), "{m}");
+        h.state.lock().expect("state").objects.remove(&cm("other"));
+        h.reconcile(&c2).await;
+        assert!(h.object(&cm("other")).is_some(), "copied once the name is free");
+        h.expect_condition("Degraded", "False", "AsExpected");
+
+        // shop's labels stop matching: the chain is detached from its pods there, the copies go.
+        namespace(h, "shop", true, json!({"team": "retail"}));
+        h.reconcile(&c2).await;
+        assert!(h.object(&cm("shop")).is_none(), "copy removed");
+        assert!(h.object(&secret("shop")).is_none(), "copy removed");
+        assert!(h.object(&cm("other")).is_some(), "other still matches");
+        assert!(
+            h.sidecars.calls().contains(&"detach web-shop-new".to_string()),
+            "{:?}",
+            h.sidecars.calls()
+        );
+        assert!(h.status().attachments.is_empty());
+        assert!(h.status().not_injected.is_empty());
+        h.expect_condition("Ready", "False", "NoInjectedPods");
+
+        // Deletion removes every copy (the garbage collector cannot: no owner reference across namespaces).
+        namespace(h, "shop", true, json!({"team": "edge"}));
+        h.reconcile(&c2).await;
+        assert!(h.object(&cm("shop")).is_some());
+        h.delete(&c2).await;
+        for ns in ["shop", "other"] {
+            assert!(h.object(&cm(ns)).is_none(), "copy left in {ns}");
+            assert!(h.object(&secret(ns)).is_none(), "copy left in {ns}");
+        }
+        assert!(h.object(CONFIG_MAP_PATH).is_some(), "the original goes with its owner, not by the operator");
     }
 
     /// Runs one scenario's assertions; returns every request the operator made.
@@ -596,6 +790,7 @@ mod tests {
                 );
             }
             Scenario::SidecarMode => sidecar_mode(&h).await,
+            Scenario::SidecarAcrossNamespaces => across_namespaces(&h).await,
             Scenario::CrdMissing => {
                 h.state.lock().expect("state").crd_installed = false;
                 let e = check_crd(&h.ctx.client).await.expect_err("no CRD");
@@ -644,6 +839,11 @@ mod tests {
     #[tokio::test]
     async fn sidecar_mode_runs_in_injected_pods_and_lists_the_others() {
         run(Scenario::SidecarMode).await;
+    }
+
+    #[tokio::test]
+    async fn sidecar_mode_across_namespaces_copies_what_the_pods_mount() {
+        run(Scenario::SidecarAcrossNamespaces).await;
     }
 
     #[tokio::test]
@@ -780,6 +980,7 @@ mod tests {
             "/api/v1/configmaps",
             "/api/v1/services",
             "/api/v1/pods",
+            "/api/v1/namespaces",
         ] {
             for verb in ["list", "watch"] {
                 assert!(
@@ -789,13 +990,24 @@ mod tests {
                     "no {verb} of {collection}: {requests:?}"
                 );
             }
-            // Owned objects and pods only through the operator's label: never the whole cluster's.
+            // Owned objects, copies, pods and namespaces only through a label: never the whole cluster's.
+            // Owned objects by the operator's; the copies in other namespaces by the chain-namespace label
+            // (copies.rs); pods by the chain label (injected workload pods are not managed-by the operator);
+            // namespaces by the injection opt-in.
+            let labels: &[&str] = match collection {
+                "/api/v1/pods" => &["labelSelector=buildvnf.io%2Fchain"],
+                "/api/v1/configmaps" => &[
+                    "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dbuildvnf-operator",
+                    "labelSelector=buildvnf.io%2Fchain-namespace",
+                ],
+                "/api/v1/namespaces" => &["labelSelector=buildvnf.io%2Finjection%3Denabled"],
+                _ => &["labelSelector=app.kubernetes.io%2Fmanaged-by%3Dbuildvnf-operator"],
+            };
             let selected = collection.contains("vnfchains")
-                || requests.iter().filter(|r| r.path == collection).all(|r| {
-                    r.query.contains(
-                        "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dbuildvnf-operator",
-                    )
-                });
+                || requests
+                    .iter()
+                    .filter(|r| r.path == collection)
+                    .all(|r| labels.iter().any(|l| r.query.contains(l)));
             assert!(
                 selected,
                 "{collection} listed or watched without the operator's label selector: {requests:?}"

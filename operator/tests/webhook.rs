@@ -332,26 +332,57 @@ fn a_namespace_selector_reaches_pods_of_other_namespaces() {
                "namespaceSelector": {"matchLabels": {"team": "shop"}}}),
     );
     let mut world = World::new(vec![central]);
-    let r = world
-        .answer(&serde_json::to_vec(&review("CREATE", web_pod())).expect("encode"))
-        .expect("answer");
+    let r = golden(
+        "namespace-not-selected",
+        &world,
+        &review("CREATE", web_pod()),
+    );
+    assert_eq!(r["response"]["allowed"], true);
     assert!(
         r["response"].get("patch").is_none(),
         "namespace lacks team=shop"
     );
-    // Selected across namespaces: refused (fail closed) with the reason, since the sidecar's ConfigMap and
-    // certificate exist only in the chain's namespace and an injected pod would never start.
+    // Selected across namespaces, in a namespace that opted in: injected, mounting the operator's copies of
+    // the chain's ConfigMap and TLS Secret in the pod's namespace (`<name>.<chain namespace>`, copies.rs).
     world.ns_labels.insert("team".into(), "shop".into());
     let request = review("CREATE", web_pod());
     let r = golden("namespace-selector", &world, &request);
-    assert_eq!(r["response"]["allowed"], false);
-    let m = r["response"]["status"]["message"]
-        .as_str()
-        .expect("message");
-    assert!(
-        m.contains("security/edge-fw") && m.contains("own namespace"),
-        "{m}"
+    assert_eq!(r["response"]["allowed"], true);
+    let pod = injected(&request, &r);
+    assert_eq!(
+        pod["metadata"]["annotations"]["buildvnf.io/injected"],
+        "security/edge-fw"
     );
+    assert_eq!(pod["metadata"]["labels"]["buildvnf.io/chain"], "edge-fw");
+    let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
+    let source = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    };
+    assert_eq!(
+        source("buildvnf-config")["configMap"]["name"],
+        "edge-fw-dataplane.security"
+    );
+    assert_eq!(
+        source("buildvnf-tls")["secret"]["secretName"],
+        "edge-fw-dataplane-tls.security"
+    );
+    // The same labels without the injection opt-in: not selected (the operator copies nothing there, so an
+    // injected pod could not start), allowed unchanged.
+    world.ns_labels.remove("buildvnf.io/injection");
+    let r = golden(
+        "namespace-not-opted-in",
+        &world,
+        &review("CREATE", web_pod()),
+    );
+    assert_eq!(r["response"]["allowed"], true);
+    assert!(r["response"].get("patch").is_none());
+    world
+        .ns_labels
+        .insert("buildvnf.io/injection".into(), "enabled".into());
     // A namespaceSelector that includes the chain's own namespace injects there.
     let own = chain(
         "shop",

@@ -576,6 +576,12 @@ pub struct FakePod {
     pub reject: BTreeSet<i64>,
     /// Every call fails as unreachable.
     pub unreachable: bool,
+    /// The certificate it serves, as `(service, namespace)` of its SAN `*.<service>.<namespace>.svc`: when
+    /// set, a call whose TLS server name (`<pod>.<service>.<namespace>.svc`, sidecar.rs) it does not match
+    /// fails as the operator's handshake would, unreachable (a wildcard stands for exactly one leftmost label:
+    /// RFC 6125 §6.4.3, <https://www.rfc-editor.org/rfc/rfc6125#section-6.4.3>, as rustls/webpki match it;
+    /// the real handshake is tests/grpc_mtls.rs). `None`: any name passes.
+    pub serves_for: Option<(String, String)>,
 }
 
 /// Fake sidecars, by pod name, recording every call.
@@ -631,17 +637,28 @@ impl FakeSidecars {
 
     fn with_pod<T>(
         &self,
-        pod: &str,
+        pod: &PodEndpoint,
         f: impl FnOnce(&mut FakePod) -> Result<T, SidecarError>,
     ) -> Result<T, SidecarError> {
         let mut pods = self
             .pods
             .lock()
             .map_err(|_| SidecarError::Unreachable("poisoned".into()))?;
-        match pods.get_mut(pod) {
+        match pods.get_mut(&pod.pod) {
+            Some(p)
+                if p.serves_for.as_ref().is_some_and(|(service, namespace)| {
+                    *service != pod.service || *namespace != pod.namespace
+                }) =>
+            {
+                Err(SidecarError::Unreachable(format!(
+                    "{}: the certificate does not name {}.{}.{}.svc",
+                    pod.pod, pod.pod, pod.service, pod.namespace
+                )))
+            }
             Some(p) if !p.unreachable => f(p),
             _ => Err(SidecarError::Unreachable(format!(
-                "{pod}: connection refused"
+                "{}: connection refused",
+                pod.pod
             ))),
         }
     }
@@ -649,7 +666,7 @@ impl FakeSidecars {
 
 impl Sidecars for FakeSidecars {
     async fn status(&self, pod: &PodEndpoint) -> Result<DataplaneStatus, SidecarError> {
-        self.with_pod(&pod.pod, |p| {
+        self.with_pod(pod, |p| {
             Ok(DataplaneStatus {
                 chain: None,
                 applied_generation: p.generations.current(),
@@ -675,7 +692,7 @@ impl Sidecars for FakeSidecars {
         req: ApplyChainRequest,
     ) -> Result<ApplyChainResponse, SidecarError> {
         self.record(format!("apply {} {}", pod.pod, req.generation));
-        self.with_pod(&pod.pod, |p| {
+        self.with_pod(pod, |p| {
             // the daemon's order: read the request, then the generation rule, then load (see FakePod)
             let (namespace, name) = req
                 .chain
@@ -716,7 +733,7 @@ impl Sidecars for FakeSidecars {
 
     async fn detach(&self, pod: &PodEndpoint) -> Result<(), SidecarError> {
         self.record(format!("detach {}", pod.pod));
-        self.with_pod(&pod.pod, |p| {
+        self.with_pod(pod, |p| {
             // the daemon keeps reporting its generation, attached nowhere, and applies nothing again
             p.generations.detach();
             p.interfaces.clear();

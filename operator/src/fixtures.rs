@@ -414,6 +414,12 @@ mod tests {
         }
         h.sidecars.add("web-shop-new", 0, &["eth0"]);
         h.sidecars.add("web-shop-foreign", 7, &["eth0"]);
+        // The sidecar in shop serves the chain's certificate (the copy), which names the chain's namespace.
+        if let Ok(mut p) = h.sidecars.pods.lock()
+            && let Some(p) = p.get_mut("web-shop-new")
+        {
+            p.serves_for = Some(("edge-dataplane".into(), NS.into()));
+        }
         h.reconcile(&c).await;
 
         // Copies in shop only, named as the injected pod mounts them, labelled as the chain's, no owner.

@@ -19,9 +19,11 @@ pub struct PodEndpoint {
     pub pod: String,
     /// Pod IP.
     pub ip: String,
-    /// Headless Service the pod belongs to.
+    /// Headless Service name of the chain (`<chain>-dataplane`), which the certificate's SAN names.
     pub service: String,
-    /// Namespace.
+    /// Namespace of the chain. A pod that a chain's `namespaceSelector` reaches in another namespace runs
+    /// with a copy of the chain's certificate (copies.rs), which names the chain's namespace, so the TLS
+    /// server name is `<pod>.<chain>-dataplane.<chain namespace>.svc` wherever the pod runs.
     pub namespace: String,
 }
 

@@ -35,8 +35,11 @@
 # 9b. sidecar mode (docs/sidecar.md): an HTTP Deployment exists before a chain with spec.target selects it; the
 #    chain lists its pods as not injected with the rollout command, which the script runs; the rolled pods carry
 #    cnf-dataplane as a native sidecar with exactly BPF/NET_ADMIN/PERFMON; allowed HTTP requests pass, requests
-#    to a denied port are dropped (counted), 1000 UDP packets/s are cut to the 200/s rate limit, and deleting
-#    the chain detaches it live,
+#    to a denied port are dropped (counted), 1000 UDP packets/s are cut to the 200/s rate limit; the chain's
+#    namespaceSelector also selects a second opted-in namespace, where the operator copies the chain's ConfigMap
+#    and TLS Secret and the same workload is injected and filtered (counted in the chain's status), while a
+#    matching namespace that did not opt in gets neither copies nor injection; that namespace's labels stop
+#    matching: detached live, copies removed; deleting the chain detaches it live and removes every copy,
 # 10. asserts that Prometheus has scraped the per-function latency histograms and the operator's metrics, and that
 #    the operator was never refused by the API server (its RBAC is the chart's),
 # 11. deletes the chains and checks that everything they owned is gone.
@@ -714,15 +717,26 @@ step "sidecar mode: a chain in front of an HTTP workload's own pods (docs/sideca
 SC_NS=buildvnf-e2e-sidecar
 k get mutatingwebhookconfiguration build-vnf-operator -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | grep -q . ||
   fail "the operator did not write its CA into the MutatingWebhookConfiguration build-vnf-operator"
-k create namespace "$SC_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
-# Opt the namespace in to injection; the injected sidecar needs the privileged Pod Security level.
-k label namespace "$SC_NS" buildvnf.io/injection=enabled pod-security.kubernetes.io/enforce=privileged --overwrite >/dev/null
-# The workload exists before the chain: its pods are not injected until they are rolled. busybox httpd serves
-# the same page on 8080 (allowed by the chain) and 8081 (denied); a pktgen receiver measures the rate limit.
-k apply -f - >/dev/null <<EOF
+# The chain lives in SC_NS and selects the namespaces labelled SC_LABEL: SC_NS itself and SC_NS_B (both opted
+# in to injection), and SC_NS_OFF, which carries the label but did not opt in (no copies, no injection there).
+SC_NS_B=buildvnf-e2e-sidecar-b
+SC_NS_OFF=buildvnf-e2e-sidecar-off
+SC_LABEL=buildvnf.io/e2e-sidecar=selected
+for ns in "$SC_NS" "$SC_NS_B" "$SC_NS_OFF"; do
+  k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k label namespace "$ns" "$SC_LABEL" --overwrite >/dev/null
+done
+# Opt the namespaces in to injection; the injected sidecar needs the privileged Pod Security level.
+for ns in "$SC_NS" "$SC_NS_B"; do
+  k label namespace "$ns" buildvnf.io/injection=enabled pod-security.kubernetes.io/enforce=privileged --overwrite >/dev/null
+done
+# The HTTP workload of namespace $1: busybox httpd serves the same page on 8080 (allowed by the chain) and 8081
+# (denied); a pktgen receiver measures the rate limit.
+sc_web() {
+  k apply -f - >/dev/null <<EOF
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: web, namespace: $SC_NS}
+metadata: {name: web, namespace: $1}
 spec:
   replicas: 2
   selector: {matchLabels: {app: web}}
@@ -739,6 +753,9 @@ spec:
           image: $PKTGEN_IMAGE
           command: ["sleep", "3600"]
 EOF
+}
+# The workload of SC_NS exists before the chain: its pods are not injected until they are rolled.
+sc_web "$SC_NS"
 k -n "$SC_NS" rollout status deployment/web --timeout=180s >/dev/null || fail "the HTTP workload did not start"
 k apply -f - >/dev/null <<EOF
 apiVersion: buildvnf.io/v1alpha1
@@ -747,6 +764,7 @@ metadata: {name: web-guard, namespace: $SC_NS}
 spec:
   target:
     podSelector: {matchLabels: {app: web}}
+    namespaceSelector: {matchLabels: {${SC_LABEL%%=*}: ${SC_LABEL#*=}}}
   functions:
     - name: fw
       type: firewall
@@ -771,7 +789,43 @@ done
 info "pre-existing pods reported not injected; rolling them: $cmd"
 k -n "$SC_NS" rollout restart deployment/web >/dev/null
 k -n "$SC_NS" rollout status deployment/web --timeout=300s >/dev/null || fail "the rolled workload did not become ready"
+# The second selected namespace: the operator copies the chain's ConfigMap and TLS Secret there (names suffixed
+# with the chain's namespace), and the same workload, created after the chain, is injected at creation.
+sc_copies() {
+  k -n "$SC_NS_B" get "configmap/web-guard-dataplane.$SC_NS" "secret/web-guard-dataplane-tls.$SC_NS" >/dev/null 2>&1
+}
+ok=0
+for _ in $(seq 1 60); do
+  sc_copies && { ok=1; break; }
+  sleep 2
+done
+((ok == 1)) || fail "the operator did not copy web-guard's ConfigMap and TLS Secret into $SC_NS_B"
+k -n "$SC_NS_B" get configmap "web-guard-dataplane.$SC_NS" -o json | jq -e --arg ns "$SC_NS" '
+  .metadata.labels["buildvnf.io/chain"] == "web-guard" and .metadata.labels["buildvnf.io/chain-namespace"] == $ns
+  and ((.metadata.ownerReferences // []) | length == 0)' >/dev/null ||
+  fail "the ConfigMap copy in $SC_NS_B is not labelled as web-guard's (or has an owner reference)"
+[[ -z "$(k -n "$SC_NS_OFF" get configmaps,secrets -l buildvnf.io/chain=web-guard -o name)" ]] ||
+  fail "the operator copied into $SC_NS_OFF, which did not opt in to injection"
+sc_web "$SC_NS_B"
+k -n "$SC_NS_B" rollout status deployment/web --timeout=300s >/dev/null || fail "the workload of $SC_NS_B did not become ready"
+# A matching pod in the namespace that did not opt in: never injected, never counted.
+k -n "$SC_NS_OFF" run web-off --image="$SC_HTTP_IMAGE" --restart=Never --labels=app=web --command -- sleep 3600 >/dev/null
+k -n "$SC_NS_OFF" wait --for=condition=Ready pod/web-off --timeout=120s >/dev/null || fail "pod web-off not Ready"
+[[ -z "$(k -n "$SC_NS_OFF" get pod web-off -o jsonpath='{.spec.initContainers}')" ]] ||
+  fail "pod web-off of $SC_NS_OFF (not opted in) was injected"
 wait_chain "$SC_NS" web-guard
+injected_b="$(k -n "$SC_NS_B" get pods -l app=web,buildvnf.io/chain=web-guard --field-selector=status.phase=Running -o name | wc -l)"
+((injected_b == 2)) || fail "$injected_b of 2 pods of $SC_NS_B run web-guard's sidecar"
+ok=0
+for _ in $(seq 1 30); do
+  k -n "$SC_NS" get vnfchain web-guard -o json | jq -e --arg b "$SC_NS_B" --arg off "$SC_NS_OFF" '
+    .status.readyReplicas == 4 and ([.status.attachments[].pod | select(startswith($b + "/"))] | length >= 2)
+    and ([(.status.notInjected // [])[] | select(.namespace == $off)] | length == 0)' >/dev/null && { ok=1; break; }
+  sleep 2
+done
+((ok == 1)) ||
+  fail "web-guard's status does not count 2 injected pods of $SC_NS and 2 of $SC_NS_B (or lists $SC_NS_OFF's pod)"
+info "web-guard runs in 2 pods of $SC_NS and 2 of $SC_NS_B (copies there), nothing in $SC_NS_OFF"
 sc_pod="$(k -n "$SC_NS" get pods -l app=web,buildvnf.io/chain=web-guard --field-selector=status.phase=Running \
   -o jsonpath='{.items[0].metadata.name}')"
 [[ -n "$sc_pod" ]] || fail "no injected pod of deployment/web"
@@ -822,7 +876,39 @@ limited="$(pod_metric "$SC_NS" "$sc_pod" buildvnf_function_drops_total 'function
 info "rate limit 200/s: 3000 packets in 3 s -> received $got, rate-limited $limited"
 ((got >= 300 && got <= 1000)) || fail "the rate limiter let $got of 3000 packets through (expected 650 +- slack)"
 ((limited >= 1500)) || fail "the rate limiter counted only $limited drops"
+
+# The chain filters the pods of the second namespace too.
+sc_pod_b="$(k -n "$SC_NS_B" get pods -l app=web,buildvnf.io/chain=web-guard --field-selector=status.phase=Running \
+  -o jsonpath='{.items[0].metadata.name}')"
+sc_ip_b="$(k -n "$SC_NS_B" get pod "$sc_pod_b" -o jsonpath='{.status.podIP}')"
+k -n "$SC_NS" exec sc-client -- wget -q -T 3 -O- "http://$sc_ip_b:8080/" 2>/dev/null | grep -q hello ||
+  fail "an allowed HTTP request to $SC_NS_B/$sc_pod_b:8080 got no answer"
+if k -n "$SC_NS" exec sc-client -- wget -q -T 3 -O- "http://$sc_ip_b:8081/" >/dev/null 2>&1; then
+  fail "a request to the denied port 8081 of $SC_NS_B/$sc_pod_b got an answer"
+fi
+info "$SC_NS_B/$sc_pod_b: :8080 answered, :8081 dropped"
+# The second namespace's labels stop matching: the chain is detached live there and the copies go.
+k label namespace "$SC_NS_B" "${SC_LABEL%%=*}-" >/dev/null
+ok=0
+for _ in $(seq 1 30); do
+  if ! sc_copies && k -n "$SC_NS" exec sc-client -- wget -q -T 3 -O- "http://$sc_ip_b:8081/" >/dev/null 2>&1; then
+    ok=1
+    break
+  fi
+  sleep 2
+done
+((ok == 1)) || fail "after $SC_NS_B stopped matching, its copies are still there or $sc_pod_b:8081 is still filtered"
+info "$SC_NS_B no longer selected: detached live, copies removed"
+k label namespace "$SC_NS_B" "$SC_LABEL" --overwrite >/dev/null
+ok=0
+for _ in $(seq 1 30); do
+  sc_copies && { ok=1; break; }
+  sleep 2
+done
+((ok == 1)) || fail "after $SC_NS_B matched again, the copies did not come back"
 k -n "$SC_NS" delete vnfchain web-guard --wait --timeout=120s >/dev/null || fail "deleting vnfchain web-guard timed out"
+[[ -z "$(k get configmaps,secrets -A -l "buildvnf.io/chain=web-guard,buildvnf.io/chain-namespace=$SC_NS" -o name)" ]] ||
+  fail "copies of web-guard are left after its deletion"
 # Deleting the chain detaches it live: port 8081 answers at once, without a rollout.
 ok=0
 for _ in $(seq 1 15); do
@@ -831,7 +917,7 @@ for _ in $(seq 1 15); do
 done
 ((ok == 1)) || fail "after deleting web-guard, port 8081 of $sc_pod is still filtered (no live detach)"
 info "chain deleted: detached live, port 8081 answers"
-k delete namespace "$SC_NS" --wait=false >/dev/null
+k delete namespace "$SC_NS" "$SC_NS_B" "$SC_NS_OFF" --wait=false >/dev/null
 
 step "Prometheus: per-function latency histograms and operator metrics"
 ok=0

@@ -863,12 +863,9 @@ async fn write_status(
 async fn cleanup(chain: Arc<VNFChain>, ctx: &Context<impl Sidecars>) -> Result<Action> {
     ctx.forget_not_ready(&key(&chain));
     // Sidecar mode: the pods of the namespaces holding copies too; their copies go once they are detached
-    // (no owner reference can reach across namespaces, so the garbage collector would not).
-    let existing = if chain.spec.target.is_some() {
-        copies::existing(&ctx.client, &chain).await?
-    } else {
-        Default::default()
-    };
+    // (no owner reference can reach across namespaces, so the garbage collector would not). Looked for in
+    // dedicated mode too: the chain may have had a target earlier.
+    let existing = copies::existing(&ctx.client, &chain).await?;
     let others: Vec<String> = existing.keys().cloned().collect();
     let pods = pods(&chain, ctx, &render::restart_hash(&chain)?, &others).await?;
     // (opext) Count the sidecars actually reached, so the Event tells what happened.

@@ -78,8 +78,7 @@ fn mounted_secrets(
     chain: &VNFChain,
     settings: &Settings,
 ) -> Result<BTreeMap<String, Option<BTreeSet<String>>>> {
-    let (_, volumes) =
-        render::dataplane_container(chain, settings, crate::webhook::VOLUME_PREFIX)?;
+    let (_, volumes) = render::dataplane_container(chain, settings, crate::webhook::VOLUME_PREFIX)?;
     Ok(volumes
         .iter()
         .filter_map(|v| v.secret.as_ref())
@@ -429,6 +428,9 @@ mod tests {
         let v = serde_json::to_value(&volumes).expect("encode");
         assert_eq!(v[0]["configMap"]["name"], "web-dataplane.sec");
         assert_eq!(v[1]["secret"]["secretName"], "web-dataplane-tls.sec");
-        assert_eq!(v[2], serde_json::json!({"name": "buildvnf-tmp", "emptyDir": {}}));
+        assert_eq!(
+            v[2],
+            serde_json::json!({"name": "buildvnf-tmp", "emptyDir": {}})
+        );
     }
 }

@@ -383,7 +383,8 @@ mod tests {
     /// one and opted in, `lab` matches but did not opt in, `other` opted in but does not match.
     async fn across_namespaces(h: &Harness) {
         let cm = |ns: &str| format!("/api/v1/namespaces/{ns}/configmaps/edge-dataplane.default");
-        let secret = |ns: &str| format!("/api/v1/namespaces/{ns}/secrets/edge-dataplane-tls.default");
+        let secret =
+            |ns: &str| format!("/api/v1/namespaces/{ns}/secrets/edge-dataplane-tls.default");
         let mut c = chain(1, 22, None, "10.0.2.1");
         c.spec.placement = crds::Placement::default();
         c.spec.target = Some(
@@ -409,7 +410,8 @@ mod tests {
             // A pod of another chain named edge, in shop: not this chain's.
             let mut foreign = workload_pod_in("shop", "web-shop-foreign", None);
             foreign["metadata"]["labels"][render::CHAIN_LABEL] = json!("edge");
-            foreign["metadata"]["annotations"] = json!({crate::webhook::INJECTED_ANNOTATION: "shop/edge"});
+            foreign["metadata"]["annotations"] =
+                json!({crate::webhook::INJECTED_ANNOTATION: "shop/edge"});
             s.pods.push(foreign);
         }
         h.sidecars.add("web-shop-new", 0, &["eth0"]);
@@ -424,7 +426,9 @@ mod tests {
 
         // Copies in shop only, named as the injected pod mounts them, labelled as the chain's, no owner.
         let copy = h.object(&cm("shop")).expect("ConfigMap copied into shop");
-        let tls = h.object(&secret("shop")).expect("TLS Secret copied into shop");
+        let tls = h
+            .object(&secret("shop"))
+            .expect("TLS Secret copied into shop");
         for ns in [NS, "lab", "other"] {
             assert!(h.object(&cm(ns)).is_none(), "no copy in {ns}");
             assert!(h.object(&secret(ns)).is_none(), "no copy in {ns}");
@@ -464,7 +468,11 @@ mod tests {
 
         // Status: shop's pods only; the injected one got the chain, the old one is listed with its command.
         assert_eq!(h.sidecars.generation("web-shop-new"), 1, "pushed over gRPC");
-        assert_eq!(h.sidecars.generation("web-shop-foreign"), 7, "not this chain's pod");
+        assert_eq!(
+            h.sidecars.generation("web-shop-foreign"),
+            7,
+            "not this chain's pod"
+        );
         let m = h.expect_condition("Ready", "True", "AllReplicasReady");
         assert!(m.contains("1/1 injected pods run generation 1"), "{m}");
         let st = h.status();
@@ -489,7 +497,10 @@ mod tests {
         h.reconcile(&c2).await;
         assert_eq!(h.sidecars.generation("web-shop-new"), 2);
         let copy = h.object(&cm("shop")).expect("copy");
-        assert_eq!(copy["metadata"]["annotations"][render::GENERATION_ANNOTATION], "2");
+        assert_eq!(
+            copy["metadata"]["annotations"][render::GENERATION_ANNOTATION],
+            "2"
+        );
         assert!(
             copy["data"][render::CONFIG_KEY]
                 .as_str()
@@ -523,10 +534,16 @@ mod tests {
         h.reconcile(&c2).await;
         assert_eq!(h.object(&cm("other")), Some(theirs), "not overwritten");
         let m = h.expect_condition("Degraded", "True", crate::copies::COPY_CONFLICT);
-        assert!(m.contains("ConfigMap other/edge-dataplane.default exists"), "{m}");
+        assert!(
+            m.contains("ConfigMap other/edge-dataplane.default exists"),
+            "{m}"
+        );
         h.state.lock().expect("state").objects.remove(&cm("other"));
         h.reconcile(&c2).await;
-        assert!(h.object(&cm("other")).is_some(), "copied once the name is free");
+        assert!(
+            h.object(&cm("other")).is_some(),
+            "copied once the name is free"
+        );
         h.expect_condition("Degraded", "False", "AsExpected");
 
         // shop's labels stop matching: the chain is detached from its pods there, the copies go.
@@ -536,7 +553,9 @@ mod tests {
         assert!(h.object(&secret("shop")).is_none(), "copy removed");
         assert!(h.object(&cm("other")).is_some(), "other still matches");
         assert!(
-            h.sidecars.calls().contains(&"detach web-shop-new".to_string()),
+            h.sidecars
+                .calls()
+                .contains(&"detach web-shop-new".to_string()),
             "{:?}",
             h.sidecars.calls()
         );
@@ -553,7 +572,10 @@ mod tests {
             assert!(h.object(&cm(ns)).is_none(), "copy left in {ns}");
             assert!(h.object(&secret(ns)).is_none(), "copy left in {ns}");
         }
-        assert!(h.object(CONFIG_MAP_PATH).is_some(), "the original goes with its owner, not by the operator");
+        assert!(
+            h.object(CONFIG_MAP_PATH).is_some(),
+            "the original goes with its owner, not by the operator"
+        );
     }
 
     /// Runs one scenario's assertions; returns every request the operator made.

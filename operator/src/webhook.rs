@@ -186,7 +186,10 @@ pub fn decide(request: &Value, inputs: &Inputs<'_>) -> Verdict {
                 // Through a namespaceSelector, only a namespace that opted in is selected: the operator copies
                 // the chain's ConfigMap and Secrets there and nowhere else (copies.rs).
                 let opted_in = t.namespace_selector.is_none()
-                    || inputs.namespace_labels.get(NAMESPACE_LABEL).map(String::as_str)
+                    || inputs
+                        .namespace_labels
+                        .get(NAMESPACE_LABEL)
+                        .map(String::as_str)
                         == Some(NAMESPACE_ENABLED);
                 opted_in
                     && t.selects(

@@ -39,7 +39,8 @@
 #    namespaceSelector also selects a second opted-in namespace, where the operator copies the chain's ConfigMap
 #    and TLS Secret and the same workload is injected and filtered (counted in the chain's status), while a
 #    matching namespace that did not opt in gets neither copies nor injection; that namespace's labels stop
-#    matching: detached live, copies removed; deleting the chain detaches it live and removes every copy,
+#    matching: detached live, copies removed; matching again: copies back, its rolled pods run the chain;
+#    deleting the chain detaches it live and removes every copy,
 # 10. asserts that Prometheus has scraped the per-function latency histograms and the operator's metrics, and that
 #    the operator was never refused by the API server (its RBAC is the chart's),
 # 11. deletes the chains and checks that everything they owned is gone.
@@ -906,6 +907,10 @@ for _ in $(seq 1 30); do
   sleep 2
 done
 ((ok == 1)) || fail "after $SC_NS_B matched again, the copies did not come back"
+# Its sidecars were detached: they run the chain again once their pods restart (the chain's status says so).
+k -n "$SC_NS_B" rollout restart deployment/web >/dev/null
+k -n "$SC_NS_B" rollout status deployment/web --timeout=300s >/dev/null || fail "the rolled workload of $SC_NS_B did not become ready"
+wait_chain "$SC_NS" web-guard
 k -n "$SC_NS" delete vnfchain web-guard --wait --timeout=120s >/dev/null || fail "deleting vnfchain web-guard timed out"
 [[ -z "$(k get configmaps,secrets -A -l "buildvnf.io/chain=web-guard,buildvnf.io/chain-namespace=$SC_NS" -o name)" ]] ||
   fail "copies of web-guard are left after its deletion"

@@ -7,7 +7,7 @@
 //! [`NOT_READY_MAX_DELAY`]), started again whenever the chain makes progress; any change of its pods or
 //! owned objects reconciles it at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -242,6 +242,8 @@ struct PodView {
     endpoint: Option<PodEndpoint>,
     not_ready: Option<String>,
     current_template: bool,
+    /// The command that restarts it ([`roll_command`]).
+    roll: String,
 }
 
 /// The chain's pods: those of its own namespace by the chain's label, and in each of `others` (namespaces its
@@ -299,6 +301,7 @@ async fn pods_in(
                 .as_ref()
                 .and_then(|a| a.get(render::RESTART_HASH_ANNOTATION))
                 .is_some_and(|h| h == restart_hash);
+            let roll = roll_command(ns, &p);
             let (endpoint, not_ready) = match (phase.as_str(), ip) {
                 ("Running", Some(ip)) => (
                     Some(PodEndpoint {
@@ -321,6 +324,7 @@ async fn pods_in(
                 endpoint,
                 not_ready,
                 current_template,
+                roll,
             }
         })
         .collect();
@@ -328,11 +332,23 @@ async fn pods_in(
     Ok(out)
 }
 
-async fn observe(ctx: &Context<impl Sidecars>, pods: &[PodView]) -> Vec<ReplicaObservation> {
+/// What each pod's sidecar reports; `detached`: the pods whose sidecar refused the chain because it was
+/// detached earlier ([`push`]).
+async fn observe(
+    ctx: &Context<impl Sidecars>,
+    pods: &[PodView],
+    detached: &BTreeSet<String>,
+) -> Vec<ReplicaObservation> {
     let mut out = Vec::with_capacity(pods.len());
     for p in pods {
         let sidecar = match (&p.endpoint, &p.not_ready) {
             (_, Some(reason)) => Err(reason.clone()),
+            _ if detached.contains(&p.pod) => Err(format!(
+                "its sidecar was detached earlier (its namespace stopped matching the chain's \
+                 namespaceSelector, or a chain of this name was deleted) and applies no chain until the pod \
+                 restarts: {}",
+                p.roll
+            )),
             (Some(ep), None) => ctx.sidecars.status(ep).await.map_err(|e| e.to_string()),
             (None, None) => Err("no pod IP".into()),
         };
@@ -373,25 +389,39 @@ pub fn known_good_from(cm: &ConfigMap) -> Option<VNFChain> {
     crds::manifest::parse_single_chain(text).ok()
 }
 
+/// What a push did besides succeeding: the first refusal (with the rollback), and the pods whose sidecar
+/// was detached earlier.
+#[derive(Default)]
+struct Pushed {
+    failure: Option<PushFailure>,
+    detached: BTreeSet<String>,
+}
+
 /// Pushes `chain` to every reachable sidecar that does not run it; on the first refusal, returns the
-/// replicas that took it to `known_good`.
+/// replicas that took it to `known_good`. A sidecar at this generation that reports no attachment is sent it
+/// again (a no-op for a sidecar that applied it, `changed: false`): a sidecar that was detached (its
+/// namespace stopped matching the chain's `namespaceSelector` and matches again, or a chain of the same name
+/// was deleted) refuses with the daemon's `Detached` refusal, which is not the chain's failure: that pod
+/// must restart, and the status says so.
 async fn push(
     chain: &VNFChain,
     known_good: &VNFChain,
     ctx: &Context<impl Sidecars>,
     pods: &[PodView],
-) -> Result<Option<PushFailure>> {
+) -> Result<Pushed> {
     let generation = chain.metadata.generation.unwrap_or_default();
     let request = apply_request(chain)?;
+    let detached_refusal = dataplane_api::door::Refusal::Detached.to_string();
     let mut took: Vec<&PodEndpoint> = Vec::new();
     let mut failure = None;
-    for ep in pods
+    let mut detached = BTreeSet::new();
+    for (view, ep) in pods
         .iter()
         .filter(|p| p.current_template)
-        .filter_map(|p| p.endpoint.as_ref())
+        .filter_map(|p| Some((p, p.endpoint.as_ref()?)))
     {
         match ctx.sidecars.status(ep).await {
-            Ok(st) if st.applied_generation == generation => {
+            Ok(st) if st.applied_generation == generation && !st.attachments.is_empty() => {
                 took.push(ep);
                 continue;
             }
@@ -406,10 +436,14 @@ async fn push(
             Err(SidecarError::Unreachable(e)) => {
                 info!(pod = %ep.pod, error = %e, "sidecar not reachable; it will get the chain when it is")
             }
+            Err(SidecarError::Rejected(reason)) if reason == detached_refusal => {
+                info!(pod = %view.pod, "sidecar detached earlier; the pod must restart to run the chain");
+                detached.insert(view.pod.clone());
+            }
             Err(SidecarError::Rejected(reason)) => {
                 failure = Some(PushFailure {
                     generation,
-                    pod: ep.pod.clone(),
+                    pod: view.pod.clone(),
                     reason,
                     rolled_back: Vec::new(),
                     previous: known_good.metadata.generation,
@@ -419,18 +453,32 @@ async fn push(
         }
     }
     let Some(mut failure) = failure else {
-        return Ok(None);
+        return Ok(Pushed {
+            failure: None,
+            detached,
+        });
     };
     if known_good.metadata.generation != Some(generation) {
         let back = apply_request(known_good)?;
         for ep in took {
             match ctx.sidecars.apply(ep, back.clone()).await {
-                Ok(_) => failure.rolled_back.push(ep.pod.clone()),
+                Ok(_) => failure.rolled_back.push(display(pods, ep)),
                 Err(e) => warn!(pod = %ep.pod, error = %e, "rollback failed"),
             }
         }
     }
-    Ok(Some(failure))
+    Ok(Pushed {
+        failure: Some(failure),
+        detached,
+    })
+}
+
+/// The name a pod is shown with (`<namespace>/<pod>` outside the chain's namespace).
+fn display(pods: &[PodView], ep: &PodEndpoint) -> String {
+    pods.iter()
+        .find(|p| p.endpoint.as_ref() == Some(ep))
+        .map(|p| p.pod.clone())
+        .unwrap_or_else(|| ep.pod.clone())
 }
 
 async fn apply(
@@ -466,7 +514,7 @@ async fn apply(
         // namespaces that hold copies too).
         let others = copy_namespaces(&chain, ctx).await?;
         let pods = pods(&chain, ctx, &restart_hash, &others).await?;
-        obs.replicas = observe(ctx, &pods).await;
+        obs.replicas = observe(ctx, &pods, &BTreeSet::new()).await;
         write_status(&chain, previous.as_ref(), &obs, ctx).await?;
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
@@ -510,6 +558,7 @@ async fn apply(
 
     let pods = pods(&chain, ctx, &restart_hash, &[]).await?;
     let already_failed = previous.as_ref().and_then(|s| s.failed_generation) == Some(generation);
+    let mut pushed = Pushed::default();
     if already_failed {
         // The refusal's own message, unless a later failure (a reconcile error, the Deployment) took
         // `Degraded` over: the generation stays failed either way.
@@ -531,9 +580,10 @@ async fn apply(
             previous: known_good.metadata.generation,
         });
     } else {
-        obs.failure = push(&chain, &known_good, ctx, &pods).await?;
+        pushed = push(&chain, &known_good, ctx, &pods).await?;
+        obs.failure = pushed.failure.take();
     }
-    obs.replicas = observe(ctx, &pods).await;
+    obs.replicas = observe(ctx, &pods, &pushed.detached).await;
 
     let desired = chain.spec.placement.replicas;
     let ready = obs
@@ -613,8 +663,9 @@ async fn apply_target(
     let others: Vec<String> = selected.others.iter().cloned().collect();
     let pods = pods(&chain, ctx, &restart_hash, &others).await?;
     obs.not_injected = not_injected(&chain, ctx, &selected).await?;
-    obs.failure = push(&chain, &known_good, ctx, &pods).await?;
-    obs.replicas = observe(ctx, &pods).await;
+    let mut pushed = push(&chain, &known_good, ctx, &pods).await?;
+    obs.failure = pushed.failure.take();
+    obs.replicas = observe(ctx, &pods, &pushed.detached).await;
     let all_ready = !obs.replicas.is_empty()
         && obs
             .replicas

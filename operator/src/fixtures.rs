@@ -564,10 +564,39 @@ mod tests {
         h.expect_condition("Ready", "False", "NoInjectedPods");
 
         // Deletion removes every copy (the garbage collector cannot: no owner reference across namespaces).
+        // shop matches again: copies back; the sidecar detached above refuses the chain until its pod restarts
+        // (the daemon's rule), which is no failure of the chain: the status names the pod and the command.
         namespace(h, "shop", true, json!({"team": "edge"}));
         h.reconcile(&c2).await;
         assert!(h.object(&cm("shop")).is_some());
+        h.expect_condition("Degraded", "False", "AsExpected");
+        h.expect_condition("Ready", "False", "ReplicasNotReady");
+        let st = h.status();
+        let error = st.attachments[0].error.clone().unwrap_or_default();
+        assert_eq!(st.attachments[0].pod, "shop/web-shop-new");
+        assert!(
+            error.contains("detached earlier")
+                && error.contains("kubectl -n shop rollout restart deployment/web"),
+            "{error}"
+        );
+        // Rolled: the new pod, injected with the copies, runs the chain.
+        {
+            let mut s = h.state.lock().expect("state");
+            s.pods.retain(|p| p["metadata"]["name"] != "web-shop-new");
+            let mut rolled = workload_pod_in("shop", "web-shop-rolled", Some(&c2));
+            rolled["status"]["podIP"] = json!("10.244.2.8");
+            s.pods.push(rolled);
+        }
+        h.sidecars.add("web-shop-rolled", 0, &["eth0"]);
+        h.reconcile(&c2).await;
+        assert_eq!(h.sidecars.generation("web-shop-rolled"), 2);
+        h.expect_condition("Ready", "True", "AllReplicasReady");
         h.delete(&c2).await;
+        assert!(
+            h.sidecars
+                .calls()
+                .contains(&"detach web-shop-rolled".to_string())
+        );
         for ns in ["shop", "other"] {
             assert!(h.object(&cm(ns)).is_none(), "copy left in {ns}");
             assert!(h.object(&secret(ns)).is_none(), "copy left in {ns}");

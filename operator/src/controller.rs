@@ -641,12 +641,14 @@ async fn apply_target(
     let name = render::object_name(&chain)?;
     let generation = chain.metadata.generation.unwrap_or_default();
     let restart_hash = render::restart_hash(&chain)?;
+    let selected = copies::selected_namespaces(&ctx.client, &chain).await?;
+    let others: Vec<String> = selected.others.iter().cloned().collect();
     if ctx.settings.pod_monitor {
         let monitors: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &ns, &render::pod_monitor_resource());
-        apply_object(&monitors, &name, &render::pod_monitor(&chain)?).await?;
+        let monitor = render::pod_monitor_in(&chain, &others)?;
+        apply_object(&monitors, &name, &monitor).await?;
     }
-    let selected = copies::selected_namespaces(&ctx.client, &chain).await?;
     let existing = copies::existing(&ctx.client, &chain).await?;
     // A namespace that stopped matching (labels changed, opted out, being deleted): the chain is detached
     // from its pods there, as on deletion, and the copies go.
@@ -660,7 +662,6 @@ async fn apply_target(
               "namespace no longer selected: detached and removing the copies");
         copies::delete(&ctx.client, other, cm).await?;
     }
-    let others: Vec<String> = selected.others.iter().cloned().collect();
     let pods = pods(&chain, ctx, &restart_hash, &others).await?;
     obs.not_injected = not_injected(&chain, ctx, &selected).await?;
     let mut pushed = push(&chain, &known_good, ctx, &pods).await?;

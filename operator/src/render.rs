@@ -552,6 +552,14 @@ pub fn pod_monitor_resource() -> ApiResource {
 
 /// A PodMonitor scraping the sidecars' `/metrics` (rendered only when its CRD exists).
 pub fn pod_monitor(chain: &VNFChain) -> Result<DynamicObject> {
+    pod_monitor_in(chain, &[])
+}
+
+/// [`pod_monitor`], also scraping the chain's pods in `others` (sidecar mode: the other namespaces its
+/// `namespaceSelector` selects). A PodMonitor selects pods of its own namespace unless its
+/// `namespaceSelector.matchNames` lists namespaces (Prometheus Operator API,
+/// <https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.PodMonitorSpec>).
+pub fn pod_monitor_in(chain: &VNFChain, others: &[String]) -> Result<DynamicObject> {
     let ar = pod_monitor_resource();
     let mut obj = DynamicObject::new(&object_name(chain)?, &ar);
     obj.metadata = meta(chain)?;
@@ -561,5 +569,32 @@ pub fn pod_monitor(chain: &VNFChain) -> Result<DynamicObject> {
             "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
         }
     });
+    if !others.is_empty() {
+        let mut names: Vec<String> = chain.metadata.namespace.iter().cloned().collect();
+        names.extend(others.iter().cloned());
+        obj.data["spec"]["namespaceSelector"] = json!({"matchNames": names});
+    }
     Ok(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_monitor_reaches_the_other_selected_namespaces() {
+        let mut chain = crds::manifest::parse_single_chain(
+            "apiVersion: buildvnf.io/v1alpha1\nkind: VNFChain\nmetadata: {name: guard, namespace: sec}\nspec:\n  target: {podSelector: {matchLabels: {app: web}}}\n  functions: [{name: m, type: monitor, monitor: {}}]\n",
+        )
+        .expect("chain");
+        chain.metadata.uid = Some("u".into());
+        let own = pod_monitor(&chain).expect("monitor");
+        assert!(own.data["spec"].get("namespaceSelector").is_none());
+        let wide = pod_monitor_in(&chain, &["shop".into(), "web".into()]).expect("monitor");
+        assert_eq!(
+            wide.data["spec"]["namespaceSelector"],
+            json!({"matchNames": ["sec", "shop", "web"]})
+        );
+        assert_eq!(wide.data["spec"]["selector"], own.data["spec"]["selector"]);
+    }
 }

@@ -518,8 +518,21 @@ mod tests {
                 .count()
         };
         let before = writes(h);
+        let requests_before = h.requests().len();
         h.reconcile(&c2).await;
         assert_eq!(writes(h), before, "current copies are not written again");
+        let steady: Vec<String> = h.requests()[requests_before..]
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        println!(
+            "steady-state reconcile of a chain selecting one other namespace: {} requests: {steady:#?}",
+            steady.len()
+        );
+        // The chain's ConfigMap and Secret, the opted-in namespaces, the copies (one cluster-wide list), per
+        // namespace the chain's pods and all pods (not injected), the originals' Secret and each Secret
+        // copy, the status: no write when nothing changed.
+        assert!(steady.len() <= 10, "{steady:#?}");
 
         // Somebody else's ConfigMap of the copy's name in a namespace that starts to match: left alone, Degraded.
         let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",

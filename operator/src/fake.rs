@@ -22,7 +22,9 @@
 //!   stored status (tests set a Deployment's status as its controller would); `metadata.generation` starts
 //!   at 1 and grows when an apply changes `spec`.
 //! - `PUT` checks `metadata.resourceVersion` (optimistic concurrency, `409 Conflict`); `POST` of an existing
-//!   name is `409 AlreadyExists`; lists filter by namespace and equality-based label selectors.
+//!   name is `409 AlreadyExists`; lists filter by namespace and by label selectors of equality (`k=v`) and
+//!   existence (`k`) terms (<https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors>);
+//!   a `DELETE` of an object without finalizers removes it at once (`404` when it is absent).
 //!
 //! # What it does not mimic
 //!

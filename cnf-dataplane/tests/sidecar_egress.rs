@@ -1,0 +1,204 @@
+//! Sidecar mode's TC egress (`ebpf/lib/egress.h`, `engine/egress.rs`), with real packets between two
+//! namespaces: the engine runs on the "pod's" own eth0, a stateful default-deny firewall on ingress. The
+//! replies of the flows the pod opens pass (and only they), through live updates, on both hooks; detaching
+//! the egress program takes that away again.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use cnf_dataplane::engine::{
+    Action, ChainConfig, Engine, FirewallConfig, FirewallRule, FunctionConfig, FunctionKind, Hook,
+    PortRange,
+};
+use common::{Namespaces, UDP, in_ns, privileged};
+
+fn allow_udp_to(port: u16, priority: u32) -> FirewallRule {
+    FirewallRule {
+        priority,
+        action: Action::Allow,
+        protocol: Some(UDP),
+        src: None,
+        dst: None,
+        src_ports: None,
+        dst_ports: Some(PortRange::single(port)),
+    }
+}
+
+fn chain(rules: Vec<FirewallRule>) -> ChainConfig {
+    ChainConfig {
+        functions: vec![FunctionConfig::new(
+            "fw",
+            FunctionKind::Firewall(FirewallConfig {
+                rules,
+                default_action: Action::Deny,
+                conntrack: true,
+                ..Default::default()
+            }),
+        )],
+        ..Default::default()
+    }
+}
+
+/// In `ns`: a UDP echo on `addr` while the returned guard's thread runs (until `idle` without a datagram).
+fn udp_echo(ns: &str, addr: SocketAddr, idle: Duration) -> std::thread::JoinHandle<usize> {
+    let ns = ns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        common::enter(&ns);
+        let s = UdpSocket::bind(addr).expect("bind echo");
+        s.set_read_timeout(Some(idle)).expect("timeout");
+        tx.send(()).expect("ready");
+        let mut n = 0;
+        let mut buf = [0u8; 1500];
+        while let Ok((len, src)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..len], src);
+            n += 1;
+        }
+        n
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("echo bound");
+    h
+}
+
+/// In `ns`: `n` datagrams from `from` to `to`, each waiting 300 ms for an answer from `to`; how many were
+/// answered.
+fn calls(ns: &str, from: SocketAddr, to: SocketAddr, n: usize) -> usize {
+    in_ns(ns, || {
+        let s = UdpSocket::bind(from).expect("bind caller");
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut answered = 0;
+        let mut buf = [0u8; 1500];
+        for i in 0..n {
+            s.send_to(format!("call {i}").as_bytes(), to).expect("send");
+            if let Ok((_, src)) = s.recv_from(&mut buf)
+                && src == to
+            {
+                answered += 1;
+            }
+        }
+        answered
+    })
+}
+
+fn run(hook: Hook, tag: &str) {
+    let ns = Namespaces::new(&[&format!("egc{tag}"), &format!("egp{tag}")]);
+    ns.link(0, "eth0", "10.98.0.1/24", 1, "eth0", "10.98.0.2/24");
+    let (client, pod) = (ns.0[0].clone(), ns.0[1].clone());
+    let addr = |s: &str| -> SocketAddr { s.parse().expect("addr") };
+    let service = addr("10.98.0.1:7001");
+
+    // the engine lives on a thread inside the pod's namespace (it attaches to the pod's eth0 by name)
+    let (to_engine, commands) = std::sync::mpsc::channel::<&'static str>();
+    let (to_test, answers) = std::sync::mpsc::channel::<String>();
+    let pod_ns = pod.clone();
+    let engine = std::thread::spawn(move || {
+        common::enter(&pod_ns);
+        let mut e = Engine::load(hook).expect("load");
+        let applied = e.apply(&chain(vec![allow_udp_to(8080, 10)])).expect("apply");
+        let info = e.attach("eth0").expect("attach ingress");
+        e.attach_egress("eth0").expect("attach egress");
+        assert_eq!(e.egress_interfaces(), vec!["eth0"]);
+        to_test.send(info.mode.to_string()).expect("answer");
+        for cmd in commands {
+            let answer = match cmd {
+                "update" => {
+                    // a new generation with another policy version: pod entries are not re-checked
+                    e.apply(&chain(vec![allow_udp_to(8080, 10), allow_udp_to(8081, 20)]))
+                        .expect("apply generation 2");
+                    "ok".to_string()
+                }
+                "entries" => e.conntrack_entries(applied.instances[0]).to_string(),
+                "detach-egress" => {
+                    e.detach_egress().expect("detach egress");
+                    assert!(e.egress_interfaces().is_empty());
+                    "ok".to_string()
+                }
+                _ => {
+                    e.detach().expect("detach");
+                    "ok".to_string()
+                }
+            };
+            to_test.send(answer).expect("answer");
+        }
+    });
+    let ask = |cmd: &'static str| -> String {
+        to_engine.send(cmd).expect("command");
+        answers
+            .recv_timeout(Duration::from_secs(30))
+            .expect("engine answers")
+    };
+    let mode = answers
+        .recv_timeout(Duration::from_secs(60))
+        .expect("attached");
+    eprintln!("{hook:?}: chain attached with {mode}, vnf_egress on TC egress");
+
+    // control: an allowed inbound flow passes, so nothing below passes by dropping everything
+    let echo = udp_echo(&pod, addr("10.98.0.2:8080"), Duration::from_millis(800));
+    assert_eq!(
+        calls(&client, addr("10.98.0.1:5000"), addr("10.98.0.2:8080"), 5),
+        5,
+        "{hook:?}: allowed inbound flow"
+    );
+    assert_eq!(echo.join().expect("echo"), 5);
+
+    // the pod's own flow: replies pass the default-deny firewall
+    let echo = udp_echo(&client, service, Duration::from_millis(2500));
+    assert_eq!(
+        calls(&pod, addr("10.98.0.2:41000"), service, 5),
+        5,
+        "{hook:?}: replies of the pod's own flow"
+    );
+    // not a reply: another client port to the pod's port, and a port no rule allows
+    assert_eq!(
+        calls(&client, addr("10.98.0.1:7002"), addr("10.98.0.2:41000"), 3),
+        0,
+        "{hook:?}: a new inbound flow to the pod's port is not a reply"
+    );
+    assert!(ask("entries").parse::<usize>().expect("count") >= 2);
+
+    // a live update (new generation, new policy version): the recorded flow keeps its replies, and the new
+    // generation records new flows
+    assert_eq!(ask("update"), "ok");
+    assert_eq!(
+        calls(&pod, addr("10.98.0.2:41000"), service, 3),
+        3,
+        "{hook:?}: the pod's flow across a live update"
+    );
+    assert_eq!(
+        calls(&pod, addr("10.98.0.2:41001"), service, 3),
+        3,
+        "{hook:?}: a new pod flow under generation 2"
+    );
+
+    // without the egress program, a new flow the pod opens gets no reply (what sidecar mode did before)
+    assert_eq!(ask("detach-egress"), "ok");
+    assert_eq!(
+        calls(&pod, addr("10.98.0.2:41002"), service, 3),
+        0,
+        "{hook:?}: replies without the egress program"
+    );
+    assert_eq!(echo.join().expect("echo"), 5 + 3 + 3 + 3);
+
+    assert_eq!(ask("detach"), "ok");
+    drop(to_engine);
+    engine.join().expect("engine thread");
+}
+
+#[test]
+fn replies_of_the_pods_own_flows_pass_and_only_they_xdp() {
+    if !privileged() {
+        return;
+    }
+    run(Hook::Xdp, "x");
+}
+
+#[test]
+fn replies_of_the_pods_own_flows_pass_and_only_they_tc() {
+    if !privileged() {
+        return;
+    }
+    run(Hook::Tc, "t");
+}

@@ -1043,3 +1043,67 @@ fn sidecar_mode_admits_the_replies_of_the_pods_own_flows_and_only_those() {
     tb.down().expect("down");
     assert_clean(&name, &opts.state_dir, "after down");
 }
+
+/// Issue 18: a translating function in front of the pod (examples/sidecar-portmap.yaml: DNAT 10.0.0.80:80 to the
+/// pod's 8080, TCP and UDP): the pod's replies leave by its egress, where the chain translates them back, so the
+/// client sees them come from the address and port it called.
+#[test]
+fn sidecar_mode_translates_the_pods_replies_back_to_the_address_the_client_called() {
+    if !pktgen::netns::can_run_netns_tests("sidecar_mode_translates_the_pods_replies") {
+        return;
+    }
+    let text =
+        std::fs::read_to_string(repo().join("examples/sidecar-portmap.yaml")).expect("example");
+    let chain = crds::manifest::parse_single_chain(&text).expect("valid");
+    let opts = options("pm");
+    let name = opts.name.clone().expect("name");
+    let tb = Testbed::up(&chain, &opts).expect("up");
+    let client = tb.client().clone();
+    let service = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 80)), 80);
+    let pod = tb
+        .servers()
+        .into_iter()
+        .find(|s| s.ipv4_addr() == Some(Ipv4Addr::new(10, 0, 2, 10)))
+        .expect("the DNAT target is the pod")
+        .clone();
+    assert_eq!(tb.plan().sidecar_pods, vec![pod.netns.clone()]);
+
+    // TCP: the connection only opens if the SYN-ACK comes from 10.0.0.80:80 (the client's kernel matches the
+    // reply to the socket by the address it connected to); the listener on 8080 answers
+    assert_eq!(
+        tcp_request(&client.netns, service).expect("TCP to the mapped port"),
+        "10.0.2.10",
+        "served by the pod's 8080, through the mapping"
+    );
+    // UDP: every echo comes from the address and port the client sent to
+    let from = SocketAddr::new(IpAddr::V4(client.ipv4_addr().expect("v4")), 41_080);
+    assert_eq!(
+        udp_calls(&client.netns, from, service, 10),
+        10,
+        "UDP replies from {service}"
+    );
+    // control: a port neither mapped nor allowed gets nothing
+    let other = SocketAddr::new(service.ip(), 81);
+    assert_eq!(
+        udp_calls(&client.netns, SocketAddr::new(from.ip(), 41_081), other, 3),
+        0
+    );
+    let portmap = counter(&tb, "portmap");
+    assert!(
+        portmap.passed >= 11,
+        "the mapping translated the inbound packets: {portmap:?}"
+    );
+
+    // the planned flows of the example (vnfctl testbed traffic) get what the chain says
+    let r = testbed::traffic::run(&tb, &short_traffic(), |_| {}).expect("traffic");
+    let bad: Vec<String> = r
+        .flows
+        .iter()
+        .filter(|f| !f.ok)
+        .map(|f| testbed::traffic::flow_lines(f).join(" | "))
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+
+    tb.down().expect("down");
+    assert_clean(&name, &opts.state_dir, "after down");
+}

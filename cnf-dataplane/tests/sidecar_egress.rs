@@ -1,7 +1,8 @@
 //! Sidecar mode's TC egress (`ebpf/lib/egress.h`, `engine/egress.rs`), with real packets between two
 //! namespaces: the engine runs on the "pod's" own eth0, a stateful default-deny firewall on ingress. The
 //! replies of the flows the pod opens pass (and only they), through live updates, on both hooks; detaching
-//! the egress program takes that away again.
+//! the egress program takes that away again. A port mapping (DNAT) on ingress has its replies translated back
+//! on egress.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use cnf_dataplane::engine::{
     Action, ChainConfig, Engine, FirewallConfig, FirewallRule, FunctionConfig, FunctionKind, Hook,
-    PortRange,
+    NatConfig, NatRule, PortRange,
 };
 use common::{Namespaces, UDP, in_ns, privileged};
 
@@ -201,4 +202,90 @@ fn replies_of_the_pods_own_flows_pass_and_only_they_tc() {
         return;
     }
     run(Hook::Tc, "t");
+}
+
+/// A port mapping in front of the pod (DNAT pod:80 -> pod:8080, UDP): the replies leave by the pod's egress,
+/// where vnf_egress translates them back to pod:80; without it the client sees them come from 8080.
+fn port_mapping(hook: Hook, tag: &str) {
+    let ns = Namespaces::new(&[&format!("pmc{tag}"), &format!("pmp{tag}")]);
+    ns.link(0, "eth0", "10.97.0.1/24", 1, "eth0", "10.97.0.2/24");
+    let (client, pod) = (ns.0[0].clone(), ns.0[1].clone());
+    let addr = |s: &str| -> SocketAddr { s.parse().expect("addr") };
+    let (to_engine, commands) = std::sync::mpsc::channel::<&'static str>();
+    let (to_test, answers) = std::sync::mpsc::channel::<String>();
+    let pod_ns = pod.clone();
+    let engine = std::thread::spawn(move || {
+        common::enter(&pod_ns);
+        let mut e = Engine::load(hook).expect("load");
+        e.apply(&ChainConfig {
+            functions: vec![FunctionConfig::new(
+                "portmap",
+                FunctionKind::Nat(NatConfig {
+                    rules: vec![NatRule::Dnat {
+                        protocol: Some(UDP),
+                        match_dst: "10.97.0.2".parse().expect("ip"),
+                        match_port: Some(80),
+                        to_addr: "10.97.0.2".parse().expect("ip"),
+                        to_port: Some(8080),
+                    }],
+                    timeout: Duration::from_secs(60),
+                }),
+            )],
+            ..Default::default()
+        })
+        .expect("apply");
+        e.attach("eth0").expect("attach ingress");
+        e.attach_egress("eth0").expect("attach egress");
+        to_test.send("attached".into()).expect("answer");
+        for cmd in commands {
+            match cmd {
+                "detach-egress" => e.detach_egress().expect("detach egress"),
+                _ => e.detach().expect("detach"),
+            }
+            to_test.send("ok".into()).expect("answer");
+        }
+    });
+    let ask = |cmd: &'static str| {
+        to_engine.send(cmd).expect("command");
+        answers
+            .recv_timeout(Duration::from_secs(30))
+            .expect("engine answers")
+    };
+    answers
+        .recv_timeout(Duration::from_secs(60))
+        .expect("attached");
+
+    let echo = udp_echo(&pod, addr("10.97.0.2:8080"), Duration::from_millis(2000));
+    assert_eq!(
+        calls(&client, addr("10.97.0.1:5000"), addr("10.97.0.2:80"), 5),
+        5,
+        "{hook:?}: replies come from the address and port the client called"
+    );
+    // without the egress program the replies leave untranslated (from 8080): none matches what was called
+    ask("detach-egress");
+    assert_eq!(
+        calls(&client, addr("10.97.0.1:5000"), addr("10.97.0.2:80"), 3),
+        0,
+        "{hook:?}: untranslated replies"
+    );
+    assert_eq!(echo.join().expect("echo"), 5 + 3, "{hook:?}: the mapping");
+    ask("detach");
+    drop(to_engine);
+    engine.join().expect("engine thread");
+}
+
+#[test]
+fn a_port_mapping_translates_the_pods_replies_back_xdp() {
+    if !privileged() {
+        return;
+    }
+    port_mapping(Hook::Xdp, "x");
+}
+
+#[test]
+fn a_port_mapping_translates_the_pods_replies_back_tc() {
+    if !privileged() {
+        return;
+    }
+    port_mapping(Hook::Tc, "t");
 }

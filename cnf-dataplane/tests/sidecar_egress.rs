@@ -98,7 +98,9 @@ fn run(hook: Hook, tag: &str) {
     let engine = std::thread::spawn(move || {
         common::enter(&pod_ns);
         let mut e = Engine::load(hook).expect("load");
-        let applied = e.apply(&chain(vec![allow_udp_to(8080, 10)])).expect("apply");
+        let applied = e
+            .apply(&chain(vec![allow_udp_to(8080, 10)]))
+            .expect("apply");
         let info = e.attach("eth0").expect("attach ingress");
         e.attach_egress("eth0").expect("attach egress");
         assert_eq!(e.egress_interfaces(), vec!["eth0"]);

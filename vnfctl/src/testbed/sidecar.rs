@@ -181,7 +181,16 @@ impl Testbed {
             };
             pktgen::netns::run(
                 "ip",
-                &[fam, "-n", &cnf, "route", "add", &host, "via", &to.to_string()],
+                &[
+                    fam,
+                    "-n",
+                    &cnf,
+                    "route",
+                    "add",
+                    &host,
+                    "via",
+                    &to.to_string(),
+                ],
             )?;
         }
         Ok(())

@@ -91,6 +91,30 @@ fn run(hook: Hook, tag: &str) {
     let ns = Namespaces::new(&[&format!("egc{tag}"), &format!("egp{tag}")]);
     ns.link(0, "eth0", "10.98.0.1/24", 1, "eth0", "10.98.0.2/24");
     let (client, pod) = (ns.0[0].clone(), ns.0[1].clone());
+    // IPv6 too, with permanent neighbours (the default-deny chain drops neighbour discovery: no rule allows it)
+    for (n, own, peer, peer_ns) in [
+        (&client, "fd00:98::1/64", "fd00:98::2", &pod),
+        (&pod, "fd00:98::2/64", "fd00:98::1", &client),
+    ] {
+        common::sh(Some(n), &["ip", "addr", "add", own, "dev", "eth0", "nodad"]);
+        let (_, mac) = common::link_info(peer_ns, "eth0");
+        let mac = mac.map(|b| format!("{b:02x}")).join(":");
+        common::sh(
+            Some(n),
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                peer,
+                "lladdr",
+                &mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        );
+    }
     let addr = |s: &str| -> SocketAddr { s.parse().expect("addr") };
     let service = addr("10.98.0.1:7001");
 
@@ -163,7 +187,34 @@ fn run(hook: Hook, tag: &str) {
         0,
         "{hook:?}: a new inbound flow to the pod's port is not a reply"
     );
-    assert!(ask("entries").parse::<usize>().expect("count") >= 2);
+    // the same over IPv6
+    let echo6 = udp_echo(
+        &client,
+        addr("[fd00:98::1]:7001"),
+        Duration::from_millis(1500),
+    );
+    assert_eq!(
+        calls(
+            &pod,
+            addr("[fd00:98::2]:41000"),
+            addr("[fd00:98::1]:7001"),
+            3
+        ),
+        3,
+        "{hook:?}: replies of the pod's own IPv6 flow"
+    );
+    assert_eq!(
+        calls(
+            &client,
+            addr("[fd00:98::1]:7002"),
+            addr("[fd00:98::2]:41000"),
+            2
+        ),
+        0,
+        "{hook:?}: a new inbound IPv6 flow to the pod's port is not a reply"
+    );
+    assert_eq!(echo6.join().expect("echo"), 3);
+    assert!(ask("entries").parse::<usize>().expect("count") >= 3);
 
     // a live update (new generation, new policy version): the recorded flow keeps its replies, and the new
     // generation records new flows

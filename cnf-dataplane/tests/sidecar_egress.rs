@@ -147,7 +147,12 @@ fn run(hook: Hook, tag: &str) {
                     "ok".to_string()
                 }
                 _ => {
+                    e.attach_egress("eth0").expect("attach egress again");
                     e.detach().expect("detach");
+                    assert!(
+                        e.egress_interfaces().is_empty(),
+                        "detach removes egress too"
+                    );
                     "ok".to_string()
                 }
             };

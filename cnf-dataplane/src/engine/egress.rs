@@ -34,6 +34,7 @@ impl Engine {
         if self.egress_links().links.iter().any(|(n, _)| n == iface) {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let prog = self
             .ebpf_mut()
             .program_mut(EGRESS)
@@ -54,7 +55,8 @@ impl Engine {
         self.egress_links_mut().links.push((iface.to_string(), id));
         info!(
             "sidecar mode: TC egress on {iface} records the flows the pod opens (their replies pass a \
-             stateful firewall)"
+             stateful firewall) and translates the replies of translated flows ({} ms)",
+            started.elapsed().as_millis()
         );
         Ok(())
     }

@@ -7,7 +7,7 @@
  * interface's egress, where the chain has no hook, so a stateful firewall
  * never saw the flows the pod opens (DNS, calls to other services) and a
  * default-deny policy dropped their replies.  vnf_egress is attached to the
- * same interface's TC egress and only *records*: for every firewall with
+ * same interface's TC egress and *records*: for every firewall with
  * conntrack in the active generation it writes the pod's outbound flow into
  * vnf_ct under the firewall's state id with vnf_ct_key._pad = VNF_CT_POD, the
  * tuple as the pod sent it.  The firewall (nf/firewall.h) admits an inbound
@@ -16,8 +16,8 @@
  * an inbound new flow the policy denies is still dropped (docs/security.md).
  *
  * What opens an entry: a UDP datagram, a TCP SYN without ACK (a connect()),
- * both fully parsed (IPv4 without options limits, IPv6 without extension
- * headers, no VLAN tag: the pod's eth0), not a non-first fragment, whose reply
+ * both fully parsed (Ethernet without VLAN tag: the pod's eth0; IPv4, or
+ * IPv6 without extension headers), not a non-first fragment, whose reply
  * the generation's classifier would send through the chain.  A TCP segment of
  * a flow the firewall tracks because it came *in* (the pod answering a
  * client) opens nothing, it only refreshes the inbound entry; so a tightened
@@ -35,9 +35,10 @@
  *
  * vnf_egress never drops: every packet leaves with TC_ACT_OK (the pod's
  * replies to the kubelet's probes and the operator's gRPC included); it
- * only rewrites the replies of translated flows.  It reads the active generation once per packet, like the
- * entry, so it follows live updates: a firewall added, removed, or switched
- * to stateless changes what it records on the next packet.
+ * only rewrites the replies of translated flows.  It reads the active
+ * generation once per packet, like the entry, so it follows live updates: a
+ * function added, removed, or a firewall switched to stateless changes what
+ * it does on the next packet.
  *
  * It is written against struct __sk_buff directly (bpf_skb_load_bytes, no
  * packet pointers), so the same program compiles into the XDP object, where

@@ -280,9 +280,14 @@ struct vnf_lpm6_key {
 _Static_assert(sizeof(struct vnf_lpm6_key) == 24, "vnf_lpm6_key size");
 
 /* LRU hash "vnf_ct": connections opened through an allow rule. */
+/* vnf_ct_key._pad: 0 for a flow the firewall allowed in; VNF_CT_POD for a
+ * flow the pod itself opened, recorded by the TC egress program of sidecar
+ * mode (lib/egress.h): only its replies pass. */
+#define VNF_CT_POD 1
+
 struct vnf_ct_key {
 	__u32 instance;
-	__u32 _pad;
+	__u32 _pad; /* 0 or VNF_CT_POD */
 	struct vnf_tuple t; /* as seen in the original direction */
 };
 _Static_assert(sizeof(struct vnf_ct_key) == 48, "vnf_ct_key size");

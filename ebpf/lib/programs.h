@@ -96,6 +96,9 @@ int vnf_userspace(vnf_ctx_t *ctx)
 	return chain_function(ctx, VNF_KIND_USERSPACE);
 }
 
+/* sidecar mode's TC egress program (records the pod's own flows) */
+#include "egress.h"
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #endif /* VNF_PROGRAMS_H */

@@ -33,7 +33,8 @@
  * No match -> default action.  With conntrack, an allowed packet records its
  * flow (stamped with the policy version of the configuration), and later
  * packets of the flow in either direction pass directly while the version
- * is current.  After a policy change the next packet of a flow re-checks
+ * is current (sidecar mode adds the flows the pod opens: fw_ct_pod_reply,
+ * lib/egress.h).  After a policy change the next packet of a flow re-checks
  * the flow's original tuple against the new rules: still allowed, the entry
  * is re-stamped and keeps its state; denied, the entry is removed and the
  * packet dropped (a tightened policy takes effect on established flows).
@@ -209,6 +210,30 @@ fw_ct_find(__u32 state, const struct vnf_fw_cfg *cfg, const struct vnf_pkt *p,
 	return v;
 }
 
+/* Is the packet the reply of a flow the pod opened (sidecar mode: recorded
+ * by vnf_egress, lib/egress.h, with the tuple as the pod sent it)?  Only the
+ * reverse direction matches: such an entry admits its replies, nothing else. */
+static __always_inline int fw_ct_pod_reply(__u32 state,
+					   const struct vnf_fw_cfg *cfg,
+					   const struct vnf_pkt *p)
+{
+	struct vnf_ct_key k = { .instance = state, ._pad = VNF_CT_POD };
+	struct vnf_ct_val *v;
+	__u64 now = vnf_flow_clock();
+
+	vnf_tuple_reverse(&k.t, &p->t);
+	v = bpf_map_lookup_elem(&vnf_ct, &k);
+	if (!v)
+		return 0;
+	if (cfg->ct_timeout_ns && now - v->last_seen_ns > cfg->ct_timeout_ns) {
+		bpf_map_delete_elem(&vnf_ct, &k);
+		return 0;
+	}
+	vnf_touch(&v->last_seen_ns, now);
+	__sync_fetch_and_add(&v->packets, 1);
+	return 1;
+}
+
 static __always_inline void fw_ct_open(__u32 state, const struct vnf_fw_cfg *cfg,
 				       const struct vnf_pkt *p)
 {
@@ -348,6 +373,12 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		}
 		if (cv)
 			t = &ck.t;
+		/* sidecar mode: the reply of a flow the pod opened passes
+		 * whatever the rules say about inbound flows (docs/security.md) */
+		else if (fw_ct_pod_reply(s->state, cfg, &p)) {
+			st->aux++;
+			return VNF_NEXT;
+		}
 	}
 
 	sc.matched = -1;

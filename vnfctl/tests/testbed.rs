@@ -860,3 +860,250 @@ fn sidecar_mode_runs_the_chain_on_the_server_namespaces_own_interface() {
     tb.down().expect("down");
     assert_clean(&name, &opts.state_dir, "after down");
 }
+
+/// In `ns`: a TCP listener on `addr` that answers each connection's first line with `pong from ADDR`, until
+/// `idle` passes without a connection; returns how many connections it served.
+fn tcp_pong(ns: &str, addr: SocketAddr, idle: Duration) -> std::thread::JoinHandle<usize> {
+    let ns = ns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        pktgen::netns::enter(&ns).expect("enter");
+        let l = std::net::TcpListener::bind(addr).expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        tx.send(()).expect("ready");
+        let mut served = 0;
+        let mut last = Instant::now();
+        while last.elapsed() < idle {
+            match l.accept() {
+                Ok((mut c, _)) => {
+                    c.set_nonblocking(false).expect("blocking");
+                    c.set_read_timeout(Some(Duration::from_secs(2)))
+                        .expect("timeout");
+                    let mut buf = [0u8; 64];
+                    let _ = c.read(&mut buf);
+                    let _ = c.write_all(format!("pong from {addr}\n").as_bytes());
+                    served += 1;
+                    last = Instant::now();
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        served
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("listener bound");
+    h
+}
+
+/// In `ns`: a UDP echo on `addr` until `idle` passes without a datagram; returns how many it echoed.
+fn udp_echo(ns: &str, addr: SocketAddr, idle: Duration) -> std::thread::JoinHandle<usize> {
+    let ns = ns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        pktgen::netns::enter(&ns).expect("enter");
+        let s = UdpSocket::bind(addr).expect("bind");
+        s.set_read_timeout(Some(idle)).expect("timeout");
+        tx.send(()).expect("ready");
+        let mut n = 0;
+        let mut buf = [0u8; 2048];
+        while let Ok((len, src)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..len], src);
+            n += 1;
+        }
+        n
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("echo bound");
+    h
+}
+
+/// In `ns`: connect to `to`, send a line, return the whole answer or the error.
+fn tcp_call(ns: &str, to: SocketAddr) -> Result<String, String> {
+    pktgen::netns::spawn_in(ns, move || -> Result<String, String> {
+        let mut c =
+            TcpStream::connect_timeout(&to, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        c.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        c.write_all(b"ping\n").map_err(|e| e.to_string())?;
+        let mut s = String::new();
+        c.read_to_string(&mut s).map_err(|e| e.to_string())?;
+        Ok(s)
+    })
+    .join()
+    .expect("caller thread")
+    .expect("enter ns")
+}
+
+/// In `ns`: from a socket bound to `from`, send `n` datagrams to `to`, each waiting up to 500 ms for an answer
+/// from `to`; returns how many were answered.
+fn udp_calls(ns: &str, from: SocketAddr, to: SocketAddr, n: usize) -> usize {
+    pktgen::netns::spawn_in(ns, move || {
+        let s = UdpSocket::bind(from).expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        let mut answered = 0;
+        let mut buf = [0u8; 2048];
+        for i in 0..n {
+            s.send_to(format!("call {i}").as_bytes(), to).expect("send");
+            if let Ok((_, src)) = s.recv_from(&mut buf)
+                && src == to
+            {
+                answered += 1;
+            }
+        }
+        answered
+    })
+    .join()
+    .expect("caller thread")
+    .expect("enter ns")
+}
+
+/// Issue 18: in sidecar mode the chain also sees what the pod sends (TC egress), so a stateful default-deny
+/// firewall in front of the pod admits the replies of the connections the pod opens itself, and only those.
+#[test]
+fn sidecar_mode_admits_the_replies_of_the_pods_own_flows_and_only_those() {
+    if !pktgen::netns::can_run_netns_tests("sidecar_mode_admits_the_replies") {
+        return;
+    }
+    // examples/sidecar-web.yaml: stateful, default deny, TCP/UDP to 8080 allowed, UDP to 9000 denied by rule;
+    // the pod calls services on the client's side (ports 7000 and 7001), which no inbound rule allows
+    let text = std::fs::read_to_string(repo().join("examples/sidecar-web.yaml")).expect("example");
+    let chain = crds::manifest::parse_single_chain(&text).expect("valid");
+    let opts = options("eg");
+    let name = opts.name.clone().expect("name");
+    let tb = Testbed::up(&chain, &opts).expect("up");
+    let pod = tb.sink().expect("the sink is the pod").clone();
+    let client = tb.client().clone();
+    let pod4 = IpAddr::V4(pod.ipv4_addr().expect("pod v4"));
+    let client4 = IpAddr::V4(client.ipv4_addr().expect("client v4"));
+
+    // the pod's sidecar attached vnf_egress to the TC egress of eth0 (bpftool 7.1 does not list TCX links)
+    let log = std::fs::read_to_string(&tb.sidecars()[0].log).expect("sidecar log");
+    assert!(log.contains("TC egress on eth0"), "{log}");
+
+    // control: an allowed inbound flow passes, so what follows cannot pass by dropping everything
+    let to8080 = SocketAddr::new(pod4, 8080);
+    assert_eq!(
+        tcp_request(&client.netns, to8080).expect("TCP to 8080 is allowed"),
+        pod4.to_string()
+    );
+
+    // TCP the pod opens: its SYN-ACK and the answer come back through the default-deny firewall
+    let svc_tcp = SocketAddr::new(client4, 7000);
+    let srv = tcp_pong(&client.netns, svc_tcp, Duration::from_secs(3));
+    assert_eq!(
+        tcp_call(&pod.netns, svc_tcp).as_deref(),
+        Ok(format!("pong from {svc_tcp}\n").as_str()),
+        "the pod's own TCP connection gets its replies"
+    );
+    assert_eq!(srv.join().expect("server"), 1);
+
+    // UDP the pod opens: every datagram's echo comes back
+    let svc_udp = SocketAddr::new(client4, 7001);
+    let pod_sock = SocketAddr::new(pod4, 41_001);
+    let echo = udp_echo(&client.netns, svc_udp, Duration::from_millis(1500));
+    assert_eq!(
+        udp_calls(&pod.netns, pod_sock, svc_udp, 10),
+        10,
+        "the pod's own UDP flow gets its replies"
+    );
+    assert_eq!(echo.join().expect("echo"), 10);
+
+    // new inbound flows are still judged by the rules: from another client port to the port of the pod's own
+    // flow (not a reply of it), to the denied UDP port 9000, TCP to a port the pod listens on that no rule allows
+    let fw_before = counter(&tb, "fw");
+    let rx = udp_receiver(&pod.netns, pod_sock, Duration::from_millis(700));
+    assert_eq!(
+        udp_calls(&client.netns, SocketAddr::new(client4, 7002), pod_sock, 5),
+        0
+    );
+    assert!(
+        rx.join().expect("receiver").is_empty(),
+        "a new inbound flow to the port of the pod's own flow is dropped"
+    );
+    let to9000 = SocketAddr::new(pod4, 9000);
+    let rx = udp_receiver(&pod.netns, to9000, Duration::from_millis(700));
+    udp_send(&client.netns, to9000, 10);
+    assert!(
+        rx.join().expect("receiver").is_empty(),
+        "UDP to the denied port is dropped"
+    );
+    let to7100 = SocketAddr::new(pod4, 7100);
+    let pod_srv = tcp_pong(&pod.netns, to7100, Duration::from_secs(3));
+    assert!(
+        tcp_call(&client.netns, to7100).is_err(),
+        "TCP to a port no rule allows is dropped"
+    );
+    assert_eq!(pod_srv.join().expect("pod server"), 0);
+    let fw_after = counter(&tb, "fw");
+    assert!(
+        fw_after.drops.values().sum::<u64>() >= fw_before.drops.values().sum::<u64>() + 15,
+        "the firewall dropped the new inbound flows: {fw_before:?} -> {fw_after:?}"
+    );
+
+    tb.down().expect("down");
+    assert_clean(&name, &opts.state_dir, "after down");
+}
+
+/// Issue 18: a translating function in front of the pod (examples/sidecar-portmap.yaml: DNAT 10.0.0.80:80 to the
+/// pod's 8080, TCP and UDP): the pod's replies leave by its egress, where the chain translates them back, so the
+/// client sees them come from the address and port it called.
+#[test]
+fn sidecar_mode_translates_the_pods_replies_back_to_the_address_the_client_called() {
+    if !pktgen::netns::can_run_netns_tests("sidecar_mode_translates_the_pods_replies") {
+        return;
+    }
+    let text =
+        std::fs::read_to_string(repo().join("examples/sidecar-portmap.yaml")).expect("example");
+    let chain = crds::manifest::parse_single_chain(&text).expect("valid");
+    let opts = options("pm");
+    let name = opts.name.clone().expect("name");
+    let tb = Testbed::up(&chain, &opts).expect("up");
+    let client = tb.client().clone();
+    let service = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 80)), 80);
+    let pod = tb
+        .servers()
+        .into_iter()
+        .find(|s| s.ipv4_addr() == Some(Ipv4Addr::new(10, 0, 2, 10)))
+        .expect("the DNAT target is the pod")
+        .clone();
+    assert_eq!(tb.plan().sidecar_pods, vec![pod.netns.clone()]);
+
+    // TCP: the connection only opens if the SYN-ACK comes from 10.0.0.80:80 (the client's kernel matches the
+    // reply to the socket by the address it connected to); the listener on 8080 answers
+    assert_eq!(
+        tcp_request(&client.netns, service).expect("TCP to the mapped port"),
+        "10.0.2.10",
+        "served by the pod's 8080, through the mapping"
+    );
+    // UDP: every echo comes from the address and port the client sent to
+    let from = SocketAddr::new(IpAddr::V4(client.ipv4_addr().expect("v4")), 41_080);
+    assert_eq!(
+        udp_calls(&client.netns, from, service, 10),
+        10,
+        "UDP replies from {service}"
+    );
+    // control: a port neither mapped nor allowed gets nothing
+    let other = SocketAddr::new(service.ip(), 81);
+    assert_eq!(
+        udp_calls(&client.netns, SocketAddr::new(from.ip(), 41_081), other, 3),
+        0
+    );
+    let portmap = counter(&tb, "portmap");
+    assert!(
+        portmap.passed >= 11,
+        "the mapping translated the inbound packets: {portmap:?}"
+    );
+
+    // the planned flows of the example (vnfctl testbed traffic) get what the chain says
+    let r = testbed::traffic::run(&tb, &short_traffic(), |_| {}).expect("traffic");
+    let bad: Vec<String> = r
+        .flows
+        .iter()
+        .filter(|f| !f.ok)
+        .map(|f| testbed::traffic::flow_lines(f).join(" | "))
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+
+    tb.down().expect("down");
+    assert_clean(&name, &opts.state_dir, "after down");
+}

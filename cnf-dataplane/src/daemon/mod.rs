@@ -415,6 +415,16 @@ fn refuse_foreign(ifaces: &[String], dir: &Path) -> Result<(), ApplyError> {
     Ok(())
 }
 
+/// Sidecar mode (`spec.target`): the chain's ingress interface is the pod's own, so its TC egress also runs
+/// the program that records the flows the pod opens, whose replies a stateful firewall then admits
+/// (`engine/egress.rs`, docs/security.md). Dedicated chain pods attach nothing there.
+fn sidecar_egress(engine: &mut Engine, spec: &VNFChainSpec) -> Result<(), EngineError> {
+    if spec.target.is_some() {
+        engine.attach_egress(spec.interfaces.ingress.as_str())?;
+    }
+    Ok(())
+}
+
 /// Loads the engine for `hook` and attaches it to every interface; `auto` falls back from XDP to TC when
 /// XDP cannot attach to some interface (one engine serves all interfaces so NAT/LB see both directions).
 fn load_attached(
@@ -518,6 +528,7 @@ impl Dataplane {
         // then this daemon's, removed on exit)
         let pins = (opts.on_exit == OnExit::Keep || kept_before).then_some(dir.as_path());
         let (mut engine, attachments) = load_attached(&chain.spec, &plan.kernel, pins)?;
+        sidecar_egress(&mut engine, &chain.spec)?;
         offload::fix_veth_checksums(attachments.iter().map(|a| a.interface.as_str()));
         // the engine detaches when dropped, so an error here leaves nothing attached
         let tiers = match &plan.userspace {
@@ -671,6 +682,11 @@ impl Dataplane {
             return Err(unusable("the user-space functions changed".into()));
         }
         let (mut engine, infos) = Engine::adopt(dir, rec, &kept_plan.kernel)?;
+        if let Err(e) = sidecar_egress(&mut engine, &owner.spec) {
+            // the kept chain stays as it was
+            let _ = engine.keep();
+            return Err(e.into());
+        }
         let attachments: Vec<Attachment> = infos
             .into_iter()
             .map(|i| Attachment::from_info(i, owner.spec.dataplane.hook))
@@ -873,6 +889,15 @@ impl Dataplane {
             })
             .collect();
         let applied = self.engine.apply(&plan.kernel)?;
+        if spec.target.is_some() != self.spec.target.is_some() {
+            let egress = match spec.target {
+                Some(_) => sidecar_egress(&mut self.engine, spec),
+                None => self.engine.detach_egress(),
+            };
+            if let Err(e) = egress {
+                log::warn!("sidecar mode's TC egress: {e}");
+            }
+        }
         self.generations.record(generation, digest);
         self.spec = spec.clone();
         self.functions = running_functions(spec, &plan, &applied.instances);

@@ -547,6 +547,21 @@ pub struct Engine {
     /// Last firewall policy version written (`vnf_fw_cfg.version`); every configuration written gets a
     /// higher one, so conntrack entries stamped under an earlier policy are re-checked.
     policy_version: u32,
+    // h-egress: sidecar mode's TC egress attachments (engine/egress.rs)
+    egress: super::egress::EgressLinks,
+}
+
+// h-egress: what engine/egress.rs needs of the engine
+impl Engine {
+    pub(super) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+    pub(super) fn egress_links(&self) -> &super::egress::EgressLinks {
+        &self.egress
+    }
+    pub(super) fn egress_links_mut(&mut self) -> &mut super::egress::EgressLinks {
+        &mut self.egress
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -1110,6 +1125,7 @@ impl Engine {
             modes: Vec::new(),
             pins: None,
             policy_version,
+            egress: Default::default(), // h-egress
         })
     }
 
@@ -2668,6 +2684,7 @@ impl Engine {
     /// Detaches the entry program from every interface (also happens when
     /// the engine is dropped).
     pub fn detach(&mut self) -> Result<()> {
+        self.detach_egress()?; // h-egress: sidecar mode's TC egress goes too
         self.modes.clear();
         while let Some((_, link)) = self.links.pop() {
             if let Link::Pinned { link, path } = link {

@@ -5,6 +5,7 @@ mod batch;
 pub mod config;
 pub mod control;
 pub mod diagnose;
+pub mod egress;
 pub mod error;
 pub mod firewall;
 pub mod loader;

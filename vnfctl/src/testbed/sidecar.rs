@@ -13,6 +13,9 @@
 //! - **The rest of the layout** is the dedicated one-armed layout (clients, addresses, routes, flows), but the CNF
 //!   namespace only routes (kernel forwarding, no chain): it stands for the cluster network between the
 //!   clients and the pods.
+//! - **Services** (DNAT destinations, load-balancer VIPs): the router sends each service address to the pod of its
+//!   first target, as a cluster's Service sends it to a pod; the pod's chain translates on ingress and its TC
+//!   egress translates the replies back (cnf-dataplane attaches it in sidecar mode).
 //! - The testbed's counters ([`super::Testbed::scrape_metrics`]) are the sum over the pods' sidecars.
 //! - A pod has one interface: `interfaces.egress` and secondary networks are refused, as is a forwarder that
 //!   redirects (it would need a second interface in the pod).
@@ -106,6 +109,7 @@ impl Testbed {
         tmp: &Path,
         opts: &TestbedOptions,
     ) -> Result<(), TestbedError> {
+        self.route_services_to_pods()?;
         let pods: Vec<(String, String, String)> = self
             .state
             .plan
@@ -156,6 +160,40 @@ impl Testbed {
             self.state.dataplane_log = Some(first.log.clone());
         }
         self.step()
+    }
+
+    /// The router (the CNF namespace) sends each service address (a DNAT destination, a load-balancer VIP) to
+    /// the pod of its first target, as a cluster's Service sends it to a pod: the chain in that pod translates it
+    /// on ingress and its TC egress translates the replies back. Routes live in the CNF namespace and go with it.
+    fn route_services_to_pods(&mut self) -> Result<(), TestbedError> {
+        let cnf = self.state.plan.cnf_netns.clone();
+        let mut done = std::collections::BTreeSet::new();
+        for svc in &self.state.plan.services {
+            let Some((to, _)) = svc.targets.first() else {
+                continue;
+            };
+            if svc.address == *to || !done.insert(svc.address) {
+                continue;
+            }
+            let (fam, host) = match svc.address {
+                std::net::IpAddr::V4(a) => ("-4", format!("{a}/32")),
+                std::net::IpAddr::V6(a) => ("-6", format!("{a}/128")),
+            };
+            pktgen::netns::run(
+                "ip",
+                &[
+                    fam,
+                    "-n",
+                    &cnf,
+                    "route",
+                    "add",
+                    &host,
+                    "via",
+                    &to.to_string(),
+                ],
+            )?;
+        }
+        Ok(())
     }
 
     /// The sidecars of a sidecar-mode testbed (empty in dedicated mode).

@@ -242,6 +242,8 @@ struct PodView {
     endpoint: Option<PodEndpoint>,
     not_ready: Option<String>,
     current_template: bool,
+    /// A workload pod the webhook injected (`spec.target`): only its owner's rollout renews its sidecar.
+    injected: bool,
     /// The command that restarts it ([`roll_command`]).
     roll: String,
 }
@@ -324,6 +326,7 @@ async fn pods_in(
                 endpoint,
                 not_ready,
                 current_template,
+                injected: chain.spec.target.is_some(),
                 roll,
             }
         })
@@ -354,6 +357,11 @@ async fn observe(
         };
         // A pod of an older template runs an older image or interface set: never counted as current.
         let sidecar = match sidecar {
+            Ok(st) if !p.current_template && p.injected => Err(format!(
+                "its sidecar is outdated (injected from an older template of the chain: image, interfaces, \
+                 probes or certificates changed), it runs generation {}; restart the pod: {}",
+                st.applied_generation, p.roll
+            )),
             Ok(st) if !p.current_template => Err(format!(
                 "pod template is outdated (rollout in progress), it runs generation {}",
                 st.applied_generation

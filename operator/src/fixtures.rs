@@ -354,6 +354,25 @@ mod tests {
             m.contains("1 selected pod(s) run without the sidecar"),
             "{m}"
         );
+        // A new image makes the injected sidecar outdated: only the owner's rollout renews it, so the status
+        // says so with the command (a dedicated chain's Deployment rolls by itself).
+        let mut c2 = c.clone();
+        c2.spec.dataplane.image = Some("registry.local/cnf-dataplane:next".into());
+        h.reconcile(&c2).await;
+        let outdated = h
+            .status()
+            .attachments
+            .into_iter()
+            .find(|a| a.pod == "web-7d9f8-new")
+            .and_then(|a| a.error)
+            .unwrap_or_default();
+        assert!(
+            outdated.contains("its sidecar is outdated")
+                && outdated
+                    .contains("restart the pod: kubectl -n default rollout restart deployment/web"),
+            "{outdated}"
+        );
+        assert_eq!(h.condition("Ready").0, "False");
         // Deletion detaches the chain live from the injected pod.
         let calls = h.delete(&c).await;
         assert!(

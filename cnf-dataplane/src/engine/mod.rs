@@ -7,6 +7,7 @@ pub mod control;
 pub mod diagnose;
 pub mod error;
 pub mod firewall;
+pub mod fragreplay;
 pub mod loader;
 pub mod maglev;
 pub mod objects;

@@ -506,7 +506,11 @@ fn the_fragment_park_is_bounded_and_expires() {
         for f in &one[1..=PARK_PER_DGRAM + 2] {
             c.drop(f, "a fragment overtaking its first");
         }
-        assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_PER_DGRAM as u64, "{hook:?}");
+        assert_eq!(
+            c.dropped(reason::FRAG_PARKED),
+            PARK_PER_DGRAM as u64,
+            "{hook:?}"
+        );
         assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2);
         // a flood of orphans, one per datagram: the park fills and holds
         let flood = PARK_MAX - PARK_PER_DGRAM + 20;

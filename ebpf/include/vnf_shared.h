@@ -77,7 +77,7 @@ enum vnf_reason {
 	VNF_R_FRAG_UNKNOWN = 15, /* non-first fragment whose first fragment was not seen */
 	VNF_R_NON_IP = 16, /* non-IP frame whose EtherType the chain does not allow */
 	VNF_R_FRAG_PARKED = 17, /* non-first fragment held back until its first one
-				   arrives (TC): replayed through the chain, or expired */
+				   arrives: replayed through the chain, or expired */
 	VNF_R_FRAG_EXPIRED = 18, /* a parked fragment whose first fragment never came */
 };
 _Static_assert(VNF_R_FRAG_EXPIRED + 1 == VNF_NR_REASONS, "a counter slot per reason");

@@ -27,8 +27,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aya::Ebpf;
-use aya::maps::{HashMap as BpfHashMap, Map, MapData, RingBuf};
 use aya::Pod;
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, RingBuf};
 use buildvnf_ebpf::test_run::{TestRun, XDP_LIVE_FRAMES, test_run, xdp_md};
 use log::{debug, warn};
 
@@ -196,7 +196,9 @@ impl Worker {
                     // SAFETY: the item holds at least size_of::<FragEvent>() bytes written by the
                     // entry program as a `struct vnf_frag_event`; read_unaligned copies them out
                     // (every bit pattern is a valid FragEvent).
-                    batch.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FragEvent>()) });
+                    batch.push(unsafe {
+                        std::ptr::read_unaligned(item.as_ptr().cast::<FragEvent>())
+                    });
                 }
             }
             for ev in batch {

@@ -33,6 +33,22 @@ struct TestAttr {
     _pad: u32,
 }
 
+/// The input context of an XDP test run, `struct xdp_md` (uapi/linux/bpf.h: data, data_end,
+/// data_meta, ingress_ifindex, rx_queue_index, egress_ifindex) as bytes for [`TestRun::ctx_in`]:
+/// the program sees the frame as received on queue `rx_queue` of interface `ingress_ifindex` (in the
+/// caller's network namespace; in live-frames mode the verdict acts there). The kernel wants
+/// data_end == the frame length and no metadata (net/bpf/test_run.c, bpf_prog_test_run_xdp).
+pub fn xdp_md(ingress_ifindex: u32, rx_queue: u32, frame_len: u32) -> [u8; 24] {
+    let mut ctx = [0u8; 24];
+    for (i, v) in [0, frame_len, 0, ingress_ifindex, rx_queue, 0]
+        .into_iter()
+        .enumerate()
+    {
+        ctx[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    ctx
+}
+
 /// One test run.
 #[derive(Debug, Default)]
 pub struct TestRun<'a> {

@@ -136,15 +136,10 @@ fn v6(tags: &[(u16, u16)], exts: &[u8], proto: u8, l4: &[u8]) -> Vec<u8> {
     pad60(f)
 }
 
-/// The reason a fragment of a datagram not seen yet is dropped with: TC parks it until its first
-/// fragment comes (`fragment_parked`; PROG_TEST_RUN runs on loopback, where nothing is released, see
-/// `ebpf/lib/fragpark.h`), XDP drops it (`fragment_unknown_flow`).
-fn unknown_flow(hook: Hook) -> usize {
-    match hook {
-        Hook::Tc => reason::FRAG_PARKED,
-        Hook::Xdp => reason::FRAG_UNKNOWN,
-    }
-}
+/// The reason a fragment of a datagram not seen yet is dropped with: both hooks park it until its
+/// first fragment comes (`fragment_parked`; PROG_TEST_RUN runs on loopback, where nothing is
+/// released, see `ebpf/lib/fragpark.h`).
+const UNKNOWN_FLOW: usize = reason::FRAG_PARKED;
 
 fn syn(dport: u16) -> Vec<u8> {
     tcp(40000, dport, 5, 0x02, b"")
@@ -329,7 +324,7 @@ fn later_fragments_on_a_denied_port_are_dropped() {
         c.drop(&orphan[1], "IPv4 fragment of an unknown datagram");
         let orphan6 = fragments6(&[], (A6, B6), &[], UDP, 202, &seg, &[16]);
         c.drop(&orphan6[1], "IPv6 fragment of an unknown datagram");
-        assert_eq!(c.dropped(unknown_flow(hook)), 2, "{hook:?}");
+        assert_eq!(c.dropped(UNKNOWN_FLOW), 2, "{hook:?}");
         assert_eq!(
             c.dropped(reason::FW_RULE),
             6,
@@ -384,7 +379,7 @@ fn allowed_fragmented_udp_is_delivered() {
         c.pass(&frags[0], "first fragment");
         c.pass(&frags[1], "middle fragment after the first");
         c.pass(&frags[2], "the last fragment again, after the first");
-        assert_eq!(c.dropped(unknown_flow(hook)), 1, "{hook:?}");
+        assert_eq!(c.dropped(UNKNOWN_FLOW), 1, "{hook:?}");
     }
 }
 
@@ -494,47 +489,54 @@ fn non_ip_traffic_is_chosen_per_chain() {
     }
 }
 
-/// The park of fragments that overtake their first one (TC, docs/security.md section 4) is bounded:
-/// at most `PARK_PER_DGRAM` frames per datagram and `PARK_MAX` in all, the rest dropped as
+/// The park of fragments that overtake their first one (both hooks, docs/security.md section 4) is
+/// bounded: at most `PARK_PER_DGRAM` frames per datagram and `PARK_MAX` in all, the rest dropped as
 /// `fragment_unknown_flow`; parked frames past the timeout are reclaimed (`fragment_expired`) when the
-/// park is full. PROG_TEST_RUN runs on loopback, where frames are parked but never released.
+/// park is full. PROG_TEST_RUN runs on loopback, where frames are parked but never released (the sweep
+/// of a live XDP chain: `live_xdp_delivers_reordered_allowed_fragments_and_never_denied_ones`).
 #[test]
 fn the_fragment_park_is_bounded_and_expires() {
     if !privileged() {
         return;
     }
-    let c = Chain::new(Hook::Tc, allow_list(), None);
-    let dns = udp(5353, 53, None, &[0x44; 200]);
-    let one = fragments4(&[], A4, B4, UDP, 1, &dns, &[16; 12]);
-    for f in &one[1..=PARK_PER_DGRAM + 2] {
-        c.drop(f, "a fragment overtaking its first");
+    for hook in HOOKS {
+        let c = Chain::new(hook, allow_list(), None);
+        let dns = udp(5353, 53, None, &[0x44; 200]);
+        let one = fragments4(&[], A4, B4, UDP, 1, &dns, &[16; 12]);
+        for f in &one[1..=PARK_PER_DGRAM + 2] {
+            c.drop(f, "a fragment overtaking its first");
+        }
+        assert_eq!(
+            c.dropped(reason::FRAG_PARKED),
+            PARK_PER_DGRAM as u64,
+            "{hook:?}"
+        );
+        assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2);
+        // a flood of orphans, one per datagram: the park fills and holds
+        let flood = PARK_MAX - PARK_PER_DGRAM + 20;
+        for id in 0..flood {
+            let frags = fragments4(&[], A4, B4, UDP, 2 + id as u16, &dns, &[104]);
+            c.drop(&frags[1], "an orphan of the flood");
+        }
+        assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_MAX as u64);
+        assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2 + 20);
+        assert_eq!(c.dropped(reason::FRAG_EXPIRED), 0);
+        // control: allowed traffic still passes while the park is full
+        c.pass(
+            &v4(&[], UDP, &udp(1, 53, None, b"q")),
+            "unfragmented UDP/53",
+        );
+        for f in fragments4(&[], A4, B4, UDP, 5000, &dns, &[104]) {
+            c.pass(&f, "an in-order allowed datagram");
+        }
+        // past the timeout (1 s), the next orphan reclaims the expired frames and is parked
+        std::thread::sleep(Duration::from_millis(1300));
+        let frags = fragments4(&[], A4, B4, UDP, 6000, &dns, &[104]);
+        c.drop(&frags[1], "an orphan after the timeout");
+        assert_eq!(c.dropped(reason::FRAG_EXPIRED), PARK_MAX as u64);
+        assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_MAX as u64 + 1);
+        assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2 + 20);
     }
-    assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_PER_DGRAM as u64);
-    assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2);
-    // a flood of orphans, one per datagram: the park fills and holds
-    let flood = PARK_MAX - PARK_PER_DGRAM + 20;
-    for id in 0..flood {
-        let frags = fragments4(&[], A4, B4, UDP, 2 + id as u16, &dns, &[104]);
-        c.drop(&frags[1], "an orphan of the flood");
-    }
-    assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_MAX as u64);
-    assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2 + 20);
-    assert_eq!(c.dropped(reason::FRAG_EXPIRED), 0);
-    // control: allowed traffic still passes while the park is full
-    c.pass(
-        &v4(&[], UDP, &udp(1, 53, None, b"q")),
-        "unfragmented UDP/53",
-    );
-    for f in fragments4(&[], A4, B4, UDP, 5000, &dns, &[104]) {
-        c.pass(&f, "an in-order allowed datagram");
-    }
-    // past the timeout (1 s), the next orphan reclaims the expired frames and is parked
-    std::thread::sleep(Duration::from_millis(1300));
-    let frags = fragments4(&[], A4, B4, UDP, 6000, &dns, &[104]);
-    c.drop(&frags[1], "an orphan after the timeout");
-    assert_eq!(c.dropped(reason::FRAG_EXPIRED), PARK_MAX as u64);
-    assert_eq!(c.dropped(reason::FRAG_PARKED), PARK_MAX as u64 + 1);
-    assert_eq!(c.dropped(reason::FRAG_UNKNOWN), 2 + 20);
 }
 
 #[test]

@@ -31,7 +31,7 @@
 #define VNF_MON_CLASSES 8
 #define VNF_CT_MAX 65536
 #define VNF_FRAG_MAX 16384 /* fragmented datagrams tracked at once (LRU) */
-#define VNF_PARK_MAX 1024 /* fragments parked at once, all datagrams (TC) */
+#define VNF_PARK_MAX 1024 /* fragments parked at once, all datagrams */
 #define VNF_PARK_PER_DGRAM 8 /* fragments parked per datagram */
 #define VNF_PARK_BYTES 1536 /* longest frame parked (Ethernet MTU 1500 + headers) */
 #define VNF_RL_MAX 65536
@@ -77,7 +77,7 @@ enum vnf_reason {
 	VNF_R_FRAG_UNKNOWN = 15, /* non-first fragment whose first fragment was not seen */
 	VNF_R_NON_IP = 16, /* non-IP frame whose EtherType the chain does not allow */
 	VNF_R_FRAG_PARKED = 17, /* non-first fragment held back until its first one
-				   arrives (TC): replayed through the chain, or expired */
+				   arrives: replayed through the chain, or expired */
 	VNF_R_FRAG_EXPIRED = 18, /* a parked fragment whose first fragment never came */
 };
 _Static_assert(VNF_R_FRAG_EXPIRED + 1 == VNF_NR_REASONS, "a counter slot per reason");
@@ -343,10 +343,19 @@ struct vnf_park_val {
 	__u32 len; /* bytes of data used */
 	__u32 state; /* state id of the firewall that parked it (its counters) */
 	__u32 vlan; /* TC: skb vlan_present << 16 | vlan_tci when parked */
-	__u32 _pad;
+	__u32 ifindex; /* interface the frame came in on */
 	__u8 data[VNF_PARK_BYTES];
 };
 _Static_assert(sizeof(struct vnf_park_val) == 24 + VNF_PARK_BYTES, "vnf_park_val size");
+
+/* Ring buffer "vnf_frag_events" (XDP): the first fragment of a datagram with
+ * parked frames arrived; user space replays them (lib/fragpark.h). */
+struct vnf_frag_event {
+	struct vnf_frag_key dgram;
+	__u32 ifindex; /* where the first fragment came in */
+	__u32 rx_queue;
+};
+_Static_assert(sizeof(struct vnf_frag_event) == 48, "vnf_frag_event size");
 
 /* ---- forwarder ----------------------------------------------------------- */
 enum vnf_fwd_mode {

@@ -367,7 +367,7 @@ static __always_inline int chain_entry(vnf_ctx_t *ctx)
 		return VNF_ACT_PASS;
 
 	rc = vnf_parse(ctx, &pkt);
-	/* a first fragment releases its datagram's parked fragments (TC) */
+	/* a first fragment releases its datagram's parked fragments */
 	if (pkt.frag == VNF_FRAG_FIRST && rc == VNF_PARSE_OK &&
 	    vnf_frag_release(ctx, &pkt))
 		return VNF_ACT_DROP;

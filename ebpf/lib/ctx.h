@@ -82,6 +82,20 @@ static __always_inline int ctx_redirect(vnf_ctx_t *ctx, __u32 instance,
 	(void)ifindex;
 	return bpf_redirect_map(&vnf_devmap, instance, XDP_DROP);
 }
+
+/* Copy len bytes of the frame from offset off into buf. */
+static __always_inline long ctx_load_bytes(vnf_ctx_t *ctx, __u32 off,
+					   void *buf, __u32 len)
+{
+	return bpf_xdp_load_bytes(ctx, off, buf, len);
+}
+
+/* The VLAN tag the hook took out of the frame (none: XDP sees tags in it). */
+static __always_inline __u32 ctx_vlan(vnf_ctx_t *ctx)
+{
+	(void)ctx;
+	return 0;
+}
 #endif /* VNF_HOOK_XDP */
 
 #ifdef VNF_HOOK_TC
@@ -133,6 +147,18 @@ static __always_inline int ctx_redirect(vnf_ctx_t *ctx, __u32 instance,
 	(void)ctx;
 	(void)instance;
 	return bpf_redirect(ifindex, 0);
+}
+
+static __always_inline long ctx_load_bytes(vnf_ctx_t *ctx, __u32 off,
+					   void *buf, __u32 len)
+{
+	return bpf_skb_load_bytes(ctx, off, buf, len);
+}
+
+/* The VLAN tag the device took out of the frame: present << 16 | TCI. */
+static __always_inline __u32 ctx_vlan(vnf_ctx_t *ctx)
+{
+	return ctx->vlan_present ? (1u << 16) | (ctx->vlan_tci & 0xffff) : 0;
 }
 #endif /* VNF_HOOK_TC */
 

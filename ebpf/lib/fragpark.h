@@ -1,27 +1,35 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * fragpark.h - fragments that overtake their first fragment (TC hook).
+ * fragpark.h - fragments that overtake their first fragment.
  *
  * A non-first fragment carries no ports, so its verdict is its datagram's,
  * known only once the first fragment has been parsed (lib/parse.h,
- * vnf_frags).  When a later fragment arrives first, a firewall on the TC
- * hook *parks* it: the frame is copied into the hash vnf_frag_park (bounded:
- * VNF_PARK_MAX frames of at most VNF_PARK_BYTES, VNF_PARK_PER_DGRAM per
- * datagram, VNF_PARK_TIMEOUT_NS) and the original is dropped (reason
+ * vnf_frags).  When a later fragment arrives first, a firewall *parks* it:
+ * the frame is copied into the hash vnf_frag_park (bounded: VNF_PARK_MAX
+ * frames of at most VNF_PARK_BYTES, VNF_PARK_PER_DGRAM per datagram,
+ * VNF_PARK_TIMEOUT_NS) and the original is dropped (reason
  * fragment_parked).  When the first fragment arrives, the entry *releases*
- * the datagram's parked frames: each is written into the skb in turn and
- * cloned back into the interface's ingress (bpf_clone_redirect with
- * BPF_F_INGRESS), then the first fragment is restored and goes on through
- * the chain.  A released frame runs the whole chain again, like any frame:
- * its datagram is now known, so it gets the datagram's verdict (denied
- * datagrams stay denied; nothing is passed on the strength of parking).
+ * the datagram's parked frames into the interface's ingress:
+ *
+ *  - TC: each is written into the skb in turn and cloned back into the
+ *    ingress (bpf_clone_redirect with BPF_F_INGRESS), then the first
+ *    fragment is restored and goes on through the chain;
+ *  - XDP cannot emit a frame it did not receive: the entry tells user space
+ *    (an event in the ring buffer vnf_frag_events: datagram, interface, rx
+ *    queue), which takes the parked frames out of the park and runs each
+ *    through the entry program with BPF_PROG_TEST_RUN in live-frames mode
+ *    on that interface (cnf-dataplane engine/fragreplay.rs), so its verdict
+ *    acts as a received frame's would (XDP_PASS: into the stack).
+ *
+ * A released frame runs the whole chain again, like any frame: its datagram
+ * is now known, so it gets the datagram's verdict (denied datagrams stay
+ * denied; nothing is passed on the strength of parking).
  *
  * Fail closed: a frame that cannot be parked (too long, bounds reached) is
  * dropped as fragment_unknown_flow; a parked frame older than the timeout
  * is deleted and counted fragment_expired (when met by a release, or by the
- * reclaim that runs when the map is full).  XDP cannot emit a frame it did
- * not receive, so an XDP chain drops fragments that overtake their first
- * one (docs/security.md, section 4).
+ * reclaim that runs when the map is full, and on XDP by the sweep user
+ * space runs every 100 ms: vnf_frag_sweep in xdp_chain.c).
  */
 #ifndef VNF_FRAGPARK_H
 #define VNF_FRAGPARK_H
@@ -55,16 +63,9 @@ struct {
 	__type(value, struct vnf_park_val);
 } vnf_park_buf SEC(".maps");
 
-#ifdef VNF_HOOK_TC
-
-/* Loopback: BPF_PROG_TEST_RUN runs TC programs on it; nothing is released
- * there (a chain is never attached to lo). */
+/* Loopback: BPF_PROG_TEST_RUN runs programs on it without a context;
+ * nothing is released there (a chain is never attached to lo). */
 #define VNF_LOOPBACK_IFINDEX 1
-
-static __always_inline __u32 vnf_park_vlan(vnf_ctx_t *ctx)
-{
-	return ctx->vlan_present ? (1u << 16) | (ctx->vlan_tci & 0xffff) : 0;
-}
 
 static __always_inline void vnf_park_count_expired(__u32 state)
 {
@@ -128,7 +129,7 @@ static __always_inline int vnf_frag_park_frame(vnf_ctx_t *ctx,
 	struct vnf_park_key pk = {};
 	struct vnf_park_val *v;
 	__u64 now = vnf_flow_clock();
-	__u32 len = vnf_park_len(ctx->len), zero = 0, seq;
+	__u32 len = vnf_park_len(ctx_len(ctx)), zero = 0, seq;
 
 	if (!len)
 		return 0;
@@ -154,13 +155,13 @@ static __always_inline int vnf_frag_park_frame(vnf_ctx_t *ctx,
 	if (seq >= VNF_PARK_PER_DGRAM)
 		return 0;
 	pk.seq = seq;
-	if (bpf_skb_load_bytes(ctx, 0, v->data, len) < 0)
+	if (ctx_load_bytes(ctx, 0, v->data, len) < 0)
 		return 0;
 	v->parked_ns = now;
 	v->len = len;
 	v->state = state;
-	v->vlan = vnf_park_vlan(ctx);
-	v->_pad = 0;
+	v->vlan = ctx_vlan(ctx);
+	v->ifindex = ctx_ifindex(ctx);
 	if (bpf_map_update_elem(&vnf_frag_park, &pk, v, BPF_NOEXIST)) {
 		vnf_park_reclaim(now);
 		if (bpf_map_update_elem(&vnf_frag_park, &pk, v, BPF_NOEXIST))
@@ -176,6 +177,8 @@ static __always_inline int vnf_frag_park_frame(vnf_ctx_t *ctx,
 	}
 	return 1;
 }
+
+#ifdef VNF_HOOK_TC
 
 /* Writes len bytes of buf over the frame in ctx (resizing it). */
 static __always_inline int vnf_park_write(vnf_ctx_t *ctx, __u8 *buf, __u32 len)
@@ -214,7 +217,7 @@ static __always_inline int vnf_frag_release(vnf_ctx_t *ctx,
 		return 0; /* the parked frames stay until they expire */
 	if (bpf_skb_load_bytes(ctx, 0, save->data, len) < 0)
 		return 0;
-	vlan = vnf_park_vlan(ctx);
+	vlan = ctx_vlan(ctx);
 
 	for (i = 0; i < VNF_PARK_PER_DGRAM; i++) {
 		struct vnf_park_val *v;
@@ -240,24 +243,46 @@ static __always_inline int vnf_frag_release(vnf_ctx_t *ctx,
 	return 0;
 }
 
-#else /* XDP: no parking */
+#else /* XDP: user space replays the parked frames */
 
-static __always_inline int vnf_frag_park_frame(vnf_ctx_t *ctx,
-					       const struct vnf_pkt *p,
-					       __u32 state)
-{
-	(void)ctx;
-	(void)p;
-	(void)state;
-	return 0;
-}
+/* Datagrams whose first fragment arrived while frames of theirs were
+ * parked (struct vnf_frag_event), read by cnf-dataplane's replay. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 * 1024);
+} vnf_frag_events SEC(".maps");
 
+/* The first fragment in ctx (parsed into p, recorded in vnf_frags): if
+ * frames of its datagram are parked, tell user space, which replays them
+ * (they expire if the event is lost).  Always 0: the first fragment goes
+ * on through the chain untouched. */
 static __always_inline int vnf_frag_release(vnf_ctx_t *ctx,
 					    const struct vnf_pkt *p)
 {
-	(void)ctx;
-	(void)p;
+	struct vnf_frag_event *e;
+	struct vnf_frag_key k;
+
+	vnf_frag_key_of(&k, p);
+	if (!bpf_map_lookup_elem(&vnf_frag_pend, &k))
+		return 0;
+	bpf_map_delete_elem(&vnf_frag_pend, &k);
+	if (ctx->ingress_ifindex == VNF_LOOPBACK_IFINDEX)
+		return 0; /* the parked frames stay until they expire */
+	e = bpf_ringbuf_reserve(&vnf_frag_events, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	e->dgram = k;
+	e->ifindex = ctx->ingress_ifindex;
+	e->rx_queue = ctx->rx_queue_index;
+	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+/* The sweep (run by user space): parked frames past the timeout go. */
+static __always_inline int vnf_frag_sweep_body(void)
+{
+	vnf_park_reclaim(vnf_flow_clock());
+	return XDP_DROP;
 }
 
 #endif /* VNF_HOOK_TC */

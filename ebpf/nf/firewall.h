@@ -252,7 +252,7 @@ static __always_inline void fw_ct_open(__u32 state, const struct vnf_fw_cfg *cfg
 static __always_inline int fw_unparsed(vnf_ctx_t *ctx, const struct vnf_pkt *p,
 				       int rc, struct vnf_scratch *s)
 {
-	/* a fragment that overtook its first one waits for it (TC, fragpark.h) */
+	/* a fragment that overtook its first one waits for it (fragpark.h) */
 	if (rc == VNF_PARSE_FRAG_UNKNOWN && vnf_frag_park_frame(ctx, p, s->state)) {
 		s->reason = VNF_R_FRAG_PARKED;
 		return VNF_ACT_DROP;

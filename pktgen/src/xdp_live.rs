@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 
 use aya::Ebpf;
 use aya::maps::Array;
-use buildvnf_ebpf::test_run::{TestRun, XDP_LIVE_FRAMES, test_run};
+use buildvnf_ebpf::test_run::{TestRun, XDP_LIVE_FRAMES, test_run, xdp_md};
 use serde::Serialize;
 
 use crate::clock::monotonic_ns;
@@ -126,14 +126,9 @@ pub fn run_xdp_live(cfg: &XdpLiveConfig) -> Result<XdpLiveSummary, Error> {
         buildvnf_ebpf::load_xdp(&mut ebpf, "pktgen_live").map_err(bpf_err("pktgen_live.o"))?;
     let prog = prog.fd().map_err(bpf_err("pktgen_live fd"))?;
 
-    // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex }:
-    // the kernel wants data_end == the frame length and no metadata.
     let frame_len =
         u32::try_from(frame.len()).map_err(|_| Error::Config("frame too large".into()))?;
-    let ctx: Vec<u8> = [0, frame_len, 0, ifindex, 0, 0]
-        .iter()
-        .flat_map(|v: &u32| v.to_ne_bytes())
-        .collect();
+    let ctx = xdp_md(ifindex, 0, frame_len);
     let start = monotonic_ns();
     let mut done = 0u64;
     while done < cfg.count {

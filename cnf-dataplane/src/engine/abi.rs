@@ -91,7 +91,7 @@ pub mod reason {
     pub const FRAG_UNKNOWN: usize = 15;
     /// A non-IP frame whose EtherType the chain does not allow (`spec.nonIp`).
     pub const NON_IP: usize = 16;
-    /// A non-first fragment held back until its first fragment arrives (TC): replayed through the
+    /// A non-first fragment held back until its first fragment arrives: replayed through the
     /// chain then (and counted again by its verdict), or expired.
     pub const FRAG_PARKED: usize = 17;
     /// A parked fragment whose first fragment did not come within the park timeout.

@@ -318,6 +318,7 @@ fn map_names(hook: Hook) -> Vec<&'static str> {
     ];
     if hook == Hook::Xdp {
         names.extend(["vnf_devmap", "vnf_xsks", "vnf_if_flags"]);
+        names.push("vnf_frag_events"); // h-xdpfrag: first fragments with parked followers
     }
     names
 }
@@ -549,6 +550,8 @@ pub struct Engine {
     policy_version: u32,
     // h-egress: sidecar mode's TC egress attachments (engine/egress.rs)
     egress: super::egress::EgressLinks,
+    // h-xdpfrag: replay of parked fragments on XDP, started by the first attachment (engine/fragreplay.rs)
+    frag_replay: Option<super::fragreplay::FragReplay>,
 }
 
 // h-egress: what engine/egress.rs needs of the engine
@@ -1126,6 +1129,7 @@ impl Engine {
             pins: None,
             policy_version,
             egress: Default::default(), // h-egress
+            frag_replay: None,          // h-xdpfrag
         })
     }
 
@@ -2138,6 +2142,27 @@ impl Engine {
         })
     }
 
+    // h-xdpfrag: begin (engine/fragreplay.rs)
+    /// Starts the replay of parked fragments of an XDP engine (once; a TC engine releases them itself).
+    fn start_frag_replay(&mut self) -> Result<()> {
+        if self.hook != Hook::Xdp || self.frag_replay.is_some() {
+            return Ok(());
+        }
+        let entry = self
+            .prog_fds
+            .get(ENTRY)
+            .ok_or_else(|| EngineError::Missing(format!("program {ENTRY}")))?
+            .as_fd();
+        self.frag_replay = Some(super::fragreplay::FragReplay::start(&mut self.ebpf, entry)?);
+        Ok(())
+    }
+
+    /// The replay of parked fragments (XDP engines once attached).
+    pub fn frag_replay(&self) -> Option<&super::fragreplay::FragReplay> {
+        self.frag_replay.as_ref()
+    }
+    // h-xdpfrag: end
+
     /// A thread-safe runner for the entry program (see [`TestRunner`]).
     pub fn test_runner(&self) -> Result<TestRunner> {
         let fd = self
@@ -2239,6 +2264,7 @@ impl Engine {
         fallback_reasons: Vec<String>,
     ) -> Result<AttachInfo> {
         let link = self.pin_link(iface, link)?;
+        self.start_frag_replay()?; // h-xdpfrag
         self.links.push((iface.to_string(), link));
         self.modes.push((iface.to_string(), mode));
         Ok(AttachInfo {
@@ -2335,6 +2361,7 @@ impl Engine {
     /// was unusable, so this engine starts afresh): the link's program is replaced atomically.
     fn take_over(&mut self, iface: &str, path: &Path) -> Result<AttachInfo> {
         let link = self.replace_in_link(iface, path)?;
+        self.start_frag_replay()?; // h-xdpfrag
         let mode = match self.hook {
             Hook::Tc => "tc-ingress",
             Hook::Xdp if super::diagnose::native_xdp_blockers(iface).is_empty() => "xdp-native",
@@ -2515,6 +2542,7 @@ impl Engine {
         for l in &rec.links {
             let path = pin::path(dir, &pin::link_name(&l.iface));
             let link = e.replace_in_link(&l.iface, &path)?;
+            e.start_frag_replay()?; // h-xdpfrag
             let mode = mode_label(&l.mode).unwrap_or("xdp-native");
             e.links.push((l.iface.clone(), link));
             e.modes.push((l.iface.clone(), mode));

@@ -8,6 +8,7 @@ pub mod diagnose;
 pub mod egress;
 pub mod error;
 pub mod firewall;
+pub mod fragreplay;
 pub mod loader;
 pub mod maglev;
 pub mod objects;

@@ -188,14 +188,25 @@ impl Engine {
         fallback_reasons: Vec<String>,
     ) -> Result<AttachInfo> {
         let link = self.pin_link(iface, link)?;
+        Ok(self.record_link(iface, link, mode, fallback_reasons))
+    }
+
+    /// Adds an attachment to the engine's list.
+    pub(super) fn record_link(
+        &mut self,
+        iface: &str,
+        link: Link,
+        mode: &'static str,
+        fallback_reasons: Vec<String>,
+    ) -> AttachInfo {
         self.links.push((iface.to_string(), link));
         self.modes.push((iface.to_string(), mode));
-        Ok(AttachInfo {
+        AttachInfo {
             iface: iface.into(),
             hook: self.hook,
             mode,
             fallback_reasons,
-        })
+        }
     }
 
     /// Pins a link of a kept engine in its directory (a no-op for other engines).
@@ -252,17 +263,11 @@ impl Engine {
             Hook::Xdp if super::diagnose::native_xdp_blockers(iface).is_empty() => "xdp-native",
             Hook::Xdp => "xdp-generic",
         };
-        self.links.push((iface.to_string(), link));
-        self.modes.push((iface.to_string(), mode));
-        Ok(AttachInfo {
-            iface: iface.into(),
-            hook: self.hook,
-            mode,
-            fallback_reasons: vec![format!(
-                "took over the link kept in {} (its program replaced atomically)",
-                path.display()
-            )],
-        })
+        let why = format!(
+            "took over the link kept in {} (its program replaced atomically)",
+            path.display()
+        );
+        Ok(self.record_link(iface, link, mode, vec![why]))
     }
 
     /// Interfaces the engine is attached to.

@@ -20,7 +20,7 @@ use super::attach::Link;
 use super::classifier;
 use super::config::{ChainConfig, FunctionConfig, FunctionKind, LbConfig};
 use super::error::{EngineError, Result};
-use super::maps::{ChainMaps, PrefixKeys, ignore_missing};
+use super::maps::{Bundle, ChainMaps, PrefixKeys, ignore_missing};
 use super::nf::{self, Functions, NetworkFunction, Prepared};
 use super::objects;
 use super::pin::Pins;

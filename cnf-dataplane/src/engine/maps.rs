@@ -16,6 +16,14 @@ use super::control::{CtlCfg, CtlKey};
 use super::error::{EngineError, Result};
 use super::loader::Hook;
 
+/// A set of maps declared with [`map_bundle!`].
+pub(crate) trait Bundle: Sized {
+    /// The names of the bundle's maps on `hook`.
+    fn names(hook: Hook) -> Vec<&'static str>;
+    /// Takes the bundle's maps out of a loaded object.
+    fn take(ebpf: &mut Ebpf, hook: Hook) -> Result<Self>;
+}
+
 /// Declares a bundle of maps: a struct with one field per map and, per map, an associated const
 /// holding its name in the eBPF object (the only place the name is written). Maps of the `xdp { … }`
 /// part exist only in the XDP object and are `Option`s (`None` on TC).
@@ -37,9 +45,10 @@ macro_rules! map_bundle {
         impl $name {
             $( pub(crate) const $cname: &'static str = $lit; )*
             $($( pub(crate) const $xcname: &'static str = $xlit; )*)?
+        }
 
-            /// The names of the bundle's maps on `hook`.
-            pub(crate) fn names(hook: $crate::engine::loader::Hook) -> Vec<&'static str> {
+        impl $crate::engine::maps::Bundle for $name {
+            fn names(hook: $crate::engine::loader::Hook) -> Vec<&'static str> {
                 let mut names: Vec<&'static str> = vec![$( Self::$cname, )*];
                 let xdp: &[&'static str] = &[$($( Self::$xcname, )*)?];
                 if hook == $crate::engine::loader::Hook::Xdp {
@@ -48,8 +57,7 @@ macro_rules! map_bundle {
                 names
             }
 
-            /// Takes the bundle's maps out of a loaded object.
-            pub(crate) fn take(
+            fn take(
                 ebpf: &mut aya::Ebpf,
                 hook: $crate::engine::loader::Hook,
             ) -> $crate::engine::error::Result<Self> {

@@ -605,14 +605,7 @@ impl Engine {
             let path = path(dir, &link_name(&l.iface));
             let link = e.replace_in_link(&l.iface, &path)?;
             let mode = mode_label(&l.mode).unwrap_or("xdp-native");
-            e.links.push((l.iface.clone(), link));
-            e.modes.push((l.iface.clone(), mode));
-            infos.push(AttachInfo {
-                iface: l.iface.clone(),
-                hook,
-                mode,
-                fallback_reasons: Vec::new(),
-            });
+            infos.push(e.record_link(&l.iface, link, mode, Vec::new()));
         }
         if let Some(p) = e.pins.as_mut() {
             p.armed = true;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::abi::{self, MonCounter, MonSample};
+use super::abi::{self, FnStats, MonCounter, MonSample};
 use super::error::{EngineError, Result};
 use super::loader::Engine;
 use super::maps::ChainMaps;
@@ -42,6 +42,20 @@ impl FunctionStats {
             *a += b;
         }
         sum_hist(&mut self.latency_hist, &other.latency_hist);
+    }
+}
+
+impl From<&FnStats> for FunctionStats {
+    /// One CPU's counters.
+    fn from(v: &FnStats) -> Self {
+        Self {
+            packets_in: v.pkts_in,
+            bytes_in: v.bytes_in,
+            passed: v.passed,
+            aux: v.aux,
+            dropped: v.dropped,
+            latency_hist: v.latency_hist,
+        }
     }
 }
 
@@ -115,14 +129,7 @@ impl Engine {
             .map_err(EngineError::map(ChainMaps::STATS))?;
         let mut s = FunctionStats::default();
         for v in per_cpu.iter() {
-            s.packets_in += v.pkts_in;
-            s.bytes_in += v.bytes_in;
-            s.passed += v.passed;
-            s.aux += v.aux;
-            for (a, b) in s.dropped.iter_mut().zip(&v.dropped) {
-                *a += b;
-            }
-            sum_hist(&mut s.latency_hist, &v.latency_hist);
+            s.add(&FunctionStats::from(v));
         }
         Ok(s)
     }

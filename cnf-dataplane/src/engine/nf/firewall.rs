@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use aya::Ebpf;
 use aya::maps::{Array, HashMap as BpfHashMap, IterableMap, LpmTrie, MapData, PerCpuArray};
 
 use super::NetworkFunction;
@@ -12,7 +11,6 @@ use crate::engine::batch;
 use crate::engine::config::FunctionKind;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::firewall::{self as compiler, CompiledFirewall};
-use crate::engine::loader::Hook;
 use crate::engine::maps::{self, PrefixKeys, Tries, first_fit, map_bundle};
 
 map_bundle! {
@@ -63,10 +61,10 @@ pub(crate) struct Firewall {
 impl NetworkFunction for Firewall {
     const KIND: u32 = abi::kind::FIREWALL;
     const PROGRAM: &'static str = "vnf_firewall";
+    type Maps = FirewallMaps;
     type Prepared = Box<CompiledFirewall>;
 
-    fn take(ebpf: &mut Ebpf, hook: Hook) -> Result<Self> {
-        let maps = FirewallMaps::take(ebpf, hook)?;
+    fn new(maps: FirewallMaps) -> Self {
         // a re-adopted chain's pinned configurations hold the highest version any live conntrack
         // entry can carry (each state's newest configuration was written last): continue above it
         let policy_version = (0..abi::MAX_INSTANCES)
@@ -74,17 +72,13 @@ impl NetworkFunction for Firewall {
             .map(|c| c.version)
             .max()
             .unwrap_or(0);
-        Ok(Self {
+        Self {
             maps,
             keys: HashMap::new(),
             priorities: HashMap::new(),
             regions: HashMap::new(),
             policy_version,
-        })
-    }
-
-    fn map_names(hook: Hook) -> Vec<&'static str> {
-        FirewallMaps::names(hook)
+        }
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<Self::Prepared>> {

@@ -1,14 +1,12 @@
 //! The forwarder (`ebpf/nf/forwarder.h`): MAC rewrite, TTL, and pass / TX / redirect / drop; the
 //! redirect target of an XDP chain sits in the devmap.
 
-use aya::Ebpf;
 use aya::maps::{Array, DevMap, MapData};
 
 use super::NetworkFunction;
 use crate::engine::abi::{self, FwdCfg};
 use crate::engine::config::{ForwardMode, ForwarderConfig, FunctionKind};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::loader::Hook;
 use crate::engine::maps::map_bundle;
 
 map_bundle! {
@@ -30,16 +28,11 @@ pub(crate) struct Forwarder {
 impl NetworkFunction for Forwarder {
     const KIND: u32 = abi::kind::FORWARDER;
     const PROGRAM: &'static str = "vnf_forwarder";
+    type Maps = ForwarderMaps;
     type Prepared = FwdCfg;
 
-    fn take(ebpf: &mut Ebpf, hook: Hook) -> Result<Self> {
-        Ok(Self {
-            maps: ForwarderMaps::take(ebpf, hook)?,
-        })
-    }
-
-    fn map_names(hook: Hook) -> Vec<&'static str> {
-        ForwarderMaps::names(hook)
+    fn new(maps: ForwarderMaps) -> Self {
+        Self { maps }
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<FwdCfg>> {

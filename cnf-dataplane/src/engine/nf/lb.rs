@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use aya::Ebpf;
 use aya::maps::{Array, IterableMap, MapData};
 
 use super::NetworkFunction;
@@ -11,7 +10,7 @@ use crate::engine::abi::{self, LbBackend, LbCfg};
 use crate::engine::batch;
 use crate::engine::config::{FunctionKind, LbConfig, MAX_MAGLEV_TABLE};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::loader::{Engine, Hook};
+use crate::engine::loader::Engine;
 use crate::engine::maglev;
 use crate::engine::maps::{first_fit, map_bundle};
 
@@ -40,17 +39,14 @@ pub(crate) struct LoadBalancer {
 impl NetworkFunction for LoadBalancer {
     const KIND: u32 = abi::kind::LB;
     const PROGRAM: &'static str = "vnf_lb";
+    type Maps = LbMaps;
     type Prepared = PreparedLb;
 
-    fn take(ebpf: &mut Ebpf, hook: Hook) -> Result<Self> {
-        Ok(Self {
-            maps: LbMaps::take(ebpf, hook)?,
+    fn new(maps: LbMaps) -> Self {
+        Self {
+            maps,
             regions: HashMap::new(),
-        })
-    }
-
-    fn map_names(hook: Hook) -> Vec<&'static str> {
-        LbMaps::names(hook)
+        }
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<PreparedLb>> {

@@ -10,6 +10,7 @@ use aya::Ebpf;
 use super::config::FunctionKind;
 use super::error::{EngineError, Result};
 use super::loader::Hook;
+use super::maps::Bundle;
 
 pub(crate) mod firewall;
 pub(crate) mod forwarder;
@@ -27,11 +28,12 @@ pub(crate) trait NetworkFunction: Sized {
     const PROGRAM: &'static str;
     /// The validated map values of one instance.
     type Prepared;
+    /// Its maps (declared with [`super::maps::map_bundle!`]).
+    type Maps: Bundle;
 
-    /// Takes the function's maps out of a loaded object (and reads what it needs from them).
-    fn take(ebpf: &mut Ebpf, hook: Hook) -> Result<Self>;
-    /// The names of the function's maps on `hook`.
-    fn map_names(hook: Hook) -> Vec<&'static str>;
+    /// The function around its maps (reading what it needs from them: a re-adopted chain's maps
+    /// hold state).
+    fn new(maps: Self::Maps) -> Self;
     /// Validates and encodes `kind` when it is this function's configuration (`None` otherwise).
     /// Touches no map: a chain is checked whole before anything is written.
     fn prepare(kind: &FunctionKind) -> Option<Result<Self::Prepared>>;
@@ -117,14 +119,14 @@ macro_rules! network_functions {
             /// Takes every function's maps out of a loaded object.
             pub(crate) fn take(ebpf: &mut Ebpf, hook: Hook) -> Result<Self> {
                 Ok(Self {
-                    $( $field: <$ty as NetworkFunction>::take(ebpf, hook)?, )*
+                    $( $field: <$ty as NetworkFunction>::new(Bundle::take(ebpf, hook)?), )*
                 })
             }
 
             /// The names of every function's maps on `hook`.
             pub(crate) fn map_names(hook: Hook) -> Vec<&'static str> {
                 let mut names = Vec::new();
-                $( names.extend(<$ty as NetworkFunction>::map_names(hook)); )*
+                $( names.extend(<<$ty as NetworkFunction>::Maps as Bundle>::names(hook)); )*
                 names
             }
 

@@ -3,14 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use aya::Ebpf;
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf};
 
 use super::NetworkFunction;
 use crate::engine::abi::{self, MonCfg, MonCounter, MonKey, MonSample};
 use crate::engine::config::{CountBy, FunctionKind};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::loader::Hook;
 use crate::engine::maps::{ignore_missing, map_bundle};
 
 map_bundle! {
@@ -31,16 +29,11 @@ pub(crate) struct Monitor {
 impl NetworkFunction for Monitor {
     const KIND: u32 = abi::kind::MONITOR;
     const PROGRAM: &'static str = "vnf_monitor";
+    type Maps = MonitorMaps;
     type Prepared = MonCfg;
 
-    fn take(ebpf: &mut Ebpf, hook: Hook) -> Result<Self> {
-        Ok(Self {
-            maps: MonitorMaps::take(ebpf, hook)?,
-        })
-    }
-
-    fn map_names(hook: Hook) -> Vec<&'static str> {
-        MonitorMaps::names(hook)
+    fn new(maps: MonitorMaps) -> Self {
+        Self { maps }
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<MonCfg>> {

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use aya::Ebpf;
 use aya::maps::lpm_trie::Key;
 use aya::maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData};
 
@@ -16,7 +15,7 @@ use crate::engine::config::{
     FunctionKind, IpCidr, MAX_CLASSIFIER_CIDRS, MAX_DNAT, NatConfig, NatRule,
 };
 use crate::engine::error::{EngineError, Result};
-use crate::engine::loader::{Engine, Hook};
+use crate::engine::loader::Engine;
 use crate::engine::maps::{self, PrefixKeys, ignore_missing, lpm4, lpm6, map_bundle};
 
 map_bundle! {
@@ -47,17 +46,14 @@ pub(crate) struct Nat {
 impl NetworkFunction for Nat {
     const KIND: u32 = abi::kind::NAT;
     const PROGRAM: &'static str = "vnf_nat";
+    type Maps = NatMaps;
     type Prepared = PreparedNat;
 
-    fn take(ebpf: &mut Ebpf, hook: Hook) -> Result<Self> {
-        Ok(Self {
-            maps: NatMaps::take(ebpf, hook)?,
+    fn new(maps: NatMaps) -> Self {
+        Self {
+            maps,
             keys: HashMap::new(),
-        })
-    }
-
-    fn map_names(hook: Hook) -> Vec<&'static str> {
-        NatMaps::names(hook)
+        }
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<PreparedNat>> {

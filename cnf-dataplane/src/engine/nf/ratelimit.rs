@@ -1,14 +1,12 @@
 //! The token-bucket rate limiter (`ebpf/nf/ratelimit.h`): one global bucket per state id, or a
 //! bucket per source address or flow.
 
-use aya::Ebpf;
 use aya::maps::{Array, HashMap as BpfHashMap, MapData};
 
 use super::NetworkFunction;
 use crate::engine::abi::{self, RlCfg, RlKey, RlState};
 use crate::engine::config::{FunctionKind, RateLimitKey, RateLimiterConfig};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::loader::Hook;
 use crate::engine::maps::{self, map_bundle};
 
 map_bundle! {
@@ -28,16 +26,11 @@ pub(crate) struct RateLimiter {
 impl NetworkFunction for RateLimiter {
     const KIND: u32 = abi::kind::RATELIMIT;
     const PROGRAM: &'static str = "vnf_ratelimit";
+    type Maps = RateLimiterMaps;
     type Prepared = RlCfg;
 
-    fn take(ebpf: &mut Ebpf, hook: Hook) -> Result<Self> {
-        Ok(Self {
-            maps: RateLimiterMaps::take(ebpf, hook)?,
-        })
-    }
-
-    fn map_names(hook: Hook) -> Vec<&'static str> {
-        RateLimiterMaps::names(hook)
+    fn new(maps: RateLimiterMaps) -> Self {
+        Self { maps }
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<RlCfg>> {

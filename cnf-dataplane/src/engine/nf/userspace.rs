@@ -3,14 +3,12 @@
 
 use std::os::fd::AsFd;
 
-use aya::Ebpf;
 use aya::maps::{MapData, XskMap};
 
 use super::NetworkFunction;
 use crate::engine::abi;
 use crate::engine::config::FunctionKind;
 use crate::engine::error::{EngineError, Result};
-use crate::engine::loader::Hook;
 use crate::engine::maps::{ignore_missing, map_bundle};
 
 map_bundle! {
@@ -30,16 +28,11 @@ pub(crate) struct Userspace {
 impl NetworkFunction for Userspace {
     const KIND: u32 = abi::kind::USERSPACE;
     const PROGRAM: &'static str = "vnf_userspace";
+    type Maps = UserspaceMaps;
     type Prepared = ();
 
-    fn take(ebpf: &mut Ebpf, hook: Hook) -> Result<Self> {
-        Ok(Self {
-            maps: UserspaceMaps::take(ebpf, hook)?,
-        })
-    }
-
-    fn map_names(hook: Hook) -> Vec<&'static str> {
-        UserspaceMaps::names(hook)
+    fn new(maps: UserspaceMaps) -> Self {
+        Self { maps }
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<()>> {

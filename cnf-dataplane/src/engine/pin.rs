@@ -463,7 +463,9 @@ impl Engine {
         {
             return Err(pin_err(
                 dir,
-                format!("map {other} is not in the engine's list of pinned maps"),
+                format!(
+                    "map {other} is not in the engine's list of pinned maps (a map bundle or maps::PINNED_ONLY)"
+                ),
             ));
         }
         for name in names {

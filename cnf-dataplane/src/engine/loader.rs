@@ -148,7 +148,8 @@ fn load_program(
 }
 
 /// Loads the entry program and every function's program, on every core at once (the verifier is
-/// most of the load time).
+/// most of the load time). Another entry program (a second hook of the same object) joins `wanted`
+/// here and is attached in `attach.rs`; its maps go into a bundle of `maps.rs` (or `PINNED_ONLY`).
 fn load_programs(ebpf: &mut Ebpf, hook: Hook) -> Result<HashMap<&'static str, ProgramFd>> {
     let wanted: Vec<&'static str> = std::iter::once(ENTRY)
         .chain(nf::PROGRAMS.iter().copied())

@@ -10,8 +10,8 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::maps::map_bundle;
 
 map_bundle! {
-    /// The forwarder's maps.
-    pub(crate) struct ForwarderMaps {
+    /// The forwarder: its maps (it keeps nothing else).
+    pub(crate) struct Forwarder {
         cfg: Array<MapData, FwdCfg> = CFG("vnf_fwd_cfg"),
     }
     xdp {
@@ -20,19 +20,14 @@ map_bundle! {
     }
 }
 
-/// The forwarder's maps.
-pub(crate) struct Forwarder {
-    pub(crate) maps: ForwarderMaps,
-}
-
 impl NetworkFunction for Forwarder {
     const KIND: u32 = abi::kind::FORWARDER;
     const PROGRAM: &'static str = "vnf_forwarder";
-    type Maps = ForwarderMaps;
+    type Maps = Self;
     type Prepared = FwdCfg;
 
-    fn new(maps: ForwarderMaps) -> Self {
-        Self { maps }
+    fn new(maps: Self) -> Self {
+        maps
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<FwdCfg>> {
@@ -44,16 +39,15 @@ impl NetworkFunction for Forwarder {
 
     fn write(&mut self, inst: u32, cfg: &FwdCfg, _nr_cpus: usize) -> Result<()> {
         if cfg.mode == abi::fwd::REDIRECT
-            && let Some(devmap) = self.maps.devmap.as_mut()
+            && let Some(devmap) = self.devmap.as_mut()
         {
             devmap.set(inst, cfg.ifindex, None, 0).map_err(|e| {
                 EngineError::Config(format!("devmap entry for ifindex {}: {e}", cfg.ifindex))
             })?;
         }
-        self.maps
-            .cfg
+        self.cfg
             .set(inst, cfg, 0)
-            .map_err(EngineError::map(ForwarderMaps::CFG))
+            .map_err(EngineError::map(Self::CFG))
     }
 }
 

@@ -12,8 +12,8 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::maps::{ignore_missing, map_bundle};
 
 map_bundle! {
-    /// The monitor's maps.
-    pub(crate) struct MonitorMaps {
+    /// The monitor: its maps (it keeps nothing else).
+    pub(crate) struct Monitor {
         cfg: Array<MapData, MonCfg> = CFG("vnf_mon_cfg"),
         classes: PerCpuArray<MapData, MonCounter> = CLASSES("vnf_mon_classes"),
         keyed: PerCpuHashMap<MapData, MonKey, MonCounter> = KEYED("vnf_mon_keyed"),
@@ -21,19 +21,14 @@ map_bundle! {
     }
 }
 
-/// The monitor's maps.
-pub(crate) struct Monitor {
-    pub(crate) maps: MonitorMaps,
-}
-
 impl NetworkFunction for Monitor {
     const KIND: u32 = abi::kind::MONITOR;
     const PROGRAM: &'static str = "vnf_monitor";
-    type Maps = MonitorMaps;
+    type Maps = Self;
     type Prepared = MonCfg;
 
-    fn new(maps: MonitorMaps) -> Self {
-        Self { maps }
+    fn new(maps: Self) -> Self {
+        maps
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<MonCfg>> {
@@ -57,23 +52,21 @@ impl NetworkFunction for Monitor {
     }
 
     fn write(&mut self, inst: u32, cfg: &MonCfg, _nr_cpus: usize) -> Result<()> {
-        self.maps
-            .cfg
+        self.cfg
             .set(inst, cfg, 0)
-            .map_err(EngineError::map(MonitorMaps::CFG))
+            .map_err(EngineError::map(Self::CFG))
     }
 
     /// Zeroed class counters.
     fn reset_state(&mut self, state: u32, nr_cpus: usize) -> Result<()> {
         for c in 0..abi::MON_CLASSES {
-            self.maps
-                .classes
+            self.classes
                 .set(
                     state * abi::MON_CLASSES + c,
                     PerCpuValues::try_from(vec![MonCounter::default(); nr_cpus])?,
                     0,
                 )
-                .map_err(EngineError::map(MonitorMaps::CLASSES))?;
+                .map_err(EngineError::map(Self::CLASSES))?;
         }
         Ok(())
     }
@@ -81,14 +74,13 @@ impl NetworkFunction for Monitor {
     /// Drops the keyed counters.
     fn purge_state(&mut self, state: u32) -> Result<()> {
         let keys: Vec<MonKey> = self
-            .maps
             .keyed
             .keys()
             .filter_map(|k| k.ok())
             .filter(|k| k.instance == state)
             .collect();
         for k in keys {
-            ignore_missing(self.maps.keyed.remove(&k), MonitorMaps::KEYED)?;
+            ignore_missing(self.keyed.remove(&k), Self::KEYED)?;
         }
         Ok(())
     }
@@ -98,8 +90,8 @@ impl Monitor {
     /// Keyed counters of state id `state`, summed over CPUs.
     pub(crate) fn keyed(&self, state: u32) -> Result<BTreeMap<u32, MonCounter>> {
         let mut out = BTreeMap::new();
-        for item in self.maps.keyed.iter() {
-            let (k, per_cpu) = item.map_err(EngineError::map(MonitorMaps::KEYED))?;
+        for item in self.keyed.iter() {
+            let (k, per_cpu) = item.map_err(EngineError::map(Self::KEYED))?;
             if k.instance != state {
                 continue;
             }
@@ -116,8 +108,7 @@ impl Monitor {
     pub(crate) fn classes(&self, state: u32) -> Result<Vec<MonCounter>> {
         (0..abi::MON_CLASSES)
             .map(|c| {
-                self.maps
-                    .classes
+                self.classes
                     .get(&(state * abi::MON_CLASSES + c), 0)
                     .map(|v| {
                         v.iter().fold(MonCounter::default(), |a, b| MonCounter {
@@ -125,7 +116,7 @@ impl Monitor {
                             bytes: a.bytes + b.bytes,
                         })
                     })
-                    .map_err(EngineError::map(MonitorMaps::CLASSES))
+                    .map_err(EngineError::map(Self::CLASSES))
             })
             .collect()
     }
@@ -133,7 +124,7 @@ impl Monitor {
     /// Drains the sample ring buffer.
     pub(crate) fn drain_samples(&mut self) -> Vec<MonSample> {
         let mut out = Vec::new();
-        while let Some(item) = self.maps.samples.next() {
+        while let Some(item) = self.samples.next() {
             if let Some(s) = MonSample::from_bytes(&item) {
                 out.push(s);
             }

@@ -10,27 +10,22 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::maps::{self, map_bundle};
 
 map_bundle! {
-    /// The rate limiter's maps.
-    pub(crate) struct RateLimiterMaps {
+    /// The rate limiter: its maps (it keeps nothing else).
+    pub(crate) struct RateLimiter {
         cfg: Array<MapData, RlCfg> = CFG("vnf_rl_cfg"),
         buckets: BpfHashMap<MapData, RlKey, RlState> = BUCKETS("vnf_rl_buckets"),
         global: Array<MapData, RlState> = GLOBAL("vnf_rl_global"),
     }
 }
 
-/// The rate limiter's maps.
-pub(crate) struct RateLimiter {
-    pub(crate) maps: RateLimiterMaps,
-}
-
 impl NetworkFunction for RateLimiter {
     const KIND: u32 = abi::kind::RATELIMIT;
     const PROGRAM: &'static str = "vnf_ratelimit";
-    type Maps = RateLimiterMaps;
+    type Maps = Self;
     type Prepared = RlCfg;
 
-    fn new(maps: RateLimiterMaps) -> Self {
-        Self { maps }
+    fn new(maps: Self) -> Self {
+        maps
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<RlCfg>> {
@@ -41,22 +36,20 @@ impl NetworkFunction for RateLimiter {
     }
 
     fn write(&mut self, inst: u32, cfg: &RlCfg, _nr_cpus: usize) -> Result<()> {
-        self.maps
-            .cfg
+        self.cfg
             .set(inst, cfg, 0)
-            .map_err(EngineError::map(RateLimiterMaps::CFG))
+            .map_err(EngineError::map(Self::CFG))
     }
 
     /// A full global bucket.
     fn reset_state(&mut self, state: u32, _nr_cpus: usize) -> Result<()> {
-        self.maps
-            .global
+        self.global
             .set(state, RlState::default(), 0)
-            .map_err(EngineError::map(RateLimiterMaps::GLOBAL))
+            .map_err(EngineError::map(Self::GLOBAL))
     }
 
     fn purge_state(&mut self, state: u32) -> Result<()> {
-        maps::purge_instance(&mut self.maps.buckets, state, RateLimiterMaps::BUCKETS)
+        maps::purge_instance(&mut self.buckets, state, Self::BUCKETS)
     }
 }
 

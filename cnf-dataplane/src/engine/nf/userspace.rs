@@ -12,27 +12,22 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::maps::{ignore_missing, map_bundle};
 
 map_bundle! {
-    /// The hand-off's maps.
-    pub(crate) struct UserspaceMaps {}
+    /// The hand-off: its maps (it keeps nothing else).
+    pub(crate) struct Userspace {}
     xdp {
         /// AF_XDP sockets, by receive queue.
         xsks: XskMap<MapData> = XSKS("vnf_xsks"),
     }
 }
 
-/// The hand-off's maps.
-pub(crate) struct Userspace {
-    pub(crate) maps: UserspaceMaps,
-}
-
 impl NetworkFunction for Userspace {
     const KIND: u32 = abi::kind::USERSPACE;
     const PROGRAM: &'static str = "vnf_userspace";
-    type Maps = UserspaceMaps;
+    type Maps = Self;
     type Prepared = ();
 
-    fn new(maps: UserspaceMaps) -> Self {
-        Self { maps }
+    fn new(maps: Self) -> Self {
+        maps
     }
 
     fn prepare(kind: &FunctionKind) -> Option<Result<()>> {
@@ -50,13 +45,13 @@ impl Userspace {
     pub(crate) fn register(&mut self, queue: u32, xsk: impl AsFd) -> Result<()> {
         self.xsk_map(queue)?
             .set(queue, xsk.as_fd(), 0)
-            .map_err(EngineError::map(UserspaceMaps::XSKS))
+            .map_err(EngineError::map(Self::XSKS))
     }
 
     /// Removes the socket of `queue`.
     pub(crate) fn unregister(&mut self, queue: u32) -> Result<()> {
         let r = self.xsk_map(queue)?.unset(queue);
-        ignore_missing(r, UserspaceMaps::XSKS)
+        ignore_missing(r, Self::XSKS)
     }
 
     fn xsk_map(&mut self, queue: u32) -> Result<&mut XskMap<MapData>> {
@@ -66,7 +61,7 @@ impl Userspace {
                 abi::MAX_XSK_QUEUES
             )));
         }
-        self.maps.xsks.as_mut().ok_or_else(|| {
+        self.xsks.as_mut().ok_or_else(|| {
             EngineError::Config(
                 "the user-space hand-off needs XDP (TC cannot redirect to AF_XDP sockets)".into(),
             )

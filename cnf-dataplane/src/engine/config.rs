@@ -408,33 +408,6 @@ pub enum FunctionKind {
     UserspaceHandoff,
 }
 
-impl FunctionKind {
-    pub(crate) fn abi_kind(&self) -> u32 {
-        use super::abi::kind;
-        match self {
-            Self::Firewall(_) => kind::FIREWALL,
-            Self::Forwarder(_) => kind::FORWARDER,
-            Self::Monitor(_) => kind::MONITOR,
-            Self::RateLimiter(_) => kind::RATELIMIT,
-            Self::Nat(_) => kind::NAT,
-            Self::LoadBalancer(_) => kind::LB,
-            Self::UserspaceHandoff => kind::USERSPACE,
-        }
-    }
-
-    pub(crate) fn program_name(&self) -> &'static str {
-        match self {
-            Self::Firewall(_) => "vnf_firewall",
-            Self::Forwarder(_) => "vnf_forwarder",
-            Self::Monitor(_) => "vnf_monitor",
-            Self::RateLimiter(_) => "vnf_ratelimit",
-            Self::Nat(_) => "vnf_nat",
-            Self::LoadBalancer(_) => "vnf_lb",
-            Self::UserspaceHandoff => "vnf_userspace",
-        }
-    }
-}
-
 /// One function of a chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionConfig {

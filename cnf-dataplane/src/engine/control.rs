@@ -8,6 +8,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use aya::Pod;
 
+use super::error::{EngineError, Result};
+use super::loader::Engine;
+use super::maps::{ChainMaps, ignore_missing};
+
 /// Distinct listener ports the entry checks (`VNF_CTL_MAX_PORTS`).
 pub const MAX_PORTS: usize = 4;
 /// (address, port) endpoints at most (`VNF_CTL_MAX_ENDPOINTS`).
@@ -103,6 +107,35 @@ pub fn plan(endpoints: &[SocketAddr]) -> ControlPlan {
         *slot = *p;
     }
     out
+}
+
+impl Engine {
+    /// Writes the control-plane allow: TCP to `endpoints` (the pod's addresses with the ports of the
+    /// daemon's TCP listeners) passes every chain. Replaces what was there; endpoints beyond the bounds
+    /// of `control.h` are left out and returned in the plan. New endpoints are in place before the port
+    /// list changes, old ones go last, so an endpoint that stays never misses a packet.
+    pub fn set_control_plane(&mut self, endpoints: &[SocketAddr]) -> Result<ControlPlan> {
+        let plan = plan(endpoints);
+        let m = &mut self.maps;
+        for k in &plan.keys {
+            m.ctl_endpoints
+                .insert(k, 1, 0)
+                .map_err(EngineError::map(ChainMaps::CTL_ENDPOINTS))?;
+        }
+        m.ctl_cfg
+            .set(0, plan.cfg, 0)
+            .map_err(EngineError::map(ChainMaps::CTL_CFG))?;
+        let stale: Vec<CtlKey> = m
+            .ctl_endpoints
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !plan.keys.contains(k))
+            .collect();
+        for k in stale {
+            ignore_missing(m.ctl_endpoints.remove(&k), ChainMaps::CTL_ENDPOINTS)?;
+        }
+        Ok(plan)
+    }
 }
 
 #[cfg(test)]

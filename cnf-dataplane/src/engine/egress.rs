@@ -31,12 +31,12 @@ impl Engine {
     /// Attaches `vnf_egress` to the TC egress of `iface` (sidecar mode: the chain's interface is the pod's
     /// own). Loads the program on first use. Idempotent per interface.
     pub fn attach_egress(&mut self, iface: &str) -> Result<()> {
-        if self.egress_links().links.iter().any(|(n, _)| n == iface) {
+        if self.egress.links.iter().any(|(n, _)| n == iface) {
             return Ok(());
         }
         let started = std::time::Instant::now();
         let prog = self
-            .ebpf_mut()
+            .ebpf
             .program_mut(EGRESS)
             .ok_or_else(|| EngineError::Missing(format!("program {EGRESS}")))?;
         let p: &mut SchedClassifier = prog.try_into().map_err(EngineError::prog(EGRESS))?;
@@ -52,7 +52,7 @@ impl Engine {
                 iface: iface.into(),
                 reasons: format!("tc-egress: {e}"),
             })?;
-        self.egress_links_mut().links.push((iface.to_string(), id));
+        self.egress.links.push((iface.to_string(), id));
         info!(
             "sidecar mode: TC egress on {iface} records the flows the pod opens (their replies pass a \
              stateful firewall) and translates the replies of translated flows ({} ms)",
@@ -63,18 +63,14 @@ impl Engine {
 
     /// Interfaces whose TC egress runs `vnf_egress`.
     pub fn egress_interfaces(&self) -> Vec<&str> {
-        self.egress_links()
-            .links
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect()
+        self.egress.links.iter().map(|(n, _)| n.as_str()).collect()
     }
 
     /// Detaches `vnf_egress` from every interface (also happens when the engine is dropped).
     pub fn detach_egress(&mut self) -> Result<()> {
-        while let Some((iface, id)) = self.egress_links_mut().links.pop() {
+        while let Some((iface, id)) = self.egress.links.pop() {
             let prog = self
-                .ebpf_mut()
+                .ebpf
                 .program_mut(EGRESS)
                 .ok_or_else(|| EngineError::Missing(format!("program {EGRESS}")))?;
             let p: &mut SchedClassifier = prog.try_into().map_err(EngineError::prog(EGRESS))?;

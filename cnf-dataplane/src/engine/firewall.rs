@@ -255,21 +255,7 @@ pub fn compile(fw: &FirewallConfig) -> Result<CompiledFirewall> {
     out.src6 = fold(&direct[2], &mut int);
     out.dst6 = fold(&direct[3], &mut int);
 
-    let mut any_proto = int.empty();
-    let mut by_proto: HashMap<u8, Vec<u64>> = HashMap::new();
-    for (i, r) in rules.iter().enumerate() {
-        if r.protocol.is_none() {
-            set(&mut any_proto, i);
-        }
-    }
-    for (i, r) in rules.iter().enumerate() {
-        if let Some(p) = r.protocol {
-            set(by_proto.entry(p).or_insert_with(|| any_proto.clone()), i);
-        }
-    }
-    out.proto = (0..=255u8)
-        .map(|p| int.intern(by_proto.get(&p).unwrap_or(&any_proto)))
-        .collect();
+    out.proto = proto_bitmaps(&rules, &mut int);
 
     let mut noport = int.empty();
     for (i, p) in has_ports.iter().enumerate() {
@@ -296,6 +282,25 @@ pub fn compile(fw: &FirewallConfig) -> Result<CompiledFirewall> {
     out.cfg.dport_n = out.dports.len() as u32;
     out.words = int.words;
     Ok(out)
+}
+
+/// The rule bitmap of each IP protocol (0..=255): the rules naming it and the rules naming none.
+fn proto_bitmaps(rules: &[&FirewallRule], int: &mut Interner) -> Vec<FwBm> {
+    let mut any_proto = int.empty();
+    let mut by_proto: HashMap<u8, Vec<u64>> = HashMap::new();
+    for (i, r) in rules.iter().enumerate() {
+        if r.protocol.is_none() {
+            set(&mut any_proto, i);
+        }
+    }
+    for (i, r) in rules.iter().enumerate() {
+        if let Some(p) = r.protocol {
+            set(by_proto.entry(p).or_insert_with(|| any_proto.clone()), i);
+        }
+    }
+    (0..=255u8)
+        .map(|p| int.intern(by_proto.get(&p).unwrap_or(&any_proto)))
+        .collect()
 }
 
 #[cfg(test)]

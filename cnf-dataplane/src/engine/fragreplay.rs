@@ -34,6 +34,7 @@ use log::{debug, warn};
 
 use super::abi::FragKey;
 use super::error::{EngineError, Result};
+use super::loader::{Engine, Hook};
 
 /// `VNF_PARK_PER_DGRAM` (vnf_shared.h): parked frames per datagram, sequence numbers `0..8`.
 pub const PARK_PER_DGRAM: u32 = 8;
@@ -44,7 +45,8 @@ pub const PARK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the expired parked frames are swept (a frame waits at most the timeout plus this).
 pub const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
-const EVENTS: &str = "vnf_frag_events";
+/// The ring buffer of first fragments with parked followers (XDP only).
+pub(crate) const EVENTS: &str = "vnf_frag_events";
 const PARK: &str = "vnf_frag_park";
 const SWEEP: &str = "vnf_frag_sweep";
 
@@ -300,5 +302,26 @@ mod tests {
         assert_eq!(size_of::<FragEvent>(), 48);
         assert_eq!(std::mem::offset_of!(ParkVal, ifindex), 20);
         assert_eq!(std::mem::offset_of!(FragEvent, rx_queue), 44);
+    }
+}
+
+impl Engine {
+    /// Starts the replay of parked fragments of an XDP engine (once; a TC engine releases them itself).
+    pub(super) fn start_frag_replay(&mut self) -> Result<()> {
+        if self.hook != Hook::Xdp || self.frag_replay.is_some() {
+            return Ok(());
+        }
+        let entry = self
+            .prog_fds
+            .get(super::loader::ENTRY)
+            .ok_or_else(|| EngineError::Missing(format!("program {}", super::loader::ENTRY)))?
+            .as_fd();
+        self.frag_replay = Some(FragReplay::start(&mut self.ebpf, entry)?);
+        Ok(())
+    }
+
+    /// The replay of parked fragments (XDP engines once attached).
+    pub fn frag_replay(&self) -> Option<&FragReplay> {
+        self.frag_replay.as_ref()
     }
 }

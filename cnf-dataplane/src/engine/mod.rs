@@ -1,7 +1,9 @@
 //! Engine: eBPF objects, chain composition, telemetry readout.
 
 pub mod abi;
+mod attach;
 mod batch;
+mod classifier;
 pub mod config;
 pub mod control;
 pub mod diagnose;
@@ -11,8 +13,11 @@ pub mod firewall;
 pub mod fragreplay;
 pub mod loader;
 pub mod maglev;
+mod maps;
+mod nf;
 pub mod objects;
 pub mod pin;
+mod telemetry;
 pub mod testrun;
 
 pub use config::{

@@ -9,7 +9,17 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 
+use super::abi::{self, NatDnatKey};
+use super::attach::{AttachInfo, Link, mode_label};
+use super::config::ChainConfig;
 use super::error::{EngineError, Result};
+use super::loader::{Engine, Hook};
+use super::maps::{self, ChainMaps, PrefixKeys};
+use super::nf;
+use super::telemetry::ChainCounters;
+use aya::{Ebpf, EbpfLoader};
+use log::info;
+use std::collections::{HashMap, HashSet};
 
 /// `BPF_FS_MAGIC` (uapi/linux/magic.h).
 const BPF_FS_MAGIC: libc::__fsword_t = 0xcafe_4a11;
@@ -351,6 +361,404 @@ fn lock_holder(proc_locks: &str, ino: u64) -> Option<u32> {
         let file_ino: u64 = f.get(5)?.rsplit(':').next()?.parse().ok()?;
         (file_ino == ino).then(|| f.get(4)?.parse().ok())?
     })
+}
+
+// ---- keeping and re-adopting a chain ------------------------------------------------------------
+
+/// The pin directory of a kept chain (see [`Engine::load_kept`]).
+pub(crate) struct Pins {
+    pub(crate) dir: PathBuf,
+    /// The state record.
+    pub(crate) record: RecordMap,
+    /// The program array of a chain this engine replaces (pins of an unusable record): held until
+    /// the links run the new entry program, so the old chain keeps its tail calls until then.
+    pub(crate) held: Option<MapData>,
+    /// Whether dropping the engine without [`Engine::keep`] detaches and removes the pins (a failed
+    /// start leaves nothing behind; an adoption that failed leaves the old chain running).
+    pub(crate) armed: bool,
+}
+
+/// The engine's bookkeeping as written into a kept chain's state record.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct EngineState {
+    active: u32,
+    generations: [Vec<u32>; 2],
+    live: Vec<(u32, u32)>,
+    names: Vec<(u32, String, u32)>,
+    state_of: Vec<(u32, u32)>,
+    state_refs: Vec<(u32, u32)>,
+    free_ids: Vec<u32>,
+    fw_keys: Vec<(u32, PrefixKeys)>,
+    fw_priorities: Vec<(u32, Vec<u32>)>,
+    fw_regions: Vec<(u32, [(u32, u32); 3])>,
+    cls_keys: [PrefixKeys; 2],
+    nat_keys: Vec<(u32, PrefixKeys, Vec<NatDnatKey>)>,
+    lb_regions: Vec<(u32, (u32, u32))>,
+    /// Raw counters of each generation's slot when it was last activated.
+    #[serde(default)]
+    gen_base: [ChainCounters; 2],
+}
+
+/// One kept attachment.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct LinkRecord {
+    iface: String,
+    mode: String,
+}
+
+/// The state record of a kept chain, read with [`Engine::read_record`] and handed to
+/// [`Engine::adopt`].
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct PinnedRecord {
+    build: String,
+    hook: String,
+    links: Vec<LinkRecord>,
+    engine: EngineState,
+    /// What the owner (the daemon) stored with the chain ([`Engine::save_record`]).
+    pub owner: String,
+}
+
+impl PinnedRecord {
+    /// The hook the kept chain runs on.
+    pub fn hook(&self) -> Hook {
+        if self.hook == "tc" {
+            Hook::Tc
+        } else {
+            Hook::Xdp
+        }
+    }
+
+    /// The kept chain's active generation (0 or 1).
+    pub fn active_generation(&self) -> u32 {
+        self.engine.active
+    }
+}
+
+fn hook_name(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Xdp => "xdp",
+        Hook::Tc => "tc",
+    }
+}
+
+impl Engine {
+    /// Loads the attach point for `hook` as a kept chain: its maps are pinned in `dir` (a bpffs
+    /// directory, see [`pin::prepare_dir`]) with a state record, and every attachment is pinned there
+    /// when made, so the chain keeps running when the process ends, even by SIGKILL. Pins already in
+    /// `dir` (a chain that could not be re-adopted) are replaced; a link kept there is taken over by
+    /// [`Engine::attach`] with an atomic program replacement.
+    pub fn load_kept(hook: Hook, dir: &Path) -> Result<Self> {
+        // hold the old chain's program array while its pins go: its tail calls keep working until
+        // the links run the new entry program
+        std::fs::create_dir_all(dir)
+            .map_err(|e| pin_err(dir, format!("creating the directory: {e}")))?;
+        let held = MapData::from_pin(path(dir, ChainMaps::PROGS)).ok();
+        remove_all_but_links(dir)?;
+        let ebpf = Ebpf::load(Self::object(hook))?;
+        let names = maps::all_names(hook);
+        // every map must be shared with the next process (global data sections start with '.')
+        if let Some((other, _)) = ebpf
+            .maps()
+            .find(|(n, _)| !n.starts_with('.') && !names.contains(n))
+        {
+            return Err(pin_err(
+                dir,
+                format!(
+                    "map {other} is not in the engine's list of pinned maps (a map bundle or maps::PINNED_ONLY)"
+                ),
+            ));
+        }
+        for name in names {
+            let map = ebpf
+                .map(name)
+                .ok_or_else(|| EngineError::Missing(format!("map {name}")))?;
+            map.pin(path(dir, name))
+                .map_err(|e| pin_err(dir, format!("pinning {name}: {e}")))?;
+        }
+        let record = RecordMap::create(dir)?;
+        let mut e = Self::from_object(ebpf, hook)?;
+        e.pins = Some(Pins {
+            dir: dir.to_path_buf(),
+            record,
+            held,
+            armed: true,
+        });
+        Ok(e)
+    }
+
+    /// Reads the state record of the chain kept in `dir`; an error says why it cannot be adopted
+    /// (no record, unreadable, another build of the eBPF objects).
+    pub fn read_record(dir: &Path) -> Result<PinnedRecord> {
+        let text = RecordMap::open(dir)?.read()?;
+        let rec: PinnedRecord = serde_json::from_str(&text)
+            .map_err(|e| pin_err(dir, format!("state record unreadable: {e}")))?;
+        let build = build_id();
+        if rec.build != build {
+            return Err(pin_err(
+                dir,
+                format!(
+                    "pinned by another build of the eBPF objects ({}, this is {build})",
+                    rec.build
+                ),
+            ));
+        }
+        Ok(rec)
+    }
+
+    /// Re-adopts the chain kept in `dir`: loads the programs against the pinned maps (counters,
+    /// flows, buckets continue), points the tail calls of both generations at them and replaces the
+    /// program of each pinned link atomically; traffic never stops. `active` is the configuration
+    /// of the record's active generation (from what the owner stored), so unchanged functions keep
+    /// their instances on the next [`Engine::apply`]. All or nothing: on error the kept chain runs
+    /// on untouched (the caller may then start afresh with [`Engine::load_kept`]).
+    pub fn adopt(
+        dir: &Path,
+        rec: PinnedRecord,
+        active: &ChainConfig,
+    ) -> Result<(Self, Vec<AttachInfo>)> {
+        let hook = rec.hook();
+        let names = maps::all_names(hook);
+        let paths: Vec<PathBuf> = names.iter().map(|n| path(dir, n)).collect();
+        if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+            return Err(pin_err(
+                dir,
+                format!("missing pinned map {}", missing.display()),
+            ));
+        }
+        for l in &rec.links {
+            let path = path(dir, &link_name(&l.iface));
+            if !path.exists() {
+                return Err(pin_err(
+                    dir,
+                    format!("missing pinned link {}", path.display()),
+                ));
+            }
+        }
+        let st = &rec.engine;
+        let act = st.active as usize;
+        if act > 1 || st.generations[act].len() != active.functions.len() {
+            return Err(pin_err(
+                dir,
+                "the state record's active generation does not match the chain stored with it",
+            ));
+        }
+        let mut loader = EbpfLoader::new();
+        for (name, path) in names.iter().zip(&paths) {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader.load(Self::object(hook))?;
+        let mut e = Self::from_object(ebpf, hook)?;
+        let running = e
+            .maps
+            .active_gen
+            .get(&0, 0)
+            .map_err(EngineError::map(ChainMaps::ACTIVE_GEN))?;
+        if running != st.active {
+            return Err(pin_err(
+                dir,
+                format!(
+                    "the maps run generation {running}, the record says {} (an apply was cut short)",
+                    st.active
+                ),
+            ));
+        }
+        for (pos, inst) in st.generations[act].iter().enumerate() {
+            let slot = e
+                .maps
+                .slots
+                .get(&(st.active * abi::MAX_CHAIN + pos as u32), 0)
+                .map_err(EngineError::map(ChainMaps::SLOTS))?;
+            if slot.instance != *inst {
+                return Err(pin_err(
+                    dir,
+                    format!(
+                        "slot {pos} runs instance {}, the record says {inst}",
+                        slot.instance
+                    ),
+                ));
+            }
+        }
+        e.restore(&rec.engine);
+        for (inst, f) in rec.engine.generations[act].iter().zip(&active.functions) {
+            e.fn_cfg.insert(*inst, f.clone());
+        }
+        // the new function programs serve both generations' slots (the old entry program, still
+        // attached, tail-calls into them too: same build, same maps)
+        for g in 0..2u32 {
+            for (pos, inst) in e.generations[g as usize].clone().into_iter().enumerate() {
+                let Some(&kind) = e.live.get(&inst) else {
+                    continue;
+                };
+                let prog = nf::program_of_kind(kind).ok_or_else(|| {
+                    pin_err(dir, format!("instance {inst} has unknown kind {kind}"))
+                })?;
+                e.set_slot(g, pos as u32, inst, kind, prog)?;
+            }
+        }
+        let record = RecordMap::open(dir)?;
+        e.pins = Some(Pins {
+            dir: dir.to_path_buf(),
+            record,
+            held: None,
+            armed: false,
+        });
+        let mut infos = Vec::new();
+        for l in &rec.links {
+            let path = path(dir, &link_name(&l.iface));
+            let link = e.replace_in_link(&l.iface, &path)?;
+            let mode = mode_label(&l.mode).unwrap_or("xdp-native");
+            infos.push(e.record_link(&l.iface, link, mode, Vec::new())?);
+        }
+        if let Some(p) = e.pins.as_mut() {
+            p.armed = true;
+        }
+        info!(
+            "re-adopted the {hook:?} chain pinned in {} (active slot set {})",
+            dir.display(),
+            st.active
+        );
+        Ok((e, infos))
+    }
+
+    fn restore(&mut self, st: &EngineState) {
+        self.active = st.active;
+        self.generations = st.generations.clone();
+        self.live = st.live.iter().copied().collect();
+        self.names = st
+            .names
+            .iter()
+            .map(|(i, n, c)| (*i, (n.clone(), *c)))
+            .collect();
+        self.state_of = st.state_of.iter().copied().collect();
+        self.state_refs = st.state_refs.iter().copied().collect();
+        self.free_ids = st.free_ids.iter().copied().collect();
+        self.nf.firewall.keys = st.fw_keys.iter().cloned().collect();
+        self.nf.firewall.priorities = st.fw_priorities.iter().cloned().collect();
+        self.nf.firewall.regions = st.fw_regions.iter().copied().collect();
+        self.cls_keys = st.cls_keys.clone();
+        self.nf.nat.keys = st
+            .nat_keys
+            .iter()
+            .map(|(i, p, d)| (*i, (p.clone(), d.clone())))
+            .collect();
+        self.nf.lb.regions = st.lb_regions.iter().copied().collect();
+        self.gen_base = st.gen_base.clone();
+    }
+
+    fn state_record(&self) -> EngineState {
+        fn sorted<K: Ord + Copy, V: Clone>(m: &HashMap<K, V>) -> Vec<(K, V)> {
+            let mut v: Vec<(K, V)> = m.iter().map(|(k, v)| (*k, v.clone())).collect();
+            v.sort_by_key(|(k, _)| *k);
+            v
+        }
+        EngineState {
+            active: self.active,
+            generations: self.generations.clone(),
+            live: sorted(&self.live),
+            names: sorted(&self.names)
+                .into_iter()
+                .map(|(i, (n, c))| (i, n, c))
+                .collect(),
+            state_of: sorted(&self.state_of),
+            state_refs: sorted(&self.state_refs),
+            free_ids: self.free_ids.iter().copied().collect(),
+            fw_keys: sorted(&self.nf.firewall.keys),
+            fw_priorities: sorted(&self.nf.firewall.priorities),
+            fw_regions: sorted(&self.nf.firewall.regions),
+            cls_keys: self.cls_keys.clone(),
+            nat_keys: sorted(&self.nf.nat.keys)
+                .into_iter()
+                .map(|(i, (p, d))| (i, p, d))
+                .collect(),
+            lb_regions: sorted(&self.nf.lb.regions),
+            gen_base: self.gen_base.clone(),
+        }
+    }
+
+    /// Writes the state record of a kept engine, with `owner`'s data (what the daemon needs to
+    /// re-adopt: its spec and generation). Call after every change (apply, attach). A no-op for
+    /// engines that are not kept.
+    pub fn save_record(&mut self, owner: &str) -> Result<()> {
+        let state = self.state_record();
+        let links = self
+            .modes
+            .iter()
+            .map(|(iface, mode)| LinkRecord {
+                iface: iface.clone(),
+                mode: (*mode).to_string(),
+            })
+            .collect();
+        let hook = hook_name(self.hook);
+        let Some(pins) = self.pins.as_mut() else {
+            return Ok(());
+        };
+        let rec = PinnedRecord {
+            build: build_id(),
+            hook: hook.into(),
+            links,
+            engine: state,
+            owner: owner.into(),
+        };
+        let text = serde_json::to_string(&rec)
+            .map_err(|e| pin_err(&pins.dir, format!("encoding the state record: {e}")))?;
+        pins.record.write(&text)?;
+        // every link now runs this engine's programs: the replaced chain may go
+        pins.held = None;
+        Ok(())
+    }
+
+    /// Removes the kept links of interfaces this engine is not attached to (a chain that moved to
+    /// other interfaces): their programs detach.
+    pub fn remove_stale_links(&mut self) -> Result<()> {
+        let Some(pins) = &self.pins else {
+            return Ok(());
+        };
+        let ours: HashSet<String> = self
+            .links
+            .iter()
+            .map(|(iface, _)| link_name(iface))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&pins.dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("link_") && !ours.contains(&name) {
+                info!("detaching the kept {name}: the chain no longer uses that interface");
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The pin directory of a kept engine.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pins.as_ref().map(|p| p.dir.as_path())
+    }
+
+    /// Lets go of a kept chain without detaching it: the programs stay attached and the maps pinned
+    /// for the next process to re-adopt. Fails for an engine that is not kept (nothing would survive).
+    pub fn keep(&mut self) -> Result<()> {
+        let Some(pins) = self.pins.as_mut() else {
+            return Err(EngineError::Config(
+                "the chain is not pinned, so it cannot be kept".into(),
+            ));
+        };
+        pins.armed = false;
+        if self
+            .links
+            .iter()
+            .any(|(_, l)| !matches!(l, Link::Pinned { .. }))
+        {
+            return Err(EngineError::Config(
+                "an attachment is not pinned, so it cannot be kept".into(),
+            ));
+        }
+        // closing the link fds leaves the links: their pins hold them
+        self.links.clear();
+        self.modes.clear();
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod controller;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod leader;
 pub mod metrics;

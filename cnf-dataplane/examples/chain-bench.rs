@@ -10,9 +10,6 @@
 //! row, best kept (default 3), `--calls N` PROG_TEST_RUN calls per row (default 200,000),
 //! `--cost-only` skips the live-frames throughput runs.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
@@ -26,9 +23,9 @@ use cnf_dataplane::engine::{
     ForwarderConfig, FunctionConfig, FunctionKind, Hook, IpCidr, LbBackendConfig, LbConfig,
     MonitorConfig, NatConfig, NatRule, PortRange, RateLimiterConfig, objects,
 };
-use common::{Namespaces, enter};
 use pktgen::xdp_live::{XdpLiveConfig, build_udp4_frame, run_xdp_live};
 use serde_json::json;
+use testkit::{Namespaces, enter};
 
 const SRC: &str = "10.70.0.2:40000";
 const VIP: &str = "10.96.0.10:80";

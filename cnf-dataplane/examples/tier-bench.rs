@@ -13,8 +13,6 @@
 //! cnf namespace (ChaCha20-Poly1305 encrypt) to a server namespace, which opens every payload and
 //! takes the one-way latency from pktgen's timestamp (same host clock).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "../tests/common/tier_lab.rs"]
 mod tier_lab;
 

@@ -14,21 +14,8 @@ use std::time::{Duration, Instant};
 use common::{Namespaces, enter};
 use dataplane_api::{ApplyChainRequest, ChainRef, GetStatusRequest};
 
-const CHAIN: &str = "apiVersion: buildvnf.io/v1alpha1
-kind: VNFChain
-metadata: {name: big, namespace: lab}
-spec:
-  functions:
-    - name: fw
-      type: firewall
-      firewall:
-        defaultAction: allow
-        rules: [{action: deny, protocol: udp, destinationPorts: [{from: 9}]}]
-    - name: mon
-      type: monitor
-      monitor: {}
-  interfaces: {ingress: rdr0}
-";
+static CHAIN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| testkit::fixtures::deny_udp9_chain("big", "rdr0"));
 
 const METRICS: &str = "127.0.0.1:9190";
 const RULES: u32 = 10_000;
@@ -41,7 +28,7 @@ const WORST: Duration = Duration::from_millis(500);
 /// The chain with `RULES` firewall rules: rule i denies UDP to port 9 from host 10.(i/256).(i%256).1/32,
 /// so no rule covers another (the shadowing check passes).
 fn big_spec_json() -> String {
-    let chain = crds::manifest::parse_single_chain(CHAIN).expect("chain");
+    let chain = crds::manifest::parse_single_chain(&CHAIN).expect("chain");
     let mut spec = serde_json::to_value(&chain.spec).expect("json");
     let rules: Vec<serde_json::Value> = (0..RULES)
         .map(|i| {
@@ -163,7 +150,7 @@ fn readers_answer_within_50ms_while_a_10000_rule_chain_is_applied() {
     let dir = std::env::temp_dir().join(format!("vnfrd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let config = dir.join("chain.yaml");
-    std::fs::write(&config, CHAIN).expect("write chain");
+    std::fs::write(&config, &*CHAIN).expect("write chain");
     let sock = dir.join("dp.sock");
     let _daemon = daemon::Daemon::start(
         cnf,

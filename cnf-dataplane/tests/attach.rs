@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 
 use cnf_dataplane::engine::{
@@ -62,19 +60,7 @@ impl Testbed {
 
     /// Runs `f` on a thread that has joined namespace a.
     fn in_a<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/var/run/netns/{}", self.a);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let ns = File::open(&path).expect("open netns");
-                // SAFETY: setns only changes the network namespace of this
-                // thread; the fd is a valid, open netns file for the call.
-                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("netns thread panicked")
-        })
+        common::in_ns(&self.a, f)
     }
 }
 

@@ -6,21 +6,18 @@ mod common;
 #[path = "common/daemon.rs"]
 mod daemon;
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Namespaces, enter, signal_and_wait};
+use common::{Namespaces, enter, metric, signal_and_wait, xdp_on};
 use dataplane_api::dataplane_client::DataplaneClient;
 use dataplane_api::{ApplyChainRequest, ChainRef, GetStatusRequest, Hook};
 use tonic::transport::Channel;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cnf-dataplane")
-}
+use daemon::bin;
 
 #[test]
 fn bad_config_exits_64_and_names_the_field() {
@@ -46,21 +43,8 @@ fn bad_config_exits_64_and_names_the_field() {
     assert_eq!(out.status.code(), Some(64));
 }
 
-const CHAIN: &str = "apiVersion: buildvnf.io/v1alpha1
-kind: VNFChain
-metadata: {name: t, namespace: lab}
-spec:
-  functions:
-    - name: fw
-      type: firewall
-      firewall:
-        defaultAction: allow
-        rules: [{action: deny, protocol: udp, destinationPorts: [{from: 9}]}]
-    - name: mon
-      type: monitor
-      monitor: {}
-  interfaces: {ingress: cnf0}
-";
+static CHAIN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| testkit::fixtures::deny_udp9_chain("t", "cnf0"));
 
 /// Kills the daemon if the test fails before it is stopped.
 struct Daemon(Child);
@@ -77,19 +61,7 @@ fn connect(rt: &tokio::runtime::Runtime, sock: PathBuf) -> DataplaneClient<Chann
 }
 
 fn scrape(ns: &str) -> String {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            enter(ns);
-            let mut c = TcpStream::connect("127.0.0.1:9090").expect("metrics port");
-            c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-                .expect("request");
-            let mut body = String::new();
-            c.read_to_string(&mut body).expect("response");
-            body
-        })
-        .join()
-        .expect("scrape thread")
-    })
+    common::scrape_metrics(ns, "127.0.0.1:9090")
 }
 
 fn send_udp(ns: &str, dst: &str, port: u16, count: usize) {
@@ -106,20 +78,6 @@ fn send_udp(ns: &str, dst: &str, port: u16, count: usize) {
         .expect("sender thread")
     });
     std::thread::sleep(Duration::from_millis(200));
-}
-
-fn xdp_on(ns: &str, dev: &str) -> bool {
-    let out = Command::new("ip")
-        .args(["-n", ns, "link", "show", dev])
-        .output()
-        .expect("ip link show");
-    out.stdout.windows(3).any(|w| w == b"xdp")
-}
-
-fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 fn spec_json(rule_port: u16) -> String {
@@ -141,7 +99,7 @@ fn daemon_runs_a_chain_live_updates_it_and_detaches() {
     let dir = std::env::temp_dir().join(format!("vnfd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let config = dir.join("chain.yaml");
-    std::fs::write(&config, CHAIN).expect("write chain");
+    std::fs::write(&config, &*CHAIN).expect("write chain");
     let sock = dir.join("dp.sock");
 
     let child = Command::new("ip")

@@ -20,21 +20,8 @@ use dataplane_api::{ApplyChainRequest, ChainRef, DetachRequest, GetStatusRequest
 use tonic::transport::Channel;
 
 /// Denies UDP port 9, allows the rest; the chain's name is `lab/t`.
-const CHAIN: &str = "apiVersion: buildvnf.io/v1alpha1
-kind: VNFChain
-metadata: {name: t, namespace: lab}
-spec:
-  functions:
-    - name: fw
-      type: firewall
-      firewall:
-        defaultAction: allow
-        rules: [{action: deny, protocol: udp, destinationPorts: [{from: 9}]}]
-    - name: mon
-      type: monitor
-      monitor: {}
-  interfaces: {ingress: cnf0}
-";
+static CHAIN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| testkit::fixtures::deny_udp9_chain("t", "cnf0"));
 
 /// A daemon running [`CHAIN`] in namespace `<tag>c`, with a client namespace `<tag>s` on 10.78.0.0/24.
 struct Lab {
@@ -52,7 +39,7 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("vnf-door-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tmp dir");
         let config = dir.join("chain.yaml");
-        std::fs::write(&config, CHAIN).expect("write chain");
+        std::fs::write(&config, &*CHAIN).expect("write chain");
         let sock = dir.join("dp.sock");
         let d = daemon::Daemon::start(
             &namespaces.0[0],
@@ -515,7 +502,7 @@ fn a_rollback_returns_to_a_generation_this_daemon_applied_with_its_spec() {
 
     // generation 1 was the daemon's start (CHAIN from --config): back to it, as the operator sends it
     let back = serde_json::to_string(
-        &crds::manifest::parse_single_chain(CHAIN)
+        &crds::manifest::parse_single_chain(&CHAIN)
             .expect("chain")
             .spec,
     )

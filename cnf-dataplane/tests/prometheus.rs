@@ -7,11 +7,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Namespaces, enter, sh};
+use common::{KillOnDrop, Namespaces, TempDir, enter, sh};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const METRICS: &str = "127.0.0.1:9090";
@@ -19,43 +19,14 @@ const PROM_WEB: &str = "127.0.0.1:9091";
 /// Packets sent (paced, so none are lost on the veth).
 const SENT: usize = 400;
 
-const CHAIN: &str = "apiVersion: buildvnf.io/v1alpha1
-kind: VNFChain
-metadata: {name: prom, namespace: lab}
-spec:
-  classifier: {protocol: udp, destinationCIDRs: [\"10.78.0.1/32\"]}
-  functions:
-    - name: fw
-      type: firewall
-      firewall:
-        defaultAction: allow
-        rules: [{action: deny, protocol: udp, destinationPorts: [{from: 9}]}]
-    - name: mon
-      type: monitor
-      monitor: {}
-  interfaces: {ingress: cnf0}
-  dataplane:
-    telemetry: {latencyHistograms: true, sampleOneIn: 1}
-";
-
-/// Kills a child process (SIGKILL) and reaps it on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Removes a temporary directory on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+static CHAIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    testkit::fixtures::deny_udp9_chain_with(
+        "prom",
+        "cnf0",
+        Some("{protocol: udp, destinationCIDRs: [\"10.78.0.1/32\"]}"),
+        Some("telemetry: {latencyHistograms: true, sampleOneIn: 1}"),
+    )
+});
 
 /// Percent-encodes a query parameter value.
 fn encode(v: &str) -> String {
@@ -127,7 +98,7 @@ fn wait_for(ns: &str, promql: &str, want: f64, timeout: Duration) -> Vec<f64> {
     }
 }
 
-fn spawn_in(ns: &str, program: &str, args: &[&str], log: &Path) -> Killed {
+fn spawn_in(ns: &str, program: &str, args: &[&str], log: &Path) -> KillOnDrop {
     let log = std::fs::File::create(log).expect("log file");
     let child = Command::new("ip")
         .args(["netns", "exec", ns, program])
@@ -136,7 +107,7 @@ fn spawn_in(ns: &str, program: &str, args: &[&str], log: &Path) -> Killed {
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("start {program}: {e}"));
-    Killed(child)
+    KillOnDrop(child)
 }
 
 fn send_udp(ns: &str, dst: &str, port: u16, count: usize) {
@@ -156,15 +127,11 @@ fn send_udp(ns: &str, dst: &str, port: u16, count: usize) {
 }
 
 fn available() -> bool {
-    if Path::new(PROMETHEUS).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{PROMETHEUS} is missing (scripts/install-deps.sh installs it) and CI=true forbids skipping"
-    );
-    eprintln!("SKIP: {PROMETHEUS} is not installed (apt-get install prometheus)");
-    false
+    Path::new(PROMETHEUS).exists()
+        || testkit::skip(
+            "prometheus_scrapes_exact_counts_and_a_p99_latency",
+            &format!("{PROMETHEUS} is missing (scripts/install-deps.sh installs it)"),
+        )
 }
 
 #[test]
@@ -191,7 +158,7 @@ fn prometheus_scrapes_exact_counts_and_a_p99_latency() {
     let dir = TempDir(std::env::temp_dir().join(format!("vnfprom-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).expect("tmp dir");
     let config = dir.0.join("chain.yaml");
-    std::fs::write(&config, CHAIN).expect("write chain");
+    std::fs::write(&config, &*CHAIN).expect("write chain");
     let prom_config = dir.0.join("prometheus.yml");
     std::fs::write(
         &prom_config,
@@ -205,7 +172,7 @@ fn prometheus_scrapes_exact_counts_and_a_p99_latency() {
 
     let daemon = spawn_in(
         cnf,
-        env!("CARGO_BIN_EXE_cnf-dataplane"),
+        common::daemon::bin(),
         &[
             "--config",
             &path(&config),

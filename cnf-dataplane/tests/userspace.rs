@@ -312,7 +312,7 @@ spec:
     let child = Command::new("ip")
         .args(["netns", "exec", lab.cnf()])
         .args([
-            env!("CARGO_BIN_EXE_cnf-dataplane"),
+            common::daemon::bin(),
             "--config",
             config.to_str().expect("path"),
             "--grpc-socket",

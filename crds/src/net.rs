@@ -121,19 +121,7 @@ impl MacAddress {
                 self.0
             )
         };
-        let mut out = [0u8; 6];
-        let mut parts = self.0.split(':');
-        for byte in &mut out {
-            let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 {
-                return Err(bad());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(out)
+        netkit::mac::parse(&self.0).map_err(|_| bad())
     }
 }
 

@@ -618,15 +618,7 @@ mod tests {
             let object = crate::schema::as_the_api_server_sees_it(&serde_json::json!({
                 "apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "c"}, "spec": spec,
             }));
-            let mut cel: Vec<(String, String)> =
-                match kube::core::cel::validate_compiled(&compiled, &object, None) {
-                    Ok(()) => Vec::new(),
-                    Err(errors) => errors
-                        .as_slice()
-                        .iter()
-                        .map(|e| (e.field_path.clone(), e.message.clone()))
-                        .collect(),
-                };
+            let mut cel = testkit::fixtures::cel_errors(&compiled, &object);
             let mut twins: Vec<(String, String)> = crate::schema::check_rules(&object)
                 .into_iter()
                 .map(|e| (e.path, e.message))

@@ -56,15 +56,7 @@ fn crd_rejects(object: &Value) -> Result<bool, String> {
     if !o.validator.is_valid(&defaulted) {
         return Ok(true);
     }
-    let cel: Vec<(String, String)> =
-        match kube::core::cel::validate_compiled(&o.rules, &defaulted, None) {
-            Ok(()) => Vec::new(),
-            Err(errors) => errors
-                .as_slice()
-                .iter()
-                .map(|e| (e.field_path.clone(), e.message.clone()))
-                .collect(),
-        };
+    let cel = testkit::fixtures::cel_errors(&o.rules, &defaulted);
     let mut twins: Vec<(String, String)> = crds::schema::check_rules(&defaulted)
         .into_iter()
         .map(|e| {

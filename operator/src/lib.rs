@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod controller;
 pub mod copies;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod leader;
 pub mod metrics;

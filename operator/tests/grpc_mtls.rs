@@ -29,81 +29,11 @@ const GRPC_PORT: u16 = 50051;
 /// The TLS name `GrpcSidecars` expects for pod `t-0` of Service `t-dataplane` in namespace `lab`.
 const SERVER_NAME: &str = "t-0.t-dataplane.lab.svc";
 
-const CHAIN: &str = "apiVersion: buildvnf.io/v1alpha1
-kind: VNFChain
-metadata: {name: t, namespace: lab}
-spec:
-  functions:
-    - name: fw
-      type: firewall
-      firewall:
-        defaultAction: allow
-        rules: [{action: deny, protocol: udp, destinationPorts: [{from: 9}]}]
-  interfaces: {ingress: opv0}
-";
-
-/// True when the test may create namespaces and load eBPF. Non-root: skip with a message, except under
-/// `CI=true`, where a skip is a failure.
-fn privileged() -> bool {
-    // SAFETY: geteuid() has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "privileged test cannot run as uid {euid} and CI=true forbids skipping"
-    );
-    eprintln!("SKIP: needs root for network namespaces and eBPF (running as uid {euid})");
-    false
-}
-
-/// The cnf-dataplane binary of this target directory; built (into a directory of its own, so it does not
-/// wait for the lock the running `cargo test` holds) when it is not there.
-fn dataplane_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    // <target>/<profile>/deps/grpc_mtls-<hash>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let built = profile_dir.join("cnf-dataplane");
-    if built.exists() {
-        return built;
-    }
-    let own_target = profile_dir
-        .parent()
-        .expect("target directory")
-        .join("operator-tests");
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let fallback = own_target
-        .join(if release { "release" } else { "debug" })
-        .join("cnf-dataplane");
-    eprintln!(
-        "{} is missing: building cnf-dataplane into {}",
-        built.display(),
-        own_target.display()
-    );
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo
-        .args(["build", "-p", "cnf-dataplane", "--bin", "cnf-dataplane"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", &own_target);
-    if release {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().expect("run cargo build");
-    assert!(status.success(), "building cnf-dataplane failed: {status}");
-    assert!(fallback.exists(), "{} not built", fallback.display());
-    fallback
-}
+static CHAIN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| testkit::fixtures::deny_udp9_firewall("t", "opv0"));
 
 fn sh(args: &[&str]) {
-    let status = Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .expect("spawn");
-    assert!(status.success(), "{args:?} failed: {status}");
+    testkit::sh(None, args);
 }
 
 /// A network namespace with a veth pair inside it; deleted on drop (which also removes the veths).
@@ -125,27 +55,7 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered this namespace.
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file =
-                    std::fs::File::open(format!("/var/run/netns/{}", self.0)).expect("open netns");
-                // SAFETY: setns only switches this thread's network namespace; the fd refers to an open
-                // netns file for the duration of the call.
-                let rc = unsafe {
-                    libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET)
-                };
-                assert_eq!(
-                    rc,
-                    0,
-                    "setns {}: {}",
-                    self.0,
-                    std::io::Error::last_os_error()
-                );
-                f()
-            })
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e))
-        })
+        testkit::in_ns(&self.0, f)
     }
 }
 
@@ -171,15 +81,6 @@ impl Drop for Daemon {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -261,7 +162,7 @@ fn apply_request(generation: i64, rule_port: u16) -> ApplyChainRequest {
 /// The request the controller's rollback sends (operator/src/controller.rs, `push`): the known-good chain
 /// (CHAIN as `generation`) rendered into the ConfigMap, read back as the controller reads it.
 fn rollback_to_known_good(generation: i64) -> ApplyChainRequest {
-    let mut chain = crds::manifest::parse_single_chain(CHAIN).expect("chain");
+    let mut chain = crds::manifest::parse_single_chain(&CHAIN).expect("chain");
     chain.metadata.generation = Some(generation);
     chain.metadata.uid = Some("uid-t".into());
     let cm = operator::render::config_map(&chain, &chain).expect("ConfigMap");
@@ -273,7 +174,7 @@ fn rollback_to_known_good(generation: i64) -> ApplyChainRequest {
 /// Starts the daemon in `ns` serving mTLS with the material of `server_dir`; waits for its gRPC port.
 fn start_daemon(ns: &Netns, bin: &Path, tmp: &Path, server_dir: &Path) -> (Daemon, PathBuf) {
     let config = tmp.join("chain.yaml");
-    std::fs::write(&config, CHAIN).expect("chain.yaml");
+    std::fs::write(&config, &*CHAIN).expect("chain.yaml");
     let log_path = tmp.join("daemon.log");
     let log = std::fs::File::create(&log_path).expect("log file");
     let grpc_listen = format!("127.0.0.1:{GRPC_PORT}");
@@ -339,11 +240,12 @@ async fn refused(what: &str, client: &GrpcSidecars, ep: &PodEndpoint) {
 
 #[test]
 fn grpc_sidecars_talk_mtls_to_the_real_daemon_and_strangers_are_refused() {
-    if !privileged() {
+    if !testkit::privileged() {
         return;
     }
-    let bin = dataplane_binary();
-    let tmp = TempDir(std::env::temp_dir().join(format!("vnfop-mtls-{}", std::process::id())));
+    let bin = testkit::daemon::binary();
+    let tmp =
+        testkit::TempDir(std::env::temp_dir().join(format!("vnfop-mtls-{}", std::process::id())));
     std::fs::create_dir_all(&tmp.0).expect("tmp dir");
 
     // The operator's CA, loaded the way the operator loads its CA Secret; the test keeps the rcgen issuer to

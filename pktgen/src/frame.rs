@@ -12,46 +12,27 @@ use crate::sizes::{IPV4_HEADER, IPV6_HEADER, UDP_HEADER};
 /// Ethernet header length.
 pub const ETH_HEADER: usize = 14;
 
-/// Parses `aa:bb:cc:dd:ee:ff`.
+/// Parses `aa:bb:cc:dd:ee:ff` (netkit's parser; surrounding white space ignored).
 pub fn parse_mac(s: &str) -> Result<[u8; 6], Error> {
-    let bad = || Error::Config(format!("bad MAC address '{s}'"));
-    let parts: Vec<&str> = s.trim().split(':').collect();
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut mac = [0u8; 6];
-    for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    Ok(mac)
+    netkit::mac::parse(s.trim()).map_err(|e| Error::Config(e.to_string()))
 }
 
 /// The MAC address of interface `name`, from `/sys/class/net/NAME/address`.
 pub fn interface_mac(name: &str) -> Result<[u8; 6], Error> {
-    let path = format!("/sys/class/net/{name}/address");
-    let text = std::fs::read_to_string(&path).map_err(crate::error::io_err(path))?;
-    parse_mac(&text)
+    use netkit::mac::InterfaceMacError;
+    netkit::mac::of_interface(name).map_err(|e| match e {
+        InterfaceMacError::Read { path, source } => crate::error::io_err(path)(source),
+        InterfaceMacError::Bad(bad) => Error::Config(bad.to_string()),
+    })
 }
 
 /// Unfolded one's-complement sum of `data` as big-endian 16-bit words (odd tail zero-padded).
 pub fn ones_sum(data: &[u8]) -> u64 {
-    data.chunks(2)
-        .map(|c| u64::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum()
+    netkit::checksum::sum(data, 0)
 }
 
-/// Folds a one's-complement sum to 16 bits and complements it.
-pub fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// RFC 1071 Internet checksum of `data`.
-pub fn inet_checksum(data: &[u8]) -> u16 {
-    fold(ones_sum(data))
-}
+/// Folds a one's-complement sum to 16 bits and complements it; the RFC 1071 Internet checksum.
+pub use netkit::checksum::{checksum as inet_checksum, finish as fold};
 
 /// Whether the UDP checksum is computed (AF_XDP, and anything a receiver verifies) or left 0
 /// ("none", legal for IPv4 only; used by live frames, whose payload the kernel rewrites).

@@ -8,10 +8,7 @@
 //! Addresses come from the documentation ranges (192.0.2.0/24 and 2001:db8::/64), which are
 //! never routed: each pair is an isolated link, so every pair may reuse them.
 
-use std::fs::File;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -77,21 +74,10 @@ pub fn exec_in(ns: &str, program: &str, args: &[&str]) -> Result<String, NetnsEr
 
 /// Moves the **calling thread** into namespace `ns` (`setns` affects only this thread).
 pub fn enter(ns: &str) -> Result<(), NetnsError> {
-    let path = format!("/run/netns/{ns}");
-    let f = File::open(&path).map_err(|source| NetnsError::Io {
-        context: format!("open {path}"),
-        source,
-    })?;
-    // SAFETY: `f` is an open namespace file descriptor for the duration of the call;
-    // CLONE_NEWNET restricts setns to a network namespace, which only changes this thread.
-    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if r != 0 {
-        return Err(NetnsError::Io {
-            context: format!("setns {ns}"),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    netkit::ns::enter(ns).map_err(|e| NetnsError::Io {
+        context: format!("setns {ns}"),
+        source: std::io::Error::other(e),
+    })
 }
 
 /// Spawns a thread that enters namespace `ns` and then runs `f`.
@@ -323,37 +309,6 @@ impl Drop for NetnsPair {
     }
 }
 
-/// Whether the real-packet tests can run here. Prints the reason and returns `false` when they
-/// cannot (not root, or `ip`/`tc` missing) — except with `CI=true`, where it panics so that a
-/// skipped test is a failed test.
-pub fn can_run_netns_tests(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let reason = if !root {
-        Some("not running as root".to_string())
-    } else {
-        ["ip", "tc"].iter().find_map(|tool| {
-            Command::new(tool)
-                .arg("-V")
-                .output()
-                .err()
-                .map(|e| format!("`{tool}` (iproute2) unavailable: {e}"))
-        })
-    };
-    match reason {
-        None => true,
-        Some(r) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: cannot run with CI=true: {r}")
-        }
-        Some(r) => {
-            // Written to the real stderr, not through `eprintln!`, so the test harness's output
-            // capture does not hide the reason.
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {r}");
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,7 +334,7 @@ mod tests {
 
     #[test]
     fn pair_is_created_reachable_and_removed_on_drop() {
-        if !can_run_netns_tests("pair_is_created_reachable_and_removed_on_drop") {
+        if !testkit::can_run_netns_tests("pair_is_created_reachable_and_removed_on_drop") {
             return;
         }
         let pair = NetnsPair::create().expect("create pair");

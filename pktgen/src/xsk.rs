@@ -14,9 +14,9 @@
 //! `dropped` counts frames still not completed one second after the last commit, `per_flow`
 //! the frames committed per flow, and `send_errors` the descriptors the kernel rejected.
 
+use netkit::umem::Area;
 use std::ffi::CString;
 use std::num::NonZeroU32;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -154,57 +154,6 @@ fn distinct_sizes(spec: &SizeSpec) -> Vec<usize> {
     out
 }
 
-/// The page-aligned anonymous mapping behind the UMEM.
-struct Area {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Area {
-    fn new(len: usize) -> Result<Self, Error> {
-        // SAFETY: an anonymous private mapping with no address hint; the result is checked.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io_err("mmap UMEM")(std::io::Error::last_os_error()));
-        }
-        let ptr = NonNull::new(p.cast::<u8>())
-            .ok_or_else(|| io_err("mmap UMEM")(std::io::Error::other("NULL")))?;
-        Ok(Self { ptr, len })
-    }
-
-    /// Frame at byte offset `addr` (a multiple of [`FRAME_SIZE`] inside the area).
-    fn frame_mut(&mut self, addr: u64) -> &mut [u8] {
-        assert!(addr as usize + FRAME_SIZE as usize <= self.len);
-        // SAFETY: the range lies inside the mapping (asserted); the frame is owned by user space
-        // (taken from the free list, not on any ring), and `&mut self` prevents aliasing here.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.ptr.as_ptr().add(addr as usize),
-                FRAME_SIZE as usize,
-            )
-        }
-    }
-}
-
-impl Drop for Area {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping created in `Area::new`; the UMEM and rings that use it are
-        // dropped before the area (declaration order in `run_xsk_sender`).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
-    }
-}
-
 fn xsk_err(op: &'static str, ifname: &str) -> impl FnOnce(xdpilone::Errno) -> Error {
     let ctx = format!("AF_XDP {op} on {ifname}");
     move |e| io_err(ctx)(std::io::Error::from_raw_os_error(e.get_raw().abs()))
@@ -258,7 +207,7 @@ pub fn run_xsk_sender(
 
     let frames = cfg.ring_size * 2;
     // Declaration order is drop order in reverse: rings, sockets and the UMEM go before `area`.
-    let mut area = Area::new(frames as usize * FRAME_SIZE as usize)?;
+    let mut area = Area::new(frames as usize * FRAME_SIZE as usize).map_err(io_err("mmap UMEM"))?;
     let umem_cfg = UmemConfig {
         fill_size: cfg.ring_size,
         complete_size: cfg.ring_size,
@@ -268,7 +217,7 @@ pub fn run_xsk_sender(
     };
     // SAFETY: the area is page aligned (mmap), `frames × FRAME_SIZE` bytes long, and outlives
     // the UMEM (declared before it, so dropped after it).
-    let umem = unsafe { Umem::new(umem_cfg, NonNull::slice_from_raw_parts(area.ptr, area.len)) }
+    let umem = unsafe { Umem::new(umem_cfg, area.slice()) }
         .map_err(xsk_err("UMEM registration", &cfg.ifname))?;
     let sock = Socket::with_shared(&info, &umem).map_err(xsk_err("socket", &cfg.ifname))?;
     let mut dev = umem
@@ -378,7 +327,11 @@ pub fn run_xsk_sender(
             let size = cfg.sizes.ip_size(n);
             let si = sizes.iter().position(|&s| s == size).unwrap_or(0);
             let t = &templates[flow][si];
-            let len = t.write(area.frame_mut(addr), next_seq[flow], tx_ns)?;
+            let len = t.write(
+                area.bytes_mut(addr as usize, FRAME_SIZE as usize),
+                next_seq[flow],
+                tx_ns,
+            )?;
             descs.push(XdpDesc {
                 addr,
                 len: len as u32,

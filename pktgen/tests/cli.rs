@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pktgen::netns::{NetnsPair, can_run_netns_tests};
+use pktgen::netns::NetnsPair;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pktgen");
 
@@ -152,7 +152,7 @@ fn ns_cmd(ns: &str, args: &[&str]) -> Command {
 
 #[test]
 fn recv_and_send_binaries_report_json_summaries() {
-    if !can_run_netns_tests("recv_and_send_binaries_report_json_summaries") {
+    if !testkit::can_run_netns_tests("recv_and_send_binaries_report_json_summaries") {
         return;
     }
     let pair = NetnsPair::create().expect("namespaces");
@@ -242,7 +242,7 @@ fn recv_and_send_binaries_report_json_summaries() {
 
 #[test]
 fn send_xsk_and_recv_xdp_binaries_agree() {
-    if !can_run_netns_tests("send_xsk_and_recv_xdp_binaries_agree") {
+    if !testkit::can_run_netns_tests("send_xsk_and_recv_xdp_binaries_agree") {
         return;
     }
     let pair = NetnsPair::create().expect("namespaces");

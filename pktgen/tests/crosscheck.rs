@@ -8,13 +8,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Duration;
 
 use pktgen::frame::{Endpoints, parse_mac};
-use pktgen::netns::{MAC_A, MAC_B, NetnsPair, can_run_netns_tests, exec_in, run, spawn_in};
+use pktgen::netns::{MAC_A, MAC_B, NetnsPair, exec_in, run, spawn_in};
 use pktgen::recv::{Receiver, RecvConfig, ReflectConfig, Reflector, StopWhen};
 use pktgen::send::{SendConfig, run_sender};
 use pktgen::sizes::SizeSpec;
@@ -160,7 +160,7 @@ fn endpoints(pair: &NetnsPair, ipv6: bool) -> Endpoints {
 
 #[test]
 fn socket_generator_counts_equal_the_kernel_counters() {
-    if !can_run_netns_tests("socket_generator_counts_equal_the_kernel_counters") {
+    if !testkit::can_run_netns_tests("socket_generator_counts_equal_the_kernel_counters") {
         return;
     }
     let _turn = serial();
@@ -219,7 +219,7 @@ fn socket_generator_counts_equal_the_kernel_counters() {
 
 #[test]
 fn af_xdp_generator_counts_equal_the_kernel_counters_ipv4() {
-    if !can_run_netns_tests("af_xdp_generator_counts_equal_the_kernel_counters_ipv4") {
+    if !testkit::can_run_netns_tests("af_xdp_generator_counts_equal_the_kernel_counters_ipv4") {
         return;
     }
     let _turn = serial();
@@ -333,7 +333,7 @@ fn af_xdp_generator_counts_equal_the_kernel_counters_ipv4() {
 
 #[test]
 fn af_xdp_generator_counts_equal_the_kernel_counters_ipv6() {
-    if !can_run_netns_tests("af_xdp_generator_counts_equal_the_kernel_counters_ipv6") {
+    if !testkit::can_run_netns_tests("af_xdp_generator_counts_equal_the_kernel_counters_ipv6") {
         return;
     }
     let _turn = serial();
@@ -389,7 +389,7 @@ fn af_xdp_generator_counts_equal_the_kernel_counters_ipv6() {
 
 #[test]
 fn live_frames_generator_counts_equal_the_kernel_counters() {
-    if !can_run_netns_tests("live_frames_generator_counts_equal_the_kernel_counters") {
+    if !testkit::can_run_netns_tests("live_frames_generator_counts_equal_the_kernel_counters") {
         return;
     }
     let _turn = serial();
@@ -448,16 +448,6 @@ fn live_frames_generator_counts_equal_the_kernel_counters() {
     // Drop mode: nothing reached the UDP stack.
     assert_eq!(delta(&snmp1, &snmp0, "UdpInDatagrams"), 0);
     assert_eq!(delta(&snmp1, &snmp0, "UdpNoPorts"), 0);
-}
-
-/// Kills a child process this test started (by its own handle), also when the test fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -527,21 +517,16 @@ const RTT_TOL_REL: f64 = 2.0;
 
 #[test]
 fn rtt_agrees_with_sockperf_and_ping() {
-    if !can_run_netns_tests("rtt_agrees_with_sockperf_and_ping") {
-        return;
-    }
-    if Command::new("sockperf").arg("--version").output().is_err() {
-        let msg = "sockperf is not installed (scripts/install-deps.sh installs it)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("rtt_agrees_with_sockperf_and_ping: {msg}");
-        }
-        eprintln!("SKIPPED rtt_agrees_with_sockperf_and_ping: {msg}");
+    if !testkit::root_and_tools(
+        "rtt_agrees_with_sockperf_and_ping",
+        &["ip", "tc", "sockperf"],
+    ) {
         return;
     }
     let _turn = serial();
     let pair = NetnsPair::create().expect("namespaces");
     let dst = NetnsPair::ADDR4_B.to_string();
-    let _server = KillOnDrop(
+    let _server = testkit::KillOnDrop(
         Command::new("ip")
             .args([
                 "netns", "exec", &pair.b, "sockperf", "server", "-i", &dst, "-p", "9001",

@@ -9,9 +9,7 @@ use std::sync::{Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use pktgen::netns::{
-    Impairment, MAC_A, MAC_B, NetnsError, NetnsPair, can_run_netns_tests, spawn_in,
-};
+use pktgen::netns::{Impairment, MAC_A, MAC_B, NetnsError, NetnsPair, spawn_in};
 use pktgen::pacing::Pattern;
 use pktgen::recv::{Receiver, RecvConfig, ReflectConfig, ReflectSummary, Reflector, StopWhen};
 use pktgen::send::{Proto, SendConfig, SendSummary, run_sender};
@@ -158,7 +156,7 @@ fn sender_config(pair: &NetnsPair, ipv6: bool, rate: f64, count: u64) -> SendCon
 
 #[test]
 fn loss_free_ipv4_run_receives_exactly_what_was_sent() {
-    if !can_run_netns_tests("loss_free_ipv4_run_receives_exactly_what_was_sent") {
+    if !testkit::can_run_netns_tests("loss_free_ipv4_run_receives_exactly_what_was_sent") {
         return;
     }
     let _turn = serial();
@@ -191,7 +189,7 @@ fn loss_free_ipv4_run_receives_exactly_what_was_sent() {
 
 #[test]
 fn ipv6_poisson_imix_with_four_flows_keeps_per_flow_sequences() {
-    if !can_run_netns_tests("ipv6_poisson_imix_with_four_flows_keeps_per_flow_sequences") {
+    if !testkit::can_run_netns_tests("ipv6_poisson_imix_with_four_flows_keeps_per_flow_sequences") {
         return;
     }
     let _turn = serial();
@@ -226,7 +224,7 @@ fn ipv6_poisson_imix_with_four_flows_keeps_per_flow_sequences() {
 
 #[test]
 fn injected_loss_is_measured_within_tolerance() {
-    if !can_run_netns_tests("injected_loss_is_measured_within_tolerance") {
+    if !testkit::can_run_netns_tests("injected_loss_is_measured_within_tolerance") {
         return;
     }
     let _turn = serial();
@@ -249,7 +247,7 @@ fn injected_loss_is_measured_within_tolerance() {
 
 #[test]
 fn injected_duplicates_are_detected() {
-    if !can_run_netns_tests("injected_duplicates_are_detected") {
+    if !testkit::can_run_netns_tests("injected_duplicates_are_detected") {
         return;
     }
     let _turn = serial();
@@ -279,7 +277,7 @@ fn injected_duplicates_are_detected() {
 
 #[test]
 fn reflector_returns_every_packet_and_rtt_is_measured() {
-    if !can_run_netns_tests("reflector_returns_every_packet_and_rtt_is_measured") {
+    if !testkit::can_run_netns_tests("reflector_returns_every_packet_and_rtt_is_measured") {
         return;
     }
     let _turn = serial();
@@ -324,7 +322,7 @@ fn reflector_returns_every_packet_and_rtt_is_measured() {
 
 #[test]
 fn tcp_stream_mode_delivers_every_record_over_ipv6() {
-    if !can_run_netns_tests("tcp_stream_mode_delivers_every_record_over_ipv6") {
+    if !testkit::can_run_netns_tests("tcp_stream_mode_delivers_every_record_over_ipv6") {
         return;
     }
     let _turn = serial();
@@ -361,7 +359,8 @@ fn tcp_stream_mode_delivers_every_record_over_ipv6() {
 
 #[test]
 fn xdp_live_frames_fast_path_is_received_in_order_with_latency() {
-    if !can_run_netns_tests("xdp_live_frames_fast_path_is_received_in_order_with_latency") {
+    if !testkit::can_run_netns_tests("xdp_live_frames_fast_path_is_received_in_order_with_latency")
+    {
         return;
     }
     let _turn = serial();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pktgen::netns::{can_run_netns_tests, enter};
+use pktgen::netns::enter;
 use vnfctl::bench::bed::{Bed, CNF_IN, probe_flow, sh};
 use vnfctl::bench::peers::kernel_peers;
 use vnfctl::bench::run::{apply, probe_caps};
@@ -24,25 +24,12 @@ fn edge() -> crds::VNFChainSpec {
         .spec
 }
 
-/// Root and iproute2 (via pktgen's rule: a skip prints why, and fails under CI=true), plus the peers' tools.
+/// Root and iproute2 plus the peers' tools (testkit's rule: a skip prints why, and fails under CI=true).
 fn can_run(test: &str) -> bool {
-    if !can_run_netns_tests(test) {
-        return false;
-    }
-    for tool in ["nft", "ipvsadm", "xdp-filter", "ethtool"] {
-        if Command::new(tool).arg("--version").output().is_err()
-            && Command::new(tool).arg("-V").output().is_err()
-        {
-            let reason = format!("{test}: `{tool}` missing (scripts/install-deps.sh installs it)");
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "{reason}"
-            );
-            let _ = writeln!(std::io::stderr(), "SKIPPED {reason}");
-            return false;
-        }
-    }
-    true
+    testkit::root_and_tools(
+        test,
+        &["ip", "tc", "nft", "ipvsadm", "xdp-filter", "ethtool"],
+    )
 }
 
 /// Runs `f` in a thread inside namespace `ns`.

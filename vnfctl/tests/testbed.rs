@@ -224,7 +224,7 @@ fn counter(tb: &Testbed, function: &str) -> metrics::FunctionReport {
 
 #[test]
 fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
-    if !pktgen::netns::can_run_netns_tests("edge_chain_testbed_carries_real_traffic") {
+    if !testkit::can_run_netns_tests("edge_chain_testbed_carries_real_traffic") {
         return;
     }
     let opts = options("e");
@@ -399,7 +399,7 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
 
 #[test]
 fn tcp_through_the_load_balancer_reaches_every_backend_and_the_replies_return() {
-    if !pktgen::netns::can_run_netns_tests("tcp_through_the_load_balancer") {
+    if !testkit::can_run_netns_tests("tcp_through_the_load_balancer") {
         return;
     }
     // The edge chain's load balancer, rate limiter and monitor: a chain whose TCP replies the engine restores.
@@ -440,7 +440,7 @@ fn tcp_through_the_load_balancer_reaches_every_backend_and_the_replies_return() 
 
 #[test]
 fn a_failure_half_way_leaves_nothing() {
-    if !pktgen::netns::can_run_netns_tests("a_failure_half_way_leaves_nothing") {
+    if !testkit::can_run_netns_tests("a_failure_half_way_leaves_nothing") {
         return;
     }
     // Every namespace and link is created, then the "data plane" exits at once.
@@ -479,7 +479,7 @@ fn a_failure_half_way_leaves_nothing() {
 
 #[test]
 fn an_interrupted_up_leaves_nothing() {
-    if !pktgen::netns::can_run_netns_tests("an_interrupted_up_leaves_nothing") {
+    if !testkit::can_run_netns_tests("an_interrupted_up_leaves_nothing") {
         return;
     }
     // The "data plane" never attaches; Ctrl-C (SIGINT) arrives while `up` waits for it.
@@ -536,7 +536,7 @@ fn an_interrupted_up_leaves_nothing() {
 
 #[test]
 fn refuses_a_taken_name_and_a_non_root_user() {
-    if !pktgen::netns::can_run_netns_tests("refuses_a_taken_name") {
+    if !testkit::can_run_netns_tests("refuses_a_taken_name") {
         return;
     }
     let opts = options("n");
@@ -584,7 +584,7 @@ fn refuses_a_taken_name_and_a_non_root_user() {
 
 #[test]
 fn kernel_only_testbed_forwards_and_shapes_the_client_links() {
-    if !pktgen::netns::can_run_netns_tests("kernel_only_testbed_forwards_and_shapes") {
+    if !testkit::can_run_netns_tests("kernel_only_testbed_forwards_and_shapes") {
         return;
     }
     let mut opts = options("k");
@@ -644,7 +644,7 @@ fn kernel_only_testbed_forwards_and_shapes_the_client_links() {
 /// control that the chain is not simply dropping everything.
 #[test]
 fn every_example_chain_carries_its_planned_traffic_and_down_leaves_nothing() {
-    if !pktgen::netns::can_run_netns_tests("every_example_chain_carries_its_planned_traffic") {
+    if !testkit::can_run_netns_tests("every_example_chain_carries_its_planned_traffic") {
         return;
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
@@ -743,7 +743,7 @@ fn grpc_unix(
 /// port is the control), and down removes everything.
 #[test]
 fn sidecar_mode_runs_the_chain_on_the_server_namespaces_own_interface() {
-    if !pktgen::netns::can_run_netns_tests("sidecar_mode_runs_the_chain") {
+    if !testkit::can_run_netns_tests("sidecar_mode_runs_the_chain") {
         return;
     }
     let text = std::fs::read_to_string(repo().join("examples/sidecar-web.yaml")).expect("example");
@@ -961,7 +961,7 @@ fn udp_calls(ns: &str, from: SocketAddr, to: SocketAddr, n: usize) -> usize {
 /// firewall in front of the pod admits the replies of the connections the pod opens itself, and only those.
 #[test]
 fn sidecar_mode_admits_the_replies_of_the_pods_own_flows_and_only_those() {
-    if !pktgen::netns::can_run_netns_tests("sidecar_mode_admits_the_replies") {
+    if !testkit::can_run_netns_tests("sidecar_mode_admits_the_replies") {
         return;
     }
     // examples/sidecar-web.yaml: stateful, default deny, TCP/UDP to 8080 allowed, UDP to 9000 denied by rule;
@@ -1049,7 +1049,7 @@ fn sidecar_mode_admits_the_replies_of_the_pods_own_flows_and_only_those() {
 /// client sees them come from the address and port it called.
 #[test]
 fn sidecar_mode_translates_the_pods_replies_back_to_the_address_the_client_called() {
-    if !pktgen::netns::can_run_netns_tests("sidecar_mode_translates_the_pods_replies") {
+    if !testkit::can_run_netns_tests("sidecar_mode_translates_the_pods_replies") {
         return;
     }
     let text =

@@ -8,7 +8,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -130,11 +129,7 @@ fn run(cmd: &[&str]) -> anyhow::Result<()> {
 
 /// Moves this thread (and the threads it creates later) into network namespace `ns`.
 fn enter(ns: &str) -> anyhow::Result<()> {
-    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).context("opening the namespace")?;
-    // SAFETY: setns only switches this thread's network namespace; the fd is open for the call.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    ensure!(rc == 0, "setns {ns}: {}", std::io::Error::last_os_error());
-    Ok(())
+    Ok(netkit::ns::enter(ns)?)
 }
 
 /// A daemon process, stopped with SIGTERM (SIGKILL after 5 s) when dropped.

@@ -124,27 +124,7 @@ pub fn summarize(hist: &[u64; abi::HIST_BUCKETS]) -> LatencySummary {
 }
 
 /// Names of the engine's drop reasons (index = `abi::reason::*`), for labels.
-pub const DROP_REASONS: [&str; 19] = [
-    "none",
-    "malformed",
-    "firewall_rule",
-    "firewall_default",
-    "rate_limited",
-    "no_config",
-    "chain_broken",
-    "ttl_exceeded",
-    "forward_failed",
-    "nat_ports_exhausted",
-    "lb_no_backend",
-    "no_xsk",
-    "encapsulation_depth",
-    "extension_header_depth",
-    "tiny_fragment",
-    "fragment_unknown_flow",
-    "non_ip",
-    "fragment_parked",
-    "fragment_expired",
-];
+pub use abi::reason::NAMES as DROP_REASONS;
 
 /// A stats snapshot of the running chain.
 pub fn snapshot(dp: &Dataplane) -> StatsSnapshot {

@@ -306,8 +306,7 @@ fn read_key(dir: &Path, r: &crds::SecretKeyRef, path: &str) -> Result<[u8; 32], 
 
 /// The MAC address of `iface` (sysfs).
 fn mac_of(iface: &str) -> Option<[u8; 6]> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).ok()?;
-    crate::userspace::frame::parse_mac(text.trim())
+    netkit::mac::of_interface(iface).ok()
 }
 
 /// Starts one user-space tier worker per receive queue of the ingress interface and registers each

@@ -96,6 +96,30 @@ pub mod reason {
     pub const FRAG_PARKED: usize = 17;
     /// A parked fragment whose first fragment did not come within the park timeout.
     pub const FRAG_EXPIRED: usize = 18;
+
+    /// The name of each reason (index = the constant above), as labels and the gRPC stats carry it: the
+    /// one table of them on the Rust side (the C side is `enum vnf_reason` in ebpf/include/vnf_shared.h).
+    pub const NAMES: [&str; super::NR_REASONS] = [
+        "none",
+        "malformed",
+        "firewall_rule",
+        "firewall_default",
+        "rate_limited",
+        "no_config",
+        "chain_broken",
+        "ttl_exceeded",
+        "forward_failed",
+        "nat_ports_exhausted",
+        "lb_no_backend",
+        "no_xsk",
+        "encapsulation_depth",
+        "extension_header_depth",
+        "tiny_fragment",
+        "fragment_unknown_flow",
+        "non_ip",
+        "fragment_parked",
+        "fragment_expired",
+    ];
 }
 
 /// Classifier field bits (`VNF_CLS_F_*`).

@@ -10,7 +10,6 @@
 //! instead of "EOPNOTSUPP".
 
 use std::path::Path;
-use std::process::Command;
 
 /// Facts about an interface that decide whether its driver accepts native XDP.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,8 +22,8 @@ pub struct LinkFacts {
     pub rx_queues: u32,
     /// Online CPUs.
     pub cpus: u32,
-    /// Offload features as `ethtool -k` prints them (`rx-gro-hw`, `large-receive-offload`…),
-    /// empty when ethtool is not available.
+    /// Offload features as `ethtool -k` names them (`rx-gro-hw`, `large-receive-offload`…), read
+    /// with the SIOCETHTOOL ioctl; empty when it fails.
     pub features: Vec<(String, bool)>,
 }
 
@@ -75,21 +74,6 @@ pub fn blockers(f: &LinkFacts) -> Vec<String> {
     out
 }
 
-/// Parses `ethtool -k IF` output into (feature, on) pairs.
-pub fn parse_ethtool_features(text: &str) -> Vec<(String, bool)> {
-    text.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.trim().split_once(':')?;
-            let value = rest.split_whitespace().next()?;
-            match value {
-                "on" => Some((name.to_string(), true)),
-                "off" => Some((name.to_string(), false)),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 fn read_u32(path: &Path) -> u32 {
     std::fs::read_to_string(path)
         .ok()
@@ -108,20 +92,15 @@ pub fn rx_queues(iface: &str) -> u32 {
         .unwrap_or(0)
 }
 
-/// Reads the facts of `iface` in the calling thread's network namespace (sysfs, and `ethtool -k`
-/// when the binary exists; missing pieces stay empty).
+/// Reads the facts of `iface` in the calling thread's network namespace (sysfs, and the offload
+/// features through the SIOCETHTOOL ioctl; missing pieces stay empty).
 pub fn link_facts(iface: &str) -> LinkFacts {
     let base = Path::new("/sys/class/net").join(iface);
     let driver = std::fs::read_link(base.join("device/driver"))
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-    let features = Command::new("ethtool")
-        .args(["-k", iface])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| parse_ethtool_features(&String::from_utf8_lossy(&o.stdout)))
-        .unwrap_or_default();
+    // the SIOCETHTOOL ioctl, not the `ethtool` binary (the distroless image has none)
+    let features = netkit::ethtool::features(iface).unwrap_or_default();
     LinkFacts {
         driver,
         mtu: read_u32(&base.join("mtu")),
@@ -189,24 +168,15 @@ mod tests {
     }
 
     #[test]
-    fn ethtool_output_is_parsed_with_fixed_flags() {
-        let text = "Features for eth0:\nrx-checksumming: on [fixed]\n\
-                    large-receive-offload: off [fixed]\nrx-gro-hw: on\nbogus line\n";
-        assert_eq!(
-            parse_ethtool_features(text),
-            vec![
-                ("rx-checksumming".to_string(), true),
-                ("large-receive-offload".to_string(), false),
-                ("rx-gro-hw".to_string(), true),
-            ]
-        );
-    }
-
-    #[test]
     fn facts_of_loopback_are_read_from_sysfs() {
         let f = link_facts("lo");
         assert!(f.mtu > 0, "{f:?}");
         assert!(f.rx_queues >= 1, "{f:?}");
         assert!(f.driver.is_none(), "{f:?}");
+        // the offload features come from the ioctl, with or without an `ethtool` binary
+        assert!(
+            f.features.iter().any(|(n, _)| n == "rx-checksumming"),
+            "{f:?}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! through by accident.
 
 use super::cipher::{Aead, Direction, NONCE_LEN, NonceSeq, OVERHEAD, TAG_LEN};
+use netkit::checksum::{finish, sum as sum16};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
@@ -186,34 +187,8 @@ pub fn parse_udp(frame: &[u8]) -> Result<UdpFrame, DropReason> {
     })
 }
 
-fn sum16(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // add the four 16-bit words of `w` without losing carries
-        acc += (w >> 48) + ((w >> 32) & 0xffff) + ((w >> 16) & 0xffff) + (w & 0xffff);
-    }
-    let mut rest = chunks.remainder().chunks_exact(2);
-    for c in &mut rest {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = rest.remainder() {
-        acc += u64::from(*last) << 8;
-    }
-    acc
-}
-
-fn fold(mut s: u64) -> u16 {
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
-/// Internet checksum (RFC 1071) of `data`.
-pub fn checksum(data: &[u8]) -> u16 {
-    !fold(sum16(data, 0))
-}
+/// Internet checksum (RFC 1071) of `data` (netkit's).
+pub use netkit::checksum::checksum;
 
 /// Recomputes the IPv4 header checksum of the header at `l3`.
 fn fix_ipv4_header(frame: &mut [u8], l3: usize) {
@@ -235,7 +210,7 @@ pub fn fix_udp_checksum(frame: &mut [u8], f: &UdpFrame) {
         sum16(&frame[f.l3 + 12..f.l3 + 20], 0)
     };
     acc += u64::from(IPPROTO_UDP) + seg_len;
-    let mut c = !fold(sum16(&frame[f.l4..f.end], acc));
+    let mut c = finish(sum16(&frame[f.l4..f.end], acc));
     if c == 0 {
         // 0 means "no checksum" (IPv4) / is forbidden (IPv6)
         c = 0xffff;
@@ -349,20 +324,6 @@ impl MacRewrite {
             frame[6..12].copy_from_slice(&self.src);
         }
     }
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut out {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
 }
 
 /// Runs `functions` in order over the frame in `buf[..len]`, then the MAC rewrite; returns the
@@ -728,13 +689,5 @@ mod tests {
         }
         let ff = vec![0xffu8; 1000];
         assert_eq!(checksum(&ff), reference_checksum(&ff));
-    }
-
-    #[test]
-    fn mac_parse() {
-        assert_eq!(parse_mac("02:00:0a:ff:00:01"), Some([2, 0, 10, 255, 0, 1]));
-        assert_eq!(parse_mac("02:00:0a:ff:00"), None);
-        assert_eq!(parse_mac("02:00:0a:ff:00:01:02"), None);
-        assert_eq!(parse_mac("zz:00:0a:ff:00:01"), None);
     }
 }

@@ -8,10 +8,10 @@
 //! Everything that holds the UMEM's memory is created and used on the worker thread (the UMEM
 //! handle is not `Send`); the caller only gets the RX socket's fd to register in an XSKMAP.
 
+use netkit::umem::Area;
 use std::ffi::CString;
 use std::num::NonZeroU32;
 use std::os::fd::{BorrowedFd, RawFd};
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc;
@@ -404,48 +404,6 @@ pub(super) fn clock_ns(clock: libc::clockid_t) -> Option<u64> {
     (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
-/// The page-aligned anonymous mapping behind the UMEM.
-struct Area {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Area {
-    fn new(len: usize) -> Result<Self, UserspaceError> {
-        // SAFETY: an anonymous private mapping with no address hint; the result is checked.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(UserspaceError::Umem(std::io::Error::last_os_error()));
-        }
-        let ptr = NonNull::new(p.cast::<u8>())
-            .ok_or_else(|| UserspaceError::Umem(std::io::Error::other("mmap returned NULL")))?;
-        Ok(Self { ptr, len })
-    }
-
-    fn slice(&self) -> NonNull<[u8]> {
-        NonNull::slice_from_raw_parts(self.ptr, self.len)
-    }
-}
-
-impl Drop for Area {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly the mapping created in `Area::new`; every user of the
-        // memory (UMEM registration, rings) is dropped before the area (field order in `Io`).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
-    }
-}
-
 fn if_info(name: &str, queue: u32) -> Result<IfInfo, UserspaceError> {
     let c = CString::new(name).map_err(|_| UserspaceError::Config(format!("bad name {name:?}")))?;
     let mut info = IfInfo::invalid();
@@ -510,7 +468,8 @@ impl Io {
         G: FnOnce(xdpilone::Errno) -> UserspaceError,
     {
         let (ing, q) = (cfg.ingress.as_str(), cfg.queue_id);
-        let area = Area::new(cfg.frame_count as usize * cfg.frame_size as usize)?;
+        let area = Area::new(cfg.frame_count as usize * cfg.frame_size as usize)
+            .map_err(UserspaceError::Umem)?;
         let umem_cfg = UmemConfig {
             fill_size: cfg.ring_size,
             complete_size: cfg.ring_size,
@@ -644,7 +603,7 @@ impl<'a> Worker<'a> {
     fn new(cfg: &TierConfig, io: Io, shared: &'a Shared) -> Self {
         let frame_size = u64::from(cfg.frame_size);
         let n = io.umem.len_frames();
-        let area_len = io.area.len as u64;
+        let area_len = io.area.len() as u64;
         Self {
             io,
             shared,
@@ -804,16 +763,10 @@ impl<'a> Worker<'a> {
                 }
                 continue;
             }
-            // SAFETY: `d.addr` is a descriptor the kernel handed back on the RX ring, inside the
-            // UMEM area (checked above: `base + frame_size <= area_len`); until the frame goes to
-            // the TX or fill ring, user space owns it exclusively, and the slice ends at the end
-            // of that frame.
-            let buf = unsafe {
-                std::slice::from_raw_parts_mut(
-                    self.io.area.ptr.as_ptr().add(d.addr as usize),
-                    (fs - off) as usize,
-                )
-            };
+            // `d.addr` is a descriptor the kernel handed back on the RX ring, inside the UMEM area
+            // (checked above: `base + frame_size <= area_len`); until the frame goes to the TX or
+            // fill ring, user space owns it exclusively, and the slice ends at the end of that frame.
+            let buf = self.io.area.bytes_mut(d.addr as usize, (fs - off) as usize);
             match process(functions, mac, buf, d.len as usize, mtu) {
                 Ok(len) => self.out.push(XdpDesc {
                     addr: d.addr,

@@ -47,17 +47,6 @@ pub fn eth(tags: &[(u16, u16)], ethertype: u16) -> Vec<u8> {
     f
 }
 
-fn csum(data: &[u8]) -> u16 {
-    let mut acc: u32 = 0;
-    for c in data.chunks(2) {
-        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
-
 /// IPv4 header (with `options`, a multiple of 4 bytes) over `payload`; `frag` is the flags/offset field.
 pub fn ipv4(
     src: [u8; 4],
@@ -79,7 +68,7 @@ pub fn ipv4(
     h[12..16].copy_from_slice(&src);
     h[16..20].copy_from_slice(&dst);
     h[20..].copy_from_slice(options);
-    let c = csum(&h);
+    let c = testkit::checksum(&h);
     h[10..12].copy_from_slice(&c.to_be_bytes());
     h.extend_from_slice(payload);
     h

@@ -12,7 +12,7 @@ use cnf_dataplane::userspace::{
     Stats, TierConfig, UserTier, UserspaceError,
 };
 
-use crate::common::{Namespaces, sh};
+use testkit::{Namespaces, sh};
 
 pub const KEY: [u8; 32] = *b"build-vnf user-space tier key!!!";
 
@@ -21,12 +21,7 @@ pub const FI_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x02];
 pub const FE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];
 pub const S0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x01];
 
-pub fn mac_str(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use netkit::mac::format as mac_str;
 
 /// Runs `cmd` in namespace `ns` without its output, asserting success.
 pub fn quiet(ns: &str, cmd: &[&str]) {
@@ -40,7 +35,7 @@ pub fn quiet(ns: &str, cmd: &[&str]) {
 }
 
 /// Runs `f` on a thread inside namespace `ns` (sockets and tier workers created there stay there).
-pub use crate::common::in_ns;
+pub use testkit::in_ns;
 
 /// client (c0) ─ (fi) cnf (fe) ─ (s0) server, IPv4 10.1.0.0/24 + 10.2.0.0/24 and IPv6 fd01::/64 +
 /// fd02::/64, fixed MACs, static neighbours (ARP/ND cannot cross the tier), no forwarding in cnf

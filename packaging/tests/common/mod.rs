@@ -234,25 +234,9 @@ pub fn metric_tokens(text: &str) -> BTreeSet<String> {
     out
 }
 
-/// The path of the program `name` on `PATH`, or `None` after printing why the calling test skips. Under
-/// `CI=true` a missing tool fails the test instead: CI installs every tool (scripts/install-deps.sh).
-pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is not on PATH (scripts/install-deps.sh installs it) and CI=true forbids skipping"
-        );
-        eprintln!(
-            "SKIP: {name} is not on PATH (run scripts/install-deps.sh as root to install it)"
-        );
-    }
-    found
-}
+/// The path of a program on `PATH`, or `None` after testkit's skip (a failure under `CI=true`).
+#[allow(unused_imports)]
+pub use testkit::tool;
 
 /// A scratch directory of this test process (under the temp dir, named after `name` and the process id),
 /// removed on drop.

@@ -177,11 +177,51 @@ fn parse_one(value: Value) -> Result<Document, ForeignKind> {
     // The document as the API server checks it (nulls pruned, defaults applied: in place, the document is
     // not copied): typed parsing alone would accept what the schema refuses (`[]` for an object, `null` for
     // a string). The types read the same document (their defaults are the schema's, which the API server
-    // stores), taking its strings rather than copying them.
+    // stores).
     let mut value = value;
     crate::schema::to_what_the_api_server_checks(&mut value);
-    let crd = crate::schema::check(&value);
-    let chain: VNFChain = match serde_path_to_error::deserialize(value) {
+    // The CRD's schema and CEL rules read the document while the types and the semantic rules read it too:
+    // two independent checks, on two threads for a large document. The document is shared, and freed by
+    // whichever is done with it last (the types are done with it long before the semantic rules are).
+    if !crate::validate::worth_a_thread(rules_in(&value)) {
+        let crd = crate::schema::check(&value);
+        return typed_and_checked(std::sync::Arc::new(value), written, || crd, errors);
+    }
+    let value = std::sync::Arc::new(value);
+    std::thread::scope(|s| {
+        let theirs = std::sync::Arc::clone(&value);
+        let crd = s.spawn(move || crate::schema::check(&theirs));
+        let crd = move || crate::validate::joined(crd);
+        typed_and_checked(value, written, crd, errors)
+    })
+}
+
+/// How many functions and firewall rules `document` has (what the CRD's checks take time over).
+fn rules_in(document: &Value) -> usize {
+    let functions = document
+        .pointer("/spec/functions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    functions.len()
+        + functions
+            .iter()
+            .filter_map(|f| f.pointer("/firewall/rules").and_then(Value::as_array))
+            .map(Vec::len)
+            .sum::<usize>()
+}
+
+/// The second half of [`parse_one`]: the document (pruned, defaulted) read by the types, then the semantic
+/// rules; `crd` gives the CRD's verdict on the same document (computed meanwhile).
+fn typed_and_checked(
+    value: std::sync::Arc<Value>,
+    written: WrittenK8sParts,
+    crd: impl FnOnce() -> Vec<ValidationError>,
+    mut errors: Vec<ValidationError>,
+) -> Result<Document, ForeignKind> {
+    let typed: Result<VNFChain, _> = serde_path_to_error::deserialize(&*value);
+    drop(value);
+    let chain = match typed {
         Ok(c) => c,
         Err(e) => {
             let mut path = e.path().to_string();
@@ -208,7 +248,7 @@ fn parse_one(value: Value) -> Result<Document, ForeignKind> {
             } else {
                 path
             };
-            errors.extend(crd.into_iter().filter(|c| c.path != path));
+            errors.extend(crd().into_iter().filter(|c| c.path != path));
             errors.push(err(path, message));
             return Ok(Document::Invalid(ValidationErrors(errors)));
         }

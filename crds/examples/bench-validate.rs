@@ -69,7 +69,12 @@ fn main() -> ExitCode {
         let chain = match result {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("{name}: unexpectedly invalid:\n{e}");
+                let first = e.to_string();
+                let first = first.lines().next().unwrap_or_default();
+                eprintln!(
+                    "{name}: unexpectedly invalid ({} problems), first: {first}",
+                    e.0.len()
+                );
                 ok = false;
                 continue;
             }

@@ -38,16 +38,33 @@ pub enum ManifestError {
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
     let values: Vec<Value> =
         serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml(e.to_string()))?;
-    Ok(values
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .enumerate()
-        .map(|(i, v)| match parse_one(v) {
-            Ok(doc) => doc,
-            Err(kind) => foreign_kind(i, kind),
-        })
-        .collect())
+    let mut values: Vec<Value> = values.into_iter().filter(|v| !v.is_null()).collect();
+    let read = |first: usize, values: Vec<Value>| -> Vec<Document> {
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match parse_one(v) {
+                Ok(doc) => doc,
+                Err(kind) => foreign_kind(first + i, kind),
+            })
+            .collect()
+    };
+    // Documents are independent: a long stream is checked half on another thread.
+    if values.len() < MANY_DOCUMENTS {
+        return Ok(read(0, values));
+    }
+    let half = values.len() / 2;
+    let second = values.split_off(half);
+    Ok(std::thread::scope(|s| {
+        let later = s.spawn(move || read(half, second));
+        let mut docs = read(0, values);
+        docs.extend(crate::validate::joined(later));
+        docs
+    }))
 }
+
+/// From how many documents a stream is checked on two threads.
+const MANY_DOCUMENTS: usize = 16;
 
 /// A document of another kind is only welcome when it is plainly not a chain (e.g. the `v1` Secret holding a
 /// cipher key): one of this API group, or whose kind looks like `VNFChain`, is a mistake and an error naming the
@@ -641,6 +658,39 @@ spec:
             parse_documents(secret).expect("yaml")[0],
             Document::Other { .. }
         ));
+    }
+
+    #[test]
+    fn a_long_stream_keeps_its_order_and_document_indices() {
+        // Long enough to be checked on two threads (MANY_DOCUMENTS); the misspelt kind is in the second half.
+        let mut text = String::new();
+        for i in 0..2 * MANY_DOCUMENTS {
+            text.push_str("---\n");
+            match i {
+                3 => text.push_str("apiVersion: v1\nkind: Secret\nmetadata: {name: k}\n"),
+                25 => text.push_str(&MINIMAL.replace("kind: VNFChain", "kind: VnfChain")),
+                _ => text.push_str(&MINIMAL.replace("name: t\n", &format!("name: t{i}\n"))),
+            }
+        }
+        let docs = parse_documents(&text).expect("yaml");
+        assert_eq!(docs.len(), 2 * MANY_DOCUMENTS);
+        for (i, d) in docs.iter().enumerate() {
+            match (i, d) {
+                (3, Document::Other { kind }) => assert_eq!(kind, "Secret"),
+                (25, Document::Invalid(e)) => assert!(
+                    e.to_string()
+                        .starts_with("kind: document 25 has kind \"VnfChain\""),
+                    "{e}"
+                ),
+                (_, Document::Chain(c)) => {
+                    assert_eq!(
+                        c.chain().metadata.name.as_deref(),
+                        Some(format!("t{i}").as_str())
+                    );
+                }
+                other => panic!("document {i}: {other:?}"),
+            }
+        }
     }
 
     #[test]

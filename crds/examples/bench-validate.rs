@@ -7,7 +7,7 @@ mod big;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crds::manifest::parse_single_chain;
+use crds::manifest::{Document, parse_documents, parse_single_chain};
 
 /// The best of `runs` timings of `f` (the first run also warms the schema caches).
 fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
@@ -36,14 +36,45 @@ fn main() -> ExitCode {
             "1,050 rules × 64 shared prefixes",
             big::shared_prefix_firewall(1_050, 64),
         ),
+        (
+            "5,000 rules × 8 port ranges",
+            big::port_range_firewall(5_000),
+        ),
+        ("10 annotations of 140 kB", big::long_strings(1_400_000)),
     ];
     let mut ok = true;
+    // Many documents: each is read and checked on its own.
+    let stream = big::many_documents(1_000);
+    let (took, docs) = best(5, || parse_documents(&stream));
+    match docs {
+        Ok(docs) if docs.iter().all(|d| matches!(d, Document::Chain(_))) => println!(
+            "1,000 documents of 7 rules: {:.2} MB; read + validate {:.1} ms",
+            stream.len() as f64 / 1e6,
+            took.as_secs_f64() * 1e3
+        ),
+        Ok(docs) => {
+            eprintln!(
+                "1,000 documents: not all valid: {:?}",
+                docs.iter().find(|d| !matches!(d, Document::Chain(_)))
+            );
+            ok = false;
+        }
+        Err(e) => {
+            eprintln!("1,000 documents: {e}");
+            ok = false;
+        }
+    }
     for (name, text) in &cases {
         let (parse_and_validate, result) = best(5, || parse_single_chain(text));
         let chain = match result {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("{name}: unexpectedly invalid:\n{e}");
+                let first = e.to_string();
+                let first = first.lines().next().unwrap_or_default();
+                eprintln!(
+                    "{name}: unexpectedly invalid ({} problems), first: {first}",
+                    e.0.len()
+                );
                 ok = false;
                 continue;
             }

@@ -9,8 +9,12 @@
 //! mistakes, not a security property, and the budget is far above what real rule sets need (see
 //! `examples/bench-validate.rs`).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+
+// foldhash rather than SipHash: the maps are keyed by the manifest's prefixes, ports and whole matches, hashed
+// once per rule and per candidate lookup (SipHash was a tenth of the analysis); foldhash is seeded per process,
+// so a manifest cannot be written to collide.
+use foldhash::HashMap;
 
 use ipnet::IpNet;
 
@@ -275,7 +279,7 @@ impl ShadowAnalysis {
             dst: PrefixIndex::default(),
             sports: PortIndex::default(),
             dports: PortIndex::default(),
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             budget,
         }
     }

@@ -38,16 +38,33 @@ pub enum ManifestError {
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
     let values: Vec<Value> =
         serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml(e.to_string()))?;
-    Ok(values
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .enumerate()
-        .map(|(i, v)| match parse_one(v) {
-            Ok(doc) => doc,
-            Err(kind) => foreign_kind(i, kind),
-        })
-        .collect())
+    let mut values: Vec<Value> = values.into_iter().filter(|v| !v.is_null()).collect();
+    let read = |first: usize, values: Vec<Value>| -> Vec<Document> {
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match parse_one(v) {
+                Ok(doc) => doc,
+                Err(kind) => foreign_kind(first + i, kind),
+            })
+            .collect()
+    };
+    // Documents are independent: a long stream is checked half on another thread.
+    if values.len() < MANY_DOCUMENTS {
+        return Ok(read(0, values));
+    }
+    let half = values.len() / 2;
+    let second = values.split_off(half);
+    Ok(std::thread::scope(|s| {
+        let later = s.spawn(move || read(half, second));
+        let mut docs = read(0, values);
+        docs.extend(crate::validate::joined(later));
+        docs
+    }))
 }
+
+/// From how many documents a stream is checked on two threads.
+const MANY_DOCUMENTS: usize = 16;
 
 /// A document of another kind is only welcome when it is plainly not a chain (e.g. the `v1` Secret holding a
 /// cipher key): one of this API group, or whose kind looks like `VNFChain`, is a mistake and an error naming the
@@ -177,11 +194,51 @@ fn parse_one(value: Value) -> Result<Document, ForeignKind> {
     // The document as the API server checks it (nulls pruned, defaults applied: in place, the document is
     // not copied): typed parsing alone would accept what the schema refuses (`[]` for an object, `null` for
     // a string). The types read the same document (their defaults are the schema's, which the API server
-    // stores), taking its strings rather than copying them.
+    // stores).
     let mut value = value;
     crate::schema::to_what_the_api_server_checks(&mut value);
-    let crd = crate::schema::check(&value);
-    let chain: VNFChain = match serde_path_to_error::deserialize(value) {
+    // The CRD's schema and CEL rules read the document while the types and the semantic rules read it too:
+    // two independent checks, on two threads for a large document. The document is shared, and freed by
+    // whichever is done with it last (the types are done with it long before the semantic rules are).
+    if !crate::validate::worth_a_thread(rules_in(&value)) {
+        let crd = crate::schema::check(&value);
+        return typed_and_checked(std::sync::Arc::new(value), written, || crd, errors);
+    }
+    let value = std::sync::Arc::new(value);
+    std::thread::scope(|s| {
+        let theirs = std::sync::Arc::clone(&value);
+        let crd = s.spawn(move || crate::schema::check(&theirs));
+        let crd = move || crate::validate::joined(crd);
+        typed_and_checked(value, written, crd, errors)
+    })
+}
+
+/// How many functions and firewall rules `document` has (what the CRD's checks take time over).
+fn rules_in(document: &Value) -> usize {
+    let functions = document
+        .pointer("/spec/functions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    functions.len()
+        + functions
+            .iter()
+            .filter_map(|f| f.pointer("/firewall/rules").and_then(Value::as_array))
+            .map(Vec::len)
+            .sum::<usize>()
+}
+
+/// The second half of [`parse_one`]: the document (pruned, defaulted) read by the types, then the semantic
+/// rules; `crd` gives the CRD's verdict on the same document (computed meanwhile).
+fn typed_and_checked(
+    value: std::sync::Arc<Value>,
+    written: WrittenK8sParts,
+    crd: impl FnOnce() -> Vec<ValidationError>,
+    mut errors: Vec<ValidationError>,
+) -> Result<Document, ForeignKind> {
+    let typed: Result<VNFChain, _> = serde_path_to_error::deserialize(&*value);
+    drop(value);
+    let chain = match typed {
         Ok(c) => c,
         Err(e) => {
             let mut path = e.path().to_string();
@@ -208,7 +265,7 @@ fn parse_one(value: Value) -> Result<Document, ForeignKind> {
             } else {
                 path
             };
-            errors.extend(crd.into_iter().filter(|c| c.path != path));
+            errors.extend(crd().into_iter().filter(|c| c.path != path));
             errors.push(err(path, message));
             return Ok(Document::Invalid(ValidationErrors(errors)));
         }
@@ -601,6 +658,39 @@ spec:
             parse_documents(secret).expect("yaml")[0],
             Document::Other { .. }
         ));
+    }
+
+    #[test]
+    fn a_long_stream_keeps_its_order_and_document_indices() {
+        // Long enough to be checked on two threads (MANY_DOCUMENTS); the misspelt kind is in the second half.
+        let mut text = String::new();
+        for i in 0..2 * MANY_DOCUMENTS {
+            text.push_str("---\n");
+            match i {
+                3 => text.push_str("apiVersion: v1\nkind: Secret\nmetadata: {name: k}\n"),
+                25 => text.push_str(&MINIMAL.replace("kind: VNFChain", "kind: VnfChain")),
+                _ => text.push_str(&MINIMAL.replace("name: t\n", &format!("name: t{i}\n"))),
+            }
+        }
+        let docs = parse_documents(&text).expect("yaml");
+        assert_eq!(docs.len(), 2 * MANY_DOCUMENTS);
+        for (i, d) in docs.iter().enumerate() {
+            match (i, d) {
+                (3, Document::Other { kind }) => assert_eq!(kind, "Secret"),
+                (25, Document::Invalid(e)) => assert!(
+                    e.to_string()
+                        .starts_with("kind: document 25 has kind \"VnfChain\""),
+                    "{e}"
+                ),
+                (_, Document::Chain(c)) => {
+                    assert_eq!(
+                        c.chain().metadata.name.as_deref(),
+                        Some(format!("t{i}").as_str())
+                    );
+                }
+                other => panic!("document {i}: {other:?}"),
+            }
+        }
     }
 
     #[test]

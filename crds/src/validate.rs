@@ -69,21 +69,53 @@ impl ValidationErrors {
 /// rules no schema can express. A valid chain comes back typed ([`ValidChain`]): what consumers read instead
 /// of the manifest's strings.
 pub fn validate(chain: &VNFChain) -> Result<ValidChain, ValidationErrors> {
-    let crd = match serde_json::to_value(chain) {
+    let crd = || match serde_json::to_value(chain) {
         Ok(object) => crate::schema::check(&object),
         Err(e) => vec![ValidationError {
             path: "(document)".into(),
             message: format!("cannot be encoded: {e}"),
         }],
     };
-    let typed = validate_with_crd(chain, crd)?;
+    // For a large chain, the CRD's schema and CEL rules on one thread, the semantic rules on this one.
+    let typed = if worth_a_thread(rules_of(&chain.spec)) {
+        std::thread::scope(|s| {
+            let crd = s.spawn(crd);
+            validate_with_crd(chain, || joined(crd))
+        })
+    } else {
+        validate_with_crd(chain, crd)
+    }?;
     Ok(ValidChain::new(chain.clone(), typed))
 }
 
-/// `validate()` with the CRD's verdict already known (the manifest reader checks the document as written).
+/// Whether a chain of `rules` functions and firewall rules is checked on two threads: below this, starting a
+/// thread costs more than it saves (a stream of many small documents stays on one).
+pub(crate) fn worth_a_thread(rules: usize) -> bool {
+    rules >= 256
+}
+
+fn rules_of(spec: &VNFChainSpec) -> usize {
+    spec.functions.len()
+        + spec
+            .functions
+            .iter()
+            .filter_map(|f| f.firewall.as_ref())
+            .map(|fw| fw.rules.len())
+            .sum::<usize>()
+}
+
+/// What a scoped thread returned (its panic, if it panicked, goes on).
+pub(crate) fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// `validate()` with the CRD's verdict given by `crd` (the manifest reader checks the document as written),
+/// called once the semantic rules have run (so it may be computed meanwhile, on another thread).
 pub(crate) fn validate_with_crd(
     chain: &VNFChain,
-    crd: Vec<ValidationError>,
+    crd: impl FnOnce() -> Vec<ValidationError>,
 ) -> Result<ValidSpec, ValidationErrors> {
     let mut v = Validator::default();
     match chain.metadata.name.as_deref() {
@@ -112,7 +144,7 @@ pub(crate) fn validate_with_crd(
         v.err("metadata.namespace", format!("{ns:?} is not a DNS label"));
     }
     v.spec(&chain.spec);
-    v.merge(crd, "");
+    v.merge(crd(), "");
     v.finish()?;
     typed_spec(&chain.spec)
 }
@@ -120,18 +152,31 @@ pub(crate) fn validate_with_crd(
 /// Validates a spec alone (paths start at `spec`); a valid one comes back typed.
 pub fn validate_spec(spec: &VNFChainSpec) -> Result<ValidSpec, ValidationErrors> {
     let mut v = Validator::default();
-    v.spec(spec);
-    // The CRD's rules on the spec, within an object that satisfies the rest of the schema.
-    match serde_json::to_value(spec) {
-        Ok(spec) => {
+    // The CRD's rules on the spec, within an object that satisfies the rest of the schema (for a large spec on
+    // another thread, while this one runs the semantic rules).
+    let crd = || {
+        serde_json::to_value(spec).map(|spec| {
             let object = serde_json::json!({
                 "apiVersion": crate::vnfchain::API_VERSION,
                 "kind": crate::vnfchain::KIND,
                 "metadata": {"name": "spec"},
                 "spec": spec,
             });
-            v.merge(crate::schema::check(&object), "spec");
-        }
+            crate::schema::check(&object)
+        })
+    };
+    let crd = if worth_a_thread(rules_of(spec)) {
+        std::thread::scope(|s| {
+            let crd = s.spawn(crd);
+            v.spec(spec);
+            joined(crd)
+        })
+    } else {
+        v.spec(spec);
+        crd()
+    };
+    match crd {
+        Ok(crd) => v.merge(crd, "spec"),
         Err(e) => v.err("spec", format!("cannot be encoded: {e}")),
     }
     v.finish()?;
@@ -149,7 +194,7 @@ impl ParsedRules {
         Self(
             c.rules
                 .iter()
-                .map(|r| v.traffic_match("", &r.traffic))
+                .map(|r| v.traffic_match(&String::new, &r.traffic))
                 .collect(),
         )
     }
@@ -202,15 +247,20 @@ impl Validator {
         }
     }
 
-    fn cidrs(&mut self, path: &str, list: &[Cidr], max: usize) -> Prefixes {
+    /// `path` builds the list's path, only when a problem is reported (a valid 10,000-rule firewall formats
+    /// no path): so do the other `&dyn Fn() -> String` paths below.
+    fn cidrs(&mut self, path: &dyn Fn() -> String, list: &[Cidr], max: usize) -> Prefixes {
         if list.len() > max {
-            self.err(path, format!("at most {max} prefixes, got {}", list.len()));
+            self.err(
+                path(),
+                format!("at most {max} prefixes, got {}", list.len()),
+            );
         }
         let mut out = Vec::with_capacity(list.len());
         for (i, c) in list.iter().enumerate() {
             match c.parse() {
                 Ok(n) => out.push(n),
-                Err(e) => self.err(format!("{path}[{i}]"), e),
+                Err(e) => self.err(format!("{}[{i}]", path()), e),
             }
         }
         Prefixes(out)
@@ -226,16 +276,16 @@ impl Validator {
         }
     }
 
-    fn port(&mut self, path: &str, p: u16) {
+    fn port(&mut self, path: &dyn Fn() -> String, p: u16) {
         if p == 0 {
-            self.err(path, "must be between 1 and 65535, got 0");
+            self.err(path(), "must be between 1 and 65535, got 0");
         }
     }
 
-    fn port_ranges(&mut self, path: &str, list: &[PortRange], protocol: Protocol) {
+    fn port_ranges(&mut self, path: &dyn Fn() -> String, list: &[PortRange], protocol: Protocol) {
         if !list.is_empty() && !protocol.has_ports() {
             self.err(
-                path,
+                path(),
                 format!(
                     "ports can only be matched with protocol tcp or udp, not {}",
                     protocol_name(protocol)
@@ -244,22 +294,22 @@ impl Validator {
         }
         if list.len() > MAX_PORT_RANGES {
             self.err(
-                path,
+                path(),
                 format!("at most {MAX_PORT_RANGES} port ranges, got {}", list.len()),
             );
         }
         for (i, r) in list.iter().enumerate() {
-            self.port_range(&format!("{path}[{i}]"), r);
+            self.port_range(&|| format!("{}[{i}]", path()), r);
         }
     }
 
-    fn port_range(&mut self, path: &str, r: &PortRange) {
-        self.port(&format!("{path}.from"), r.from);
+    fn port_range(&mut self, path: &dyn Fn() -> String, r: &PortRange) {
+        self.port(&|| format!("{}.from", path()), r.from);
         if let Some(to) = r.to {
-            self.port(&format!("{path}.to"), to);
+            self.port(&|| format!("{}.to", path()), to);
             if to < r.from {
                 self.err(
-                    format!("{path}.to"),
+                    format!("{}.to", path()),
                     format!(
                         "to ({to}) must be greater than or equal to from ({})",
                         r.from
@@ -270,21 +320,25 @@ impl Validator {
     }
 
     /// Checks a match (the classifier or a firewall rule) and returns its parsed form.
-    fn traffic_match(&mut self, path: &str, m: &TrafficMatch) -> Match {
+    fn traffic_match(&mut self, path: &dyn Fn() -> String, m: &TrafficMatch) -> Match {
         let protocol = m.protocol;
         let src = self.cidrs(
-            &format!("{path}.sourceCIDRs"),
+            &|| format!("{}.sourceCIDRs", path()),
             &m.source_cidrs,
             MAX_PREFIXES,
         );
         let dst = self.cidrs(
-            &format!("{path}.destinationCIDRs"),
+            &|| format!("{}.destinationCIDRs", path()),
             &m.destination_cidrs,
             MAX_PREFIXES,
         );
-        self.port_ranges(&format!("{path}.sourcePorts"), &m.source_ports, protocol);
         self.port_ranges(
-            &format!("{path}.destinationPorts"),
+            &|| format!("{}.sourcePorts", path()),
+            &m.source_ports,
+            protocol,
+        );
+        self.port_ranges(
+            &|| format!("{}.destinationPorts", path()),
             &m.destination_ports,
             protocol,
         );
@@ -293,21 +347,21 @@ impl Validator {
         let (v4, v6) = (s4 && d4, s6 && d6);
         if !v4 && !v6 {
             self.err(
-                path,
+                path(),
                 "sourceCIDRs and destinationCIDRs have no address family in common, so nothing can match",
             );
         } else if protocol == Protocol::Icmp && !v4 {
             self.err(
-                path,
+                path(),
                 "protocol icmp is IPv4-only but the CIDRs are IPv6-only (use icmpv6)",
             );
         } else if protocol == Protocol::Icmpv6 && !v6 {
             self.err(
-                path,
+                path(),
                 "protocol icmpv6 is IPv6-only but the CIDRs are IPv4-only (use icmp)",
             );
         } else if matches!(protocol, Protocol::Icmp | Protocol::Icmpv6) {
-            self.icmp_prefix_families(path, m);
+            self.icmp_prefix_families(&path(), m);
         }
         Match {
             protocol,
@@ -348,7 +402,7 @@ impl Validator {
     }
 
     fn spec(&mut self, spec: &VNFChainSpec) {
-        let classifier = self.traffic_match("spec.classifier", &spec.classifier);
+        let classifier = self.traffic_match(&|| "spec.classifier".into(), &spec.classifier);
         self.interfaces(spec);
         if spec.dataplane.telemetry.sample_one_in == 0
             || spec.dataplane.telemetry.sample_one_in > 65536
@@ -685,7 +739,7 @@ impl Validator {
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| self.traffic_match(&format!("{path}.rules[{i}]"), &r.traffic))
+            .map(|(i, r)| self.traffic_match(&|| format!("{path}.rules[{i}]"), &r.traffic))
             .collect();
         // A rule that every packet reaching it has already matched can never decide anything.
         let (covers, _exhausted) = ShadowAnalysis::new(SHADOW_WORK_BUDGET).first_covers(&parsed);
@@ -719,9 +773,13 @@ impl Validator {
         }
         if let Some(s) = &c.snat {
             let sp = format!("{path}.snat");
-            let sources = self.cidrs(&format!("{sp}.sourceCIDRs"), &s.source_cidrs, MAX_PREFIXES);
+            let sources = self.cidrs(
+                &|| format!("{sp}.sourceCIDRs"),
+                &s.source_cidrs,
+                MAX_PREFIXES,
+            );
             let to = self.ip(&format!("{sp}.toAddress"), &s.to_address);
-            self.port_range(&format!("{sp}.toPorts"), &s.to_ports);
+            self.port_range(&|| format!("{sp}.toPorts"), &s.to_ports);
             if let Some(to) = to {
                 self.snat_families(&sp, s, &sources, to, classifier);
             }
@@ -729,9 +787,9 @@ impl Validator {
         let mut seen: HashMap<(L4Protocol, IpAddr, u16), usize> = HashMap::new();
         for (k, m) in c.dnat.iter().enumerate() {
             let mp = format!("{path}.dnat[{k}]");
-            self.port(&format!("{mp}.port"), m.port);
+            self.port(&|| format!("{mp}.port"), m.port);
             if let Some(p) = m.to_port {
-                self.port(&format!("{mp}.toPort"), p);
+                self.port(&|| format!("{mp}.toPort"), p);
             }
             let dst = self.ip(&format!("{mp}.destination"), &m.destination);
             let to = self.ip(&format!("{mp}.toAddress"), &m.to_address);
@@ -858,7 +916,7 @@ impl Validator {
         if let Some(v) = vip {
             self.unicast(&format!("{path}.vip"), v);
         }
-        self.port(&format!("{path}.port"), c.port);
+        self.port(&|| format!("{path}.port"), c.port);
         if c.table_size < MIN_MAGLEV_TABLE || !is_prime(c.table_size) {
             self.err(
                 format!("{path}.tableSize"),
@@ -899,7 +957,7 @@ impl Validator {
                 );
             }
             if let Some(p) = b.port {
-                self.port(&format!("{bp}.port"), p);
+                self.port(&|| format!("{bp}.port"), p);
             }
             let Some(addr) = self.ip(&format!("{bp}.address"), &b.address) else {
                 continue;

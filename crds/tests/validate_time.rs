@@ -44,3 +44,29 @@ fn ten_thousand_rules_validate_in_bounded_time() {
     );
     println!("10,000 rules from any source: {took:?} (debug build)");
 }
+
+#[test]
+fn the_other_worst_shapes_validate_in_bounded_time() {
+    for (name, text) in [
+        (
+            "5,000 rules × 8 port ranges",
+            big::port_range_firewall(5_000),
+        ),
+        ("10 annotations of 140 kB", big::long_strings(1_400_000)),
+    ] {
+        assert!(text.len() <= 1_500_000, "{name}: {} bytes", text.len());
+        let took = read_and_validate_within(name, text, Duration::from_secs(30));
+        println!("{name}: {took:?} (debug build)");
+    }
+    let stream = big::many_documents(1_000);
+    assert!(stream.len() <= 1_500_000, "{} bytes", stream.len());
+    let start = Instant::now();
+    let docs = crds::manifest::parse_documents(&stream).expect("YAML");
+    let took = start.elapsed();
+    assert_eq!(docs.len(), 1_000);
+    for d in &docs {
+        assert!(matches!(d, crds::manifest::Document::Chain(_)), "{d:?}");
+    }
+    assert!(took < Duration::from_secs(30), "1,000 documents: {took:?}");
+    println!("1,000 documents of 7 rules: {took:?} (debug build)");
+}

@@ -54,3 +54,54 @@ pub fn any_source_firewall(rules: usize) -> String {
     }
     out
 }
+
+/// `docs` small chains in one stream, each a firewall of 7 rules of two port ranges: many documents, each
+/// read and checked on its own (serde-saphyr reads at most 1,024 documents of a stream).
+pub fn many_documents(docs: usize) -> String {
+    let mut out = String::new();
+    for d in 0..docs {
+        out.push_str("---\n");
+        header(&mut out, &format!("chain-{d}"));
+        for i in 0..7 {
+            let _ = writeln!(
+                out,
+                "          - action: allow\n            protocol: udp\n            sourceCIDRs: [10.{}.{i}.0/24, 2001:db8:{d:x}:{i:x}::/64]\n            destinationPorts: [{{from: {}, to: {}}}, {{from: 9000}}]",
+                d % 256,
+                1 + i,
+                100 + i
+            );
+        }
+    }
+    out
+}
+
+/// One firewall whose every rule has four port ranges on each side: as many small maps as a document under
+/// 1.5 MB holds.
+pub fn port_range_firewall(rules: usize) -> String {
+    let mut out = String::new();
+    header(&mut out, "port-ranges");
+    for i in 0..rules {
+        let p = 1 + 4 * (i % 16_000);
+        let _ = writeln!(
+            out,
+            "          - action: allow\n            protocol: tcp\n            sourcePorts: [{{from: 1, to: 9}}, {{from: 20, to: 29}}, {{from: 40, to: 49}}, {{from: 60, to: 69}}]\n            destinationPorts: [{{from: {p}}}, {{from: {}}}, {{from: {}}}, {{from: {}, to: {}}}]",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 3
+        );
+    }
+    out
+}
+
+/// A small chain whose metadata carries `bytes` of annotations in long strings (ten values).
+pub fn long_strings(bytes: usize) -> String {
+    let mut out = String::from(
+        "apiVersion: buildvnf.io/v1alpha1\nkind: VNFChain\nmetadata:\n  name: long\n  annotations:\n",
+    );
+    for k in 0..10 {
+        let _ = writeln!(out, "    note-{k}: \"{}\"", "x".repeat(bytes / 10));
+    }
+    out.push_str("spec:\n  functions:\n    - name: mon\n      type: monitor\n      monitor: {}\n");
+    out
+}

@@ -643,256 +643,277 @@ mod tests {
     async fn run(scenario: Scenario) -> Vec<Recorded> {
         let h = Harness::new();
         match scenario {
-            Scenario::Create => {
-                let mut c = chain(1, 22, None, "10.0.2.1");
-                c.metadata.finalizers = None;
-                let action = h.reconcile(&c).await;
-                assert_eq!(action, Action::await_change());
-                let finalizer_patch = h
-                    .state
-                    .lock()
-                    .expect("state")
-                    .calls("PATCH", CHAIN_PATH)
-                    .len();
-                assert_eq!(finalizer_patch, 1, "the finalizer is added first");
-                let stored: VNFChain =
-                    serde_json::from_value(h.object(CHAIN_PATH).expect("chain")).expect("chain");
-                assert_eq!(
-                    stored.metadata.finalizers,
-                    Some(vec![FINALIZER.to_string()])
-                );
-                assert!(
-                    h.object(DEPLOYMENT_PATH).is_none(),
-                    "nothing else before the finalizer is in place"
-                );
-
-                h.reconcile(&stored).await;
-                let d = h.object(DEPLOYMENT_PATH).expect("deployment applied");
-                let container = &d["spec"]["template"]["spec"]["containers"][0];
-                assert_eq!(container["securityContext"]["privileged"], json!(false));
-                assert_eq!(
-                    container["securityContext"]["capabilities"]["add"],
-                    json!(["BPF", "NET_ADMIN", "PERFMON"])
-                );
-                assert_eq!(
-                    d["metadata"]["ownerReferences"][0]["uid"],
-                    json!("uid-edge")
-                );
-                assert_eq!(d["spec"]["replicas"], json!(2));
-                // tls: the chain's serving certificate, before the pods that mount it (certs.rs).
-                let tls = h.object("/api/v1/namespaces/default/secrets/edge-dataplane-tls");
-                assert_eq!(
-                    tls.expect("chain Secret")["type"],
-                    json!("kubernetes.io/tls")
-                );
-                assert!(
-                    h.object("/api/v1/namespaces/default/services/edge-dataplane")
-                        .is_some()
-                );
-                let cm = h.object(CONFIG_MAP_PATH).expect("config map");
-                assert!(
-                    cm["data"][render::CONFIG_KEY]
-                        .as_str()
-                        .expect("chain.yaml")
-                        .contains("name: fw")
-                );
-                // No pods yet: never Ready, and no generation claimed as applied.
-                let (ready, reason, _) = h.condition("Ready");
-                assert_eq!((ready.as_str(), reason.as_str()), ("False", "NoReplicas"));
-                assert_eq!(h.condition("Progressing").0, "True");
-                assert_eq!(h.status().last_applied_generation, None);
-
-                h.add_pods(&stored, 0);
-                let action = h.reconcile(&stored).await;
-                assert_eq!(h.sidecars.generation("edge-dataplane-a"), 1);
-                assert_eq!(h.sidecars.generation("edge-dataplane-b"), 1);
-                let (ready, _, message) = h.condition("Ready");
-                assert_eq!(ready, "True", "{message}");
-                assert_eq!(h.status().ready_replicas, 2);
-                assert_eq!(h.status().attachments.len(), 2);
-                assert_eq!(h.status().last_applied_generation, Some(1));
-                assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
-                let events = h
-                    .state
-                    .lock()
-                    .expect("state")
-                    .calls("POST", "/events")
-                    .len();
-                assert!(events >= 2, "events on transitions, got {events}");
-            }
-            Scenario::RuleChange => {
-                let c1 = chain(1, 22, None, "10.0.2.1");
-                h.ready_at(&c1).await;
-                let deployment_before = h.object(DEPLOYMENT_PATH);
-                let c2 = chain(2, 2222, None, "10.0.2.1");
-                h.reconcile(&c2).await;
-                assert_eq!(
-                    h.object(DEPLOYMENT_PATH),
-                    deployment_before,
-                    "a rule change does not touch the pods"
-                );
-                assert_eq!(h.sidecars.generation("edge-dataplane-a"), 2);
-                assert_eq!(h.sidecars.generation("edge-dataplane-b"), 2);
-                assert_eq!(h.condition("Ready").0, "True");
-                let cm = h.object(CONFIG_MAP_PATH).expect("config map");
-                assert_eq!(
-                    cm["metadata"]["annotations"][render::GENERATION_ANNOTATION],
-                    json!("2")
-                );
-                assert!(
-                    cm["data"][render::CONFIG_KEY]
-                        .as_str()
-                        .expect("yaml")
-                        .contains("from: 2222")
-                );
-            }
-            Scenario::ImageChange => {
-                let c1 = chain(1, 22, None, "10.0.2.1");
-                h.ready_at(&c1).await;
-                let hash_before = h.object(DEPLOYMENT_PATH).expect("d")["spec"]["template"]["metadata"]["annotations"]
-                    [render::RESTART_HASH_ANNOTATION]
-                    .clone();
-                let c2 = chain(2, 22, Some("registry.local/cnf-dataplane:dev"), "10.0.2.1");
-                h.reconcile(&c2).await;
-                let d = h.object(DEPLOYMENT_PATH).expect("d");
-                assert_ne!(
-                    d["spec"]["template"]["metadata"]["annotations"]
-                        [render::RESTART_HASH_ANNOTATION],
-                    hash_before
-                );
-                assert_eq!(
-                    d["spec"]["template"]["spec"]["containers"][0]["image"],
-                    json!("registry.local/cnf-dataplane:dev")
-                );
-                // Old pods run the old image: not pushed to, not Ready.
-                assert_eq!(h.sidecars.generation("edge-dataplane-a"), 1);
-                let (ready, _, message) = h.condition("Ready");
-                assert_eq!(ready, "False");
-                assert!(message.contains("0/2"), "{message}");
-                assert!(
-                    h.status()
-                        .attachments
-                        .iter()
-                        .all(|a| a.error.as_deref().is_some_and(|e| e.contains("outdated")))
-                );
-                assert_eq!(h.condition("Progressing").0, "True");
-            }
-            Scenario::InvalidSpec => {
-                let c1 = chain(1, 22, None, "10.0.2.1");
-                h.ready_at(&c1).await;
-                let writes_before = h.state.lock().expect("state").calls("PATCH", "").len();
-                let c2 = chain(2, 22, None, "2001:db8::1");
-                h.reconcile(&c2).await;
-                let s = h.state.lock().expect("state");
-                let writes: Vec<_> = s
-                    .calls("PATCH", "")
-                    .into_iter()
-                    .skip(writes_before)
-                    .map(|r| r.path.clone())
-                    .collect();
-                drop(s);
-                assert_eq!(
-                    writes,
-                    [format!("{CHAIN_PATH}/status")],
-                    "only the status is written"
-                );
-                let (invalid, _, message) = h.condition("InvalidSpec");
-                assert_eq!(invalid, "True");
-                assert!(
-                    message.contains("spec.functions[1].loadBalancer.backends[0].address"),
-                    "{message}"
-                );
-                assert_eq!(h.condition("Ready").0, "False");
-                assert_eq!(
-                    h.sidecars.generation("edge-dataplane-a"),
-                    1,
-                    "the old chain keeps running"
-                );
-                assert!(!h.sidecars.calls().iter().any(|c| c.ends_with(" 2")));
-            }
-            Scenario::ApplyFailure => {
-                let c1 = chain(1, 22, None, "10.0.2.1");
-                h.ready_at(&c1).await;
-                if let Ok(mut p) = h.sidecars.pods.lock()
-                    && let Some(b) = p.get_mut("edge-dataplane-b")
-                {
-                    b.reject.insert(2);
-                }
-                let c2 = chain(2, 2222, None, "10.0.2.1");
-                h.reconcile(&c2).await;
-                assert_eq!(
-                    h.sidecars.calls()[h.sidecars.calls().len() - 3..],
-                    [
-                        "apply edge-dataplane-a 2",
-                        "apply edge-dataplane-b 2",
-                        "apply edge-dataplane-a 1"
-                    ],
-                    "a took it, b refused, a went back"
-                );
-                assert_eq!(h.sidecars.generation("edge-dataplane-a"), 1);
-                let message = h.expect_condition("Degraded", "True", "ApplyFailed");
-                assert!(
-                    message.contains("generation 2 failed on edge-dataplane-b"),
-                    "{message}"
-                );
-                assert!(message.contains("verifier rejected"), "{message}");
-                assert!(
-                    message.contains("edge-dataplane-a returned to generation 1"),
-                    "{message}"
-                );
-                assert_eq!(h.status().failed_generation, Some(2));
-                assert_eq!(h.status().last_applied_generation, Some(1));
-                let cm = h.object(CONFIG_MAP_PATH).expect("cm");
-                assert_eq!(
-                    cm["metadata"]["annotations"][render::GENERATION_ANNOTATION],
-                    json!("1")
-                );
-                // Reconciling the same generation again does not retry it.
-                let calls = h.sidecars.calls().len();
-                h.reconcile(&c2).await;
-                assert_eq!(h.sidecars.calls().len(), calls, "no flapping");
-                assert_eq!(h.condition("Degraded").0, "True");
-                // A new generation is tried again, and recovers.
-                let c3 = chain(3, 2223, None, "10.0.2.1");
-                h.reconcile(&c3).await;
-                assert_eq!(h.condition("Ready").0, "True");
-                assert_eq!(h.condition("Degraded").0, "False");
-                assert_eq!(h.status().failed_generation, None);
-            }
-            Scenario::Deletion => {
-                let c1 = chain(1, 22, None, "10.0.2.1");
-                h.ready_at(&c1).await;
-                let calls = h.delete(&c1).await;
-                assert!(
-                    calls.contains(&"detach edge-dataplane-a".to_string()),
-                    "{calls:?}"
-                );
-                assert!(
-                    calls.contains(&"detach edge-dataplane-b".to_string()),
-                    "{calls:?}"
-                );
-                let stored: VNFChain =
-                    serde_json::from_value(h.object(CHAIN_PATH).expect("chain")).expect("chain");
-                assert!(
-                    stored.metadata.finalizers.unwrap_or_default().is_empty(),
-                    "finalizer removed"
-                );
-            }
+            Scenario::Create => scenario_create(&h).await,
+            Scenario::RuleChange => scenario_rule_change(&h).await,
+            Scenario::ImageChange => scenario_image_change(&h).await,
+            Scenario::InvalidSpec => scenario_invalid_spec(&h).await,
+            Scenario::ApplyFailure => scenario_apply_failure(&h).await,
+            Scenario::Deletion => scenario_deletion(&h).await,
             Scenario::SidecarMode => sidecar_mode(&h).await,
             Scenario::SidecarAcrossNamespaces => across_namespaces(&h).await,
-            Scenario::CrdMissing => {
-                h.state.lock().expect("state").crd_installed = false;
-                let e = check_crd(&h.ctx.client).await.expect_err("no CRD");
-                assert!(matches!(e, crate::Error::CrdMissing));
-                assert!(
-                    e.to_string()
-                        .contains("kubectl apply -f crds/buildvnf.io_vnfchains.yaml")
-                );
-                h.state.lock().expect("state").crd_installed = true;
-                check_crd(&h.ctx.client).await.expect("CRD present");
-            }
+            Scenario::CrdMissing => scenario_crd_missing(&h).await,
         }
         h.requests()
+    }
+
+    /// The `Create` scenario.
+    async fn scenario_create(h: &Harness) {
+        let mut c = chain(1, 22, None, "10.0.2.1");
+        c.metadata.finalizers = None;
+        let action = h.reconcile(&c).await;
+        assert_eq!(action, Action::await_change());
+        let finalizer_patch = h
+            .state
+            .lock()
+            .expect("state")
+            .calls("PATCH", CHAIN_PATH)
+            .len();
+        assert_eq!(finalizer_patch, 1, "the finalizer is added first");
+        let stored: VNFChain =
+            serde_json::from_value(h.object(CHAIN_PATH).expect("chain")).expect("chain");
+        assert_eq!(
+            stored.metadata.finalizers,
+            Some(vec![FINALIZER.to_string()])
+        );
+        assert!(
+            h.object(DEPLOYMENT_PATH).is_none(),
+            "nothing else before the finalizer is in place"
+        );
+
+        h.reconcile(&stored).await;
+        let d = h.object(DEPLOYMENT_PATH).expect("deployment applied");
+        let container = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["securityContext"]["privileged"], json!(false));
+        assert_eq!(
+            container["securityContext"]["capabilities"]["add"],
+            json!(["BPF", "NET_ADMIN", "PERFMON"])
+        );
+        assert_eq!(
+            d["metadata"]["ownerReferences"][0]["uid"],
+            json!("uid-edge")
+        );
+        assert_eq!(d["spec"]["replicas"], json!(2));
+        // tls: the chain's serving certificate, before the pods that mount it (certs.rs).
+        let tls = h.object("/api/v1/namespaces/default/secrets/edge-dataplane-tls");
+        assert_eq!(
+            tls.expect("chain Secret")["type"],
+            json!("kubernetes.io/tls")
+        );
+        assert!(
+            h.object("/api/v1/namespaces/default/services/edge-dataplane")
+                .is_some()
+        );
+        let cm = h.object(CONFIG_MAP_PATH).expect("config map");
+        assert!(
+            cm["data"][render::CONFIG_KEY]
+                .as_str()
+                .expect("chain.yaml")
+                .contains("name: fw")
+        );
+        // No pods yet: never Ready, and no generation claimed as applied.
+        let (ready, reason, _) = h.condition("Ready");
+        assert_eq!((ready.as_str(), reason.as_str()), ("False", "NoReplicas"));
+        assert_eq!(h.condition("Progressing").0, "True");
+        assert_eq!(h.status().last_applied_generation, None);
+
+        h.add_pods(&stored, 0);
+        let action = h.reconcile(&stored).await;
+        assert_eq!(h.sidecars.generation("edge-dataplane-a"), 1);
+        assert_eq!(h.sidecars.generation("edge-dataplane-b"), 1);
+        let (ready, _, message) = h.condition("Ready");
+        assert_eq!(ready, "True", "{message}");
+        assert_eq!(h.status().ready_replicas, 2);
+        assert_eq!(h.status().attachments.len(), 2);
+        assert_eq!(h.status().last_applied_generation, Some(1));
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
+        let events = h
+            .state
+            .lock()
+            .expect("state")
+            .calls("POST", "/events")
+            .len();
+        assert!(events >= 2, "events on transitions, got {events}");
+    }
+
+    /// The `RuleChange` scenario.
+    async fn scenario_rule_change(h: &Harness) {
+        let c1 = chain(1, 22, None, "10.0.2.1");
+        h.ready_at(&c1).await;
+        let deployment_before = h.object(DEPLOYMENT_PATH);
+        let c2 = chain(2, 2222, None, "10.0.2.1");
+        h.reconcile(&c2).await;
+        assert_eq!(
+            h.object(DEPLOYMENT_PATH),
+            deployment_before,
+            "a rule change does not touch the pods"
+        );
+        assert_eq!(h.sidecars.generation("edge-dataplane-a"), 2);
+        assert_eq!(h.sidecars.generation("edge-dataplane-b"), 2);
+        assert_eq!(h.condition("Ready").0, "True");
+        let cm = h.object(CONFIG_MAP_PATH).expect("config map");
+        assert_eq!(
+            cm["metadata"]["annotations"][render::GENERATION_ANNOTATION],
+            json!("2")
+        );
+        assert!(
+            cm["data"][render::CONFIG_KEY]
+                .as_str()
+                .expect("yaml")
+                .contains("from: 2222")
+        );
+    }
+
+    /// The `ImageChange` scenario.
+    async fn scenario_image_change(h: &Harness) {
+        let c1 = chain(1, 22, None, "10.0.2.1");
+        h.ready_at(&c1).await;
+        let hash_before =
+            h.object(DEPLOYMENT_PATH).expect("d")["spec"]["template"]["metadata"]["annotations"]
+                [render::RESTART_HASH_ANNOTATION]
+                .clone();
+        let c2 = chain(2, 22, Some("registry.local/cnf-dataplane:dev"), "10.0.2.1");
+        h.reconcile(&c2).await;
+        let d = h.object(DEPLOYMENT_PATH).expect("d");
+        assert_ne!(
+            d["spec"]["template"]["metadata"]["annotations"][render::RESTART_HASH_ANNOTATION],
+            hash_before
+        );
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            json!("registry.local/cnf-dataplane:dev")
+        );
+        // Old pods run the old image: not pushed to, not Ready.
+        assert_eq!(h.sidecars.generation("edge-dataplane-a"), 1);
+        let (ready, _, message) = h.condition("Ready");
+        assert_eq!(ready, "False");
+        assert!(message.contains("0/2"), "{message}");
+        assert!(
+            h.status()
+                .attachments
+                .iter()
+                .all(|a| a.error.as_deref().is_some_and(|e| e.contains("outdated")))
+        );
+        assert_eq!(h.condition("Progressing").0, "True");
+    }
+
+    /// The `InvalidSpec` scenario.
+    async fn scenario_invalid_spec(h: &Harness) {
+        let c1 = chain(1, 22, None, "10.0.2.1");
+        h.ready_at(&c1).await;
+        let writes_before = h.state.lock().expect("state").calls("PATCH", "").len();
+        let c2 = chain(2, 22, None, "2001:db8::1");
+        h.reconcile(&c2).await;
+        let s = h.state.lock().expect("state");
+        let writes: Vec<_> = s
+            .calls("PATCH", "")
+            .into_iter()
+            .skip(writes_before)
+            .map(|r| r.path.clone())
+            .collect();
+        drop(s);
+        assert_eq!(
+            writes,
+            [format!("{CHAIN_PATH}/status")],
+            "only the status is written"
+        );
+        let (invalid, _, message) = h.condition("InvalidSpec");
+        assert_eq!(invalid, "True");
+        assert!(
+            message.contains("spec.functions[1].loadBalancer.backends[0].address"),
+            "{message}"
+        );
+        assert_eq!(h.condition("Ready").0, "False");
+        assert_eq!(
+            h.sidecars.generation("edge-dataplane-a"),
+            1,
+            "the old chain keeps running"
+        );
+        assert!(!h.sidecars.calls().iter().any(|c| c.ends_with(" 2")));
+    }
+
+    /// The `ApplyFailure` scenario.
+    async fn scenario_apply_failure(h: &Harness) {
+        let c1 = chain(1, 22, None, "10.0.2.1");
+        h.ready_at(&c1).await;
+        if let Ok(mut p) = h.sidecars.pods.lock()
+            && let Some(b) = p.get_mut("edge-dataplane-b")
+        {
+            b.reject.insert(2);
+        }
+        let c2 = chain(2, 2222, None, "10.0.2.1");
+        h.reconcile(&c2).await;
+        assert_eq!(
+            h.sidecars.calls()[h.sidecars.calls().len() - 3..],
+            [
+                "apply edge-dataplane-a 2",
+                "apply edge-dataplane-b 2",
+                "apply edge-dataplane-a 1"
+            ],
+            "a took it, b refused, a went back"
+        );
+        assert_eq!(h.sidecars.generation("edge-dataplane-a"), 1);
+        let message = h.expect_condition("Degraded", "True", "ApplyFailed");
+        assert!(
+            message.contains("generation 2 failed on edge-dataplane-b"),
+            "{message}"
+        );
+        assert!(message.contains("verifier rejected"), "{message}");
+        assert!(
+            message.contains("edge-dataplane-a returned to generation 1"),
+            "{message}"
+        );
+        assert_eq!(h.status().failed_generation, Some(2));
+        assert_eq!(h.status().last_applied_generation, Some(1));
+        let cm = h.object(CONFIG_MAP_PATH).expect("cm");
+        assert_eq!(
+            cm["metadata"]["annotations"][render::GENERATION_ANNOTATION],
+            json!("1")
+        );
+        // Reconciling the same generation again does not retry it.
+        let calls = h.sidecars.calls().len();
+        h.reconcile(&c2).await;
+        assert_eq!(h.sidecars.calls().len(), calls, "no flapping");
+        assert_eq!(h.condition("Degraded").0, "True");
+        // A new generation is tried again, and recovers.
+        let c3 = chain(3, 2223, None, "10.0.2.1");
+        h.reconcile(&c3).await;
+        assert_eq!(h.condition("Ready").0, "True");
+        assert_eq!(h.condition("Degraded").0, "False");
+        assert_eq!(h.status().failed_generation, None);
+    }
+
+    /// The `Deletion` scenario.
+    async fn scenario_deletion(h: &Harness) {
+        let c1 = chain(1, 22, None, "10.0.2.1");
+        h.ready_at(&c1).await;
+        let calls = h.delete(&c1).await;
+        assert!(
+            calls.contains(&"detach edge-dataplane-a".to_string()),
+            "{calls:?}"
+        );
+        assert!(
+            calls.contains(&"detach edge-dataplane-b".to_string()),
+            "{calls:?}"
+        );
+        let stored: VNFChain =
+            serde_json::from_value(h.object(CHAIN_PATH).expect("chain")).expect("chain");
+        assert!(
+            stored.metadata.finalizers.unwrap_or_default().is_empty(),
+            "finalizer removed"
+        );
+    }
+
+    /// The `CrdMissing` scenario.
+    async fn scenario_crd_missing(h: &Harness) {
+        h.state.lock().expect("state").crd_installed = false;
+        let e = check_crd(&h.ctx.client).await.expect_err("no CRD");
+        assert!(matches!(e, crate::Error::CrdMissing));
+        assert!(
+            e.to_string()
+                .contains("kubectl apply -f crds/buildvnf.io_vnfchains.yaml")
+        );
+        h.state.lock().expect("state").crd_installed = true;
+        check_crd(&h.ctx.client).await.expect("CRD present");
     }
 
     #[tokio::test]

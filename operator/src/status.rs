@@ -246,7 +246,79 @@ pub fn compute(
         now,
     };
 
-    let (ready_reason, ready_message) = if let Some(e) = &obs.invalid {
+    let rollout = Rollout {
+        generation,
+        desired,
+        ready_replicas,
+        ready,
+        target,
+    };
+    let (ready_reason, ready_message) = ready_condition(obs, &rollout);
+    conditions.set(CONDITION_READY, ready, ready_reason, ready_message);
+
+    let (prog, prog_reason, prog_message) = progressing_condition(obs, &rollout);
+    conditions.set(CONDITION_PROGRESSING, prog, prog_reason, prog_message);
+
+    set_degraded(&mut conditions, obs);
+
+    match (&obs.invalid, &obs.refused) {
+        (Some(e), _) => conditions.set(
+            CONDITION_INVALID_SPEC,
+            true,
+            "ValidationFailed",
+            first_lines(e),
+        ),
+        (None, Some(r)) => {
+            conditions.set(CONDITION_INVALID_SPEC, true, r.reason, r.message.clone())
+        }
+        (None, None) => conditions.set(CONDITION_INVALID_SPEC, false, "Valid", String::new()),
+    }
+
+    VNFChainStatus {
+        observed_generation: Some(generation),
+        conditions: conditions.list,
+        replicas: obs.replicas.len() as i32,
+        ready_replicas,
+        attachments: obs.replicas.iter().flat_map(attachments).collect(),
+        last_applied_generation: applied_by_a_replica(obs)
+            .or_else(|| previous.and_then(|p| p.last_applied_generation)),
+        failed_generation: obs.failure.as_ref().map(|f| f.generation).or_else(|| {
+            // A failure stays recorded until the spec moves past it.
+            previous
+                .and_then(|p| p.failed_generation)
+                .filter(|g| *g == generation)
+        }),
+        function_names: Some(function_names(chain)),
+        selector: crate::render::pod_selector(chain).ok(),
+        not_injected: obs
+            .not_injected
+            .iter()
+            .take(MAX_NOT_INJECTED)
+            .cloned()
+            .collect(),
+    }
+}
+
+/// What [`compute`] counted of the rollout.
+#[derive(Clone, Copy)]
+struct Rollout {
+    generation: i64,
+    desired: i32,
+    ready_replicas: i32,
+    ready: bool,
+    target: bool,
+}
+
+/// Reason and message of the Ready condition.
+fn ready_condition<'a>(obs: &'a Observation, r: &Rollout) -> (&'a str, String) {
+    let Rollout {
+        generation,
+        desired,
+        ready_replicas,
+        ready,
+        target,
+    } = *r;
+    if let Some(e) = &obs.invalid {
         (
             "InvalidSpec",
             format!(
@@ -298,11 +370,16 @@ pub fn compute(
             "ReplicasNotReady",
             format!("{ready_replicas}/{desired} replicas run generation {generation}"),
         )
-    };
-    conditions.set(CONDITION_READY, ready, ready_reason, ready_message);
+    }
+}
 
+/// Status, reason and message of the Progressing condition.
+fn progressing_condition<'a>(obs: &'a Observation, r: &Rollout) -> (bool, &'a str, String) {
+    let Rollout {
+        generation, ready, ..
+    } = *r;
     let degraded = obs.failure.is_some();
-    let (prog, prog_reason, prog_message) = if obs.invalid.is_some() {
+    if obs.invalid.is_some() {
         (
             false,
             "InvalidSpec",
@@ -341,9 +418,12 @@ pub fn compute(
             "RollingOut",
             format!("applying generation {generation}"),
         )
-    };
-    conditions.set(CONDITION_PROGRESSING, prog, prog_reason, prog_message);
+    }
+}
 
+/// The Degraded condition: a failed apply, else the Deployment's problem, else copy conflicts, else a control
+/// plane at risk.
+fn set_degraded(conditions: &mut Conditions<'_>, obs: &Observation) {
     match &obs.failure {
         Some(f) => {
             let back = match (f.rolled_back.is_empty(), f.previous) {
@@ -386,43 +466,6 @@ pub fn compute(
                 None => conditions.set(CONDITION_DEGRADED, false, "AsExpected", String::new()),
             },
         },
-    }
-
-    match (&obs.invalid, &obs.refused) {
-        (Some(e), _) => conditions.set(
-            CONDITION_INVALID_SPEC,
-            true,
-            "ValidationFailed",
-            first_lines(e),
-        ),
-        (None, Some(r)) => {
-            conditions.set(CONDITION_INVALID_SPEC, true, r.reason, r.message.clone())
-        }
-        (None, None) => conditions.set(CONDITION_INVALID_SPEC, false, "Valid", String::new()),
-    }
-
-    VNFChainStatus {
-        observed_generation: Some(generation),
-        conditions: conditions.list,
-        replicas: obs.replicas.len() as i32,
-        ready_replicas,
-        attachments: obs.replicas.iter().flat_map(attachments).collect(),
-        last_applied_generation: applied_by_a_replica(obs)
-            .or_else(|| previous.and_then(|p| p.last_applied_generation)),
-        failed_generation: obs.failure.as_ref().map(|f| f.generation).or_else(|| {
-            // A failure stays recorded until the spec moves past it.
-            previous
-                .and_then(|p| p.failed_generation)
-                .filter(|g| *g == generation)
-        }),
-        function_names: Some(function_names(chain)),
-        selector: crate::render::pod_selector(chain).ok(),
-        not_injected: obs
-            .not_injected
-            .iter()
-            .take(MAX_NOT_INJECTED)
-            .cloned()
-            .collect(),
     }
 }
 

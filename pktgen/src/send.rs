@@ -335,6 +335,63 @@ fn spawn_rtt_collector(
     }))
 }
 
+/// Stamps the transmit time into `f`'s pending packets and sends them (one `sendmmsg`, or one TCP write of
+/// their records).
+fn send_pending(f: &mut Flow) -> Result<SendOutcome, Error> {
+    let tx = monotonic_ns();
+    for slot in 0..f.pending {
+        stamp_tx_ns(f.batch.buf_mut(slot), tx)
+            .map_err(|e| Error::Config(format!("payload slot too small: {e}")))?;
+    }
+    match &mut f.conn {
+        Conn::Udp(sock) => f
+            .batch
+            .send(sock, f.pending, false)
+            .map_err(io_err("sendmmsg")),
+        Conn::Tcp { stream, frame } => {
+            frame.clear();
+            let mut out = SendOutcome::default();
+            for slot in 0..f.pending {
+                let d = f.batch.datagram(slot);
+                crate::tcp::push_record(frame, d)?;
+                out.bytes += d.len() as u64;
+            }
+            stream.write_all(frame).map_err(io_err("TCP write"))?;
+            out.sent = f.pending;
+            Ok(out)
+        }
+    }
+}
+
+type RttHandle = std::thread::JoinHandle<Result<RxSummary, Error>>;
+
+/// Stops the RTT collector, after waiting (until `grace`'s end time, unless `stop` is set) for the echoes of
+/// `grace`'s count of packets when the run went well.
+fn finish_rtt(
+    collector: Option<RttHandle>,
+    rtt_stop: &AtomicBool,
+    grace: Option<(u64, u64, &AtomicU64)>,
+    stop: &AtomicBool,
+) -> Result<Option<RxSummary>, Error> {
+    let Some(handle) = collector else {
+        return Ok(None);
+    };
+    if let Some((grace_end, sent, unique)) = grace {
+        while unique.load(Ordering::Relaxed) < sent
+            && monotonic_ns() < grace_end
+            && !stop.load(Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    rtt_stop.store(true, Ordering::Relaxed);
+    Ok(Some(
+        handle
+            .join()
+            .map_err(|_| Error::Thread("RTT collector"))??,
+    ))
+}
+
 /// Runs the sender until its count or duration is reached (or `stop` is set), calling
 /// `progress` about once per second.
 pub fn run_sender(
@@ -411,29 +468,7 @@ pub fn run_sender(
                     due = start + sched.next_departure();
                 }
                 for f in flows.iter_mut().filter(|f| f.pending > 0) {
-                    let tx = monotonic_ns();
-                    for slot in 0..f.pending {
-                        stamp_tx_ns(f.batch.buf_mut(slot), tx)
-                            .map_err(|e| Error::Config(format!("payload slot too small: {e}")))?;
-                    }
-                    let out = match &mut f.conn {
-                        Conn::Udp(sock) => f
-                            .batch
-                            .send(sock, f.pending, false)
-                            .map_err(io_err("sendmmsg"))?,
-                        Conn::Tcp { stream, frame } => {
-                            frame.clear();
-                            let mut out = SendOutcome::default();
-                            for slot in 0..f.pending {
-                                let d = f.batch.datagram(slot);
-                                crate::tcp::push_record(frame, d)?;
-                                out.bytes += d.len() as u64;
-                            }
-                            stream.write_all(frame).map_err(io_err("TCP write"))?;
-                            out.sent = f.pending;
-                            out
-                        }
-                    };
+                    let out = send_pending(f)?;
                     // Dropped packets keep their sequence numbers: the receiver sees them as lost.
                     f.next_seq += f.pending as u64;
                     f.sent += out.sent as u64;
@@ -467,26 +502,15 @@ pub fn run_sender(
         Ok(())
     })();
 
-    let rtt = match collector {
-        Some(handle) => {
-            if result.is_ok() {
-                let grace_end = monotonic_ns() + cfg.rtt_grace.as_nanos() as u64;
-                while rtt_unique.load(Ordering::Relaxed) < sent
-                    && monotonic_ns() < grace_end
-                    && !stop.load(Ordering::Relaxed)
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            rtt_stop.store(true, Ordering::Relaxed);
-            Some(
-                handle
-                    .join()
-                    .map_err(|_| Error::Thread("RTT collector"))??,
-            )
-        }
-        None => None,
-    };
+    let rtt = finish_rtt(
+        collector,
+        &rtt_stop,
+        result.is_ok().then(|| {
+            let grace_end = monotonic_ns() + cfg.rtt_grace.as_nanos() as u64;
+            (grace_end, sent, rtt_unique.as_ref())
+        }),
+        stop,
+    )?;
     result?;
     let elapsed = last_send.saturating_sub(start) as f64 / 1e9;
     Ok(SendSummary {

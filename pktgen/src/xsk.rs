@@ -185,108 +185,35 @@ pub fn run_xsk_sender(
 ) -> Result<(SendSummary, XskStats), Error> {
     cfg.validate(mtu_of(&cfg.ifname))?;
     let sizes = distinct_sizes(&cfg.sizes);
-    // templates[flow][size index]
-    let templates = (0..cfg.flows)
-        .map(|i| {
-            let mut ep = cfg.endpoints;
-            ep.src.set_port(cfg.endpoints.src.port() + i as u16);
-            sizes
-                .iter()
-                .map(|&s| Template::new(&ep, cfg.stream_base.wrapping_add(i), s, UdpChecksum::Full))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let templates = flow_templates(cfg, &sizes)?;
     let mut sched = Schedule::new(cfg.pattern, cfg.rate_pps, cfg.seed)?;
-
-    let name = CString::new(cfg.ifname.as_str())
-        .map_err(|_| Error::Config(format!("bad interface name '{}'", cfg.ifname)))?;
-    let mut info = IfInfo::invalid();
-    info.from_name(&name)
-        .map_err(xsk_err("interface", &cfg.ifname))?;
-    info.set_queue(cfg.queue_id);
 
     let frames = cfg.ring_size * 2;
     // Declaration order is drop order in reverse: rings, sockets and the UMEM go before `area`.
     let mut area = Area::new(frames as usize * FRAME_SIZE as usize).map_err(io_err("mmap UMEM"))?;
-    let umem_cfg = UmemConfig {
-        fill_size: cfg.ring_size,
-        complete_size: cfg.ring_size,
-        frame_size: FRAME_SIZE,
-        headroom: 0,
-        flags: 0,
-    };
-    // SAFETY: the area is page aligned (mmap), `frames × FRAME_SIZE` bytes long, and outlives
-    // the UMEM (declared before it, so dropped after it).
-    let umem = unsafe { Umem::new(umem_cfg, area.slice()) }
-        .map_err(xsk_err("UMEM registration", &cfg.ifname))?;
-    let sock = Socket::with_shared(&info, &umem).map_err(xsk_err("socket", &cfg.ifname))?;
-    let mut dev = umem
-        .fq_cq(&sock)
-        .map_err(xsk_err("fill/completion rings", &cfg.ifname))?;
-    let user = umem
-        .rx_tx(
-            &sock,
-            &SocketConfig {
-                rx_size: None,
-                tx_size: NonZeroU32::new(cfg.ring_size),
-                bind_flags: SocketConfig::XDP_BIND_COPY | SocketConfig::XDP_BIND_NEED_WAKEUP,
-            },
-        )
-        .map_err(xsk_err("tx ring", &cfg.ifname))?;
-    let mut tx = user
-        .map_tx()
-        .map_err(xsk_err("mmap tx ring", &cfg.ifname))?;
-    umem.bind(&user).map_err(xsk_err("bind", &cfg.ifname))?;
+    let mut xsk = XskSocket::open(cfg, &area)?;
 
     let mut free: Vec<u64> = (0..u64::from(frames))
         .rev()
         .map(|i| i * u64::from(FRAME_SIZE))
         .collect();
-    let nflows = u64::from(cfg.flows);
-    let mut next_seq = vec![0u64; cfg.flows as usize];
-    let mut per_flow = vec![0u64; cfg.flows as usize];
+    let mut t = Tally::new(cfg.flows as usize);
     let mut stats = XskStats::default();
     let limit = cfg.count.unwrap_or(u64::MAX);
     let paced = cfg.pattern != Pattern::Unlimited;
     let mut descs: Vec<XdpDesc> = Vec::with_capacity(cfg.batch as usize);
-    // payload bytes of each in-flight frame are counted when submitted
-    let (mut submitted, mut completed, mut bytes) = (0u64, 0u64, 0u64);
-    let (mut lateness_sum, mut max_lateness) = (0u128, 0u64);
-
-    let reap = |dev: &mut xdpilone::DeviceQueue, free: &mut Vec<u64>| -> u64 {
-        let mut n = 0;
-        let mut r = dev.complete(cfg.ring_size);
-        while let Some(addr) = r.read() {
-            free.push(addr - addr % u64::from(FRAME_SIZE));
-            n += 1;
-        }
-        r.release();
-        n
-    };
-    let kick = |tx: &xdpilone::RingTx, stats: &mut XskStats| {
-        // copy mode sends a bounded budget per sendto; a few kicks drain a batch
-        for _ in 0..16 {
-            if tx.pending() == 0 {
-                break;
-            }
-            tx.wake();
-            stats.kicks += 1;
-        }
-    };
 
     super::send::tighten_timer_slack();
     let start = monotonic_ns();
     let end = cfg
         .duration
         .map(|d| start.saturating_add(d.as_nanos() as u64));
-    let mut n = 0u64;
     let mut due = start + sched.next_departure();
     let mut last_send = start;
     let (mut next_report, mut last_report) = (start + SECOND_NS, start);
-    let (mut iv_packets, mut iv_bytes) = (0u64, 0u64);
 
-    while n < limit && !stop.load(Ordering::Relaxed) {
-        completed += reap(&mut dev, &mut free);
+    while t.n < limit && !stop.load(Ordering::Relaxed) {
+        t.completed += reap(&mut xsk.dev, &mut free, cfg.ring_size);
         let now = monotonic_ns();
         if end.is_some_and(|e| now >= e || due >= e) {
             break;
@@ -295,139 +222,284 @@ pub fn run_xsk_sender(
             progress(&SendProgress {
                 elapsed_secs: (now - start) as f64 / 1e9,
                 interval_secs: (now - last_report) as f64 / 1e9,
-                packets: iv_packets,
-                bytes: iv_bytes,
-                total: submitted,
+                packets: t.iv_packets,
+                bytes: t.iv_bytes,
+                total: t.submitted,
                 rtt: None,
             });
-            (iv_packets, iv_bytes) = (0, 0);
+            (t.iv_packets, t.iv_bytes) = (0, 0);
             last_report = now;
             next_report = now + SECOND_NS;
         }
         if due > now {
-            if tx.pending() > 0 {
-                kick(&tx, &mut stats);
+            if xsk.tx.pending() > 0 {
+                kick(&xsk.tx, &mut stats);
             } else {
                 wait_until(due.min(next_report), SPIN_NS);
             }
             continue;
         }
         // Room on the TX ring: frames the kernel has not consumed yet still hold their slots.
-        let room = cfg.ring_size.saturating_sub(tx.pending()).min(cfg.batch) as usize;
+        let room = cfg
+            .ring_size
+            .saturating_sub(xsk.tx.pending())
+            .min(cfg.batch) as usize;
         if free.is_empty() || room == 0 {
             // every frame (or every ring slot) is in flight: let the kernel catch up
-            kick(&tx, &mut stats);
+            kick(&xsk.tx, &mut stats);
             continue;
         }
         let tx_ns = monotonic_ns();
         descs.clear();
-        while n < limit && due <= now && end.is_none_or(|e| due < e) && descs.len() < room {
+        while t.n < limit && due <= now && end.is_none_or(|e| due < e) && descs.len() < room {
             let Some(addr) = free.pop() else { break };
-            let flow = (n % nflows) as usize;
-            let size = cfg.sizes.ip_size(n);
+            let flow = (t.n % u64::from(cfg.flows)) as usize;
+            let size = cfg.sizes.ip_size(t.n);
             let si = sizes.iter().position(|&s| s == size).unwrap_or(0);
-            let t = &templates[flow][si];
-            let len = t.write(
-                area.bytes_mut(addr as usize, FRAME_SIZE as usize),
-                next_seq[flow],
-                tx_ns,
-            )?;
+            let tpl = &templates[flow][si];
+            let frame = area.bytes_mut(addr as usize, FRAME_SIZE as usize);
+            let len = tpl.write(frame, t.next_seq[flow], tx_ns)?;
             descs.push(XdpDesc {
                 addr,
                 len: len as u32,
                 options: 0,
             });
-            next_seq[flow] += 1;
-            per_flow[flow] += 1;
-            bytes += t.payload_len() as u64;
-            iv_bytes += t.payload_len() as u64;
-            if paced {
-                let late = now - due;
-                lateness_sum += u128::from(late);
-                max_lateness = max_lateness.max(late);
-            }
-            n += 1;
+            t.written(flow, tpl.payload_len() as u64, paced.then(|| now - due));
             due = start + sched.next_departure();
         }
-        // The ring has `room` free slots, but a reservation may see a stale view of the
-        // kernel's consumer head and take fewer: offer the rest again (the next reservation
-        // refreshes that view), kicking the kernel if the ring really is full.
-        let mut inserted = 0usize;
-        let mut attempts = 0u32;
-        while inserted < descs.len() {
-            let k = {
-                let mut w = tx.transmit((descs.len() - inserted) as u32);
-                let k = w.insert(descs[inserted..].iter().copied());
-                w.commit();
-                k as usize
-            };
-            inserted += k;
-            if k == 0 {
-                attempts += 1;
-                if attempts > 10_000 {
-                    return Err(Error::Config(format!(
-                        "the kernel stopped consuming the TX ring of {} ({} of {} frames queued)",
-                        cfg.ifname,
-                        inserted,
-                        descs.len()
-                    )));
-                }
-                kick(&tx, &mut stats);
-            }
-        }
-        submitted += inserted as u64;
-        iv_packets += inserted as u64;
+        let inserted = commit(cfg, &mut xsk.tx, &descs, &mut stats)?;
+        t.submitted += inserted as u64;
+        t.iv_packets += inserted as u64;
         last_send = monotonic_ns();
-        kick(&tx, &mut stats);
+        kick(&xsk.tx, &mut stats);
     }
     // Let the kernel finish what was submitted.
     let drain_until = monotonic_ns() + DRAIN.as_nanos() as u64;
-    while completed < submitted && monotonic_ns() < drain_until {
-        kick(&tx, &mut stats);
-        let got = reap(&mut dev, &mut free);
-        completed += got;
+    while t.completed < t.submitted && monotonic_ns() < drain_until {
+        kick(&xsk.tx, &mut stats);
+        let got = reap(&mut xsk.dev, &mut free, cfg.ring_size);
+        t.completed += got;
         if got == 0 {
             std::thread::sleep(Duration::from_micros(100));
         }
     }
-    if let Ok(s) = user.statistics_v2() {
+    if let Ok(s) = xsk.user.statistics_v2() {
         stats.tx_invalid_descs = s.tx_invalid_descs;
         stats.tx_ring_empty_descs = s.tx_ring_empty_descs;
     }
     let elapsed = last_send.saturating_sub(start) as f64 / 1e9;
-    let dropped = submitted - completed;
-    let summary = SendSummary {
-        sent: completed,
-        bytes,
-        dropped,
-        send_errors: stats.tx_invalid_descs,
-        elapsed_secs: elapsed,
-        pps: if elapsed > 0.0 {
-            completed as f64 / elapsed
-        } else {
-            0.0
-        },
-        payload_mbps: if elapsed > 0.0 {
-            bytes as f64 * 8.0 / elapsed / 1e6
-        } else {
-            0.0
-        },
-        per_flow,
-        mean_lateness_ns: if paced && submitted > 0 {
-            lateness_sum as f64 / submitted as f64
-        } else {
-            0.0
-        },
-        max_lateness_ns: max_lateness,
-        rtt: None,
-    };
-    drop(tx);
-    drop(user);
-    drop(dev);
-    drop(sock);
-    drop(umem);
+    let summary = t.summary(elapsed, paced, stats.tx_invalid_descs);
+    drop(xsk);
     drop(area);
     Ok((summary, stats))
+}
+
+/// One template per flow and distinct size: `templates[flow][size index]`.
+fn flow_templates(cfg: &XskConfig, sizes: &[usize]) -> Result<Vec<Vec<Template>>, Error> {
+    (0..cfg.flows)
+        .map(|i| {
+            let mut ep = cfg.endpoints;
+            ep.src.set_port(cfg.endpoints.src.port() + i as u16);
+            sizes
+                .iter()
+                .map(|&s| Template::new(&ep, cfg.stream_base.wrapping_add(i), s, UdpChecksum::Full))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect()
+}
+
+/// A TX-only AF_XDP socket bound in copy mode on `cfg.ifname`/`cfg.queue_id`. Fields drop in
+/// declaration order: the rings and the socket before the UMEM.
+struct XskSocket {
+    tx: xdpilone::RingTx,
+    user: xdpilone::User,
+    dev: xdpilone::DeviceQueue,
+    _sock: Socket,
+    _umem: Umem,
+}
+
+impl XskSocket {
+    /// Registers `area` as the UMEM (which `area` must outlive) and binds the socket.
+    fn open(cfg: &XskConfig, area: &Area) -> Result<Self, Error> {
+        let name = CString::new(cfg.ifname.as_str())
+            .map_err(|_| Error::Config(format!("bad interface name '{}'", cfg.ifname)))?;
+        let mut info = IfInfo::invalid();
+        info.from_name(&name)
+            .map_err(xsk_err("interface", &cfg.ifname))?;
+        info.set_queue(cfg.queue_id);
+        let umem_cfg = UmemConfig {
+            fill_size: cfg.ring_size,
+            complete_size: cfg.ring_size,
+            frame_size: FRAME_SIZE,
+            headroom: 0,
+            flags: 0,
+        };
+        // SAFETY: the area is page aligned (mmap), `ring_size × 2 × FRAME_SIZE` bytes long, and
+        // outlives the UMEM (the caller declares it before this socket, so drops it after).
+        let umem = unsafe { Umem::new(umem_cfg, area.slice()) }
+            .map_err(xsk_err("UMEM registration", &cfg.ifname))?;
+        let sock = Socket::with_shared(&info, &umem).map_err(xsk_err("socket", &cfg.ifname))?;
+        let dev = umem
+            .fq_cq(&sock)
+            .map_err(xsk_err("fill/completion rings", &cfg.ifname))?;
+        let user = umem
+            .rx_tx(
+                &sock,
+                &SocketConfig {
+                    rx_size: None,
+                    tx_size: NonZeroU32::new(cfg.ring_size),
+                    bind_flags: SocketConfig::XDP_BIND_COPY | SocketConfig::XDP_BIND_NEED_WAKEUP,
+                },
+            )
+            .map_err(xsk_err("tx ring", &cfg.ifname))?;
+        let tx = user
+            .map_tx()
+            .map_err(xsk_err("mmap tx ring", &cfg.ifname))?;
+        umem.bind(&user).map_err(xsk_err("bind", &cfg.ifname))?;
+        Ok(XskSocket {
+            tx,
+            user,
+            dev,
+            _sock: sock,
+            _umem: umem,
+        })
+    }
+}
+
+/// Takes the completed frames back into `free`; returns how many.
+fn reap(dev: &mut xdpilone::DeviceQueue, free: &mut Vec<u64>, ring_size: u32) -> u64 {
+    let mut n = 0;
+    let mut r = dev.complete(ring_size);
+    while let Some(addr) = r.read() {
+        free.push(addr - addr % u64::from(FRAME_SIZE));
+        n += 1;
+    }
+    r.release();
+    n
+}
+
+/// Wakes the kernel while the TX ring holds frames.
+fn kick(tx: &xdpilone::RingTx, stats: &mut XskStats) {
+    // copy mode sends a bounded budget per sendto; a few kicks drain a batch
+    for _ in 0..16 {
+        if tx.pending() == 0 {
+            break;
+        }
+        tx.wake();
+        stats.kicks += 1;
+    }
+}
+
+/// Puts `descs` on the TX ring; returns how many went on (all of them, or an error).
+fn commit(
+    cfg: &XskConfig,
+    tx: &mut xdpilone::RingTx,
+    descs: &[XdpDesc],
+    stats: &mut XskStats,
+) -> Result<usize, Error> {
+    // The ring has `room` free slots, but a reservation may see a stale view of the
+    // kernel's consumer head and take fewer: offer the rest again (the next reservation
+    // refreshes that view), kicking the kernel if the ring really is full.
+    let mut inserted = 0usize;
+    let mut attempts = 0u32;
+    while inserted < descs.len() {
+        let k = {
+            let mut w = tx.transmit((descs.len() - inserted) as u32);
+            let k = w.insert(descs[inserted..].iter().copied());
+            w.commit();
+            k as usize
+        };
+        inserted += k;
+        if k == 0 {
+            attempts += 1;
+            if attempts > 10_000 {
+                return Err(Error::Config(format!(
+                    "the kernel stopped consuming the TX ring of {} ({} of {} frames queued)",
+                    cfg.ifname,
+                    inserted,
+                    descs.len()
+                )));
+            }
+            kick(tx, stats);
+        }
+    }
+    Ok(inserted)
+}
+
+/// The counters of a run.
+struct Tally {
+    /// Packets written so far.
+    n: u64,
+    next_seq: Vec<u64>,
+    per_flow: Vec<u64>,
+    /// Payload bytes of the frames written (counted when submitted).
+    bytes: u64,
+    submitted: u64,
+    completed: u64,
+    lateness_sum: u128,
+    max_lateness: u64,
+    /// Packets and bytes since the last progress report.
+    iv_packets: u64,
+    iv_bytes: u64,
+}
+
+impl Tally {
+    fn new(flows: usize) -> Self {
+        Tally {
+            n: 0,
+            next_seq: vec![0; flows],
+            per_flow: vec![0; flows],
+            bytes: 0,
+            submitted: 0,
+            completed: 0,
+            lateness_sum: 0,
+            max_lateness: 0,
+            iv_packets: 0,
+            iv_bytes: 0,
+        }
+    }
+
+    /// One frame of `flow` with `payload` bytes written, `late` ns after its departure time when paced.
+    fn written(&mut self, flow: usize, payload: u64, late: Option<u64>) {
+        self.next_seq[flow] += 1;
+        self.per_flow[flow] += 1;
+        self.bytes += payload;
+        self.iv_bytes += payload;
+        if let Some(late) = late {
+            self.lateness_sum += u128::from(late);
+            self.max_lateness = self.max_lateness.max(late);
+        }
+        self.n += 1;
+    }
+
+    fn summary(self, elapsed: f64, paced: bool, send_errors: u64) -> SendSummary {
+        let (completed, bytes, submitted) = (self.completed, self.bytes, self.submitted);
+        SendSummary {
+            sent: completed,
+            bytes,
+            dropped: submitted - completed,
+            send_errors,
+            elapsed_secs: elapsed,
+            pps: if elapsed > 0.0 {
+                completed as f64 / elapsed
+            } else {
+                0.0
+            },
+            payload_mbps: if elapsed > 0.0 {
+                bytes as f64 * 8.0 / elapsed / 1e6
+            } else {
+                0.0
+            },
+            per_flow: self.per_flow,
+            mean_lateness_ns: if paced && submitted > 0 {
+                self.lateness_sum as f64 / submitted as f64
+            } else {
+                0.0
+            },
+            max_lateness_ns: self.max_lateness,
+            rtt: None,
+        }
+    }
 }
 
 #[cfg(test)]

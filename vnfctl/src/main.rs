@@ -102,10 +102,25 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vnfctl: {e:#}");
+            eprintln!("vnfctl: {}", chain_message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, `top: cause: cause…` (as `{:#}` prints them), leaving out a cause whose
+/// text the line already holds: the library errors name their source in their own message and keep it as
+/// `source()` too.
+fn chain_message(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn print_crd() -> anyhow::Result<ExitCode> {
@@ -242,4 +257,31 @@ fn validate_files(files: &[PathBuf], quiet: bool, output: Output) -> anyhow::Res
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain_message;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("state file x.json: {source}")]
+    struct NamesItsSource {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_is_printed_once() {
+        let inner = NamesItsSource {
+            source: std::io::Error::other("disk full"),
+        };
+        let e = anyhow::Error::new(inner).context("testbed up");
+        assert_eq!(
+            chain_message(&e),
+            "testbed up: state file x.json: disk full",
+            "the io error appears once"
+        );
+        let plain = anyhow::Error::new(std::io::Error::other("denied")).context("reading f.yaml");
+        assert_eq!(chain_message(&plain), "reading f.yaml: denied");
+    }
 }

@@ -37,8 +37,19 @@ pub enum PlotError {
     #[error("plot {plot}: {reason}")]
     NoData { plot: &'static str, reason: String },
     /// The drawing backend failed (also file-system errors while writing).
-    #[error("plot {path}: {reason}")]
-    Draw { path: PathBuf, reason: String },
+    #[error("plot {path}: {source}")]
+    Draw {
+        path: PathBuf,
+        #[source]
+        source: DrawError,
+    },
+}
+
+/// What the drawing backend reported (plotters' error, which holds the backend's own).
+pub type DrawError = Box<dyn std::error::Error + Send + Sync>;
+
+fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> DrawError {
+    Box::new(e)
 }
 
 /// One line of a latency CDF: `(latency in µs, cumulative fraction 0..=1)` points in increasing latency.
@@ -138,23 +149,26 @@ fn draw_cdf<DB: DrawingBackend>(
     series: &[CdfSeries],
     lo: f64,
     hi: f64,
-) -> Result<(), String> {
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
     {
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(boxed)?;
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FontFamily::SansSerif, 24))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(64)
             .build_cartesian_2d((lo..hi).log_scale(), 0.0f64..1.0f64)
-            .map_err(|e| e.to_string())?;
+            .map_err(boxed)?;
         chart
             .configure_mesh()
             .x_desc("latency (µs, log scale)")
             .y_desc("fraction of packets ≤ latency")
             .label_style((FontFamily::SansSerif, 14))
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(boxed)?;
         for (i, s) in series.iter().enumerate() {
             labelled_line(&mut chart, i, &s.name, &s.points, false)?;
         }
@@ -192,16 +206,19 @@ fn draw_percentiles<DB: DrawingBackend>(
     series: &[PercentileSeries],
     lo: f64,
     hi: f64,
-) -> Result<(), String> {
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
     {
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(boxed)?;
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FontFamily::SansSerif, 24))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(64)
             .build_cartesian_2d(0.0f64..4.3f64, (lo..hi).log_scale())
-            .map_err(|e| e.to_string())?;
+            .map_err(boxed)?;
         let fmt = |x: &f64| {
             PERCENTILES
                 .iter()
@@ -218,7 +235,7 @@ fn draw_percentiles<DB: DrawingBackend>(
             .y_desc("latency (µs, log scale)")
             .label_style((FontFamily::SansSerif, 14))
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(boxed)?;
         for (i, s) in series.iter().enumerate() {
             let pts: Vec<(f64, f64)> = s.points.iter().map(|&(p, v)| (nines(p), v)).collect();
             labelled_line(&mut chart, i, &s.name, &pts, true)?;
@@ -260,23 +277,26 @@ fn draw_throughput<DB: DrawingBackend>(
     series: &[ThroughputSeries],
     xmax: f64,
     ymax: f64,
-) -> Result<(), String> {
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
     {
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(boxed)?;
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FontFamily::SansSerif, 24))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..xmax, 0.0..ymax)
-            .map_err(|e| e.to_string())?;
+            .map_err(boxed)?;
         chart
             .configure_mesh()
             .x_desc("offered load (Mpps)")
             .y_desc("delivered (Mpps)")
             .label_style((FontFamily::SansSerif, 14))
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(boxed)?;
         for (i, s) in series.iter().enumerate() {
             labelled_line(&mut chart, i, &s.name, &s.points, true)?;
         }
@@ -291,20 +311,23 @@ fn labelled_line<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f6
     name: &str,
     points: &[(f64, f64)],
     dots: bool,
-) -> Result<(), String> {
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
     let color = Palette99::pick(i).to_rgba();
     chart
         .draw_series(LineSeries::new(
             points.iter().copied(),
             color.stroke_width(2),
         ))
-        .map_err(|e| e.to_string())?
+        .map_err(boxed)?
         .label(name)
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     if dots {
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(|e| e.to_string())?;
+            .map_err(boxed)?;
     }
     Ok(())
 }
@@ -312,7 +335,10 @@ fn labelled_line<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f6
 fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
     pos: SeriesLabelPosition,
-) -> Result<(), String> {
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
     chart
         .configure_series_labels()
         .position(pos)
@@ -320,7 +346,7 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
         .border_style(BLACK)
         .label_font((FontFamily::SansSerif, 14))
         .draw()
-        .map_err(|e| e.to_string())
+        .map_err(boxed)
 }
 
 /// The positive, finite range of `values`, widened a little so lines do not sit on the frame.
@@ -353,8 +379,8 @@ fn write_both(
     stem: &Path,
     plot: &'static str,
     n_series: usize,
-    draw_svg: impl Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String>,
-    draw_png: impl Fn(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), String>,
+    draw_svg: impl Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), DrawError>,
+    draw_png: impl Fn(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), DrawError>,
 ) -> Result<Written, PlotError> {
     if n_series == 0 {
         return Err(PlotError::NoData {
@@ -367,17 +393,17 @@ fn write_both(
     let png = stem.with_extension("png");
     let err = |path: &Path| {
         let path = path.to_path_buf();
-        move |reason: String| PlotError::Draw { path, reason }
+        move |source: DrawError| PlotError::Draw { path, source }
     };
     {
         let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
         draw_svg(&root).map_err(err(&svg))?;
-        root.present().map_err(|e| err(&svg)(e.to_string()))?;
+        root.present().map_err(|e| err(&svg)(boxed(e)))?;
     }
     {
         let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
         draw_png(&root).map_err(err(&png))?;
-        root.present().map_err(|e| err(&png)(e.to_string()))?;
+        root.present().map_err(|e| err(&png)(boxed(e)))?;
     }
     Ok(Written { png, svg })
 }
@@ -663,20 +689,23 @@ fn draw_curves<DB: DrawingBackend>(
     curves: &[Curve],
     axes: Axes,
     (x0, x1, y0, y1): (f64, f64, f64, f64),
-) -> Result<(), String> {
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(boxed)?;
     let area = root
         .titled(title, (FontFamily::SansSerif, 24))
-        .map_err(|e| e.to_string())?;
+        .map_err(boxed)?;
     let area = area
         .titled(subtitle, (FontFamily::SansSerif, 14))
-        .map_err(|e| e.to_string())?;
+        .map_err(boxed)?;
     let mut chart = ChartBuilder::on(&area)
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
-        .map_err(|e| e.to_string())?;
+        .map_err(boxed)?;
     let ytick = |v: &f64| tick(*v);
     let xtick = |v: &f64| tick(*v);
     let (xdesc, ydesc) = match axes {
@@ -693,7 +722,7 @@ fn draw_curves<DB: DrawingBackend>(
     } else {
         mesh.x_label_formatter(&xtick);
     }
-    mesh.draw().map_err(|e| e.to_string())?;
+    mesh.draw().map_err(boxed)?;
     for (i, c) in curves.iter().enumerate() {
         styled_curve(&mut chart, i, c)?;
     }
@@ -715,18 +744,21 @@ fn styled_curve<'a, DB: DrawingBackend + 'a>(
     chart: &mut LogLog<'a, DB>,
     i: usize,
     c: &Curve,
-) -> Result<(), String> {
+) -> Result<(), DrawError>
+where
+    DB::ErrorType: 'static,
+{
     let color = PALETTE[i % PALETTE.len()];
     let style = color.stroke_width(2);
     let pts = c.points.clone();
     let anno = if i.is_multiple_of(2) {
         chart
             .draw_series(LineSeries::new(pts, style))
-            .map_err(|e| e.to_string())?
+            .map_err(boxed)?
     } else {
         chart
             .draw_series(DashedLineSeries::new(pts, 8, 5, style))
-            .map_err(|e| e.to_string())?
+            .map_err(boxed)?
     };
     let shape = i % 4;
     anno.label(&c.name).legend(move |(x, y)| {
@@ -742,7 +774,7 @@ fn styled_curve<'a, DB: DrawingBackend + 'a>(
                 .step_by(step)
                 .map(|&p| EmptyElement::at(p) + marker((0, 0), shape, color)),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(boxed)?;
     Ok(())
 }
 

@@ -171,6 +171,7 @@ pub fn run(command: TestbedCommand) -> anyhow::Result<ExitCode> {
                 Err(
                     e @ (TestbedError::Plan { .. }
                     | TestbedError::Manifest(_)
+                    | TestbedError::ManifestYaml(_)
                     | TestbedError::InvalidName { .. }),
                 ) => {
                     eprintln!("vnfctl testbed up: {}: {e}", file.display());

@@ -187,7 +187,7 @@ pub struct Bed {
 }
 
 fn ns_err(e: pktgen::netns::NetnsError) -> BenchError {
-    BenchError::Setup(e.to_string())
+    BenchError::Netns(e)
 }
 
 /// Runs `program args` in `ns`, mapping failure to a setup error.

@@ -49,8 +49,10 @@ pub fn parse(stat: &str) -> Option<CpuSample> {
 
 /// Reads `/proc/stat` now.
 pub fn sample() -> Result<CpuSample, BenchError> {
-    let s = std::fs::read_to_string("/proc/stat")
-        .map_err(|e| BenchError::Setup(format!("/proc/stat: {e}")))?;
+    let s = std::fs::read_to_string("/proc/stat").map_err(|source| BenchError::SetupIo {
+        context: "/proc/stat".into(),
+        source,
+    })?;
     parse(&s).ok_or_else(|| BenchError::Setup("/proc/stat: no aggregate cpu line".into()))
 }
 

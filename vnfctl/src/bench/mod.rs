@@ -29,6 +29,18 @@ pub enum BenchError {
     /// Building the bed or configuring a scenario failed.
     #[error("setup: {0}")]
     Setup(String),
+    /// A command run for the bed failed.
+    #[error("setup: {0}")]
+    Netns(#[source] pktgen::netns::NetnsError),
+    /// A file the bed reads could not be read.
+    #[error("setup: {context}: {source}")]
+    SetupIo {
+        /// What was being read.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Sending or receiving failed.
     #[error("traffic: {0}")]
     Traffic(String),

@@ -51,6 +51,9 @@ pub enum TestbedError {
     /// The manifest does not validate.
     #[error("the manifest is invalid:\n{0}")]
     Manifest(String),
+    /// The chain could not be written back as YAML (for the data plane's config).
+    #[error("the manifest is invalid:\n{0}")]
+    ManifestYaml(#[source] crds::manifest::ManifestError),
     /// The manifest cannot be laid out as a testbed.
     #[error("{field}: {message}")]
     Plan {
@@ -107,13 +110,23 @@ pub enum TestbedError {
     /// Interrupted (SIGINT/SIGTERM) while bringing the testbed up; everything created was removed.
     #[error("interrupted; everything created so far was removed")]
     Interrupted,
-    /// A state file problem.
-    #[error("state file {path}: {message}")]
+    /// A state could not be written as JSON.
+    #[error("state file {path}: {source}")]
     State {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        message: String,
+        /// What serde found.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A state file that does not read as one.
+    #[error("state file {path}: not a testbed state file: {source}")]
+    NotState {
+        /// The file.
+        path: PathBuf,
+        /// What serde found.
+        #[source]
+        source: serde_json::Error,
     },
     /// Teardown could not remove something.
     #[error("teardown of testbed {name:?} left: {}", problems.join("; "))]
@@ -278,8 +291,7 @@ impl Testbed {
         if let Some(h) = opts.hook {
             chain.spec.dataplane.hook = h;
         }
-        let manifest =
-            crds::manifest::to_yaml(&chain).map_err(|e| TestbedError::Manifest(e.to_string()))?;
+        let manifest = crds::manifest::to_yaml(&chain).map_err(TestbedError::ManifestYaml)?;
         let plan = plan::plan(&chain, &name)?;
         opts.secrets.check(&chain)?;
         if let Some(s) = &opts.shape {

@@ -196,6 +196,7 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> TestbedError {
 }
 
 /// Addresses the manifest gives a meaning to (VIPs, NAT addresses, backends, denied hosts), with their field.
+#[derive(Default)]
 struct Used(Vec<(IpAddr, String)>);
 
 impl Used {
@@ -261,193 +262,314 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
     let typed = chain.typed();
     let prefix = netns_prefix(name);
 
-    // What the manifest gives a meaning to, and where the client subnet comes from.
-    let mut used = Used(Vec::new());
-    let mut allow4: Vec<Ipv4Net> = Vec::new();
-    let mut allow6: Vec<Ipv6Net> = Vec::new();
-    let mut snat4: Vec<Ipv4Net> = Vec::new();
-    let mut denied: Option<(Ipv4Addr, String)> = None;
-    // Servers: (address, ports, field) in manifest order.
-    let mut servers: Vec<(IpAddr, Vec<u16>, String)> = Vec::new();
-    let mut services: Vec<Service> = Vec::new();
-    let proto = |p: crds::L4Protocol| match p {
+    let mut m = Manifest::read(typed);
+    m.claim_servers()?;
+    let dst4 = v4(&typed.classifier.destination_cidrs);
+    let dst6 = v6(&typed.classifier.destination_cidrs);
+    let client_net = client_subnet(&m, &v4(&typed.classifier.source_cidrs), &dst4);
+    let mut cnf = CnfAddrs::default();
+    let mut endpoints = plan_clients(
+        &m,
+        client_net,
+        &v6(&typed.classifier.source_cidrs),
+        &prefix,
+        &mut cnf,
+    )?;
+    let behind_egress = spec.interfaces.egress.is_some();
+    // MACs 16 and up: the clients, then the servers, then the sink.
+    let mut n_mac = 15 + endpoints.len();
+    let servers = plan_servers(
+        &m,
+        client_net,
+        &endpoints[0],
+        behind_egress,
+        &prefix,
+        &mut n_mac,
+        &mut cnf,
+    )?;
+    endpoints.extend(servers);
+    let mut cnf_interfaces = plan_cnf_interfaces(spec, cnf);
+    for e in &mut endpoints {
+        e.bridge = if e.behind_egress { "br1" } else { "br0" }.into();
+    }
+    if m.services.is_empty() {
+        let ctx = SinkContext {
+            used: &m.used,
+            client_net,
+            client6: endpoints[0].ipv6.map(|n| n.trunc()),
+            dst4,
+            dst6,
+        };
+        let sink = plan_sink(chain, &ctx, &prefix, &mut cnf_interfaces, mac(n_mac + 1))?;
+        endpoints.push(sink);
+    }
+    let mut plan = Plan {
+        name: name.to_string(),
+        bridge_netns: format!("{prefix}br"),
+        cnf_netns: format!("{prefix}cnf"),
+        cnf_interfaces,
+        endpoints,
+        services: m.services,
+        flows: Vec::new(),
+        sidecar_pods: Vec::new(),
+    };
+    plan.flows = plan_flows(chain, &plan);
+    set_sink_ports(&mut plan);
+    if spec.target.is_some() {
+        super::sidecar::place(chain, &mut plan);
+    }
+    Ok(plan)
+}
+
+/// What the manifest gives a meaning to, and where the client subnet comes from.
+#[derive(Default)]
+struct Manifest {
+    used: Used,
+    allow4: Vec<Ipv4Net>,
+    allow6: Vec<Ipv6Net>,
+    snat4: Vec<Ipv4Net>,
+    denied: Option<(Ipv4Addr, String)>,
+    /// Servers: (address, ports, field) in manifest order.
+    servers: Vec<(IpAddr, Vec<u16>, String)>,
+    services: Vec<Service>,
+}
+
+fn proto(p: crds::L4Protocol) -> String {
+    match p {
         crds::L4Protocol::Tcp => "tcp".to_string(),
         crds::L4Protocol::Udp => "udp".to_string(),
-    };
-    let mut add_server = |addr: IpAddr, port: u16, field: String| {
-        if let Some(s) = servers.iter_mut().find(|s| s.0 == addr) {
+    }
+}
+
+impl Manifest {
+    /// Reads the addresses, prefixes, servers and services of every function.
+    fn read(typed: &crds::ValidSpec) -> Self {
+        let mut m = Manifest::default();
+        for (i, f) in typed.functions.iter().enumerate() {
+            let at = format!("spec.functions[{i}]");
+            match &f.config {
+                FunctionConfig::Firewall(fw) => m.firewall(&at, fw),
+                FunctionConfig::Nat(nat) => m.nat(&at, &f.name, nat),
+                FunctionConfig::LoadBalancer(lb) => m.load_balancer(&at, &f.name, lb),
+                _ => {}
+            }
+        }
+        m
+    }
+
+    fn add_server(&mut self, addr: IpAddr, port: u16, field: String) {
+        if let Some(s) = self.servers.iter_mut().find(|s| s.0 == addr) {
             if !s.1.contains(&port) {
                 s.1.push(port);
             }
         } else {
-            servers.push((addr, vec![port], field));
+            self.servers.push((addr, vec![port], field));
         }
-    };
-
-    for (i, f) in typed.functions.iter().enumerate() {
-        let at = format!("spec.functions[{i}]");
-        match &f.config {
-            FunctionConfig::Firewall(fw) => {
-                for (j, r) in fw.rules.iter().enumerate() {
-                    for (k, c) in r.traffic.source_cidrs.iter().enumerate() {
-                        let field = format!("{at}.firewall.rules[{j}].sourceCIDRs[{k}]");
-                        match (r.action, *c) {
-                            (Action::Allow, IpNet::V4(n)) if n.prefix_len() <= 30 => allow4.push(n),
-                            (Action::Allow, IpNet::V6(n)) if n.prefix_len() <= 64 => allow6.push(n),
-                            (Action::Deny, IpNet::V4(n)) if n.prefix_len() == 32 => {
-                                used.0.push((IpAddr::V4(n.addr()), field.clone()));
-                                if denied.is_none() {
-                                    denied = Some((n.addr(), field));
-                                }
-                            }
-                            (Action::Deny, IpNet::V6(n)) if n.prefix_len() == 128 => {
-                                used.0.push((IpAddr::V6(n.addr()), field));
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            FunctionConfig::Nat(nat) => {
-                if let Some(s) = &nat.snat {
-                    let field = format!("{at}.nat.snat.toAddress");
-                    used.0.push((s.to_address, field));
-                    for c in &s.source_cidrs {
-                        if let IpNet::V4(n) = *c {
-                            snat4.push(n);
-                        }
-                    }
-                }
-                for (j, d) in nat.dnat.iter().enumerate() {
-                    let field = format!("{at}.nat.dnat[{j}].destination");
-                    let dest = d.destination;
-                    used.0.push((dest, field));
-                    let field = format!("{at}.nat.dnat[{j}].toAddress");
-                    let to = d.to_address;
-                    let to_port = d.target_port();
-                    add_server(to, to_port, field);
-                    services.push(Service {
-                        function: f.name.clone(),
-                        kind: "dnat".into(),
-                        protocol: proto(d.protocol),
-                        address: dest,
-                        port: d.port,
-                        targets: vec![(to, to_port)],
-                    });
-                }
-            }
-            FunctionConfig::LoadBalancer(lb) => {
-                let field = format!("{at}.loadBalancer.vip");
-                let vip = lb.vip;
-                used.0.push((vip, field));
-                let mut targets = Vec::new();
-                for (j, b) in lb.backends.iter().enumerate() {
-                    let field = format!("{at}.loadBalancer.backends[{j}].address");
-                    let a = b.address;
-                    let port = b.port;
-                    add_server(a, port, field);
-                    targets.push((a, port));
-                }
-                services.push(Service {
-                    function: f.name.clone(),
-                    kind: "loadBalancer".into(),
-                    protocol: proto(lb.protocol),
-                    address: vip,
-                    port: lb.port,
-                    targets,
-                });
-            }
-            _ => {}
-        }
-    }
-    let v4 = |list: &[IpNet]| -> Vec<Ipv4Net> {
-        list.iter()
-            .filter_map(|c| match c {
-                IpNet::V4(n) => Some(*n),
-                IpNet::V6(_) => None,
-            })
-            .collect()
-    };
-    let v6 = |list: &[IpNet]| -> Vec<Ipv6Net> {
-        list.iter()
-            .filter_map(|c| match c {
-                IpNet::V6(n) => Some(*n),
-                IpNet::V4(_) => None,
-            })
-            .collect()
-    };
-    let classifier4 = v4(&typed.classifier.source_cidrs);
-    let classifier6 = v6(&typed.classifier.source_cidrs);
-    let classifier_dst4 = v4(&typed.classifier.destination_cidrs);
-    let classifier_dst6 = v6(&typed.classifier.destination_cidrs);
-    // Servers are "used" too (a client or CNF address must not land on one); a server on a service
-    // address (VIP, NAT address, denied host) is a conflict.
-    for (addr, _, field) in &servers {
-        if let Some(other) = used.find(*addr) {
-            return Err(bad(
-                field,
-                format!("backend/target address {addr} is also {other}; a server cannot take it"),
-            ));
-        }
-    }
-    for (addr, _, field) in &servers {
-        used.0.push((*addr, field.clone()));
     }
 
-    // Replies to the client must be classified too (a one-armed chain restores them), so the client subnet
-    // lies inside the classifier's destination prefixes when there are any; a /24 of a destination prefix that
-    // holds no service or server address is the fallback.
+    fn firewall(&mut self, at: &str, fw: &crds::valid::ValidFirewall) {
+        for (j, r) in fw.rules.iter().enumerate() {
+            for (k, c) in r.traffic.source_cidrs.iter().enumerate() {
+                let field = format!("{at}.firewall.rules[{j}].sourceCIDRs[{k}]");
+                match (r.action, *c) {
+                    (Action::Allow, IpNet::V4(n)) if n.prefix_len() <= 30 => self.allow4.push(n),
+                    (Action::Allow, IpNet::V6(n)) if n.prefix_len() <= 64 => self.allow6.push(n),
+                    (Action::Deny, IpNet::V4(n)) if n.prefix_len() == 32 => {
+                        self.used.0.push((IpAddr::V4(n.addr()), field.clone()));
+                        if self.denied.is_none() {
+                            self.denied = Some((n.addr(), field));
+                        }
+                    }
+                    (Action::Deny, IpNet::V6(n)) if n.prefix_len() == 128 => {
+                        self.used.0.push((IpAddr::V6(n.addr()), field));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn nat(&mut self, at: &str, function: &str, nat: &crds::valid::ValidNat) {
+        if let Some(s) = &nat.snat {
+            let field = format!("{at}.nat.snat.toAddress");
+            self.used.0.push((s.to_address, field));
+            for c in &s.source_cidrs {
+                if let IpNet::V4(n) = *c {
+                    self.snat4.push(n);
+                }
+            }
+        }
+        for (j, d) in nat.dnat.iter().enumerate() {
+            let field = format!("{at}.nat.dnat[{j}].destination");
+            let dest = d.destination;
+            self.used.0.push((dest, field));
+            let field = format!("{at}.nat.dnat[{j}].toAddress");
+            let to = d.to_address;
+            let to_port = d.target_port();
+            self.add_server(to, to_port, field);
+            self.services.push(Service {
+                function: function.to_string(),
+                kind: "dnat".into(),
+                protocol: proto(d.protocol),
+                address: dest,
+                port: d.port,
+                targets: vec![(to, to_port)],
+            });
+        }
+    }
+
+    fn load_balancer(&mut self, at: &str, function: &str, lb: &crds::valid::ValidLoadBalancer) {
+        let field = format!("{at}.loadBalancer.vip");
+        let vip = lb.vip;
+        self.used.0.push((vip, field));
+        let mut targets = Vec::new();
+        for (j, b) in lb.backends.iter().enumerate() {
+            let field = format!("{at}.loadBalancer.backends[{j}].address");
+            let a = b.address;
+            let port = b.port;
+            self.add_server(a, port, field);
+            targets.push((a, port));
+        }
+        self.services.push(Service {
+            function: function.to_string(),
+            kind: "loadBalancer".into(),
+            protocol: proto(lb.protocol),
+            address: vip,
+            port: lb.port,
+            targets,
+        });
+    }
+
+    /// Servers are "used" too (a client or CNF address must not land on one); a server on a service
+    /// address (VIP, NAT address, denied host) is a conflict.
+    fn claim_servers(&mut self) -> Result<(), TestbedError> {
+        for (addr, _, field) in &self.servers {
+            if let Some(other) = self.used.find(*addr) {
+                return Err(bad(
+                    field,
+                    format!(
+                        "backend/target address {addr} is also {other}; a server cannot take it"
+                    ),
+                ));
+            }
+        }
+        for (addr, _, field) in &self.servers {
+            self.used.0.push((*addr, field.clone()));
+        }
+        Ok(())
+    }
+}
+
+fn v4(list: &[IpNet]) -> Vec<Ipv4Net> {
+    list.iter()
+        .filter_map(|c| match c {
+            IpNet::V4(n) => Some(*n),
+            IpNet::V6(_) => None,
+        })
+        .collect()
+}
+
+fn v6(list: &[IpNet]) -> Vec<Ipv6Net> {
+    list.iter()
+        .filter_map(|c| match c {
+            IpNet::V6(n) => Some(*n),
+            IpNet::V4(_) => None,
+        })
+        .collect()
+}
+
+/// The client subnet. Replies to the client must be classified too (a one-armed chain restores them), so the
+/// client subnet lies inside the classifier's destination prefixes when there are any; a /24 of a destination
+/// prefix that holds no service or server address is the fallback.
+fn client_subnet(m: &Manifest, classifier4: &[Ipv4Net], classifier_dst4: &[Ipv4Net]) -> Ipv4Net {
     let in_classifier =
         |n: &Ipv4Net| classifier_dst4.is_empty() || classifier_dst4.iter().any(|d| d.contains(n));
     // (servers are in `used` by now)
     let holds_used = |n: &Ipv4Net| {
-        used.0
+        m.used
+            .0
             .iter()
             .any(|(a, _)| matches!(a, IpAddr::V4(a) if n.contains(a)))
     };
-    let mut candidates: Vec<Ipv4Net> = allow4
+    let mut candidates: Vec<Ipv4Net> = m
+        .allow4
         .iter()
-        .chain(&snat4)
-        .chain(&classifier4)
+        .chain(&m.snat4)
+        .chain(classifier4)
         .copied()
         .map(narrow4)
         .collect();
-    for d in &classifier_dst4 {
+    for d in classifier_dst4 {
         if let Ok(subnets) = d.subnets(d.prefix_len().max(24)) {
             candidates.extend(subnets.take(256).filter(|n| !holds_used(n)));
         }
     }
-    let client_net = candidates
+    candidates
         .iter()
         .find(|n| in_classifier(n))
         .or(candidates.first())
         .copied()
-        .unwrap_or_else(|| Ipv4Net::new(Ipv4Addr::new(192, 0, 2, 0), 24).expect("/24 is valid"));
-    let free4 = |net: Ipv4Net, from: u32, down: bool, taken: &[Ipv4Addr]| -> Option<Ipv4Addr> {
-        let size = 1u32 << (32 - u32::from(net.prefix_len()));
-        let mut n = from;
-        loop {
-            let a = host4(net, n)?;
-            if used.find(IpAddr::V4(a)).is_none() && !taken.contains(&a) {
-                return Some(a);
-            }
-            n = if down { n.checked_sub(1)? } else { n + 1 };
-            if n >= size {
-                return None;
-            }
+        .unwrap_or_else(|| Ipv4Net::new(Ipv4Addr::new(192, 0, 2, 0), 24).expect("/24 is valid"))
+}
+
+/// The first host of `net` from host number `from` (up, or `down`) that the manifest does not use and that
+/// is not in `taken`.
+fn free4(used: &Used, net: Ipv4Net, from: u32, down: bool, taken: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+    let size = 1u32 << (32 - u32::from(net.prefix_len()));
+    let mut n = from;
+    loop {
+        let a = host4(net, n)?;
+        if used.find(IpAddr::V4(a)).is_none() && !taken.contains(&a) {
+            return Some(a);
         }
-    };
-    let full = |what: &str| bad("spec", format!("no free address for the {what}"));
+        n = if down { n.checked_sub(1)? } else { n + 1 };
+        if n >= size {
+            return None;
+        }
+    }
+}
 
-    let cnf_client4 = free4(client_net, 1, false, &[]).ok_or_else(|| full("CNF"))?;
-    let client4 = free4(client_net, 10, false, &[cnf_client4]).ok_or_else(|| full("client"))?;
-    let mut cnf_addrs: Vec<IpNet> = vec![IpNet::V4(
+fn full(what: &str) -> TestbedError {
+    bad("spec", format!("no free address for the {what}"))
+}
+
+/// The CNF's addresses: on the client side (ingress) and on the server side.
+#[derive(Default)]
+struct CnfAddrs {
+    client: Vec<IpNet>,
+    server: Vec<IpNet>,
+}
+
+impl CnfAddrs {
+    fn all4(&self) -> Vec<Ipv4Addr> {
+        self.client
+            .iter()
+            .chain(&self.server)
+            .filter_map(|n| match n {
+                IpNet::V4(n) => Some(n.addr()),
+                IpNet::V6(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The allowed client (IPv4 in `client_net`, IPv6 in the firewall's allowed prefix, else the classifier's
+/// source prefix, else a documentation /64) and the denied client, with the CNF's addresses on their subnets.
+fn plan_clients(
+    m: &Manifest,
+    client_net: Ipv4Net,
+    classifier6: &[Ipv6Net],
+    prefix: &str,
+    cnf: &mut CnfAddrs,
+) -> Result<Vec<EndpointPlan>, TestbedError> {
+    let cnf_client4 = free4(&m.used, client_net, 1, false, &[]).ok_or_else(|| full("CNF"))?;
+    let client4 =
+        free4(&m.used, client_net, 10, false, &[cnf_client4]).ok_or_else(|| full("client"))?;
+    cnf.client.push(IpNet::V4(
         Ipv4Net::new(cnf_client4, client_net.prefix_len()).expect("prefix from a net"),
-    )];
-    let mut cnf_server_addrs: Vec<IpNet> = Vec::new();
-
-    // IPv6: the firewall's allowed prefix, else the classifier's source prefix, else a documentation /64.
-    let net6 = allow6
+    ));
+    let net6 = m
+        .allow6
         .first()
         .or(classifier6.first())
         .copied()
@@ -455,28 +577,20 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
         .or_else(|| Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, 0xc1, 0, 0, 0, 0, 0), 64).ok());
     let (client6, cnf_client6) = match net6 {
         Some(net) => {
-            let cnf = host6(net, 1).ok_or_else(|| full("CNF (IPv6)"))?;
+            let c6 = host6(net, 1).ok_or_else(|| full("CNF (IPv6)"))?;
             let c = host6(net, 0x10).ok_or_else(|| full("client (IPv6)"))?;
-            cnf_addrs.push(IpNet::V6(
-                Ipv6Net::new(cnf, net.prefix_len()).expect("prefix from a net"),
+            cnf.client.push(IpNet::V6(
+                Ipv6Net::new(c6, net.prefix_len()).expect("prefix from a net"),
             ));
             (
                 Some(Ipv6Net::new(c, net.prefix_len()).expect("prefix from a net")),
-                Some(cnf),
+                Some(c6),
             )
         }
         None => (None, None),
     };
-
-    let egress = spec
-        .interfaces
-        .egress
-        .as_ref()
-        .map(|e| e.as_str().to_string());
-    let ingress = spec.interfaces.ingress.as_str().to_string();
-    let mut endpoints = Vec::new();
-    let mut n_mac = 16usize;
-    endpoints.push(EndpointPlan {
+    let n_mac = 16usize;
+    let mut endpoints = vec![EndpointPlan {
         role: Role::Client,
         netns: format!("{prefix}client"),
         interface: "eth0".into(),
@@ -489,15 +603,15 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
         ports: Vec::new(),
         behind_egress: false,
         bridge: String::new(),
-    });
-    if let Some((addr, _field)) = &denied {
-        n_mac += 1;
+    }];
+    if let Some((addr, _field)) = &m.denied {
         let (net, gw) = if client_net.contains(addr) {
             (client_net, cnf_client4)
         } else {
             let net = Ipv4Net::new(*addr, 24).expect("/24").trunc();
-            let gw = free4(net, 1, false, &[]).ok_or_else(|| full("CNF"))?;
-            cnf_addrs.push(IpNet::V4(Ipv4Net::new(gw, 24).expect("/24")));
+            let gw = free4(&m.used, net, 1, false, &[]).ok_or_else(|| full("CNF"))?;
+            cnf.client
+                .push(IpNet::V4(Ipv4Net::new(gw, 24).expect("/24")));
             (net, gw)
         };
         endpoints.push(EndpointPlan {
@@ -505,7 +619,7 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
             netns: format!("{prefix}denied"),
             interface: "eth0".into(),
             bridge_port: "denied".into(),
-            mac: mac(n_mac),
+            mac: mac(n_mac + 1),
             ipv4: Some(Ipv4Net::new(*addr, net.prefix_len()).expect("prefix from a net")),
             ipv6: None,
             gateway4: Some(gw),
@@ -515,20 +629,25 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
             bridge: String::new(),
         });
     }
+    Ok(endpoints)
+}
 
-    let cnf_all4 = |addrs: &[IpNet], more: &[IpNet]| -> Vec<Ipv4Addr> {
-        addrs
-            .iter()
-            .chain(more)
-            .filter_map(|n| match n {
-                IpNet::V4(n) => Some(n.addr()),
-                IpNet::V6(_) => None,
-            })
-            .collect()
-    };
-    let behind_egress = egress.is_some();
-    for (i, (addr, ports, field)) in servers.iter().enumerate() {
-        n_mac += 1;
+/// One server namespace per distinct server address, with the CNF's address on its subnet (reused when the
+/// CNF already has one there); a server on the client's or the CNF's address is refused.
+fn plan_servers(
+    m: &Manifest,
+    client_net: Ipv4Net,
+    client: &EndpointPlan,
+    behind_egress: bool,
+    prefix: &str,
+    n_mac: &mut usize,
+    cnf: &mut CnfAddrs,
+) -> Result<Vec<EndpointPlan>, TestbedError> {
+    let mut endpoints = Vec::new();
+    let client4 = client.ipv4.expect("the client has an IPv4 address").addr();
+    let cnf_client4 = client.gateway4.expect("the client has an IPv4 gateway");
+    for (i, (addr, ports, field)) in m.servers.iter().enumerate() {
+        *n_mac += 1;
         let (ipv4, ipv6, gateway4, gateway6) = match addr {
             IpAddr::V4(a) => {
                 if *a == client4 || *a == cnf_client4 {
@@ -542,14 +661,12 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
                 } else {
                     narrow4(Ipv4Net::new(*a, 24).expect("/24").trunc())
                 };
-                let existing = cnf_all4(&cnf_addrs, &cnf_server_addrs)
-                    .into_iter()
-                    .find(|g| net.contains(g));
-                let gw = match existing {
+                let gw = match cnf.all4().into_iter().find(|g| net.contains(g)) {
                     Some(g) => g,
                     None => {
-                        let g = free4(net, 254, true, &[]).ok_or_else(|| full("CNF"))?;
-                        cnf_server_addrs.push(IpNet::V4(Ipv4Net::new(g, 24).expect("/24")));
+                        let g = free4(&m.used, net, 254, true, &[]).ok_or_else(|| full("CNF"))?;
+                        cnf.server
+                            .push(IpNet::V4(Ipv4Net::new(g, 24).expect("/24")));
                         g
                     }
                 };
@@ -562,13 +679,10 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
             }
             IpAddr::V6(a) => {
                 let net = Ipv6Net::new(*a, 64).expect("/64").trunc();
-                let existing = cnf_addrs
-                    .iter()
-                    .chain(&cnf_server_addrs)
-                    .find_map(|n| match n {
-                        IpNet::V6(n) if n.trunc() == net => Some(n.addr()),
-                        _ => None,
-                    });
+                let existing = cnf.client.iter().chain(&cnf.server).find_map(|n| match n {
+                    IpNet::V6(n) if n.trunc() == net => Some(n.addr()),
+                    _ => None,
+                });
                 let gw = match existing {
                     Some(g) => g,
                     None => {
@@ -579,7 +693,8 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
                                 format!("{a} is the CNF's address on its subnet"),
                             ));
                         }
-                        cnf_server_addrs.push(IpNet::V6(Ipv6Net::new(g, 64).expect("/64")));
+                        cnf.server
+                            .push(IpNet::V6(Ipv6Net::new(g, 64).expect("/64")));
                         g
                     }
                 };
@@ -596,7 +711,7 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
             netns: format!("{prefix}server{i}"),
             interface: "eth0".into(),
             bridge_port: format!("server{i}"),
-            mac: mac(n_mac),
+            mac: mac(*n_mac),
             ipv4,
             ipv6,
             gateway4,
@@ -607,12 +722,13 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
         });
     }
     // A server address that is the CNF's address on some subnet.
-    let cnf_hosts: BTreeSet<IpAddr> = cnf_addrs
+    let cnf_hosts: BTreeSet<IpAddr> = cnf
+        .client
         .iter()
-        .chain(&cnf_server_addrs)
+        .chain(&cnf.server)
         .map(|n| n.addr())
         .collect();
-    for (addr, _, field) in &servers {
+    for (addr, _, field) in &m.servers {
         if cnf_hosts.contains(addr) {
             return Err(bad(
                 field,
@@ -620,27 +736,31 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
             ));
         }
     }
+    Ok(endpoints)
+}
 
+/// The CNF's interfaces: ingress on `br0`, egress on `br1` (else the server addresses go on the ingress), and
+/// one more veth and bridge per secondary network, which only a forwarder's redirect uses.
+fn plan_cnf_interfaces(spec: &crds::VNFChainSpec, cnf: CnfAddrs) -> Vec<CnfInterface> {
     let mut cnf_interfaces = vec![CnfInterface {
-        name: ingress.clone(),
+        name: spec.interfaces.ingress.as_str().to_string(),
         bridge_port: "cnf0".into(),
         bridge: "br0".into(),
         mac: mac(1),
-        addrs: cnf_addrs,
+        addrs: cnf.client,
         attached: true,
     }];
-    match egress {
+    match &spec.interfaces.egress {
         Some(e) => cnf_interfaces.push(CnfInterface {
-            name: e,
+            name: e.as_str().to_string(),
             bridge_port: "cnf1".into(),
             bridge: "br1".into(),
             mac: mac(2),
-            addrs: cnf_server_addrs,
+            addrs: cnf.server,
             attached: true,
         }),
-        None => cnf_interfaces[0].addrs.extend(cnf_server_addrs),
+        None => cnf_interfaces[0].addrs.extend(cnf.server),
     }
-    // Secondary networks: one more veth and bridge each, which only a forwarder's redirect uses.
     // A secondary network that supplies the ingress or egress interface itself (validate() allows it once) is
     // already that interface's veth.
     for n in &spec.interfaces.secondary_networks {
@@ -660,32 +780,11 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
             attached: false,
         });
     }
-    for e in &mut endpoints {
-        e.bridge = if e.behind_egress { "br1" } else { "br0" }.into();
-    }
-    if services.is_empty() {
-        let ctx = SinkContext {
-            used: &used,
-            client_net,
-            client6: client6.map(|n| n.trunc()),
-            dst4: classifier_dst4,
-            dst6: classifier_dst6,
-        };
-        let sink = plan_sink(chain, &ctx, &prefix, &mut cnf_interfaces, mac(n_mac + 1))?;
-        endpoints.push(sink);
-    }
-    let mut plan = Plan {
-        name: name.to_string(),
-        bridge_netns: format!("{prefix}br"),
-        cnf_netns: format!("{prefix}cnf"),
-        cnf_interfaces,
-        endpoints,
-        services,
-        flows: Vec::new(),
-        sidecar_pods: Vec::new(),
-    };
-    plan.flows = plan_flows(chain, &plan);
-    // The sink serves the ports its flows go to.
+    cnf_interfaces
+}
+
+/// The sink serves the ports its flows go to.
+fn set_sink_ports(plan: &mut Plan) {
     let mut sink_ports: Vec<u16> = plan
         .flows
         .iter()
@@ -698,10 +797,6 @@ pub fn plan_valid(chain: &crds::ValidChain, name: &str) -> Result<Plan, TestbedE
     if let Some(sink) = plan.endpoints.iter_mut().find(|e| e.role == Role::Sink) {
         sink.ports = sink_ports;
     }
-    if spec.target.is_some() {
-        super::sidecar::place(chain, &mut plan);
-    }
-    Ok(plan)
 }
 
 /// What [`plan_sink`] needs from the rest of the plan.

@@ -11,6 +11,54 @@ use serde::Deserialize;
 
 use super::TestbedError;
 
+/// Why the Secret documents of a manifest cannot be read (each message names the document, 1-based).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// The file is not YAML.
+    #[error(transparent)]
+    Yaml(serde_saphyr::Error),
+    /// A `Secret` document does not have the shape of one.
+    #[error("document {doc}: Secret: {source}")]
+    Shape {
+        /// Which document.
+        doc: usize,
+        /// What serde found.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A Secret name that cannot be a directory name.
+    #[error("document {doc}: Secret name {name:?} cannot be a file name")]
+    Name {
+        /// Which document.
+        doc: usize,
+        /// The name.
+        name: String,
+    },
+    /// A key that cannot be a file name.
+    #[error("document {doc}: Secret {name}: key {key:?} cannot be a file name")]
+    Key {
+        /// Which document.
+        doc: usize,
+        /// The Secret.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// A `data` value that is not base64.
+    #[error("document {doc}: Secret {name}: data.{key}: not base64: {source}")]
+    Base64 {
+        /// Which document.
+        doc: usize,
+        /// The Secret.
+        name: String,
+        /// The key.
+        key: String,
+        /// What the decoder found.
+        #[source]
+        source: base64::DecodeError,
+    },
+}
+
 /// Secret name → key → bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Secrets(pub BTreeMap<String, BTreeMap<String, Vec<u8>>>);
@@ -32,24 +80,23 @@ struct SecretDoc {
 
 impl Secrets {
     /// The `Secret` documents of a multi-document manifest (other kinds are skipped).
-    pub fn from_manifest(text: &str) -> Result<Secrets, String> {
+    pub fn from_manifest(text: &str) -> Result<Secrets, SecretsError> {
         let docs: Vec<serde_json::Value> =
-            serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+            serde_saphyr::from_multiple(text).map_err(SecretsError::Yaml)?;
         let mut out = Secrets::default();
         for (i, d) in docs.into_iter().enumerate() {
             if d.get("kind").and_then(|k| k.as_str()) != Some("Secret") {
                 continue;
             }
             let s: SecretDoc = serde_json::from_value(d)
-                .map_err(|e| format!("document {}: Secret: {e}", i + 1))?;
+                .map_err(|source| SecretsError::Shape { doc: i + 1, source })?;
             // they become file names: no path separators, no "." or ".."
             let file_name = |n: &str| !n.is_empty() && n != "." && n != ".." && !n.contains('/');
             if !file_name(&s.metadata.name) {
-                return Err(format!(
-                    "document {}: Secret name {:?} cannot be a file name",
-                    i + 1,
-                    s.metadata.name
-                ));
+                return Err(SecretsError::Name {
+                    doc: i + 1,
+                    name: s.metadata.name,
+                });
             }
             if let Some(k) = s
                 .data
@@ -57,22 +104,21 @@ impl Secrets {
                 .chain(s.string_data.keys())
                 .find(|k| !file_name(k))
             {
-                return Err(format!(
-                    "document {}: Secret {}: key {k:?} cannot be a file name",
-                    i + 1,
-                    s.metadata.name
-                ));
+                return Err(SecretsError::Key {
+                    doc: i + 1,
+                    name: s.metadata.name.clone(),
+                    key: k.clone(),
+                });
             }
             let keys = out.0.entry(s.metadata.name.clone()).or_default();
             for (k, v) in s.data {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(v.trim())
-                    .map_err(|e| {
-                        format!(
-                            "document {}: Secret {}: data.{k}: not base64: {e}",
-                            i + 1,
-                            s.metadata.name
-                        )
+                    .map_err(|source| SecretsError::Base64 {
+                        doc: i + 1,
+                        name: s.metadata.name.clone(),
+                        key: k.clone(),
+                        source,
                     })?;
                 keys.insert(k, bytes);
             }
@@ -146,9 +192,12 @@ mod tests {
         assert_eq!(s.0["a"]["key"], b"abc");
         assert_eq!(s.0["a"]["other"], b"hi");
         let e = Secrets::from_manifest("kind: Secret\nmetadata: {name: a}\ndata: {k: '!!'}\n")
-            .expect_err("bad base64");
+            .expect_err("bad base64")
+            .to_string();
         assert!(e.contains("data.k") && e.contains("base64"), "{e}");
-        let e = Secrets::from_manifest("kind: Secret\ndata: {}\n").expect_err("no name");
+        let e = Secrets::from_manifest("kind: Secret\ndata: {}\n")
+            .expect_err("no name")
+            .to_string();
         assert!(e.contains("document 1"), "{e}");
         for (name, key) in [
             ("../x", "k"),
@@ -158,9 +207,22 @@ mod tests {
         ] {
             let doc =
                 format!("kind: Secret\nmetadata: {{name: {name:?}}}\nstringData: {{{key:?}: v}}\n");
-            let e = Secrets::from_manifest(&doc).expect_err("path");
+            let e = Secrets::from_manifest(&doc).expect_err("path").to_string();
             assert!(e.contains("cannot be a file name"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_decoding_error_keeps_its_source() {
+        use std::error::Error as _;
+        let e = Secrets::from_manifest("kind: Secret\nmetadata: {name: a}\ndata: {k: '!!'}\n")
+            .expect_err("bad base64");
+        assert!(matches!(e, SecretsError::Base64 { doc: 1, .. }), "{e:?}");
+        let source = e.source().expect("the base64 error is kept");
+        assert!(e.to_string().ends_with(&source.to_string()), "{e}");
+        let e = Secrets::from_manifest("kind: Secret\nmetadata: [1]\n").expect_err("shape");
+        assert!(matches!(e, SecretsError::Shape { doc: 1, .. }), "{e:?}");
+        assert!(e.source().is_some());
     }
 
     #[test]

@@ -75,9 +75,9 @@ impl State {
         std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
         let p = path(dir, &self.name);
         let tmp = p.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(self).map_err(|e| TestbedError::State {
+        let text = serde_json::to_string_pretty(self).map_err(|source| TestbedError::State {
             path: p.clone(),
-            message: e.to_string(),
+            source,
         })?;
         std::fs::write(&tmp, text).map_err(io(format!("write {}", tmp.display())))?;
         std::fs::rename(&tmp, &p).map_err(io(format!("rename to {}", p.display())))
@@ -93,10 +93,7 @@ impl State {
         };
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| TestbedError::State {
-                path: p,
-                message: format!("not a testbed state file: {e}"),
-            })
+            .map_err(|source| TestbedError::NotState { path: p, source })
     }
 
     /// Names of every testbed with a state file in `dir`.

@@ -338,32 +338,8 @@ pub fn run(
     let n_ids = flows.iter().map(|f| f.id + 1).max().unwrap_or(0);
     let counts: Vec<Arc<AtomicU64>> = (0..n_ids).map(|_| Arc::new(AtomicU64::new(0))).collect();
 
-    // One receiver per UDP target.
-    let mut targets: Vec<(String, SocketAddr)> = Vec::new();
-    for f in flows.iter().filter(|f| f.protocol == Proto::Udp) {
-        for t in &f.targets {
-            if !targets.contains(t) {
-                targets.push(t.clone());
-            }
-        }
-    }
     let stop_rx = Arc::new(AtomicBool::new(false));
-    let mut receivers = Vec::new();
-    for (ns, addr) in &targets {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_rx, counts, addr) = (stop_rx.clone(), counts.clone(), *addr);
-        let h = pktgen::netns::spawn_in(ns, move || receive(addr, &stop_rx, &counts, ready_tx));
-        match ready_rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(traffic_err(format!("receiver on {addr} in {ns}: {e}"))),
-            Err(_) => {
-                return Err(traffic_err(format!(
-                    "receiver on {addr} in {ns} did not start"
-                )));
-            }
-        }
-        receivers.push(((ns.clone(), addr), h));
-    }
+    let receivers = start_receivers(&flows, &stop_rx, &counts)?;
 
     // TCP flows and the UDP senders; the main flow reports progress.
     let tcp: Vec<(usize, Joined<TcpOut>)> = flows
@@ -378,6 +354,92 @@ pub fn run(
         })
         .collect();
     let (prog_tx, prog_rx) = std::sync::mpsc::channel::<String>();
+    let senders = start_senders(&flows, opts, &counts, stop, &prog_tx);
+    drop(prog_tx);
+    for line in prog_rx {
+        progress(&line);
+    }
+    let mut sent: BTreeMap<usize, SendSummary> = BTreeMap::new();
+    for (id, h) in senders {
+        sent.insert(id, joined(h, "sender")?);
+    }
+    if let Some(m) = flows.iter().find(|f| f.main)
+        && let Some(s) = sent.get(&m.id)
+    {
+        progress(&format!(
+            "[{:4.1}s] client done: sent {}; the server has {} so far (waiting for stragglers)",
+            s.elapsed_secs,
+            s.sent,
+            counts[m.id].load(Ordering::Relaxed).min(s.sent)
+        ));
+    }
+    let mut tcp_out: BTreeMap<usize, TcpOut> = BTreeMap::new();
+    for (id, h) in tcp {
+        tcp_out.insert(id, joined(h, "TCP client")?);
+    }
+    wait_for_stragglers(&counts);
+    stop_rx.store(true, Ordering::Relaxed);
+    let mut rx: BTreeMap<(String, SocketAddr), RxOut> = BTreeMap::new();
+    for (k, h) in receivers {
+        rx.insert(k, joined(h, "receiver")?);
+    }
+    let sharing = sharing(&flows);
+    let results = flows
+        .into_iter()
+        .map(|f| assemble(f, &mut sent, &mut tcp_out, &mut rx, &sharing))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TrafficResult {
+        settings: settings(tb, opts),
+        flows: results,
+        interrupted: super::interrupted(),
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+type Receivers = Vec<((String, SocketAddr), Joined<RxOut>)>;
+
+/// One receiver per UDP target, each started (bound) before this returns.
+fn start_receivers(
+    flows: &[Flow],
+    stop_rx: &Arc<AtomicBool>,
+    counts: &[Arc<AtomicU64>],
+) -> Result<Receivers, TestbedError> {
+    let mut targets: Vec<(String, SocketAddr)> = Vec::new();
+    for f in flows.iter().filter(|f| f.protocol == Proto::Udp) {
+        for t in &f.targets {
+            if !targets.contains(t) {
+                targets.push(t.clone());
+            }
+        }
+    }
+    let mut receivers = Vec::new();
+    for (ns, addr) in &targets {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_rx, counts, addr) = (stop_rx.clone(), counts.to_vec(), *addr);
+        let h = pktgen::netns::spawn_in(ns, move || receive(addr, &stop_rx, &counts, ready_tx));
+        match ready_rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(traffic_err(format!("receiver on {addr} in {ns}: {e}"))),
+            Err(_) => {
+                return Err(traffic_err(format!(
+                    "receiver on {addr} in {ns} did not start"
+                )));
+            }
+        }
+        receivers.push(((ns.clone(), addr), h));
+    }
+
+    Ok(receivers)
+}
+
+/// The UDP senders, one per UDP flow; the main flow's sender sends a progress line to `prog_tx` once per second.
+fn start_senders(
+    flows: &[Flow],
+    opts: &TrafficOptions,
+    counts: &[Arc<AtomicU64>],
+    stop: &'static AtomicBool,
+    prog_tx: &std::sync::mpsc::Sender<String>,
+) -> Vec<(usize, Joined<SendSummary>)> {
     let mut senders: Vec<(usize, Joined<SendSummary>)> = Vec::new();
     for f in flows.iter().filter(|f| f.protocol == Proto::Udp) {
         let mut cfg = SendConfig::new(f.destination);
@@ -407,29 +469,11 @@ pub fn run(
             }),
         ));
     }
-    drop(prog_tx);
-    for line in prog_rx {
-        progress(&line);
-    }
-    let mut sent: BTreeMap<usize, SendSummary> = BTreeMap::new();
-    for (id, h) in senders {
-        sent.insert(id, joined(h, "sender")?);
-    }
-    if let Some(m) = flows.iter().find(|f| f.main)
-        && let Some(s) = sent.get(&m.id)
-    {
-        progress(&format!(
-            "[{:4.1}s] client done: sent {}; the server has {} so far (waiting for stragglers)",
-            s.elapsed_secs,
-            s.sent,
-            counts[m.id].load(Ordering::Relaxed).min(s.sent)
-        ));
-    }
-    let mut tcp_out: BTreeMap<usize, TcpOut> = BTreeMap::new();
-    for (id, h) in tcp {
-        tcp_out.insert(id, joined(h, "TCP client")?);
-    }
-    // let the last packets arrive: until nothing came for 200 ms (at most 3 s)
+    senders
+}
+
+/// Lets the last packets arrive: until nothing came for 200 ms (at most 3 s).
+fn wait_for_stragglers(counts: &[Arc<AtomicU64>]) {
     let total = || {
         counts
             .iter()
@@ -444,11 +488,10 @@ pub fn run(
         }
         last = total();
     }
-    stop_rx.store(true, Ordering::Relaxed);
-    let mut rx: BTreeMap<(String, SocketAddr), RxOut> = BTreeMap::new();
-    for (k, h) in receivers {
-        rx.insert(k, joined(h, "receiver")?);
-    }
+}
+
+/// How many UDP flows send to each target.
+fn sharing(flows: &[Flow]) -> BTreeMap<(String, SocketAddr), usize> {
     let mut sharing: BTreeMap<(String, SocketAddr), usize> = BTreeMap::new();
     for t in flows
         .iter()
@@ -457,16 +500,7 @@ pub fn run(
     {
         *sharing.entry(t.clone()).or_default() += 1;
     }
-    let results = flows
-        .into_iter()
-        .map(|f| assemble(f, &mut sent, &mut tcp_out, &mut rx, &sharing))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(TrafficResult {
-        settings: settings(tb, opts),
-        flows: results,
-        interrupted: super::interrupted(),
-        elapsed_s: started.elapsed().as_secs_f64(),
-    })
+    sharing
 }
 
 fn settings(tb: &Testbed, opts: &TrafficOptions) -> Settings {

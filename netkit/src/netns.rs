@@ -158,13 +158,65 @@ pub fn list() -> Vec<String> {
     v
 }
 
-/// Starts `cmd` inside namespace `ns` (the child inherits the namespace of the thread that forks it,
-/// here a helper thread that entered `ns`). Unlike `ip netns exec` it does not remount `/sys` or
-/// apply `/etc/netns/<ns>`; netlink, ioctls and `/proc/sys/net` see the namespace.
+/// Prepares `cmd` to run inside namespace `ns` exactly as `ip netns exec NS` sets its child up
+/// (iproute2 `lib/namespace.c`, `netns_switch`): `setns` into the namespace, a private mount namespace
+/// (`/` made a recursive slave) and a fresh sysfs on `/sys`, so `/sys/class/net` lists the namespace's
+/// links (read-only if the current `/sys` is). Not done: the bind mounts of `/etc/netns/<ns>/*`.
+/// The namespace file is opened now, so a missing namespace is an error here, not in the child.
+fn prepare(ns: &str, cmd: &mut Command) -> Result<(), NetnsError> {
+    check(ns)?;
+    let p = path(ns);
+    let file = std::fs::File::open(&p).map_err(|source| NsError::Open { path: p, source })?;
+    let sys = cstr("/sys");
+    // SAFETY: statvfs writes into the zeroed struct it is given.
+    let ro = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(sys.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0
+    };
+    let (root, none, sysfs, source) = (cstr("/"), cstr("none"), cstr("sysfs"), cstr(ns));
+    let flags = if ro { libc::MS_RDONLY } else { 0 };
+    let step = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the closure runs in the forked child before exec and makes only system calls on strings
+    // and a file descriptor prepared (and kept alive by the closure) before the fork; no allocation.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            step(libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET))?;
+            step(libc::unshare(libc::CLONE_NEWNS))?;
+            step(libc::mount(
+                none.as_ptr(),
+                root.as_ptr(),
+                none.as_ptr(),
+                libc::MS_SLAVE | libc::MS_REC,
+                std::ptr::null(),
+            ))?;
+            // sysfs shows the links of the namespace that mounts it
+            libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
+            step(libc::mount(
+                source.as_ptr(),
+                sys.as_ptr(),
+                sysfs.as_ptr(),
+                flags,
+                std::ptr::null(),
+            ))
+        });
+    }
+    Ok(())
+}
+
+/// Starts `cmd` inside namespace `ns`, as `ip netns exec` would (see [`prepare`]; do not reuse `cmd`
+/// for another namespace).
 pub fn spawn(ns: &str, cmd: &mut Command) -> Result<Child, NetnsError> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    crate::ns::run_in(ns, || cmd.spawn())?.map_err(|source| NetnsError::Spawn {
-        program,
+    prepare(ns, cmd)?;
+    cmd.spawn().map_err(|source| NetnsError::Spawn {
+        program: cmd.get_program().to_string_lossy().into_owned(),
         ns: ns.to_owned(),
         source,
     })
@@ -172,9 +224,9 @@ pub fn spawn(ns: &str, cmd: &mut Command) -> Result<Child, NetnsError> {
 
 /// Runs `cmd` inside namespace `ns` to completion and returns its output (see [`spawn`]).
 pub fn output(ns: &str, cmd: &mut Command) -> Result<Output, NetnsError> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    crate::ns::run_in(ns, || cmd.output())?.map_err(|source| NetnsError::Spawn {
-        program,
+    prepare(ns, cmd)?;
+    cmd.output().map_err(|source| NetnsError::Spawn {
+        program: cmd.get_program().to_string_lossy().into_owned(),
         ns: ns.to_owned(),
         source,
     })

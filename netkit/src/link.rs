@@ -19,6 +19,7 @@ const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
+const IFLA_XDP_FD: u16 = 1;
 const IFLA_XDP_ATTACHED: u16 = 2;
 const IFF_UP: u32 = 1;
 
@@ -265,6 +266,15 @@ impl Netlink {
                 m.attr_u32(IFLA_NET_NS_FD, f.as_raw_fd() as u32);
             },
         )
+    }
+
+    /// `ip link set DEV xdp off`: detaches the XDP program of the default mode (fd -1).
+    pub fn detach_xdp(&mut self, dev: &str) -> Result<(), NlError> {
+        self.change(dev, 0, 0, format!("detaching XDP from link {dev}"), |m| {
+            m.begin(IFLA_XDP)
+                .attr(IFLA_XDP_FD, &(-1i32).to_ne_bytes())
+                .end();
+        })
     }
 
     /// `ip link del DEV` (a veth takes its peer with it).

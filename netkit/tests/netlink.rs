@@ -183,6 +183,33 @@ fn addresses_routes_and_neighbours() {
         "{e}"
     );
     assert!(nl.add_addr("nlx0", v4, 33, false).is_err());
+    let got = nl.addrs("nlx0").expect("addrs");
+    assert!(
+        got.contains(&netkit::addr::Addr {
+            addr: v4,
+            plen: 24,
+            scope: 0
+        }),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|a| a.addr == v6 && a.plen == 64), "{got:?}");
+    // flush the global addresses of lo (VIPs), keeping 127.0.0.1 (scope host)
+    nl.set_up("lo", true).expect("lo up");
+    let vip: IpAddr = "198.18.0.7".parse().expect("vip");
+    nl.add_addr("lo", vip, 32, false).expect("vip");
+    assert!(ipj(a, &["addr", "show", "dev", "lo"]).has("local", "\"198.18.0.7\""));
+    assert_eq!(nl.flush_global_addrs("lo").expect("flush"), 1);
+    let lo = ipj(a, &["addr", "show", "dev", "lo"]);
+    assert!(
+        !lo.has("local", "\"198.18.0.7\"") && lo.has("local", "\"127.0.0.1\""),
+        "{}",
+        lo.0
+    );
+    let e = nl.del_addr("lo", vip, 32).expect_err("gone");
+    assert!(e.to_string().contains("198.18.0.7/32"), "{e}");
+    // detaching XDP where none is attached is accepted, as ip link set xdp off
+    nl.detach_xdp("nlx0").expect("xdp off");
+    assert!(!nl.link("nlx0").expect("nlx0").xdp);
 
     // routes: default via (v4, v6), a prefix via an on-link gateway outside every prefix, a link route
     nl.add_route(&Route::default_via("192.0.2.254".parse().expect("gw")))

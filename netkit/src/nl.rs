@@ -274,3 +274,45 @@ impl Netlink {
         self.request(msg, what).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_aligned_attributes_and_nests_carry_their_length() {
+        let mut m = Msg::new(16, NLM_F_CREATE, &[0u8; 16]);
+        m.attr_str(3, "ab"); // 4 + 3 bytes, padded to 8
+        m.begin(18).attr_str(1, "veth").end();
+        let b = &m.buf;
+        assert_eq!(b.len() % 4, 0);
+        assert_eq!(u16::from_ne_bytes([b[4], b[5]]), 16);
+        let flags = u16::from_ne_bytes([b[6], b[7]]);
+        assert_eq!(flags, NLM_F_CREATE | NLM_F_REQUEST | NLM_F_ACK);
+        let body = &b[HDR + 16..];
+        let got = attrs(body);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], (3, &b"ab\0"[..]));
+        // the nest: flag bit stripped when parsed, its length is its header and the padded inner attribute (4 + 12)
+        assert_eq!(got[1].0, 18);
+        assert_eq!(u16::from_ne_bytes([body[8], body[9]]), 4 + 12);
+        assert_eq!(
+            u16::from_ne_bytes([body[10], body[11]]) & NLA_F_NESTED,
+            NLA_F_NESTED
+        );
+        assert_eq!(attrs(got[1].1), vec![(1, &b"veth\0"[..])]);
+    }
+
+    #[test]
+    fn truncated_or_lying_attributes_stop_the_parse_without_panicking() {
+        assert!(attrs(&[]).is_empty());
+        assert!(attrs(&[8, 0, 1]).is_empty());
+        // claims 200 bytes, has 8
+        assert!(attrs(&[200, 0, 1, 0, 1, 2, 3, 4]).is_empty());
+        // claims less than its own header
+        assert!(attrs(&[2, 0, 1, 0]).is_empty());
+        // a good one, then garbage
+        let got = attrs(&[5, 0, 7, 0, 9, 0, 0, 0, 0xff]);
+        assert_eq!(got, vec![(7, &[9u8][..])]);
+    }
+}

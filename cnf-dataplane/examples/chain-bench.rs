@@ -307,21 +307,9 @@ fn cost_table(o: &Opts) -> anyhow::Result<Vec<CostRow>> {
 
 /// (ifindex, MAC) of `dev` in namespace `ns`.
 fn link_info(ns: &str, dev: &str) -> anyhow::Result<(u32, [u8; 6])> {
-    let out = std::process::Command::new("ip")
-        .args(["-n", ns, "-o", "link", "show", dev])
-        .output()?;
-    let line = String::from_utf8_lossy(&out.stdout).into_owned();
-    let ifindex = line
-        .split(':')
-        .next()
-        .and_then(|s| s.trim().parse().ok())
-        .with_context(|| format!("ifindex of {dev}: {line}"))?;
-    let mac = line
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .with_context(|| format!("MAC of {dev}"))?;
-    Ok((ifindex, pktgen::xdp_live::parse_mac(mac)?))
+    let link = netkit::Netlink::open_in(ns)?.link(dev)?;
+    let mac = link.mac.with_context(|| format!("MAC of {dev} in {ns}"))?;
+    Ok((link.index, mac))
 }
 
 fn load_bench(prog: &str, iface: &str) -> anyhow::Result<Ebpf> {

@@ -363,30 +363,29 @@ mod tests {
             .collect()
     }
 
-    fn ip(args: &[&str]) {
-        let st = std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .expect("spawn ip");
-        assert!(st.success(), "ip {args:?}");
-    }
-
     /// Every feature the `ethtool` binary prints for a veth (in a namespace of this test), with the same
     /// state, before and after changing two of them with `ethtool -K`; and the ioctl's own tx-checksum
     /// reading agrees.
     #[test]
     fn features_agree_with_the_ethtool_binary_on_a_veth() {
         const TEST: &str = "features_agree_with_the_ethtool_binary_on_a_veth";
-        if !testkit::root_and_tools(TEST, &["ip", "ethtool"]) {
+        if !testkit::root_and_tools(TEST, &["ethtool"]) {
             return;
         }
         let ns = format!("nk-{}-eth", std::process::id());
-        ip(&["netns", "add", &ns]);
+        crate::netns::add(&ns).expect("netns add");
         let outcome = std::thread::spawn({
             let ns = ns.clone();
             move || {
                 crate::ns::enter(&ns).expect("enter");
-                ip(&["link", "add", "nk0", "type", "veth", "peer", "name", "nk1"]);
+                crate::nl::Netlink::open()
+                    .and_then(|mut nl| {
+                        nl.add_veth(
+                            crate::link::VethEnd::new("nk0"),
+                            crate::link::VethEnd::new("nk1"),
+                        )
+                    })
+                    .expect("veth");
                 let compare = |round: &str| {
                     let out = std::process::Command::new("ethtool")
                         .args(["-k", "nk0"])
@@ -426,7 +425,7 @@ mod tests {
             }
         })
         .join();
-        ip(&["netns", "del", &ns]);
+        let _ = crate::netns::del(&ns);
         outcome.expect("test thread");
     }
 }

@@ -1,10 +1,23 @@
 //! Low-level network helpers that several build-vnf crates need, in one place: entering a network
-//! namespace ([`ns`]), the Internet checksum ([`checksum`]), MAC addresses ([`mac`]) and the offload
+//! namespace ([`ns`]) and creating named ones ([`netns`], as `ip netns add` does), links, addresses,
+//! routes and neighbours over a synchronous rtnetlink socket ([`nl::Netlink`]; [`link`], [`addr`],
+//! [`route`], [`neigh`]), the Internet checksum ([`checksum`]), MAC addresses ([`mac`]) and the offload
 //! features of an interface read through the `SIOCETHTOOL` ioctl ([`ethtool`]), so a distroless image
-//! without the `ethtool` binary still sees them, and the memory area behind an AF_XDP UMEM ([`umem`]).
+//! without the `ethtool` or `ip` binaries still sees them, and the memory area behind an AF_XDP UMEM
+//! ([`umem`]).
 
+pub mod addr;
 pub mod checksum;
 pub mod ethtool;
+pub mod link;
 pub mod mac;
+pub mod neigh;
+pub mod netns;
+pub mod nl;
 pub mod ns;
+pub mod route;
 pub mod umem;
+
+pub use link::{Link, VethEnd};
+pub use nl::{Netlink, NlError};
+pub use route::Route;

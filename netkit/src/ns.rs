@@ -107,15 +107,11 @@ mod tests {
 
     #[test]
     fn the_guard_enters_and_returns() {
-        if !testkit::root_and_tools("the_guard_enters_and_returns", &["ip"]) {
+        if !testkit::root_and_tools("the_guard_enters_and_returns", &[]) {
             return;
         }
         let name = format!("nk-{}-guard", std::process::id());
-        let ok = std::process::Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("ip netns add");
-        assert!(ok.success());
+        crate::netns::add(&name).expect("netns add");
         let outcome = std::thread::spawn({
             let name = name.clone();
             move || {
@@ -134,9 +130,7 @@ mod tests {
             }
         })
         .join();
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &name])
-            .status();
+        let _ = crate::netns::del(&name);
         outcome.expect("namespace thread");
     }
 }

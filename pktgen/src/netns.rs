@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use netkit::VethEnd;
 use thiserror::Error;
 
 /// Namespace-helper errors.
@@ -27,6 +28,12 @@ pub enum NetnsError {
         /// What it printed on stderr.
         stderr: String,
     },
+    /// A netlink request (link, address, neighbour) failed.
+    #[error(transparent)]
+    Netlink(#[from] netkit::NlError),
+    /// A namespace could not be created, deleted or entered, or a program started in it.
+    #[error(transparent)]
+    Netns(#[from] netkit::netns::NetnsError),
     /// A command could not be started, or a namespace file could not be opened.
     #[error("{context}: {source}")]
     Io {
@@ -65,11 +72,23 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, NetnsError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Runs `program args...` inside namespace `ns` (via `ip netns exec`).
+/// Runs `program args...` inside namespace `ns` (a child forked by a thread in `ns`: netlink, ioctls and
+/// `/proc/net` see that namespace), turning a non-zero exit into an error with its stderr.
 pub fn exec_in(ns: &str, program: &str, args: &[&str]) -> Result<String, NetnsError> {
-    let mut full = vec!["netns", "exec", ns, program];
-    full.extend_from_slice(args);
-    run("ip", &full)
+    let cmd = format!("{program} {} (in {ns})", args.join(" "));
+    let out = netkit::netns::output(ns, Command::new(program).args(args))?;
+    if !out.status.success() {
+        return Err(NetnsError::Command {
+            cmd,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn mac(s: &str) -> [u8; 6] {
+    netkit::mac::parse(s).unwrap_or_default()
 }
 
 /// Moves the **calling thread** into namespace `ns` (`setns` affects only this thread).
@@ -95,13 +114,7 @@ where
 
 /// Deletes namespaces named `pktgen-<pid>-...` whose process no longer exists.
 fn sweep_stale() {
-    let Ok(list) = run("ip", &["netns", "list"]) else {
-        return;
-    };
-    for line in list.lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
+    for name in netkit::netns::list() {
         let Some(pid) = name
             .strip_prefix(PREFIX)
             .and_then(|rest| rest.split('-').next())
@@ -110,7 +123,7 @@ fn sweep_stale() {
             continue;
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = run("ip", &["netns", "del", name]);
+            let _ = netkit::netns::del(&name);
         }
     }
 }
@@ -153,16 +166,13 @@ impl NetnsPair {
             created: Vec::new(),
         };
         for ns in [pair.a.clone(), pair.b.clone()] {
-            run("ip", &["netns", "add", &ns])?;
+            netkit::netns::add(&ns)?;
             pair.created.push(ns);
         }
         let (a, b, va, vb) = (&pair.a, &pair.b, &pair.veth_a, &pair.veth_b);
-        run(
-            "ip",
-            &[
-                "link", "add", "name", va, "address", MAC_A, "netns", a, "type", "veth", "peer",
-                "name", vb, "address", MAC_B, "netns", b,
-            ],
+        netkit::Netlink::open()?.add_veth(
+            VethEnd::new(va).mac(mac(MAC_A)).ns(a),
+            VethEnd::new(vb).mac(mac(MAC_B)).ns(b),
         )?;
         // Permanent neighbour entries: no ARP/NDP, so the first packet is never held back or
         // lost while IPv6 link-local DAD is still running (which takes about two seconds).
@@ -186,43 +196,14 @@ impl NetnsPair {
                 MAC_A,
             ),
         ] {
-            run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-            run(
-                "ip",
-                &["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev],
-            )?;
-            run(
-                "ip",
-                &[
-                    "-n",
-                    ns,
-                    "addr",
-                    "add",
-                    &format!("{v6}/64"),
-                    "dev",
-                    dev,
-                    "nodad",
-                ],
-            )?;
-            for peer in [peer4.to_string(), peer6.to_string()] {
-                run(
-                    "ip",
-                    &[
-                        "-n",
-                        ns,
-                        "neigh",
-                        "replace",
-                        &peer,
-                        "lladdr",
-                        peer_mac,
-                        "dev",
-                        dev,
-                        "nud",
-                        "permanent",
-                    ],
-                )?;
+            let mut nl = netkit::Netlink::open_in(ns)?;
+            nl.set_up("lo", true)?;
+            nl.add_addr(dev, v4.into(), 24, false)?;
+            nl.add_addr(dev, v6.into(), 64, true)?;
+            for peer in [IpAddr::V4(peer4), IpAddr::V6(peer6)] {
+                nl.replace_neigh(dev, peer, mac(peer_mac))?;
             }
-            run("ip", &["-n", ns, "link", "set", dev, "up"])?;
+            nl.set_up(dev, true)?;
         }
         Ok(pair)
     }
@@ -302,7 +283,7 @@ impl Drop for NetnsPair {
     fn drop(&mut self) {
         // Deleting a namespace destroys its end of the veth, and with it the peer.
         for ns in self.created.drain(..) {
-            if let Err(e) = run("ip", &["netns", "del", &ns]) {
+            if let Err(e) = netkit::netns::del(&ns) {
                 eprintln!("pktgen: could not delete namespace {ns}: {e}");
             }
         }
@@ -339,17 +320,30 @@ mod tests {
         }
         let pair = NetnsPair::create().expect("create pair");
         let (a, b) = (pair.a.clone(), pair.b.clone());
-        let link = run("ip", &["-n", &b, "-o", "link", "show", &pair.veth_b]).expect("link");
-        assert!(link.contains("state UP") && link.contains(MAC_B), "{link}");
+        let link = netkit::Netlink::open_in(&b)
+            .and_then(|mut nl| nl.link(&pair.veth_b))
+            .expect("link");
+        assert!(link.up && link.mac == Some(mac(MAC_B)), "{link:?}");
+        // iproute2 as an independent oracle for the neighbours
         let neigh = run("ip", &["-n", &a, "neigh", "show", "dev", &pair.veth_a]).expect("neigh");
         assert!(
             neigh.contains("2001:db8::2") && neigh.contains("PERMANENT"),
             "{neigh}"
         );
-        let listed = run("ip", &["netns", "list"]).expect("list");
+        let listed = netkit::netns::list();
         assert!(listed.contains(&a) && listed.contains(&b));
+        let inside = exec_in(&a, "cat", &["/proc/net/dev"]).expect("cat");
+        assert!(
+            inside.contains(&pair.veth_a) && !inside.contains(&pair.veth_b),
+            "{inside}"
+        );
+        let e = exec_in(&a, "sh", &["-c", "echo nope >&2; exit 4"]).expect_err("fails");
+        assert!(
+            e.to_string().contains("nope") && e.to_string().contains(&a),
+            "{e}"
+        );
         drop(pair);
-        let listed = run("ip", &["netns", "list"]).expect("list");
-        assert!(!listed.contains(&a) && !listed.contains(&b), "{listed}");
+        let listed = netkit::netns::list();
+        assert!(!listed.contains(&a) && !listed.contains(&b), "{listed:?}");
     }
 }

@@ -93,14 +93,13 @@ impl Daemon {
     /// Starts `cnf-dataplane ARGS` in namespace `ns`, logging to `log`, without waiting.
     pub fn spawn(ns: &str, args: &[&str], log: PathBuf) -> Self {
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, bin()])
-            .args(args)
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
             .env("RUST_LOG", "info")
             .stderr(Stdio::from(file))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start daemon");
+            .stdout(Stdio::null());
+        let child =
+            netkit::netns::spawn(ns, &mut cmd).unwrap_or_else(|e| panic!("start daemon: {e}"));
         Self { child, log }
     }
 

@@ -1,28 +1,39 @@
-//! Network namespaces for the live tests: created with `ip`, deleted on drop, entered by a thread.
+//! Network namespaces for the live tests: created and configured through netlink (`netkit`, no `ip`
+//! binary), deleted on drop, entered by a thread.
+
+use std::net::IpAddr;
 
 /// Runs `cmd` (inside namespace `ns` when given), asserting success.
 pub fn sh(ns: Option<&str>, cmd: &[&str]) {
-    let mut c = match ns {
-        Some(ns) => {
-            let mut c = std::process::Command::new("ip");
-            c.args(["netns", "exec", ns]);
-            c.args(cmd);
-            c
-        }
-        None => {
-            let mut c = std::process::Command::new(cmd[0]);
-            c.args(&cmd[1..]);
-            c
-        }
-    };
+    let mut c = std::process::Command::new(cmd[0]);
+    c.args(&cmd[1..]);
     // quiet unless it fails (ethtool -K reports every feature it changed)
-    let out = c.output().expect("spawn");
+    let out = match ns {
+        Some(ns) => netkit::netns::output(ns, &mut c).unwrap_or_else(|e| panic!("{e}")),
+        None => c.output().expect("spawn"),
+    };
     assert!(
         out.status.success(),
         "{ns:?} {cmd:?} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A netlink socket in namespace `ns` (the test fails if there is none).
+pub fn netlink(ns: &str) -> netkit::Netlink {
+    netkit::Netlink::open_in(ns).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `ADDR/PLEN` as an address and a prefix length.
+pub fn cidr(s: &str) -> (IpAddr, u8) {
+    let (a, p) = s
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{s}: not ADDR/PLEN"));
+    (
+        a.parse().unwrap_or_else(|e| panic!("{s}: {e}")),
+        p.parse().unwrap_or_else(|e| panic!("{s}: {e}")),
+    )
 }
 
 /// Namespaces deleted on drop.
@@ -33,8 +44,10 @@ impl Namespaces {
         let pid = std::process::id();
         let ns = Self(names.iter().map(|n| format!("vnft-{pid}-{n}")).collect());
         for n in &ns.0 {
-            sh(None, &["ip", "netns", "add", n]);
-            sh(Some(n), &["ip", "link", "set", "lo", "up"]);
+            netkit::netns::add(n).unwrap_or_else(|e| panic!("{e}"));
+            netlink(n)
+                .set_up("lo", true)
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         ns
     }
@@ -43,17 +56,26 @@ impl Namespaces {
     /// verify what the data plane rewrote).
     pub fn link(&self, a: usize, a_dev: &str, a_addr: &str, b: usize, b_dev: &str, b_addr: &str) {
         let (na, nb) = (&self.0[a], &self.0[b]);
-        sh(
-            None,
-            &[
-                "ip", "-n", na, "link", "add", a_dev, "type", "veth", "peer", "name", b_dev,
-                "netns", nb,
-            ],
-        );
+        netlink(na)
+            .add_veth(
+                netkit::VethEnd::new(a_dev),
+                netkit::VethEnd::new(b_dev).ns(nb),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
         for (ns, dev, addr) in [(na, a_dev, a_addr), (nb, b_dev, b_addr)] {
-            sh(Some(ns), &["ip", "addr", "add", addr, "dev", dev]);
-            sh(Some(ns), &["ip", "link", "set", dev, "up"]);
-            sh(Some(ns), &["ethtool", "-K", dev, "tx", "off"]);
+            let (ip, plen) = cidr(addr);
+            let mut nl = netlink(ns);
+            nl.add_addr(dev, ip, plen, false)
+                .and_then(|()| nl.set_up(dev, true))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let off = netkit::ns::NsGuard::enter(ns)
+                .map_err(|e| e.to_string())
+                .and_then(|_g| {
+                    netkit::ethtool::set_tx_checksum(dev, false).map_err(|e| e.to_string())
+                });
+            if let Err(e) = off {
+                panic!("tx checksum off on {dev} in {ns}: {e}");
+            }
         }
     }
 }
@@ -61,32 +83,18 @@ impl Namespaces {
 impl Drop for Namespaces {
     fn drop(&mut self) {
         for ns in &self.0 {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", ns])
-                .status();
+            let _ = netkit::netns::del(ns);
         }
     }
 }
 
-/// (ifindex, MAC) of `dev` in namespace `ns`, from `ip -o link`.
+/// (ifindex, MAC) of `dev` in namespace `ns`, read through netlink.
 pub fn link_info(ns: &str, dev: &str) -> (u32, [u8; 6]) {
-    let out = std::process::Command::new("ip")
-        .args(["-n", ns, "-o", "link", "show", dev])
-        .output()
-        .expect("spawn ip");
-    let line = String::from_utf8_lossy(&out.stdout).into_owned();
-    let ifindex = line
-        .split(':')
-        .next()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| panic!("ifindex of {dev} in {ns}: {line}"));
-    let mac = line
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .unwrap_or_else(|| panic!("MAC of {dev} in {ns}: {line}"));
-    let mac = netkit::mac::parse(mac).unwrap_or_else(|e| panic!("{dev} in {ns}: {e}"));
-    (ifindex, mac)
+    let l = netlink(ns).link(dev).unwrap_or_else(|e| panic!("{e}"));
+    let mac = l
+        .mac
+        .unwrap_or_else(|| panic!("{dev} in {ns} has no MAC address"));
+    (l.index, mac)
 }
 
 /// Moves the calling thread into namespace `ns` for good (the test fails if it cannot).
@@ -137,9 +145,5 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
 
 /// True when interface `dev` in namespace `ns` has an XDP program attached.
 pub fn xdp_on(ns: &str, dev: &str) -> bool {
-    let out = std::process::Command::new("ip")
-        .args(["-n", ns, "link", "show", dev])
-        .output()
-        .expect("ip link show");
-    out.stdout.windows(3).any(|w| w == b"xdp")
+    netlink(ns).link(dev).unwrap_or_else(|e| panic!("{e}")).xdp
 }

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crds::functions::{Action, L4Protocol, Protocol};
 use crds::vnfchain::VNFChainSpec;
-use pktgen::netns::{exec_in, run};
+use netkit::{Netlink, Route, VethEnd};
+use pktgen::netns::exec_in;
 
 use super::BenchError;
 
@@ -190,6 +191,15 @@ fn ns_err(e: pktgen::netns::NetnsError) -> BenchError {
     BenchError::Netns(e)
 }
 
+fn nl_err(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Setup(e.to_string())
+}
+
+/// A netlink socket in namespace `ns`.
+fn nl(ns: &str) -> Result<Netlink, BenchError> {
+    Netlink::open_in(ns).map_err(nl_err)
+}
+
 /// Runs `program args` in `ns`, mapping failure to a setup error.
 pub fn sh(ns: &str, program: &str, args: &[&str]) -> Result<String, BenchError> {
     exec_in(ns, program, args).map_err(ns_err)
@@ -197,26 +207,11 @@ pub fn sh(ns: &str, program: &str, args: &[&str]) -> Result<String, BenchError> 
 
 /// `(ifindex, MAC)` of `dev` in `ns`.
 pub fn link_info(ns: &str, dev: &str) -> Result<(u32, [u8; 6]), BenchError> {
-    let line = run("ip", &["-n", ns, "-o", "link", "show", dev]).map_err(ns_err)?;
-    let ifindex = line
-        .split(':')
-        .next()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| BenchError::Setup(format!("no ifindex for {dev} in {ns}: {line}")))?;
-    let mac = line
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
+    let link = nl(ns)?.link(dev).map_err(nl_err)?;
+    let mac = link
+        .mac
         .ok_or_else(|| BenchError::Setup(format!("no MAC for {dev} in {ns}")))?;
-    let mac = pktgen::xdp_live::parse_mac(mac).map_err(|e| BenchError::Setup(e.to_string()))?;
-    Ok((ifindex, mac))
-}
-
-fn mac_str(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    Ok((link.index, mac))
 }
 
 impl Bed {
@@ -240,9 +235,9 @@ impl Bed {
         };
         // from here on, Drop removes whatever was made
         for ns in [&bed.gen_ns, &bed.cnf_ns, &bed.srv_ns] {
-            let _ = run("ip", &["netns", "del", ns]);
-            run("ip", &["netns", "add", ns]).map_err(ns_err)?;
-            run("ip", &["-n", ns, "link", "set", "lo", "up"]).map_err(ns_err)?;
+            let _ = netkit::netns::del(ns);
+            netkit::netns::add(ns).map_err(nl_err)?;
+            nl(ns)?.set_up("lo", true).map_err(nl_err)?;
         }
         bed.wire()?;
         Ok(bed)
@@ -258,14 +253,9 @@ impl Bed {
         let srv = *self.flow.server.ip();
         let (gw_in, gw_out) = (gateway_for(src), gateway_for(srv));
         let pair = |a_ns: &str, a: &str, b_ns: &str, b: &str| -> Result<(), BenchError> {
-            run(
-                "ip",
-                &[
-                    "-n", a_ns, "link", "add", a, "type", "veth", "peer", "name", b, "netns", b_ns,
-                ],
-            )
-            .map_err(ns_err)?;
-            Ok(())
+            nl(a_ns)?
+                .add_veth(VethEnd::new(a), VethEnd::new(b).ns(b_ns))
+                .map_err(nl_err)
         };
         pair(&g, GEN_DEV, &c, CNF_IN)?;
         pair(&c, CNF_OUT, &s, SRV_DEV)?;
@@ -273,80 +263,34 @@ impl Bed {
         let (_, cnf_in_mac) = link_info(&c, CNF_IN)?;
         // The server's MAC is the CNF ingress MAC: the bare redirect (the ceiling) does not rewrite MACs, and
         // with equal MACs its frames are still addressed to the server. They sit on different links.
-        run(
-            "ip",
-            &[
-                "-n",
-                &s,
-                "link",
-                "set",
-                SRV_DEV,
-                "address",
-                &mac_str(cnf_in_mac),
-            ],
-        )
-        .map_err(ns_err)?;
+        nl(&s)?.set_mac(SRV_DEV, cnf_in_mac).map_err(nl_err)?;
         let (cnf_out_ifindex, _) = link_info(&c, CNF_OUT)?;
         let (_, srv_mac) = link_info(&s, SRV_DEV)?;
         let (_, cnf_out_mac) = link_info(&c, CNF_OUT)?;
+        let (mut gn, mut cn, mut sn) = (nl(&g)?, nl(&c)?, nl(&s)?);
+        let v4 = |a: Ipv4Addr| std::net::IpAddr::V4(a);
+        gn.add_addr(GEN_DEV, v4(src), 24, false).map_err(nl_err)?;
+        cn.add_addr(CNF_IN, v4(gw_in), 24, false).map_err(nl_err)?;
+        cn.add_addr(CNF_OUT, v4(gw_out), 24, false)
+            .map_err(nl_err)?;
+        sn.add_addr(SRV_DEV, v4(srv), 24, false).map_err(nl_err)?;
+        gn.set_up(GEN_DEV, true).map_err(nl_err)?;
+        cn.set_up(CNF_IN, true).map_err(nl_err)?;
+        cn.set_up(CNF_OUT, true).map_err(nl_err)?;
+        sn.set_up(SRV_DEV, true).map_err(nl_err)?;
+        gn.add_route(&Route::default_via(v4(gw_in)))
+            .map_err(nl_err)?;
+        sn.add_route(&Route::default_via(v4(gw_out)))
+            .map_err(nl_err)?;
+        // static neighbours: XDP programs on c0 and s0 would eat ARP
+        gn.replace_neigh(GEN_DEV, v4(gw_in), cnf_in_mac)
+            .map_err(nl_err)?;
+        cn.replace_neigh(CNF_OUT, v4(srv), srv_mac)
+            .map_err(nl_err)?;
+        cn.replace_neigh(CNF_IN, v4(src), gen_mac).map_err(nl_err)?;
+        sn.replace_neigh(SRV_DEV, v4(gw_out), cnf_out_mac)
+            .map_err(nl_err)?;
         let cmds: Vec<(&str, Vec<String>)> = vec![
-            (
-                &g,
-                vec!["ip addr add".into(), format!("{src}/24 dev {GEN_DEV}")],
-            ),
-            (
-                &c,
-                vec!["ip addr add".into(), format!("{gw_in}/24 dev {CNF_IN}")],
-            ),
-            (
-                &c,
-                vec!["ip addr add".into(), format!("{gw_out}/24 dev {CNF_OUT}")],
-            ),
-            (
-                &s,
-                vec!["ip addr add".into(), format!("{srv}/24 dev {SRV_DEV}")],
-            ),
-            (&g, vec!["ip link set".into(), format!("{GEN_DEV} up")]),
-            (&c, vec!["ip link set".into(), format!("{CNF_IN} up")]),
-            (&c, vec!["ip link set".into(), format!("{CNF_OUT} up")]),
-            (&s, vec!["ip link set".into(), format!("{SRV_DEV} up")]),
-            (
-                &g,
-                vec!["ip route add".into(), format!("default via {gw_in}")],
-            ),
-            (
-                &s,
-                vec!["ip route add".into(), format!("default via {gw_out}")],
-            ),
-            // static neighbours: XDP programs on c0 and s0 would eat ARP
-            (
-                &g,
-                vec![
-                    "ip neigh replace".into(),
-                    format!("{gw_in} lladdr {} dev {GEN_DEV}", mac_str(cnf_in_mac)),
-                ],
-            ),
-            (
-                &c,
-                vec![
-                    "ip neigh replace".into(),
-                    format!("{srv} lladdr {} dev {CNF_OUT}", mac_str(srv_mac)),
-                ],
-            ),
-            (
-                &c,
-                vec![
-                    "ip neigh replace".into(),
-                    format!("{src} lladdr {} dev {CNF_IN}", mac_str(gen_mac)),
-                ],
-            ),
-            (
-                &s,
-                vec![
-                    "ip neigh replace".into(),
-                    format!("{gw_out} lladdr {} dev {SRV_DEV}", mac_str(cnf_out_mac)),
-                ],
-            ),
             (
                 &c,
                 vec!["sysctl -qw".into(), "net.ipv4.ip_forward=1".into()],
@@ -372,18 +316,10 @@ impl Bed {
         // forwarding) deliver the packet as sent.
         let dst = *self.flow.dst.ip();
         if dst != srv {
-            sh(
-                &s,
-                "ip",
-                &["addr", "add", &format!("{dst}/32"), "dev", "lo"],
-            )?;
+            sn.add_addr("lo", v4(dst), 32, false).map_err(nl_err)?;
             // and the CNF routes it to the server, so plain forwarding (no NAT) delivers it too
-            let (dst32, srv_s) = (format!("{dst}/32"), srv.to_string());
-            sh(
-                &c,
-                "ip",
-                &["route", "add", &dst32, "via", &srv_s, "dev", CNF_OUT],
-            )?;
+            cn.add_route(&Route::to(v4(dst), 32).via(v4(srv)).dev(CNF_OUT))
+                .map_err(nl_err)?;
         }
         self.gen_mac = gen_mac;
         self.cnf_in_mac = cnf_in_mac;
@@ -417,15 +353,17 @@ impl Bed {
         );
         let _ = exec_in(c, "ipvsadm", &["-C"]);
         let _ = exec_in(c, "tc", &["qdisc", "del", "dev", CNF_IN, "clsact"]);
-        let _ = exec_in(c, "ip", &["link", "set", "dev", CNF_IN, "xdp", "off"]);
-        let _ = exec_in(c, "ip", &["addr", "flush", "dev", "lo", "scope", "global"]);
+        if let Ok(mut n) = Netlink::open_in(c) {
+            let _ = n.detach_xdp(CNF_IN);
+            let _ = n.flush_global_addrs("lo");
+        }
     }
 }
 
 impl Drop for Bed {
     fn drop(&mut self) {
         for ns in [&self.gen_ns, &self.cnf_ns, &self.srv_ns] {
-            let _ = run("ip", &["netns", "del", ns]);
+            let _ = netkit::netns::del(ns);
         }
     }
 }

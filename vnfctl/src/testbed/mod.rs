@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crds::VNFChain;
-use pktgen::netns::{NetnsError, run};
+use netkit::{Netlink, Route, VethEnd};
+use pktgen::netns::{NetnsError, exec_in, run};
 use thiserror::Error;
 
 pub use plan::{CnfInterface, EndpointPlan, Plan, Role, Service};
@@ -403,15 +404,16 @@ impl Testbed {
         std::fs::create_dir_all(&tmp).map_err(io(format!("create {}", tmp.display())))?;
 
         for ns in plan.namespaces() {
-            run("ip", &["netns", "add", &ns])?;
+            netkit::netns::add(&ns).map_err(NetnsError::from)?;
             self.state.namespaces.push(ns.clone());
             self.step()?;
-            run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+            nl(&ns)?.set_up("lo", true).map_err(NetnsError::from)?;
         }
         let br = &plan.bridge_netns;
         for b in plan.cnf_interfaces.iter().map(|i| &i.bridge) {
-            run("ip", &["-n", br, "link", "add", b, "type", "bridge"])?;
-            run("ip", &["-n", br, "link", "set", b, "up"])?;
+            let mut n = nl(br)?;
+            n.add_bridge(b).map_err(NetnsError::from)?;
+            n.set_up(b, true).map_err(NetnsError::from)?;
         }
 
         // The CNF's interfaces.
@@ -421,7 +423,7 @@ impl Testbed {
             for a in &i.addrs {
                 add_addr(cnf, &i.name, a)?;
             }
-            run("ip", &["-n", cnf, "link", "set", &i.name, "up"])?;
+            nl(cnf)?.set_up(&i.name, true).map_err(NetnsError::from)?;
         }
         let mut sysctls = vec![
             "net.ipv4.ip_forward=1".to_string(),
@@ -435,9 +437,9 @@ impl Testbed {
             sysctls.push(format!("net.ipv4.conf.{}.send_redirects=0", i.name));
             sysctls.push(format!("net.ipv4.conf.{}.rp_filter=0", i.name));
         }
-        let mut args = vec!["netns", "exec", cnf, "sysctl", "-q", "-w"];
+        let mut args = vec!["-q", "-w"];
         args.extend(sysctls.iter().map(String::as_str));
-        run("ip", &args)?;
+        exec_in(cnf, "sysctl", &args)?;
         self.step()?;
 
         // Clients and servers.
@@ -465,13 +467,10 @@ impl Testbed {
             // on, and Linux then tells an IPv6 sender (IPv4 has send_redirects off on the CNF) that the
             // destination is on-link: the client would go straight to the server, around the chain.
             let dev_redirects = format!("net.ipv6.conf.{}.accept_redirects=0", e.interface);
-            run(
-                "ip",
+            exec_in(
+                &e.netns,
+                "sysctl",
                 &[
-                    "netns",
-                    "exec",
-                    &e.netns,
-                    "sysctl",
                     "-q",
                     "-w",
                     "net.ipv6.conf.all.accept_redirects=0",
@@ -480,19 +479,18 @@ impl Testbed {
                     "net.ipv4.conf.all.accept_redirects=0",
                 ],
             )?;
-            run("ip", &["-n", &e.netns, "link", "set", &e.interface, "up"])?;
+            nl(&e.netns)?
+                .set_up(&e.interface, true)
+                .map_err(NetnsError::from)?;
             let gws: Vec<IpAddr> = [e.gateway4.map(IpAddr::V4), e.gateway6.map(IpAddr::V6)]
                 .into_iter()
                 .flatten()
                 .collect();
             for gw in gws {
-                let gw = gw.to_string();
-                neigh(&e.netns, &e.interface, &gw, &cnf_if.mac)?;
-                let fam = if gw.contains(':') { "-6" } else { "-4" };
-                run(
-                    "ip",
-                    &[fam, "-n", &e.netns, "route", "add", "default", "via", &gw],
-                )?;
+                neigh(&e.netns, &e.interface, gw, &cnf_if.mac)?;
+                nl(&e.netns)?
+                    .add_route(&Route::default_via(gw))
+                    .map_err(NetnsError::from)?;
             }
             for a in [
                 e.ipv4.map(|n| IpAddr::V4(n.addr())),
@@ -501,7 +499,7 @@ impl Testbed {
             .into_iter()
             .flatten()
             {
-                neigh(cnf, &cnf_if.name, &a.to_string(), &e.mac)?;
+                neigh(cnf, &cnf_if.name, a, &e.mac)?;
             }
             if let Some(s) = &opts.shape
                 && matches!(e.role, Role::Client | Role::DeniedClient)
@@ -535,10 +533,8 @@ impl Testbed {
         let log_path = tmp.join(format!("{}.log", e.bridge_port));
         let log = std::fs::File::create(&log_path)
             .map_err(io(format!("create {}", log_path.display())))?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &e.netns])
-            .arg(pktgen)
-            .arg("serve");
+        let mut cmd = Command::new(pktgen);
+        cmd.arg("serve");
         if e.ipv4.is_some() {
             cmd.arg("--ipv4");
         }
@@ -548,13 +544,11 @@ impl Testbed {
         for p in &e.ports {
             cmd.args(["--udp", &p.to_string(), "--tcp", &p.to_string()]);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
-            .process_group(0)
-            .spawn()
-            .map_err(io(format!("start {} serve", pktgen.display())))?;
+            .process_group(0);
+        let mut child = netkit::netns::spawn(&e.netns, &mut cmd).map_err(NetnsError::from)?;
         let pid = child.id();
         self.state.processes.push(state::Proc {
             pid,
@@ -597,17 +591,17 @@ impl Testbed {
         dev: &str,
         mac: &str,
     ) -> Result<(), TestbedError> {
-        run(
-            "ip",
-            &[
-                "link", "add", "name", port, "netns", br, "type", "veth", "peer", "name", dev,
-                "address", mac, "netns", ns,
-            ],
-        )?;
+        let mac = parse_mac(mac)?;
+        Netlink::open()
+            .and_then(|mut n| {
+                n.add_veth(VethEnd::new(port).ns(br), VethEnd::new(dev).mac(mac).ns(ns))
+            })
+            .map_err(NetnsError::from)?;
         self.state.links.push(format!("{br}/{port}"));
         self.state.links.push(format!("{ns}/{dev}"));
-        run("ip", &["-n", br, "link", "set", port, "master", bridge])?;
-        run("ip", &["-n", br, "link", "set", port, "up"])?;
+        let mut n = nl(br)?;
+        n.set_master(port, bridge).map_err(NetnsError::from)?;
+        n.set_up(port, true).map_err(NetnsError::from)?;
         pktgen::netns::exec_in(ns, "ethtool", &["-K", dev, "tx", "off"]).map_err(|e| {
             TestbedError::Dataplane {
                 message: format!(
@@ -673,10 +667,8 @@ impl Testbed {
             .try_clone()
             .map_err(io(format!("open {}", log_path.display())))?;
         let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.metrics_port));
-        let child = Command::new("ip")
-            .args(["netns", "exec", netns])
-            .arg(bin)
-            .arg("--config")
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config")
             .arg(&cfg)
             .arg("--grpc-socket")
             .arg(&sock)
@@ -688,11 +680,10 @@ impl Testbed {
             .stdout(log)
             .stderr(log2)
             // its own process group: a Ctrl-C at the terminal reaches vnfctl, which stops it in order
-            .process_group(0)
-            .spawn()
-            .map_err(io(format!("start {}", bin.display())))?;
+            .process_group(0);
+        let child = netkit::netns::spawn(netns, &mut cmd).map_err(NetnsError::from)?;
         let pid = child.id();
-        // `ip netns exec` execs the binary, so the pid is the data plane's; its start time pins it down.
+        // the pid is the data plane's (no wrapper process); its start time pins it down.
         let start_ticks = state::start_ticks(pid).unwrap_or_default();
         self.state.processes.push(state::Proc {
             pid,
@@ -953,34 +944,31 @@ pub fn down(name: &str, state_dir: &Path) -> Result<DownOutcome, TestbedError> {
     }
 }
 
+/// A netlink socket in namespace `ns`.
+fn nl(ns: &str) -> Result<Netlink, TestbedError> {
+    Ok(Netlink::open_in(ns).map_err(NetnsError::from)?)
+}
+
+fn parse_mac(mac: &str) -> Result<[u8; 6], TestbedError> {
+    netkit::mac::parse(mac).map_err(|e| TestbedError::Dataplane {
+        message: format!("MAC address {mac}: {e}"),
+        log: String::new(),
+    })
+}
+
 fn add_addr(ns: &str, dev: &str, a: &ipnet::IpNet) -> Result<(), TestbedError> {
-    let a = a.to_string();
-    let mut args = vec!["-n", ns, "addr", "add", &a, "dev", dev];
-    if a.contains(':') {
-        // no duplicate address detection: the address is usable at once
-        args.push("nodad");
-    }
-    run("ip", &args)?;
+    // IPv6 without duplicate address detection: the address is usable at once
+    nl(ns)?
+        .add_addr(dev, a.addr(), a.prefix_len(), a.addr().is_ipv6())
+        .map_err(NetnsError::from)?;
     Ok(())
 }
 
-fn neigh(ns: &str, dev: &str, addr: &str, mac: &str) -> Result<(), TestbedError> {
-    run(
-        "ip",
-        &[
-            "-n",
-            ns,
-            "neigh",
-            "replace",
-            addr,
-            "lladdr",
-            mac,
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ],
-    )?;
+fn neigh(ns: &str, dev: &str, addr: IpAddr, mac: &str) -> Result<(), TestbedError> {
+    let mac = parse_mac(mac)?;
+    nl(ns)?
+        .replace_neigh(dev, addr, mac)
+        .map_err(NetnsError::from)?;
     Ok(())
 }
 
@@ -996,16 +984,19 @@ fn netem_available() -> Result<bool, TestbedError> {
         std::process::id(),
         PROBE.fetch_add(1, Ordering::Relaxed)
     );
-    run("ip", &["netns", "add", &ns])?;
-    let r = run("ip", &["-n", &ns, "link", "set", "lo", "up"]).and_then(|_| {
-        run(
-            "tc",
-            &[
-                "-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
-            ],
-        )
-    });
-    let _ = run("ip", &["netns", "del", &ns]);
+    netkit::netns::add(&ns).map_err(NetnsError::from)?;
+    let r = nl(&ns)?
+        .set_up("lo", true)
+        .map_err(NetnsError::from)
+        .and_then(|_| {
+            run(
+                "tc",
+                &[
+                    "-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+                ],
+            )
+        });
+    let _ = netkit::netns::del(&ns);
     Ok(*NETEM.get_or_init(|| r.is_ok()))
 }
 

@@ -175,23 +175,10 @@ impl Testbed {
             if svc.address == *to || !done.insert(svc.address) {
                 continue;
             }
-            let (fam, host) = match svc.address {
-                std::net::IpAddr::V4(a) => ("-4", format!("{a}/32")),
-                std::net::IpAddr::V6(a) => ("-6", format!("{a}/128")),
-            };
-            pktgen::netns::run(
-                "ip",
-                &[
-                    fam,
-                    "-n",
-                    &cnf,
-                    "route",
-                    "add",
-                    &host,
-                    "via",
-                    &to.to_string(),
-                ],
-            )?;
+            let plen = if svc.address.is_ipv4() { 32 } else { 128 };
+            netkit::Netlink::open_in(&cnf)
+                .and_then(|mut n| n.add_route(&netkit::Route::to(svc.address, plen).via(*to)))
+                .map_err(pktgen::netns::NetnsError::from)?;
         }
         Ok(())
     }

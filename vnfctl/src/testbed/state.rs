@@ -141,12 +141,9 @@ pub fn proc_alive(p: &Proc) -> bool {
     !zombie && start_ticks(p.pid) == Some(p.start_ticks)
 }
 
-/// Names of the network namespaces that exist (`ip netns list`).
+/// Names of the network namespaces that exist (`ip netns list`: the files under /run/netns).
 pub fn existing_namespaces() -> Result<Vec<String>, TestbedError> {
-    Ok(pktgen::netns::run("ip", &["netns", "list"])?
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .collect())
+    Ok(netkit::netns::list())
 }
 
 fn signal(pid: u32, sig: libc::c_int) {
@@ -193,7 +190,7 @@ pub fn teardown(state: &State, dir: &Path) -> Vec<String> {
         if !existing.contains(ns) {
             continue;
         }
-        if let Err(e) = pktgen::netns::run("ip", &["netns", "del", ns]) {
+        if let Err(e) = netkit::netns::del(ns) {
             problems.push(format!("namespace {ns}: {e}"));
         }
     }

@@ -13,6 +13,7 @@ pub mod status;
 pub mod valid;
 pub mod validate;
 pub mod vnfchain;
+pub mod yaml;
 
 pub use functions::*;
 pub use status::*;

@@ -36,9 +36,7 @@ pub enum ManifestError {
 /// Each `VNFChain` document is deserialized (rejecting unknown fields anywhere, with their path) and then
 /// passed through [`validate`], so the result of a document lists every problem the shared validation finds.
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
-    let values: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml(e.to_string()))?;
-    let mut values: Vec<Value> = values.into_iter().filter(|v| !v.is_null()).collect();
+    let mut values = crate::yaml::read_stream(text).map_err(ManifestError::Yaml)?;
     let read = |first: usize, values: Vec<Value>| -> Vec<Document> {
         values
             .into_iter()

@@ -2,8 +2,8 @@
 //! idle RSS with the five-function edge chain attached, start→attached time, ApplyChain latency over the
 //! Unix-socket gRPC (rule-only and composition changes) and `/metrics` scrape time, beside the targets.
 //!
-//! Run as root after building the daemon: `cargo build --release -p cnf-dataplane && cargo run --release
-//! -p cnf-dataplane --bin dataplane-bench [-- --json]`. Everything it creates (two network namespaces, a
+//! Run as root after building the daemon: `cargo build --release -p cnf-dataplane-daemon && cargo run
+//! --release -p cnf-dataplane-daemon --bin dataplane-bench [-- --json]`. Everything it creates (two network namespaces, a
 //! veth pair inside them, a temporary directory, the daemon) is removed at the end, on error and on Ctrl-C.
 
 use std::io::{Read, Write};
@@ -522,7 +522,7 @@ fn daemon_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let bin = flag.unwrap_or_else(|| me.with_file_name("cnf-dataplane"));
     ensure!(
         bin.exists(),
-        "{} not found: build it first (cargo build --release -p cnf-dataplane) or pass --daemon",
+        "{} not found: build it first (cargo build --release -p cnf-dataplane-daemon) or pass --daemon",
         bin.display()
     );
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -530,7 +530,7 @@ fn daemon_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         && d < m
     {
         eprintln!(
-            "warning: {} is older than this benchmark; `cargo build --release -p cnf-dataplane` if the \
+            "warning: {} is older than this benchmark; `cargo build --release -p cnf-dataplane-daemon` if the \
              sources changed",
             bin.display()
         );

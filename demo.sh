@@ -13,7 +13,7 @@ bash scripts/install-deps.sh
 
 echo "== Building vnfctl, cnf-dataplane and pktgen (release). The first build takes several minutes on a 2-core"
 echo "   machine and leaves a few GB in target/ (cargo clean frees it); later runs start in seconds."
-cargo build --release --locked -p vnfctl -p cnf-dataplane -p pktgen
+cargo build --release --locked -p vnfctl -p cnf-dataplane-daemon -p pktgen
 vnfctl=target/release/vnfctl
 
 echo

@@ -17,7 +17,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p cnf-dataplane --bin cnf-dataplane \
+    cargo build --release --locked -p cnf-dataplane-daemon --bin cnf-dataplane \
  && install -D -m 0755 target/release/cnf-dataplane /out/cnf-dataplane
 
 # distroless/cc: glibc and libgcc only; no shell, no package manager.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use cnf_dataplane::daemon::offload;
+use cnf_dataplane::compose::offload;
 use common::{Namespaces, in_ns, sh};
 
 #[test]

@@ -1,6 +1,6 @@
 //! What every ApplyChain door shares: the strict reader of a request and the generation rule.
 //!
-//! The daemon (`cnf-dataplane/src/daemon/grpc.rs` and `daemon/mod.rs`) and the operator's fake sidecar
+//! The daemon (`cnf-dataplane-daemon/src/grpc.rs` and `cnf-dataplane/src/compose/mod.rs`) and the operator's fake sidecar
 //! (`operator/src/fake.rs`) both call these, so the fake cannot accept what the daemon refuses.
 //!
 //! # The generation rule (docs/architecture.md, "Generations")

@@ -559,7 +559,7 @@ pub fn fake_client(state: Arc<Mutex<ClusterState>>) -> Client {
 ///
 /// # The daemon's behaviour it mimics
 ///
-/// ApplyChain as `cnf-dataplane` answers it (`cnf-dataplane/src/daemon/grpc.rs`, `apply_chain`, and
+/// ApplyChain as `cnf-dataplane` answers it (`cnf-dataplane-daemon/src/grpc.rs`, `apply_chain`, and
 /// `daemon/mod.rs`, `Dataplane::try_apply`): the request is read by the same strict reader
 /// ([`dataplane_api::door::read_request`]: unknown fields, the schema, CEL and the semantic checks) and the
 /// same generation rule decides ([`dataplane_api::door::Generations`]: positive; one spec per generation;

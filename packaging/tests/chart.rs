@@ -433,7 +433,7 @@ fn the_chart_issues_no_certificate_and_renders_nothing_that_changes() {
     assert!(rbac.contains("$rules | nindent 2"));
     // The sidecar and the operator read/write tls.crt, tls.key and ca.crt.
     for key in ["tls.crt", "tls.key", "ca.crt"] {
-        assert!(read("cnf-dataplane/src/daemon/tls.rs").contains(&format!("\"{key}\"")));
+        assert!(read("cnf-dataplane-daemon/src/tls.rs").contains(&format!("\"{key}\"")));
         assert!(read("operator/src/certs.rs").contains(&format!("\"{key}\"")));
     }
 }

@@ -1,5 +1,5 @@
 //! Every `buildvnf_*` metric the Grafana dashboard and the chart's PrometheusRule query is one the code exports
-//! (names derived from the string literals of cnf-dataplane/src/daemon/metrics.rs and operator/src/metrics.rs;
+//! (names derived from the string literals of cnf-dataplane-daemon/src/metrics.rs and operator/src/metrics.rs;
 //! histograms also as `_bucket`, `_sum`, `_count`), every label they select or group by is one the exporters or
 //! Prometheus' target discovery set, and the dashboard has the panels issue 7 asks for.
 

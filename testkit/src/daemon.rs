@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crate::{sh, signal_and_wait};
 
 /// The `cnf-dataplane` binary of the running test's target directory (`<target>/<profile>/cnf-dataplane`,
-/// where cargo puts it for cnf-dataplane's own tests and examples and `cargo test --workspace` for the
-/// others). When it is not there it is built once, into a target directory of its own
+/// where cargo puts it for the tests of its package, cnf-dataplane-daemon, and `cargo test --workspace` for
+/// the others). When it is not there it is built once, into a target directory of its own
 /// (`<target>/testkit-daemon`) so that it does not wait for the lock the running `cargo test` holds.
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
@@ -37,7 +37,13 @@ pub fn binary() -> PathBuf {
     );
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
-        .args(["build", "-p", "cnf-dataplane", "--bin", "cnf-dataplane"])
+        .args([
+            "build",
+            "-p",
+            "cnf-dataplane-daemon",
+            "--bin",
+            "cnf-dataplane",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CARGO_TARGET_DIR", &own_target);
     if release {

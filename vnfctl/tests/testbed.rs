@@ -32,7 +32,7 @@ fn dataplane_bin() -> PathBuf {
     assert!(
         p.is_file(),
         "{} is missing: run the tests with `cargo test --workspace` (./test.sh), or build it first \
-         (cargo build -p cnf-dataplane), or set CNF_DATAPLANE_BIN",
+         (cargo build -p cnf-dataplane-daemon), or set CNF_DATAPLANE_BIN",
         p.display()
     );
     p

@@ -381,7 +381,7 @@ fn set_if_flags(
     iface: &str,
     generic: bool,
 ) -> Result<()> {
-    let Some(ifindex) = crate::daemon::ifindex(iface) else {
+    let Some(ifindex) = crate::compose::ifindex(iface) else {
         return Ok(()); // attach reports the missing interface
     };
     if generic {

@@ -291,20 +291,6 @@ impl Worker {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layouts_match_vnf_shared_h() {
-        assert_eq!(size_of::<ParkKey>(), 44);
-        assert_eq!(size_of::<ParkVal>(), 24 + PARK_BYTES);
-        assert_eq!(size_of::<FragEvent>(), 48);
-        assert_eq!(std::mem::offset_of!(ParkVal, ifindex), 20);
-        assert_eq!(std::mem::offset_of!(FragEvent, rx_queue), 44);
-    }
-}
-
 impl Engine {
     /// Starts the replay of parked fragments of an XDP engine (once; a TC engine releases them itself).
     pub(super) fn start_frag_replay(&mut self) -> Result<()> {
@@ -323,5 +309,19 @@ impl Engine {
     /// The replay of parked fragments (XDP engines once attached).
     pub fn frag_replay(&self) -> Option<&FragReplay> {
         self.frag_replay.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_match_vnf_shared_h() {
+        assert_eq!(size_of::<ParkKey>(), 44);
+        assert_eq!(size_of::<ParkVal>(), 24 + PARK_BYTES);
+        assert_eq!(size_of::<FragEvent>(), 48);
+        assert_eq!(std::mem::offset_of!(ParkVal, ifindex), 20);
+        assert_eq!(std::mem::offset_of!(FragEvent, rx_queue), 44);
     }
 }

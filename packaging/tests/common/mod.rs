@@ -158,7 +158,7 @@ pub fn path_closure(dir: &str, pkgs: &BTreeMap<String, Package>) -> BTreeSet<Str
 
 /// The Prometheus source files whose metric names the packaging may use.
 pub const METRIC_SOURCES: [&str; 2] = [
-    "cnf-dataplane/src/daemon/metrics.rs",
+    "cnf-dataplane-daemon/src/metrics.rs",
     "operator/src/metrics.rs",
 ];
 

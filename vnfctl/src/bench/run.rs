@@ -10,12 +10,12 @@ use aya::Ebpf;
 use aya::maps::{DevMap, PerCpuArray};
 use aya::programs::Xdp;
 use aya::programs::xdp::XdpMode;
+use cnf_dataplane::compose::{self, Plan, Running};
 use cnf_dataplane::engine::{
-    ChainConfig, Engine, ForwardMode, ForwarderConfig, FunctionConfig, FunctionKind, Hook, objects,
+    ChainConfig, ForwardMode, ForwarderConfig, FunctionConfig, FunctionKind, objects,
 };
-use cnf_dataplane::userspace::{
-    Algorithm, CipherSpec, Direction, MacRewrite, TierConfig, UserTier,
-};
+use cnf_dataplane::userspace::{Algorithm, CipherSpec, Direction, MacRewrite, TierConfig};
+use crds::Hook as SpecHook;
 use crds::vnfchain::VNFChainSpec;
 use hdrhistogram::Histogram;
 use pktgen::netns::enter;
@@ -219,10 +219,9 @@ const METHOD: [&str; 5] = [
 /// What stays attached in the CNF namespace for one scenario (dropped = detached).
 #[derive(Default)]
 struct Middle {
-    /// Dropped first: its sockets leave the engine's XSKMAP before the engine goes.
-    tier: Option<UserTier>,
     bpf: Option<Ebpf>,
-    engine: Option<Engine>,
+    /// The chain (and its user-space tier) as the daemon composes it ([`compose::start`]).
+    running: Option<Running>,
 }
 
 fn load_bench(prog: &str, iface: &str) -> Result<Ebpf, BenchError> {
@@ -452,18 +451,15 @@ fn set_up(
         Scenario::ChainXdp | Scenario::ChainTc => {
             let (chain, n) = chain_for_bed(spec, bed)?;
             notes = n;
+            // the XDP scenario is native XDP, as the ceiling's redirect (a forced hook: no fallback)
             let hook = if sc == Scenario::ChainXdp {
-                Hook::Xdp
+                SpecHook::Xdp
             } else {
-                Hook::Tc
+                SpecHook::Tc
             };
-            m.engine = Some(in_ns(&bed.cnf_ns, || {
-                let mut e = Engine::load(hook).map_err(|e| BenchError::Chain(e.to_string()))?;
-                e.attach(CNF_IN)
-                    .map_err(|e| BenchError::Chain(e.to_string()))?;
-                e.apply(&chain)
-                    .map_err(|e| BenchError::Chain(e.to_string()))?;
-                Ok(e)
+            let plan = Plan::new(hook, vec![CNF_IN.into()], chain);
+            m.running = Some(in_ns(&bed.cnf_ns, || {
+                compose::start(&plan).map_err(|e| BenchError::Chain(e.to_string()))
             })?);
         }
         Scenario::KernelForward => {}
@@ -480,35 +476,32 @@ fn set_up(
             // (ChaCha20-Poly1305 both ways, so the receiver still reads pktgen's header) and sends it
             // out towards the server itself
             let (_, out_mac) = super::bed::link_info(&bed.cnf_ns, CNF_OUT)?;
-            let (engine, tier) = in_ns(&bed.cnf_ns, || {
-                let chain_err = |e: &dyn std::fmt::Display| BenchError::Chain(e.to_string());
-                let mut e = Engine::load(Hook::Xdp).map_err(|e| chain_err(&e))?;
-                e.attach(CNF_IN).map_err(|e| chain_err(&e))?;
-                e.apply(&ChainConfig {
+            let mut cfg = TierConfig::new(CNF_IN, 0);
+            cfg.egress = Some(CNF_OUT.into());
+            cfg.mac_rewrite = Some(MacRewrite {
+                src: out_mac,
+                dst: bed.srv_mac,
+            });
+            cfg.functions = [Direction::Encrypt, Direction::Decrypt]
+                .into_iter()
+                .map(|direction| CipherSpec {
+                    algorithm: Algorithm::ChaCha20Poly1305,
+                    direction,
+                    key: *b"vnfctl bench: user-space tier!!!",
+                })
+                .collect();
+            let mut plan = Plan::new(
+                SpecHook::Xdp,
+                vec![CNF_IN.into()],
+                ChainConfig {
                     functions: vec![FunctionConfig::new("tier", FunctionKind::UserspaceHandoff)],
                     ..Default::default()
-                })
-                .map_err(|e| chain_err(&e))?;
-                let mut cfg = TierConfig::new(CNF_IN, 0);
-                cfg.egress = Some(CNF_OUT.into());
-                cfg.mac_rewrite = Some(MacRewrite {
-                    src: out_mac,
-                    dst: bed.srv_mac,
-                });
-                cfg.functions = [Direction::Encrypt, Direction::Decrypt]
-                    .into_iter()
-                    .map(|direction| CipherSpec {
-                        algorithm: Algorithm::ChaCha20Poly1305,
-                        direction,
-                        key: *b"vnfctl bench: user-space tier!!!",
-                    })
-                    .collect();
-                let tier = UserTier::start(cfg, |q, fd| e.register_xsk(q, fd))
-                    .map_err(|e| chain_err(&e))?;
-                Ok((e, tier))
-            })?;
-            m.engine = Some(engine);
-            m.tier = Some(tier);
+                },
+            );
+            plan.tiers.push(cfg);
+            m.running = Some(in_ns(&bed.cnf_ns, || {
+                compose::start(&plan).map_err(|e| BenchError::Chain(e.to_string()))
+            })?);
             notes.push(
                 "user-space tier on AF_XDP (copy mode, adaptive polling): ChaCha20-Poly1305 seal then open of \
                  every payload, frames sent on by the tier"

@@ -1050,9 +1050,15 @@ pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, String> 
             }
         }
     }
+    // the cnf-dataplane binary is built by package cnf-dataplane-daemon
+    let package = if name == "cnf-dataplane" {
+        "cnf-dataplane-daemon"
+    } else {
+        name
+    };
     Err(format!(
-        "{name} not found next to vnfctl or on PATH; install it (cargo install --locked --path {name}) or build it \
-         (cargo build --release -p {name})"
+        "{name} not found next to vnfctl or on PATH; install it (cargo install --locked --path {package}) or build it \
+         (cargo build --release -p {package})"
     ))
 }
 

@@ -2,8 +2,8 @@
 //! idle RSS with the five-function edge chain attached, start→attached time, ApplyChain latency over the
 //! Unix-socket gRPC (rule-only and composition changes) and `/metrics` scrape time, beside the targets.
 //!
-//! Run as root after building the daemon: `cargo build --release -p cnf-dataplane && cargo run --release
-//! -p cnf-dataplane --bin dataplane-bench [-- --json]`. Everything it creates (two network namespaces, a
+//! Run as root after building the daemon: `cargo build --release -p cnf-dataplane-daemon && cargo run
+//! --release -p cnf-dataplane-daemon --bin dataplane-bench [-- --json]`. Everything it creates (two network namespaces, a
 //! veth pair inside them, a temporary directory, the daemon) is removed at the end, on error and on Ctrl-C.
 
 use std::io::{Read, Write};
@@ -73,16 +73,17 @@ impl Testbed {
         std::fs::create_dir_all(&bed.dir).context("temporary directory")?;
         let (cnf, cli) = (&bed.namespaces[0], &bed.namespaces[1]);
         for ns in &bed.namespaces {
-            run(&["ip", "netns", "add", ns])?;
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+            netkit::netns::add(ns)?;
+            netkit::Netlink::open_in(ns)?.set_up("lo", true)?;
         }
-        run(&[
-            "ip", "-n", cnf, "link", "add", IFACE, "type", "veth", "peer", "name", "cli0", "netns",
-            cli,
-        ])?;
-        for (ns, dev, addr) in [(cnf, IFACE, "10.0.1.254/24"), (cli, "cli0", "10.0.1.1/24")] {
-            run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev])?;
-            run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+        netkit::Netlink::open_in(cnf)?.add_veth(
+            netkit::VethEnd::new(IFACE),
+            netkit::VethEnd::new("cli0").ns(cli),
+        )?;
+        for (ns, dev, addr) in [(cnf, IFACE, [10, 0, 1, 254]), (cli, "cli0", [10, 0, 1, 1])] {
+            let mut nl = netkit::Netlink::open_in(ns)?;
+            nl.add_addr(dev, std::net::IpAddr::from(addr), 24, false)?;
+            nl.set_up(dev, true)?;
         }
         Ok(bed)
     }
@@ -98,10 +99,7 @@ impl Testbed {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
         for ns in &self.namespaces {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
+            let _ = netkit::netns::del(ns);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -111,20 +109,6 @@ impl Drop for Testbed {
     fn drop(&mut self) {
         self.cleanup();
     }
-}
-
-fn run(cmd: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .with_context(|| format!("running {}", cmd[0]))?;
-    ensure!(
-        out.status.success(),
-        "{} failed: {}",
-        cmd.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(())
 }
 
 /// Moves this thread (and the threads it creates later) into network namespace `ns`.
@@ -142,17 +126,16 @@ struct Daemon {
 impl Daemon {
     fn spawn(bin: &Path, bed: &Testbed, config: &Path, tag: &str) -> anyhow::Result<Self> {
         let log = bed.dir.join(format!("daemon-{tag}.log"));
-        let child = Command::new("ip")
-            .args(["netns", "exec", bed.cnf()])
-            .arg(bin)
-            .arg("--config")
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config")
             .arg(config)
             .arg("--grpc-socket")
             .arg(bed.dir.join("dp.sock"))
             .args(["--metrics-listen", METRICS])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).context("daemon log")?)
-            .spawn()
+            .stderr(std::fs::File::create(&log).context("daemon log")?);
+        // as `ip netns exec` does: in the namespace, with its own /sys
+        let child = netkit::netns::spawn(bed.cnf(), &mut cmd)
             .with_context(|| format!("starting {}", bin.display()))?;
         bed.daemon_pid.store(child.id(), Ordering::SeqCst);
         Ok(Self {
@@ -522,7 +505,7 @@ fn daemon_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let bin = flag.unwrap_or_else(|| me.with_file_name("cnf-dataplane"));
     ensure!(
         bin.exists(),
-        "{} not found: build it first (cargo build --release -p cnf-dataplane) or pass --daemon",
+        "{} not found: build it first (cargo build --release -p cnf-dataplane-daemon) or pass --daemon",
         bin.display()
     );
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -530,7 +513,7 @@ fn daemon_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         && d < m
     {
         eprintln!(
-            "warning: {} is older than this benchmark; `cargo build --release -p cnf-dataplane` if the \
+            "warning: {} is older than this benchmark; `cargo build --release -p cnf-dataplane-daemon` if the \
              sources changed",
             bin.display()
         );

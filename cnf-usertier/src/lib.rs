@@ -1,4 +1,6 @@
-//! The user-space tier: "advanced" network functions (the payload cipher) on AF_XDP sockets.
+//! cnf-usertier, the user-space tier: "advanced" network functions (the payload cipher) on AF_XDP sockets.
+//! A crate of its own with no dependency on the engine (cnf-dataplane re-exports it as
+//! `cnf_dataplane::userspace`).
 //!
 //! - [`cipher`]: the AEADs (ChaCha20-Poly1305, AES-256-GCM) and the per-socket nonce sequence;
 //! - [`frame`]: parsing Ethernet/VLAN/IPv4/IPv6/UDP and sealing/opening payloads in place, with

@@ -415,7 +415,7 @@ fn counter_of(ns: &str, chain: &str, function: &str) -> u64 {
 
 #[test]
 fn a_stopping_daemon_refuses_updates_and_keeps_its_generation() {
-    use cnf_dataplane::daemon::{ApplyError, Dataplane};
+    use cnf_dataplane::compose::{ApplyError, Dataplane};
     if !common::privileged() {
         return;
     }

@@ -13,9 +13,9 @@ use dataplane_api::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::shared::{Poisoned, Shared};
-use super::{ApplyError, Dataplane};
-use crate::engine::abi;
+use crate::shared::{Poisoned, Shared};
+use cnf_dataplane::compose::{ApplyError, Dataplane};
+use cnf_dataplane::engine::abi;
 
 /// The service, sharing the daemon's state.
 #[derive(Clone)]

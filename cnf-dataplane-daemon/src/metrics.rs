@@ -5,7 +5,7 @@
 //! (drops add `reason`). The kernel keeps its counters per function instance and per chain generation, not
 //! per interface, so only the per-interface facts carry `interface`: `buildvnf_attach_info` (with `hook`),
 //! `buildvnf_interface_tx_checksum_offload` (read at scrape time) and `buildvnf_offload_disabled_info`
-//! (what the data plane turned off at attach, see [`super::offload`]).
+//! (what the data plane turned off at attach, see [`cnf_dataplane::compose::offload`]).
 //!
 //! Latency histograms are in seconds with the kernel's log2 bounds: 2 ns, 4 ns, … 2^31 ns (≈ 2.1 s), then
 //! `+Inf`, so 1 µs to 10 ms is resolved with one bucket per octave (bounds 1.024 µs … 16.8 ms).
@@ -15,10 +15,9 @@ use prometheus::proto::{
 };
 use prometheus::{Encoder, TextEncoder};
 
-use super::Dataplane;
-use super::grpc::DROP_REASONS;
-use super::offload;
-use crate::engine::abi;
+use crate::grpc::DROP_REASONS;
+use cnf_dataplane::compose::{Dataplane, offload};
+use cnf_dataplane::engine::abi;
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
     pairs

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use dataplane_api::DataplaneStatus;
 
-use super::Dataplane;
+use cnf_dataplane::compose::Dataplane;
 
 /// How long a reader retries a state held by another short reader before it answers from the
 /// published state (well under the 50 ms a reader promises).
@@ -59,9 +59,9 @@ impl Shared {
     /// Shares `dp`, publishing its state.
     pub fn new(dp: Dataplane) -> Self {
         let published = Published {
-            status: super::grpc::status_of(&dp),
+            status: crate::grpc::status_of(&dp),
             ready: dp.ready(),
-            metrics: super::metrics::render(&dp),
+            metrics: crate::metrics::render(&dp),
         };
         Self {
             dp: Mutex::new(dp),
@@ -77,9 +77,9 @@ impl Shared {
         self.dp.lock().map_err(|_| Poisoned).map(|mut dp| {
             let r = f(&mut dp);
             let mut p = self.publish_lock();
-            p.status = super::grpc::status_of(&dp);
+            p.status = crate::grpc::status_of(&dp);
             p.ready = dp.ready();
-            p.metrics = super::metrics::render(&dp);
+            p.metrics = crate::metrics::render(&dp);
             r
         })
     }
@@ -116,7 +116,7 @@ impl Shared {
         match self.try_read()? {
             Some(mut dp) => {
                 dp.refresh_control_plane();
-                let status = super::grpc::status_of(&dp);
+                let status = crate::grpc::status_of(&dp);
                 self.publish_lock().status = status.clone();
                 Ok(status)
             }
@@ -140,7 +140,7 @@ impl Shared {
     pub fn metrics(&self) -> Result<String, Poisoned> {
         match self.try_read()? {
             Some(dp) => {
-                let text = super::metrics::render(&dp);
+                let text = crate::metrics::render(&dp);
                 // replaced while the state is held: a later read never publishes older counters
                 self.publish_lock().metrics = text.clone();
                 Ok(text)

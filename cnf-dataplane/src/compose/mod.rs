@@ -1,17 +1,21 @@
-//! The sidecar daemon: owns the engine, applies chain generations atomically, and answers for what runs.
+//! The composition of a data plane: the one place that loads the engine, attaches it, starts the
+//! user-space tier and registers its sockets in the chain's XSKMAP.
 //!
-//! One [`Dataplane`] per process. The gRPC service and the metrics endpoint share it as a
-//! [`shared::Shared`]: updates (an apply can take seconds) run one at a time on a blocking thread, and
-//! readers answer from the last published state while one runs.
+//! - [`start`] composes an engine-level [`Plan`] (a hook, interfaces, a [`ChainConfig`], tier workers)
+//!   into a [`Running`] data plane: what `vnfctl bench` runs;
+//! - [`Dataplane`] runs one VNFChain on top of it: validation, the spec mapping, generations, re-adoption
+//!   of a kept chain, the control-plane allow: what the `cnf-dataplane` daemon (package
+//!   `cnf-dataplane-daemon`, which adds the gRPC API, `/metrics` and TLS around it) and through it
+//!   `vnfctl testbed` run.
+//!
+//! No server here: the library links neither a gRPC server nor an HTTP server nor prometheus.
 
-pub mod caps;
 pub mod control;
-pub mod grpc;
-pub mod metrics;
 pub mod occupied;
 pub mod offload;
-pub mod shared;
-pub mod tls;
+mod run;
+
+pub use run::{Plan, Running, start};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +27,7 @@ use crds::{
 use dataplane_api::door::{Generations, Refusal, Step, spec_digest};
 
 use crate::engine::pin::{DirLock, LockError};
-use crate::engine::{AttachInfo, Engine, EngineError, FunctionStats, Hook, XdpAttach};
+use crate::engine::{AttachInfo, Engine, EngineError, FunctionStats};
 use crate::spec::{self, ChainPlan, UserFunctionKind, UserspacePlan};
 use crate::userspace::{CipherSpec, MacRewrite, TierConfig, UserTier, UserspaceError};
 
@@ -309,14 +313,13 @@ fn mac_of(iface: &str) -> Option<[u8; 6]> {
     netkit::mac::of_interface(iface).ok()
 }
 
-/// Starts one user-space tier worker per receive queue of the ingress interface and registers each
-/// socket in the chain's XSKMAP. All or nothing: on error the workers already started stop.
-fn start_tiers(
-    engine: &mut Engine,
+/// The user-space tier workers of `plan`: one per receive queue of the ingress interface, each fed by
+/// the chain's XSKMAP (started by [`start`] / [`Running`]).
+fn tier_configs(
     spec: &VNFChainSpec,
     plan: &UserspacePlan,
     opts: &StartOptions,
-) -> Result<Vec<UserTier>, ApplyError> {
+) -> Result<Vec<TierConfig>, ApplyError> {
     if spec.dataplane.userspace.backend != UserspaceBackend::Afxdp {
         // The chain hands frames to user space through its XSKMAP, which only AF_XDP sockets can
         // take; the DPDK back end runs as a tier of its own on an interface (userspace::dpdk).
@@ -330,15 +333,6 @@ fn start_tiers(
         return Err(ApplyError::Unsupported {
             path: "spec.dataplane.userspace.backend".into(),
             message: message.into(),
-        });
-    }
-    if engine.hook() != Hook::Xdp {
-        return Err(ApplyError::Unsupported {
-            path: "spec.dataplane.hook".into(),
-            message:
-                "user-space functions need XDP (the chain attached with TC, which cannot hand \
-                      packets to AF_XDP sockets)"
-                    .into(),
         });
     }
     let mut functions = Vec::new();
@@ -357,24 +351,42 @@ fn start_tiers(
         dst,
     });
     let queues = crate::engine::diagnose::rx_queues(ingress).max(1);
-    let mut tiers = Vec::new();
-    for q in 0..queues {
-        let mut cfg = TierConfig::new(ingress, q);
-        cfg.egress = egress.clone();
-        cfg.egress_queue_id = q;
-        cfg.mac_rewrite = mac_rewrite;
-        cfg.functions = functions.clone();
-        cfg.polling = spec.dataplane.userspace.polling.into();
-        tiers.push(UserTier::start(cfg, |queue, fd| {
-            engine.register_xsk(queue, fd)
-        })?);
-    }
-    log::info!(
-        "user-space tier: {} function(s) on {ingress}, {queues} queue(s), polling {:?}",
-        plan.functions.len(),
-        spec.dataplane.userspace.polling
-    );
-    Ok(tiers)
+    Ok((0..queues)
+        .map(|q| {
+            let mut cfg = TierConfig::new(ingress, q);
+            cfg.egress = egress.clone();
+            cfg.egress_queue_id = q;
+            cfg.mac_rewrite = mac_rewrite;
+            cfg.functions = functions.clone();
+            cfg.polling = spec.dataplane.userspace.polling.into();
+            cfg
+        })
+        .collect())
+}
+
+/// The engine-level [`Plan`] of a chain: its hook and interfaces, the kernel part, sidecar mode's egress,
+/// the tier workers of its user-space part.
+fn compose_plan(
+    spec: &VNFChainSpec,
+    plan: &ChainPlan,
+    opts: &StartOptions,
+    pins: Option<&Path>,
+) -> Result<Plan, ApplyError> {
+    Ok(Plan {
+        hook: spec.dataplane.hook,
+        interfaces: interfaces(spec),
+        chain: plan.kernel.clone(),
+        pins: pins.map(Path::to_path_buf),
+        egress: spec
+            .target
+            .is_some()
+            .then(|| spec.interfaces.ingress.as_str().to_owned()),
+        fix_veth_checksums: true,
+        tiers: match &plan.userspace {
+            Some(u) => tier_configs(spec, u, opts)?,
+            None => Vec::new(),
+        },
+    })
 }
 
 /// Refuses interfaces that already run an XDP or TC ingress program other than the one of this chain's
@@ -422,57 +434,6 @@ fn sidecar_egress(engine: &mut Engine, spec: &VNFChainSpec) -> Result<(), Engine
         engine.attach_egress(spec.interfaces.ingress.as_str())?;
     }
     Ok(())
-}
-
-/// Loads the engine for `hook` and attaches it to every interface; `auto` falls back from XDP to TC when
-/// XDP cannot attach to some interface (one engine serves all interfaces so NAT/LB see both directions).
-fn load_attached(
-    spec: &VNFChainSpec,
-    config: &crate::engine::ChainConfig,
-    pins: Option<&Path>,
-) -> Result<(Engine, Vec<Attachment>), EngineError> {
-    let hook = spec.dataplane.hook;
-    let ifaces = interfaces(spec);
-    // a forced hook is exactly that hook (an error says why it is impossible); auto falls back
-    let xdp_mode = match hook {
-        SpecHook::Xdp => XdpAttach::Native,
-        SpecHook::XdpGeneric => XdpAttach::Generic,
-        SpecHook::Auto | SpecHook::Tc => XdpAttach::Auto,
-    };
-    let try_hook = |h: Hook| -> Result<(Engine, Vec<Attachment>), EngineError> {
-        let mut engine = match pins {
-            Some(dir) => Engine::load_kept(h, dir)?,
-            None => Engine::load(h)?,
-        };
-        engine.apply(config)?;
-        let mut out = Vec::new();
-        for i in &ifaces {
-            out.push(Attachment::from_info(
-                engine.attach_with(i, xdp_mode)?,
-                hook,
-            ));
-        }
-        Ok((engine, out))
-    };
-    match hook {
-        SpecHook::Tc => try_hook(Hook::Tc),
-        SpecHook::Xdp | SpecHook::XdpGeneric => try_hook(Hook::Xdp),
-        SpecHook::Auto => match try_hook(Hook::Xdp) {
-            Ok(ok) => Ok(ok),
-            Err(xdp) => {
-                let (engine, mut atts) = try_hook(Hook::Tc)?;
-                for a in &mut atts {
-                    let why = format!("xdp: {xdp}");
-                    a.fallback_reason = if a.fallback_reason.is_empty() {
-                        why
-                    } else {
-                        format!("{why}; {}", a.fallback_reason)
-                    };
-                }
-                Ok((engine, atts))
-            }
-        },
-    }
 }
 
 impl Dataplane {
@@ -526,14 +487,12 @@ impl Dataplane {
         // a daemon that detaches on exit pins nothing, unless it replaces a kept chain (its pins are
         // then this daemon's, removed on exit)
         let pins = (opts.on_exit == OnExit::Keep || kept_before).then_some(dir.as_path());
-        let (mut engine, attachments) = load_attached(&chain.spec, &plan.kernel, pins)?;
-        sidecar_egress(&mut engine, &chain.spec)?;
-        offload::fix_veth_checksums(attachments.iter().map(|a| a.interface.as_str()));
         // the engine detaches when dropped, so an error here leaves nothing attached
-        let tiers = match &plan.userspace {
-            Some(u) => start_tiers(&mut engine, &chain.spec, u, opts)?,
-            None => Vec::new(),
-        };
+        let Running {
+            tiers,
+            engine,
+            attachments,
+        } = start(&compose_plan(&chain.spec, &plan, opts, pins)?)?;
         let instances = engine.active_instances().to_vec();
         let mut dp = Self {
             engine,
@@ -680,27 +639,19 @@ impl Dataplane {
         {
             return Err(unusable("the user-space functions changed".into()));
         }
+        let composed = compose_plan(&owner.spec, &kept_plan, opts, Some(dir))?;
         let (mut engine, infos) = Engine::adopt(dir, rec, &kept_plan.kernel)?;
-        if let Err(e) = sidecar_egress(&mut engine, &owner.spec) {
-            // the kept chain stays as it was
-            let _ = engine.keep();
-            return Err(e.into());
-        }
         let attachments: Vec<Attachment> = infos
             .into_iter()
             .map(|i| Attachment::from_info(i, owner.spec.dataplane.hook))
             .collect();
-        offload::fix_veth_checksums(attachments.iter().map(|a| a.interface.as_str()));
-        let tiers = match &kept_plan.userspace {
-            Some(u) => match start_tiers(&mut engine, &owner.spec, u, opts) {
-                Ok(t) => t,
-                Err(e) => {
-                    // the kept chain stays as it was (its hand-off drops until a tier serves it)
-                    let _ = engine.keep();
-                    return Err(e);
-                }
-            },
-            None => Vec::new(),
+        let tiers = match run::finish(&mut engine, &attachments, &composed) {
+            Ok(t) => t,
+            Err(e) => {
+                // the kept chain stays as it was (its hand-off drops until a tier serves it)
+                let _ = engine.keep();
+                return Err(e);
+            }
         };
         let instances = engine.active_instances().to_vec();
         let note = format!(

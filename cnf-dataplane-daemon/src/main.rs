@@ -11,9 +11,14 @@ use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
-use cnf_dataplane::daemon::{
-    ApplyError, Dataplane, OnExit, StartOptions, caps, control, grpc, shared::Shared, tls,
-};
+use cnf_dataplane::compose::{ApplyError, Dataplane, OnExit, StartOptions, control};
+use shared::Shared;
+
+mod caps;
+mod grpc;
+mod metrics;
+mod shared;
+mod tls;
 use dataplane_api::dataplane_server::DataplaneServer;
 use tonic::transport::Server;
 

@@ -14,8 +14,8 @@ echo "== cargo test"
 # One test binary at a time runs its tests on both cores; namespace tests use unique names, so they may overlap.
 cargo test --workspace --locked
 # The optional DPDK back end of the user-space tier (feature `dpdk`, links the system libdpdk).
-echo "== cargo clippy -p cnf-dataplane --features dpdk --all-targets -- -D warnings"
-cargo clippy -p cnf-dataplane --features dpdk --all-targets --locked -- -D warnings
+echo "== cargo clippy -p cnf-usertier -p cnf-dataplane -p cnf-dataplane-daemon --features dpdk --all-targets -- -D warnings"
+cargo clippy -p cnf-usertier -p cnf-dataplane -p cnf-dataplane-daemon --features dpdk --all-targets --locked -- -D warnings
 echo "== cargo clippy -p buildvnf-operator --features testing --all-targets -- -D warnings (operator-bench)"
 cargo clippy -p buildvnf-operator --features testing --all-targets --locked -- -D warnings
 echo "== cargo test -p cnf-dataplane --features dpdk --test dpdk"

@@ -5,51 +5,15 @@ mod common;
 #[path = "common/daemon.rs"]
 mod daemon;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Namespaces, in_ns, privileged};
-
-/// In `ns`: a UDP echo on `addr` while the returned guard's thread runs (until `idle` without a datagram).
-fn udp_echo(ns: &str, addr: SocketAddr, idle: Duration) -> std::thread::JoinHandle<usize> {
-    let ns = ns.to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        common::enter(&ns);
-        let s = UdpSocket::bind(addr).expect("bind echo");
-        s.set_read_timeout(Some(idle)).expect("timeout");
-        tx.send(()).expect("ready");
-        let mut n = 0;
-        let mut buf = [0u8; 1500];
-        while let Ok((len, src)) = s.recv_from(&mut buf) {
-            let _ = s.send_to(&buf[..len], src);
-            n += 1;
-        }
-        n
-    });
-    rx.recv_timeout(Duration::from_secs(5)).expect("echo bound");
-    h
-}
+use common::{Namespaces, privileged};
 
 /// In `ns`: `n` datagrams from `from` to `to`, each waiting 300 ms for an answer from `to`; how many were
 /// answered.
 fn calls(ns: &str, from: SocketAddr, to: SocketAddr, n: usize) -> usize {
-    in_ns(ns, || {
-        let s = UdpSocket::bind(from).expect("bind caller");
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .expect("timeout");
-        let mut answered = 0;
-        let mut buf = [0u8; 1500];
-        for i in 0..n {
-            s.send_to(format!("call {i}").as_bytes(), to).expect("send");
-            if let Ok((_, src)) = s.recv_from(&mut buf)
-                && src == to
-            {
-                answered += 1;
-            }
-        }
-        answered
-    })
+    common::udp_calls(ns, from, to, n, Duration::from_millis(300))
 }
 
 /// A sidecar-mode chain (spec.target) for the daemon: stateful default deny, UDP to 8080 allowed.
@@ -99,7 +63,7 @@ fn the_daemon_attaches_egress_for_a_target_chain_and_again_when_it_readopts_it()
         "--pin-dir",
         pins.to_str().expect("path"),
     ];
-    let echo = udp_echo(&client, service, Duration::from_secs(8));
+    let echo = common::udp_echo(&client, service, Duration::from_secs(8));
 
     let mut first = daemon::Daemon::start(&pod, &args, tmp.join("first.log"));
     assert!(

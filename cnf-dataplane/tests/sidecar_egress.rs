@@ -7,14 +7,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use cnf_dataplane::engine::{
     Action, ChainConfig, Engine, FirewallConfig, FirewallRule, FunctionConfig, FunctionKind, Hook,
     NatConfig, NatRule, PortRange,
 };
-use common::{Namespaces, UDP, in_ns, privileged};
+use common::{Namespaces, UDP, privileged};
 
 fn allow_udp_to(port: u16, priority: u32) -> FirewallRule {
     FirewallRule {
@@ -43,46 +43,10 @@ fn chain(rules: Vec<FirewallRule>) -> ChainConfig {
     }
 }
 
-/// In `ns`: a UDP echo on `addr` while the returned guard's thread runs (until `idle` without a datagram).
-fn udp_echo(ns: &str, addr: SocketAddr, idle: Duration) -> std::thread::JoinHandle<usize> {
-    let ns = ns.to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        common::enter(&ns);
-        let s = UdpSocket::bind(addr).expect("bind echo");
-        s.set_read_timeout(Some(idle)).expect("timeout");
-        tx.send(()).expect("ready");
-        let mut n = 0;
-        let mut buf = [0u8; 1500];
-        while let Ok((len, src)) = s.recv_from(&mut buf) {
-            let _ = s.send_to(&buf[..len], src);
-            n += 1;
-        }
-        n
-    });
-    rx.recv_timeout(Duration::from_secs(5)).expect("echo bound");
-    h
-}
-
 /// In `ns`: `n` datagrams from `from` to `to`, each waiting 300 ms for an answer from `to`; how many were
 /// answered.
 fn calls(ns: &str, from: SocketAddr, to: SocketAddr, n: usize) -> usize {
-    in_ns(ns, || {
-        let s = UdpSocket::bind(from).expect("bind caller");
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .expect("timeout");
-        let mut answered = 0;
-        let mut buf = [0u8; 1500];
-        for i in 0..n {
-            s.send_to(format!("call {i}").as_bytes(), to).expect("send");
-            if let Ok((_, src)) = s.recv_from(&mut buf)
-                && src == to
-            {
-                answered += 1;
-            }
-        }
-        answered
-    })
+    common::udp_calls(ns, from, to, n, Duration::from_millis(300))
 }
 
 fn run(hook: Hook, tag: &str) {
@@ -169,7 +133,7 @@ fn run(hook: Hook, tag: &str) {
     eprintln!("{hook:?}: chain attached with {mode}, vnf_egress on TC egress");
 
     // control: an allowed inbound flow passes, so nothing below passes by dropping everything
-    let echo = udp_echo(&pod, addr("10.98.0.2:8080"), Duration::from_millis(800));
+    let echo = common::udp_echo(&pod, addr("10.98.0.2:8080"), Duration::from_millis(800));
     assert_eq!(
         calls(&client, addr("10.98.0.1:5000"), addr("10.98.0.2:8080"), 5),
         5,
@@ -178,7 +142,7 @@ fn run(hook: Hook, tag: &str) {
     assert_eq!(echo.join().expect("echo"), 5);
 
     // the pod's own flow: replies pass the default-deny firewall
-    let echo = udp_echo(&client, service, Duration::from_millis(2500));
+    let echo = common::udp_echo(&client, service, Duration::from_millis(2500));
     assert_eq!(
         calls(&pod, addr("10.98.0.2:41000"), service, 5),
         5,
@@ -191,7 +155,7 @@ fn run(hook: Hook, tag: &str) {
         "{hook:?}: a new inbound flow to the pod's port is not a reply"
     );
     // the same over IPv6
-    let echo6 = udp_echo(
+    let echo6 = common::udp_echo(
         &client,
         addr("[fd00:98::1]:7001"),
         Duration::from_millis(1500),
@@ -314,7 +278,7 @@ fn port_mapping(hook: Hook, tag: &str) {
         .recv_timeout(Duration::from_secs(60))
         .expect("attached");
 
-    let echo = udp_echo(&pod, addr("10.97.0.2:8080"), Duration::from_millis(2000));
+    let echo = common::udp_echo(&pod, addr("10.97.0.2:8080"), Duration::from_millis(2000));
     assert_eq!(
         calls(&client, addr("10.97.0.1:5000"), addr("10.97.0.2:80"), 5),
         5,

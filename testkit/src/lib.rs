@@ -14,6 +14,7 @@ pub mod packet;
 pub mod process;
 pub mod rng;
 pub mod skip;
+pub mod udp;
 
 pub use capture::*;
 pub use netns::*;
@@ -21,3 +22,4 @@ pub use packet::*;
 pub use process::*;
 pub use rng::*;
 pub use skip::{can_run_netns_tests, privileged, root_and_tools, skip, tool};
+pub use udp::{udp_calls, udp_echo};

@@ -895,27 +895,6 @@ fn tcp_pong(ns: &str, addr: SocketAddr, idle: Duration) -> std::thread::JoinHand
     h
 }
 
-/// In `ns`: a UDP echo on `addr` until `idle` passes without a datagram; returns how many it echoed.
-fn udp_echo(ns: &str, addr: SocketAddr, idle: Duration) -> std::thread::JoinHandle<usize> {
-    let ns = ns.to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        pktgen::netns::enter(&ns).expect("enter");
-        let s = UdpSocket::bind(addr).expect("bind");
-        s.set_read_timeout(Some(idle)).expect("timeout");
-        tx.send(()).expect("ready");
-        let mut n = 0;
-        let mut buf = [0u8; 2048];
-        while let Ok((len, src)) = s.recv_from(&mut buf) {
-            let _ = s.send_to(&buf[..len], src);
-            n += 1;
-        }
-        n
-    });
-    rx.recv_timeout(Duration::from_secs(5)).expect("echo bound");
-    h
-}
-
 /// In `ns`: connect to `to`, send a line, return the whole answer or the error.
 fn tcp_call(ns: &str, to: SocketAddr) -> Result<String, String> {
     pktgen::netns::spawn_in(ns, move || -> Result<String, String> {
@@ -934,27 +913,10 @@ fn tcp_call(ns: &str, to: SocketAddr) -> Result<String, String> {
 }
 
 /// In `ns`: from a socket bound to `from`, send `n` datagrams to `to`, each waiting up to 500 ms for an answer
-/// from `to`; returns how many were answered.
+/// In `ns`: `n` datagrams from `from` to `to`, each waiting up to 500 ms for an answer from `to`; how many
+/// were answered.
 fn udp_calls(ns: &str, from: SocketAddr, to: SocketAddr, n: usize) -> usize {
-    pktgen::netns::spawn_in(ns, move || {
-        let s = UdpSocket::bind(from).expect("bind");
-        s.set_read_timeout(Some(Duration::from_millis(500)))
-            .expect("timeout");
-        let mut answered = 0;
-        let mut buf = [0u8; 2048];
-        for i in 0..n {
-            s.send_to(format!("call {i}").as_bytes(), to).expect("send");
-            if let Ok((_, src)) = s.recv_from(&mut buf)
-                && src == to
-            {
-                answered += 1;
-            }
-        }
-        answered
-    })
-    .join()
-    .expect("caller thread")
-    .expect("enter ns")
+    testkit::udp_calls(ns, from, to, n, Duration::from_millis(500))
 }
 
 /// Issue 18: in sidecar mode the chain also sees what the pod sends (TC egress), so a stateful default-deny
@@ -1000,7 +962,7 @@ fn sidecar_mode_admits_the_replies_of_the_pods_own_flows_and_only_those() {
     // UDP the pod opens: every datagram's echo comes back
     let svc_udp = SocketAddr::new(client4, 7001);
     let pod_sock = SocketAddr::new(pod4, 41_001);
-    let echo = udp_echo(&client.netns, svc_udp, Duration::from_millis(1500));
+    let echo = testkit::udp_echo(&client.netns, svc_udp, Duration::from_millis(1500));
     assert_eq!(
         udp_calls(&pod.netns, pod_sock, svc_udp, 10),
         10,

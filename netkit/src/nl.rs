@@ -119,8 +119,9 @@ impl Msg {
     }
 }
 
-/// The attributes of one answer message, as (type without flag bits, payload).
-pub(crate) fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+/// The attributes of one answer message, as (type without flag bits, payload); a truncated or
+/// zero-length attribute ends the walk.
+pub fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
     let mut out = Vec::new();
     while b.len() >= 4 {
         let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
@@ -269,6 +270,20 @@ impl Netlink {
         }
     }
 
+    /// A read-only request of message type `ty` with the fixed header `fixed` (e.g. an `ifinfomsg`), a
+    /// dump when `dump`: the (type, payload) of every answer; `what` names it in errors. For readers that
+    /// parse answers netkit has no typed call for (with [`attrs`]).
+    pub fn query(
+        &mut self,
+        ty: u16,
+        dump: bool,
+        fixed: &[u8],
+        what: &str,
+    ) -> Result<Vec<(u16, Vec<u8>)>, NlError> {
+        let flags = if dump { NLM_F_DUMP } else { 0 };
+        self.request(Msg::new(ty, flags, fixed), what)
+    }
+
     /// Sends a request that only expects an acknowledgement.
     pub(crate) fn ack(&mut self, msg: Msg, what: &str) -> Result<(), NlError> {
         self.request(msg, what).map(|_| ())
@@ -278,6 +293,26 @@ impl Netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_are_walked_with_padding_and_bad_lengths_stop_the_walk() {
+        // (len 8, type 4 | NLA_F_NESTED, u32 7), (len 5, type 1, "x" + 3 pad), (len 200: truncated)
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&8u16.to_ne_bytes());
+        buf.extend_from_slice(&(4u16 | 0x8000).to_ne_bytes());
+        buf.extend_from_slice(&7u32.to_ne_bytes());
+        buf.extend_from_slice(&5u16.to_ne_bytes());
+        buf.extend_from_slice(&1u16.to_ne_bytes());
+        buf.extend_from_slice(b"x\0\0\0");
+        buf.extend_from_slice(&200u16.to_ne_bytes());
+        buf.extend_from_slice(&2u16.to_ne_bytes());
+        let a = attrs(&buf);
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a[0], (4, &7u32.to_ne_bytes()[..]));
+        assert_eq!(a[1], (1, &b"x"[..]));
+        assert!(attrs(&[1, 0]).is_empty());
+        assert!(attrs(&[0, 0, 0, 0, 9, 9]).is_empty(), "a zero length stops");
+    }
 
     #[test]
     fn messages_have_aligned_attributes_and_nests_carry_their_length() {

@@ -87,6 +87,9 @@ _Static_assert(VNF_R_FRAG_EXPIRED + 1 == VNF_NR_REASONS, "a counter slot per rea
  * (set when the chain has a NAT or LB and another function before its
  * terminal one: each undoes its own translation in the opposite order). */
 #define VNF_GEN_F_REVERSE_REPLIES (1u << 0)
+/* Established flows take the fast path (lib/fastpath.h); the engine clears
+ * it only to compare both paths. */
+#define VNF_GEN_F_FAST_PATH (1u << 1)
 
 /* ---- attach: per-interface flags (hash "vnf_if_flags", key = ifindex) ---- */
 /* The entry program on this interface runs in generic (skb) XDP mode: the

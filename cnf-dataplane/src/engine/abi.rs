@@ -52,6 +52,8 @@ pub const NAT_LPM_MAX: usize = 4096;
 pub const MON_CLASSES: u32 = 8;
 /// `vnf_gen_flags` bit: replies of flows the chain created state for run the chain in reverse order.
 pub const GEN_F_REVERSE_REPLIES: u32 = 1;
+/// `vnf_gen_flags` bit: established flows of this generation take the fast path (`ebpf/lib/fastpath.h`).
+pub const GEN_F_FAST_PATH: u32 = 2;
 /// `vnf_if_flags` value bit: the entry program runs in generic (skb) XDP mode on this interface, so the
 /// skb (and a partial checksum's "finish me" state) survives every verdict (`ebpf/lib/l4csum.h`).
 pub const IF_F_XDP_GENERIC: u32 = 1;

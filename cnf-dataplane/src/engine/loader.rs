@@ -100,6 +100,9 @@ pub struct Engine {
     /// The replay of parked fragments of an XDP engine, started by its first attachment
     /// ([`super::fragreplay`]).
     pub(super) frag_replay: Option<super::fragreplay::FragReplay>,
+    /// Established flows take the fast path (`ebpf/lib/fastpath.h`); on by default, off only to
+    /// compare both paths ([`Engine::set_fast_path`]).
+    pub(super) fast_path: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -249,6 +252,7 @@ impl Engine {
             pins: None,
             egress: Default::default(),
             frag_replay: None,
+            fast_path: true,
         })
     }
 
@@ -480,7 +484,7 @@ impl Engine {
             .map_err(EngineError::map(ChainMaps::GEN_CFG))?;
         self.maps
             .gen_flags
-            .set(target, gen_flags(&chain.functions), 0)
+            .set(target, gen_flags(&chain.functions, self.fast_path), 0)
             .map_err(EngineError::map(ChainMaps::GEN_FLAGS))?;
         // the slot's counters are not zeroed (the chain's totals must never go back, see
         // `chain_totals`): the generation's own counts start from here
@@ -492,6 +496,26 @@ impl Engine {
         self.active = target;
         self.last_flip = Some(Instant::now());
         Ok(())
+    }
+
+    /// Whether established flows take the fast path (the default).
+    pub fn fast_path(&self) -> bool {
+        self.fast_path
+    }
+
+    /// Turns the fast path for established flows on or off, for the active generation at once and
+    /// for every generation applied later. Off, every packet runs the whole chain: the reference
+    /// the fast path is compared against (`tests/fastpath_differential.rs`).
+    pub fn set_fast_path(&mut self, on: bool) -> Result<()> {
+        self.fast_path = on;
+        let functions: Vec<FunctionConfig> = self.generations[self.active as usize]
+            .iter()
+            .filter_map(|i| self.fn_cfg.get(i).cloned())
+            .collect();
+        self.maps
+            .gen_flags
+            .set(self.active, gen_flags(&functions, on), 0)
+            .map_err(EngineError::map(ChainMaps::GEN_FLAGS))
     }
 
     /// Registers the AF_XDP socket `xsk` of the user-space tier for receive queue `queue`:
@@ -643,7 +667,8 @@ impl Engine {
 /// `vnf_gen_flags` of a chain: replies run it in reverse order when it translates (NAT, LB) and has more
 /// than one function before its terminal one (forwarder, user-space hand-off), so each function undoes
 /// its own work in the opposite order.
-fn gen_flags(functions: &[FunctionConfig]) -> u32 {
+fn gen_flags(functions: &[FunctionConfig], fast_path: bool) -> u32 {
+    let fast = if fast_path { abi::GEN_F_FAST_PATH } else { 0 };
     let body = match functions.last().map(|f| &f.kind) {
         Some(FunctionKind::Forwarder(_) | FunctionKind::UserspaceHandoff) => {
             &functions[..functions.len() - 1]
@@ -653,7 +678,7 @@ fn gen_flags(functions: &[FunctionConfig]) -> u32 {
     let translates = body
         .iter()
         .any(|f| matches!(f.kind, FunctionKind::Nat(_) | FunctionKind::LoadBalancer(_)));
-    if translates && body.len() > 1 {
+    fast | if translates && body.len() > 1 {
         abi::GEN_F_REVERSE_REPLIES
     } else {
         0

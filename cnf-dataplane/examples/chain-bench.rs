@@ -435,8 +435,11 @@ impl Alternatives {
     /// bytes).
     fn fill(&mut self, rules: &[FirewallRule]) -> anyhow::Result<(usize, usize, usize)> {
         let ports = |p: Option<PortRange>| p.map_or((0u16, u16::MAX), |p| (p.lo, p.hi));
-        let mut lin: Array<_, [u8; 28]> =
-            Array::try_from(self.bpf.map_mut("bench_fw_rules").context("bench_fw_rules")?)?;
+        let mut lin: Array<_, [u8; 28]> = Array::try_from(
+            self.bpf
+                .map_mut("bench_fw_rules")
+                .context("bench_fw_rules")?,
+        )?;
         for (i, r) in rules.iter().enumerate() {
             let (s, sm) = v4_masked(r.src);
             let (d, dm) = v4_masked(r.dst);
@@ -617,7 +620,13 @@ fn firewall_table(o: &Opts) -> anyhow::Result<Vec<FwRow>> {
             )?;
             row("bit vectors", "new flow (conntrack miss)", ns, empty, bytes);
             let ns = run(firewall_with(allow.clone(), true), XDP_PASS)?;
-            row("bit vectors", "established (conntrack hit)", ns, empty, bytes);
+            row(
+                "bit vectors",
+                "established (conntrack hit)",
+                ns,
+                empty,
+                bytes,
+            );
             let (tuples, lin_bytes, tss_bytes) = alt.fill(&allow)?;
             // fewer repetitions for the long scans (each still runs for well over 10 ms)
             let lin_calls = (o.calls / (1 + n as u32 / 50)).max(1000);
@@ -882,12 +891,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn print_firewall(o: &Opts, rows: &[FwRow]) {
-    println!("== firewall classifier (XDP, BPF_PROG_TEST_RUN, 64-byte UDP/IPv4 probe matching the last rule)");
+    println!(
+        "== firewall classifier (XDP, BPF_PROG_TEST_RUN, 64-byte UDP/IPv4 probe matching the last rule)"
+    );
     println!(
         "   ({} repetitions per row, best of {}; 'above empty' = minus the same classifier with no rules;",
         o.calls, o.runs
     );
-    println!("    bit vectors run in the chain (entry, tail call, counters included), the others alone)");
+    println!(
+        "    bit vectors run in the chain (entry, tail call, counters included), the others alone)"
+    );
     println!(
         "{:>6} {:<24} {:<26} {:<28} {:>8} {:>12} {:>10}",
         "rules", "rule set", "classifier", "case", "ns/pkt", "above empty", "KiB"

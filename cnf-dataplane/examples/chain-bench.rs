@@ -564,7 +564,7 @@ impl Alternatives {
 struct FwRow {
     rules: usize,
     shape: &'static str,
-    classifier: &'static str,
+    classifier: String,
     case: &'static str,
     ns: f64,
     /// Above the same classifier with no rules and (bit vectors) no conntrack: its fixed cost.
@@ -601,7 +601,7 @@ fn firewall_table(o: &Opts) -> anyhow::Result<Vec<FwRow>> {
         for shape in [Shape::Ports, Shape::Spread, Shape::Prefixes] {
             let allow = rule_set(n, shape, Action::Allow);
             let bytes = abv_bytes(&allow)?;
-            let mut row = |classifier, case, ns: f64, base: f64, bytes| {
+            let mut row = |classifier: String, case, ns: f64, base: f64, bytes| {
                 rows.push(FwRow {
                     rules: n,
                     shape: shape.name(),
@@ -613,15 +613,27 @@ fn firewall_table(o: &Opts) -> anyhow::Result<Vec<FwRow>> {
                 })
             };
             let ns = run(firewall_with(allow.clone(), false), XDP_PASS)?;
-            row("bit vectors", "classify (no conntrack)", ns, empty, bytes);
+            row(
+                "bit vectors".into(),
+                "classify (no conntrack)",
+                ns,
+                empty,
+                bytes,
+            );
             let ns = run(
                 firewall_with(rule_set(n, shape, Action::Deny), true),
                 XDP_DROP,
             )?;
-            row("bit vectors", "new flow (conntrack miss)", ns, empty, bytes);
+            row(
+                "bit vectors".into(),
+                "new flow (conntrack miss)",
+                ns,
+                empty,
+                bytes,
+            );
             let ns = run(firewall_with(allow.clone(), true), XDP_PASS)?;
             row(
-                "bit vectors",
+                "bit vectors".into(),
                 "established (conntrack hit)",
                 ns,
                 empty,
@@ -634,19 +646,13 @@ fn firewall_table(o: &Opts) -> anyhow::Result<Vec<FwRow>> {
             if v != XDP_PASS {
                 bail!("linear classifier: verdict {v}");
             }
-            row("linear scan", "classify", ns, lin0, lin_bytes);
+            row("linear scan".into(), "classify", ns, lin0, lin_bytes);
             let (ns, v) = alt.ns("bench_fw_tss", &frame, o.calls, o.runs)?;
             if v != XDP_PASS {
                 bail!("tuple-space search: verdict {v}");
             }
             row(
-                if tuples == 1 {
-                    "tuple space (1 tuple)"
-                } else if tuples < 10 {
-                    "tuple space (<10 tuples)"
-                } else {
-                    "tuple space (49+ tuples)"
-                },
+                format!("tuple space ({tuples} tuples)"),
                 "classify",
                 ns,
                 tss0,

@@ -681,6 +681,13 @@ fn run(pair: &mut Pair, seed: u64, packets: usize) -> Result<(Mix, Outcomes), St
     Ok((g.mix, seen))
 }
 
+/// Packets that took the fast path (`ChainCounters::fast`, a field of the fast path's own
+/// counters), read by name so that this test runs on a build without it too; `None` there.
+fn fast_path_packets(e: &Engine) -> Option<u64> {
+    let c = e.chain_totals().expect("chain totals");
+    serde_json::to_value(&c).ok()?.get("fast")?.as_u64()
+}
+
 fn initial(rng: &mut Rng) -> Setup {
     Setup {
         fw: random_firewall(rng),
@@ -718,6 +725,23 @@ fn differential(hook: Hook, packets: usize, seed: u64) {
         seen.rewritten,
         fw.aux,
     );
+    match (fast_path_packets(&pair.fast), fast_path_packets(&pair.slow)) {
+        (Some(on), Some(off)) => {
+            eprintln!(
+                "{hook:?}: {on} of {} packets took the fast path ({off} with it off)",
+                mix.packets
+            );
+            assert_eq!(
+                off, 0,
+                "{hook:?}: the engine with the fast path off took it"
+            );
+            assert!(
+                on > 0,
+                "{hook:?}: no packet took the fast path: nothing was compared"
+            );
+        }
+        _ => eprintln!("{hook:?}: this build counts no fast-path packets (no ChainCounters::fast)"),
+    }
     // the sequence is what the test claims: mostly established repeats, both outcomes, rewrites
     let n = mix.packets;
     assert!(mix.repeats * 10 > n * 7, "repeats {} of {n}", mix.repeats);

@@ -18,8 +18,8 @@ pub static TC_CHAIN: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/t
 pub static XSK_REDIRECT: &[u8] =
     include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xsk_redirect.o"));
 
-/// Reference programs of the chain benchmark (`bench.c`): a bare one-hop redirect and a
-/// counting sink.
+/// Reference programs of the chain benchmark (`bench.c`): a bare one-hop redirect, a
+/// counting sink, and the alternative firewall classifiers (linear scan, tuple-space search).
 pub static BENCH: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench.o"));
 
 /// pktgen's XDP sink receiver (`pktgen_sink.c`): program `pktgen_sink`, maps
@@ -106,8 +106,20 @@ mod tests {
             (
                 "bench",
                 BENCH,
-                &["bench_redirect", "bench_sink"],
-                &["bench_port", "bench_count"],
+                &[
+                    "bench_redirect",
+                    "bench_sink",
+                    "bench_fw_linear",
+                    "bench_fw_tss",
+                ],
+                &[
+                    "bench_port",
+                    "bench_count",
+                    "bench_fw_rules",
+                    "bench_fw_n",
+                    "bench_tss_tuples",
+                    "bench_tss_rules",
+                ],
             ),
             ("xsk_redirect", XSK_REDIRECT, &["xsk_redirect"], &["xsks"]),
         ];

@@ -2,8 +2,9 @@
 //! namespace ([`ns`]) and creating named ones ([`netns`], as `ip netns add` does), links, addresses,
 //! routes and neighbours over a synchronous rtnetlink socket ([`nl::Netlink`]; [`link`], [`addr`],
 //! [`route`], [`neigh`]), the Internet checksum ([`checksum`]), MAC addresses ([`mac`]) and the offload
-//! features of an interface read through the `SIOCETHTOOL` ioctl ([`ethtool`]), so a distroless image
-//! without the `ethtool` or `ip` binaries still sees them, and the memory area behind an AF_XDP UMEM
+//! features of an interface read and set through the `SIOCETHTOOL` ioctl ([`ethtool`]) and kernel
+//! parameters through `/proc/sys` ([`sysctl`]), so a distroless image without the `ethtool`, `ip` or
+//! `sysctl` binaries still sees and sets them, and the memory area behind an AF_XDP UMEM
 //! ([`umem`]).
 
 pub mod addr;
@@ -16,6 +17,7 @@ pub mod netns;
 pub mod nl;
 pub mod ns;
 pub mod route;
+pub mod sysctl;
 pub mod umem;
 
 pub use link::{Link, VethEnd};

@@ -10,7 +10,7 @@
 //! `VNFCTL_PLOT_FONT` environment variable); a missing font is a [`PlotError::Font`] naming the path.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use hdrhistogram::Histogram;
 use plotters::coord::Shift;
@@ -30,9 +30,14 @@ const SIZE: (u32, u32) = (1024, 640);
 pub enum PlotError {
     /// The font for PNG text is missing or unreadable.
     #[error(
-        "plot font {path}: {reason} (install Debian's fonts-dejavu-core, or set VNFCTL_PLOT_FONT to a .ttf file)"
+        "plot font {path}: {source} (install Debian's fonts-dejavu-core, or set VNFCTL_PLOT_FONT to a .ttf file)"
     )]
-    Font { path: PathBuf, reason: String },
+    Font {
+        path: PathBuf,
+        /// Shared: the font is loaded once per process and every later plot reports the same failure.
+        #[source]
+        source: Arc<FontError>,
+    },
     /// Nothing to plot.
     #[error("plot {plot}: {reason}")]
     NoData { plot: &'static str, reason: String },
@@ -43,6 +48,17 @@ pub enum PlotError {
         #[source]
         source: DrawError,
     },
+}
+
+/// What was wrong with the font file.
+#[derive(Debug, thiserror::Error)]
+pub enum FontError {
+    /// It could not be read.
+    #[error(transparent)]
+    Read(std::io::Error),
+    /// Its bytes are not a font plotters can use.
+    #[error("not a TrueType/OpenType font")]
+    NotTrueType,
 }
 
 /// What the drawing backend reported (plotters' error, which holds the backend's own).
@@ -410,34 +426,19 @@ fn write_both(
 
 /// Registers the PNG font once per process (its bytes live for the whole process, as plotters requires).
 fn ensure_font() -> Result<(), PlotError> {
-    static FONT: OnceLock<Result<(), PlotError>> = OnceLock::new();
+    static FONT: OnceLock<Result<(), (PathBuf, Arc<FontError>)>> = OnceLock::new();
     let r = FONT.get_or_init(|| {
         let path = std::env::var_os("VNFCTL_PLOT_FONT")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_FONT));
-        let bytes = std::fs::read(&path).map_err(|e| PlotError::Font {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| (path.clone(), Arc::new(FontError::Read(e))))?;
         let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| {
-            PlotError::Font {
-                path,
-                reason: "not a TrueType/OpenType font".into(),
-            }
-        })
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+            .map_err(|_| (path, Arc::new(FontError::NotTrueType)))
     });
-    match r {
-        Ok(()) => Ok(()),
-        Err(PlotError::Font { path, reason }) => Err(PlotError::Font {
-            path: path.clone(),
-            reason: reason.clone(),
-        }),
-        Err(e) => Err(PlotError::NoData {
-            plot: "font",
-            reason: e.to_string(),
-        }),
-    }
+    r.clone()
+        .map_err(|(path, source)| PlotError::Font { path, source })
 }
 
 /// A colour-blind-safe palette (Okabe & Ito, without the yellow that vanishes on white), in legend order.

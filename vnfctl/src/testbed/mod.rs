@@ -50,8 +50,8 @@ pub enum TestbedError {
         reason: String,
     },
     /// The manifest does not validate.
-    #[error("the manifest is invalid:\n{0}")]
-    Manifest(String),
+    #[error("the manifest is invalid:\n{}", indented(.0))]
+    Manifest(#[source] crds::ValidationErrors),
     /// The chain could not be written back as YAML (for the data plane's config).
     #[error("the manifest is invalid:\n{0}")]
     ManifestYaml(#[source] crds::manifest::ManifestError),
@@ -88,10 +88,13 @@ pub enum TestbedError {
     ShapeUnsupported(String),
     /// The data plane binary is missing.
     #[error("--dataplane-bin: {0}")]
-    DataplaneBinary(String),
+    DataplaneBinary(#[source] BinaryNotFound),
     /// The pktgen binary (the servers' listeners) is missing.
     #[error("--pktgen-bin: {0}")]
-    PktgenBinary(String),
+    PktgenBinary(#[source] BinaryNotFound),
+    /// A MAC address of the plan does not parse.
+    #[error(transparent)]
+    Mac(#[from] netkit::mac::BadMac),
     /// A server's listeners did not start.
     #[error("listeners in {netns}: {message}")]
     Listeners {
@@ -140,6 +143,24 @@ pub enum TestbedError {
     /// A command failed.
     #[error(transparent)]
     Command(#[from] NetnsError),
+    /// A recorded metrics address does not parse.
+    #[error("bad metrics address {addr}: {source}")]
+    MetricsAddr {
+        /// The address as recorded.
+        addr: String,
+        /// What is wrong.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    /// A traffic thread, or writing a traffic run's results, failed.
+    #[error("{what}: {source}")]
+    Traffic {
+        /// Which thread or step.
+        what: String,
+        /// What failed.
+        #[source]
+        source: traffic::TrafficError,
+    },
     /// A kernel parameter could not be set in a namespace.
     #[error("in {netns}: {source}")]
     Sysctl {
@@ -253,6 +274,16 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Every problem on its own line, indented.
+fn indented(errors: &crds::ValidationErrors) -> String {
+    errors
+        .0
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -297,17 +328,7 @@ impl Testbed {
             None => chain.metadata.name.clone().unwrap_or_default(),
         };
         plan::check_name(&name)?;
-        let problems = crds::validate(chain);
-        if let Err(errors) = problems {
-            return Err(TestbedError::Manifest(
-                errors
-                    .0
-                    .iter()
-                    .map(|e| format!("  {e}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ));
-        }
+        crds::validate(chain).map_err(TestbedError::Manifest)?;
         let mut chain = chain.clone();
         if let Some(h) = opts.hook {
             chain.spec.dataplane.hook = h;
@@ -996,10 +1017,7 @@ fn nl(ns: &str) -> Result<Netlink, TestbedError> {
 }
 
 fn parse_mac(mac: &str) -> Result<[u8; 6], TestbedError> {
-    netkit::mac::parse(mac).map_err(|e| TestbedError::Dataplane {
-        message: format!("MAC address {mac}: {e}"),
-        log: String::new(),
-    })
+    netkit::mac::parse(mac).map_err(TestbedError::Mac)
 }
 
 fn add_addr(ns: &str, dev: &str, a: &ipnet::IpNet) -> Result<(), TestbedError> {
@@ -1072,12 +1090,12 @@ pub fn dataplane_binary(given: Option<&Path>) -> Result<PathBuf, TestbedError> {
 
 /// Finds binary `name` of this workspace: the path given, else next to this executable (or one directory up,
 /// where test binaries live in `deps/`), else on `PATH`. The error says how to get it.
-pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, String> {
+pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, BinaryNotFound> {
     if let Some(p) = given {
         return if p.is_file() {
             Ok(p.to_path_buf())
         } else {
-            Err(format!("{} does not exist", p.display()))
+            Err(BinaryNotFound::Given(p.to_path_buf()))
         };
     }
     if let Ok(exe) = std::env::current_exe() {
@@ -1102,10 +1120,29 @@ pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, String> 
     } else {
         name
     };
-    Err(format!(
+    Err(BinaryNotFound::Nowhere {
+        name: name.to_string(),
+        package: package.to_string(),
+    })
+}
+
+/// Why [`find_binary`] found nothing.
+#[derive(Debug, Error)]
+pub enum BinaryNotFound {
+    /// The path given is not a file.
+    #[error("{} does not exist", .0.display())]
+    Given(PathBuf),
+    /// Not next to this executable, nor on `PATH`.
+    #[error(
         "{name} not found next to vnfctl or on PATH; install it (cargo install --locked --path {package}) or build it \
          (cargo build --release -p {package})"
-    ))
+    )]
+    Nowhere {
+        /// The binary.
+        name: String,
+        /// The workspace package that builds it.
+        package: String,
+    },
 }
 
 /// A cnf-dataplane just started by [`Testbed::spawn_dataplane`].

@@ -133,10 +133,13 @@ impl Testbed {
         }
         for i in 0..self.state.sidecars.len() {
             let run = self.state.sidecars[i].clone();
-            let metrics = run.metrics.parse().map_err(|_| TestbedError::Dataplane {
-                message: format!("bad metrics address {}", run.metrics),
-                log: String::new(),
-            })?;
+            let metrics = run
+                .metrics
+                .parse()
+                .map_err(|source| TestbedError::MetricsAddr {
+                    addr: run.metrics.clone(),
+                    source,
+                })?;
             let at = super::Started {
                 sock: run.grpc_socket.clone(),
                 log: run.log.clone(),
@@ -194,10 +197,13 @@ impl Testbed {
 pub(super) fn scrape_all(runs: &[SidecarRun]) -> Result<String, TestbedError> {
     let mut texts = Vec::new();
     for r in runs {
-        let addr = r.metrics.parse().map_err(|_| TestbedError::Dataplane {
-            message: format!("bad metrics address {}", r.metrics),
-            log: String::new(),
-        })?;
+        let addr = r
+            .metrics
+            .parse()
+            .map_err(|source| TestbedError::MetricsAddr {
+                addr: r.metrics.clone(),
+                source,
+            })?;
         texts.push(metrics::scrape(&r.netns, addr)?);
     }
     Ok(sum_texts(&texts))

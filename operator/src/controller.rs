@@ -546,47 +546,13 @@ async fn apply(
     if chain.spec.target.is_some() {
         return apply_target(chain, ctx, obs, known_good, previous).await;
     }
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let deployment = apply_object(
-        &deployments,
-        &name,
-        &render::deployment(&chain, &ctx.settings)?,
-    )
-    .await?;
-    // The apply answers with the stored Deployment, status included: no extra request.
-    obs.deployment = status::deployment_problem(&deployment);
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    apply_object(&services, &name, &render::service(&chain)?).await?;
-    apply_disruption_budget(&chain, previous.as_ref(), ctx).await?;
-    if ctx.settings.pod_monitor {
-        let monitors: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &ns, &render::pod_monitor_resource());
-        apply_object(&monitors, &name, &render::pod_monitor(&chain)?).await?;
-    }
+    obs.deployment = apply_workload(&chain, previous.as_ref(), ctx, &ns, &name).await?;
 
     let pods = pods(&chain, ctx, &restart_hash, &[]).await?;
     let already_failed = previous.as_ref().and_then(|s| s.failed_generation) == Some(generation);
     let mut pushed = Pushed::default();
     if already_failed {
-        // The refusal's own message, unless a later failure (a reconcile error, the Deployment) took
-        // `Degraded` over: the generation stays failed either way.
-        let message = previous.as_ref().and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| {
-                    c.type_ == crds::CONDITION_DEGRADED
-                        && c.status == "True"
-                        && c.reason == status::APPLY_FAILED
-                })
-                .map(|c| c.message.clone())
-        });
-        obs.failure = Some(PushFailure {
-            generation,
-            pod: "a replica".into(),
-            reason: message.unwrap_or_else(|| "refused earlier (see the chain's Events)".into()),
-            rolled_back: Vec::new(),
-            previous: known_good.metadata.generation,
-        });
+        obs.failure = Some(failed_earlier(previous.as_ref(), generation, &known_good));
     } else {
         pushed = push(&chain, &known_good, ctx, &pods).await?;
         obs.failure = pushed.failure.take();
@@ -609,6 +575,61 @@ async fn apply(
         obs.known_good = Some(generation);
     }
     finish(&chain, previous.as_ref(), &obs, ctx).await
+}
+
+/// The chain's Deployment, Service, disruption budget and (if enabled) PodMonitor; returns what the stored
+/// Deployment's status says is wrong with it.
+async fn apply_workload(
+    chain: &VNFChain,
+    previous: Option<&crds::VNFChainStatus>,
+    ctx: &Context<impl Sidecars>,
+    ns: &str,
+    name: &str,
+) -> Result<Option<status::DeploymentProblem>> {
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let deployment = apply_object(
+        &deployments,
+        name,
+        &render::deployment(chain, &ctx.settings)?,
+    )
+    .await?;
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    apply_object(&services, name, &render::service(chain)?).await?;
+    apply_disruption_budget(chain, previous, ctx).await?;
+    if ctx.settings.pod_monitor {
+        let monitors: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), ns, &render::pod_monitor_resource());
+        apply_object(&monitors, name, &render::pod_monitor(chain)?).await?;
+    }
+    // The apply answers with the stored Deployment, status included: no extra request.
+    Ok(status::deployment_problem(&deployment))
+}
+
+/// The failure of a generation the sidecars refused in an earlier reconcile (it is not pushed again): the
+/// refusal's own message, unless a later failure (a reconcile error, the Deployment) took `Degraded` over;
+/// the generation stays failed either way.
+fn failed_earlier(
+    previous: Option<&crds::VNFChainStatus>,
+    generation: i64,
+    known_good: &VNFChain,
+) -> PushFailure {
+    let message = previous.and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| {
+                c.type_ == crds::CONDITION_DEGRADED
+                    && c.status == "True"
+                    && c.reason == status::APPLY_FAILED
+            })
+            .map(|c| c.message.clone())
+    });
+    PushFailure {
+        generation,
+        pod: "a replica".into(),
+        reason: message.unwrap_or_else(|| "refused earlier (see the chain's Events)".into()),
+        rolled_back: Vec::new(),
+        previous: known_good.metadata.generation,
+    }
 }
 
 /// Writes the status of a reconcile and picks the next requeue: 5 minutes once Ready, else the back-off.

@@ -162,7 +162,7 @@ fn ok_reconciles(metrics: &Metrics) -> u64 {
 /// time until Ready.
 async fn run_until_ready(
     flags: &Flags,
-    ctx: Arc<Context>,
+    ctx: Arc<Context<FakeSidecars>>,
     state: &Mutex<ClusterState>,
     metrics: &Metrics,
 ) -> anyhow::Result<Duration> {

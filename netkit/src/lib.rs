@@ -21,5 +21,33 @@ pub mod sysctl;
 pub mod umem;
 
 pub use link::{Link, VethEnd};
+
+#[cfg(test)]
+mod testing {
+    /// The frame of the privileged unit tests: unless testkit's rule skips `test` (not root, or a tool of
+    /// `tools` missing), runs `f` on a thread of its own with the name of a fresh namespace `nk-PID-TAG`
+    /// (`f` may move the thread into it), deletes the namespace, then passes on a panic of `f`.
+    pub(crate) fn with_namespace(
+        test: &str,
+        tools: &[&str],
+        tag: &str,
+        f: impl FnOnce(&str) + Send + 'static,
+    ) {
+        if !testkit::root_and_tools(test, tools) {
+            return;
+        }
+        let ns = format!("nk-{}-{tag}", std::process::id());
+        crate::netns::add(&ns).expect("netns add");
+        let outcome = std::thread::spawn({
+            let ns = ns.clone();
+            move || f(&ns)
+        })
+        .join();
+        let _ = crate::netns::del(&ns);
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
 pub use nl::{Netlink, NlError};
 pub use route::Route;

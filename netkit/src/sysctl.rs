@@ -117,42 +117,31 @@ mod tests {
     #[test]
     fn set_in_changes_only_that_namespace() {
         const TEST: &str = "set_in_changes_only_that_namespace";
-        if !testkit::root_and_tools(TEST, &[]) {
-            return;
-        }
-        let ns = format!("nk-{}-sysctl", std::process::id());
-        crate::netns::add(&ns).expect("netns add");
-        let outcome = std::thread::spawn({
-            let ns = ns.clone();
-            move || {
-                let home_fwd = get("net.ipv4.ip_forward").expect("read at home");
-                let home_rp = get("net.ipv4.conf.all.rp_filter").expect("read at home");
-                let inside = |k: &str| run_in(&ns, || get(k)).expect("run_in").expect(k);
-                assert_eq!(inside("net.ipv4.ip_forward"), "0", "a fresh namespace");
-                set_in(
-                    &ns,
-                    &[
-                        ("net.ipv4.ip_forward", "1"),
-                        ("net/ipv4/conf/lo/rp_filter", "2"),
-                        ("net.ipv6.conf.all.accept_redirects", "0"),
-                    ],
-                )
-                .expect("set_in");
-                assert_eq!(inside("net.ipv4.ip_forward"), "1");
-                assert_eq!(inside("net.ipv4.conf.lo.rp_filter"), "2");
-                assert_eq!(inside("net.ipv6.conf.all.accept_redirects"), "0");
-                assert_eq!(get("net.ipv4.ip_forward").expect("home"), home_fwd);
-                assert_eq!(get("net.ipv4.conf.all.rp_filter").expect("home"), home_rp);
-                let e = set_in(&ns, &[("net.ipv4.conf.nk-none0.rp_filter", "0")])
-                    .expect_err("no such interface");
-                assert!(
-                    matches!(&e, SysctlError::Write { source, .. } if source.kind() == io::ErrorKind::NotFound),
-                    "{e}"
-                );
-            }
-        })
-        .join();
-        let _ = crate::netns::del(&ns);
-        outcome.expect("test thread");
+        crate::testing::with_namespace(TEST, &[], "sysctl", |ns| {
+            let home_fwd = get("net.ipv4.ip_forward").expect("read at home");
+            let home_rp = get("net.ipv4.conf.all.rp_filter").expect("read at home");
+            let inside = |k: &str| run_in(ns, || get(k)).expect("run_in").expect(k);
+            assert_eq!(inside("net.ipv4.ip_forward"), "0", "a fresh namespace");
+            set_in(
+                ns,
+                &[
+                    ("net.ipv4.ip_forward", "1"),
+                    ("net/ipv4/conf/lo/rp_filter", "2"),
+                    ("net.ipv6.conf.all.accept_redirects", "0"),
+                ],
+            )
+            .expect("set_in");
+            assert_eq!(inside("net.ipv4.ip_forward"), "1");
+            assert_eq!(inside("net.ipv4.conf.lo.rp_filter"), "2");
+            assert_eq!(inside("net.ipv6.conf.all.accept_redirects"), "0");
+            assert_eq!(get("net.ipv4.ip_forward").expect("home"), home_fwd);
+            assert_eq!(get("net.ipv4.conf.all.rp_filter").expect("home"), home_rp);
+            let e = set_in(ns, &[("net.ipv4.conf.nk-none0.rp_filter", "0")])
+                .expect_err("no such interface");
+            assert!(
+                matches!(&e, SysctlError::Write { source, .. } if source.kind() == io::ErrorKind::NotFound),
+                "{e}"
+            );
+        });
     }
 }

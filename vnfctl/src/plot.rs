@@ -170,14 +170,7 @@ where
     DB::ErrorType: 'static,
 {
     {
-        root.fill(&WHITE).map_err(boxed)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FontFamily::SansSerif, 24))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0f64..1.0f64)
-            .map_err(boxed)?;
+        let mut chart = titled_chart(root, title, (lo..hi).log_scale(), 0.0f64..1.0f64)?;
         chart
             .configure_mesh()
             .x_desc("latency (µs, log scale)")
@@ -227,14 +220,7 @@ where
     DB::ErrorType: 'static,
 {
     {
-        root.fill(&WHITE).map_err(boxed)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FontFamily::SansSerif, 24))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0f64..4.3f64, (lo..hi).log_scale())
-            .map_err(boxed)?;
+        let mut chart = titled_chart(root, title, 0.0f64..4.3f64, (lo..hi).log_scale())?;
         let fmt = |x: &f64| {
             PERCENTILES
                 .iter()
@@ -298,14 +284,7 @@ where
     DB::ErrorType: 'static,
 {
     {
-        root.fill(&WHITE).map_err(boxed)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FontFamily::SansSerif, 24))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..xmax, 0.0..ymax)
-            .map_err(boxed)?;
+        let mut chart = titled_chart(root, title, 0.0..xmax, 0.0..ymax)?;
         chart
             .configure_mesh()
             .x_desc("offered load (Mpps)")
@@ -318,6 +297,31 @@ where
         }
         legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
+}
+
+/// A white canvas with the title and the label areas of the plots here, over `x` × `y`.
+fn titled_chart<
+    'a,
+    DB: DrawingBackend,
+    X: plotters::coord::ranged1d::AsRangedCoord,
+    Y: plotters::coord::ranged1d::AsRangedCoord,
+>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    x: X,
+    y: Y,
+) -> Result<ChartContext<'a, DB, Cartesian2d<X::CoordDescType, Y::CoordDescType>>, DrawError>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(boxed)?;
+    ChartBuilder::on(root)
+        .caption(title, (FontFamily::SansSerif, 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(boxed)
 }
 
 /// Series `i` as a line in its palette colour, named in the legend, with a dot on every point if `dots`.

@@ -489,18 +489,39 @@ fn display(pods: &[PodView], ep: &PodEndpoint) -> String {
         .unwrap_or_else(|| ep.pod.clone())
 }
 
+/// What a reconcile names the chain's objects and pods by.
+struct Keys {
+    ns: String,
+    name: String,
+    generation: i64,
+    restart_hash: String,
+}
+
+impl Keys {
+    fn of(chain: &VNFChain) -> Result<Self> {
+        Ok(Self {
+            ns: chain
+                .namespace()
+                .ok_or(Error::MissingField("metadata.namespace"))?,
+            name: render::object_name(chain)?,
+            generation: chain.metadata.generation.unwrap_or_default(),
+            restart_hash: render::restart_hash(chain)?,
+        })
+    }
+}
+
 async fn apply(
     chain: Arc<VNFChain>,
     refused: Option<ValidationErrors>,
     ctx: &Context<impl Sidecars>,
 ) -> Result<Action> {
-    let ns = chain
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = render::object_name(&chain)?;
-    let generation = chain.metadata.generation.unwrap_or_default();
+    let Keys {
+        ns,
+        name,
+        generation,
+        restart_hash,
+    } = Keys::of(&chain)?;
     let previous = chain.status.clone();
-    let restart_hash = render::restart_hash(&chain)?;
     let mut obs = Observation {
         known_good: previous.as_ref().and_then(|s| s.last_applied_generation),
         ..Observation::default()
@@ -664,12 +685,12 @@ async fn apply_target(
     known_good: VNFChain,
     previous: Option<crds::VNFChainStatus>,
 ) -> Result<Action> {
-    let ns = chain
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = render::object_name(&chain)?;
-    let generation = chain.metadata.generation.unwrap_or_default();
-    let restart_hash = render::restart_hash(&chain)?;
+    let Keys {
+        ns,
+        name,
+        generation,
+        restart_hash,
+    } = Keys::of(&chain)?;
     let selected = copies::selected_namespaces(&ctx.client, &chain).await?;
     let others: Vec<String> = selected.others.iter().cloned().collect();
     if ctx.settings.pod_monitor {

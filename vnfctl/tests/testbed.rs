@@ -278,6 +278,31 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
     assert!(again.was_already_up());
     again.keep();
 
+    edge_udp_through_dnat(&tb);
+    edge_traffic_run(&tb, &opts);
+    edge_tcp_to_the_vip(&tb);
+
+    // Down: nothing of it is left.
+    let pid = tb.dataplane_pid().expect("pid");
+    tb.down().expect("down");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            !s.contains("cnf-dataplane")
+        }
+    );
+    assert!(!state.exists());
+    assert_clean(&name, &opts.state_dir, "after down");
+    // Down of a testbed that is not up succeeds.
+    assert_eq!(
+        testbed::down(&name, &opts.state_dir).expect("down again"),
+        testbed::DownOutcome::NotFound
+    );
+}
+
+/// The edge chain's UDP DNAT path: client -> 10.0.0.200:9999 reaches 10.0.2.10:9999 from the client's
+/// address; the denied client's datagrams are dropped by the firewall rule.
+fn edge_udp_through_dnat(tb: &Testbed) {
     // The UDP DNAT path: client -> 10.0.0.200:9999 reaches 10.0.2.10:9999 (a DNAT'd flow keeps its source:
     // the NAT applies DNAT or SNAT to a new flow, DNAT first).
     let dnat = tb
@@ -317,12 +342,16 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         "sources must be the client: {:?}",
         &from[..3]
     );
-    let fw = counter(&tb, "fw");
+    let fw = counter(tb, "fw");
     assert_eq!(fw.drops.get("firewall_rule"), Some(&50), "{fw:?}");
+}
 
+/// The main job's traffic run over the edge chain: loss-free, the firewall counts agree with pktgen's, and
+/// the plots are written.
+fn edge_traffic_run(tb: &Testbed, opts: &TestbedOptions) {
     // The main job's traffic run: loss-free at a modest rate, every denied packet dropped by the firewall rule,
     // and the plots written.
-    let fw_before = counter(&tb, "fw");
+    let fw_before = counter(tb, "fw");
     // (UDP only: every TCP packet would cross the firewall too)
     let opts_t = testbed::traffic::TrafficOptions {
         rate_pps: 2000.0,
@@ -331,7 +360,7 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         flows: 2,
         tcp: false,
     };
-    let r = testbed::traffic::run(&tb, &opts_t, |_| {}).expect("traffic");
+    let r = testbed::traffic::run(tb, &opts_t, |_| {}).expect("traffic");
     let main = r.main().expect("the main flow");
     let received = main.received.clone().expect("received");
     let sent = main.sender.clone().expect("sent");
@@ -343,7 +372,7 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         .find(|f| f.flow.expect == testbed::flows::Expect::Dropped)
         .expect("denied flow")
         .sent;
-    let fw_after = counter(&tb, "fw");
+    let fw_after = counter(tb, "fw");
     let d = |f: &metrics::FunctionReport| f.drops.get("firewall_rule").copied().unwrap_or(0);
     assert_eq!(d(&fw_after) - d(&fw_before), denied_sent, "{fw_after:?}");
     assert_eq!(
@@ -369,7 +398,10 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         );
     }
     std::fs::remove_dir_all(&results).expect("rm results");
+}
 
+/// TCP to the edge chain's VIP, both ways, and the denied client's SYNs dropped.
+fn edge_tcp_to_the_vip(tb: &Testbed) {
     // TCP to the VIP, both ways: the SYN crosses firewall, SNAT and load balancer to a backend; the
     // backend's replies meet the load balancer, NAT and the firewall's conntrack in reverse order and
     // reach the client from the VIP.
@@ -398,13 +430,14 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         "every answer comes from a backend: {served:?}"
     );
     // The denied client's SYNs never reach a backend.
-    let before = counter(&tb, "fw")
+    let before = counter(tb, "fw")
         .drops
         .get("firewall_rule")
         .copied()
         .unwrap_or(0);
-    assert!(tcp_request(&denied, SocketAddr::new(lb.address, lb.port)).is_err());
-    let after = counter(&tb, "fw")
+    let denied = &tb.denied_client().expect("denied client").netns;
+    assert!(tcp_request(denied, SocketAddr::new(lb.address, lb.port)).is_err());
+    let after = counter(tb, "fw")
         .drops
         .get("firewall_rule")
         .copied()
@@ -412,23 +445,6 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
     assert!(
         after > before,
         "the denied client's SYN was dropped by the firewall rule"
-    );
-
-    // Down: nothing of it is left.
-    let pid = tb.dataplane_pid().expect("pid");
-    tb.down().expect("down");
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists() || {
-            let s = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            !s.contains("cnf-dataplane")
-        }
-    );
-    assert!(!state.exists());
-    assert_clean(&name, &opts.state_dir, "after down");
-    // Down of a testbed that is not up succeeds.
-    assert_eq!(
-        testbed::down(&name, &opts.state_dir).expect("down again"),
-        testbed::DownOutcome::NotFound
     );
 }
 

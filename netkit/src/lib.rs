@@ -21,6 +21,8 @@ pub mod sysctl;
 pub mod umem;
 
 pub use link::{Link, VethEnd};
+pub use nl::{Netlink, NlError};
+pub use route::Route;
 
 #[cfg(test)]
 mod testing {
@@ -49,5 +51,3 @@ mod testing {
         }
     }
 }
-pub use nl::{Netlink, NlError};
-pub use route::Route;

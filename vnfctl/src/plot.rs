@@ -299,6 +299,16 @@ where
     }
 }
 
+/// A chart over the coordinates `X` × `Y` describe.
+type Chart<'a, DB, X, Y> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<
+        <X as plotters::coord::ranged1d::AsRangedCoord>::CoordDescType,
+        <Y as plotters::coord::ranged1d::AsRangedCoord>::CoordDescType,
+    >,
+>;
+
 /// A white canvas with the title and the label areas of the plots here, over `x` × `y`.
 fn titled_chart<
     'a,
@@ -310,7 +320,7 @@ fn titled_chart<
     title: &str,
     x: X,
     y: Y,
-) -> Result<ChartContext<'a, DB, Cartesian2d<X::CoordDescType, Y::CoordDescType>>, DrawError>
+) -> Result<Chart<'a, DB, X, Y>, DrawError>
 where
     DB::ErrorType: 'static,
 {

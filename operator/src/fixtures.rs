@@ -595,7 +595,7 @@ mod tests {
             .objects
             .insert(cm("other"), theirs.clone());
         namespace(h, "other", true, json!({"team": "edge"}));
-        h.reconcile(&c2).await;
+        h.reconcile(c2).await;
         assert_eq!(h.object(&cm("other")), Some(theirs), "not overwritten");
         let m = h.expect_condition("Degraded", "True", crate::copies::COPY_CONFLICT);
         assert!(
@@ -603,7 +603,7 @@ mod tests {
             "{m}"
         );
         h.state.lock().expect("state").objects.remove(&cm("other"));
-        h.reconcile(&c2).await;
+        h.reconcile(c2).await;
         assert!(
             h.object(&cm("other")).is_some(),
             "copied once the name is free"
@@ -615,7 +615,7 @@ mod tests {
     async fn across_namespaces_unmatched(h: &Harness, c2: &VNFChain) {
         // shop's labels stop matching: the chain is detached from its pods there, the copies go.
         namespace(h, "shop", true, json!({"team": "retail"}));
-        h.reconcile(&c2).await;
+        h.reconcile(c2).await;
         assert!(h.object(&cm("shop")).is_none(), "copy removed");
         assert!(h.object(&secret("shop")).is_none(), "copy removed");
         assert!(h.object(&cm("other")).is_some(), "other still matches");
@@ -638,7 +638,7 @@ mod tests {
         // shop matches again: copies back; the sidecar detached above refuses the chain until its pod restarts
         // (the daemon's rule), which is no failure of the chain: the status names the pod and the command.
         namespace(h, "shop", true, json!({"team": "edge"}));
-        h.reconcile(&c2).await;
+        h.reconcile(c2).await;
         assert!(h.object(&cm("shop")).is_some());
         h.expect_condition("Degraded", "False", "AsExpected");
         h.expect_condition("Ready", "False", "ReplicasNotReady");
@@ -654,15 +654,15 @@ mod tests {
         {
             let mut s = h.state.lock().expect("state");
             s.pods.retain(|p| p["metadata"]["name"] != "web-shop-new");
-            let mut rolled = workload_pod_in("shop", "web-shop-rolled", Some(&c2));
+            let mut rolled = workload_pod_in("shop", "web-shop-rolled", Some(c2));
             rolled["status"]["podIP"] = json!("10.244.2.8");
             s.pods.push(rolled);
         }
         h.sidecars.add("web-shop-rolled", 0, &["eth0"]);
-        h.reconcile(&c2).await;
+        h.reconcile(c2).await;
         assert_eq!(h.sidecars.generation("web-shop-rolled"), 2);
         h.expect_condition("Ready", "True", "AllReplicasReady");
-        h.delete(&c2).await;
+        h.delete(c2).await;
         assert!(
             h.sidecars
                 .calls()

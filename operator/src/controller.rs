@@ -515,12 +515,8 @@ async fn apply(
     refused: Option<ValidationErrors>,
     ctx: &Context<impl Sidecars>,
 ) -> Result<Action> {
-    let Keys {
-        ns,
-        name,
-        generation,
-        restart_hash,
-    } = Keys::of(&chain)?;
+    let k = Keys::of(&chain)?;
+    let (ns, name, generation, restart_hash) = (k.ns, k.name, k.generation, k.restart_hash);
     let previous = chain.status.clone();
     let mut obs = Observation {
         known_good: previous.as_ref().and_then(|s| s.last_applied_generation),
@@ -685,12 +681,8 @@ async fn apply_target(
     known_good: VNFChain,
     previous: Option<crds::VNFChainStatus>,
 ) -> Result<Action> {
-    let Keys {
-        ns,
-        name,
-        generation,
-        restart_hash,
-    } = Keys::of(&chain)?;
+    let k = Keys::of(&chain)?;
+    let (ns, name, generation, restart_hash) = (k.ns, k.name, k.generation, k.restart_hash);
     let selected = copies::selected_namespaces(&ctx.client, &chain).await?;
     let others: Vec<String> = selected.others.iter().cloned().collect();
     if ctx.settings.pod_monitor {

@@ -1,8 +1,9 @@
 //! Interface settings through the `SIOCETHTOOL` ioctl in the calling thread's network namespace, without
 //! the `ethtool` binary (a distroless image has none): the driver name (`ETHTOOL_GDRVINFO`), transmit
-//! checksum offload (`ETHTOOL_GTXCSUM` / `ETHTOOL_STXCSUM`, the write needs `CAP_NET_ADMIN`) and every
+//! checksum offload (`ETHTOOL_GTXCSUM` / `ETHTOOL_STXCSUM`, the write needs `CAP_NET_ADMIN`), every
 //! offload feature as `ethtool -k` lists it ([`features`]: `ETHTOOL_GSSET_INFO`, `ETHTOOL_GSTRINGS` and
-//! `ETHTOOL_GFEATURES`, see include/uapi/linux/ethtool.h).
+//! `ETHTOOL_GFEATURES`, see include/uapi/linux/ethtool.h) and changing them as `ethtool -K` does
+//! ([`set_features`]: `ETHTOOL_SFEATURES`).
 
 use std::ffi::c_char;
 use std::io;
@@ -14,6 +15,7 @@ const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
 const ETHTOOL_GSTRINGS: u32 = 0x0000_001b;
 const ETHTOOL_GSSET_INFO: u32 = 0x0000_0037;
 const ETHTOOL_GFEATURES: u32 = 0x0000_003a;
+const ETHTOOL_SFEATURES: u32 = 0x0000_003b;
 /// `ETH_SS_FEATURES`: the string set of the netdev feature names.
 const ETH_SS_FEATURES: u32 = 4;
 /// `ETH_GSTRING_LEN`.
@@ -28,6 +30,22 @@ pub enum EthtoolError {
     /// No socket for the ioctl.
     #[error("socket for SIOCETHTOOL: {0}")]
     Socket(#[source] io::Error),
+    /// No feature of the interface has that name (kernel or `ethtool -k` name).
+    #[error("{iface} has no feature {name:?}")]
+    UnknownFeature {
+        /// Interface name.
+        iface: String,
+        /// The name asked for.
+        name: String,
+    },
+    /// The driver cannot change the feature (`ethtool -k` prints `[fixed]`).
+    #[error("{name} of {iface} is fixed")]
+    Fixed {
+        /// Interface name.
+        iface: String,
+        /// The name asked for.
+        name: String,
+    },
     /// The ioctl failed (no such device, operation not supported, not permitted).
     #[error("{op} on {iface}: {source}")]
     Ioctl {
@@ -176,8 +194,8 @@ pub struct Feature {
     pub fixed: bool,
 }
 
-/// The netdev features of `iface`, in the kernel's order, with their state.
-pub fn netdev_features(iface: &str) -> Result<Vec<Feature>, EthtoolError> {
+/// The kernel's names of the netdev features of `iface`, in bit order (an empty name: an unused bit).
+fn feature_names(iface: &str) -> Result<Vec<String>, EthtoolError> {
     let mut info = EthtoolSsetInfo {
         cmd: ETHTOOL_GSSET_INFO,
         reserved: 0,
@@ -197,7 +215,7 @@ pub fn netdev_features(iface: &str) -> Result<Vec<Feature>, EthtoolError> {
     strings[2] = count as u32;
     // SAFETY: the buffer is the ethtool_gstrings of `count` strings its header declares.
     unsafe { ioctl_raw(iface, "ETHTOOL_GSTRINGS", strings.as_mut_ptr().cast())? };
-    let names: Vec<String> = strings[3..]
+    Ok(strings[3..]
         .iter()
         .flat_map(|w| w.to_ne_bytes())
         .collect::<Vec<u8>>()
@@ -206,22 +224,39 @@ pub fn netdev_features(iface: &str) -> Result<Vec<Feature>, EthtoolError> {
             let end = s.iter().position(|b| *b == 0).unwrap_or(s.len());
             String::from_utf8_lossy(&s[..end]).into_owned()
         })
-        .collect();
+        .collect())
+}
+
+/// The `{available, requested, active, never_changed}` words of feature bit `i` in the answer of
+/// `ETHTOOL_GFEATURES` (after its two header words), and the bit's mask in them.
+fn block(feats: &[u32], i: usize) -> (&[u32], u32) {
+    let at = 2 + 4 * (i / 32);
+    (&feats[at..at + 4], 1u32 << (i % 32))
+}
+
+/// The `ETHTOOL_GFEATURES` answer for `count` features: two header words, then 32 features a block.
+fn feature_words(iface: &str, count: usize) -> Result<Vec<u32>, EthtoolError> {
     // struct ethtool_gfeatures: cmd, size, then `size` blocks of {available, requested, active,
-    // never_changed}, 32 features a block.
+    // never_changed}.
     let blocks = count.div_ceil(32);
     let mut feats = vec![0u32; 2 + 4 * blocks];
     feats[0] = ETHTOOL_GFEATURES;
     feats[1] = blocks as u32;
     // SAFETY: the buffer is the ethtool_gfeatures of `blocks` blocks its header declares.
     unsafe { ioctl_raw(iface, "ETHTOOL_GFEATURES", feats.as_mut_ptr().cast())? };
+    Ok(feats)
+}
+
+/// The netdev features of `iface`, in the kernel's order, with their state.
+pub fn netdev_features(iface: &str) -> Result<Vec<Feature>, EthtoolError> {
+    let names = feature_names(iface)?;
+    let feats = feature_words(iface, names.len())?;
     Ok(names
         .into_iter()
         .enumerate()
         .filter(|(_, n)| !n.is_empty())
         .map(|(i, name)| {
-            let block = &feats[2 + 4 * (i / 32)..2 + 4 * (i / 32) + 4];
-            let bit = 1u32 << (i % 32);
+            let (block, bit) = block(&feats, i);
             Feature {
                 name,
                 active: block[2] & bit != 0,
@@ -229,6 +264,60 @@ pub fn netdev_features(iface: &str) -> Result<Vec<Feature>, EthtoolError> {
             }
         })
         .collect())
+}
+
+/// Turns features of `iface` on or off, as `ethtool -K IF NAME on|off …` does: each name is a kernel
+/// feature (`rx-gro`, `tx-checksum-ip-generic`, …) or one of ethtool's legacy names
+/// (`generic-receive-offload`, `tx-checksumming`, …), which changes every feature it covers that the
+/// driver can change. Needs `CAP_NET_ADMIN`. The kernel may keep a feature off that another one it
+/// needs is off for (no TSO without checksum offload): read [`features`] for what is active.
+pub fn set_features(iface: &str, changes: &[(&str, bool)]) -> Result<(), EthtoolError> {
+    let names = feature_names(iface)?;
+    let feats = feature_words(iface, names.len())?;
+    let blocks = names.len().div_ceil(32);
+    // struct ethtool_sfeatures: cmd, size, then `size` blocks of {valid, requested}.
+    let mut set = vec![0u32; 2 + 2 * blocks];
+    set[0] = ETHTOOL_SFEATURES;
+    set[1] = blocks as u32;
+    for &(name, on) in changes {
+        let legacy = LEGACY.iter().find(|(l, _)| *l == name);
+        let patterns: &[&str] = legacy.map_or(std::slice::from_ref(&name), |(_, p)| p);
+        let covered: Vec<usize> = (0..names.len())
+            .filter(|&i| !names[i].is_empty() && patterns.iter().any(|p| covers(p, &names[i])))
+            .collect();
+        let problem = |unknown: bool| {
+            let (iface, name) = (iface.to_owned(), name.to_owned());
+            if unknown {
+                EthtoolError::UnknownFeature { iface, name }
+            } else {
+                EthtoolError::Fixed { iface, name }
+            }
+        };
+        if covered.is_empty() {
+            return Err(problem(true));
+        }
+        let changeable: Vec<usize> = covered
+            .into_iter()
+            .filter(|&i| {
+                let (block, bit) = block(&feats, i);
+                block[0] & bit != 0 && block[3] & bit == 0
+            })
+            .collect();
+        if changeable.is_empty() {
+            return Err(problem(false));
+        }
+        for i in changeable {
+            let (at, bit) = (2 + 2 * (i / 32), 1u32 << (i % 32));
+            set[at] |= bit;
+            if on {
+                set[at + 1] |= bit;
+            } else {
+                set[at + 1] &= !bit;
+            }
+        }
+    }
+    // SAFETY: the buffer is the ethtool_sfeatures of `blocks` blocks its header declares.
+    unsafe { ioctl_raw(iface, "ETHTOOL_SFEATURES", set.as_mut_ptr().cast()) }
 }
 
 /// ethtool's legacy names (`off_flag_def` in ethtool's source) and the kernel features each covers, by
@@ -363,69 +452,95 @@ mod tests {
             .collect()
     }
 
+    /// `ethtool -k IF` as (feature, on) pairs.
+    fn ethtool_k(iface: &str) -> Vec<(String, bool)> {
+        let out = std::process::Command::new("ethtool")
+            .args(["-k", iface])
+            .output()
+            .expect("ethtool -k");
+        assert!(out.status.success());
+        parse_ethtool_k(&String::from_utf8_lossy(&out.stdout))
+    }
+
     /// Every feature the `ethtool` binary prints for a veth (in a namespace of this test), with the same
-    /// state, before and after changing two of them with `ethtool -K`; and the ioctl's own tx-checksum
-    /// reading agrees.
+    /// state, before and after changing two of them with `ethtool -K`; the ioctl's own tx-checksum
+    /// reading agrees; and what [`set_features`] changes, the binary reads back.
     #[test]
     fn features_agree_with_the_ethtool_binary_on_a_veth() {
         const TEST: &str = "features_agree_with_the_ethtool_binary_on_a_veth";
-        if !testkit::root_and_tools(TEST, &["ethtool"]) {
-            return;
-        }
-        let ns = format!("nk-{}-eth", std::process::id());
-        crate::netns::add(&ns).expect("netns add");
-        let outcome = std::thread::spawn({
-            let ns = ns.clone();
-            move || {
-                crate::ns::enter(&ns).expect("enter");
-                crate::nl::Netlink::open()
-                    .and_then(|mut nl| {
-                        nl.add_veth(
-                            crate::link::VethEnd::new("nk0"),
-                            crate::link::VethEnd::new("nk1"),
-                        )
-                    })
-                    .expect("veth");
-                let compare = |round: &str| {
-                    let out = std::process::Command::new("ethtool")
-                        .args(["-k", "nk0"])
-                        .output()
-                        .expect("ethtool -k");
-                    assert!(out.status.success());
-                    let want = parse_ethtool_k(&String::from_utf8_lossy(&out.stdout));
-                    let got = features("nk0").expect("features");
-                    assert!(want.len() > 20, "{want:?}");
-                    for w in &want {
-                        assert!(
-                            got.contains(w),
-                            "{round}: ethtool says {w:?}; we read {got:?}"
-                        );
-                    }
-                    want
-                };
-                let before = compare("defaults");
-                assert!(before.contains(&("tx-checksumming".into(), true)));
-                let st = std::process::Command::new("ethtool")
-                    .args(["-K", "nk0", "tx", "off", "gro", "off"])
-                    .output()
-                    .expect("ethtool -K");
-                assert!(st.status.success());
-                let after = compare("after ethtool -K nk0 tx off gro off");
-                assert!(after.contains(&("tx-checksumming".into(), false)));
-                assert!(after.contains(&("generic-receive-offload".into(), false)));
-                assert_ne!(before, after, "the control: the change is visible");
-                assert!(!tx_checksum("nk0").expect("GTXCSUM"));
-                set_tx_checksum("nk0", true).expect("STXCSUM");
-                assert!(tx_checksum("nk0").expect("GTXCSUM"));
-                assert_eq!(driver("nk0").expect("driver"), "veth");
-                assert!(matches!(
-                    features("nk-none0"),
-                    Err(EthtoolError::Ioctl { .. })
-                ));
-            }
-        })
-        .join();
-        let _ = crate::netns::del(&ns);
-        outcome.expect("test thread");
+        crate::testing::with_namespace(TEST, &["ethtool"], "eth", |ns| {
+            crate::ns::enter(ns).expect("enter");
+            crate::nl::Netlink::open()
+                .and_then(|mut nl| {
+                    nl.add_veth(
+                        crate::link::VethEnd::new("nk0"),
+                        crate::link::VethEnd::new("nk1"),
+                    )
+                })
+                .expect("veth");
+            let compare = |round: &str| {
+                let want = ethtool_k("nk0");
+                let got = features("nk0").expect("features");
+                assert!(want.len() > 20, "{want:?}");
+                for w in &want {
+                    assert!(
+                        got.contains(w),
+                        "{round}: ethtool says {w:?}; we read {got:?}"
+                    );
+                }
+                want
+            };
+            let before = compare("defaults");
+            assert!(before.contains(&("tx-checksumming".into(), true)));
+            let st = std::process::Command::new("ethtool")
+                .args(["-K", "nk0", "tx", "off", "gro", "off"])
+                .output()
+                .expect("ethtool -K");
+            assert!(st.status.success());
+            let after = compare("after ethtool -K nk0 tx off gro off");
+            assert!(after.contains(&("tx-checksumming".into(), false)));
+            assert!(after.contains(&("generic-receive-offload".into(), false)));
+            assert_ne!(before, after, "the control: the change is visible");
+            assert!(!tx_checksum("nk0").expect("GTXCSUM"));
+            set_tx_checksum("nk0", true).expect("STXCSUM");
+            assert!(tx_checksum("nk0").expect("GTXCSUM"));
+            assert_eq!(driver("nk0").expect("driver"), "veth");
+            assert!(matches!(
+                features("nk-none0"),
+                Err(EthtoolError::Ioctl { .. })
+            ));
+
+            // set_features, by legacy and by kernel name, read back by the binary.
+            set_features("nk0", &[("generic-receive-offload", true)]).expect("gro on");
+            let k = ethtool_k("nk0");
+            assert!(
+                k.contains(&("generic-receive-offload".into(), true)),
+                "{k:?}"
+            );
+            set_features("nk0", &[("tx-checksumming", false), ("rx-gro", false)])
+                .expect("tx and gro off");
+            let k = ethtool_k("nk0");
+            assert!(k.contains(&("tx-checksumming".into(), false)), "{k:?}");
+            assert!(
+                k.contains(&("tx-checksum-ip-generic".into(), false)),
+                "{k:?}"
+            );
+            assert!(
+                k.contains(&("generic-receive-offload".into(), false)),
+                "{k:?}"
+            );
+            assert!(!tx_checksum("nk0").expect("GTXCSUM"));
+            set_features("nk0", &[("tx-checksumming", true)]).expect("tx on");
+            assert!(ethtool_k("nk0").contains(&("tx-checksumming".into(), true)));
+            assert!(matches!(
+                set_features("nk0", &[("no-such-feature", true)]),
+                Err(EthtoolError::UnknownFeature { .. })
+            ));
+            // veth cannot change loopback (`[fixed]`)
+            assert!(matches!(
+                set_features("nk0", &[("loopback", true)]),
+                Err(EthtoolError::Fixed { .. })
+            ));
+        });
     }
 }

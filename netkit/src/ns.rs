@@ -107,30 +107,19 @@ mod tests {
 
     #[test]
     fn the_guard_enters_and_returns() {
-        if !testkit::root_and_tools("the_guard_enters_and_returns", &[]) {
-            return;
-        }
-        let name = format!("nk-{}-guard", std::process::id());
-        crate::netns::add(&name).expect("netns add");
-        let outcome = std::thread::spawn({
-            let name = name.clone();
-            move || {
-                let home = inode("/proc/thread-self/ns/net");
-                let target = inode(&format!("/run/netns/{name}"));
-                assert_ne!(home, target);
-                {
-                    let _g = NsGuard::enter(&name).expect("enter");
-                    assert_eq!(inode("/proc/thread-self/ns/net"), target);
-                }
-                assert_eq!(inode("/proc/thread-self/ns/net"), home);
-                assert_eq!(
-                    run_in(&name, || inode("/proc/thread-self/ns/net")).expect("run_in"),
-                    target
-                );
+        crate::testing::with_namespace("the_guard_enters_and_returns", &[], "guard", |name| {
+            let home = inode("/proc/thread-self/ns/net");
+            let target = inode(&format!("/run/netns/{name}"));
+            assert_ne!(home, target);
+            {
+                let _g = NsGuard::enter(name).expect("enter");
+                assert_eq!(inode("/proc/thread-self/ns/net"), target);
             }
-        })
-        .join();
-        let _ = crate::netns::del(&name);
-        outcome.expect("namespace thread");
+            assert_eq!(inode("/proc/thread-self/ns/net"), home);
+            assert_eq!(
+                run_in(name, || inode("/proc/thread-self/ns/net")).expect("run_in"),
+                target
+            );
+        });
     }
 }

@@ -155,6 +155,14 @@ fn addresses_routes_and_neighbours() {
         .expect("veth");
     nl.set_up("nlx0", true).expect("up");
     nl.set_up("nlx1", true).expect("up");
+    addresses(&mut nl, a);
+    routes(&mut nl, a);
+    neighbours(&mut nl, a);
+}
+
+/// Addresses on `nlx0` in namespace `a` (v4, v6 without DAD, refused twice or with a bad prefix), the
+/// global addresses of lo flushed, and detaching XDP where none is.
+fn addresses(nl: &mut Netlink, a: &str) {
     let v4: IpAddr = "192.0.2.1".parse().expect("v4");
     let v6: IpAddr = "2001:db8::1".parse().expect("v6");
     nl.add_addr("nlx0", v4, 24, false).expect("v4");
@@ -210,7 +218,11 @@ fn addresses_routes_and_neighbours() {
     // detaching XDP where none is attached is accepted, as ip link set xdp off
     nl.detach_xdp("nlx0").expect("xdp off");
     assert!(!nl.link("nlx0").expect("nlx0").xdp);
+}
 
+/// Default routes (v4, v6), a prefix via an on-link gateway outside every prefix, a link route, and the
+/// error naming a route whose gateway is unreachable.
+fn routes(nl: &mut Netlink, a: &str) {
     // routes: default via (v4, v6), a prefix via an on-link gateway outside every prefix, a link route
     nl.add_route(&Route::default_via("192.0.2.254".parse().expect("gw")))
         .expect("default v4");
@@ -256,7 +268,10 @@ fn addresses_routes_and_neighbours() {
             .contains("198.51.100.128/25 via 203.0.113.200"),
         "{e}"
     );
+}
 
+/// Permanent neighbours, replaced in place.
+fn neighbours(nl: &mut Netlink, a: &str) {
     // permanent neighbours, replaced in place
     let mac = [2, 0, 0, 0, 0x1b, 1];
     nl.replace_neigh("nlx0", "192.0.2.2".parse().expect("n4"), mac)

@@ -489,18 +489,35 @@ fn display(pods: &[PodView], ep: &PodEndpoint) -> String {
         .unwrap_or_else(|| ep.pod.clone())
 }
 
+/// What a reconcile names the chain's objects and pods by.
+struct Keys {
+    ns: String,
+    name: String,
+    generation: i64,
+    restart_hash: String,
+}
+
+impl Keys {
+    fn of(chain: &VNFChain) -> Result<Self> {
+        Ok(Self {
+            ns: chain
+                .namespace()
+                .ok_or(Error::MissingField("metadata.namespace"))?,
+            name: render::object_name(chain)?,
+            generation: chain.metadata.generation.unwrap_or_default(),
+            restart_hash: render::restart_hash(chain)?,
+        })
+    }
+}
+
 async fn apply(
     chain: Arc<VNFChain>,
     refused: Option<ValidationErrors>,
     ctx: &Context<impl Sidecars>,
 ) -> Result<Action> {
-    let ns = chain
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = render::object_name(&chain)?;
-    let generation = chain.metadata.generation.unwrap_or_default();
+    let k = Keys::of(&chain)?;
+    let (ns, name, generation, restart_hash) = (k.ns, k.name, k.generation, k.restart_hash);
     let previous = chain.status.clone();
-    let restart_hash = render::restart_hash(&chain)?;
     let mut obs = Observation {
         known_good: previous.as_ref().and_then(|s| s.last_applied_generation),
         ..Observation::default()
@@ -546,47 +563,13 @@ async fn apply(
     if chain.spec.target.is_some() {
         return apply_target(chain, ctx, obs, known_good, previous).await;
     }
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let deployment = apply_object(
-        &deployments,
-        &name,
-        &render::deployment(&chain, &ctx.settings)?,
-    )
-    .await?;
-    // The apply answers with the stored Deployment, status included: no extra request.
-    obs.deployment = status::deployment_problem(&deployment);
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    apply_object(&services, &name, &render::service(&chain)?).await?;
-    apply_disruption_budget(&chain, previous.as_ref(), ctx).await?;
-    if ctx.settings.pod_monitor {
-        let monitors: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &ns, &render::pod_monitor_resource());
-        apply_object(&monitors, &name, &render::pod_monitor(&chain)?).await?;
-    }
+    obs.deployment = apply_workload(&chain, previous.as_ref(), ctx, &ns, &name).await?;
 
     let pods = pods(&chain, ctx, &restart_hash, &[]).await?;
     let already_failed = previous.as_ref().and_then(|s| s.failed_generation) == Some(generation);
     let mut pushed = Pushed::default();
     if already_failed {
-        // The refusal's own message, unless a later failure (a reconcile error, the Deployment) took
-        // `Degraded` over: the generation stays failed either way.
-        let message = previous.as_ref().and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| {
-                    c.type_ == crds::CONDITION_DEGRADED
-                        && c.status == "True"
-                        && c.reason == status::APPLY_FAILED
-                })
-                .map(|c| c.message.clone())
-        });
-        obs.failure = Some(PushFailure {
-            generation,
-            pod: "a replica".into(),
-            reason: message.unwrap_or_else(|| "refused earlier (see the chain's Events)".into()),
-            rolled_back: Vec::new(),
-            previous: known_good.metadata.generation,
-        });
+        obs.failure = Some(failed_earlier(previous.as_ref(), generation, &known_good));
     } else {
         pushed = push(&chain, &known_good, ctx, &pods).await?;
         obs.failure = pushed.failure.take();
@@ -609,6 +592,61 @@ async fn apply(
         obs.known_good = Some(generation);
     }
     finish(&chain, previous.as_ref(), &obs, ctx).await
+}
+
+/// The chain's Deployment, Service, disruption budget and (if enabled) PodMonitor; returns what the stored
+/// Deployment's status says is wrong with it.
+async fn apply_workload(
+    chain: &VNFChain,
+    previous: Option<&crds::VNFChainStatus>,
+    ctx: &Context<impl Sidecars>,
+    ns: &str,
+    name: &str,
+) -> Result<Option<status::DeploymentProblem>> {
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let deployment = apply_object(
+        &deployments,
+        name,
+        &render::deployment(chain, &ctx.settings)?,
+    )
+    .await?;
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    apply_object(&services, name, &render::service(chain)?).await?;
+    apply_disruption_budget(chain, previous, ctx).await?;
+    if ctx.settings.pod_monitor {
+        let monitors: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), ns, &render::pod_monitor_resource());
+        apply_object(&monitors, name, &render::pod_monitor(chain)?).await?;
+    }
+    // The apply answers with the stored Deployment, status included: no extra request.
+    Ok(status::deployment_problem(&deployment))
+}
+
+/// The failure of a generation the sidecars refused in an earlier reconcile (it is not pushed again): the
+/// refusal's own message, unless a later failure (a reconcile error, the Deployment) took `Degraded` over;
+/// the generation stays failed either way.
+fn failed_earlier(
+    previous: Option<&crds::VNFChainStatus>,
+    generation: i64,
+    known_good: &VNFChain,
+) -> PushFailure {
+    let message = previous.and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| {
+                c.type_ == crds::CONDITION_DEGRADED
+                    && c.status == "True"
+                    && c.reason == status::APPLY_FAILED
+            })
+            .map(|c| c.message.clone())
+    });
+    PushFailure {
+        generation,
+        pod: "a replica".into(),
+        reason: message.unwrap_or_else(|| "refused earlier (see the chain's Events)".into()),
+        rolled_back: Vec::new(),
+        previous: known_good.metadata.generation,
+    }
 }
 
 /// Writes the status of a reconcile and picks the next requeue: 5 minutes once Ready, else the back-off.
@@ -643,12 +681,8 @@ async fn apply_target(
     known_good: VNFChain,
     previous: Option<crds::VNFChainStatus>,
 ) -> Result<Action> {
-    let ns = chain
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = render::object_name(&chain)?;
-    let generation = chain.metadata.generation.unwrap_or_default();
-    let restart_hash = render::restart_hash(&chain)?;
+    let k = Keys::of(&chain)?;
+    let (ns, name, generation, restart_hash) = (k.ns, k.name, k.generation, k.restart_hash);
     let selected = copies::selected_namespaces(&ctx.client, &chain).await?;
     let others: Vec<String> = selected.others.iter().cloned().collect();
     if ctx.settings.pod_monitor {

@@ -314,6 +314,56 @@ fn route(
     content_type: &str,
     body: Value,
 ) -> Reply {
+    if let Some(early) = record(state, method, path, query, content_type) {
+        return early;
+    }
+    if method == "GET"
+        && let Some(api) = ApiPath::parse(path).filter(|a| a.name.is_none())
+    {
+        return list_collection(state, &api, path, query);
+    }
+    Reply::Now(match method {
+        "GET" => match state.objects.get(path) {
+            Some(o) => json_response(StatusCode::OK, o),
+            None => not_found(path),
+        },
+        "POST" if path.ends_with("/events") => {
+            state.events.push(("POST".into(), body.clone()));
+            json_response(StatusCode::CREATED, &body)
+        }
+        "POST" => create(state, path, body),
+        "PUT" => replace(state, path, body),
+        "PATCH" if path.contains("/events/") => {
+            state.events.push(("PATCH".into(), body.clone()));
+            json_response(StatusCode::OK, &body)
+        }
+        "PATCH" if path.ends_with("/status") => {
+            let object_path = path.trim_end_matches("/status");
+            let Some(obj) = state.objects.get_mut(object_path) else {
+                return Reply::Now(not_found(path));
+            };
+            obj["status"] = body["status"].clone();
+            json_response(StatusCode::OK, obj)
+        }
+        "PATCH" if content_type.contains("json-patch") => apply_json_patch(state, path, body),
+        // Like the API server without finalizers on the object: gone at once, answered with the object.
+        "DELETE" => match state.objects.remove(path) {
+            Some(o) => json_response(StatusCode::OK, &o),
+            None => not_found(path),
+        },
+        "PATCH" if content_type.contains("apply-patch") => server_side_apply(state, path, body),
+        _ => not_found(path),
+    })
+}
+
+/// Records the request; answers it at once when it is the one to hold or RBAC would forbid it.
+fn record(
+    state: &mut ClusterState,
+    method: &str,
+    path: &str,
+    query: &str,
+    content_type: &str,
+) -> Option<Reply> {
     // Only an apply to the object itself creates; a status apply of a missing object is NotFound.
     let creates = method == "PATCH"
         && content_type.contains("apply-patch")
@@ -333,191 +383,152 @@ fn route(
     });
     state.requests.push(recorded);
     if state.hold_request == Some(state.requests.len() - 1) {
+        return Some(Reply::Never);
+    }
+    denied.map(|permission| Reply::Now(forbidden(path, &permission)))
+}
+
+/// A GET of a collection: a list filtered by namespace and label selector, or a watch that never answers.
+fn list_collection(state: &ClusterState, api: &ApiPath, path: &str, query: &str) -> Reply {
+    let served = match api.resource.as_str() {
+        "vnfchains" => state.crd_installed,
+        "podmonitors" => state.pod_monitors_served,
+        _ => true,
+    };
+    if !served {
+        return Reply::Now(not_found(path));
+    }
+    if query_flag(query, "watch") {
         return Reply::Never;
     }
-    if let Some(permission) = denied {
-        return Reply::Now(forbidden(path, &permission));
+    let selector = query_param(query, "labelSelector").unwrap_or_default();
+    let in_scope = |o: &Value| {
+        api.namespace
+            .as_deref()
+            .is_none_or(|ns| o["metadata"]["namespace"].as_str() == Some(ns))
+            && selector_matches(&selector, &o["metadata"]["labels"])
+    };
+    if api.resource == "pods" {
+        return list(state.pods.iter().filter(|p| in_scope(p)).cloned().collect());
     }
-    let api = ApiPath::parse(path);
-    if method == "GET"
-        && let Some(api) = api.as_ref().filter(|a| a.name.is_none())
-    {
-        let served = match api.resource.as_str() {
-            "vnfchains" => state.crd_installed,
-            "podmonitors" => state.pod_monitors_served,
-            _ => true,
-        };
-        if !served {
-            return Reply::Now(not_found(path));
-        }
-        if query_flag(query, "watch") {
-            return Reply::Never;
-        }
-        let selector = query_param(query, "labelSelector").unwrap_or_default();
-        let in_scope = |o: &Value| {
-            api.namespace
-                .as_deref()
-                .is_none_or(|ns| o["metadata"]["namespace"].as_str() == Some(ns))
-                && selector_matches(&selector, &o["metadata"]["labels"])
-        };
-        if api.resource == "pods" {
-            return list(state.pods.iter().filter(|p| in_scope(p)).cloned().collect());
-        }
-        let items = state
-            .objects
-            .iter()
-            .filter(|(k, _)| {
-                ApiPath::parse(k).is_some_and(|o| {
-                    o.group == api.group
-                        && o.resource == api.resource
-                        && o.subresource.is_none()
-                        && api
-                            .namespace
-                            .as_ref()
-                            .is_none_or(|ns| o.namespace.as_ref() == Some(ns))
-                })
+    let items = state
+        .objects
+        .iter()
+        .filter(|(k, _)| {
+            ApiPath::parse(k).is_some_and(|o| {
+                o.group == api.group
+                    && o.resource == api.resource
+                    && o.subresource.is_none()
+                    && api
+                        .namespace
+                        .as_ref()
+                        .is_none_or(|ns| o.namespace.as_ref() == Some(ns))
             })
-            .map(|(_, v)| v)
-            .filter(|o| selector_matches(&selector, &o["metadata"]["labels"]))
-            .cloned()
-            .collect();
-        return list(items);
+        })
+        .map(|(_, v)| v)
+        .filter(|o| selector_matches(&selector, &o["metadata"]["labels"]))
+        .cloned()
+        .collect();
+    list(items)
+}
+
+/// POST to a collection: creates the object named in the body unless it exists.
+fn create(state: &mut ClusterState, path: &str, body: Value) -> Response<Body> {
+    let name = body["metadata"]["name"].as_str().unwrap_or_default();
+    let object_path = format!("{path}/{name}");
+    if state.objects.contains_key(&object_path) {
+        return status_response(StatusCode::CONFLICT, "AlreadyExists", "already exists");
     }
-    Reply::Now(match method {
-        "GET" => match state.objects.get(path) {
-            Some(o) => json_response(StatusCode::OK, o),
-            None => not_found(path),
-        },
-        "POST" if path.ends_with("/events") => {
-            state.events.push(("POST".into(), body.clone()));
-            json_response(StatusCode::CREATED, &body)
+    let mut body = body;
+    body["metadata"]["resourceVersion"] = json!("1");
+    state.objects.insert(object_path, body.clone());
+    json_response(StatusCode::CREATED, &body)
+}
+
+/// PUT: replace with optimistic concurrency, as the API server does.
+fn replace(state: &mut ClusterState, path: &str, body: Value) -> Response<Body> {
+    if std::mem::take(&mut state.concurrent_write_before_put)
+        && let Some(obj) = state.objects.get_mut(path)
+    {
+        let rv = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .parse::<u64>()
+            .unwrap_or(0);
+        obj["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+    }
+    let Some(current) = state.objects.get(path) else {
+        return not_found(path);
+    };
+    let stored_rv = current["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    if body["metadata"]["resourceVersion"].as_str() != Some(stored_rv.as_str()) {
+        return status_response(
+            StatusCode::CONFLICT,
+            "Conflict",
+            "the object has been modified",
+        );
+    }
+    let next = stored_rv.parse::<u64>().unwrap_or(0) + 1;
+    let mut body = body;
+    body["metadata"]["resourceVersion"] = json!(next.to_string());
+    state.objects.insert(path.into(), body.clone());
+    json_response(StatusCode::OK, &body)
+}
+
+/// A JSON patch of a stored object.
+fn apply_json_patch(state: &mut ClusterState, path: &str, body: Value) -> Response<Body> {
+    let Some(obj) = state.objects.get_mut(path) else {
+        return not_found(path);
+    };
+    // Like the API server's JSON patch, a `test` for null passes on a missing path.
+    let body = match body {
+        Value::Array(ops) => Value::Array(
+            ops.into_iter()
+                .filter(|op| {
+                    let path = op["path"].as_str().unwrap_or_default();
+                    !(op["op"] == "test" && op["value"].is_null() && obj.pointer(path).is_none())
+                })
+                .collect(),
+        ),
+        other => other,
+    };
+    let patch: json_patch::Patch = match serde_json::from_value(body) {
+        Ok(p) => p,
+        Err(e) => {
+            return status_response(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string());
         }
-        "POST" => {
-            let name = body["metadata"]["name"].as_str().unwrap_or_default();
-            let object_path = format!("{path}/{name}");
-            if state.objects.contains_key(&object_path) {
-                return Reply::Now(status_response(
-                    StatusCode::CONFLICT,
-                    "AlreadyExists",
-                    "already exists",
-                ));
+    };
+    if let Err(e) = json_patch::patch(obj, &patch) {
+        return status_response(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &e.to_string());
+    }
+    json_response(StatusCode::OK, obj)
+}
+
+/// Server-side apply: this manager owns every field it sends, so the object becomes what it sent; the
+/// status stays (the main endpoint ignores it for kinds with a status subresource).
+/// `metadata.generation` starts at 1 and grows when the spec changes.
+fn server_side_apply(state: &mut ClusterState, path: &str, body: Value) -> Response<Body> {
+    let mut body = body;
+    let code = match state.objects.get(path) {
+        Some(old) => {
+            if let Some(status) = old.get("status") {
+                body["status"] = status.clone();
             }
-            let mut body = body;
-            body["metadata"]["resourceVersion"] = json!("1");
-            state.objects.insert(object_path, body.clone());
-            json_response(StatusCode::CREATED, &body)
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+            let changed = old.get("spec") != body.get("spec");
+            body["metadata"]["generation"] = json!(generation + i64::from(changed));
+            StatusCode::OK
         }
-        "PUT" => {
-            // Replace with optimistic concurrency, as the API server does.
-            if std::mem::take(&mut state.concurrent_write_before_put)
-                && let Some(obj) = state.objects.get_mut(path)
-            {
-                let rv = obj["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or("0")
-                    .parse::<u64>()
-                    .unwrap_or(0);
-                obj["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
-            }
-            let Some(current) = state.objects.get(path) else {
-                return Reply::Now(not_found(path));
-            };
-            let stored_rv = current["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("0")
-                .to_string();
-            if body["metadata"]["resourceVersion"].as_str() != Some(stored_rv.as_str()) {
-                return Reply::Now(status_response(
-                    StatusCode::CONFLICT,
-                    "Conflict",
-                    "the object has been modified",
-                ));
-            }
-            let next = stored_rv.parse::<u64>().unwrap_or(0) + 1;
-            let mut body = body;
-            body["metadata"]["resourceVersion"] = json!(next.to_string());
-            state.objects.insert(path.into(), body.clone());
-            json_response(StatusCode::OK, &body)
+        None => {
+            body["metadata"]["generation"] = json!(1);
+            StatusCode::CREATED
         }
-        "PATCH" if path.contains("/events/") => {
-            state.events.push(("PATCH".into(), body.clone()));
-            json_response(StatusCode::OK, &body)
-        }
-        "PATCH" if path.ends_with("/status") => {
-            let object_path = path.trim_end_matches("/status");
-            let Some(obj) = state.objects.get_mut(object_path) else {
-                return Reply::Now(not_found(path));
-            };
-            obj["status"] = body["status"].clone();
-            json_response(StatusCode::OK, obj)
-        }
-        "PATCH" if content_type.contains("json-patch") => {
-            let Some(obj) = state.objects.get_mut(path) else {
-                return Reply::Now(not_found(path));
-            };
-            // Like the API server's JSON patch, a `test` for null passes on a missing path.
-            let body = match body {
-                Value::Array(ops) => Value::Array(
-                    ops.into_iter()
-                        .filter(|op| {
-                            let path = op["path"].as_str().unwrap_or_default();
-                            !(op["op"] == "test"
-                                && op["value"].is_null()
-                                && obj.pointer(path).is_none())
-                        })
-                        .collect(),
-                ),
-                other => other,
-            };
-            let patch: json_patch::Patch = match serde_json::from_value(body) {
-                Ok(p) => p,
-                Err(e) => {
-                    return Reply::Now(status_response(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequest",
-                        &e.to_string(),
-                    ));
-                }
-            };
-            if let Err(e) = json_patch::patch(obj, &patch) {
-                return Reply::Now(status_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Invalid",
-                    &e.to_string(),
-                ));
-            }
-            json_response(StatusCode::OK, obj)
-        }
-        // Like the API server without finalizers on the object: gone at once, answered with the object.
-        "DELETE" => match state.objects.remove(path) {
-            Some(o) => json_response(StatusCode::OK, &o),
-            None => not_found(path),
-        },
-        "PATCH" if content_type.contains("apply-patch") => {
-            // Server-side apply: this manager owns every field it sends, so the object becomes what it sent;
-            // the status stays (the main endpoint ignores it for kinds with a status subresource).
-            // `metadata.generation` starts at 1 and grows when the spec changes.
-            let mut body = body;
-            let code = match state.objects.get(path) {
-                Some(old) => {
-                    if let Some(status) = old.get("status") {
-                        body["status"] = status.clone();
-                    }
-                    let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
-                    let changed = old.get("spec") != body.get("spec");
-                    body["metadata"]["generation"] = json!(generation + i64::from(changed));
-                    StatusCode::OK
-                }
-                None => {
-                    body["metadata"]["generation"] = json!(1);
-                    StatusCode::CREATED
-                }
-            };
-            state.objects.insert(path.into(), body.clone());
-            json_response(code, &body)
-        }
-        _ => not_found(path),
-    })
+    };
+    state.objects.insert(path.into(), body.clone());
+    json_response(code, &body)
 }
 
 /// A kube client whose requests go to the fake cluster.

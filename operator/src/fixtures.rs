@@ -401,9 +401,28 @@ mod tests {
     /// The SidecarAcrossNamespaces scenario: chain `default/edge` selects `team=edge` namespaces; `shop` is
     /// one and opted in, `lab` matches but did not opt in, `other` opted in but does not match.
     async fn across_namespaces(h: &Harness) {
-        let cm = |ns: &str| format!("/api/v1/namespaces/{ns}/configmaps/edge-dataplane.default");
-        let secret =
-            |ns: &str| format!("/api/v1/namespaces/{ns}/secrets/edge-dataplane-tls.default");
+        let c = across_namespaces_setup(h);
+        h.reconcile(&c).await;
+        across_namespaces_copies(h);
+        across_namespaces_status(h);
+        let c2 = across_namespaces_rule_change(h, &c).await;
+        across_namespaces_conflict(h, &c2).await;
+        across_namespaces_unmatched(h, &c2).await;
+        across_namespaces_rematched_and_deleted(h, &c2).await;
+    }
+
+    /// The path of the chain's ConfigMap copied into `ns`.
+    fn cm(ns: &str) -> String {
+        format!("/api/v1/namespaces/{ns}/configmaps/edge-dataplane.default")
+    }
+
+    /// The path of the chain's TLS Secret copied into `ns`.
+    fn secret(ns: &str) -> String {
+        format!("/api/v1/namespaces/{ns}/secrets/edge-dataplane-tls.default")
+    }
+
+    /// The chain, the namespaces, shop's pods and sidecars of [`across_namespaces`].
+    fn across_namespaces_setup(h: &Harness) -> VNFChain {
         let mut c = chain(1, 22, None, "10.0.2.1");
         c.spec.placement = crds::Placement::default();
         c.spec.target = Some(
@@ -441,8 +460,11 @@ mod tests {
         {
             p.serves_for = Some(("edge-dataplane".into(), NS.into()));
         }
-        h.reconcile(&c).await;
+        c
+    }
 
+    /// Copies in shop only, named and mounted as the injected pod expects.
+    fn across_namespaces_copies(h: &Harness) {
         // Copies in shop only, named as the injected pod mounts them, labelled as the chain's, no owner.
         let copy = h.object(&cm("shop")).expect("ConfigMap copied into shop");
         let tls = h
@@ -484,7 +506,10 @@ mod tests {
             ["edge-dataplane.default", "edge-dataplane-tls.default"],
             "the webhook mounts exactly the copies"
         );
+    }
 
+    /// The status lists shop's pods only.
+    fn across_namespaces_status(h: &Harness) {
         // Status: shop's pods only; the injected one got the chain, the old one is listed with its command.
         assert_eq!(h.sidecars.generation("web-shop-new"), 1, "pushed over gRPC");
         assert_eq!(
@@ -506,7 +531,10 @@ mod tests {
             }]
         );
         h.expect_condition("Degraded", "False", "AsExpected");
+    }
 
+    /// A rule change is pushed and copied; a steady-state reconcile writes nothing. Returns the changed chain.
+    async fn across_namespaces_rule_change(h: &Harness, c: &VNFChain) -> VNFChain {
         // A rule change: pushed, and the copy follows the known-good generation like the original.
         let mut c2 = c.clone();
         c2.metadata.generation = Some(2);
@@ -552,7 +580,11 @@ mod tests {
         // namespace the chain's pods and all pods (not injected), the originals' Secret and each Secret
         // copy, the status: no write when nothing changed.
         assert!(steady.len() <= 10, "{steady:#?}");
+        c2
+    }
 
+    /// Somebody else's ConfigMap of the copy's name is left alone, and copied over once it is gone.
+    async fn across_namespaces_conflict(h: &Harness, c2: &VNFChain) {
         // Somebody else's ConfigMap of the copy's name in a namespace that starts to match: left alone, Degraded.
         let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
                             "metadata": {"name": "edge-dataplane.default", "namespace": "other"},
@@ -563,7 +595,7 @@ mod tests {
             .objects
             .insert(cm("other"), theirs.clone());
         namespace(h, "other", true, json!({"team": "edge"}));
-        h.reconcile(&c2).await;
+        h.reconcile(c2).await;
         assert_eq!(h.object(&cm("other")), Some(theirs), "not overwritten");
         let m = h.expect_condition("Degraded", "True", crate::copies::COPY_CONFLICT);
         assert!(
@@ -571,16 +603,19 @@ mod tests {
             "{m}"
         );
         h.state.lock().expect("state").objects.remove(&cm("other"));
-        h.reconcile(&c2).await;
+        h.reconcile(c2).await;
         assert!(
             h.object(&cm("other")).is_some(),
             "copied once the name is free"
         );
         h.expect_condition("Degraded", "False", "AsExpected");
+    }
 
+    /// shop stops matching: detached there, copies removed.
+    async fn across_namespaces_unmatched(h: &Harness, c2: &VNFChain) {
         // shop's labels stop matching: the chain is detached from its pods there, the copies go.
         namespace(h, "shop", true, json!({"team": "retail"}));
-        h.reconcile(&c2).await;
+        h.reconcile(c2).await;
         assert!(h.object(&cm("shop")).is_none(), "copy removed");
         assert!(h.object(&secret("shop")).is_none(), "copy removed");
         assert!(h.object(&cm("other")).is_some(), "other still matches");
@@ -594,12 +629,16 @@ mod tests {
         assert!(h.status().attachments.is_empty());
         assert!(h.status().not_injected.is_empty());
         h.expect_condition("Ready", "False", "NoInjectedPods");
+    }
 
+    /// shop matches again (the detached pod must restart), the rolled pod runs the chain, and deleting the
+    /// chain removes every copy.
+    async fn across_namespaces_rematched_and_deleted(h: &Harness, c2: &VNFChain) {
         // Deletion removes every copy (the garbage collector cannot: no owner reference across namespaces).
         // shop matches again: copies back; the sidecar detached above refuses the chain until its pod restarts
         // (the daemon's rule), which is no failure of the chain: the status names the pod and the command.
         namespace(h, "shop", true, json!({"team": "edge"}));
-        h.reconcile(&c2).await;
+        h.reconcile(c2).await;
         assert!(h.object(&cm("shop")).is_some());
         h.expect_condition("Degraded", "False", "AsExpected");
         h.expect_condition("Ready", "False", "ReplicasNotReady");
@@ -615,15 +654,15 @@ mod tests {
         {
             let mut s = h.state.lock().expect("state");
             s.pods.retain(|p| p["metadata"]["name"] != "web-shop-new");
-            let mut rolled = workload_pod_in("shop", "web-shop-rolled", Some(&c2));
+            let mut rolled = workload_pod_in("shop", "web-shop-rolled", Some(c2));
             rolled["status"]["podIP"] = json!("10.244.2.8");
             s.pods.push(rolled);
         }
         h.sidecars.add("web-shop-rolled", 0, &["eth0"]);
-        h.reconcile(&c2).await;
+        h.reconcile(c2).await;
         assert_eq!(h.sidecars.generation("web-shop-rolled"), 2);
         h.expect_condition("Ready", "True", "AllReplicasReady");
-        h.delete(&c2).await;
+        h.delete(c2).await;
         assert!(
             h.sidecars
                 .calls()

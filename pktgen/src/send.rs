@@ -402,7 +402,6 @@ pub fn run_sender(
     cfg.validate()?;
     let mut flows = open_flows(cfg)?;
     let mut sched = Schedule::new(cfg.pattern, cfg.rate_pps, cfg.seed)?;
-    let ipv6 = cfg.dst.is_ipv6();
 
     let rtt_stop = Arc::new(AtomicBool::new(false));
     let rtt_unique = Arc::new(AtomicU64::new(0));
@@ -420,124 +419,251 @@ pub fn run_sender(
     };
 
     tighten_timer_slack();
-    let start = monotonic_ns();
-    let end = cfg
-        .duration
-        .map(|d| start.saturating_add(d.as_nanos() as u64));
-    let limit = cfg.count.unwrap_or(u64::MAX);
-    let nflows = flows.len() as u64;
-    let paced = cfg.pattern != Pattern::Unlimited;
-    let mut n: u64 = 0;
-    let mut due = start + sched.next_departure();
-    let (mut sent, mut bytes, mut dropped, mut errors) = (0u64, 0u64, 0u64, 0u64);
-    let (mut lateness_sum, mut max_lateness) = (0u128, 0u64);
-    let mut last_send = start;
-    let mut next_report = start + SECOND_NS;
-    let mut last_report = start;
-    let (mut iv_packets, mut iv_bytes) = (0u64, 0u64);
-
-    let result = (|| -> Result<(), Error> {
-        while n < limit && !stop.load(Ordering::Relaxed) {
-            let now = monotonic_ns();
-            // Stop at the end time, and do not start packets that are due after it.
-            if end.is_some_and(|e| now >= e || due >= e) {
-                break;
-            }
-            if due > now {
-                wait_until(due.min(next_report), SPIN_NS);
-            } else {
-                // Fill each flow's batch with the packets that are due, up to `batch` per flow.
-                while n < limit && due <= now && end.is_none_or(|e| due < e) {
-                    let f = &mut flows[(n % nflows) as usize];
-                    if f.pending == f.batch.capacity() {
-                        break;
-                    }
-                    let len = udp_payload_len(cfg.sizes.ip_size(n), ipv6);
-                    let slot = f.pending;
-                    let h = Header::new(f.stream_id, f.next_seq + slot as u64, 0);
-                    h.encode(f.batch.buf_mut(slot))
-                        .map_err(|e| Error::Config(format!("payload slot too small: {e}")))?;
-                    f.batch.set_len(slot, len);
-                    f.pending += 1;
-                    if paced {
-                        let late = now - due;
-                        lateness_sum += u128::from(late);
-                        max_lateness = max_lateness.max(late);
-                    }
-                    n += 1;
-                    due = start + sched.next_departure();
-                }
-                for f in flows.iter_mut().filter(|f| f.pending > 0) {
-                    let out = send_pending(f)?;
-                    // Dropped packets keep their sequence numbers: the receiver sees them as lost.
-                    f.next_seq += f.pending as u64;
-                    f.sent += out.sent as u64;
-                    sent += out.sent as u64;
-                    dropped += out.dropped as u64;
-                    errors += out.errors as u64;
-                    bytes += out.bytes;
-                    iv_bytes += out.bytes;
-                    iv_packets += out.sent as u64;
-                    f.pending = 0;
-                }
-                last_send = monotonic_ns();
-            }
-            let now = monotonic_ns();
-            if now >= next_report {
-                let rtt = rtt_interval.lock().ok().and_then(|mut s| s.take());
-                progress(&SendProgress {
-                    elapsed_secs: (now - start) as f64 / 1e9,
-                    interval_secs: (now - last_report) as f64 / 1e9,
-                    packets: iv_packets,
-                    bytes: iv_bytes,
-                    total: sent,
-                    rtt,
-                });
-                iv_packets = 0;
-                iv_bytes = 0;
-                last_report = now;
-                next_report = now + SECOND_NS;
-            }
-        }
-        Ok(())
-    })();
+    let mut run = SendLoop::start(cfg, &mut sched);
+    let result = run.run(
+        cfg,
+        &mut flows,
+        &mut sched,
+        stop,
+        &rtt_interval,
+        &mut progress,
+    );
 
     let rtt = finish_rtt(
         collector,
         &rtt_stop,
         result.is_ok().then(|| {
             let grace_end = monotonic_ns() + cfg.rtt_grace.as_nanos() as u64;
-            (grace_end, sent, rtt_unique.as_ref())
+            (grace_end, run.sent, rtt_unique.as_ref())
         }),
         stop,
     )?;
     result?;
-    let elapsed = last_send.saturating_sub(start) as f64 / 1e9;
-    Ok(SendSummary {
-        sent,
-        bytes,
-        dropped,
-        send_errors: errors,
-        elapsed_secs: elapsed,
-        pps: if elapsed > 0.0 {
-            sent as f64 / elapsed
-        } else {
-            0.0
+    let elapsed = run.last_send.saturating_sub(run.start) as f64 / 1e9;
+    Ok(SendSummary::new(
+        SendCounts {
+            sent: run.sent,
+            bytes: run.bytes,
+            dropped: run.dropped,
+            send_errors: run.errors,
+            departures: run.n,
+            lateness_sum_ns: run.lateness_sum,
+            max_lateness_ns: run.max_lateness,
+            per_flow: flows.iter().map(|f| f.sent).collect(),
         },
-        payload_mbps: if elapsed > 0.0 {
-            bytes as f64 * 8.0 / elapsed / 1e6
-        } else {
-            0.0
-        },
-        per_flow: flows.iter().map(|f| f.sent).collect(),
-        mean_lateness_ns: if n == 0 {
-            0.0
-        } else {
-            lateness_sum as f64 / n as f64
-        },
-        max_lateness_ns: max_lateness,
+        elapsed,
         rtt,
-    })
+    ))
+}
+
+/// What a sending run counted (the socket sender's and the AF_XDP sender's), from which
+/// [`SendSummary::new`] derives the rates.
+#[derive(Debug, Clone, Default)]
+pub struct SendCounts {
+    /// Packets sent.
+    pub sent: u64,
+    /// UDP payload bytes.
+    pub bytes: u64,
+    /// Packets given up on.
+    pub dropped: u64,
+    /// Transient send errors.
+    pub send_errors: u64,
+    /// Departures the lateness was summed over.
+    pub departures: u64,
+    /// Sum of the lateness of the departures versus the schedule, ns (0 when unpaced).
+    pub lateness_sum_ns: u128,
+    /// Worst lateness, ns.
+    pub max_lateness_ns: u64,
+    /// Packets per flow.
+    pub per_flow: Vec<u64>,
+}
+
+impl SendSummary {
+    /// The summary of a run that counted `c` over `elapsed_secs` (packet and payload rates, mean
+    /// lateness; all 0 for an empty run).
+    pub fn new(c: SendCounts, elapsed_secs: f64, rtt: Option<RxSummary>) -> Self {
+        let per_second = |x: f64| {
+            if elapsed_secs > 0.0 {
+                x / elapsed_secs
+            } else {
+                0.0
+            }
+        };
+        SendSummary {
+            sent: c.sent,
+            bytes: c.bytes,
+            dropped: c.dropped,
+            send_errors: c.send_errors,
+            elapsed_secs,
+            pps: per_second(c.sent as f64),
+            payload_mbps: per_second(c.bytes as f64 * 8.0) / 1e6,
+            per_flow: c.per_flow,
+            mean_lateness_ns: if c.departures == 0 {
+                0.0
+            } else {
+                c.lateness_sum_ns as f64 / c.departures as f64
+            },
+            max_lateness_ns: c.max_lateness_ns,
+            rtt,
+        }
+    }
+}
+
+/// The state of [`run_sender`]'s loop: the schedule's position, the counters and the progress interval.
+struct SendLoop {
+    start: u64,
+    end: Option<u64>,
+    limit: u64,
+    paced: bool,
+    ipv6: bool,
+    /// Packets scheduled so far.
+    n: u64,
+    /// Departure time of packet `n`.
+    due: u64,
+    sent: u64,
+    bytes: u64,
+    dropped: u64,
+    errors: u64,
+    lateness_sum: u128,
+    max_lateness: u64,
+    last_send: u64,
+    next_report: u64,
+    last_report: u64,
+    /// Packets and bytes since the last progress report.
+    iv_packets: u64,
+    iv_bytes: u64,
+}
+
+impl SendLoop {
+    /// Starts the clock: the first departure is due one schedule step from now.
+    fn start(cfg: &SendConfig, sched: &mut Schedule) -> Self {
+        let start = monotonic_ns();
+        SendLoop {
+            start,
+            end: cfg
+                .duration
+                .map(|d| start.saturating_add(d.as_nanos() as u64)),
+            limit: cfg.count.unwrap_or(u64::MAX),
+            paced: cfg.pattern != Pattern::Unlimited,
+            ipv6: cfg.dst.is_ipv6(),
+            n: 0,
+            due: start + sched.next_departure(),
+            sent: 0,
+            bytes: 0,
+            dropped: 0,
+            errors: 0,
+            lateness_sum: 0,
+            max_lateness: 0,
+            last_send: start,
+            next_report: start + SECOND_NS,
+            last_report: start,
+            iv_packets: 0,
+            iv_bytes: 0,
+        }
+    }
+
+    /// Sends until the count, the end time or `stop`.
+    fn run(
+        &mut self,
+        cfg: &SendConfig,
+        flows: &mut [Flow],
+        sched: &mut Schedule,
+        stop: &AtomicBool,
+        rtt_interval: &std::sync::Mutex<Option<Interval>>,
+        progress: &mut impl FnMut(&SendProgress),
+    ) -> Result<(), Error> {
+        while self.n < self.limit && !stop.load(Ordering::Relaxed) {
+            let now = monotonic_ns();
+            // Stop at the end time, and do not start packets that are due after it.
+            if self.end.is_some_and(|e| now >= e || self.due >= e) {
+                break;
+            }
+            if self.due > now {
+                wait_until(self.due.min(self.next_report), SPIN_NS);
+            } else {
+                self.fill(cfg, flows, sched, now)?;
+                self.flush(flows)?;
+                self.last_send = monotonic_ns();
+            }
+            let now = monotonic_ns();
+            if now >= self.next_report {
+                self.report(now, rtt_interval, progress);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills each flow's batch with the packets that are due at `now`, up to `batch` per flow.
+    fn fill(
+        &mut self,
+        cfg: &SendConfig,
+        flows: &mut [Flow],
+        sched: &mut Schedule,
+        now: u64,
+    ) -> Result<(), Error> {
+        let nflows = flows.len() as u64;
+        while self.n < self.limit && self.due <= now && self.end.is_none_or(|e| self.due < e) {
+            let f = &mut flows[(self.n % nflows) as usize];
+            if f.pending == f.batch.capacity() {
+                break;
+            }
+            let len = udp_payload_len(cfg.sizes.ip_size(self.n), self.ipv6);
+            let slot = f.pending;
+            let h = Header::new(f.stream_id, f.next_seq + slot as u64, 0);
+            h.encode(f.batch.buf_mut(slot))
+                .map_err(|e| Error::Config(format!("payload slot too small: {e}")))?;
+            f.batch.set_len(slot, len);
+            f.pending += 1;
+            if self.paced {
+                let late = now - self.due;
+                self.lateness_sum += u128::from(late);
+                self.max_lateness = self.max_lateness.max(late);
+            }
+            self.n += 1;
+            self.due = self.start + sched.next_departure();
+        }
+        Ok(())
+    }
+
+    /// Sends every flow's pending batch.
+    fn flush(&mut self, flows: &mut [Flow]) -> Result<(), Error> {
+        for f in flows.iter_mut().filter(|f| f.pending > 0) {
+            let out = send_pending(f)?;
+            // Dropped packets keep their sequence numbers: the receiver sees them as lost.
+            f.next_seq += f.pending as u64;
+            f.sent += out.sent as u64;
+            self.sent += out.sent as u64;
+            self.dropped += out.dropped as u64;
+            self.errors += out.errors as u64;
+            self.bytes += out.bytes;
+            self.iv_bytes += out.bytes;
+            self.iv_packets += out.sent as u64;
+            f.pending = 0;
+        }
+        Ok(())
+    }
+
+    /// Reports the interval that ends at `now` and starts the next.
+    fn report(
+        &mut self,
+        now: u64,
+        rtt_interval: &std::sync::Mutex<Option<Interval>>,
+        progress: &mut impl FnMut(&SendProgress),
+    ) {
+        let rtt = rtt_interval.lock().ok().and_then(|mut s| s.take());
+        progress(&SendProgress {
+            elapsed_secs: (now - self.start) as f64 / 1e9,
+            interval_secs: (now - self.last_report) as f64 / 1e9,
+            packets: self.iv_packets,
+            bytes: self.iv_bytes,
+            total: self.sent,
+            rtt,
+        });
+        self.iv_packets = 0;
+        self.iv_bytes = 0;
+        self.last_report = now;
+        self.next_report = now + SECOND_NS;
+    }
 }
 
 #[cfg(test)]

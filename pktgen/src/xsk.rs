@@ -28,7 +28,7 @@ use crate::clock::{monotonic_ns, wait_until};
 use crate::error::{Error, io_err};
 use crate::frame::{Endpoints, Template, UdpChecksum};
 use crate::pacing::{Pattern, Schedule};
-use crate::send::{SendProgress, SendSummary};
+use crate::send::{SendCounts, SendProgress, SendSummary};
 use crate::sizes::SizeSpec;
 
 const SECOND_NS: u64 = 1_000_000_000;
@@ -288,7 +288,7 @@ pub fn run_xsk_sender(
         stats.tx_ring_empty_descs = s.tx_ring_empty_descs;
     }
     let elapsed = last_send.saturating_sub(start) as f64 / 1e9;
-    let summary = t.summary(elapsed, paced, stats.tx_invalid_descs);
+    let summary = t.summary(elapsed, stats.tx_invalid_descs);
     drop(xsk);
     drop(area);
     Ok((summary, stats))
@@ -472,33 +472,22 @@ impl Tally {
         self.n += 1;
     }
 
-    fn summary(self, elapsed: f64, paced: bool, send_errors: u64) -> SendSummary {
-        let (completed, bytes, submitted) = (self.completed, self.bytes, self.submitted);
-        SendSummary {
-            sent: completed,
-            bytes,
-            dropped: submitted - completed,
-            send_errors,
-            elapsed_secs: elapsed,
-            pps: if elapsed > 0.0 {
-                completed as f64 / elapsed
-            } else {
-                0.0
+    fn summary(self, elapsed: f64, send_errors: u64) -> SendSummary {
+        SendSummary::new(
+            SendCounts {
+                sent: self.completed,
+                bytes: self.bytes,
+                dropped: self.submitted - self.completed,
+                send_errors,
+                // lateness is summed only when paced
+                departures: self.submitted,
+                lateness_sum_ns: self.lateness_sum,
+                max_lateness_ns: self.max_lateness,
+                per_flow: self.per_flow,
             },
-            payload_mbps: if elapsed > 0.0 {
-                bytes as f64 * 8.0 / elapsed / 1e6
-            } else {
-                0.0
-            },
-            per_flow: self.per_flow,
-            mean_lateness_ns: if paced && submitted > 0 {
-                self.lateness_sum as f64 / submitted as f64
-            } else {
-                0.0
-            },
-            max_lateness_ns: self.max_lateness,
-            rtt: None,
-        }
+            elapsed,
+            None,
+        )
     }
 }
 

@@ -10,7 +10,7 @@
 //! `VNFCTL_PLOT_FONT` environment variable); a missing font is a [`PlotError::Font`] naming the path.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use hdrhistogram::Histogram;
 use plotters::coord::Shift;
@@ -30,9 +30,14 @@ const SIZE: (u32, u32) = (1024, 640);
 pub enum PlotError {
     /// The font for PNG text is missing or unreadable.
     #[error(
-        "plot font {path}: {reason} (install Debian's fonts-dejavu-core, or set VNFCTL_PLOT_FONT to a .ttf file)"
+        "plot font {path}: {source} (install Debian's fonts-dejavu-core, or set VNFCTL_PLOT_FONT to a .ttf file)"
     )]
-    Font { path: PathBuf, reason: String },
+    Font {
+        path: PathBuf,
+        /// Shared: the font is loaded once per process and every later plot reports the same failure.
+        #[source]
+        source: Arc<FontError>,
+    },
     /// Nothing to plot.
     #[error("plot {plot}: {reason}")]
     NoData { plot: &'static str, reason: String },
@@ -43,6 +48,17 @@ pub enum PlotError {
         #[source]
         source: DrawError,
     },
+}
+
+/// What was wrong with the font file.
+#[derive(Debug, thiserror::Error)]
+pub enum FontError {
+    /// It could not be read.
+    #[error(transparent)]
+    Read(std::io::Error),
+    /// Its bytes are not a font plotters can use.
+    #[error("not a TrueType/OpenType font")]
+    NotTrueType,
 }
 
 /// What the drawing backend reported (plotters' error, which holds the backend's own).
@@ -154,14 +170,7 @@ where
     DB::ErrorType: 'static,
 {
     {
-        root.fill(&WHITE).map_err(boxed)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FontFamily::SansSerif, 24))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0f64..1.0f64)
-            .map_err(boxed)?;
+        let mut chart = titled_chart(root, title, (lo..hi).log_scale(), 0.0f64..1.0f64)?;
         chart
             .configure_mesh()
             .x_desc("latency (µs, log scale)")
@@ -211,14 +220,7 @@ where
     DB::ErrorType: 'static,
 {
     {
-        root.fill(&WHITE).map_err(boxed)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FontFamily::SansSerif, 24))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0f64..4.3f64, (lo..hi).log_scale())
-            .map_err(boxed)?;
+        let mut chart = titled_chart(root, title, 0.0f64..4.3f64, (lo..hi).log_scale())?;
         let fmt = |x: &f64| {
             PERCENTILES
                 .iter()
@@ -282,14 +284,7 @@ where
     DB::ErrorType: 'static,
 {
     {
-        root.fill(&WHITE).map_err(boxed)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FontFamily::SansSerif, 24))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..xmax, 0.0..ymax)
-            .map_err(boxed)?;
+        let mut chart = titled_chart(root, title, 0.0..xmax, 0.0..ymax)?;
         chart
             .configure_mesh()
             .x_desc("offered load (Mpps)")
@@ -302,6 +297,41 @@ where
         }
         legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
+}
+
+/// A chart over the coordinates `X` × `Y` describe.
+type Chart<'a, DB, X, Y> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<
+        <X as plotters::coord::ranged1d::AsRangedCoord>::CoordDescType,
+        <Y as plotters::coord::ranged1d::AsRangedCoord>::CoordDescType,
+    >,
+>;
+
+/// A white canvas with the title and the label areas of the plots here, over `x` × `y`.
+fn titled_chart<
+    'a,
+    DB: DrawingBackend,
+    X: plotters::coord::ranged1d::AsRangedCoord,
+    Y: plotters::coord::ranged1d::AsRangedCoord,
+>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    x: X,
+    y: Y,
+) -> Result<Chart<'a, DB, X, Y>, DrawError>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(boxed)?;
+    ChartBuilder::on(root)
+        .caption(title, (FontFamily::SansSerif, 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(boxed)
 }
 
 /// Series `i` as a line in its palette colour, named in the legend, with a dot on every point if `dots`.
@@ -410,34 +440,19 @@ fn write_both(
 
 /// Registers the PNG font once per process (its bytes live for the whole process, as plotters requires).
 fn ensure_font() -> Result<(), PlotError> {
-    static FONT: OnceLock<Result<(), PlotError>> = OnceLock::new();
+    static FONT: OnceLock<Result<(), (PathBuf, Arc<FontError>)>> = OnceLock::new();
     let r = FONT.get_or_init(|| {
         let path = std::env::var_os("VNFCTL_PLOT_FONT")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_FONT));
-        let bytes = std::fs::read(&path).map_err(|e| PlotError::Font {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| (path.clone(), Arc::new(FontError::Read(e))))?;
         let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| {
-            PlotError::Font {
-                path,
-                reason: "not a TrueType/OpenType font".into(),
-            }
-        })
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+            .map_err(|_| (path, Arc::new(FontError::NotTrueType)))
     });
-    match r {
-        Ok(()) => Ok(()),
-        Err(PlotError::Font { path, reason }) => Err(PlotError::Font {
-            path: path.clone(),
-            reason: reason.clone(),
-        }),
-        Err(e) => Err(PlotError::NoData {
-            plot: "font",
-            reason: e.to_string(),
-        }),
-    }
+    r.clone()
+        .map_err(|(path, source)| PlotError::Font { path, source })
 }
 
 /// A colour-blind-safe palette (Okabe & Ito, without the yellow that vanishes on white), in legend order.

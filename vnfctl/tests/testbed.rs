@@ -16,8 +16,7 @@ fn repo() -> PathBuf {
 }
 
 fn edge_chain() -> VNFChain {
-    let text = std::fs::read_to_string(repo().join("examples/edge-chain.yaml")).expect("example");
-    crds::manifest::parse_single_chain(&text).expect("valid")
+    example("edge-chain.yaml")
 }
 
 /// The cnf-dataplane binary of this build (`cargo test --workspace`, as `./test.sh` runs it, builds it), or the
@@ -38,15 +37,53 @@ fn dataplane_bin() -> PathBuf {
     p
 }
 
-/// Options for a test testbed: a unique name and a private state directory.
-fn options(tag: &str) -> TestbedOptions {
+/// Options for a test testbed: a unique name (also returned) and a private state directory.
+fn options(tag: &str) -> (TestbedOptions, String) {
     let name = format!("t{}{tag}", std::process::id());
     let state_dir = std::env::temp_dir().join(format!("bvnf-testbed-{name}"));
-    TestbedOptions {
-        name: Some(name),
+    let opts = TestbedOptions {
+        name: Some(name.clone()),
         dataplane_bin: Some(dataplane_bin()),
         state_dir,
         ..Default::default()
+    };
+    (opts, name)
+}
+
+/// The start of a test that brings a testbed up: `None` when it is to be skipped (testkit's rule, which
+/// says why), else [`options`] with tag `tag`.
+fn testbed_test(test: &str, tag: &str) -> Option<(TestbedOptions, String)> {
+    testkit::can_run_netns_tests(test).then(|| options(tag))
+}
+
+/// Takes `tb` down and checks that nothing of testbed `name` is left.
+fn down_and_clean(tb: Testbed, name: &str, opts: &TestbedOptions, when: &str) {
+    tb.down().expect("down");
+    assert_clean(name, &opts.state_dir, when);
+}
+
+/// The chain of `examples/FILE`.
+fn example(file: &str) -> VNFChain {
+    let text = std::fs::read_to_string(repo().join("examples").join(file)).expect("example");
+    crds::manifest::parse_single_chain(&text).expect("valid")
+}
+
+/// A stand-in for the data plane of testbed `name`: an executable shell script, removed on drop.
+struct FakeDataplane(PathBuf);
+
+impl FakeDataplane {
+    fn new(name: &str, what: &str, body: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = std::env::temp_dir().join(format!("bvnf-testbed-{name}-{what}.sh"));
+        std::fs::write(&bin, body).expect("script");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Self(bin)
+    }
+}
+
+impl Drop for FakeDataplane {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -224,11 +261,9 @@ fn counter(tb: &Testbed, function: &str) -> metrics::FunctionReport {
 
 #[test]
 fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
-    if !testkit::can_run_netns_tests("edge_chain_testbed_carries_real_traffic") {
+    let Some((opts, name)) = testbed_test("edge_chain_testbed_carries_real_traffic", "e") else {
         return;
-    }
-    let opts = options("e");
-    let name = opts.name.clone().expect("name");
+    };
     assert_clean(&name, &opts.state_dir, "before");
     let chain = edge_chain();
     let tb = Testbed::up(&chain, &opts).expect("up");
@@ -243,6 +278,31 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
     assert!(again.was_already_up());
     again.keep();
 
+    edge_udp_through_dnat(&tb);
+    edge_traffic_run(&tb, &opts);
+    edge_tcp_to_the_vip(&tb);
+
+    // Down: nothing of it is left.
+    let pid = tb.dataplane_pid().expect("pid");
+    tb.down().expect("down");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            !s.contains("cnf-dataplane")
+        }
+    );
+    assert!(!state.exists());
+    assert_clean(&name, &opts.state_dir, "after down");
+    // Down of a testbed that is not up succeeds.
+    assert_eq!(
+        testbed::down(&name, &opts.state_dir).expect("down again"),
+        testbed::DownOutcome::NotFound
+    );
+}
+
+/// The edge chain's UDP DNAT path: client -> 10.0.0.200:9999 reaches 10.0.2.10:9999 from the client's
+/// address; the denied client's datagrams are dropped by the firewall rule.
+fn edge_udp_through_dnat(tb: &Testbed) {
     // The UDP DNAT path: client -> 10.0.0.200:9999 reaches 10.0.2.10:9999 (a DNAT'd flow keeps its source:
     // the NAT applies DNAT or SNAT to a new flow, DNAT first).
     let dnat = tb
@@ -282,12 +342,16 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         "sources must be the client: {:?}",
         &from[..3]
     );
-    let fw = counter(&tb, "fw");
+    let fw = counter(tb, "fw");
     assert_eq!(fw.drops.get("firewall_rule"), Some(&50), "{fw:?}");
+}
 
+/// The main job's traffic run over the edge chain: loss-free, the firewall counts agree with pktgen's, and
+/// the plots are written.
+fn edge_traffic_run(tb: &Testbed, opts: &TestbedOptions) {
     // The main job's traffic run: loss-free at a modest rate, every denied packet dropped by the firewall rule,
     // and the plots written.
-    let fw_before = counter(&tb, "fw");
+    let fw_before = counter(tb, "fw");
     // (UDP only: every TCP packet would cross the firewall too)
     let opts_t = testbed::traffic::TrafficOptions {
         rate_pps: 2000.0,
@@ -296,7 +360,7 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         flows: 2,
         tcp: false,
     };
-    let r = testbed::traffic::run(&tb, &opts_t, |_| {}).expect("traffic");
+    let r = testbed::traffic::run(tb, &opts_t, |_| {}).expect("traffic");
     let main = r.main().expect("the main flow");
     let received = main.received.clone().expect("received");
     let sent = main.sender.clone().expect("sent");
@@ -308,7 +372,7 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         .find(|f| f.flow.expect == testbed::flows::Expect::Dropped)
         .expect("denied flow")
         .sent;
-    let fw_after = counter(&tb, "fw");
+    let fw_after = counter(tb, "fw");
     let d = |f: &metrics::FunctionReport| f.drops.get("firewall_rule").copied().unwrap_or(0);
     assert_eq!(d(&fw_after) - d(&fw_before), denied_sent, "{fw_after:?}");
     assert_eq!(
@@ -334,7 +398,10 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         );
     }
     std::fs::remove_dir_all(&results).expect("rm results");
+}
 
+/// TCP to the edge chain's VIP, both ways, and the denied client's SYNs dropped.
+fn edge_tcp_to_the_vip(tb: &Testbed) {
     // TCP to the VIP, both ways: the SYN crosses firewall, SNAT and load balancer to a backend; the
     // backend's replies meet the load balancer, NAT and the firewall's conntrack in reverse order and
     // reach the client from the VIP.
@@ -363,13 +430,14 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
         "every answer comes from a backend: {served:?}"
     );
     // The denied client's SYNs never reach a backend.
-    let before = counter(&tb, "fw")
+    let before = counter(tb, "fw")
         .drops
         .get("firewall_rule")
         .copied()
         .unwrap_or(0);
-    assert!(tcp_request(&denied, SocketAddr::new(lb.address, lb.port)).is_err());
-    let after = counter(&tb, "fw")
+    let denied = &tb.denied_client().expect("denied client").netns;
+    assert!(tcp_request(denied, SocketAddr::new(lb.address, lb.port)).is_err());
+    let after = counter(tb, "fw")
         .drops
         .get("firewall_rule")
         .copied()
@@ -377,23 +445,6 @@ fn edge_chain_testbed_carries_real_traffic_and_down_leaves_nothing() {
     assert!(
         after > before,
         "the denied client's SYN was dropped by the firewall rule"
-    );
-
-    // Down: nothing of it is left.
-    let pid = tb.dataplane_pid().expect("pid");
-    tb.down().expect("down");
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists() || {
-            let s = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            !s.contains("cnf-dataplane")
-        }
-    );
-    assert!(!state.exists());
-    assert_clean(&name, &opts.state_dir, "after down");
-    // Down of a testbed that is not up succeeds.
-    assert_eq!(
-        testbed::down(&name, &opts.state_dir).expect("down again"),
-        testbed::DownOutcome::NotFound
     );
 }
 
@@ -408,8 +459,7 @@ fn tcp_through_the_load_balancer_reaches_every_backend_and_the_replies_return() 
         .spec
         .functions
         .retain(|f| !matches!(f.name.as_str(), "fw" | "nat"));
-    let opts = options("l");
-    let name = opts.name.clone().expect("name");
+    let (opts, name) = options("l");
     let tb = Testbed::up(&chain, &opts).expect("up");
     let lb = tb.services()[0].clone();
     for (a, p) in &lb.targets {
@@ -440,20 +490,16 @@ fn tcp_through_the_load_balancer_reaches_every_backend_and_the_replies_return() 
 
 #[test]
 fn a_failure_half_way_leaves_nothing() {
-    if !testkit::can_run_netns_tests("a_failure_half_way_leaves_nothing") {
-        return;
-    }
     // Every namespace and link is created, then the "data plane" exits at once.
-    let mut opts = options("f");
-    let name = opts.name.clone().expect("name");
-    let bin = std::env::temp_dir().join(format!("bvnf-testbed-{name}-false.sh"));
-    std::fs::write(&bin, "#!/bin/sh\necho 'refusing on purpose' >&2\nexit 3\n").expect("script");
-    Command::new("chmod")
-        .args(["+x"])
-        .arg(&bin)
-        .status()
-        .expect("chmod");
-    opts.dataplane_bin = Some(bin.clone());
+    let Some((mut opts, name)) = testbed_test("a_failure_half_way_leaves_nothing", "f") else {
+        return;
+    };
+    let bin = FakeDataplane::new(
+        &name,
+        "false",
+        "#!/bin/sh\necho 'refusing on purpose' >&2\nexit 3\n",
+    );
+    opts.dataplane_bin = Some(bin.0.clone());
     let e = Testbed::up(&edge_chain(), &opts).expect_err("the data plane fails");
     let msg = e.to_string();
     assert!(
@@ -474,24 +520,15 @@ fn a_failure_half_way_leaves_nothing() {
         "{msg}"
     );
     assert_clean(&name, &opts.state_dir, "after a refused plan");
-    let _ = std::fs::remove_file(bin);
 }
 
 #[test]
 fn an_interrupted_up_leaves_nothing() {
-    if !testkit::can_run_netns_tests("an_interrupted_up_leaves_nothing") {
-        return;
-    }
     // The "data plane" never attaches; Ctrl-C (SIGINT) arrives while `up` waits for it.
-    let opts = options("i");
-    let name = opts.name.clone().expect("name");
-    let bin = std::env::temp_dir().join(format!("bvnf-testbed-{name}-sleep.sh"));
-    std::fs::write(&bin, "#!/bin/sh\nexec sleep 60\n").expect("script");
-    Command::new("chmod")
-        .args(["+x"])
-        .arg(&bin)
-        .status()
-        .expect("chmod");
+    let Some((opts, name)) = testbed_test("an_interrupted_up_leaves_nothing", "i") else {
+        return;
+    };
+    let bin = FakeDataplane::new(&name, "sleep", "#!/bin/sh\nexec sleep 60\n");
     let child = Command::new(env!("CARGO_BIN_EXE_vnfctl"))
         .args([
             "testbed",
@@ -501,7 +538,7 @@ fn an_interrupted_up_leaves_nothing() {
             &name,
             "--dataplane-bin",
         ])
-        .arg(&bin)
+        .arg(&bin.0)
         .arg("--state-dir")
         .arg(&opts.state_dir)
         .current_dir(repo())
@@ -531,16 +568,13 @@ fn an_interrupted_up_leaves_nothing() {
         "{err}"
     );
     assert_clean(&name, &opts.state_dir, "after an interrupted up");
-    let _ = std::fs::remove_file(bin);
 }
 
 #[test]
 fn refuses_a_taken_name_and_a_non_root_user() {
-    if !testkit::can_run_netns_tests("refuses_a_taken_name") {
+    let Some((opts, name)) = testbed_test("refuses_a_taken_name", "n") else {
         return;
-    }
-    let opts = options("n");
-    let name = opts.name.clone().expect("name");
+    };
     // Someone else's namespace with a name the testbed needs.
     let theirs = format!("bvnf-{name}-cnf");
     pktgen::netns::run("ip", &["netns", "add", &theirs]).expect("netns add");
@@ -584,11 +618,10 @@ fn refuses_a_taken_name_and_a_non_root_user() {
 
 #[test]
 fn kernel_only_testbed_forwards_and_shapes_the_client_links() {
-    if !testkit::can_run_netns_tests("kernel_only_testbed_forwards_and_shapes") {
+    let Some((mut opts, name)) = testbed_test("kernel_only_testbed_forwards_and_shapes", "k")
+    else {
         return;
-    }
-    let mut opts = options("k");
-    let name = opts.name.clone().expect("name");
+    };
     opts.start_dataplane = false;
 
     // Delay and loss need netem; a kernel without it gets a clear refusal and nothing is built.
@@ -635,8 +668,7 @@ fn kernel_only_testbed_forwards_and_shapes_the_client_links() {
     )
     .expect("the kernel forwards client -> server");
     assert!(ping.contains("1 received"), "{ping}");
-    tb.down().expect("down");
-    assert_clean(&name, &opts.state_dir, "after down");
+    down_and_clean(tb, &name, &opts, "after down");
 }
 
 /// Every file in `examples/` goes up, carries the traffic planned from its manifest and comes down clean: each
@@ -659,9 +691,8 @@ fn every_example_chain_carries_its_planned_traffic_and_down_leaves_nothing() {
     for (i, file) in files.iter().enumerate() {
         let text = std::fs::read_to_string(file).expect("example");
         let chain = crds::manifest::parse_single_chain(&text).expect("valid example");
-        let mut opts = options(&format!("x{i}"));
+        let (mut opts, name) = options(&format!("x{i}"));
         opts.secrets = testbed::secrets::Secrets::from_manifest(&text).expect("secrets");
-        let name = opts.name.clone().expect("name");
         let label = file
             .file_name()
             .expect("name")
@@ -719,8 +750,7 @@ fn every_example_chain_carries_its_planned_traffic_and_down_leaves_nothing() {
             }
             Err(e) => failures.push(format!("{label}: traffic: {e}")),
         }
-        tb.down().expect("down");
-        assert_clean(&name, &opts.state_dir, &format!("{label}: after down"));
+        down_and_clean(tb, &name, &opts, &format!("{label}: after down"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -746,10 +776,8 @@ fn sidecar_mode_runs_the_chain_on_the_server_namespaces_own_interface() {
     if !testkit::can_run_netns_tests("sidecar_mode_runs_the_chain") {
         return;
     }
-    let text = std::fs::read_to_string(repo().join("examples/sidecar-web.yaml")).expect("example");
-    let chain = crds::manifest::parse_single_chain(&text).expect("valid");
-    let opts = options("sc");
-    let name = opts.name.clone().expect("name");
+    let chain = example("sidecar-web.yaml");
+    let (opts, name) = options("sc");
     let tb = Testbed::up(&chain, &opts).expect("up");
     let sink = tb.sink().expect("the sink is the pod").clone();
     assert_eq!(tb.plan().sidecar_pods, vec![sink.netns.clone()]);
@@ -857,8 +885,7 @@ fn sidecar_mode_runs_the_chain_on_the_server_namespaces_own_interface() {
         "buildvnf_applied_generation{{namespace=\"{chain_ns}\",chain=\"sidecar-web\"}} 2"
     )));
     drop(grpc);
-    tb.down().expect("down");
-    assert_clean(&name, &opts.state_dir, "after down");
+    down_and_clean(tb, &name, &opts, "after down");
 }
 
 /// In `ns`: a TCP listener on `addr` that answers each connection's first line with `pong from ADDR`, until
@@ -928,10 +955,8 @@ fn sidecar_mode_admits_the_replies_of_the_pods_own_flows_and_only_those() {
     }
     // examples/sidecar-web.yaml: stateful, default deny, TCP/UDP to 8080 allowed, UDP to 9000 denied by rule;
     // the pod calls services on the client's side (ports 7000 and 7001), which no inbound rule allows
-    let text = std::fs::read_to_string(repo().join("examples/sidecar-web.yaml")).expect("example");
-    let chain = crds::manifest::parse_single_chain(&text).expect("valid");
-    let opts = options("eg");
-    let name = opts.name.clone().expect("name");
+    let chain = example("sidecar-web.yaml");
+    let (opts, name) = options("eg");
     let tb = Testbed::up(&chain, &opts).expect("up");
     let pod = tb.sink().expect("the sink is the pod").clone();
     let client = tb.client().clone();
@@ -1002,8 +1027,7 @@ fn sidecar_mode_admits_the_replies_of_the_pods_own_flows_and_only_those() {
         "the firewall dropped the new inbound flows: {fw_before:?} -> {fw_after:?}"
     );
 
-    tb.down().expect("down");
-    assert_clean(&name, &opts.state_dir, "after down");
+    down_and_clean(tb, &name, &opts, "after down");
 }
 
 /// Issue 18: a translating function in front of the pod (examples/sidecar-portmap.yaml: DNAT 10.0.0.80:80 to the
@@ -1014,11 +1038,8 @@ fn sidecar_mode_translates_the_pods_replies_back_to_the_address_the_client_calle
     if !testkit::can_run_netns_tests("sidecar_mode_translates_the_pods_replies") {
         return;
     }
-    let text =
-        std::fs::read_to_string(repo().join("examples/sidecar-portmap.yaml")).expect("example");
-    let chain = crds::manifest::parse_single_chain(&text).expect("valid");
-    let opts = options("pm");
-    let name = opts.name.clone().expect("name");
+    let chain = example("sidecar-portmap.yaml");
+    let (opts, name) = options("pm");
     let tb = Testbed::up(&chain, &opts).expect("up");
     let client = tb.client().clone();
     let service = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 80)), 80);
@@ -1066,6 +1087,5 @@ fn sidecar_mode_translates_the_pods_replies_back_to_the_address_the_client_calle
         .collect();
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 
-    tb.down().expect("down");
-    assert_clean(&name, &opts.state_dir, "after down");
+    down_and_clean(tb, &name, &opts, "after down");
 }

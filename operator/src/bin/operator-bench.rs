@@ -97,31 +97,7 @@ async fn main() -> anyhow::Result<()> {
         ..ClusterState::default()
     }));
     let sidecars = FakeSidecars::default();
-    let letters: Vec<String> = (0..flags.replicas).map(|r| format!("r{r}")).collect();
-    {
-        let mut s = state
-            .lock()
-            .map_err(|_| anyhow::anyhow!("state poisoned"))?;
-        for i in 0..flags.chains {
-            let ns = format!("bench-{}", i % flags.namespaces);
-            let name = format!("chain-{i}");
-            let mut chain: VNFChain =
-                crds::manifest::parse_single_chain(&chain_yaml(&ns, &name, i, flags.replicas))
-                    .map_err(|e| anyhow::anyhow!("chain {name}: {e:?}"))?;
-            chain.metadata.uid = Some(format!("uid-{i}"));
-            chain.metadata.generation = Some(1);
-            chain.metadata.finalizers = Some(vec![FINALIZER.into()]);
-            let hash = render::restart_hash(&chain)?;
-            let path = format!("/apis/buildvnf.io/v1alpha1/namespaces/{ns}/vnfchains/{name}");
-            s.objects.insert(path, serde_json::to_value(&chain)?);
-            for (r, letter) in letters.iter().enumerate() {
-                let pod = format!("{name}-dataplane-{letter}");
-                let ip = format!("10.{}.{}.{}", 1 + r % 250, (i / 256) % 256, i % 256);
-                s.pods.push(pod_json(&ns, &name, &pod, &hash, &ip));
-                sidecars.add(&pod, 0, &["eth0"]);
-            }
-        }
-    }
+    seed(&flags, &state, &sidecars)?;
     let rss_before = peak_rss_kib();
 
     let client = fake_client(state.clone());
@@ -132,6 +108,64 @@ async fn main() -> anyhow::Result<()> {
         Settings::default(),
         metrics.clone(),
     ));
+    let wall = run_until_ready(&flags, ctx, &state, &metrics).await?;
+    let report = Report::gather(&state, &sidecars, &metrics)?;
+    report.print(&flags, wall, rss_before);
+    if report.pushes != flags.chains * flags.replicas {
+        bail!(
+            "expected {} pushes (one per sidecar), saw {}",
+            flags.chains * flags.replicas,
+            report.pushes
+        );
+    }
+    Ok(())
+}
+
+/// The chains (spread over the namespaces) in the fake API server, with their running pods and a fake
+/// sidecar per pod.
+fn seed(flags: &Flags, state: &Mutex<ClusterState>, sidecars: &FakeSidecars) -> anyhow::Result<()> {
+    let letters: Vec<String> = (0..flags.replicas).map(|r| format!("r{r}")).collect();
+    let mut s = state
+        .lock()
+        .map_err(|_| anyhow::anyhow!("state poisoned"))?;
+    for i in 0..flags.chains {
+        let ns = format!("bench-{}", i % flags.namespaces);
+        let name = format!("chain-{i}");
+        let mut chain: VNFChain =
+            crds::manifest::parse_single_chain(&chain_yaml(&ns, &name, i, flags.replicas))
+                .map_err(|e| anyhow::anyhow!("chain {name}: {e:?}"))?;
+        chain.metadata.uid = Some(format!("uid-{i}"));
+        chain.metadata.generation = Some(1);
+        chain.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        let hash = render::restart_hash(&chain)?;
+        let path = format!("/apis/buildvnf.io/v1alpha1/namespaces/{ns}/vnfchains/{name}");
+        s.objects.insert(path, serde_json::to_value(&chain)?);
+        for (r, letter) in letters.iter().enumerate() {
+            let pod = format!("{name}-dataplane-{letter}");
+            let ip = format!("10.{}.{}.{}", 1 + r % 250, (i / 256) % 256, i % 256);
+            s.pods.push(pod_json(&ns, &name, &pod, &hash, &ip));
+            sidecars.add(&pod, 0, &["eth0"]);
+        }
+    }
+    Ok(())
+}
+
+fn ok_reconciles(metrics: &Metrics) -> u64 {
+    metrics
+        .reconciles
+        .get_metric_with_label_values(&["ok"])
+        .map(|c| c.get())
+        .unwrap_or(0)
+}
+
+/// Runs the controller until every chain is Ready (or the timeout passes), stops it and returns the wall
+/// time until Ready.
+async fn run_until_ready(
+    flags: &Flags,
+    ctx: Arc<Context<FakeSidecars>>,
+    state: &Mutex<ClusterState>,
+    metrics: &Metrics,
+) -> anyhow::Result<Duration> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let controller = tokio::spawn(controller::run(ctx, flags.concurrency, async move {
@@ -150,13 +184,8 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
         // Scanning the store takes its lock from the fake API server: only once enough reconciles succeeded.
-        let ok = metrics
-            .reconciles
-            .get_metric_with_label_values(&["ok"])
-            .map(|c| c.get())
-            .unwrap_or(0);
-        if ok >= flags.chains as u64 {
-            ready = ready_count(&state);
+        if ok_reconciles(metrics) >= flags.chains as u64 {
+            ready = ready_count(state);
         }
     }
     let wall = started.elapsed();
@@ -164,8 +193,25 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::timeout(Duration::from_secs(30), controller)
         .await
         .context("the controller did not stop")??;
+    Ok(wall)
+}
 
-    let (requests, by_kind, fake_bytes) = {
+/// What the run cost: API requests (in all and by verb and resource), the fake API server's size, pushes
+/// to the sidecars and successful reconciles.
+struct Report {
+    requests: usize,
+    by_kind: std::collections::BTreeMap<String, usize>,
+    fake_bytes: usize,
+    pushes: usize,
+    reconciles: u64,
+}
+
+impl Report {
+    fn gather(
+        state: &Mutex<ClusterState>,
+        sidecars: &FakeSidecars,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
         let s = state
             .lock()
             .map_err(|_| anyhow::anyhow!("state poisoned"))?;
@@ -181,64 +227,60 @@ async fn main() -> anyhow::Result<()> {
             .chain(s.pods.iter())
             .map(|v| v.to_string().len())
             .sum();
-        (s.requests.len(), by_kind, fake_bytes)
-    };
-    let pushes = sidecars
-        .calls()
-        .iter()
-        .filter(|c| c.starts_with("apply "))
-        .count();
-    let reconciles = metrics
-        .reconciles
-        .get_metric_with_label_values(&["ok"])
-        .map(|c| c.get())
-        .unwrap_or(0);
-    let rate = flags.chains as f64 / wall.as_secs_f64();
-    let mib = |k: Option<u64>| {
-        k.map_or("n/a".to_string(), |k| {
-            format!("{:.1} MiB", k as f64 / 1024.0)
+        let pushes = sidecars
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("apply "))
+            .count();
+        Ok(Self {
+            requests: s.requests.len(),
+            by_kind,
+            fake_bytes,
+            pushes,
+            reconciles: ok_reconciles(metrics),
         })
-    };
+    }
 
-    println!("operator-bench: real controller runtime, in-memory API server, fake sidecars");
-    println!("  {:<38} {}", "chains", flags.chains);
-    println!("  {:<38} {}", "replicas per chain", flags.replicas);
-    println!("  {:<38} {}", "concurrent reconciles", flags.concurrency);
-    println!(
-        "  {:<38} {:.3} s",
-        "wall time until all Ready",
-        wall.as_secs_f64()
-    );
-    println!(
-        "  {:<38} {:.0}",
-        "chains reconciled to Ready per second", rate
-    );
-    println!("  {:<38} {}", "successful reconciles", reconciles);
-    println!(
-        "  {:<38} {} ({:.1} per chain)",
-        "API requests",
-        requests,
-        requests as f64 / flags.chains as f64
-    );
-    println!("  {:<38} {}", "ApplyChain pushes", pushes);
-    println!("  {:<38} {}", "peak RSS after setup", mib(rss_before));
-    println!("  {:<38} {}", "peak RSS (VmHWM)", mib(peak_rss_kib()));
-    println!(
-        "  {:<38} {:.1} MiB as JSON (held in this process)",
-        "fake API server's objects",
-        fake_bytes as f64 / 1048576.0
-    );
-    println!("  API requests by verb and resource:");
-    for (k, n) in by_kind {
-        println!("    {k:<40} {n}");
-    }
-    if pushes != flags.chains * flags.replicas {
-        bail!(
-            "expected {} pushes (one per sidecar), saw {pushes}",
-            flags.chains * flags.replicas
+    fn print(&self, flags: &Flags, wall: Duration, rss_before: Option<u64>) {
+        let rate = flags.chains as f64 / wall.as_secs_f64();
+        let mib = |k: Option<u64>| {
+            k.map_or("n/a".to_string(), |k| {
+                format!("{:.1} MiB", k as f64 / 1024.0)
+            })
+        };
+        println!("operator-bench: real controller runtime, in-memory API server, fake sidecars");
+        println!("  {:<38} {}", "chains", flags.chains);
+        println!("  {:<38} {}", "replicas per chain", flags.replicas);
+        println!("  {:<38} {}", "concurrent reconciles", flags.concurrency);
+        println!(
+            "  {:<38} {:.3} s",
+            "wall time until all Ready",
+            wall.as_secs_f64()
         );
+        println!(
+            "  {:<38} {:.0}",
+            "chains reconciled to Ready per second", rate
+        );
+        println!("  {:<38} {}", "successful reconciles", self.reconciles);
+        println!(
+            "  {:<38} {} ({:.1} per chain)",
+            "API requests",
+            self.requests,
+            self.requests as f64 / flags.chains as f64
+        );
+        println!("  {:<38} {}", "ApplyChain pushes", self.pushes);
+        println!("  {:<38} {}", "peak RSS after setup", mib(rss_before));
+        println!("  {:<38} {}", "peak RSS (VmHWM)", mib(peak_rss_kib()));
+        println!(
+            "  {:<38} {:.1} MiB as JSON (held in this process)",
+            "fake API server's objects",
+            self.fake_bytes as f64 / 1048576.0
+        );
+        println!("  API requests by verb and resource:");
+        for (k, n) in &self.by_kind {
+            println!("    {k:<40} {n}");
+        }
     }
-    Ok(())
 }
 
 fn pod_json(ns: &str, chain: &str, pod: &str, hash: &str, ip: &str) -> Value {

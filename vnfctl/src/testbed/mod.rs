@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crds::VNFChain;
 use netkit::{Netlink, Route, VethEnd};
-use pktgen::netns::{NetnsError, exec_in, run};
+use pktgen::netns::{NetnsError, run};
 use thiserror::Error;
 
 pub use plan::{CnfInterface, EndpointPlan, Plan, Role, Service};
@@ -50,8 +50,8 @@ pub enum TestbedError {
         reason: String,
     },
     /// The manifest does not validate.
-    #[error("the manifest is invalid:\n{0}")]
-    Manifest(String),
+    #[error("the manifest is invalid:\n{}", indented(.0))]
+    Manifest(#[source] crds::ValidationErrors),
     /// The chain could not be written back as YAML (for the data plane's config).
     #[error("the manifest is invalid:\n{0}")]
     ManifestYaml(#[source] crds::manifest::ManifestError),
@@ -88,10 +88,13 @@ pub enum TestbedError {
     ShapeUnsupported(String),
     /// The data plane binary is missing.
     #[error("--dataplane-bin: {0}")]
-    DataplaneBinary(String),
+    DataplaneBinary(#[source] BinaryNotFound),
     /// The pktgen binary (the servers' listeners) is missing.
     #[error("--pktgen-bin: {0}")]
-    PktgenBinary(String),
+    PktgenBinary(#[source] BinaryNotFound),
+    /// A MAC address of the plan does not parse.
+    #[error(transparent)]
+    Mac(#[from] netkit::mac::BadMac),
     /// A server's listeners did not start.
     #[error("listeners in {netns}: {message}")]
     Listeners {
@@ -140,6 +143,44 @@ pub enum TestbedError {
     /// A command failed.
     #[error(transparent)]
     Command(#[from] NetnsError),
+    /// A recorded metrics address does not parse.
+    #[error("bad metrics address {addr}: {source}")]
+    MetricsAddr {
+        /// The address as recorded.
+        addr: String,
+        /// What is wrong.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    /// A traffic thread, or writing a traffic run's results, failed.
+    #[error("{what}: {source}")]
+    Traffic {
+        /// Which thread or step.
+        what: String,
+        /// What failed.
+        #[source]
+        source: traffic::TrafficError,
+    },
+    /// A kernel parameter could not be set in a namespace.
+    #[error("in {netns}: {source}")]
+    Sysctl {
+        /// The namespace.
+        netns: String,
+        /// What failed.
+        #[source]
+        source: netkit::sysctl::SysctlError,
+    },
+    /// Transmit checksum offload could not be turned off on a link.
+    #[error("turning tx checksum offload off on {dev} in {netns}: {source}")]
+    Offload {
+        /// The link.
+        dev: String,
+        /// Its namespace.
+        netns: String,
+        /// The ioctl's error.
+        #[source]
+        source: netkit::ethtool::EthtoolError,
+    },
     /// An I/O error.
     #[error("{context}: {source}")]
     Io {
@@ -233,6 +274,16 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Every problem on its own line, indented.
+fn indented(errors: &crds::ValidationErrors) -> String {
+    errors
+        .0
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -277,17 +328,7 @@ impl Testbed {
             None => chain.metadata.name.clone().unwrap_or_default(),
         };
         plan::check_name(&name)?;
-        let problems = crds::validate(chain);
-        if let Err(errors) = problems {
-            return Err(TestbedError::Manifest(
-                errors
-                    .0
-                    .iter()
-                    .map(|e| format!("  {e}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ));
-        }
+        crds::validate(chain).map_err(TestbedError::Manifest)?;
         let mut chain = chain.clone();
         if let Some(h) = opts.hook {
             chain.spec.dataplane.hook = h;
@@ -391,6 +432,7 @@ impl Testbed {
         self.state.save(&self.dir)
     }
 
+    /// Builds what the plan lays out, step by step, recording each step in the state.
     fn build(
         &mut self,
         opts: &TestbedOptions,
@@ -402,7 +444,25 @@ impl Testbed {
         self.state.temp_dirs.push(tmp.clone());
         self.step()?;
         std::fs::create_dir_all(&tmp).map_err(io(format!("create {}", tmp.display())))?;
+        self.add_namespaces(&plan)?;
+        self.add_cnf_interfaces(&plan)?;
+        for e in &plan.endpoints {
+            self.add_endpoint(&plan, e, opts.shape.as_ref())?;
+        }
+        // Every server's listeners, then the data plane.
+        for e in plan.endpoints.iter().filter(|e| !e.ports.is_empty()) {
+            self.start_listeners(pktgen, &tmp, e)?;
+        }
+        match bin {
+            Some(bin) if !plan.sidecar_pods.is_empty() => self.start_sidecars(bin, &tmp, opts)?,
+            Some(bin) => self.start_dataplane(bin, &tmp, opts)?,
+            None => {}
+        }
+        Ok(())
+    }
 
+    /// Every namespace of the plan (loopback up) and the bridges in the bridge namespace.
+    fn add_namespaces(&mut self, plan: &Plan) -> Result<(), TestbedError> {
         for ns in plan.namespaces() {
             netkit::netns::add(&ns).map_err(NetnsError::from)?;
             self.state.namespaces.push(ns.clone());
@@ -415,9 +475,13 @@ impl Testbed {
             n.add_bridge(b).map_err(NetnsError::from)?;
             n.set_up(b, true).map_err(NetnsError::from)?;
         }
+        Ok(())
+    }
 
-        // The CNF's interfaces.
-        let cnf = &plan.cnf_netns;
+    /// The CNF's interfaces with their addresses, and the CNF namespace forwarding (no redirects, no
+    /// reverse-path filter).
+    fn add_cnf_interfaces(&mut self, plan: &Plan) -> Result<(), TestbedError> {
+        let (br, cnf) = (&plan.bridge_netns, &plan.cnf_netns);
         for i in &plan.cnf_interfaces {
             self.veth(br, &i.bridge_port, &i.bridge, cnf, &i.name, &i.mac)?;
             for a in &i.addrs {
@@ -425,101 +489,97 @@ impl Testbed {
             }
             nl(cnf)?.set_up(&i.name, true).map_err(NetnsError::from)?;
         }
-        let mut sysctls = vec![
-            "net.ipv4.ip_forward=1".to_string(),
-            "net.ipv4.conf.all.send_redirects=0".into(),
-            "net.ipv4.conf.default.send_redirects=0".into(),
-            "net.ipv4.conf.all.rp_filter=0".into(),
-            "net.ipv4.conf.default.rp_filter=0".into(),
-            "net.ipv6.conf.all.forwarding=1".into(),
-        ];
+        let mut sysctls: Vec<(String, &str)> = [
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.conf.all.send_redirects", "0"),
+            ("net.ipv4.conf.default.send_redirects", "0"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         for i in &plan.cnf_interfaces {
-            sysctls.push(format!("net.ipv4.conf.{}.send_redirects=0", i.name));
-            sysctls.push(format!("net.ipv4.conf.{}.rp_filter=0", i.name));
+            sysctls.push((format!("net/ipv4/conf/{}/send_redirects", i.name), "0"));
+            sysctls.push((format!("net/ipv4/conf/{}/rp_filter", i.name), "0"));
         }
-        let mut args = vec!["-q", "-w"];
-        args.extend(sysctls.iter().map(String::as_str));
-        exec_in(cnf, "sysctl", &args)?;
-        self.step()?;
+        sysctl_in(cnf, &sysctls)?;
+        self.step()
+    }
 
-        // Clients and servers.
-        for e in &plan.endpoints {
-            let cnf_if = plan
-                .cnf_interfaces
-                .iter()
-                .find(|i| i.bridge == e.bridge_name())
-                .unwrap_or(&plan.cnf_interfaces[0]);
-            self.veth(
-                br,
-                &e.bridge_port,
-                &cnf_if.bridge,
-                &e.netns,
-                &e.interface,
-                &e.mac,
-            )?;
-            if let Some(a) = e.ipv4 {
-                add_addr(&e.netns, &e.interface, &ipnet::IpNet::V4(a))?;
-            }
-            if let Some(a) = e.ipv6 {
-                add_addr(&e.netns, &e.interface, &ipnet::IpNet::V6(a))?;
-            }
-            // No ICMP redirects: in a one-armed layout the CNF forwards out of the interface a packet came in
-            // on, and Linux then tells an IPv6 sender (IPv4 has send_redirects off on the CNF) that the
-            // destination is on-link: the client would go straight to the server, around the chain.
-            let dev_redirects = format!("net.ipv6.conf.{}.accept_redirects=0", e.interface);
-            exec_in(
-                &e.netns,
-                "sysctl",
-                &[
-                    "-q",
-                    "-w",
-                    "net.ipv6.conf.all.accept_redirects=0",
-                    "net.ipv6.conf.default.accept_redirects=0",
-                    &dev_redirects,
-                    "net.ipv4.conf.all.accept_redirects=0",
-                ],
-            )?;
-            nl(&e.netns)?
-                .set_up(&e.interface, true)
-                .map_err(NetnsError::from)?;
-            let gws: Vec<IpAddr> = [e.gateway4.map(IpAddr::V4), e.gateway6.map(IpAddr::V6)]
-                .into_iter()
-                .flatten()
-                .collect();
-            for gw in gws {
-                neigh(&e.netns, &e.interface, gw, &cnf_if.mac)?;
-                nl(&e.netns)?
-                    .add_route(&Route::default_via(gw))
-                    .map_err(NetnsError::from)?;
-            }
-            for a in [
-                e.ipv4.map(|n| IpAddr::V4(n.addr())),
-                e.ipv6.map(|n| IpAddr::V6(n.addr())),
-            ]
+    /// One client or server: its veth to the bridge of the CNF interface it faces, addresses, no ICMP
+    /// redirects, default routes and permanent neighbours both ways, and (clients) the shaped link.
+    fn add_endpoint(
+        &mut self,
+        plan: &Plan,
+        e: &EndpointPlan,
+        shape: Option<&Shape>,
+    ) -> Result<(), TestbedError> {
+        let (br, cnf) = (&plan.bridge_netns, &plan.cnf_netns);
+        let cnf_if = plan
+            .cnf_interfaces
+            .iter()
+            .find(|i| i.bridge == e.bridge_name())
+            .unwrap_or(&plan.cnf_interfaces[0]);
+        self.veth(
+            br,
+            &e.bridge_port,
+            &cnf_if.bridge,
+            &e.netns,
+            &e.interface,
+            &e.mac,
+        )?;
+        if let Some(a) = e.ipv4 {
+            add_addr(&e.netns, &e.interface, &ipnet::IpNet::V4(a))?;
+        }
+        if let Some(a) = e.ipv6 {
+            add_addr(&e.netns, &e.interface, &ipnet::IpNet::V6(a))?;
+        }
+        // No ICMP redirects: in a one-armed layout the CNF forwards out of the interface a packet came in
+        // on, and Linux then tells an IPv6 sender (IPv4 has send_redirects off on the CNF) that the
+        // destination is on-link: the client would go straight to the server, around the chain.
+        sysctl_in(
+            &e.netns,
+            &[
+                ("net.ipv6.conf.all.accept_redirects".to_string(), "0"),
+                ("net.ipv6.conf.default.accept_redirects".to_string(), "0"),
+                (
+                    format!("net/ipv6/conf/{}/accept_redirects", e.interface),
+                    "0",
+                ),
+                ("net.ipv4.conf.all.accept_redirects".to_string(), "0"),
+            ],
+        )?;
+        nl(&e.netns)?
+            .set_up(&e.interface, true)
+            .map_err(NetnsError::from)?;
+        let gws: Vec<IpAddr> = [e.gateway4.map(IpAddr::V4), e.gateway6.map(IpAddr::V6)]
             .into_iter()
             .flatten()
-            {
-                neigh(cnf, &cnf_if.name, a, &e.mac)?;
-            }
-            if let Some(s) = &opts.shape
-                && matches!(e.role, Role::Client | Role::DeniedClient)
-            {
-                shape_link(&e.netns, &e.interface, s)?;
-                shape_link(br, &e.bridge_port, s)?;
-            }
-            self.step()?;
+            .collect();
+        for gw in gws {
+            neigh(&e.netns, &e.interface, gw, &cnf_if.mac)?;
+            nl(&e.netns)?
+                .add_route(&Route::default_via(gw))
+                .map_err(NetnsError::from)?;
         }
-
-        // Every server's listeners, then the data plane.
-        for e in plan.endpoints.iter().filter(|e| !e.ports.is_empty()) {
-            self.start_listeners(pktgen, &tmp, e)?;
+        for a in [
+            e.ipv4.map(|n| IpAddr::V4(n.addr())),
+            e.ipv6.map(|n| IpAddr::V6(n.addr())),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            neigh(cnf, &cnf_if.name, a, &e.mac)?;
         }
-        match bin {
-            Some(bin) if !plan.sidecar_pods.is_empty() => self.start_sidecars(bin, &tmp, opts)?,
-            Some(bin) => self.start_dataplane(bin, &tmp, opts)?,
-            None => {}
+        if let Some(s) = shape
+            && matches!(e.role, Role::Client | Role::DeniedClient)
+        {
+            shape_link(&e.netns, &e.interface, s)?;
+            shape_link(br, &e.bridge_port, s)?;
         }
-        Ok(())
+        self.step()
     }
 
     /// Starts `pktgen serve` in a server's namespace (UDP echo and HTTP on each of its ports) and waits until it
@@ -602,14 +662,13 @@ impl Testbed {
         let mut n = nl(br)?;
         n.set_master(port, bridge).map_err(NetnsError::from)?;
         n.set_up(port, true).map_err(NetnsError::from)?;
-        pktgen::netns::exec_in(ns, "ethtool", &["-K", dev, "tx", "off"]).map_err(|e| {
-            TestbedError::Dataplane {
-                message: format!(
-                    "turning tx checksum offload off on {dev} in {ns} needs ethtool (scripts/install-deps.sh installs it): {e}"
-                ),
-                log: String::new(),
-            }
-        })?;
+        netkit::ns::run_in(ns, || netkit::ethtool::set_tx_checksum(dev, false))
+            .map_err(|e| NetnsError::from(netkit::netns::NetnsError::from(e)))?
+            .map_err(|source| TestbedError::Offload {
+                dev: dev.to_string(),
+                netns: ns.to_string(),
+                source,
+            })?;
         self.step()
     }
 
@@ -944,16 +1003,21 @@ pub fn down(name: &str, state_dir: &Path) -> Result<DownOutcome, TestbedError> {
     }
 }
 
+/// Sets kernel parameters in namespace `ns` (through `/proc/sys`, see [`netkit::sysctl`]).
+fn sysctl_in(ns: &str, settings: &[(String, &str)]) -> Result<(), TestbedError> {
+    netkit::sysctl::set_in(ns, settings).map_err(|source| TestbedError::Sysctl {
+        netns: ns.to_string(),
+        source,
+    })
+}
+
 /// A netlink socket in namespace `ns`.
 fn nl(ns: &str) -> Result<Netlink, TestbedError> {
     Ok(Netlink::open_in(ns).map_err(NetnsError::from)?)
 }
 
 fn parse_mac(mac: &str) -> Result<[u8; 6], TestbedError> {
-    netkit::mac::parse(mac).map_err(|e| TestbedError::Dataplane {
-        message: format!("MAC address {mac}: {e}"),
-        log: String::new(),
-    })
+    netkit::mac::parse(mac).map_err(TestbedError::Mac)
 }
 
 fn add_addr(ns: &str, dev: &str, a: &ipnet::IpNet) -> Result<(), TestbedError> {
@@ -1026,12 +1090,12 @@ pub fn dataplane_binary(given: Option<&Path>) -> Result<PathBuf, TestbedError> {
 
 /// Finds binary `name` of this workspace: the path given, else next to this executable (or one directory up,
 /// where test binaries live in `deps/`), else on `PATH`. The error says how to get it.
-pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, String> {
+pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, BinaryNotFound> {
     if let Some(p) = given {
         return if p.is_file() {
             Ok(p.to_path_buf())
         } else {
-            Err(format!("{} does not exist", p.display()))
+            Err(BinaryNotFound::Given(p.to_path_buf()))
         };
     }
     if let Ok(exe) = std::env::current_exe() {
@@ -1056,10 +1120,29 @@ pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, String> 
     } else {
         name
     };
-    Err(format!(
+    Err(BinaryNotFound::Nowhere {
+        name: name.to_string(),
+        package: package.to_string(),
+    })
+}
+
+/// Why [`find_binary`] found nothing.
+#[derive(Debug, Error)]
+pub enum BinaryNotFound {
+    /// The path given is not a file.
+    #[error("{} does not exist", .0.display())]
+    Given(PathBuf),
+    /// Not next to this executable, nor on `PATH`.
+    #[error(
         "{name} not found next to vnfctl or on PATH; install it (cargo install --locked --path {package}) or build it \
          (cargo build --release -p {package})"
-    ))
+    )]
+    Nowhere {
+        /// The binary.
+        name: String,
+        /// The workspace package that builds it.
+        package: String,
+    },
 }
 
 /// A cnf-dataplane just started by [`Testbed::spawn_dataplane`].

@@ -21,6 +21,7 @@
 //!   redirects (it would need a second interface in the pod).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,18 @@ pub struct SidecarRun {
     pub log: PathBuf,
     /// Attachments it reported: (interface, hook).
     pub attached: Vec<(String, String)>,
+}
+
+impl SidecarRun {
+    /// The metrics endpoint as an address.
+    pub fn metrics_addr(&self) -> Result<SocketAddr, TestbedError> {
+        self.metrics
+            .parse()
+            .map_err(|source| TestbedError::MetricsAddr {
+                addr: self.metrics.clone(),
+                source,
+            })
+    }
 }
 
 fn bad(field: &str, message: &str) -> TestbedError {
@@ -133,10 +146,7 @@ impl Testbed {
         }
         for i in 0..self.state.sidecars.len() {
             let run = self.state.sidecars[i].clone();
-            let metrics = run.metrics.parse().map_err(|_| TestbedError::Dataplane {
-                message: format!("bad metrics address {}", run.metrics),
-                log: String::new(),
-            })?;
+            let metrics = run.metrics_addr()?;
             let at = super::Started {
                 sock: run.grpc_socket.clone(),
                 log: run.log.clone(),
@@ -194,10 +204,7 @@ impl Testbed {
 pub(super) fn scrape_all(runs: &[SidecarRun]) -> Result<String, TestbedError> {
     let mut texts = Vec::new();
     for r in runs {
-        let addr = r.metrics.parse().map_err(|_| TestbedError::Dataplane {
-            message: format!("bad metrics address {}", r.metrics),
-            log: String::new(),
-        })?;
+        let addr = r.metrics_addr()?;
         texts.push(metrics::scrape(&r.netns, addr)?);
     }
     Ok(sum_texts(&texts))

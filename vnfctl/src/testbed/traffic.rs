@@ -144,6 +144,51 @@ impl TrafficResult {
     }
 }
 
+/// Why a traffic thread (a UDP receiver or sender, a TCP client) or writing the results failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrafficError {
+    /// A latency histogram could not be made.
+    #[error("latency histogram: {0}")]
+    Histogram(#[source] hdrhistogram::CreationError),
+    /// A socket could not be bound, or the sender failed.
+    #[error(transparent)]
+    Pktgen(#[from] pktgen::error::Error),
+    /// The receive buffer could not be enlarged.
+    #[error("SO_RCVBUF: {0}")]
+    RcvBuf(#[source] std::io::Error),
+    /// The receive timeout could not be set.
+    #[error("SO_RCVTIMEO: {0}")]
+    ReadTimeout(#[source] std::io::Error),
+    /// Receiving failed.
+    #[error("recv: {0}")]
+    Recv(#[source] std::io::Error),
+    /// The per-flow accounting could not be set up.
+    #[error(transparent)]
+    Stats(#[from] pktgen::stats::StatsError),
+    /// The receiver's socket could not be set up (the error went to whoever waited for it to start).
+    #[error("the receiver did not start")]
+    NotStarted,
+    /// The plots could not be written.
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
+    /// The results could not be written as JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Why one TCP request failed (recorded in the flow's `errors`).
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("connect: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("{0}")]
+    Timeout(#[source] std::io::Error),
+    #[error("request: {0}")]
+    Request(#[source] std::io::Error),
+    #[error("reply: {0}")]
+    Reply(#[source] std::io::Error),
+}
+
 fn traffic_err(message: impl Into<String>) -> TestbedError {
     TestbedError::Dataplane {
         message: message.into(),
@@ -182,8 +227,8 @@ struct FlowRx {
 /// What a receiver hands back: per flow id, (summary, histogram), plus undecoded datagrams.
 type RxOut = (BTreeMap<usize, (RxSummary, Histogram<u64>)>, u64);
 
-fn new_hist() -> Result<Histogram<u64>, String> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())
+fn new_hist() -> Result<Histogram<u64>, TrafficError> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(TrafficError::Histogram)
 }
 
 /// Receives on `bind` until `stop`; counts each flow (by stream id) into `counts[flow id]`.
@@ -191,14 +236,14 @@ fn receive(
     bind: SocketAddr,
     stop: &AtomicBool,
     counts: &[Arc<AtomicU64>],
-    ready: std::sync::mpsc::Sender<Result<(), String>>,
-) -> Result<RxOut, String> {
-    let setup = || -> Result<UdpSocket, String> {
-        let s = pktgen::serve::bind_udp_reuse(bind).map_err(|e| e.to_string())?;
+    ready: std::sync::mpsc::Sender<Result<(), TrafficError>>,
+) -> Result<RxOut, TrafficError> {
+    let setup = || -> Result<UdpSocket, TrafficError> {
+        let s = pktgen::serve::bind_udp_reuse(bind)?;
         // room for bursts while this thread is descheduled (as `pktgen recv` does)
-        pktgen::mmsg::set_rcvbuf(&s, 8 << 20).map_err(|e| format!("SO_RCVBUF: {e}"))?;
+        pktgen::mmsg::set_rcvbuf(&s, 8 << 20).map_err(TrafficError::RcvBuf)?;
         s.set_read_timeout(Some(Duration::from_millis(50)))
-            .map_err(|e| e.to_string())?;
+            .map_err(TrafficError::ReadTimeout)?;
         Ok(s)
     };
     let sock = match setup() {
@@ -207,8 +252,8 @@ fn receive(
             s
         }
         Err(e) => {
-            let _ = ready.send(Err(e.clone()));
-            return Err(e);
+            let _ = ready.send(Err(e));
+            return Err(TrafficError::NotStarted);
         }
     };
     let mut per: BTreeMap<usize, FlowRx> = BTreeMap::new();
@@ -230,8 +275,7 @@ fn receive(
                 let e = match per.entry(id) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(v) => v.insert(FlowRx {
-                        stats: RxStats::new(pktgen::stats::DEFAULT_WINDOW)
-                            .map_err(|e| e.to_string())?,
+                        stats: RxStats::new(pktgen::stats::DEFAULT_WINDOW)?,
                         hist: new_hist()?,
                     }),
                 };
@@ -244,7 +288,7 @@ fn receive(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
-            Err(e) => return Err(format!("recv: {e}")),
+            Err(e) => return Err(TrafficError::Recv(e)),
         }
     }
     Ok((
@@ -258,7 +302,7 @@ fn receive(
 /// What a TCP flow got: (requests, replies from a target, served-by, errors, request-time histogram).
 type TcpOut = (u64, u64, Vec<String>, Vec<String>, Histogram<u64>);
 
-fn tcp_flow(f: &Flow, stop: &AtomicBool) -> Result<TcpOut, String> {
+fn tcp_flow(f: &Flow, stop: &AtomicBool) -> Result<TcpOut, TrafficError> {
     let mut hist = new_hist()?;
     let (mut sent, mut ok) = (0u64, 0u64);
     let mut served: Vec<String> = Vec::new();
@@ -269,16 +313,15 @@ fn tcp_flow(f: &Flow, stop: &AtomicBool) -> Result<TcpOut, String> {
         }
         sent += 1;
         let t0 = monotonic_ns();
-        let r = (|| -> Result<String, String> {
+        let r = (|| -> Result<String, RequestError> {
             let mut c = TcpStream::connect_timeout(&f.destination, TCP_CONNECT_TIMEOUT)
-                .map_err(|e| format!("connect: {e}"))?;
+                .map_err(RequestError::Connect)?;
             c.set_read_timeout(Some(Duration::from_secs(2)))
-                .map_err(|e| e.to_string())?;
+                .map_err(RequestError::Timeout)?;
             c.write_all(b"GET / HTTP/1.0\r\n\r\n")
-                .map_err(|e| format!("request: {e}"))?;
+                .map_err(RequestError::Request)?;
             let mut s = String::new();
-            c.read_to_string(&mut s)
-                .map_err(|e| format!("reply: {e}"))?;
+            c.read_to_string(&mut s).map_err(RequestError::Reply)?;
             Ok(s)
         })();
         match r.map(|s| pktgen::serve::served_by(&s)) {
@@ -296,6 +339,8 @@ fn tcp_flow(f: &Flow, stop: &AtomicBool) -> Result<TcpOut, String> {
                 }
             }
             Err(e) => {
+                // the flow's report lists the distinct failures as text
+                let e = e.to_string();
                 if !errors.contains(&e) {
                     errors.push(e);
                 }
@@ -306,12 +351,16 @@ fn tcp_flow(f: &Flow, stop: &AtomicBool) -> Result<TcpOut, String> {
     Ok((sent, ok, served, errors, hist))
 }
 
-type Joined<T> = std::thread::JoinHandle<Result<Result<T, String>, pktgen::netns::NetnsError>>;
+type Joined<T> =
+    std::thread::JoinHandle<Result<Result<T, TrafficError>, pktgen::netns::NetnsError>>;
 
 fn joined<T>(h: Joined<T>, what: &str) -> Result<T, TestbedError> {
     h.join()
         .map_err(|_| traffic_err(format!("the {what} thread panicked")))??
-        .map_err(|e| traffic_err(format!("{what}: {e}")))
+        .map_err(|source| TestbedError::Traffic {
+            what: what.to_string(),
+            source,
+        })
 }
 
 /// Sends every planned flow at once for `opts.duration` and returns what each got. `progress` gets a line
@@ -419,7 +468,12 @@ fn start_receivers(
         let h = pktgen::netns::spawn_in(ns, move || receive(addr, &stop_rx, &counts, ready_tx));
         match ready_rx.recv_timeout(Duration::from_secs(5)) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(traffic_err(format!("receiver on {addr} in {ns}: {e}"))),
+            Ok(Err(source)) => {
+                return Err(TestbedError::Traffic {
+                    what: format!("receiver on {addr} in {ns}"),
+                    source,
+                });
+            }
             Err(_) => {
                 return Err(traffic_err(format!(
                     "receiver on {addr} in {ns} did not start"
@@ -465,7 +519,7 @@ fn start_senders(
                         ));
                     }
                 })
-                .map_err(|e| e.to_string())
+                .map_err(TrafficError::from)
             }),
         ));
     }
@@ -561,7 +615,10 @@ fn assemble(
                 .ok_or_else(|| traffic_err("a UDP sender went missing"))?;
             r.sent = s.sent;
             r.sender = Some(s);
-            let mut hist = new_hist().map_err(traffic_err)?;
+            let mut hist = new_hist().map_err(|source| TestbedError::Traffic {
+                what: format!("flow {}", f.id),
+                source,
+            })?;
             for t in &f.targets {
                 let Some((per, undecoded)) = rx.get_mut(t) else {
                     continue;
@@ -743,8 +800,12 @@ pub fn write_results(
         source,
     })?;
     let functions = ordered_functions(metrics_text, order);
+    let results = |source: TrafficError| TestbedError::Traffic {
+        what: format!("writing the results into {}", dir.display()),
+        source,
+    };
     let mut files = plot::testbed_plots(dir, stem, r, &functions)
-        .map_err(|e| traffic_err(format!("writing plots: {e}")))?;
+        .map_err(|e| results(TrafficError::Plot(e)))?;
     let fj = functions_json(&functions);
     let json = dir.join(format!("{stem}.json"));
     let doc = serde_json::json!({
@@ -756,7 +817,7 @@ pub fn write_results(
         "functions": fj,
         "terminal": terminal,
     });
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| traffic_err(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| results(TrafficError::Json(e)))?;
     std::fs::write(&json, text).map_err(|source| TestbedError::Io {
         context: format!("write {}", json.display()),
         source,

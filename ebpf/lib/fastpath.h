@@ -22,8 +22,9 @@
  *     (generation switch, rule and backend updates, state resets and
  *     purges, set_fast_path, adoption);
  *   - it is younger than its lifetime (at most 1 s, at most half of the
- *     idle timeout of any conntrack/NAT/LB state it relied on), so the slow
- *     path refreshes that state's last-seen stamps at least that often;
+ *     idle timeout of any conntrack/NAT/LB state it relied on, counted in
+ *     jiffies), so the slow path refreshes that state's last-seen stamps at
+ *     least that often;
  *   - for entries whose result relied on a *missing* flow state (a NAT or LB
  *     that let the flow through untranslated, a firewall verdict from the
  *     rules with conntrack on), no flow state was created anywhere since it
@@ -49,6 +50,11 @@
 #define FP_MAX_STEPS 8
 #define FP_MAX_STAGES 4
 #define FP_MAX_LIFE_NS 1000000000ULL
+/* Lifetimes count in jiffies (bpf_jiffies64: a plain load, where a clock read
+ * costs ~30 ns on this VM).  CONFIG_HZ is not known here: a lifetime is
+ * converted as if HZ were 100, the smallest Linux allows, so at HZ 250 or
+ * 1000 it is 2.5 or 10 times shorter than asked, never longer. */
+#define FP_NS_PER_JIFFY_MIN 10000000ULL
 #define FP_SLOW (-2)
 
 /* step operations */
@@ -97,7 +103,7 @@ struct fp_step {
 struct fp_val {
 	__u32 epoch;
 	__u32 flowgen;
-	__u64 expires_ns;
+	__u64 expires; /* jiffies */
 	__u32 ifindex;
 	__u8 gen;
 	__u8 flags; /* FP_F_* */
@@ -361,7 +367,7 @@ static __always_inline void fp_record(struct fp_rec *r, int verdict,
 		r->v.l4_delta = csum_fold32(d);
 		r->v.flags |= FP_F_REWRITE;
 	}
-	r->v.expires_ns = vnf_flow_clock() + r->life_ns;
+	r->v.expires = bpf_jiffies64() + r->life_ns / FP_NS_PER_JIFFY_MIN;
 	bpf_map_update_elem(&vnf_fp_flows, &r->key, &r->v, BPF_ANY);
 }
 
@@ -727,7 +733,7 @@ static __always_inline int fp_entry(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		if (v && v->epoch == epoch && v->gen == gen &&
 		    v->ifindex == ifindex &&
 		    (!(v->flags & FP_F_MISS_DEP) || v->flowgen == flowgen) &&
-		    vnf_flow_clock() < v->expires_ns) {
+		    bpf_jiffies64() < v->expires) {
 			verdict = fp_run(ctx, s, cs, v, p, pc);
 			if (verdict != FP_SLOW)
 				return verdict;

@@ -474,3 +474,109 @@ fn lb_backend_removal_and_nat_translations_match_the_slow_path() {
         te.same_counters();
     }
 }
+
+/// Live, through namespaces: a chain on the "pod's" eth0 ingress (firewall with conntrack allowing UDP to
+/// 8080, a monitor); a client calls the pod's echo. The flow's packets take the fast path after its first
+/// ones, every call is answered, the counters are the slow path's (one per packet per function), and after a
+/// rule update that denies the port the next calls go unanswered.
+fn live(hook: Hook, tag: &str) {
+    let ns = Namespaces::new(&[&format!("hfastc{tag}"), &format!("hfastp{tag}")]);
+    ns.link(0, "eth0", "10.95.0.1/24", 1, "eth0", "10.95.0.2/24");
+    let (client, pod) = (ns.0[0].clone(), ns.0[1].clone());
+    let addr = |s: &str| -> std::net::SocketAddr { s.parse().expect("addr") };
+    let allow = |port: u16| FirewallRule {
+        priority: 0,
+        action: Action::Allow,
+        protocol: Some(UDP),
+        src: None,
+        dst: None,
+        src_ports: None,
+        dst_ports: Some(PortRange::single(port)),
+    };
+    let fw = move |port: u16| FirewallConfig {
+        rules: vec![allow(port)],
+        default_action: Action::Deny,
+        conntrack: true,
+        ..Default::default()
+    };
+    let (to_engine, commands) = std::sync::mpsc::channel::<&'static str>();
+    let (to_test, answers) = std::sync::mpsc::channel::<(u64, u64, u64, u64)>();
+    let pod_ns = pod.clone();
+    let engine = std::thread::spawn(move || {
+        enter(&pod_ns);
+        let mut e = Engine::load(hook).expect("load");
+        let applied = e
+            .apply(&ChainConfig {
+                functions: vec![
+                    FunctionConfig::new("fw", FunctionKind::Firewall(fw(8080))),
+                    FunctionConfig::new("mon", FunctionKind::Monitor(MonitorConfig::default())),
+                ],
+                ..Default::default()
+            })
+            .expect("apply");
+        e.attach("eth0").expect("attach");
+        to_test.send((0, 0, 0, 0)).expect("ready");
+        for cmd in commands {
+            if cmd == "deny" {
+                e.update_firewall(applied.instances[0], &fw(9999))
+                    .expect("update");
+            }
+            let c = e.chain_counters(e.active_generation()).expect("c");
+            let fw = e.function_stats(applied.instances[0]).expect("fw");
+            let mon = e.function_stats(applied.instances[1]).expect("mon");
+            to_test
+                .send((c.fast, c.completed, mon.packets_in, fw.dropped[reason::FW_DEFAULT as usize]))
+                .expect("answer");
+        }
+        e.detach().expect("detach");
+    });
+    answers.recv_timeout(Duration::from_secs(60)).expect("attached");
+    let echo = udp_echo(&pod, addr("10.95.0.2:8080"), Duration::from_millis(2000));
+    let n = 30;
+    assert_eq!(
+        udp_calls(&client, addr("10.95.0.1:6000"), addr("10.95.0.2:8080"), n, Duration::from_millis(500)),
+        n,
+        "{hook:?}: control: every call answered"
+    );
+    to_engine.send("stats").expect("cmd");
+    let (fast, completed, mon_in, _) = answers.recv_timeout(Duration::from_secs(30)).expect("stats");
+    // other frames (neighbour discovery, ARP) may enter the chain too; the flow's own are most of them
+    assert!(completed >= n as u64, "{hook:?}: {completed} completed");
+    assert!(mon_in >= n as u64, "{hook:?}: the monitor counted {mon_in}");
+    assert!(fast >= n as u64 - 5, "{hook:?}: only {fast} of {n} calls took the fast path");
+    // the rule update: the established flow is denied from its next packet on (the fast path kept
+    // its result for up to a second: the epoch, not the lifetime, must end it)
+    to_engine.send("deny").expect("cmd");
+    let (fast2, _, _, denied2) = answers.recv_timeout(Duration::from_secs(30)).expect("stats");
+    assert_eq!(
+        udp_calls(&client, addr("10.95.0.1:6000"), addr("10.95.0.2:8080"), 3, Duration::from_millis(300)),
+        0,
+        "{hook:?}: denied after the update"
+    );
+    to_engine.send("stats").expect("cmd");
+    let (fast3, _, _, denied3) = answers.recv_timeout(Duration::from_secs(30)).expect("stats");
+    // (IPv6 neighbour discovery the default deny drops may add to the count)
+    assert!(denied3 - denied2 >= 3, "{hook:?}: the firewall denied each call");
+    // the first denial re-checks the flow (slow), the second records the new verdict, the third may
+    // take the fast path with it: never one of the old policy's passes
+    assert!(fast3 <= fast2 + 1, "{hook:?}: {fast2} -> {fast3}");
+    drop(to_engine);
+    engine.join().expect("engine thread");
+    assert_eq!(echo.join().expect("echo"), n);
+}
+
+#[test]
+fn live_established_flow_takes_the_fast_path_xdp() {
+    if !privileged() {
+        return;
+    }
+    live(Hook::Xdp, "x");
+}
+
+#[test]
+fn live_established_flow_takes_the_fast_path_tc() {
+    if !privileged() {
+        return;
+    }
+    live(Hook::Tc, "t");
+}

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use cnf_dataplane::engine::abi::reason;
 use cnf_dataplane::engine::{
-    Action, AppliedChain, ChainConfig, CountBy, Engine, FirewallConfig, FirewallRule,
-    ForwardMode, ForwarderConfig, FunctionConfig, FunctionKind, Hook, LbBackendConfig, LbConfig,
-    MonitorConfig, NatConfig, NatRule, PortRange, RateLimitKey, RateLimiterConfig,
+    Action, AppliedChain, ChainConfig, CountBy, Engine, FirewallConfig, FirewallRule, ForwardMode,
+    ForwarderConfig, FunctionConfig, FunctionKind, Hook, LbBackendConfig, LbConfig, MonitorConfig,
+    NatConfig, NatRule, PortRange, RateLimitKey, RateLimiterConfig,
 };
 use common::*;
 
@@ -283,7 +283,11 @@ fn established_flows_take_the_fast_path_with_the_slow_paths_bytes_and_counters()
             let (r, out) = t.send(&tcp("10.0.1.10", 5555, "10.0.0.100", 80, 0x10 | (i & 8)));
             assert_eq!(r, v.tx);
             verify_checksums(&out).expect("established checksums");
-            assert_eq!(ends(&out), (src, sport, dst, dport), "{hook:?}: same translation");
+            assert_eq!(
+                ends(&out),
+                (src, sport, dst, dport),
+                "{hook:?}: same translation"
+            );
             assert_eq!(out[14 + 8], 63, "{hook:?}: TTL decremented once");
             assert_eq!(&out[..12], &[2, 0, 0, 0, 0, 0xbb, 2, 0, 0, 0, 0, 0xaa]);
             let (r, back) = t.send(&tcp(&backend, 8080, "10.0.0.1", sport, 0x10));
@@ -292,7 +296,10 @@ fn established_flows_take_the_fast_path_with_the_slow_paths_bytes_and_counters()
             assert_eq!(ends(&back), ([10, 0, 0, 100], 80, [10, 0, 1, 10], 5555));
         }
         let fast = t.fast_packets();
-        assert!(fast >= 36, "{hook:?}: only {fast} of 40 established packets took the fast path");
+        assert!(
+            fast >= 36,
+            "{hook:?}: only {fast} of 40 established packets took the fast path"
+        );
         t.same_counters();
 
         // UDP through the same chain (DNAT-less SNAT + LB on port 80), with and without checksum
@@ -300,19 +307,35 @@ fn established_flows_take_the_fast_path_with_the_slow_paths_bytes_and_counters()
             let (r, out) = t.send(&udp("10.0.1.20", 4000, "10.0.0.100", 80, i));
             assert_eq!(r, v.tx);
             verify_checksums(&out).expect("udp checksums");
-            let (r, out) = t.send(&no_udp_checksum(udp("10.0.1.21", 4001, "10.0.0.100", 80, i)));
+            let (r, out) = t.send(&no_udp_checksum(udp(
+                "10.0.1.21",
+                4001,
+                "10.0.0.100",
+                80,
+                i,
+            )));
             assert_eq!(r, v.tx);
             let ihl = usize::from(out[14] & 0xf) * 4;
-            assert_eq!(&out[14 + ihl + 6..14 + ihl + 8], &[0, 0], "a zero UDP checksum stays zero");
+            assert_eq!(
+                &out[14 + ihl + 6..14 + ihl + 8],
+                &[0, 0],
+                "a zero UDP checksum stays zero"
+            );
         }
-        assert!(t.fast_packets() >= fast + 16, "{hook:?}: UDP took the fast path");
+        assert!(
+            t.fast_packets() >= fast + 16,
+            "{hook:?}: UDP took the fast path"
+        );
         // a packet the firewall denies, repeatedly: a cached drop counts like the slow one
         for _ in 0..5 {
             let (r, _) = t.send(&tcp("10.0.9.9", 7, "10.0.0.100", 80, 0x10));
             assert_eq!(r, v.drop, "{hook:?}: control: denied flows stay denied");
         }
         t.same_counters();
-        let fw = t.fast.function_stats(t.fast_chain.instances[0]).expect("fw");
+        let fw = t
+            .fast
+            .function_stats(t.fast_chain.instances[0])
+            .expect("fw");
         assert_eq!(fw.dropped[reason::FW_DEFAULT as usize], 5);
     }
 }
@@ -334,11 +357,19 @@ fn tcp_fin_and_rst_take_the_slow_path() {
         t.send(&tcp("10.0.1.10", 6000, "10.0.0.100", 80, 0x11));
         assert_eq!(t.fast_packets(), before, "{hook:?}: FIN took the slow path");
         t.send(&tcp("10.0.1.10", 6000, "10.0.0.100", 80, 0x10));
-        assert_eq!(t.fast_packets(), before, "{hook:?}: the entry was forgotten");
+        assert_eq!(
+            t.fast_packets(),
+            before,
+            "{hook:?}: the entry was forgotten"
+        );
         t.send(&tcp("10.0.1.10", 6000, "10.0.0.100", 80, 0x10));
         assert_eq!(t.fast_packets(), before + 1, "{hook:?}: recorded again");
         t.send(&tcp("10.0.1.10", 6000, "10.0.0.100", 80, 0x14));
-        assert_eq!(t.fast_packets(), before + 1, "{hook:?}: RST took the slow path");
+        assert_eq!(
+            t.fast_packets(),
+            before + 1,
+            "{hook:?}: RST took the slow path"
+        );
         t.same_counters();
     }
 }
@@ -350,7 +381,10 @@ fn a_rule_change_that_denies_the_flow_drops_its_next_packet() {
     }
     for hook in HOOKS {
         for conntrack in [false, true] {
-            let allow = firewall(vec![rule(Action::Allow, Some("10.0.1.0/24"), None)], conntrack);
+            let allow = firewall(
+                vec![rule(Action::Allow, Some("10.0.1.0/24"), None)],
+                conntrack,
+            );
             let mon = FunctionConfig::new(
                 "mon",
                 FunctionKind::Monitor(MonitorConfig {
@@ -385,7 +419,11 @@ fn a_rule_change_that_denies_the_flow_drops_its_next_packet() {
             t.fast.update_firewall(fw, &deny).expect("update fast");
             assert_ne!(t.fast.fast_path_epoch().expect("epoch"), e0);
             for _ in 0..4 {
-                assert_eq!(t.send(&f).0, v.drop, "{hook:?} conntrack {conntrack}: denied now");
+                assert_eq!(
+                    t.send(&f).0,
+                    v.drop,
+                    "{hook:?} conntrack {conntrack}: denied now"
+                );
             }
             // another source still passes
             assert_eq!(t.send(&udp("10.0.1.6", 1000, "10.9.9.9", 53, 1)).0, v.pass);
@@ -461,15 +499,23 @@ fn lb_backend_removal_and_nat_translations_match_the_slow_path() {
         let lb_inst = t.fast_chain.instances[1];
         let remaining = lb(&["10.0.2.1", "10.0.2.2"]);
         let mut te = t;
-        te.slow.update_load_balancer(lb_inst, &remaining).expect("lb slow");
-        te.fast.update_load_balancer(lb_inst, &remaining).expect("lb fast");
+        te.slow
+            .update_load_balancer(lb_inst, &remaining)
+            .expect("lb slow");
+        te.fast
+            .update_load_balancer(lb_inst, &remaining)
+            .expect("lb fast");
         for (k, port) in (3000..3012u16).enumerate() {
             let (_, out) = te.send(&tcp("10.0.1.7", port, "10.0.0.100", 80, 0x10));
             assert_eq!(ends(&out).2, chosen[k], "{hook:?}: affinity kept");
         }
         for port in 4000..4030u16 {
             let (_, out) = te.send(&tcp("10.0.1.7", port, "10.0.0.100", 80, 0x02));
-            assert_ne!(ends(&out).2, [10, 0, 2, 3], "{hook:?}: removed backend chosen");
+            assert_ne!(
+                ends(&out).2,
+                [10, 0, 2, 3],
+                "{hook:?}: removed backend chosen"
+            );
         }
         te.same_counters();
     }
@@ -525,38 +571,69 @@ fn live(hook: Hook, tag: &str) {
             let fw = e.function_stats(applied.instances[0]).expect("fw");
             let mon = e.function_stats(applied.instances[1]).expect("mon");
             to_test
-                .send((c.fast, c.completed, mon.packets_in, fw.dropped[reason::FW_DEFAULT as usize]))
+                .send((
+                    c.fast,
+                    c.completed,
+                    mon.packets_in,
+                    fw.dropped[reason::FW_DEFAULT as usize],
+                ))
                 .expect("answer");
         }
         e.detach().expect("detach");
     });
-    answers.recv_timeout(Duration::from_secs(60)).expect("attached");
+    answers
+        .recv_timeout(Duration::from_secs(60))
+        .expect("attached");
     let echo = udp_echo(&pod, addr("10.95.0.2:8080"), Duration::from_millis(2000));
     let n = 30;
     assert_eq!(
-        udp_calls(&client, addr("10.95.0.1:6000"), addr("10.95.0.2:8080"), n, Duration::from_millis(500)),
+        udp_calls(
+            &client,
+            addr("10.95.0.1:6000"),
+            addr("10.95.0.2:8080"),
+            n,
+            Duration::from_millis(500)
+        ),
         n,
         "{hook:?}: control: every call answered"
     );
     to_engine.send("stats").expect("cmd");
-    let (fast, completed, mon_in, _) = answers.recv_timeout(Duration::from_secs(30)).expect("stats");
+    let (fast, completed, mon_in, _) = answers
+        .recv_timeout(Duration::from_secs(30))
+        .expect("stats");
     // other frames (neighbour discovery, ARP) may enter the chain too; the flow's own are most of them
     assert!(completed >= n as u64, "{hook:?}: {completed} completed");
     assert!(mon_in >= n as u64, "{hook:?}: the monitor counted {mon_in}");
-    assert!(fast >= n as u64 - 5, "{hook:?}: only {fast} of {n} calls took the fast path");
+    assert!(
+        fast >= n as u64 - 5,
+        "{hook:?}: only {fast} of {n} calls took the fast path"
+    );
     // the rule update: the established flow is denied from its next packet on (the fast path kept
     // its result for up to a second: the epoch, not the lifetime, must end it)
     to_engine.send("deny").expect("cmd");
-    let (fast2, _, _, denied2) = answers.recv_timeout(Duration::from_secs(30)).expect("stats");
+    let (fast2, _, _, denied2) = answers
+        .recv_timeout(Duration::from_secs(30))
+        .expect("stats");
     assert_eq!(
-        udp_calls(&client, addr("10.95.0.1:6000"), addr("10.95.0.2:8080"), 3, Duration::from_millis(300)),
+        udp_calls(
+            &client,
+            addr("10.95.0.1:6000"),
+            addr("10.95.0.2:8080"),
+            3,
+            Duration::from_millis(300)
+        ),
         0,
         "{hook:?}: denied after the update"
     );
     to_engine.send("stats").expect("cmd");
-    let (fast3, _, _, denied3) = answers.recv_timeout(Duration::from_secs(30)).expect("stats");
+    let (fast3, _, _, denied3) = answers
+        .recv_timeout(Duration::from_secs(30))
+        .expect("stats");
     // (IPv6 neighbour discovery the default deny drops may add to the count)
-    assert!(denied3 - denied2 >= 3, "{hook:?}: the firewall denied each call");
+    assert!(
+        denied3 - denied2 >= 3,
+        "{hook:?}: the firewall denied each call"
+    );
     // the first denial re-checks the flow (slow), the second records the new verdict, the third may
     // take the fast path with it: never one of the old policy's passes
     assert!(fast3 <= fast2 + 1, "{hook:?}: {fast2} -> {fast3}");

@@ -336,7 +336,7 @@ fn established_flows_take_the_fast_path_with_the_slow_paths_bytes_and_counters()
             .fast
             .function_stats(t.fast_chain.instances[0])
             .expect("fw");
-        assert_eq!(fw.dropped[reason::FW_DEFAULT as usize], 5);
+        assert_eq!(fw.dropped[reason::FW_DEFAULT], 5);
     }
 }
 
@@ -575,7 +575,7 @@ fn live(hook: Hook, tag: &str) {
                     c.fast,
                     c.completed,
                     mon.packets_in,
-                    fw.dropped[reason::FW_DEFAULT as usize],
+                    fw.dropped[reason::FW_DEFAULT],
                 ))
                 .expect("answer");
         }

@@ -179,9 +179,22 @@ pub fn render(dp: &Dataplane) -> String {
         ));
         families.push(family(
             "buildvnf_chain_latency_seconds",
-            "Time from chain entry to verdict (sampled)",
+            "Time from chain entry to verdict (sampled), either path",
             MetricType::HISTOGRAM,
             vec![histogram(&base, &c.latency_hist)],
+        ));
+        families.push(family(
+            "buildvnf_chain_fast_path_packets_total",
+            "Of the completed packets: those of established flows that took the fast path (one flow \
+             lookup, no tail call; in no function's latency histogram)",
+            MetricType::COUNTER,
+            vec![counter(&base, c.fast)],
+        ));
+        families.push(family(
+            "buildvnf_chain_fast_path_latency_seconds",
+            "Time from chain entry to verdict of the fast-path packets (sampled)",
+            MetricType::HISTOGRAM,
+            vec![histogram(&base, &c.fast_hist)],
         ));
     }
     let attach = dp

@@ -251,8 +251,13 @@ fn prometheus_scrapes_exact_counts_and_a_p99_latency() {
             "buildvnf_function_packets_total{function=\"mon\",chain=\"prom\"}".to_string(),
         ),
         (
-            "fw latency samples",
-            format!("buildvnf_function_latency_seconds_count{{{fw}}}"),
+            // the flow's slow-path packets are timed function by function, its fast-path packets
+            // as a whole (docs/architecture.md, "Fast path"): together, every packet
+            "fw + fast-path latency samples",
+            format!(
+                "sum(buildvnf_function_latency_seconds_count{{{fw}}}) + \
+                 sum(buildvnf_chain_fast_path_latency_seconds_count{{chain=\"prom\"}})"
+            ),
         ),
         (
             "classified",

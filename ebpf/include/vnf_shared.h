@@ -198,9 +198,14 @@ struct vnf_chain_stats {
 	__u64 bypassed; /* did not match the classifier */
 	__u64 completed; /* left the chain with a verdict */
 	__u64 broken; /* tail call failed */
+	/* sampled entry-to-verdict latency of every packet, either path */
 	__u64 latency_hist[VNF_HIST_BUCKETS];
+	/* of completed: packets that took the fast path (lib/fastpath.h) */
+	__u64 fast;
+	/* sampled entry-to-verdict latency of the fast-path packets alone */
+	__u64 fast_hist[VNF_HIST_BUCKETS];
 };
-_Static_assert(sizeof(struct vnf_chain_stats) == 288, "vnf_chain_stats size");
+_Static_assert(sizeof(struct vnf_chain_stats) == 552, "vnf_chain_stats size");
 
 /* ---- parsed flow tuple --------------------------------------------------- */
 struct vnf_tuple {

@@ -47,6 +47,7 @@
 #include "telemetry.h"
 #include "fragpark.h"
 #include "control.h"
+#include "fastpath.h"
 #ifdef VNF_HOOK_XDP
 #include "l4csum.h"
 #endif
@@ -195,7 +196,19 @@ static __always_inline int chain_finish(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		if (pc) {
 			vnf_tuple_reverse(&reply, &pc->pkt.t);
 			bpf_map_update_elem(&vnf_replies, &reply, &one, BPF_ANY);
+			/* the reply's flow now runs the chain in reverse */
+			fp_forget(&reply);
 		}
+	}
+	{
+		struct fp_rec *r = fp_rec_get();
+
+		if (r)
+			fp_record(r, verdict, s->new_flow);
+		/* flow state was created: results that relied on its absence
+		 * are stale (fastpath.h) */
+		if (s->new_flow)
+			fp_flows_changed();
 	}
 #ifdef VNF_HOOK_XDP
 	if (!pc)
@@ -344,6 +357,12 @@ static __always_inline int chain_classify(const struct vnf_gen_cfg *gc,
 	return 1;
 }
 
+/* Defined in fastpath.h's second part, after the nf/ bodies. */
+static __always_inline int fp_entry(vnf_ctx_t *ctx, struct vnf_scratch *s,
+				    struct vnf_chain_stats *cs, __u32 gen,
+				    const struct vnf_pkt *p, int rc,
+				    struct vnf_parsed *pc, struct fp_rec *r);
+
 /* Entry program body: pick the generation, classify, start the chain. */
 static __always_inline int chain_entry(vnf_ctx_t *ctx)
 {
@@ -352,7 +371,7 @@ static __always_inline int chain_entry(vnf_ctx_t *ctx)
 	struct vnf_scratch *s;
 	struct vnf_pkt pkt;
 	__u32 zero = 0, gen;
-	__u32 *active;
+	__u32 *active, *gf;
 	int rc;
 
 	ctx_prepare(ctx);
@@ -399,21 +418,7 @@ static __always_inline int chain_entry(vnf_ctx_t *ctx)
 	s->reason = VNF_R_NONE;
 	s->new_flow = 0;
 	s->rev_n = 0;
-	{
-		__u32 *gf = bpf_map_lookup_elem(&vnf_gen_flags, &gen);
-
-		if (gf && (*gf & VNF_GEN_F_REVERSE_REPLIES) &&
-		    rc == VNF_PARSE_OK && bpf_map_lookup_elem(&vnf_replies, &pkt.t)) {
-			__u32 last = chain_slot(gen, (gc->chain_len - 1) &
-							     (VNF_MAX_CHAIN - 1));
-			struct vnf_slot *ls = bpf_map_lookup_elem(&vnf_slots, &last);
-
-			s->rev_n = gc->chain_len;
-			if (ls && (ls->kind == VNF_KIND_FORWARDER ||
-				   ls->kind == VNF_KIND_USERSPACE))
-				s->rev_n--;
-		}
-	}
+	gf = bpf_map_lookup_elem(&vnf_gen_flags, &gen);
 	/* 1-in-N sampling with a per-CPU countdown (no division per packet) */
 	s->sampled = 0;
 	if (gc->latency_sample_rate) {
@@ -425,6 +430,31 @@ static __always_inline int chain_entry(vnf_ctx_t *ctx)
 	if (s->sampled) {
 		s->entry_ns = bpf_ktime_get_ns();
 		s->mark_ns = s->entry_ns;
+	}
+	{
+		struct fp_rec *r = fp_rec_get();
+
+		if (r) {
+			r->ok = 0;
+			if (gf && (*gf & VNF_GEN_F_FAST_PATH)) {
+				int v = fp_entry(ctx, s, cs, gen, &pkt, rc,
+						 chain_parsed(), r);
+
+				if (v != FP_SLOW)
+					return v;
+			}
+		}
+	}
+	if (gf && (*gf & VNF_GEN_F_REVERSE_REPLIES) && rc == VNF_PARSE_OK &&
+	    bpf_map_lookup_elem(&vnf_replies, &pkt.t)) {
+		__u32 last = chain_slot(gen, (gc->chain_len - 1) &
+						     (VNF_MAX_CHAIN - 1));
+		struct vnf_slot *ls = bpf_map_lookup_elem(&vnf_slots, &last);
+
+		s->rev_n = gc->chain_len;
+		if (ls && (ls->kind == VNF_KIND_FORWARDER ||
+			   ls->kind == VNF_KIND_USERSPACE))
+			s->rev_n--;
 	}
 	return chain_jump(ctx, s);
 }
@@ -447,13 +477,21 @@ static __always_inline int chain_function(vnf_ctx_t *ctx, __u32 kind)
 	struct vnf_fn_stats *st;
 	struct vnf_scratch *s;
 	struct vnf_slot *slot;
-	__u32 idx, inst;
-	__u64 t1 = 0;
+	struct fp_rec *fr;
+	__u32 idx, inst, rec = 0;
+	__u64 t1 = 0, aux0;
 	int verdict;
 
 	s = chain_scratch();
 	if (!s)
 		return VNF_ACT_DROP;
+	/* fast-path recording: a step is kept only once it has run whole */
+	fr = fp_rec_get();
+	if (fr) {
+		rec = fr->ok;
+		fr->ok = 0;
+		fr->note = FP_OP_NONE;
+	}
 	idx = chain_slot(s->gen, chain_pos(s));
 	slot = bpf_map_lookup_elem(&vnf_slots, &idx);
 	if (!slot)
@@ -474,7 +512,15 @@ static __always_inline int chain_function(vnf_ctx_t *ctx, __u32 kind)
 	}
 
 	s->reason = VNF_R_NONE;
+	aux0 = st->aux;
 	verdict = vnf_dispatch(ctx, kind, s, inst, st);
+	if (rec && fr) {
+		struct vnf_parsed *pc = chain_parsed();
+
+		fr->ok = 1;
+		fp_step_end(fr, pc ? &pc->pkt.t : NULL, s->state, verdict,
+			    s->reason, st->aux - aux0);
+	}
 
 	if (s->sampled) {
 		t1 = bpf_ktime_get_ns();

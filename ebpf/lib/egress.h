@@ -142,6 +142,9 @@ static __always_inline void egress_record(__u32 state,
 					 .version = cfg->version };
 
 		bpf_map_update_elem(&vnf_ct, &k, &nv, BPF_ANY);
+		/* the flow's replies now pass: cached verdicts that relied on
+		 * its absence are stale (fastpath.h) */
+		fp_flows_changed();
 	}
 }
 

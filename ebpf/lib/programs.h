@@ -23,6 +23,7 @@
 #include "../nf/lb.h"
 #include "../nf/ratelimit.h"
 #include "../nf/userspace.h"
+#include "fastpath.h" /* the fast path itself, with every function's maps */
 
 static __always_inline int vnf_dispatch(vnf_ctx_t *ctx, __u32 kind,
 					struct vnf_scratch *s, __u32 instance,

@@ -369,6 +369,7 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		cv = fw_ct_find(s->state, cfg, &p, &ck);
 		if (cv && cv->version == cfg->version) {
 			st->aux++;
+			fp_note(FP_OP_COUNT, 0, 0, cfg->ct_timeout_ns);
 			return VNF_NEXT;
 		}
 		if (cv)
@@ -377,6 +378,7 @@ static __always_inline int nf_firewall(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		 * whatever the rules say about inbound flows (docs/security.md) */
 		else if (fw_ct_pod_reply(s->state, cfg, &p)) {
 			st->aux++;
+			fp_note(FP_OP_COUNT, 0, 0, cfg->ct_timeout_ns);
 			return VNF_NEXT;
 		}
 	}
@@ -445,6 +447,12 @@ verdict:
 	} else if (action == VNF_ACT_ALLOW && ct) {
 		fw_ct_open(s->state, cfg, &p);
 		s->new_flow = 1;
+	} else {
+		/* the rules' verdict holds for the flow; with conntrack on, a
+		 * denied flow passes once the other side opens it */
+		fp_note(FP_OP_COUNT,
+			sc.matched >= 0 ? cfg->rule_off + sc.matched + 1 : 0,
+			ct ? FP_F_MISS_DEP : 0, 0);
 	}
 	return fw_verdict(action,
 			  sc.matched >= 0 ? VNF_R_FW_RULE : VNF_R_FW_DEFAULT, s);

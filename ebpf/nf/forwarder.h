@@ -83,6 +83,7 @@ static __always_inline int nf_forwarder(vnf_ctx_t *ctx, struct vnf_scratch *s,
 	}
 	if (cfg->mode == VNF_FWD_DROP) {
 		s->reason = VNF_R_FWD_DROP;
+		fp_note(FP_OP_COUNT, 0, 0, 0);
 		return VNF_ACT_DROP;
 	}
 	if ((cfg->flags & VNF_FWD_F_DEC_TTL) && fwd_dec_ttl(ctx, s) < 0)
@@ -99,6 +100,7 @@ static __always_inline int nf_forwarder(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		__builtin_memcpy(eth->h_source, cfg->smac, ETH_ALEN);
 	if (cfg->flags & VNF_FWD_F_DMAC)
 		__builtin_memcpy(eth->h_dest, cfg->dmac, ETH_ALEN);
+	fp_note_fwd(cfg, inst);
 
 	switch (cfg->mode) {
 	case VNF_FWD_TX:

@@ -68,13 +68,17 @@ static __always_inline int nf_lb(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		vnf_touch(&v->last_seen_ns, now);
 		st->aux++;
 		nat_rewrite(ctx, &p, v->rewrite_src, v->addr, v->port);
+		fp_note(FP_OP_COUNT, 0, 0, cfg->affinity_timeout_ns);
 		return VNF_NEXT;
 	}
 
 	if (p.t.family != cfg->family || !nat_addr_eq(p.t.daddr, cfg->vip) ||
 	    (cfg->proto && p.t.proto != cfg->proto) ||
-	    (cfg->vip_port && p.t.dport != cfg->vip_port))
+	    (cfg->vip_port && p.t.dport != cfg->vip_port)) {
+		/* not for the VIP: until a translation for the tuple appears */
+		fp_note(FP_OP_COUNT, 0, FP_F_MISS_DEP, 0);
 		return VNF_NEXT;
+	}
 
 	if (!cfg->table_size) {
 		s->reason = VNF_R_LB_NO_BACKEND;

@@ -79,6 +79,7 @@ static __always_inline int nf_monitor(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		s->reason = VNF_R_NO_CONFIG;
 		return VNF_ACT_DROP;
 	}
+	fp_note(FP_OP_MON, inst, 0, 0);
 	rc = chain_parse(ctx, &p);
 	cls = mon_class(rc, &p);
 	if (cfg->count_by == VNF_MON_BY_CLASS) {

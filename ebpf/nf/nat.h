@@ -267,6 +267,7 @@ static __always_inline int nf_nat(vnf_ctx_t *ctx, struct vnf_scratch *s,
 		vnf_touch(&v->last_seen_ns, now);
 		st->aux++;
 		nat_rewrite(ctx, &p, v->rewrite_src, v->addr, v->port);
+		fp_note(FP_OP_COUNT, 0, 0, cfg->timeout_ns);
 		return VNF_NEXT;
 	}
 
@@ -313,6 +314,8 @@ found:
 		__builtin_memcpy(fv.addr, cfg->snat_addr, 16);
 		fv.rewrite_src = 1;
 	} else {
+		/* untranslated: until a translation for the tuple appears */
+		fp_note(FP_OP_COUNT, 0, FP_F_MISS_DEP, 0);
 		return VNF_NEXT;
 	}
 	bpf_map_update_elem(&vnf_nat_ct, &fk, &fv, BPF_ANY);

@@ -109,6 +109,7 @@ static __always_inline int nf_ratelimit(vnf_ctx_t *ctx, struct vnf_scratch *s,
 			return VNF_NEXT; /* cannot track: fail open */
 	}
 charge:
+	fp_note(FP_OP_RL, inst, 0, 0);
 	now = bpf_ktime_get_ns();
 	if (cfg->pkt_inc_ns &&
 	    !rl_gcra(&b->pkt_tat_ns, now, cfg->pkt_inc_ns, cfg->pkt_tau_ns))

@@ -282,6 +282,10 @@ pub struct ChainStats {
     pub completed: u64,
     pub broken: u64,
     pub latency_hist: [u64; HIST_BUCKETS],
+    /// Of `completed`: packets that took the fast path (`ebpf/lib/fastpath.h`).
+    pub fast: u64,
+    /// Sampled entry-to-verdict latency of the fast-path packets alone.
+    pub fast_hist: [u64; HIST_BUCKETS],
 }
 
 /// `struct vnf_tuple`.
@@ -651,7 +655,7 @@ mod tests {
         assert_eq!(size_of::<Scratch>(), 56);
         assert_eq!(size_of::<InstanceCfg>(), 16);
         assert_eq!(size_of::<FnStats>(), 440);
-        assert_eq!(size_of::<ChainStats>(), 288);
+        assert_eq!(size_of::<ChainStats>(), 552);
         assert_eq!(size_of::<Tuple>(), 40);
         assert_eq!(size_of::<FwCfg>(), 104);
         assert_eq!(size_of::<FwBm>(), 32);
@@ -696,6 +700,8 @@ mod tests {
         assert_eq!(offset_of!(FnStats, dropped), 32);
         assert_eq!(offset_of!(FnStats, latency_hist), 32 + 8 * NR_REASONS);
         assert_eq!(offset_of!(ChainStats, latency_hist), 32);
+        assert_eq!(offset_of!(ChainStats, fast), 288);
+        assert_eq!(offset_of!(ChainStats, fast_hist), 296);
         assert_eq!(offset_of!(Tuple, sport), 32);
         assert_eq!(offset_of!(Tuple, proto), 36);
         assert_eq!(offset_of!(Tuple, family), 37);

@@ -317,6 +317,8 @@ impl Engine {
         }
         self.clear_slots(target, composed.prepared.len() as u32)?;
         self.switch_to(target, chain, composed)?;
+        // after the switch: a result cached from here on was decided by the new generation
+        self.bump_fast_path_epoch()?;
         debug!("slot set {target} active: {} functions", instances.len());
         Ok(AppliedChain {
             generation: target,
@@ -515,7 +517,34 @@ impl Engine {
         self.maps
             .gen_flags
             .set(self.active, gen_flags(&functions, on), 0)
-            .map_err(EngineError::map(ChainMaps::GEN_FLAGS))
+            .map_err(EngineError::map(ChainMaps::GEN_FLAGS))?;
+        // results cached before the fast path was turned off are not reused when it comes back
+        self.bump_fast_path_epoch()
+    }
+
+    /// Invalidates every result the fast path cached (`ebpf/lib/fastpath.h`): called after every
+    /// change that can alter a decision (a generation switch, rule or backend updates, state
+    /// resets and purges, set_fast_path, adoption). Written after the change, so a packet that
+    /// read the new epoch runs under the new configuration.
+    pub(super) fn bump_fast_path_epoch(&mut self) -> Result<()> {
+        let e = self
+            .maps
+            .fp_epoch
+            .get(&0, 0)
+            .map_err(EngineError::map(ChainMaps::FP_EPOCH))?;
+        self.maps
+            .fp_epoch
+            .set(0, e.wrapping_add(1), 0)
+            .map_err(EngineError::map(ChainMaps::FP_EPOCH))
+    }
+
+    /// The fast path's policy epoch (`vnf_fp_epoch[0]`): changes with every change that
+    /// invalidates cached results.
+    pub fn fast_path_epoch(&self) -> Result<u32> {
+        self.maps
+            .fp_epoch
+            .get(&0, 0)
+            .map_err(EngineError::map(ChainMaps::FP_EPOCH))
     }
 
     /// Registers the AF_XDP socket `xsk` of the user-space tier for receive queue `queue`:
@@ -543,7 +572,7 @@ impl Engine {
         if let Some(c) = self.fn_cfg.get_mut(&instance) {
             c.kind = FunctionKind::LoadBalancer(lb.clone());
         }
-        Ok(())
+        self.bump_fast_path_epoch()
     }
 
     /// Replaces the rules of a live firewall instance in place (map updates
@@ -564,7 +593,7 @@ impl Engine {
         if let Some(c) = self.fn_cfg.get_mut(&instance) {
             c.kind = FunctionKind::Firewall(fw.clone());
         }
-        Ok(())
+        self.bump_fast_path_epoch()
     }
 
     /// Points slot `pos` of generation `generation` at instance `inst` running `program`.
@@ -610,7 +639,8 @@ impl Engine {
                 0,
             )
             .map_err(EngineError::map(ChainMaps::STATS))?;
-        self.nf.reset_state(inst, n)
+        self.nf.reset_state(inst, n)?;
+        self.bump_fast_path_epoch()
     }
 
     /// Releases instance `inst` (its configuration), and its state when no
@@ -629,6 +659,7 @@ impl Engine {
         if refs <= 1 {
             self.state_refs.remove(&state);
             self.nf.purge_state(state)?;
+            self.bump_fast_path_epoch()?;
             if !self.live.contains_key(&state) {
                 self.free_ids.insert(state);
             }

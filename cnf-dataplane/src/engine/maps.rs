@@ -97,6 +97,9 @@ map_bundle! {
         ctl_cfg: Array<MapData, CtlCfg> = CTL_CFG("vnf_ctl_cfg"),
         ctl_endpoints: BpfHashMap<MapData, CtlKey, u32> = CTL_ENDPOINTS("vnf_ctl_endpoints"),
         ctl_stats: PerCpuArray<MapData, u64> = CTL_STATS("vnf_ctl_stats"),
+        /// The fast path's stamps (`ebpf/lib/fastpath.h`): `[0]` the policy epoch the engine bumps
+        /// on every change that can alter a decision, `[1]` the data path's flow-state generation.
+        fp_epoch: Array<MapData, u32> = FP_EPOCH("vnf_fp_epoch"),
     }
     xdp {
         /// Per-interface flags (key ifindex), [`super::abi::IF_F_XDP_GENERIC`].
@@ -146,6 +149,9 @@ pub(crate) const PINNED_ONLY: &[&str] = &[
     // programs, the old entry's packets continue in the new functions through these
     "vnf_scratch",
     "vnf_parsed",
+    // the fast path's flow table and its per-CPU recording (ebpf/lib/fastpath.h)
+    "vnf_fp_flows",
+    "vnf_fp_rec",
 ];
 
 /// Takes map `name` out of a loaded object as a `T`.

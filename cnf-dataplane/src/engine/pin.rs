@@ -595,6 +595,8 @@ impl Engine {
                 e.set_slot(g, pos as u32, inst, kind, prog)?;
             }
         }
+        // new programs: results the old ones cached are not theirs to reuse
+        e.bump_fast_path_epoch()?;
         let record = RecordMap::open(dir)?;
         e.pins = Some(Pins {
             dir: dir.to_path_buf(),

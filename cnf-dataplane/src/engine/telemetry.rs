@@ -71,8 +71,17 @@ pub struct ChainCounters {
     pub completed: u64,
     /// Failed tail calls.
     pub broken: u64,
-    /// Sampled entry-to-verdict latency, log2 ns buckets.
+    /// Sampled entry-to-verdict latency of every completed packet (either path), log2 ns buckets.
     pub latency_hist: [u64; abi::HIST_BUCKETS],
+    /// Of `completed`: packets of established flows that took the fast path
+    /// (`ebpf/lib/fastpath.h`): one flow lookup and the recorded result, no tail call. The others
+    /// ran the whole chain (the slow path), whose per-function latency the functions' histograms
+    /// hold; fast-path packets are in no function's histogram, only in `fast_hist`.
+    #[serde(default)]
+    pub fast: u64,
+    /// Sampled entry-to-verdict latency of the fast-path packets alone, log2 ns buckets.
+    #[serde(default = "zero_hist")]
+    pub fast_hist: [u64; abi::HIST_BUCKETS],
     /// Packets passed as the pod's own control-plane traffic before the classifier
     /// (`ebpf/lib/control.h`); not kept per generation, so only [`Engine::chain_totals`] fills it.
     #[serde(default)]
@@ -88,6 +97,8 @@ impl ChainCounters {
             completed: self.completed.saturating_sub(base.completed),
             broken: self.broken.saturating_sub(base.broken),
             latency_hist: [0; abi::HIST_BUCKETS],
+            fast: self.fast.saturating_sub(base.fast),
+            fast_hist: [0; abi::HIST_BUCKETS],
             control_plane: self.control_plane.saturating_sub(base.control_plane),
         };
         for ((o, a), b) in out
@@ -95,6 +106,14 @@ impl ChainCounters {
             .iter_mut()
             .zip(&self.latency_hist)
             .zip(&base.latency_hist)
+        {
+            *o = a.saturating_sub(*b);
+        }
+        for ((o, a), b) in out
+            .fast_hist
+            .iter_mut()
+            .zip(&self.fast_hist)
+            .zip(&base.fast_hist)
         {
             *o = a.saturating_sub(*b);
         }
@@ -108,8 +127,15 @@ impl ChainCounters {
         self.completed += other.completed;
         self.broken += other.broken;
         self.control_plane += other.control_plane;
+        self.fast += other.fast;
         sum_hist(&mut self.latency_hist, &other.latency_hist);
+        sum_hist(&mut self.fast_hist, &other.fast_hist);
     }
+}
+
+/// An empty histogram (serde default of fields added later).
+fn zero_hist() -> [u64; abi::HIST_BUCKETS] {
+    [0; abi::HIST_BUCKETS]
 }
 
 /// Adds histogram `h` to `acc`, bucket by bucket.
@@ -175,7 +201,9 @@ impl Engine {
             c.bypassed += v.bypassed;
             c.completed += v.completed;
             c.broken += v.broken;
+            c.fast += v.fast;
             sum_hist(&mut c.latency_hist, &v.latency_hist);
+            sum_hist(&mut c.fast_hist, &v.fast_hist);
         }
         Ok(c)
     }

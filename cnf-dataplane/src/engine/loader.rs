@@ -10,9 +10,9 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use aya::{Ebpf, EbpfLoader};
 use aya::maps::PerCpuValues;
 use aya::programs::{ProgramFd, SchedClassifier, Xdp};
+use aya::{Ebpf, EbpfLoader};
 use log::{debug, info};
 
 use super::abi::{self, FnStats, GenCfg, InstanceCfg, Slot};
@@ -166,18 +166,25 @@ fn load_program(
     }
 }
 
-/// Loads the entry program and every function's program, on every core at once (the verifier is
-/// most of the load time). Another entry program (a second hook of the same object) joins `wanted`
-/// here and is attached in `attach.rs`; its maps go into a bundle of `maps.rs` (or `PINNED_ONLY`).
+/// Every program of the attach point: the entry program and every function's. Another entry program
+/// (a second hook of the same object) joins here and is attached in `attach.rs`; its maps go into a
+/// bundle of `maps.rs` (or `PINNED_ONLY`).
+fn all_programs() -> impl Iterator<Item = &'static str> {
+    std::iter::once(ENTRY).chain(nf::PROGRAMS.iter().copied())
+}
+
+/// Loads the programs `wanted` of `ebpf`, on every core at once (the verifier is most of the load
+/// time).
 ///
-/// The loader threads take the next program from one queue in `wanted`'s order (the entry program,
-/// then the functions'), so a thread that verified a short program goes on with the next one instead
-/// of a fixed share: the start takes about the verification time of the busier core, whatever order
-/// the object lists its programs in.
-fn load_programs(ebpf: &mut Ebpf, hook: Hook) -> Result<HashMap<&'static str, ProgramFd>> {
-    let wanted: Vec<&'static str> = std::iter::once(ENTRY)
-        .chain(nf::PROGRAMS.iter().copied())
-        .collect();
+/// The loader threads take the next program from one queue in `wanted`'s order (the entry program
+/// first), so a thread that verified a short program goes on with the next one instead of a fixed
+/// share: the start takes about the verification time of the busier core, whatever order the object
+/// lists its programs in.
+fn load_programs(
+    ebpf: &mut Ebpf,
+    hook: Hook,
+    wanted: &[&'static str],
+) -> Result<HashMap<&'static str, ProgramFd>> {
     let mut progs: Vec<(&'static str, &mut aya::programs::Program)> = Vec::new();
     for (name, prog) in ebpf.programs_mut() {
         if let Some(&w) = wanted.iter().find(|w| **w == name) {
@@ -240,6 +247,37 @@ impl Engine {
         Self::from_object(object_loader().load(Self::object(hook))?, hook)
     }
 
+    /// [`Engine::load`] that verifies no program yet: the first [`Engine::apply`] loads the entry
+    /// program with the programs of its functions, and a later apply whose chain needs another
+    /// program loads it before anything of the new generation is written (so before its switch).
+    /// Attach only after an apply. Saves the start the verification of the programs the chain does
+    /// not run (the forwarder's and the user-space hand-off's in the edge chain).
+    pub fn load_lazily(hook: Hook) -> Result<Self> {
+        Self::with_maps(object_loader().load(Self::object(hook))?, hook)
+    }
+
+    /// Loads the programs in `names` (and the entry program) that are not loaded yet, in parallel.
+    fn load_missing(&mut self, names: impl IntoIterator<Item = &'static str>) -> Result<()> {
+        let mut wanted: Vec<&'static str> = Vec::new();
+        for name in std::iter::once(ENTRY).chain(names) {
+            if !self.prog_fds.contains_key(name) && !wanted.contains(&name) {
+                wanted.push(name);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let fds = load_programs(&mut self.ebpf, self.hook, &wanted)?;
+        self.prog_fds.extend(fds);
+        info!(
+            "loaded {} program(s) of the {:?} attach point: {}",
+            wanted.len(),
+            self.hook,
+            wanted.join(", ")
+        );
+        Ok(())
+    }
+
     pub(super) fn object(hook: Hook) -> &'static [u8] {
         match hook {
             Hook::Xdp => objects::XDP_CHAIN,
@@ -248,18 +286,23 @@ impl Engine {
     }
 
     /// Loads the programs of `ebpf` and takes its maps.
-    pub(super) fn from_object(mut ebpf: Ebpf, hook: Hook) -> Result<Self> {
-        let prog_fds = load_programs(&mut ebpf, hook)?;
+    pub(super) fn from_object(ebpf: Ebpf, hook: Hook) -> Result<Self> {
+        let mut engine = Self::with_maps(ebpf, hook)?;
+        engine.load_missing(all_programs())?;
+        Ok(engine)
+    }
+
+    /// Takes the maps of `ebpf`; no program is loaded yet.
+    fn with_maps(mut ebpf: Ebpf, hook: Hook) -> Result<Self> {
         let maps = ChainMaps::take(&mut ebpf, hook)?;
         let nf = Functions::take(&mut ebpf, hook)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
-        info!("loaded {hook:?} attach point ({} programs)", prog_fds.len());
         Ok(Self {
             ebpf,
             hook,
             maps,
             nf,
-            prog_fds,
+            prog_fds: HashMap::new(),
             nr_cpus,
             active: 0,
             generations: [Vec::new(), Vec::new()],
@@ -305,6 +348,11 @@ impl Engine {
         let reuse = self.reusable(&chain.functions);
         // validate everything before touching a map
         let composed = Self::compose(chain, &reuse)?;
+        // the programs of new functions are verified before anything is written
+        self.load_missing(composed.steps.iter().filter_map(|s| match s {
+            Step::Fresh(p) => Some(p.program()),
+            Step::Reuse(_) => None,
+        }))?;
         let target = 1 - self.active;
         self.retire(target)?;
         let fresh = reuse.iter().filter(|r| r.is_none()).count();

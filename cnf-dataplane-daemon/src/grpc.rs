@@ -30,16 +30,27 @@ impl Service {
     }
 
     /// Runs the update `f` on a blocking thread (an apply can take seconds: it must not hold an
-    /// executor thread), after the updates before it.
+    /// executor thread), after the updates before it. Answers once the new status is published
+    /// (the metrics follow, see [`Shared::update_then`]).
     async fn update<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Dataplane) -> R + Send + 'static,
     ) -> Result<R, Status> {
         let state = self.state.clone();
-        tokio::task::spawn_blocking(move || state.update(f))
-            .await
-            .map_err(|e| Status::internal(format!("the update task failed: {e}")))?
-            .map_err(poisoned)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::task::spawn_blocking(move || {
+            state.update_then(f, |r| {
+                let _ = tx.send(r);
+            })
+        });
+        match rx.await {
+            Ok(r) => r.map_err(poisoned),
+            // the update panicked before it answered: the task says how
+            Err(_) => Err(match task.await {
+                Err(e) => Status::internal(format!("the update task failed: {e}")),
+                Ok(()) => Status::internal("the update task ended without an answer"),
+            }),
+        }
     }
 }
 

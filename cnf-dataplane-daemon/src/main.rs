@@ -3,16 +3,22 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
 use cnf_dataplane::compose::{ApplyError, Dataplane, OnExit, StartOptions, control};
+use crds::VNFChain;
 use shared::Shared;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tonic::transport::server::{Connected, Router};
 
 mod caps;
 mod grpc;
@@ -86,38 +92,77 @@ enum ExitPolicy {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let flags = Flags::parse();
-
-    let text = match std::fs::read_to_string(&flags.config) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("cnf-dataplane: {}: {e}", flags.config.display());
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let chain = match crds::manifest::parse_single_chain(&text) {
+    let chain = match read_chain(&flags.config) {
         Ok(c) => c,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{}: {e}", flags.config.display());
-            }
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-    if flags.grpc_listen.is_some() && flags.tls_dir.is_none() {
-        eprintln!(
-            "cnf-dataplane: --grpc-listen needs --tls-dir (unauthenticated gRPC is refused); use --grpc-socket on a single host"
-        );
-        return ExitCode::from(EXIT_CONFIG);
+    if let Err(code) = preflight(&flags) {
+        return code;
     }
-    if let Err(e) = caps::check() {
-        eprintln!("cnf-dataplane: {e}");
-        return ExitCode::from(EXIT_NOPERM);
-    }
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let on_exit = match flags.on_exit {
         ExitPolicy::Detach => OnExit::Detach,
         ExitPolicy::Keep => OnExit::Keep,
     };
+    let dataplane = match start(&flags, &chain, on_exit) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    log_started(&dataplane, started);
+    let state = Arc::new(Shared::new(dataplane));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cnf-dataplane: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve(flags, state.clone()));
+    leave(&state, on_exit);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cnf-dataplane: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The chain of the manifest at `path`; errors are printed, the exit status returned.
+fn read_chain(path: &Path) -> Result<VNFChain, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("cnf-dataplane: {}: {e}", path.display());
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    crds::manifest::parse_single_chain(&text).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("{}: {e}", path.display());
+        }
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Refuses flags that make no sense together and a process without the capabilities it needs.
+fn preflight(flags: &Flags) -> Result<(), ExitCode> {
+    if flags.grpc_listen.is_some() && flags.tls_dir.is_none() {
+        eprintln!(
+            "cnf-dataplane: --grpc-listen needs --tls-dir (unauthenticated gRPC is refused); use --grpc-socket on a single host"
+        );
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
+    caps::check().map_err(|e| {
+        eprintln!("cnf-dataplane: {e}");
+        ExitCode::from(EXIT_NOPERM)
+    })
+}
+
+/// Loads and attaches `chain` (or re-adopts the kept one); an error is printed and mapped to its exit
+/// status.
+fn start(flags: &Flags, chain: &VNFChain, on_exit: OnExit) -> Result<Dataplane, ExitCode> {
     if on_exit == OnExit::Detach {
         log::info!(
             "--on-exit detach: if this process dies, the chain goes with it and the interfaces are \
@@ -139,27 +184,25 @@ fn main() -> ExitCode {
         pin_dir: flags.pin_dir.clone(),
         listeners,
     };
-    let dataplane = match Dataplane::start_with(&chain, &opts) {
-        Ok(d) => d,
-        Err(e @ (ApplyError::Invalid(_) | ApplyError::Unsupported { .. })) => {
-            for line in e.to_string().lines() {
-                eprintln!("{}: {line}", flags.config.display());
+    Dataplane::start_with(chain, &opts).map_err(|e| {
+        let code = match &e {
+            ApplyError::Invalid(_) | ApplyError::Unsupported { .. } => {
+                for line in e.to_string().lines() {
+                    eprintln!("{}: {line}", flags.config.display());
+                }
+                return ExitCode::from(EXIT_CONFIG);
             }
-            return ExitCode::from(EXIT_CONFIG);
-        }
-        Err(e @ ApplyError::Occupied { .. }) => {
-            eprintln!("cnf-dataplane: {e}");
-            return ExitCode::from(EXIT_OCCUPIED);
-        }
-        Err(e @ ApplyError::PinDirBusy(_)) => {
-            eprintln!("cnf-dataplane: {e}");
-            return ExitCode::from(EXIT_PIN_DIR_BUSY);
-        }
-        Err(e) => {
-            eprintln!("cnf-dataplane: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+            ApplyError::Occupied { .. } => ExitCode::from(EXIT_OCCUPIED),
+            ApplyError::PinDirBusy(_) => ExitCode::from(EXIT_PIN_DIR_BUSY),
+            _ => ExitCode::FAILURE,
+        };
+        eprintln!("cnf-dataplane: {e}");
+        code
+    })
+}
+
+/// Logs where the chain is attached and how long the start took.
+fn log_started(dataplane: &Dataplane, started: Instant) {
     for a in dataplane.attachments() {
         log::info!(
             "attached to {} with {}{}",
@@ -183,20 +226,10 @@ fn main() -> ExitCode {
             .map(|a| format!("; {a}"))
             .unwrap_or_default()
     );
-    let state = Arc::new(Shared::new(dataplane));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cnf-dataplane: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(serve(flags, state.clone()));
-    // Keep or detach before exiting (an engine that is not kept also detaches when dropped).
+}
+
+/// Keeps or detaches the chain before exiting (an engine that is not kept also detaches when dropped).
+fn leave(state: &Shared, on_exit: OnExit) {
     let _ = state.update(|dp| {
         let (what, res) = match on_exit {
             OnExit::Keep => ("keep", dp.keep()),
@@ -210,24 +243,73 @@ fn main() -> ExitCode {
             Err(e) => log::warn!("{what}: {e}"),
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cnf-dataplane: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
+/// The servers' tasks; each ends with its server.
+type Tasks = JoinSet<anyhow::Result<()>>;
+
+/// Resolves once `true` was sent on the stop channel.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Serves the gRPC `router` on the connections of `incoming` until `stop` says so; `label` names the
+/// server in its error.
+fn serve_grpc<I, IO, IE>(
+    tasks: &mut Tasks,
+    router: Router,
+    incoming: I,
+    stop: watch::Receiver<bool>,
+    label: &'static str,
+) where
+    I: tokio_stream::Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    tasks.spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, stopped(stop))
+            .await
+            .context(label)
+    });
+}
+
+/// The `/metrics`, `/healthz` and `/readyz` routes over `state`.
+fn metrics_app(state: Arc<Shared>) -> axum::Router {
+    let readiness = state.clone();
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || async move {
+                // the last published metrics while an update runs
+                match state.metrics() {
+                    Ok(text) => (StatusCode::OK, text),
+                    Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                match readiness.ready() {
+                    Ok(true) => (StatusCode::OK, "ready"),
+                    _ => (StatusCode::SERVICE_UNAVAILABLE, "not attached"),
+                }
+            }),
+        )
+}
+
+/// Serves the gRPC API (TCP with mutual TLS, a Unix socket, or both) and the metrics endpoint until
+/// SIGTERM, Ctrl-C or a server's failure; then refuses updates and drains.
 async fn serve(flags: Flags, state: Arc<Shared>) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<DataplaneServer<grpc::Service>>().await;
-    let service = DataplaneServer::new(grpc::Service::new(state.clone()));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let mut tasks = tokio::task::JoinSet::new();
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(DataplaneServer::new(grpc::Service::new(state.clone())));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Tasks::new();
 
     if let Some(addr) = flags.grpc_listen {
         let dir = flags
@@ -240,72 +322,40 @@ async fn serve(flags: Flags, state: Arc<Shared>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let incoming = tls::incoming(listener, credentials.server_config()?);
-        let router = Server::builder()
-            .add_service(health_service.clone())
-            .add_service(service.clone());
-        let stop = stopped(stop_rx.clone());
-        tasks.spawn(async move {
-            router
-                .serve_with_incoming_shutdown(incoming, stop)
-                .await
-                .context("gRPC (TCP)")
-        });
+        serve_grpc(
+            &mut tasks,
+            router.clone(),
+            incoming,
+            stop_rx.clone(),
+            "gRPC (TCP)",
+        );
         log::info!(
             "gRPC on {addr} (mutual TLS, clients with identity {})",
             flags.client_identity
         );
     }
-    if let Some(path) = flags.grpc_socket.clone() {
-        let _ = std::fs::remove_file(&path);
-        let listener = tokio::net::UnixListener::bind(&path)
+    if let Some(path) = &flags.grpc_socket {
+        let _ = std::fs::remove_file(path);
+        let listener = tokio::net::UnixListener::bind(path)
             .with_context(|| format!("binding {}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("chmod 0600 {}", path.display()))?;
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        let router = Server::builder()
-            .add_service(health_service.clone())
-            .add_service(service.clone());
-        let stop = stopped(stop_rx.clone());
-        tasks.spawn(async move {
-            router
-                .serve_with_incoming_shutdown(incoming, stop)
-                .await
-                .context("gRPC (Unix socket)")
-        });
+        serve_grpc(
+            &mut tasks,
+            router.clone(),
+            incoming,
+            stop_rx.clone(),
+            "gRPC (Unix socket)",
+        );
         log::info!("gRPC on unix:{} (mode 0600)", path.display());
     }
 
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get({
-                let state = state.clone();
-                move || async move {
-                    // the last published metrics while an update runs
-                    match state.metrics() {
-                        Ok(text) => (StatusCode::OK, text),
-                        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, String::new()),
-                    }
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get({
-                let state = state.clone();
-                move || async move {
-                    match state.ready() {
-                        Ok(true) => (StatusCode::OK, "ready"),
-                        _ => (StatusCode::SERVICE_UNAVAILABLE, "not attached"),
-                    }
-                }
-            }),
-        );
     let listener = tokio::net::TcpListener::bind(flags.metrics_listen)
         .await
         .with_context(|| format!("binding {}", flags.metrics_listen))?;
-    let stop = stopped(stop_rx.clone());
+    let app = metrics_app(state.clone());
+    let stop = stopped(stop_rx);
     tasks.spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(stop)
@@ -314,6 +364,20 @@ async fn serve(flags: Flags, state: Arc<Shared>) -> anyhow::Result<()> {
     });
     log::info!("metrics on http://{}/metrics", flags.metrics_listen);
 
+    let result = run_until_stopped(&mut tasks, &state, &stop_tx).await;
+    if let Some(path) = flags.grpc_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// Waits for SIGTERM, Ctrl-C or a server's end; then refuses updates, stops the servers and drains
+/// them briefly.
+async fn run_until_stopped(
+    tasks: &mut Tasks,
+    state: &Arc<Shared>,
+    stop_tx: &watch::Sender<bool>,
+) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => log::info!("interrupted"),
@@ -330,7 +394,7 @@ async fn serve(flags: Flags, state: Arc<Shared>) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     // Drain in-flight requests briefly; idle client connections (the operator keeps one) must not hold
     // the shutdown up.
-    let drained = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+    let drained = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(res) = tasks.join_next().await {
             res.context("server task")??;
         }
@@ -338,14 +402,11 @@ async fn serve(flags: Flags, state: Arc<Shared>) -> anyhow::Result<()> {
     })
     .await;
     match drained {
-        Ok(res) => res?,
+        Ok(res) => res,
         Err(_) => {
             log::info!("closing connections still open after 2 s");
             tasks.abort_all();
+            Ok(())
         }
     }
-    if let Some(path) = flags.grpc_socket {
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(())
 }

@@ -97,6 +97,32 @@ fn histogram(pairs: &[(&str, &str)], hist: &[u64; abi::HIST_BUCKETS]) -> Metric 
 pub fn render(dp: &Dataplane) -> String {
     let (ns, chain) = dp.chain();
     let base = [("namespace", ns), ("chain", chain)];
+    let mut families = function_families(dp, &base);
+    families.extend(chain_families(dp, &base));
+    families.extend(interface_families(dp, &base));
+    families.extend(userspace_families(dp, &base));
+    families.push(family(
+        "buildvnf_applied_generation",
+        "The chain generation running",
+        MetricType::GAUGE,
+        vec![gauge(&base, dp.generation() as f64)],
+    ));
+    families.push(family(
+        "buildvnf_build_info",
+        "Version of the data plane",
+        MetricType::GAUGE,
+        vec![gauge(&[("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+    ));
+    families.retain(|f| !f.get_metric().is_empty());
+    let mut out = Vec::new();
+    if TextEncoder::new().encode(&families, &mut out).is_err() {
+        return String::new();
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Per function (labels: function, type): packets, bytes, passes, drops by reason, latency.
+fn function_families(dp: &Dataplane, base: &[(&str, &str); 2]) -> Vec<MetricFamily> {
     let stats = dp.function_stats();
     let mut packets = Vec::new();
     let mut bytes = Vec::new();
@@ -128,7 +154,7 @@ pub fn render(dp: &Dataplane) -> String {
         }
         latency.push(histogram(&l, &s.latency_hist));
     }
-    let mut families = vec![
+    vec![
         family(
             "buildvnf_function_packets_total",
             "Packets that entered a function",
@@ -159,11 +185,17 @@ pub fn render(dp: &Dataplane) -> String {
             MetricType::HISTOGRAM,
             latency,
         ),
-    ];
-    if let Some(c) = dp.chain_counters() {
-        let with =
-            |result: &'static str, v: u64| counter(&[base[0], base[1], ("result", result)], v);
-        families.push(family(
+    ]
+}
+
+/// The whole chain: packets at the entry by result, and the chain's latency.
+fn chain_families(dp: &Dataplane, base: &[(&str, &str); 2]) -> Vec<MetricFamily> {
+    let Some(c) = dp.chain_counters() else {
+        return Vec::new();
+    };
+    let with = |result: &'static str, v: u64| counter(&[base[0], base[1], ("result", result)], v);
+    vec![
+        family(
             "buildvnf_chain_packets_total",
             "Packets at the chain entry: classified into the chain, bypassed, completed, broken tail \
              calls, passed as the pod's own control-plane traffic (never decrease: every generation, \
@@ -176,27 +208,32 @@ pub fn render(dp: &Dataplane) -> String {
                 with("broken", c.broken),
                 with("control_plane", c.control_plane),
             ],
-        ));
-        families.push(family(
+        ),
+        family(
             "buildvnf_chain_latency_seconds",
             "Time from chain entry to verdict (sampled), either path",
             MetricType::HISTOGRAM,
-            vec![histogram(&base, &c.latency_hist)],
-        ));
-        families.push(family(
+            vec![histogram(base, &c.latency_hist)],
+        ),
+        family(
             "buildvnf_chain_fast_path_packets_total",
             "Of the completed packets: those of established flows that took the fast path (one flow \
              lookup, no tail call; in no function's latency histogram)",
             MetricType::COUNTER,
-            vec![counter(&base, c.fast)],
-        ));
-        families.push(family(
+            vec![counter(base, c.fast)],
+        ),
+        family(
             "buildvnf_chain_fast_path_latency_seconds",
             "Time from chain entry to verdict of the fast-path packets (sampled)",
             MetricType::HISTOGRAM,
-            vec![histogram(&base, &c.fast_hist)],
-        ));
-    }
+            vec![histogram(base, &c.fast_hist)],
+        ),
+    ]
+}
+
+/// Per attached interface (label: interface): the hook, transmit checksum offload (read now), and the
+/// offloads the data plane turned off at attach.
+fn interface_families(dp: &Dataplane, base: &[(&str, &str); 2]) -> Vec<MetricFamily> {
     let attach = dp
         .attachments()
         .iter()
@@ -212,12 +249,6 @@ pub fn render(dp: &Dataplane) -> String {
             )
         })
         .collect();
-    families.push(family(
-        "buildvnf_attach_info",
-        "The hook the chain is attached with, per interface",
-        MetricType::GAUGE,
-        attach,
-    ));
     let tx_csum = dp
         .attachments()
         .iter()
@@ -229,12 +260,6 @@ pub fn render(dp: &Dataplane) -> String {
             ))
         })
         .collect();
-    families.push(family(
-        "buildvnf_interface_tx_checksum_offload",
-        "Transmit checksum offload of an attached interface (1 on, 0 off), read at scrape time",
-        MetricType::GAUGE,
-        tx_csum,
-    ));
     let disabled = offload::changes()
         .iter()
         .map(|c| {
@@ -250,31 +275,26 @@ pub fn render(dp: &Dataplane) -> String {
             )
         })
         .collect();
-    families.push(family(
-        "buildvnf_offload_disabled_info",
-        "An offload the data plane turned off at attach because it breaks rewritten packets (veth)",
-        MetricType::GAUGE,
-        disabled,
-    ));
-    families.extend(userspace_families(dp, &base));
-    families.push(family(
-        "buildvnf_applied_generation",
-        "The chain generation running",
-        MetricType::GAUGE,
-        vec![gauge(&base, dp.generation() as f64)],
-    ));
-    families.push(family(
-        "buildvnf_build_info",
-        "Version of the data plane",
-        MetricType::GAUGE,
-        vec![gauge(&[("version", env!("CARGO_PKG_VERSION"))], 1.0)],
-    ));
-    families.retain(|f| !f.get_metric().is_empty());
-    let mut out = Vec::new();
-    if TextEncoder::new().encode(&families, &mut out).is_err() {
-        return String::new();
-    }
-    String::from_utf8(out).unwrap_or_default()
+    vec![
+        family(
+            "buildvnf_attach_info",
+            "The hook the chain is attached with, per interface",
+            MetricType::GAUGE,
+            attach,
+        ),
+        family(
+            "buildvnf_interface_tx_checksum_offload",
+            "Transmit checksum offload of an attached interface (1 on, 0 off), read at scrape time",
+            MetricType::GAUGE,
+            tx_csum,
+        ),
+        family(
+            "buildvnf_offload_disabled_info",
+            "An offload the data plane turned off at attach because it breaks rewritten packets (veth)",
+            MetricType::GAUGE,
+            disabled,
+        ),
+    ]
 }
 
 /// The user-space tier, per worker (labels: interface, queue): packets and bytes received and sent,

@@ -73,15 +73,33 @@ impl Shared {
     /// Runs the update `f` on the state, waiting for the update before it (updates never interleave),
     /// then publishes the new state. Blocks: call it from a blocking thread, not the async executor.
     pub fn update<R>(&self, f: impl FnOnce(&mut Dataplane) -> R) -> Result<R, Poisoned> {
+        let mut out = Err(Poisoned);
+        self.update_then(f, |r| out = r);
+        out
+    }
+
+    /// [`Shared::update`] that hands `f`'s result to `reply` as soon as the new status and readiness
+    /// are published, and renders the metrics after that (a scrape meanwhile answers with the last
+    /// published ones, as during the update): an ApplyChain's answer does not wait for a scrape's
+    /// worth of counter reads. The next update still waits for the whole publication.
+    pub fn update_then<R>(
+        &self,
+        f: impl FnOnce(&mut Dataplane) -> R,
+        reply: impl FnOnce(Result<R, Poisoned>),
+    ) {
         let _updating = Updating::new(&self.updating);
-        self.dp.lock().map_err(|_| Poisoned).map(|mut dp| {
-            let r = f(&mut dp);
+        let Ok(mut dp) = self.dp.lock() else {
+            return reply(Err(Poisoned));
+        };
+        let r = f(&mut dp);
+        {
             let mut p = self.publish_lock();
             p.status = crate::grpc::status_of(&dp);
             p.ready = dp.ready();
-            p.metrics = crate::metrics::render(&dp);
-            r
-        })
+        }
+        reply(Ok(r));
+        let metrics = crate::metrics::render(&dp);
+        self.publish_lock().metrics = metrics;
     }
 
     /// The state, when it is free within [`READ_PATIENCE`] and no update holds or awaits it.

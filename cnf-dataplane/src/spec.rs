@@ -826,7 +826,7 @@ mod tests {
     #[test]
     fn edge_chain_field_by_field() {
         let cfg = chain_config(&example("edge-chain.yaml"), &resolver).expect("maps");
-        assert_eq!(cfg.latency_sample_rate, 1);
+        assert_eq!(cfg.latency_sample_rate, 64);
         assert_eq!(
             cfg.classifier,
             ClassifierConfig {
@@ -840,7 +840,7 @@ mod tests {
         );
         let names: Vec<&str> = cfg.functions.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["fw", "nat", "lb", "rl", "mon"]);
-        assert!(cfg.functions.iter().all(|f| f.latency_sample_rate == 1));
+        assert!(cfg.functions.iter().all(|f| f.latency_sample_rate == 64));
 
         let FunctionKind::Firewall(fw) = &cfg.functions[0].kind else {
             panic!("fw: {:?}", cfg.functions[0].kind)

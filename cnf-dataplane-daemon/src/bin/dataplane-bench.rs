@@ -429,9 +429,9 @@ fn rows(r: &Report) -> Vec<(String, String, &'static str, f64, f64)> {
         (
             format!("start -> attached, best / median of {}", r.start.n),
             format!("{:.0} / {:.0} ms", r.start.best, r.start.median),
-            "<= 200 ms",
+            "<= 150 ms",
             r.start.median,
-            200.0,
+            150.0,
         ),
         (
             format!("ApplyChain rule-only, median / p99 of {}", r.rule_only.n),
@@ -496,7 +496,7 @@ fn json(r: &Report) -> serde_json::Value {
         "scrape": s(&r.scrape),
         "scrape_bytes": r.scrape_bytes,
         "apply_gap_ms": r.apply_gap_ms,
-        "targets": {"idle_rss_mib": 30, "start_ms": 200, "apply_rule_only_ms": 1, "apply_composition_ms": 10, "scrape_ms": 5},
+        "targets": {"idle_rss_mib": 30, "start_ms": 150, "apply_rule_only_ms": 1, "apply_composition_ms": 10, "scrape_ms": 5},
     })
 }
 

@@ -10,9 +10,9 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use aya::Ebpf;
 use aya::maps::PerCpuValues;
 use aya::programs::{ProgramFd, SchedClassifier, Xdp};
+use aya::{Ebpf, EbpfLoader};
 use log::{debug, info};
 
 use super::abi::{self, FnStats, GenCfg, InstanceCfg, Slot};
@@ -85,6 +85,9 @@ pub struct Engine {
     pub(super) free_ids: BTreeSet<u32>,
     /// Classifier prefixes written for each generation.
     pub(super) cls_keys: [PrefixKeys; 2],
+    /// Per generation, the slots from this position on are empty (a loaded or re-adopted chain's
+    /// maps count as written throughout).
+    pub(super) slots_used: [u32; 2],
     pub(super) last_flip: Option<Instant>,
     /// Raw counters of each generation's slot when it was last activated: the kernel's chain counters
     /// are never zeroed (exported totals never go back), per-generation counts subtract this.
@@ -132,7 +135,15 @@ impl Drop for Engine {
 struct Composed {
     cls: abi::Classifier,
     cls_prefixes: Vec<(super::config::IpCidr, bool)>,
-    prepared: Vec<Prepared>,
+    steps: Vec<Step>,
+}
+
+/// What becomes of one function of a chain being applied.
+enum Step {
+    /// The running instance with the same configuration serves it (nothing is encoded or written).
+    Reuse(u32),
+    /// A new instance, with its encoded configuration.
+    Fresh(Prepared),
 }
 
 /// Loads (verifies) one program of the attach point for `hook` and returns its fd.
@@ -155,13 +166,25 @@ fn load_program(
     }
 }
 
-/// Loads the entry program and every function's program, on every core at once (the verifier is
-/// most of the load time). Another entry program (a second hook of the same object) joins `wanted`
-/// here and is attached in `attach.rs`; its maps go into a bundle of `maps.rs` (or `PINNED_ONLY`).
-fn load_programs(ebpf: &mut Ebpf, hook: Hook) -> Result<HashMap<&'static str, ProgramFd>> {
-    let wanted: Vec<&'static str> = std::iter::once(ENTRY)
-        .chain(nf::PROGRAMS.iter().copied())
-        .collect();
+/// Every program of the attach point: the entry program and every function's. Another entry program
+/// (a second hook of the same object) joins here and is attached in `attach.rs`; its maps go into a
+/// bundle of `maps.rs` (or `PINNED_ONLY`).
+fn all_programs() -> impl Iterator<Item = &'static str> {
+    std::iter::once(ENTRY).chain(nf::PROGRAMS.iter().copied())
+}
+
+/// Loads the programs `wanted` of `ebpf`, on every core at once (the verifier is most of the load
+/// time).
+///
+/// The loader threads take the next program from one queue in `wanted`'s order (the entry program
+/// first), so a thread that verified a short program goes on with the next one instead of a fixed
+/// share: the start takes about the verification time of the busier core, whatever order the object
+/// lists its programs in.
+fn load_programs(
+    ebpf: &mut Ebpf,
+    hook: Hook,
+    wanted: &[&'static str],
+) -> Result<HashMap<&'static str, ProgramFd>> {
     let mut progs: Vec<(&'static str, &mut aya::programs::Program)> = Vec::new();
     for (name, prog) in ebpf.programs_mut() {
         if let Some(&w) = wanted.iter().find(|w| **w == name) {
@@ -171,23 +194,23 @@ fn load_programs(ebpf: &mut Ebpf, hook: Hook) -> Result<HashMap<&'static str, Pr
     if let Some(missing) = wanted.iter().find(|w| !progs.iter().any(|(n, _)| n == *w)) {
         return Err(EngineError::Missing(format!("program {missing}")));
     }
+    progs.sort_by_key(|(name, _)| wanted.iter().position(|w| w == name));
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, progs.len());
-    let mut groups: Vec<Vec<(&'static str, &mut aya::programs::Program)>> =
-        (0..threads).map(|_| Vec::new()).collect();
-    for (i, p) in progs.into_iter().enumerate() {
-        groups[i % threads].push(p);
-    }
+    // reversed: the threads pop from the end
+    progs.reverse();
+    let queue = std::sync::Mutex::new(progs);
+    let next = || queue.lock().ok().and_then(|mut q| q.pop());
     let loaded: Vec<Result<Vec<(&'static str, ProgramFd)>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .map(|group| {
-                scope.spawn(move || {
-                    group
-                        .into_iter()
-                        .map(|(name, prog)| load_program(hook, name, prog).map(|fd| (name, fd)))
-                        .collect::<Result<Vec<_>>>()
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some((name, prog)) = next() {
+                        done.push((name, load_program(hook, name, prog)?));
+                    }
+                    Ok(done)
                 })
             })
             .collect();
@@ -209,10 +232,50 @@ fn load_programs(ebpf: &mut Ebpf, hook: Hook) -> Result<HashMap<&'static str, Pr
     Ok(prog_fds)
 }
 
+/// The object loader: without the kernel's BTF, which the engine's objects do not need (no CO-RE
+/// relocations). `Ebpf::load` parses `/sys/kernel/btf/vmlinux` (megabytes) twice, a good part of the
+/// daemon's start; `EbpfLoader::new` still parses it once.
+pub(super) fn object_loader<'a>() -> EbpfLoader<'a> {
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    loader
+}
+
 impl Engine {
     /// Loads the attach point for `hook`; the chain starts empty (all traffic bypasses).
     pub fn load(hook: Hook) -> Result<Self> {
-        Self::from_object(Ebpf::load(Self::object(hook))?, hook)
+        Self::from_object(object_loader().load(Self::object(hook))?, hook)
+    }
+
+    /// [`Engine::load`] that verifies no program yet: the first [`Engine::apply`] loads the entry
+    /// program with the programs of its functions, and a later apply whose chain needs another
+    /// program loads it before anything of the new generation is written (so before its switch).
+    /// Attach only after an apply. Saves the start the verification of the programs the chain does
+    /// not run (the forwarder's and the user-space hand-off's in the edge chain).
+    pub fn load_lazily(hook: Hook) -> Result<Self> {
+        Self::with_maps(object_loader().load(Self::object(hook))?, hook)
+    }
+
+    /// Loads the programs in `names` (and the entry program) that are not loaded yet, in parallel.
+    fn load_missing(&mut self, names: impl IntoIterator<Item = &'static str>) -> Result<()> {
+        let mut wanted: Vec<&'static str> = Vec::new();
+        for name in std::iter::once(ENTRY).chain(names) {
+            if !self.prog_fds.contains_key(name) && !wanted.contains(&name) {
+                wanted.push(name);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let fds = load_programs(&mut self.ebpf, self.hook, &wanted)?;
+        self.prog_fds.extend(fds);
+        info!(
+            "loaded {} program(s) of the {:?} attach point: {}",
+            wanted.len(),
+            self.hook,
+            wanted.join(", ")
+        );
+        Ok(())
     }
 
     pub(super) fn object(hook: Hook) -> &'static [u8] {
@@ -223,18 +286,23 @@ impl Engine {
     }
 
     /// Loads the programs of `ebpf` and takes its maps.
-    pub(super) fn from_object(mut ebpf: Ebpf, hook: Hook) -> Result<Self> {
-        let prog_fds = load_programs(&mut ebpf, hook)?;
+    pub(super) fn from_object(ebpf: Ebpf, hook: Hook) -> Result<Self> {
+        let mut engine = Self::with_maps(ebpf, hook)?;
+        engine.load_missing(all_programs())?;
+        Ok(engine)
+    }
+
+    /// Takes the maps of `ebpf`; no program is loaded yet.
+    fn with_maps(mut ebpf: Ebpf, hook: Hook) -> Result<Self> {
         let maps = ChainMaps::take(&mut ebpf, hook)?;
         let nf = Functions::take(&mut ebpf, hook)?;
         let nr_cpus = aya::util::nr_cpus().map_err(|(_, e)| EngineError::Io(e))?;
-        info!("loaded {hook:?} attach point ({} programs)", prog_fds.len());
         Ok(Self {
             ebpf,
             hook,
             maps,
             nf,
-            prog_fds,
+            prog_fds: HashMap::new(),
             nr_cpus,
             active: 0,
             generations: [Vec::new(), Vec::new()],
@@ -245,6 +313,7 @@ impl Engine {
             fn_cfg: HashMap::new(),
             free_ids: (1..abi::MAX_INSTANCES).collect(),
             cls_keys: Default::default(),
+            slots_used: [abi::MAX_CHAIN; 2],
             last_flip: None,
             gen_base: Default::default(),
             links: Vec::new(),
@@ -274,48 +343,48 @@ impl Engine {
     /// Installs `chain` into the inactive generation, then makes it active
     /// with a single map update.  Packets in flight finish in the old chain.
     pub fn apply(&mut self, chain: &ChainConfig) -> Result<AppliedChain> {
+        // a function whose configuration did not change keeps its running instance: nothing of
+        // it is encoded again or rewritten, only the new generation's slot points at it
+        let reuse = self.reusable(&chain.functions);
         // validate everything before touching a map
-        let composed = Self::compose(chain)?;
+        let composed = Self::compose(chain, &reuse)?;
+        // the programs of new functions are verified before anything is written
+        self.load_missing(composed.steps.iter().filter_map(|s| match s {
+            Step::Fresh(p) => Some(p.program()),
+            Step::Reuse(_) => None,
+        }))?;
         let target = 1 - self.active;
         self.retire(target)?;
-        // a function whose configuration did not change keeps its running instance: nothing of
-        // it is rewritten, only the new generation's slot points at it
-        let reuse = self.reusable(&chain.functions);
         let fresh = reuse.iter().filter(|r| r.is_none()).count();
         if self.free_ids.len() < fresh {
             return Err(EngineError::NoInstanceIds(abi::MAX_INSTANCES - 1));
         }
         self.write_classifier_prefixes(target, &composed.cls_prefixes)?;
         let mut heirs = self.heirs(&reuse);
-        let mut instances = Vec::with_capacity(composed.prepared.len());
-        for (pos, ((f, p), reused)) in chain
-            .functions
-            .iter()
-            .zip(&composed.prepared)
-            .zip(&reuse)
-            .enumerate()
-        {
-            let inst = match *reused {
-                Some(inst) => {
-                    self.generations[target as usize].push(inst);
-                    inst
+        let mut instances = Vec::with_capacity(composed.steps.len());
+        for (pos, (f, step)) in chain.functions.iter().zip(&composed.steps).enumerate() {
+            let (inst, kind, program, how) = match step {
+                Step::Reuse(inst) => {
+                    self.generations[target as usize].push(*inst);
+                    let kind = self.live.get(inst).copied().unwrap_or_default();
+                    let program = nf::program_of_kind(kind).ok_or_else(|| {
+                        EngineError::Missing(format!("program of instance {inst} (kind {kind})"))
+                    })?;
+                    (*inst, kind, program, "unchanged")
                 }
-                None => self.new_instance(target, f, p, &mut heirs)?,
+                Step::Fresh(p) => {
+                    let inst = self.new_instance(target, f, p, &mut heirs)?;
+                    (inst, p.kind(), p.program(), p.program())
+                }
             };
-            let kind = p.kind();
-            self.set_slot(target, pos as u32, inst, kind, p.program())?;
-            let how = if reused.is_some() {
-                "unchanged"
-            } else {
-                p.program()
-            };
+            self.set_slot(target, pos as u32, inst, kind, program)?;
             debug!(
                 "gen {target} pos {pos}: {} = instance {inst} ({how})",
                 f.name
             );
             instances.push(inst);
         }
-        self.clear_slots(target, composed.prepared.len() as u32)?;
+        self.clear_slots(target, composed.steps.len() as u32)?;
         self.switch_to(target, chain, composed)?;
         // after the switch: a result cached from here on was decided by the new generation
         self.bump_fast_path_epoch()?;
@@ -326,8 +395,9 @@ impl Engine {
         })
     }
 
-    /// Checks and encodes a whole chain (classifier, non-IP list, every function).
-    fn compose(chain: &ChainConfig) -> Result<Composed> {
+    /// Checks and encodes a whole chain (classifier, non-IP list, every function but those `reuse`
+    /// names a running instance for: their configuration was checked and encoded when they started).
+    fn compose(chain: &ChainConfig, reuse: &[Option<u32>]) -> Result<Composed> {
         if chain.functions.len() > abi::MAX_CHAIN as usize {
             return Err(EngineError::Config(format!(
                 "chain has {} functions, at most {} are supported",
@@ -337,15 +407,19 @@ impl Engine {
         }
         let (cls, cls_prefixes) = classifier::encode(&chain.classifier)?;
         chain.non_ip.check().map_err(EngineError::Config)?;
-        let prepared = chain
+        let steps = chain
             .functions
             .iter()
-            .map(|f| nf::prepare(&f.kind))
+            .zip(reuse)
+            .map(|(f, reused)| match reused {
+                Some(inst) => Ok(Step::Reuse(*inst)),
+                None => nf::prepare(&f.kind).map(Step::Fresh),
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Composed {
             cls,
             cls_prefixes,
-            prepared,
+            steps,
         })
     }
 
@@ -442,9 +516,11 @@ impl Engine {
         Ok(inst)
     }
 
-    /// Empties the slots of generation `target` from position `from` on.
+    /// Empties the slots of generation `target` from position `from` on (up to the last one written
+    /// there: the rest are empty already).
     fn clear_slots(&mut self, target: u32, from: u32) -> Result<()> {
-        for pos in from..abi::MAX_CHAIN {
+        let used = std::mem::replace(&mut self.slots_used[target as usize], from);
+        for pos in from..used.max(from) {
             let slot = target * abi::MAX_CHAIN + pos;
             self.maps
                 .slots
@@ -474,7 +550,7 @@ impl Engine {
         let mut non_ip = [0u16; abi::NON_IP_MAX];
         non_ip[..chain.non_ip.allow.len()].copy_from_slice(&chain.non_ip.allow);
         let gen_cfg = GenCfg {
-            chain_len: c.prepared.len() as u32,
+            chain_len: c.steps.len() as u32,
             latency_sample_rate: sample_rate,
             cls: c.cls,
             non_ip,
@@ -606,6 +682,8 @@ impl Engine {
         program: &str,
     ) -> Result<()> {
         let slot = generation * abi::MAX_CHAIN + pos;
+        let used = &mut self.slots_used[generation as usize];
+        *used = (*used).max(pos + 1);
         self.maps
             .slots
             .set(

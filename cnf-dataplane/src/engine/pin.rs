@@ -17,7 +17,6 @@ use super::loader::{Engine, Hook};
 use super::maps::{self, ChainMaps, PrefixKeys};
 use super::nf;
 use super::telemetry::ChainCounters;
-use aya::{Ebpf, EbpfLoader};
 use log::info;
 use std::collections::{HashMap, HashSet};
 
@@ -454,7 +453,7 @@ impl Engine {
             .map_err(|e| pin_err(dir, format!("creating the directory: {e}")))?;
         let held = MapData::from_pin(path(dir, ChainMaps::PROGS)).ok();
         remove_all_but_links(dir)?;
-        let ebpf = Ebpf::load(Self::object(hook))?;
+        let ebpf = super::loader::object_loader().load(Self::object(hook))?;
         let names = maps::all_names(hook);
         // every map must be shared with the next process (global data sections start with '.')
         if let Some((other, _)) = ebpf
@@ -542,7 +541,7 @@ impl Engine {
                 "the state record's active generation does not match the chain stored with it",
             ));
         }
-        let mut loader = EbpfLoader::new();
+        let mut loader = super::loader::object_loader();
         for (name, path) in names.iter().zip(&paths) {
             loader.map_pin_path(name, path.as_path());
         }

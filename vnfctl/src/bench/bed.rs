@@ -298,25 +298,19 @@ impl Bed {
         let v4 = |a: Ipv4Addr| std::net::IpAddr::V4(a);
         gn.add_addr(GEN_DEV, v4(src), 24, false)?;
         cn.add_addr(CNF_IN, v4(gw_in), 24, false)?;
-        cn.add_addr(CNF_OUT, v4(gw_out), 24, false)
-            ?;
+        cn.add_addr(CNF_OUT, v4(gw_out), 24, false)?;
         sn.add_addr(SRV_DEV, v4(srv), 24, false)?;
         gn.set_up(GEN_DEV, true)?;
         cn.set_up(CNF_IN, true)?;
         cn.set_up(CNF_OUT, true)?;
         sn.set_up(SRV_DEV, true)?;
-        gn.add_route(&Route::default_via(v4(gw_in)))
-            ?;
-        sn.add_route(&Route::default_via(v4(gw_out)))
-            ?;
+        gn.add_route(&Route::default_via(v4(gw_in)))?;
+        sn.add_route(&Route::default_via(v4(gw_out)))?;
         // static neighbours: XDP programs on c0 and s0 would eat ARP
-        gn.replace_neigh(GEN_DEV, v4(gw_in), cnf_in_mac)
-            ?;
-        cn.replace_neigh(CNF_OUT, v4(srv), srv_mac)
-            ?;
+        gn.replace_neigh(GEN_DEV, v4(gw_in), cnf_in_mac)?;
+        cn.replace_neigh(CNF_OUT, v4(srv), srv_mac)?;
         cn.replace_neigh(CNF_IN, v4(src), gen_mac)?;
-        sn.replace_neigh(SRV_DEV, v4(gw_out), cnf_out_mac)
-            ?;
+        sn.replace_neigh(SRV_DEV, v4(gw_out), cnf_out_mac)?;
         sysctl(&c, "net.ipv4.ip_forward", "1")?;
         sysctl(&c, "net.ipv4.conf.all.rp_filter", "0")?;
         sysctl(&s, "net.ipv4.conf.all.rp_filter", "0")?;
@@ -330,8 +324,7 @@ impl Bed {
         if dst != srv {
             sn.add_addr("lo", v4(dst), 32, false)?;
             // and the CNF routes it to the server, so plain forwarding (no NAT) delivers it too
-            cn.add_route(&Route::to(v4(dst), 32).via(v4(srv)).dev(CNF_OUT))
-                ?;
+            cn.add_route(&Route::to(v4(dst), 32).via(v4(srv)).dev(CNF_OUT))?;
         }
         self.gen_mac = gen_mac;
         self.cnf_in_mac = cnf_in_mac;

@@ -30,7 +30,7 @@ pub enum BenchError {
     Peers(#[from] peers::PeerError),
     /// The manifest could not be mapped onto the engine's chain configuration.
     #[error("chain: {0}")]
-    ChainPlan(#[source] cnf_dataplane::spec::SpecError),
+    ChainPlan(#[source] Box<cnf_dataplane::spec::SpecError>),
     /// The chain has user-space functions; the chain scenarios measure kernel chains.
     #[error(
         "chain: the chain has user-space functions; the suite measures kernel chains only (user-space tier: \
@@ -39,7 +39,7 @@ pub enum BenchError {
     UserspaceChain,
     /// The chain could not be loaded, applied or attached.
     #[error("chain: {0}")]
-    Chain(#[source] cnf_dataplane::compose::ApplyError),
+    Chain(#[source] Box<cnf_dataplane::compose::ApplyError>),
     /// A command run for the bed or a kernel peer failed.
     #[error("setup: {0}")]
     Netns(#[from] pktgen::netns::NetnsError),
@@ -74,7 +74,7 @@ pub enum BenchError {
         what: String,
         /// aya's error.
         #[source]
-        source: BpfError,
+        source: Box<BpfError>,
     },
     /// A worker thread panicked.
     #[error("a thread ({what}) panicked")]
@@ -133,7 +133,10 @@ impl BenchError {
     /// A [`BenchError::Bpf`] for `what`.
     pub fn bpf(what: impl Into<String>) -> impl FnOnce(BpfError) -> BenchError {
         let what = what.into();
-        move |source| BenchError::Bpf { what, source }
+        move |source| BenchError::Bpf {
+            what,
+            source: Box::new(source),
+        }
     }
 
     /// Whether the error belongs to the chain under test (the scenario is skipped with the reason) rather than
@@ -159,7 +162,10 @@ mod tests {
             context: "/proc/sys/net/ipv4/ip_forward".into(),
             source: io,
         };
-        assert!(e.to_string().starts_with("setup: /proc/sys/net/ipv4/ip_forward: "));
+        assert!(
+            e.to_string()
+                .starts_with("setup: /proc/sys/net/ipv4/ip_forward: ")
+        );
         let src = e.source().expect("the OS error is the source");
         assert_eq!(
             src.downcast_ref::<std::io::Error>()

@@ -309,7 +309,12 @@ struct Middle {
 impl Middle {
     /// NAT's `(established-path hits, packets in)` so far.
     fn nat_established(&self) -> Option<(u64, u64)> {
-        let st = self.running.as_ref()?.engine.function_stats(self.nat?).ok()?;
+        let st = self
+            .running
+            .as_ref()?
+            .engine
+            .function_stats(self.nat?)
+            .ok()?;
         Some((st.aux, st.packets_in))
     }
 }
@@ -324,9 +329,8 @@ pub(crate) fn load_bench(prog: &str, iface: &str) -> Result<Ebpf, BenchError> {
         .map_err(|e| BenchError::bpf(prog)(BpfError::from(e)))?;
     p.load()
         .map_err(|e| BenchError::bpf(format!("load {prog}"))(BpfError::from(e)))?;
-    p.attach(iface, XdpMode::Driver).map_err(|e| {
-        BenchError::bpf(format!("attach {prog} to {iface}"))(BpfError::from(e))
-    })?;
+    p.attach(iface, XdpMode::Driver)
+        .map_err(|e| BenchError::bpf(format!("attach {prog} to {iface}"))(BpfError::from(e)))?;
     Ok(bpf)
 }
 
@@ -345,7 +349,7 @@ fn chain_for_bed(spec: &VNFChainSpec, bed: &Bed) -> Result<(ChainConfig, Vec<Str
     let ifindex = bed.cnf_out_ifindex;
     let plan =
         cnf_dataplane::spec::chain_plan(spec, &|name: &str| (name == CNF_OUT).then_some(ifindex))
-            .map_err(BenchError::ChainPlan)?;
+            .map_err(|e| BenchError::ChainPlan(Box::new(e)))?;
     if plan.userspace.is_some() {
         return Err(BenchError::UserspaceChain);
     }
@@ -547,7 +551,9 @@ fn set_up(
                 SpecHook::Tc
             };
             let plan = Plan::new(hook, vec![CNF_IN.into()], chain);
-            let running = in_ns(&bed.cnf_ns, || compose::start(&plan).map_err(BenchError::Chain))?;
+            let running = in_ns(&bed.cnf_ns, || {
+                compose::start(&plan).map_err(|e| BenchError::Chain(Box::new(e)))
+            })?;
             // the position in the chain becomes the engine's instance id
             m.nat = m
                 .nat
@@ -592,7 +598,7 @@ fn set_up(
             );
             plan.tiers.push(cfg);
             m.running = Some(in_ns(&bed.cnf_ns, || {
-                compose::start(&plan).map_err(BenchError::Chain)
+                compose::start(&plan).map_err(|e| BenchError::Chain(Box::new(e)))
             })?);
             notes.push(
                 "user-space tier on AF_XDP (copy mode, adaptive polling): ChaCha20-Poly1305 seal then open of \
@@ -849,15 +855,26 @@ struct Rates {
     two: Option<Blast>,
 }
 
-fn rates(suite: &mut Suite<'_>, sc: Scenario, size: usize, sink: &Ebpf) -> Result<Rates, BenchError> {
+fn rates(
+    suite: &mut Suite<'_>,
+    sc: Scenario,
+    size: usize,
+    sink: &Ebpf,
+) -> Result<Rates, BenchError> {
     let (bed, o) = (&suite.bed, suite.o);
     let layout = sc.layout();
     let stack = sc.stack();
     let headline = traffic::blast(bed, sink, size, o.duration, None, layout, stack)?;
     if sc == Scenario::Ceiling {
-        suite.ceiling_rates.push((size, headline.sent as f64 / headline.secs));
+        suite
+            .ceiling_rates
+            .push((size, headline.sent as f64 / headline.secs));
     }
-    let top = suite.ceiling_rates.iter().find(|c| c.0 == size).map(|c| c.1);
+    let top = suite
+        .ceiling_rates
+        .iter()
+        .find(|c| c.0 == size)
+        .map(|c| c.1);
     let mut sweep = Vec::new();
     let mut best = (headline.delivered_pps(), headline.cpu, headline.received);
     for &f in top.map(|_| o.sweep.as_slice()).unwrap_or_default() {
@@ -871,11 +888,27 @@ fn rates(suite: &mut Suite<'_>, sc: Scenario, size: usize, sink: &Ebpf) -> Resul
     let two_cpus = traffic::cpus() >= 2;
     let own = match layout {
         Layout::Own => Some(headline),
-        _ if two_cpus => Some(traffic::blast(bed, sink, size, o.duration, None, Layout::Own, stack)?),
+        _ if two_cpus => Some(traffic::blast(
+            bed,
+            sink,
+            size,
+            o.duration,
+            None,
+            Layout::Own,
+            stack,
+        )?),
         _ => None,
     };
     let two = if two_cpus {
-        Some(traffic::blast(bed, sink, size, o.duration, None, Layout::TwoQueues, stack)?)
+        Some(traffic::blast(
+            bed,
+            sink,
+            size,
+            o.duration,
+            None,
+            Layout::TwoQueues,
+            stack,
+        )?)
     } else {
         None
     };
@@ -899,7 +932,10 @@ fn reference(
 ) -> Result<(), BenchError> {
     let (name, layout) = match sc {
         Scenario::Ceiling => ("chain-bench's bare redirect (1 CPU)", Layout::Shared),
-        Scenario::KernelForward => ("plain kernel forwarding, chain-bench's method (own CPU)", Layout::Own),
+        Scenario::KernelForward => (
+            "plain kernel forwarding, chain-bench's method (own CPU)",
+            Layout::Own,
+        ),
         _ => return Ok(()),
     };
     if size != 64 || (layout == Layout::Own && traffic::cpus() < 2) {
@@ -936,7 +972,11 @@ fn measure(
     let mpps = r.best.0 / 1e6;
     let mpps_of = |b: &Blast| b.delivered_pps() / 1e6;
     let own_mpps = r.own.as_ref().map(mpps_of);
-    let suite_ref = if sc.stack() { own_mpps.unwrap_or(mpps) } else { mpps_of(&r.headline) };
+    let suite_ref = if sc.stack() {
+        own_mpps.unwrap_or(mpps)
+    } else {
+        mpps_of(&r.headline)
+    };
     reference(suite, sc, size, &sink, suite_ref, progress)?;
     drop(sink);
     // latency: no sink; GRO gives the server's veth NAPI, so redirects still land
@@ -994,7 +1034,10 @@ fn write(path: &Path, s: &str) -> Result<(), BenchError> {
 
 /// Fills each row's ratios to the ceiling and to the kernel path at the same size.
 pub fn fill_ratios(results: &mut [ScenarioResult]) {
-    let rate = |results: &[ScenarioResult], sc: Scenario, size: usize, f: &dyn Fn(&SizeResult) -> Option<f64>| {
+    let rate = |results: &[ScenarioResult],
+                sc: Scenario,
+                size: usize,
+                f: &dyn Fn(&SizeResult) -> Option<f64>| {
         results
             .iter()
             .find(|r| r.scenario == sc)
@@ -1146,34 +1189,25 @@ fn write_plots(r: &Report, out: &Path) -> Result<Vec<plot::Written>, BenchError>
         .collect();
     let mut w = Vec::new();
     if !cdf.is_empty() {
-        w.push(
-            plot::latency_cdf(
-                &out.join("latency-cdf"),
-                &format!("one-way latency, {size} B frames"),
-                &cdf,
-            )
-            ?,
-        );
+        w.push(plot::latency_cdf(
+            &out.join("latency-cdf"),
+            &format!("one-way latency, {size} B frames"),
+            &cdf,
+        )?);
     }
     if !pct.is_empty() {
-        w.push(
-            plot::percentiles(
-                &out.join("latency-percentiles"),
-                &format!("latency percentiles, {size} B frames"),
-                &pct,
-            )
-            ?,
-        );
+        w.push(plot::percentiles(
+            &out.join("latency-percentiles"),
+            &format!("latency percentiles, {size} B frames"),
+            &pct,
+        )?);
     }
     if !tput.is_empty() {
-        w.push(
-            plot::throughput(
-                &out.join("throughput"),
-                &format!("delivered vs offered, {} B frames", r.sizes[0]),
-                &tput,
-            )
-            ?,
-        );
+        w.push(plot::throughput(
+            &out.join("throughput"),
+            &format!("delivered vs offered, {} B frames", r.sizes[0]),
+            &tput,
+        )?);
     }
     Ok(w)
 }

@@ -53,7 +53,11 @@ pub fn frames_for(pps: f64, dur: Duration) -> u64 {
 /// Frames per burst of a point paced to `rate_pps`.
 pub fn burst_for(rate_pps: f64) -> u64 {
     let n = rate_pps * PACE_SLICE;
-    if n.is_finite() && n > 64.0 { n as u64 } else { 64 }
+    if n.is_finite() && n > 64.0 {
+        n as u64
+    } else {
+        64
+    }
 }
 
 /// How long to wait after `sent` frames, `elapsed` into a point paced to `rate_pps` (zero when behind).
@@ -160,7 +164,10 @@ fn write_threaded(ns: &str, dev: &str, on: bool) -> Result<(), BenchError> {
         // SAFETY: unshare and mount take NUL-terminated strings that outlive the calls; the new mount namespace
         // belongs to this short-lived thread alone.
         unsafe {
-            step(libc::unshare(libc::CLONE_NEWNS), "unshare the mount namespace")?;
+            step(
+                libc::unshare(libc::CLONE_NEWNS),
+                "unshare the mount namespace",
+            )?;
             step(
                 libc::mount(
                     none.as_ptr(),
@@ -401,20 +408,27 @@ mod tests {
     #[test]
     fn one_call_lasts_the_point_and_bursts_pace_it() {
         assert_eq!(frames_for(4e6, Duration::from_secs(2)), 8_000_000);
-        assert_eq!(frames_for(1e3, Duration::from_millis(10)), WARMUP, "at least a warm-up");
+        assert_eq!(
+            frames_for(1e3, Duration::from_millis(10)),
+            WARMUP,
+            "at least a warm-up"
+        );
         assert_eq!(frames_for(f64::NAN, Duration::from_secs(1)), WARMUP);
         assert_eq!(burst_for(1e6), 10_000, "10 ms of the rate");
         assert_eq!(burst_for(100.0), 64, "at least one batch");
         // 10,000 frames at 1 Mpps are due at 10 ms: 4 ms in, wait 6; 12 ms in, behind: no wait
         let w = wait_for(10_000, 1e6, Duration::from_millis(4));
         assert!((w.as_secs_f64() - 0.006).abs() < 1e-9, "{w:?}");
-        assert_eq!(wait_for(10_000, 1e6, Duration::from_millis(12)), Duration::ZERO);
+        assert_eq!(
+            wait_for(10_000, 1e6, Duration::from_millis(12)),
+            Duration::ZERO
+        );
         assert_eq!(wait_for(10, 0.0, Duration::ZERO), Duration::ZERO);
     }
 
     #[test]
     fn napi_threads_sort_by_id() {
-        let mut v = vec![
+        let mut v = [
             (7, "napi/c0-8195".to_string()),
             (5, "napi/c0-8194".to_string()),
         ];

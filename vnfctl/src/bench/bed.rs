@@ -391,6 +391,26 @@ mod tests {
     }
 
     #[test]
+    fn bench_chain_flow_is_the_udp_vip_through_snat() {
+        let spec =
+            crds::manifest::parse_single_chain(include_str!("../../../examples/bench-chain.yaml"))
+                .expect("valid")
+                .spec;
+        let f = probe_flow(&spec).expect("flow");
+        assert_eq!(f.dst, "10.0.0.100:9999".parse().expect("addr"));
+        assert_eq!(f.server, "10.0.2.10:9999".parse().expect("addr"));
+        assert_eq!(f.src, "10.0.1.2:40000".parse().expect("addr"));
+        assert!(f.reason.contains("loadBalancer"), "{}", f.reason);
+        // the limiter cannot cap a run: a billion packets per second per source
+        let rl = spec
+            .functions
+            .iter()
+            .find_map(|f| f.rate_limiter.as_ref())
+            .expect("a rate limiter");
+        assert!(rl.packets_per_second.is_some_and(|p| p >= 1_000_000_000));
+    }
+
+    #[test]
     fn a_chain_without_udp_is_refused_by_name() {
         let spec =
             crds::manifest::parse_single_chain(include_str!("../../../examples/firewall.yaml"))

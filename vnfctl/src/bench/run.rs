@@ -1211,3 +1211,59 @@ fn write_plots(r: &Report, out: &Path) -> Result<Vec<plot::Written>, BenchError>
     }
     Ok(w)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(sc: Scenario, mpps: f64, own: Option<f64>, two: Option<f64>) -> ScenarioResult {
+        ScenarioResult {
+            scenario: sc,
+            name: sc.name(),
+            skipped: None,
+            sizes: vec![SizeResult {
+                size: 64,
+                sent: 1,
+                received: 1,
+                secs: 1.0,
+                layout: sc.layout(),
+                mpps,
+                own_mpps: own,
+                two_queue_mpps: two,
+                unpaced_mpps: mpps,
+                sweep: Vec::new(),
+                ratio_ceiling: None,
+                ratio_kernel: None,
+                ratio_ceiling_2q: None,
+                cpu_ns_per_pkt: 0.0,
+                softirq_ns_per_pkt: 0.0,
+                latency: None,
+            }],
+            notes: Vec::new(),
+            nat_established: None,
+        }
+    }
+
+    #[test]
+    fn ratios_compare_like_with_like() {
+        let mut r = vec![
+            row(Scenario::Ceiling, 4.0, Some(6.0), Some(8.0)),
+            row(Scenario::ChainXdp, 2.0, Some(3.0), Some(4.0)),
+            row(Scenario::KernelForward, 0.5, Some(0.5), Some(0.9)),
+            row(Scenario::KernelPeers, 0.4, Some(0.4), None),
+        ];
+        fill_ratios(&mut r);
+        let z = &r[1].sizes[0];
+        assert_eq!(z.ratio_ceiling, Some(0.5), "1 CPU against the ceiling's 1 CPU");
+        assert_eq!(z.ratio_kernel, Some(3.0 / 0.4), "own CPU against kernel-peers' own CPU");
+        assert_eq!(z.ratio_ceiling_2q, Some(0.5), "2 queues against the ceiling's");
+        assert_eq!(r[3].sizes[0].ratio_ceiling_2q, None, "no 2-queue figure, no ratio");
+        // without kernel-peers, the kernel path is plain forwarding
+        r.remove(3);
+        fill_ratios(&mut r);
+        assert_eq!(r[1].sizes[0].ratio_kernel, Some(3.0 / 0.5));
+        assert!(Scenario::KernelPeers.stack() && !Scenario::ChainXdp.stack());
+        assert_eq!(Scenario::Nftables.layout(), Layout::Own);
+        assert_eq!(Scenario::Ceiling.layout(), Layout::Shared);
+    }
+}

@@ -279,10 +279,11 @@ const METHOD: [&str; 7] = [
      keep the receiver's rewrite), 16 flows (source ports) per generator, so stateful functions run their \
      established path; received = frames counted by an XDP sink on the server's veth; Mpps = received / seconds \
      of sending",
-    "layouts: 1 CPU = the generator pinned to CPU 0, the middle box inline in its softirq (chain-bench's method; \
-     the headline of XDP rows); own CPU = the middle box in its threaded NAPI poll pinned to CPU 1 (the headline \
-     of kernel-stack rows, whose softirq work an unpaced generator on the same CPU starves); 2 queues = a \
-     generator and a flow set per CPU, each on its own receive queue; x kern compares own-CPU figures",
+    "layouts: 1 CPU = the generator with the middle box inline in its softirq (chain-bench's method; the \
+     headline of XDP rows); own CPU = the generator pinned to CPU 0, the middle box in its threaded NAPI poll \
+     pinned to CPU 1 under SCHED_FIFO (the headline of kernel-stack rows, whose softirq work an unpaced generator \
+     on the same CPU starves); 2 queues = a generator and a flow set pinned to each CPU, each on its own receive \
+     queue; x kern compares own-CPU figures",
     "references: chain-bench's live-frames method (one run_xdp_live call, best of N) on the same bed in the same \
      run, beside the ceiling (1 CPU) and plain kernel forwarding (own CPU)",
     "offered-load sweep: the same generator in bursts paced to fractions of the ceiling's unpaced rate, in the \
@@ -1254,10 +1255,25 @@ mod tests {
         ];
         fill_ratios(&mut r);
         let z = &r[1].sizes[0];
-        assert_eq!(z.ratio_ceiling, Some(0.5), "1 CPU against the ceiling's 1 CPU");
-        assert_eq!(z.ratio_kernel, Some(3.0 / 0.4), "own CPU against kernel-peers' own CPU");
-        assert_eq!(z.ratio_ceiling_2q, Some(0.5), "2 queues against the ceiling's");
-        assert_eq!(r[3].sizes[0].ratio_ceiling_2q, None, "no 2-queue figure, no ratio");
+        assert_eq!(
+            z.ratio_ceiling,
+            Some(0.5),
+            "1 CPU against the ceiling's 1 CPU"
+        );
+        assert_eq!(
+            z.ratio_kernel,
+            Some(3.0 / 0.4),
+            "own CPU against kernel-peers' own CPU"
+        );
+        assert_eq!(
+            z.ratio_ceiling_2q,
+            Some(0.5),
+            "2 queues against the ceiling's"
+        );
+        assert_eq!(
+            r[3].sizes[0].ratio_ceiling_2q, None,
+            "no 2-queue figure, no ratio"
+        );
         // without kernel-peers, the kernel path is plain forwarding
         r.remove(3);
         fill_ratios(&mut r);

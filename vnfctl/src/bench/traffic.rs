@@ -5,7 +5,8 @@
 //! veth. By default that poll runs inline, in the softirq the generator's own flush raises, on the generator's
 //! CPU: cheap for XDP, but the kernel stack's longer softirq work is deferred to ksoftirqd, which the spinning
 //! generator starves. With threaded NAPI (`/sys/class/net/DEV/threaded`) the poll runs in a kernel thread this
-//! module pins to another CPU: the middle box gets a CPU of its own.
+//! module pins to another CPU at a real-time priority (`SCHED_FIFO`, so other load on a shared machine does not
+//! take that CPU from it): the middle box gets a CPU of its own.
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
@@ -23,7 +24,7 @@ use super::run::{in_ns, sink_count};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Layout {
-    /// One CPU: the generator on CPU 0, the middle box inline in its softirq (chain-bench's method).
+    /// One CPU: the generator (unpinned, as chain-bench's) with the middle box inline in its softirq.
     Shared,
     /// The generator on CPU 0, the middle box in its threaded NAPI poll on CPU 1.
     Own,
@@ -86,7 +87,11 @@ pub fn pin_to_cpu(cpu: usize) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// Pins thread `tid` (a NAPI kernel thread) to `cpu`.
+/// Real-time priority of the pinned NAPI threads: above every normal task, so the middle box has its CPU the
+/// way an inline softirq would, whatever else the machine runs (below the kernel's own real-time threads).
+const NAPI_PRIORITY: i32 = 10;
+
+/// Pins thread `tid` (a NAPI kernel thread) to `cpu`, at [`NAPI_PRIORITY`] under `SCHED_FIFO`.
 fn pin_tid(tid: i32, cpu: usize) -> Result<(), BenchError> {
     // SAFETY: as in pin_to_cpu.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -97,6 +102,17 @@ fn pin_tid(tid: i32, cpu: usize) -> Result<(), BenchError> {
     if rc != 0 {
         return Err(BenchError::SetupIo {
             context: format!("pin NAPI thread {tid} to CPU {cpu}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    let param = libc::sched_param {
+        sched_priority: NAPI_PRIORITY,
+    };
+    // SAFETY: `tid` is a thread id read from /proc; `param` is a valid sched_param for the call.
+    let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        return Err(BenchError::SetupIo {
+            context: format!("SCHED_FIFO for NAPI thread {tid}"),
             source: std::io::Error::last_os_error(),
         });
     }
@@ -244,20 +260,20 @@ struct Sent {
     secs: f64,
 }
 
-/// One generator on `cpu` with flow set `k`: warm-up, then (after `ready`: both barriers, which the caller
+/// One generator (on `cpu` if given) with flow set `k`: warm-up, then (after `ready`: both barriers, which the caller
 /// passes between to read its counters) `dur` of frames in one call (unpaced) or bursts paced to `rate_pps`.
 #[allow(clippy::too_many_arguments)]
 fn generate(
     bed: &Bed,
     size: usize,
-    cpu: usize,
+    cpu: Option<usize>,
     k: u16,
     dur: Duration,
     rate_pps: Option<f64>,
     ready: (&Barrier, &Barrier),
 ) -> Result<Sent, BenchError> {
     in_ns(&bed.gen_ns, || {
-        let prep = pin_to_cpu(cpu).and_then(|()| {
+        let prep = cpu.map_or(Ok(()), pin_to_cpu).and_then(|()| {
             let mut g =
                 XdpLive::new(&gen_config(bed, size, k), FLOWS).map_err(BenchError::Generator)?;
             let warm = g.send(WARMUP).map_err(BenchError::Generator)?;
@@ -320,9 +336,10 @@ pub fn blast(
     layout: Layout,
     stack: bool,
 ) -> Result<Blast, BenchError> {
-    let gens: Vec<usize> = match layout {
-        Layout::Shared | Layout::Own => vec![0],
-        Layout::TwoQueues => vec![0, 1],
+    let gens: Vec<Option<usize>> = match layout {
+        Layout::Shared => vec![None],
+        Layout::Own => vec![Some(0)],
+        Layout::TwoQueues => vec![Some(0), Some(1)],
     };
     match layout {
         Layout::Shared => threaded_napi(bed, false, &[])?,

@@ -35,9 +35,11 @@ pub enum Layout {
 
 /// Flows per generator (source ports `src`, `src+1`, …): generator `k` sends ports `src + k*FLOWS ..`.
 pub const FLOWS: u16 = 16;
-/// Frames of the untimed warm-up before a timed call: establishes every flow and measures the rate that sizes
-/// the timed call.
+/// Frames of the untimed warm-up before a timed call: establishes every flow.
 const WARMUP: u64 = 20_000;
+/// Frames of the untimed call after the warm-up that measures the rate sizing the timed call (long enough that
+/// the call's own set-up, a page pool, is a small part of it).
+const CALIBRATE: u64 = 200_000;
 /// Frames per paced burst: 10 ms of the target rate, at least one batch.
 const PACE_SLICE: f64 = 0.01;
 
@@ -276,8 +278,13 @@ fn generate(
         let prep = cpu.map_or(Ok(()), pin_to_cpu).and_then(|()| {
             let mut g =
                 XdpLive::new(&gen_config(bed, size, k), FLOWS).map_err(BenchError::Generator)?;
-            let warm = g.send(WARMUP).map_err(BenchError::Generator)?;
-            Ok((g, warm.pps))
+            g.send(WARMUP).map_err(BenchError::Generator)?;
+            let cal = if rate_pps.is_none() {
+                g.send(CALIBRATE).map_err(BenchError::Generator)?.pps
+            } else {
+                0.0
+            };
+            Ok((g, cal))
         });
         // the barriers are passed whatever happened, so the caller never waits for a failed generator
         ready.0.wait();

@@ -275,8 +275,8 @@ pub struct Report {
 
 const METHOD: [&str; 7] = [
     "throughput: pktgen live frames (BPF_PROG_TEST_RUN, XDP_TX out of the generator's veth) into the CNF, one \
-     call per point after an untimed warm-up and rate calibration (the best of --runs unpaced points is kept, as \
-     chain-bench keeps its best); every frame's headers restored from the template (recycled pages \
+     call per point after an untimed warm-up and rate calibration (the best of 3 unpaced points is kept, 1 with \
+     --quick, as chain-bench keeps its best); every frame's headers restored from the template (recycled pages \
      keep the receiver's rewrite), 16 flows (source ports) per generator, so stateful functions run their \
      established path; received = frames counted by an XDP sink on the server's veth; Mpps = received / seconds \
      of sending",

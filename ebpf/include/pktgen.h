@@ -21,6 +21,22 @@ struct pktgen_hdr {
 #define PKTGEN_SEQ_OFF 8
 #define PKTGEN_TX_OFF 16
 
+/*
+ * The live-frames generator's configuration (pktgen_live.c, written by
+ * pktgen/src/xdp_live.rs): the template's Ethernet + IPv4 + UDP headers,
+ * restored on every frame, and the flow pattern: frame n carries source port
+ * sport + n % flows (host order; flows 0 = not configured, the program drops).
+ */
+#define PKTGEN_LIVE_HDR (14 + 20 + 8)
+
+struct pktgen_live_cfg {
+	__u8 hdr[PKTGEN_LIVE_HDR];
+	__u16 flows;
+	__u16 sport;
+};
+
+_Static_assert(sizeof(struct pktgen_live_cfg) == 46, "live cfg is 46 bytes");
+
 _Static_assert(sizeof(struct pktgen_hdr) == 24, "pktgen header is 24 bytes");
 _Static_assert(__builtin_offsetof(struct pktgen_hdr, seq) == PKTGEN_SEQ_OFF, "seq offset");
 _Static_assert(__builtin_offsetof(struct pktgen_hdr, tx_ns) == PKTGEN_TX_OFF, "tx_ns offset");

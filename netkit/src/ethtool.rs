@@ -12,6 +12,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
 const ETHTOOL_GTXCSUM: u32 = 0x0000_0016;
 const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
+const ETHTOOL_GGRO: u32 = 0x0000_002b;
+const ETHTOOL_SGRO: u32 = 0x0000_002c;
 const ETHTOOL_GSTRINGS: u32 = 0x0000_001b;
 const ETHTOOL_GSSET_INFO: u32 = 0x0000_0037;
 const ETHTOOL_GFEATURES: u32 = 0x0000_003a;
@@ -181,6 +183,26 @@ pub fn set_tx_checksum(iface: &str, on: bool) -> Result<(), EthtoolError> {
         data: u32::from(on),
     };
     ioctl(iface, "ETHTOOL_STXCSUM", &mut v)
+}
+
+/// Whether generic receive offload is on for `iface` (`ethtool -k IFACE | grep generic-receive`).
+pub fn gro(iface: &str) -> Result<bool, EthtoolError> {
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_GGRO,
+        data: 0,
+    };
+    ioctl(iface, "ETHTOOL_GGRO", &mut v)?;
+    Ok(v.data != 0)
+}
+
+/// Turns generic receive offload of `iface` on or off (`ethtool -K IFACE gro on|off`; on a veth
+/// GRO gives the device NAPI, so it takes XDP redirects without a program of its own).
+pub fn set_gro(iface: &str, on: bool) -> Result<(), EthtoolError> {
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_SGRO,
+        data: u32::from(on),
+    };
+    ioctl(iface, "ETHTOOL_SGRO", &mut v)
 }
 
 /// One netdev feature of an interface.

@@ -16,6 +16,8 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_XDP: u16 = 43;
 const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_NUM_TX_QUEUES: u16 = 31;
+const IFLA_NUM_RX_QUEUES: u16 = 32;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
@@ -52,6 +54,8 @@ pub struct VethEnd<'a> {
     pub name: &'a str,
     pub mac: Option<[u8; 6]>,
     pub ns: Option<&'a str>,
+    /// Transmit and receive queues (None: the kernel's default, one each).
+    pub queues: Option<u32>,
 }
 
 impl<'a> VethEnd<'a> {
@@ -61,7 +65,14 @@ impl<'a> VethEnd<'a> {
             name,
             mac: None,
             ns: None,
+            queues: None,
         }
+    }
+    /// `numtxqueues N numrxqueues N`: a veth end with `n` queues each way (a veth picks the
+    /// receive queue of its peer by the sending CPU, so one queue per CPU spreads the load).
+    pub fn queues(mut self, n: u32) -> Self {
+        self.queues = Some(n);
+        self
     }
     pub fn mac(mut self, mac: [u8; 6]) -> Self {
         self.mac = Some(mac);
@@ -171,6 +182,10 @@ impl Netlink {
         if let Some(f) = &fa {
             m.attr_u32(IFLA_NET_NS_FD, f.as_raw_fd() as u32);
         }
+        if let Some(q) = a.queues {
+            m.attr_u32(IFLA_NUM_TX_QUEUES, q);
+            m.attr_u32(IFLA_NUM_RX_QUEUES, q);
+        }
         m.begin(IFLA_LINKINFO).attr_str(IFLA_INFO_KIND, "veth");
         m.begin(IFLA_INFO_DATA).begin(VETH_INFO_PEER);
         m.raw(&ifinfomsg(0, 0, 0)).attr_str(IFLA_IFNAME, b.name);
@@ -179,6 +194,10 @@ impl Netlink {
         }
         if let Some(f) = &fb {
             m.attr_u32(IFLA_NET_NS_FD, f.as_raw_fd() as u32);
+        }
+        if let Some(q) = b.queues {
+            m.attr_u32(IFLA_NUM_TX_QUEUES, q);
+            m.attr_u32(IFLA_NUM_RX_QUEUES, q);
         }
         m.end().end().end();
         let at = |e: &VethEnd<'_>| e.ns.map(|n| format!(" (in {n})")).unwrap_or_default();

@@ -1,11 +1,18 @@
 //! Fast-path generator: `BPF_PROG_TEST_RUN` in live-frames mode (`BPF_F_TEST_XDP_LIVE_FRAMES`).
 //!
 //! A tiny XDP program (`ebpf/pktgen_live.c`, loaded with aya) is run by the kernel over
-//! copies of one prepared Ethernet/IPv4/UDP frame. For each copy it writes the next sequence
-//! number (from a one-slot array map) and `bpf_ktime_get_ns()` — the same `CLOCK_MONOTONIC`
-//! the receiver reads — into the pktgen header, and returns `XDP_TX`, which transmits the
-//! frame on the interface named in the test context. On a veth the peer must accept XDP
-//! frames (an XDP program, or GRO enabled on it: `ethtool -K PEER gro on`).
+//! copies of one prepared Ethernet/IPv4/UDP frame. Live-frames mode recycles its pages without
+//! re-initialising them, so for each copy the program first restores the Ethernet, IPv4 and UDP
+//! headers from the template ([`live_cfg`], whatever the receiver rewrote on the previous pass
+//! through that page), sets the source port of the frame's flow ([`flow_port`]), writes the next
+//! sequence number (from a one-slot array map) and `bpf_ktime_get_ns()` — the same
+//! `CLOCK_MONOTONIC` the receiver reads — into the pktgen header, and returns `XDP_TX`, which
+//! transmits the frame on the interface named in the test context. On a veth the peer must accept
+//! XDP frames (an XDP program, or GRO enabled on it: `ethtool -K PEER gro on`).
+//!
+//! [`XdpLive`] loads the program once and sends any number of bursts with it, each one
+//! `BPF_PROG_TEST_RUN` call (the kernel sets its page pool up per call); [`run_xdp_live`] is one
+//! burst of one flow.
 //!
 //! The UDP checksum is 0 ("none", legal for IPv4), so frames stay valid after the program
 //! rewrites the payload; the IPv4 header checksum is computed once here.
@@ -15,6 +22,7 @@ use std::os::fd::AsFd;
 
 use aya::Ebpf;
 use aya::maps::Array;
+use aya::programs::Xdp;
 use buildvnf_ebpf::test_run::{TestRun, XDP_LIVE_FRAMES, test_run, xdp_md};
 use serde::Serialize;
 
@@ -30,6 +38,42 @@ pub const PAYLOAD_OFFSET: usize = ETH_HEADER + IPV4_HEADER + UDP_HEADER;
 pub const SEQ_OFFSET: usize = PAYLOAD_OFFSET + 8;
 /// Offset of the timestamp the program writes.
 pub const TX_OFFSET: usize = PAYLOAD_OFFSET + 16;
+/// Offset of the UDP source port the program sets per frame.
+pub const SPORT_OFFSET: usize = ETH_HEADER + IPV4_HEADER;
+/// Size of `struct pktgen_live_cfg` (ebpf/include/pktgen.h): the header template, flows, first port.
+pub const LIVE_CFG_LEN: usize = PAYLOAD_OFFSET + 4;
+
+/// The generator's configuration as `struct pktgen_live_cfg` lays it out: the first
+/// [`PAYLOAD_OFFSET`] bytes of `frame` (restored on every frame), then `flows` and the first
+/// source port `sport` (native byte order). Frame `n` leaves with source port
+/// [`flow_port`]`(sport, flows, n)`; `flows` must be at least 1 and the ports must fit in 16 bits.
+pub fn live_cfg(frame: &[u8], sport: u16, flows: u16) -> Result<[u8; LIVE_CFG_LEN], Error> {
+    if frame.len() < TX_OFFSET + 8 {
+        return Err(Error::Config(format!(
+            "frame of {} bytes is too short for the pktgen header",
+            frame.len()
+        )));
+    }
+    if flows == 0 || u32::from(sport) + u32::from(flows) - 1 > u32::from(u16::MAX) {
+        return Err(Error::Config(format!(
+            "{flows} flows from source port {sport}: need 1..=65536-port flows"
+        )));
+    }
+    let mut c = [0u8; LIVE_CFG_LEN];
+    c[..PAYLOAD_OFFSET].copy_from_slice(&frame[..PAYLOAD_OFFSET]);
+    c[PAYLOAD_OFFSET..PAYLOAD_OFFSET + 2].copy_from_slice(&flows.to_ne_bytes());
+    c[PAYLOAD_OFFSET + 2..].copy_from_slice(&sport.to_ne_bytes());
+    Ok(c)
+}
+
+/// The source port of frame `seq` (0-based) in a flow pattern of `flows` ports from `sport`, as the
+/// program computes it.
+pub fn flow_port(sport: u16, flows: u16, seq: u64) -> u16 {
+    if flows <= 1 {
+        return sport;
+    }
+    sport.wrapping_add((seq % u64::from(flows)) as u16)
+}
 
 /// Builds the template frame: Ethernet + IPv4 (DF, TTL 64) + UDP (checksum 0) + pktgen header
 /// (sequence 0, timestamp 0) + zero filler, for an IP packet of `ip_size` bytes (raised to fit
@@ -104,63 +148,113 @@ fn ifindex(name: &str) -> Result<u32, Error> {
     Ok(i)
 }
 
-/// Sends `cfg.count` frames with the live-frames fast path.
-pub fn run_xdp_live(cfg: &XdpLiveConfig) -> Result<XdpLiveSummary, Error> {
-    if cfg.count == 0 || !(1..=256).contains(&cfg.batch) {
-        return Err(Error::Config(
-            "count must be at least 1 and batch within 1..=256".into(),
-        ));
-    }
-    let ifindex = ifindex(&cfg.ifname)?;
-    let frame = build_udp4_frame(
-        cfg.src_mac,
-        cfg.dst_mac,
-        cfg.src,
-        cfg.dst,
-        cfg.stream_id,
-        cfg.ip_size,
-    )?;
+/// A loaded live-frames generator: the program, its template and flow pattern, set up once for
+/// any number of bursts (in the network namespace of the thread that created it).
+pub struct XdpLive {
+    ebpf: Ebpf,
+    frame: Vec<u8>,
+    ifindex: u32,
+    batch: u32,
+}
 
-    let mut ebpf = Ebpf::load(buildvnf_ebpf::PKTGEN_LIVE).map_err(bpf_err("load pktgen_live.o"))?;
-    let prog =
+impl XdpLive {
+    /// Loads the program for `cfg`'s frame (its `count` is ignored) with `flows` flows: source
+    /// ports `cfg.src.port()`, `+1`, … `+flows-1`, round robin frame by frame.
+    pub fn new(cfg: &XdpLiveConfig, flows: u16) -> Result<Self, Error> {
+        if !(1..=256).contains(&cfg.batch) {
+            return Err(Error::Config("batch must be within 1..=256".into()));
+        }
+        let ifindex = ifindex(&cfg.ifname)?;
+        let frame = build_udp4_frame(
+            cfg.src_mac,
+            cfg.dst_mac,
+            cfg.src,
+            cfg.dst,
+            cfg.stream_id,
+            cfg.ip_size,
+        )?;
+        let value = live_cfg(&frame, cfg.src.port(), flows)?;
+        let mut ebpf =
+            Ebpf::load(buildvnf_ebpf::PKTGEN_LIVE).map_err(bpf_err("load pktgen_live.o"))?;
         buildvnf_ebpf::load_xdp(&mut ebpf, "pktgen_live").map_err(bpf_err("pktgen_live.o"))?;
-    let prog = prog.fd().map_err(bpf_err("pktgen_live fd"))?;
-
-    let frame_len =
-        u32::try_from(frame.len()).map_err(|_| Error::Config("frame too large".into()))?;
-    let ctx = xdp_md(ifindex, 0, frame_len);
-    let start = monotonic_ns();
-    let mut done = 0u64;
-    while done < cfg.count {
-        let n = (cfg.count - done).min(u64::from(u32::MAX)) as u32;
-        let run = TestRun {
-            data_in: &frame,
-            ctx_in: Some(&ctx),
-            repeat: n,
-            flags: XDP_LIVE_FRAMES,
-            batch_size: cfg.batch,
-            ..TestRun::default()
-        };
-        test_run(prog.as_fd(), run).map_err(io_err("BPF_PROG_TEST_RUN (live frames)"))?;
-        done += u64::from(n);
+        let mut m: Array<_, [u8; LIVE_CFG_LEN]> = Array::try_from(
+            ebpf.map_mut("pktgen_live_cfg")
+                .ok_or_else(|| Error::Config("pktgen_live.o has no map pktgen_live_cfg".into()))?,
+        )
+        .map_err(bpf_err("pktgen_live_cfg"))?;
+        m.set(0, value, 0)
+            .map_err(bpf_err("write pktgen_live_cfg"))?;
+        Ok(Self {
+            ebpf,
+            frame,
+            ifindex,
+            batch: cfg.batch,
+        })
     }
-    let elapsed = monotonic_ns().saturating_sub(start) as f64 / 1e9;
 
-    let seq: Array<_, u64> = Array::try_from(
-        ebpf.map("pktgen_live_seq")
-            .ok_or_else(|| Error::Config("pktgen_live.o has no map pktgen_live_seq".into()))?,
-    )
-    .map_err(bpf_err("pktgen_live_seq"))?;
-    let value = seq.get(&0, 0).map_err(bpf_err("read pktgen_live_seq"))?;
-    Ok(XdpLiveSummary {
-        sent: value,
-        elapsed_secs: elapsed,
-        pps: if elapsed > 0.0 {
-            value as f64 / elapsed
-        } else {
-            0.0
-        },
-    })
+    /// Frames sent so far (the program's sequence counter).
+    pub fn sent(&self) -> Result<u64, Error> {
+        let seq: Array<_, u64> = Array::try_from(
+            self.ebpf
+                .map("pktgen_live_seq")
+                .ok_or_else(|| Error::Config("pktgen_live.o has no map pktgen_live_seq".into()))?,
+        )
+        .map_err(bpf_err("pktgen_live_seq"))?;
+        seq.get(&0, 0).map_err(bpf_err("read pktgen_live_seq"))
+    }
+
+    /// Sends `count` frames in one `BPF_PROG_TEST_RUN` call (more only past `u32::MAX` frames);
+    /// the summary counts this burst alone, timed around the calls.
+    pub fn send(&mut self, count: u64) -> Result<XdpLiveSummary, Error> {
+        if count == 0 {
+            return Err(Error::Config("count must be at least 1".into()));
+        }
+        let before = self.sent()?;
+        let prog: &Xdp = self
+            .ebpf
+            .program("pktgen_live")
+            .ok_or_else(|| Error::Config("pktgen_live.o has no program pktgen_live".into()))?
+            .try_into()
+            .map_err(bpf_err("pktgen_live"))?;
+        let prog = prog.fd().map_err(bpf_err("pktgen_live fd"))?;
+        let frame_len =
+            u32::try_from(self.frame.len()).map_err(|_| Error::Config("frame too large".into()))?;
+        let ctx = xdp_md(self.ifindex, 0, frame_len);
+        let start = monotonic_ns();
+        let mut done = 0u64;
+        while done < count {
+            let n = (count - done).min(u64::from(u32::MAX)) as u32;
+            let run = TestRun {
+                data_in: &self.frame,
+                ctx_in: Some(&ctx),
+                repeat: n,
+                flags: XDP_LIVE_FRAMES,
+                batch_size: self.batch,
+                ..TestRun::default()
+            };
+            test_run(prog.as_fd(), run).map_err(io_err("BPF_PROG_TEST_RUN (live frames)"))?;
+            done += u64::from(n);
+        }
+        let elapsed = monotonic_ns().saturating_sub(start) as f64 / 1e9;
+        let sent = self.sent()?.saturating_sub(before);
+        Ok(XdpLiveSummary {
+            sent,
+            elapsed_secs: elapsed,
+            pps: if elapsed > 0.0 {
+                sent as f64 / elapsed
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+/// Sends `cfg.count` frames of one flow with the live-frames fast path (set-up not timed).
+pub fn run_xdp_live(cfg: &XdpLiveConfig) -> Result<XdpLiveSummary, Error> {
+    if cfg.count == 0 {
+        return Err(Error::Config("count must be at least 1".into()));
+    }
+    XdpLive::new(cfg, 1)?.send(cfg.count)
 }
 
 #[cfg(test)]
@@ -191,5 +285,35 @@ mod tests {
         let h = Header::decode(&f[PAYLOAD_OFFSET..]).expect("pktgen header");
         assert_eq!((h.stream_id, h.seq, h.tx_ns), (5, 0, 0));
         assert_eq!((SEQ_OFFSET, TX_OFFSET), (50, 58));
+    }
+
+    #[test]
+    fn the_live_cfg_holds_the_headers_and_the_flow_pattern() {
+        let f = build_udp4_frame(
+            parse_mac("02:00:00:00:00:01").expect("mac"),
+            parse_mac("02:00:00:00:00:02").expect("mac"),
+            "192.0.2.1:4000".parse().expect("addr"),
+            "192.0.2.2:9000".parse().expect("addr"),
+            5,
+            64,
+        )
+        .expect("frame");
+        let c = live_cfg(&f, 4000, 3).expect("cfg");
+        assert_eq!(c.len(), 46, "sizeof(struct pktgen_live_cfg)");
+        assert_eq!(&c[..PAYLOAD_OFFSET], &f[..PAYLOAD_OFFSET]);
+        assert_eq!(u16::from_ne_bytes([c[42], c[43]]), 3);
+        assert_eq!(u16::from_ne_bytes([c[44], c[45]]), 4000);
+        // the template's own source port is the first flow's
+        assert_eq!(
+            u16::from_be_bytes([f[SPORT_OFFSET], f[SPORT_OFFSET + 1]]),
+            4000
+        );
+        let ports: Vec<u16> = (0..7).map(|n| flow_port(4000, 3, n)).collect();
+        assert_eq!(ports, [4000, 4001, 4002, 4000, 4001, 4002, 4000]);
+        assert_eq!(flow_port(4000, 1, 12345), 4000);
+        assert!(live_cfg(&f, 4000, 0).is_err(), "no flows");
+        assert!(live_cfg(&f, 65535, 2).is_err(), "ports past 65535");
+        assert!(live_cfg(&f, 65535, 1).is_ok());
+        assert!(live_cfg(&f[..40], 4000, 1).is_err(), "short frame");
     }
 }

@@ -11,9 +11,14 @@ use vnfctl::bench::{Options, run_suite};
 /// `vnfctl bench` arguments.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// VNFChain manifest (one chain); its kernel peers are configured from it.
-    #[arg(default_value = "examples/edge-chain.yaml")]
+    /// VNFChain manifest (one chain); its kernel peers are configured from it. The default, the five functions
+    /// with a rate limiter that cannot cap the run and sampled histograms, measures the data path.
+    #[arg(default_value = "examples/bench-chain.yaml")]
     file: PathBuf,
+    /// A manifest whose own rate limiter caps the run, measured as the labelled "chain-capped" scenario with the
+    /// benchmark's traffic ("none" leaves it out).
+    #[arg(long, default_value = "examples/edge-chain.yaml")]
+    capped: PathBuf,
     /// Frame sizes in bytes (Ethernet header included, no FCS), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "64,256,1400")]
     sizes: Vec<usize>,
@@ -31,6 +36,19 @@ pub struct BenchArgs {
     output: crate::Output,
 }
 
+fn read_chain(file: &std::path::Path) -> anyhow::Result<crds::vnfchain::VNFChain> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    crds::manifest::parse_single_chain(&text).map_err(|errs| {
+        let msgs: Vec<String> = errs
+            .0
+            .iter()
+            .map(|e| format!("{}: {e}", file.display()))
+            .collect();
+        anyhow::anyhow!("{}", msgs.join("\n"))
+    })
+}
+
 /// Runs the benchmark suite.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 600.0) {
@@ -43,17 +61,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("vnfctl bench needs root (namespaces, XDP, nftables, IPVS)");
     }
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
-    let chain = crds::manifest::parse_single_chain(&text).map_err(|errs| {
-        let msgs: Vec<String> = errs
-            .0
-            .iter()
-            .map(|e| format!("{}: {e}", args.file.display()))
-            .collect();
-        anyhow::anyhow!("{}", msgs.join("\n"))
-    })?;
-    let o = if args.quick {
+    let chain = read_chain(&args.file)?;
+    let capped = if args.capped.as_os_str() == "none" {
+        None
+    } else {
+        Some((
+            args.capped.display().to_string(),
+            read_chain(&args.capped)?.spec,
+        ))
+    };
+    let mut o = if args.quick {
         Options::quick(args.out.clone(), args.sizes.clone())
     } else {
         Options::full(
@@ -62,6 +79,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             Duration::from_secs_f64(args.duration),
         )
     };
+    o.capped = capped;
     let report = run_suite(&args.file.display().to_string(), &chain.spec, &o, |line| {
         eprintln!("{line}")
     })?;

@@ -240,6 +240,7 @@ fn quick_suite_reports_every_scenario_and_writes_its_files() {
     for n in [
         "ceiling",
         "chain-xdp",
+        "chain-capped",
         "chain-tc",
         "kernel-forward",
         "kernel-peers",
@@ -278,6 +279,19 @@ fn quick_suite_reports_every_scenario_and_writes_its_files() {
                     > 0.0
             );
             assert!(z["cpu_ns_per_pkt"].as_f64().expect("cpu") >= 0.0);
+            // both CPUs: the middle box on its own CPU, and a generator per receive queue
+            for k in ["own_mpps", "two_queue_mpps"] {
+                assert!(
+                    z[k].as_f64().is_some_and(|m| m > 0.0),
+                    "{n}: {k} missing or zero: {z}"
+                );
+            }
+            let layout = if ["ceiling", "chain-xdp", "chain-capped", "userspace"].contains(&n) {
+                "shared"
+            } else {
+                "own"
+            };
+            assert_eq!(z["layout"], layout, "{n}: headline layout");
             let sweep = z["sweep"].as_array().expect("sweep");
             assert_eq!(sweep.len(), 3, "{n}: one point per offered load");
             let best = sweep
@@ -311,8 +325,29 @@ fn quick_suite_reports_every_scenario_and_writes_its_files() {
             .is_some_and(|w| !w.is_empty()),
         "xdp-filter must say why it did not run"
     );
+    // chain-bench's method beside the ceiling and plain forwarding, from the same run
+    let refs = json["references"].as_array().expect("references");
+    for row in ["ceiling", "kernel-forward"] {
+        let r = refs
+            .iter()
+            .find(|r| r["row"] == row)
+            .unwrap_or_else(|| panic!("no reference beside {row}: {refs:?}"));
+        assert!(r["mpps"].as_f64().expect("mpps") > 0.0, "{r}");
+    }
+    // every frame is the template again: NAT translates on its established path, not its miss path
+    for n in ["chain-xdp", "chain-capped"] {
+        let nat = &by_name(n)["nat_established"];
+        let (hits, pkts) = (
+            nat[0].as_u64().expect("hits"),
+            nat[1].as_u64().expect("packets"),
+        );
+        assert!(
+            pkts > 1000 && hits * 100 >= pkts * 99,
+            "{n}: NAT established {hits} of {pkts}"
+        );
+    }
     // the rate limiter caps the chain and tc police alike (100 kpps + burst per the manifest)
-    for n in ["chain-xdp", "kernel-ratelimit"] {
+    for n in ["chain-xdp", "chain-capped", "kernel-ratelimit"] {
         let mpps = by_name(n)["sizes"][0]["mpps"].as_f64().expect("mpps");
         assert!(
             mpps < 0.2,
@@ -343,7 +378,9 @@ fn quick_suite_reports_every_scenario_and_writes_its_files() {
         "series names in the CDF"
     );
     assert!(
-        stdout.contains("chain-xdp") && stdout.contains("x ceil"),
+        stdout.contains("chain-xdp")
+            && stdout.contains("x ceil")
+            && stdout.contains("load average"),
         "table on stdout:\n{stdout}"
     );
     // the bed is gone

@@ -187,30 +187,56 @@ pub struct Bed {
     pub cnf_out_ifindex: u32,
 }
 
-fn ns_err(e: pktgen::netns::NetnsError) -> BenchError {
-    BenchError::Netns(e)
-}
-
-fn nl_err(e: impl std::fmt::Display) -> BenchError {
-    BenchError::Setup(e.to_string())
-}
+/// Receive (and transmit) queues of every bed veth: one per CPU of a small machine, so the two-queue layout can
+/// put a generator and its flow set on each CPU (a veth picks its peer's receive queue by the sending CPU).
+pub const QUEUES: u32 = 2;
 
 /// A netlink socket in namespace `ns`.
 fn nl(ns: &str) -> Result<Netlink, BenchError> {
-    Netlink::open_in(ns).map_err(nl_err)
+    Ok(Netlink::open_in(ns)?)
 }
 
-/// Runs `program args` in `ns`, mapping failure to a setup error.
+/// Runs `program args` in `ns` (the kernel peers' tools), mapping failure to a setup error.
 pub fn sh(ns: &str, program: &str, args: &[&str]) -> Result<String, BenchError> {
-    exec_in(ns, program, args).map_err(ns_err)
+    Ok(exec_in(ns, program, args)?)
+}
+
+/// Runs `f` in a thread inside namespace `ns`.
+pub fn in_ns<T: Send>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T, BenchError> + Send,
+) -> Result<T, BenchError> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pktgen::netns::enter(ns)?;
+            f()
+        })
+        .join()
+        .map_err(|_| BenchError::Panicked {
+            what: format!("a thread in {ns}"),
+        })?
+    })
+}
+
+/// Writes `value` to `/proc/sys/{key}` (dots for slashes, as `sysctl -w` takes it) in namespace `ns`: the
+/// network sysctls under /proc/sys/net are those of the writing thread's namespace.
+pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<(), BenchError> {
+    let path = std::path::Path::new("/proc/sys").join(key.replace('.', "/"));
+    in_ns(ns, || {
+        std::fs::write(&path, value).map_err(|source| BenchError::SetupIo {
+            context: format!("{} in {ns}", path.display()),
+            source,
+        })
+    })
 }
 
 /// `(ifindex, MAC)` of `dev` in `ns`.
 pub fn link_info(ns: &str, dev: &str) -> Result<(u32, [u8; 6]), BenchError> {
-    let link = nl(ns)?.link(dev).map_err(nl_err)?;
-    let mac = link
-        .mac
-        .ok_or_else(|| BenchError::Setup(format!("no MAC for {dev} in {ns}")))?;
+    let link = nl(ns)?.link(dev)?;
+    let mac = link.mac.ok_or_else(|| BenchError::NoMac {
+        dev: dev.into(),
+        ns: ns.into(),
+    })?;
     Ok((link.index, mac))
 }
 
@@ -236,8 +262,8 @@ impl Bed {
         // from here on, Drop removes whatever was made
         for ns in [&bed.gen_ns, &bed.cnf_ns, &bed.srv_ns] {
             let _ = netkit::netns::del(ns);
-            netkit::netns::add(ns).map_err(nl_err)?;
-            nl(ns)?.set_up("lo", true).map_err(nl_err)?;
+            netkit::netns::add(ns)?;
+            nl(ns)?.set_up("lo", true)?;
         }
         bed.wire()?;
         Ok(bed)
@@ -253,9 +279,10 @@ impl Bed {
         let srv = *self.flow.server.ip();
         let (gw_in, gw_out) = (gateway_for(src), gateway_for(srv));
         let pair = |a_ns: &str, a: &str, b_ns: &str, b: &str| -> Result<(), BenchError> {
-            nl(a_ns)?
-                .add_veth(VethEnd::new(a), VethEnd::new(b).ns(b_ns))
-                .map_err(nl_err)
+            Ok(nl(a_ns)?.add_veth(
+                VethEnd::new(a).queues(QUEUES),
+                VethEnd::new(b).ns(b_ns).queues(QUEUES),
+            )?)
         };
         pair(&g, GEN_DEV, &c, CNF_IN)?;
         pair(&c, CNF_OUT, &s, SRV_DEV)?;
@@ -263,63 +290,41 @@ impl Bed {
         let (_, cnf_in_mac) = link_info(&c, CNF_IN)?;
         // The server's MAC is the CNF ingress MAC: the bare redirect (the ceiling) does not rewrite MACs, and
         // with equal MACs its frames are still addressed to the server. They sit on different links.
-        nl(&s)?.set_mac(SRV_DEV, cnf_in_mac).map_err(nl_err)?;
+        nl(&s)?.set_mac(SRV_DEV, cnf_in_mac)?;
         let (cnf_out_ifindex, _) = link_info(&c, CNF_OUT)?;
         let (_, srv_mac) = link_info(&s, SRV_DEV)?;
         let (_, cnf_out_mac) = link_info(&c, CNF_OUT)?;
         let (mut gn, mut cn, mut sn) = (nl(&g)?, nl(&c)?, nl(&s)?);
         let v4 = |a: Ipv4Addr| std::net::IpAddr::V4(a);
-        gn.add_addr(GEN_DEV, v4(src), 24, false).map_err(nl_err)?;
-        cn.add_addr(CNF_IN, v4(gw_in), 24, false).map_err(nl_err)?;
-        cn.add_addr(CNF_OUT, v4(gw_out), 24, false)
-            .map_err(nl_err)?;
-        sn.add_addr(SRV_DEV, v4(srv), 24, false).map_err(nl_err)?;
-        gn.set_up(GEN_DEV, true).map_err(nl_err)?;
-        cn.set_up(CNF_IN, true).map_err(nl_err)?;
-        cn.set_up(CNF_OUT, true).map_err(nl_err)?;
-        sn.set_up(SRV_DEV, true).map_err(nl_err)?;
-        gn.add_route(&Route::default_via(v4(gw_in)))
-            .map_err(nl_err)?;
-        sn.add_route(&Route::default_via(v4(gw_out)))
-            .map_err(nl_err)?;
+        gn.add_addr(GEN_DEV, v4(src), 24, false)?;
+        cn.add_addr(CNF_IN, v4(gw_in), 24, false)?;
+        cn.add_addr(CNF_OUT, v4(gw_out), 24, false)?;
+        sn.add_addr(SRV_DEV, v4(srv), 24, false)?;
+        gn.set_up(GEN_DEV, true)?;
+        cn.set_up(CNF_IN, true)?;
+        cn.set_up(CNF_OUT, true)?;
+        sn.set_up(SRV_DEV, true)?;
+        gn.add_route(&Route::default_via(v4(gw_in)))?;
+        sn.add_route(&Route::default_via(v4(gw_out)))?;
         // static neighbours: XDP programs on c0 and s0 would eat ARP
-        gn.replace_neigh(GEN_DEV, v4(gw_in), cnf_in_mac)
-            .map_err(nl_err)?;
-        cn.replace_neigh(CNF_OUT, v4(srv), srv_mac)
-            .map_err(nl_err)?;
-        cn.replace_neigh(CNF_IN, v4(src), gen_mac).map_err(nl_err)?;
-        sn.replace_neigh(SRV_DEV, v4(gw_out), cnf_out_mac)
-            .map_err(nl_err)?;
-        let cmds: Vec<(&str, Vec<String>)> = vec![
-            (
-                &c,
-                vec!["sysctl -qw".into(), "net.ipv4.ip_forward=1".into()],
-            ),
-            (
-                &c,
-                vec!["sysctl -qw".into(), "net.ipv4.conf.all.rp_filter=0".into()],
-            ),
-            (
-                &s,
-                vec!["sysctl -qw".into(), "net.ipv4.conf.all.rp_filter=0".into()],
-            ),
-            // UDP from a veth with tx checksum offload arrives with bad checksums after an XDP redirect
-            (&g, vec!["ethtool -K".into(), format!("{GEN_DEV} tx off")]),
-            (&c, vec!["ethtool -K".into(), format!("{CNF_OUT} tx off")]),
-        ];
-        for (ns, parts) in cmds {
-            let line = parts.join(" ");
-            let words: Vec<&str> = line.split_whitespace().collect();
-            sh(ns, words[0], &words[1..])?;
+        gn.replace_neigh(GEN_DEV, v4(gw_in), cnf_in_mac)?;
+        cn.replace_neigh(CNF_OUT, v4(srv), srv_mac)?;
+        cn.replace_neigh(CNF_IN, v4(src), gen_mac)?;
+        sn.replace_neigh(SRV_DEV, v4(gw_out), cnf_out_mac)?;
+        sysctl(&c, "net.ipv4.ip_forward", "1")?;
+        sysctl(&c, "net.ipv4.conf.all.rp_filter", "0")?;
+        sysctl(&s, "net.ipv4.conf.all.rp_filter", "0")?;
+        // UDP from a veth with tx checksum offload arrives with bad checksums after an XDP redirect
+        for (ns, dev) in [(&g, GEN_DEV), (&c, CNF_OUT)] {
+            in_ns(ns, || Ok(netkit::ethtool::set_tx_checksum(dev, false)?))?;
         }
         // The service address before NAT is local on the server too: paths without NAT (the ceiling, plain
         // forwarding) deliver the packet as sent.
         let dst = *self.flow.dst.ip();
         if dst != srv {
-            sn.add_addr("lo", v4(dst), 32, false).map_err(nl_err)?;
+            sn.add_addr("lo", v4(dst), 32, false)?;
             // and the CNF routes it to the server, so plain forwarding (no NAT) delivers it too
-            cn.add_route(&Route::to(v4(dst), 32).via(v4(srv)).dev(CNF_OUT))
-                .map_err(nl_err)?;
+            cn.add_route(&Route::to(v4(dst), 32).via(v4(srv)).dev(CNF_OUT))?;
         }
         self.gen_mac = gen_mac;
         self.cnf_in_mac = cnf_in_mac;
@@ -330,12 +335,7 @@ impl Bed {
 
     /// Turns GRO on or off on `dev` in `ns` (a veth with GRO has NAPI, so it accepts XDP redirects without a program).
     pub fn gro(&self, ns: &str, dev: &str, on: bool) -> Result<(), BenchError> {
-        sh(
-            ns,
-            "ethtool",
-            &["-K", dev, "gro", if on { "on" } else { "off" }],
-        )?;
-        Ok(())
+        in_ns(ns, || Ok(netkit::ethtool::set_gro(dev, on)?))
     }
 
     /// Removes every kernel-peer configuration from the CNF namespace (nftables table, IPVS, tc, xdp-filter, VIPs).
@@ -388,6 +388,26 @@ mod tests {
             gateway_for(Ipv4Addr::new(10, 0, 2, 254)),
             Ipv4Addr::new(10, 0, 2, 253)
         );
+    }
+
+    #[test]
+    fn bench_chain_flow_is_the_udp_vip_through_snat() {
+        let spec =
+            crds::manifest::parse_single_chain(include_str!("../../../examples/bench-chain.yaml"))
+                .expect("valid")
+                .spec;
+        let f = probe_flow(&spec).expect("flow");
+        assert_eq!(f.dst, "10.0.0.100:9999".parse().expect("addr"));
+        assert_eq!(f.server, "10.0.2.10:9999".parse().expect("addr"));
+        assert_eq!(f.src, "10.0.1.2:40000".parse().expect("addr"));
+        assert!(f.reason.contains("loadBalancer"), "{}", f.reason);
+        // the limiter cannot cap a run: a billion packets per second per source
+        let rl = spec
+            .functions
+            .iter()
+            .find_map(|f| f.rate_limiter.as_ref())
+            .expect("a rate limiter");
+        assert!(rl.packets_per_second.is_some_and(|p| p >= 1_000_000_000));
     }
 
     #[test]

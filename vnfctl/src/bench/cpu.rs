@@ -53,7 +53,7 @@ pub fn sample() -> Result<CpuSample, BenchError> {
         context: "/proc/stat".into(),
         source,
     })?;
-    parse(&s).ok_or_else(|| BenchError::Setup("/proc/stat: no aggregate cpu line".into()))
+    parse(&s).ok_or(BenchError::ProcStat)
 }
 
 #[cfg(test)]

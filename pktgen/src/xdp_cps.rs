@@ -352,7 +352,11 @@ mod tests {
         assert_eq!(s.tuple(11), "10.0.1.4:1027".parse().expect("addr"));
         assert_eq!(s.tuple(12), s.tuple(0), "wraps after hosts * ports");
         let all: std::collections::HashSet<_> = (0..12).map(|n| s.tuple(n)).collect();
-        assert_eq!(all.len(), 12, "every flow number below len() is a new tuple");
+        assert_eq!(
+            all.len(),
+            12,
+            "every flow number below len() is a new tuple"
+        );
     }
 
     #[test]

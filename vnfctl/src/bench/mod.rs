@@ -5,6 +5,7 @@
 //! and the plots.
 
 pub mod bed;
+pub mod cps;
 pub mod cpu;
 pub mod peers;
 pub mod run;

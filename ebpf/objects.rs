@@ -30,9 +30,9 @@ pub static PKTGEN_SINK: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// `pktgen_live_seq`.
 pub static PKTGEN_LIVE: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktgen_live.o"));
 
-/// The new-flow generator and its counting sink (`pktgen_cps.c`): programs `pktgen_cps` and
-/// `cps_sink`, maps `pktgen_cps_cfg`, `pktgen_cps_seq`, `cps_sink_cfg`, `cps_sink_count` and
-/// `cps_sink_ports`.
+/// The new-flow generator, its counting sink and the RTT reflector (`pktgen_cps.c`): programs
+/// `pktgen_cps`, `cps_sink`, `cps_echo` and `cps_pass`, maps `pktgen_cps_cfg`, `pktgen_cps_seq`,
+/// `cps_sink_cfg`, `cps_sink_count`, `cps_sink_ports` and `cps_echo_cfg`.
 pub static PKTGEN_CPS: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktgen_cps.o"));
 
 /// Why [`load_xdp`] failed.
@@ -118,13 +118,14 @@ mod tests {
             (
                 "pktgen_cps",
                 PKTGEN_CPS,
-                &["pktgen_cps", "cps_sink"],
+                &["pktgen_cps", "cps_sink", "cps_echo", "cps_pass"],
                 &[
                     "pktgen_cps_cfg",
                     "pktgen_cps_seq",
                     "cps_sink_cfg",
                     "cps_sink_count",
                     "cps_sink_ports",
+                    "cps_echo_cfg",
                 ],
             ),
         ];

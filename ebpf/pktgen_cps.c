@@ -189,4 +189,69 @@ int cps_sink(struct xdp_md *ctx)
 	return XDP_DROP;
 }
 
+/* cps_echo: the request-response reflector of the RTT row, in the kernel so
+ * no user-space wake-up sits in the round trip. An IPv4/UDP frame to
+ * cps_echo_cfg.dport goes back out of the interface it came in on (XDP_TX)
+ * with addresses and ports swapped (the checksums stay valid: their sums do
+ * not change) and the configured MACs; anything else passes. */
+struct cps_echo_cfg {
+	__u8 src_mac[6];
+	__u8 dst_mac[6];
+	__u16 dport; /* host order */
+	__u16 _pad;
+};
+_Static_assert(sizeof(struct cps_echo_cfg) == 16, "cps_echo_cfg size");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cps_echo_cfg);
+} cps_echo_cfg SEC(".maps");
+
+SEC("xdp")
+int cps_echo(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct cps_echo_cfg *cfg;
+	struct iphdr *ip;
+	struct udphdr *udp;
+	__u32 zero = 0, a;
+	__u16 p;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->ihl != 5 ||
+	    ip->protocol != IPPROTO_UDP)
+		return XDP_PASS;
+	udp = (void *)(ip + 1);
+	if ((void *)(udp + 1) > data_end)
+		return XDP_PASS;
+	cfg = bpf_map_lookup_elem(&cps_echo_cfg, &zero);
+	if (!cfg || udp->dest != bpf_htons(cfg->dport))
+		return XDP_PASS;
+	__builtin_memcpy(eth->h_dest, cfg->dst_mac, 6);
+	__builtin_memcpy(eth->h_source, cfg->src_mac, 6);
+	a = ip->saddr;
+	ip->saddr = ip->daddr;
+	ip->daddr = a;
+	p = udp->source;
+	udp->source = udp->dest;
+	udp->dest = p;
+	return XDP_TX;
+}
+
+/* cps_pass: passes every frame. On a veth it enables the receive path that
+ * takes XDP frames its peer sends with XDP_TX (veth schedules the peer's
+ * NAPI for them only when the peer has an XDP program). */
+SEC("xdp")
+int cps_pass(struct xdp_md *ctx)
+{
+	(void)ctx;
+	return XDP_PASS;
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

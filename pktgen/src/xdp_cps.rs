@@ -332,6 +332,78 @@ impl CpsSink {
     }
 }
 
+/// `struct cps_echo_cfg` of `ebpf/pktgen_cps.c`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct EchoCfg {
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    dport: u16,
+    pad: u16,
+}
+const _: () = assert!(std::mem::size_of::<EchoCfg>() == 16);
+
+// SAFETY: repr(C), byte arrays and integers only, no padding (asserted size 16 = 6 + 6 + 2 + 2).
+unsafe impl aya::Pod for EchoCfg {}
+
+/// The in-kernel UDP reflector (`cps_echo`), attached while it lives: IPv4/UDP frames to `dport` go back out of
+/// the interface with addresses and ports swapped and the given MACs; other frames pass.
+pub struct CpsEcho {
+    _ebpf: Ebpf,
+}
+
+impl CpsEcho {
+    /// Loads, configures and attaches `cps_echo` to `iface` (native XDP, else generic) in the calling thread's
+    /// network namespace.
+    pub fn attach(
+        iface: &str,
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+        dport: u16,
+    ) -> Result<Self, Error> {
+        let mut ebpf =
+            Ebpf::load(buildvnf_ebpf::PKTGEN_CPS).map_err(bpf_err("load pktgen_cps.o"))?;
+        let mut conf: Array<_, EchoCfg> = Array::try_from(
+            ebpf.map_mut("cps_echo_cfg")
+                .ok_or_else(|| Error::Config("pktgen_cps.o has no map cps_echo_cfg".into()))?,
+        )
+        .map_err(bpf_err("cps_echo_cfg"))?;
+        conf.set(
+            0,
+            EchoCfg {
+                src_mac,
+                dst_mac,
+                dport,
+                pad: 0,
+            },
+            0,
+        )
+        .map_err(bpf_err("write cps_echo_cfg"))?;
+        let prog = buildvnf_ebpf::load_xdp(&mut ebpf, "cps_echo").map_err(bpf_err("cps_echo"))?;
+        buildvnf_ebpf::attach_xdp(prog, iface, &[XdpMode::Driver, XdpMode::Skb])
+            .map_err(bpf_err(format!("attach cps_echo to {iface}")))?;
+        Ok(Self { _ebpf: ebpf })
+    }
+}
+
+/// `cps_pass` attached while it lives: passes every frame, and so lets a veth take the XDP frames its peer sends
+/// with `XDP_TX` (veth schedules the receiver's NAPI for them only when it has an XDP program).
+pub struct XdpPass {
+    _ebpf: Ebpf,
+}
+
+impl XdpPass {
+    /// Loads and attaches `cps_pass` to `iface` (native XDP) in the calling thread's network namespace.
+    pub fn attach(iface: &str) -> Result<Self, Error> {
+        let mut ebpf =
+            Ebpf::load(buildvnf_ebpf::PKTGEN_CPS).map_err(bpf_err("load pktgen_cps.o"))?;
+        let prog = buildvnf_ebpf::load_xdp(&mut ebpf, "cps_pass").map_err(bpf_err("cps_pass"))?;
+        buildvnf_ebpf::attach_xdp(prog, iface, &[XdpMode::Driver])
+            .map_err(bpf_err(format!("attach cps_pass to {iface}")))?;
+        Ok(Self { _ebpf: ebpf })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

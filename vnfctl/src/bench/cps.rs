@@ -77,6 +77,16 @@ impl CpsOptions {
         }
     }
 
+    /// The suite's choice for its `duration` per point: [`CpsOptions::quick`] for sub-second (CI) runs, else
+    /// [`CpsOptions::full`] with a quarter of it (at least 0.5 s) per point.
+    pub fn for_suite(duration: Duration) -> Self {
+        if duration < Duration::from_secs(1) {
+            Self::quick()
+        } else {
+            Self::full((duration / 4).max(Duration::from_millis(500)))
+        }
+    }
+
     /// A short run that checks behaviour, not speed.
     pub fn quick() -> Self {
         CpsOptions {

@@ -8,6 +8,7 @@ pub mod bed;
 pub mod cps;
 pub mod cpu;
 pub mod peers;
+pub mod rtt;
 pub mod run;
 
 pub use run::{Options, Report, Scenario, run_suite};

@@ -199,6 +199,10 @@ pub struct Report {
     pub scenarios: Vec<ScenarioResult>,
     pub plots: Vec<plot::Written>,
     pub method: Vec<&'static str>,
+    /// New flows per second through NAT + LB, chain vs nftables ([`super::cps`]).
+    pub new_flows: super::cps::NewFlows,
+    /// The round trip the chain adds over a bare redirect ([`super::rtt`]).
+    pub rtt_added: super::rtt::RttAdded,
 }
 
 const METHOD: [&str; 5] = [
@@ -266,7 +270,10 @@ fn sink_count(sink: &Ebpf) -> Result<u64, BenchError> {
 }
 
 /// The chain's engine configuration, with a redirecting forwarder to the server appended when it has none.
-fn chain_for_bed(spec: &VNFChainSpec, bed: &Bed) -> Result<(ChainConfig, Vec<String>), BenchError> {
+pub fn chain_for_bed(
+    spec: &VNFChainSpec,
+    bed: &Bed,
+) -> Result<(ChainConfig, Vec<String>), BenchError> {
     let ifindex = bed.cnf_out_ifindex;
     let plan =
         cnf_dataplane::spec::chain_plan(spec, &|name: &str| (name == CNF_OUT).then_some(ifindex))
@@ -778,6 +785,17 @@ pub fn run_suite(
         drop(middle);
         results.push(r);
     }
+    let new_flows = super::cps::in_suite(
+        &bed,
+        &super::cps::CpsOptions::for_suite(o.duration),
+        &mut progress,
+    );
+    let rtt_added = super::rtt::in_suite(
+        &bed,
+        chain_for_bed(spec, &bed).map(|c| c.0),
+        &super::rtt::RttOptions::for_suite(o.latency_pps, o.latency_duration),
+        &mut progress,
+    );
     bed.reset_cnf();
     drop(bed);
     fill_ratios(&mut results);
@@ -792,6 +810,8 @@ pub fn run_suite(
         scenarios: results,
         plots: Vec::new(),
         method: METHOD.to_vec(),
+        new_flows,
+        rtt_added,
     };
     report.plots = write_plots(&report, &o.out)?;
     let json =
@@ -869,6 +889,11 @@ pub fn table(r: &Report) -> String {
             ));
         }
     }
+    s.push_str(&format!(
+        "\n{}\n{}",
+        super::cps::table(&r.new_flows),
+        super::rtt::table(&r.rtt_added)
+    ));
     s
 }
 

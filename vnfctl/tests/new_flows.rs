@@ -160,3 +160,52 @@ fn the_sink_does_not_count_untranslated_frames() {
     }
     assert_ne!(plan.snat, Ipv4Addr::UNSPECIFIED);
 }
+
+#[test]
+fn rtt_is_measured_on_every_path_and_a_dropping_chain_gets_no_number() {
+    if !can_run("rtt_is_measured_on_every_path_and_a_dropping_chain_gets_no_number") {
+        return;
+    }
+    use cnf_dataplane::engine::{
+        ChainConfig, ForwardMode, ForwarderConfig, FunctionConfig, FunctionKind,
+    };
+    use vnfctl::bench::rtt::{self, RttOptions, RttPath};
+    let bed = Bed::create(flow()).expect("bed");
+    let o = RttOptions {
+        rate_pps: 5_000.0,
+        duration: Duration::from_millis(300),
+        rounds: 1,
+    };
+    let redirect = |mode| ChainConfig {
+        functions: vec![FunctionConfig::new(
+            "fwd",
+            FunctionKind::Forwarder(ForwarderConfig {
+                mode,
+                dst_mac: Some(bed.srv_mac),
+                ..Default::default()
+            }),
+        )],
+        ..Default::default()
+    };
+    let forwarding = redirect(ForwardMode::Redirect {
+        ifindex: bed.cnf_out_ifindex,
+    });
+    let r = rtt::measure(&bed, &forwarding, &o, |l| eprintln!("{l}")).expect("measured");
+    eprintln!("{}", rtt::table(&r));
+    for p in RttPath::ALL {
+        let s = r.paths.iter().find(|s| s.path == p).expect("path");
+        assert!(s.received * 10 >= s.sent * 9, "{p:?} answered: {s:?}");
+        assert!(s.min_us > 0.0 && s.p50_us < 10_000.0, "{p:?}: {s:?}");
+    }
+    assert!(r.added_p50_us.is_some() && r.skipped.is_none(), "{r:?}");
+    // control: a chain that drops every request yields no echo and no number
+    let r = rtt::measure(&bed, &redirect(ForwardMode::Drop), &o, |l| eprintln!("{l}"))
+        .expect("measured");
+    let chain = r
+        .paths
+        .iter()
+        .find(|s| s.path == RttPath::Chain)
+        .expect("chain");
+    assert_eq!(chain.received, 0, "{chain:?}");
+    assert!(r.added_p50_us.is_none() && r.skipped.is_some(), "{r:?}");
+}

@@ -51,6 +51,8 @@ pub const NAT_CT_CAPACITY: u64 = 65_536;
 pub const ENTRIES_PER_FLOW: u64 = 4;
 /// The SNAT port pool (the chain's and nftables').
 pub const SNAT_PORTS: (u16, u16) = (1024, 65535);
+/// Flows of the empty-table point: a quarter of what the engine's LRU holds for NAT + LB.
+pub const EMPTY_TABLE_FLOWS: u64 = NAT_CT_CAPACITY / ENTRIES_PER_FLOW / 4;
 /// Client source addresses the generator uses at most.
 const MAX_HOSTS: u32 = 200;
 /// Idle timeout of a translation, the kernel's UDP unreplied timeout.
@@ -299,6 +301,9 @@ pub struct StateCheck {
 pub struct CpsPoint {
     /// The pacing target, new flows per second (None: unpaced).
     pub target: Option<f64>,
+    /// A fixed [`EMPTY_TABLE_FLOWS`] flows into the freshly started path's empty tables (fewer than the engine's
+    /// LRU holds): the cost of a new flow before the tables fill. Not counted in the row's CPS.
+    pub empty_table: bool,
     /// What the generator achieved: frames sent per second of sending (below a high target: every paced chunk
     /// is one `BPF_PROG_TEST_RUN` call, whose set-up costs milliseconds).
     pub offered: f64,
@@ -328,6 +333,8 @@ pub struct CpsRow {
     pub cpu_ns_per_flow: Option<f64>,
     /// `cpu_ns_per_flow` − the ceiling's: what the path itself costs per new flow, ns.
     pub path_ns_per_flow: Option<f64>,
+    /// CPU time per new flow while the tables are still empty ([`EMPTY_TABLE_FLOWS`] flows), ns.
+    pub empty_table_ns_per_flow: Option<f64>,
     /// The point it came from.
     pub best: Option<CpsPoint>,
     /// Every point of every round.
@@ -655,11 +662,17 @@ fn send(
     generator: &mut CpsGenerator,
     dur: Duration,
     rate_pps: Option<f64>,
+    count: Option<u64>,
 ) -> Result<(u64, f64), BenchError> {
     let t = |e: pktgen::error::Error| BenchError::Traffic(e.to_string());
     let before = generator.flows_sent().map_err(t)?;
     let start = Instant::now();
     let mut sent = 0u64;
+    if let Some(n) = count {
+        generator.send(n).map_err(t)?;
+        let secs = start.elapsed().as_secs_f64();
+        return Ok((generator.flows_sent().map_err(t)? - before, secs));
+    }
     while start.elapsed() < dur {
         let count = match rate_pps {
             None => 25_000,
@@ -700,15 +713,20 @@ fn run_path(
         ip_size: 50,
         batch: 64,
     };
-    let mut offered: Vec<Option<f64>> = vec![None];
+    // (pacing target, fixed count): first, for the translating paths, EMPTY_TABLE_FLOWS flows into empty tables
+    let mut offered: Vec<(Option<f64>, Option<u64>)> = Vec::new();
+    if path.translates() {
+        offered.push((None, Some(EMPTY_TABLE_FLOWS)));
+    }
+    offered.push((None, None));
     if let Some(t) = top {
-        offered.extend(o.sweep.iter().map(|f| Some(t * f)));
+        offered.extend(o.sweep.iter().map(|f| (Some(t * f), None)));
     }
     let t = |e: pktgen::error::Error| BenchError::Traffic(e.to_string());
     let points = in_ns(&bed.gen_ns, || {
         let mut generator = CpsGenerator::new(&gcfg).map_err(t)?;
         let mut points = Vec::new();
-        for rate in offered {
+        for (rate, count) in offered {
             if path == CpsPath::NftNat {
                 in_ns(&bed.cnf_ns, flush_conntrack)?;
             }
@@ -723,7 +741,7 @@ fn run_path(
             };
             let s0 = sink.counts().map_err(t)?;
             let cpu0 = thread_cpu_secs();
-            let (sent, secs) = send(&mut generator, o.duration, rate)?;
+            let (sent, secs) = send(&mut generator, o.duration, rate, count)?;
             let cpu_secs = thread_cpu_secs() - cpu0;
             std::thread::sleep(Duration::from_millis(50));
             let s1 = sink.counts().map_err(t)?;
@@ -764,6 +782,7 @@ fn run_path(
             };
             points.push(CpsPoint {
                 target: rate,
+                empty_table: count.is_some(),
                 offered: rate_of(sent, secs),
                 cpu_secs,
                 sent,
@@ -818,6 +837,7 @@ pub fn measure(
             cps: 0.0,
             cpu_ns_per_flow: None,
             path_ns_per_flow: None,
+            empty_table_ns_per_flow: None,
             best: None,
             points: Vec::new(),
             skipped: None,
@@ -844,6 +864,13 @@ pub fn measure(
             }
             for pt in pts {
                 let ns = pt.cpu_secs * 1e9 / pt.sent.max(1) as f64;
+                if pt.empty_table {
+                    if row.empty_table_ns_per_flow.is_none_or(|b| ns < b) {
+                        row.empty_table_ns_per_flow = Some(ns);
+                    }
+                    row.points.push(pt);
+                    continue;
+                }
                 if pt.sent > 0
                     && pt.sink.expected * 100 >= pt.sent * 99
                     && row.cpu_ns_per_flow.is_none_or(|b| ns < b)
@@ -909,9 +936,9 @@ fn tables(rows: &[CpsRow], chain_cps: f64) -> Vec<String> {
     let mut t = vec![format!(
         "engine: vnf_nat_ct is an LRU hash of {NAT_CT_CAPACITY} entries shared by NAT and LB ({ENTRIES_PER_FLOW} per \
          NAT + LB flow: {flows} flows); when full it evicts the least recently used entries and keeps taking new \
-         flows, so nothing is refused, but an idle flow loses its translation after {flows} newer flows{}; \
-         vnf_replies (one entry per new flow, same size) evicts the same way; SNAT-port or backend failures count \
-         as drops (reasons nat_exhausted, lb_no_backend)",
+         flows, but an idle flow loses its translation after {flows} newer flows{}; vnf_replies (one entry per new \
+         flow, same size) evicts the same way; a new flow is refused (reason nat_exhausted, or lb_no_backend) when \
+         SNAT finds no free port in its probes, which a full LRU makes occasionally happen",
         if chain_cps > 0.0 {
             format!(
                 " ({:.0} ms at the measured {chain_cps:.0} CPS)",
@@ -926,14 +953,17 @@ fn tables(rows: &[CpsRow], chain_cps: f64) -> Vec<String> {
             continue;
         };
         t.push(format!(
-            "{}: at the best point {} flows created, {} entries of {} at the end, {} evicted{}, {} packets refused",
+            "{}: at the best point {} flows created, {} entries of {} at the end, {} evicted{}, {} packets refused; \
+             CPU per new flow {} ns with the tables filled, {} ns into empty tables ({EMPTY_TABLE_FLOWS} flows)",
             r.name,
             s.created,
             s.entries,
             s.capacity,
             s.evicted,
             if r.path == CpsPath::ChainNatLb { " (estimated)" } else { " (early_drop)" },
-            s.failed
+            s.failed,
+            r.cpu_ns_per_flow.map_or("-".into(), |v| format!("{v:.0}")),
+            r.empty_table_ns_per_flow.map_or("-".into(), |v| format!("{v:.0}")),
         ));
     }
     t.push(
@@ -1161,6 +1191,7 @@ mod tests {
     fn the_table_names_both_paths_and_the_ratio() {
         let pt = |cps: f64, st: Option<StateCheck>| CpsPoint {
             target: None,
+            empty_table: false,
             offered: 1000.0,
             cpu_secs: 0.5,
             sent: 1000,
@@ -1179,6 +1210,7 @@ mod tests {
             cps,
             cpu_ns_per_flow: Some(1e9 / cps),
             path_ns_per_flow: None,
+            empty_table_ns_per_flow: Some(5e8 / cps),
             best: Some(pt(cps, st.clone())),
             points: vec![pt(cps, st)],
             skipped: None,

@@ -289,7 +289,7 @@ pub struct StateCheck {
     /// Table capacity, entries.
     pub capacity: u64,
     /// Entries evicted to make room (conntrack `early_drop`; the engine's LRU does not count evictions, so it is
-    /// estimated as created × entries per flow − entries, when positive).
+    /// estimated as entries before + created × entries per flow − entries after, when positive).
     pub evicted: u64,
     /// Packets dropped because state could not be created (engine: SNAT ports exhausted, no backend; conntrack:
     /// `drop` + `insert_failed`).
@@ -736,7 +736,11 @@ fn run_path(
                 None
             };
             let e0 = match &m.running {
-                Some(r) => Some(engine_counts(r)?),
+                Some(r) => {
+                    let (nat, lb) = nat_lb(r)?;
+                    let before = (r.engine.nat_entries(nat) + r.engine.nat_entries(lb)) as u64;
+                    Some((engine_counts(r)?, before))
+                }
                 None => None,
             };
             let s0 = sink.counts().map_err(t)?;
@@ -752,7 +756,7 @@ fn run_path(
                 distinct_ports: s1.distinct_ports,
             };
             let state = match (&m.running, e0, &ct0) {
-                (Some(r), Some(e0), _) => {
+                (Some(r), Some((e0, entries0)), _) => {
                     let e1 = engine_counts(r)?;
                     let (nat, lb) = nat_lb(r)?;
                     let entries = (r.engine.nat_entries(nat) + r.engine.nat_entries(lb)) as u64;
@@ -762,7 +766,7 @@ fn run_path(
                         lb_created: Some(e1.1 - e0.1),
                         entries,
                         capacity: NAT_CT_CAPACITY,
-                        evicted: (created * ENTRIES_PER_FLOW).saturating_sub(entries),
+                        evicted: (entries0 + created * ENTRIES_PER_FLOW).saturating_sub(entries),
                         failed: e1.2 - e0.2,
                     })
                 }

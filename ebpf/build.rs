@@ -14,6 +14,7 @@ const ATTACH_POINTS: &[&str] = &[
     "bench.c",
     "pktgen_sink.c",
     "pktgen_live.c",
+    "pktgen_cps.c",
 ];
 
 fn fail(msg: &str) -> ! {

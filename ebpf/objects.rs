@@ -30,6 +30,11 @@ pub static PKTGEN_SINK: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// `pktgen_live_seq`.
 pub static PKTGEN_LIVE: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktgen_live.o"));
 
+/// The new-flow generator, its counting sink and the RTT reflector (`pktgen_cps.c`): programs
+/// `pktgen_cps`, `cps_sink`, `cps_echo` and `cps_pass`, maps `pktgen_cps_cfg`, `pktgen_cps_seq`,
+/// `cps_sink_cfg`, `cps_sink_count`, `cps_sink_ports` and `cps_echo_cfg`.
+pub static PKTGEN_CPS: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktgen_cps.o"));
+
 /// Why [`load_xdp`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -90,7 +95,7 @@ mod tests {
     /// The programs and maps the Rust side loads by name are in the objects it loads them from.
     #[test]
     fn objects_hold_the_programs_and_maps_loaded_by_name() {
-        let cases: [Names; 4] = [
+        let cases: [Names; 5] = [
             (
                 "pktgen_sink",
                 PKTGEN_SINK,
@@ -122,6 +127,19 @@ mod tests {
                 ],
             ),
             ("xsk_redirect", XSK_REDIRECT, &["xsk_redirect"], &["xsks"]),
+            (
+                "pktgen_cps",
+                PKTGEN_CPS,
+                &["pktgen_cps", "cps_sink", "cps_echo", "cps_pass"],
+                &[
+                    "pktgen_cps_cfg",
+                    "pktgen_cps_seq",
+                    "cps_sink_cfg",
+                    "cps_sink_count",
+                    "cps_sink_ports",
+                    "cps_echo_cfg",
+                ],
+            ),
         ];
         for (object, bytes, programs, maps) in cases {
             let obj = aya_obj::Object::parse(bytes).expect(object);

@@ -7,7 +7,7 @@
 //! metrics text recorded at the end of the previous update or read. Published metrics are replaced
 //! only under the state lock, in the order they were read, so exported counters never go back.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,9 @@ use cnf_dataplane::compose::Dataplane;
 /// How long a reader retries a state held by another short reader before it answers from the
 /// published state (well under the 50 ms a reader promises).
 const READ_PATIENCE: Duration = Duration::from_millis(20);
+/// How long a scrape waits for the metrics of an update that was just answered (rendering takes a few
+/// ms; the bound only matters if rendering hangs).
+const METRICS_PATIENCE: Duration = Duration::from_millis(500);
 
 /// The state is poisoned (a thread panicked while holding it).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,10 @@ pub struct Shared {
     dp: Mutex<Dataplane>,
     /// Updates running or waiting for the state.
     updating: AtomicUsize,
+    /// Set between an update's answer and the publication of its metrics: a scrape then waits for
+    /// them (a few ms of counter reads), so a client that saw its update answered never scrapes the
+    /// metrics of the state before it.
+    metrics_pending: AtomicBool,
     published: Mutex<Published>,
 }
 
@@ -66,6 +73,7 @@ impl Shared {
         Self {
             dp: Mutex::new(dp),
             updating: AtomicUsize::new(0),
+            metrics_pending: AtomicBool::new(false),
             published: Mutex::new(published),
         }
     }
@@ -97,9 +105,11 @@ impl Shared {
             p.status = crate::grpc::status_of(&dp);
             p.ready = dp.ready();
         }
+        self.metrics_pending.store(true, Ordering::SeqCst);
         reply(Ok(r));
         let metrics = crate::metrics::render(&dp);
         self.publish_lock().metrics = metrics;
+        self.metrics_pending.store(false, Ordering::SeqCst);
     }
 
     /// The state, when it is free within [`READ_PATIENCE`] and no update holds or awaits it.
@@ -156,6 +166,11 @@ impl Shared {
 
     /// The Prometheus exposition (current, or the last published).
     pub fn metrics(&self) -> Result<String, Poisoned> {
+        // an answered update's metrics are being rendered: wait for them (bounded, never for an update)
+        let start = Instant::now();
+        while self.metrics_pending.load(Ordering::SeqCst) && start.elapsed() < METRICS_PATIENCE {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         match self.try_read()? {
             Some(dp) => {
                 let text = crate::metrics::render(&dp);

@@ -366,10 +366,7 @@ fn packets_never_mix_generations_during_a_switch() {
 /// The edge chain's stateful core: a stateful firewall that admits TCP to port 80 from the clients,
 /// SNAT of the clients, and a load balancer for the VIP.
 fn edge_core() -> Vec<FunctionConfig> {
-    use cnf_dataplane::engine::{
-        FirewallRule, LbBackendConfig, LbConfig, NatConfig, NatRule, PortRange,
-    };
-    use std::time::Duration;
+    use cnf_dataplane::engine::{FirewallRule, PortRange};
     vec![
         FunctionConfig::new(
             "fw",
@@ -390,32 +387,15 @@ fn edge_core() -> Vec<FunctionConfig> {
         ),
         FunctionConfig::new(
             "nat",
-            FunctionKind::Nat(NatConfig {
-                rules: vec![NatRule::Snat {
-                    match_src: vec!["10.0.1.0/24".parse().expect("cidr")],
-                    to_addr: ip("10.0.0.1"),
-                    ports: PortRange::new(20000, 20999).expect("range"),
-                }],
-                timeout: Duration::from_secs(60),
-            }),
+            FunctionKind::Nat(snat_config("10.0.1.0/24", "10.0.0.1", 20000, 20999)),
         ),
         FunctionConfig::new(
             "lb",
-            FunctionKind::LoadBalancer(LbConfig {
-                vip: ip("10.0.0.100"),
-                port: Some(80),
-                protocol: Some(TCP),
-                backends: ["10.0.2.1", "10.0.2.2"]
-                    .iter()
-                    .map(|b| LbBackendConfig {
-                        addr: ip(b),
-                        port: Some(8080),
-                        weight: 1,
-                    })
-                    .collect(),
-                affinity_timeout: Duration::from_secs(60),
-                table_size: 4093,
-            }),
+            FunctionKind::LoadBalancer(lb_config(
+                "10.0.0.100",
+                Some(TCP),
+                &["10.0.2.1", "10.0.2.2"],
+            )),
         ),
         FunctionConfig::new("mon", FunctionKind::Monitor(MonitorConfig::default())),
     ]

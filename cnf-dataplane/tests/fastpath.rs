@@ -10,8 +10,8 @@ use std::time::Duration;
 use cnf_dataplane::engine::abi::reason;
 use cnf_dataplane::engine::{
     Action, AppliedChain, ChainConfig, CountBy, Engine, FirewallConfig, FirewallRule, ForwardMode,
-    ForwarderConfig, FunctionConfig, FunctionKind, Hook, LbBackendConfig, LbConfig, MonitorConfig,
-    NatConfig, NatRule, PortRange, RateLimitKey, RateLimiterConfig,
+    ForwarderConfig, FunctionConfig, FunctionKind, Hook, MonitorConfig, NatConfig, NatRule,
+    PortRange, RateLimitKey, RateLimiterConfig,
 };
 use common::*;
 
@@ -183,24 +183,6 @@ fn firewall(rules: Vec<FirewallRule>, conntrack: bool) -> FunctionConfig {
     )
 }
 
-fn lb(backends: &[&str]) -> LbConfig {
-    LbConfig {
-        vip: ip("10.0.0.100"),
-        port: Some(80),
-        protocol: None,
-        backends: backends
-            .iter()
-            .map(|b| LbBackendConfig {
-                addr: ip(b),
-                port: Some(8080),
-                weight: 1,
-            })
-            .collect(),
-        affinity_timeout: Duration::from_secs(60),
-        table_size: 4093,
-    }
-}
-
 /// The five functions plus a forwarder: firewall (conntrack), SNAT, LB, rate limiter (per flow,
 /// never limiting), monitor (by class, a sample every 3 packets), forwarder (TX, MACs, TTL).
 fn five_function_chain() -> ChainConfig {
@@ -212,18 +194,15 @@ fn five_function_chain() -> ChainConfig {
             ),
             FunctionConfig::new(
                 "nat",
-                FunctionKind::Nat(NatConfig {
-                    rules: vec![NatRule::Snat {
-                        match_src: vec![cidr("10.0.1.0/24")],
-                        to_addr: ip("10.0.0.1"),
-                        ports: PortRange::new(20000, 20999).expect("range"),
-                    }],
-                    timeout: Duration::from_secs(60),
-                }),
+                FunctionKind::Nat(snat_config("10.0.1.0/24", "10.0.0.1", 20000, 20999)),
             ),
             FunctionConfig::new(
                 "lb",
-                FunctionKind::LoadBalancer(lb(&["10.0.2.1", "10.0.2.2"])),
+                FunctionKind::LoadBalancer(lb_config(
+                    "10.0.0.100",
+                    None,
+                    &["10.0.2.1", "10.0.2.2"],
+                )),
             ),
             FunctionConfig::new(
                 "rl",
@@ -463,7 +442,11 @@ fn lb_backend_removal_and_nat_translations_match_the_slow_path() {
                 ),
                 FunctionConfig::new(
                     "lb",
-                    FunctionKind::LoadBalancer(lb(&["10.0.2.1", "10.0.2.2", "10.0.2.3"])),
+                    FunctionKind::LoadBalancer(lb_config(
+                        "10.0.0.100",
+                        None,
+                        &["10.0.2.1", "10.0.2.2", "10.0.2.3"],
+                    )),
                 ),
             ],
             ..Default::default()
@@ -497,7 +480,7 @@ fn lb_backend_removal_and_nat_translations_match_the_slow_path() {
         // remove a backend: established flows keep theirs (affinity, as on the slow path), new
         // flows never pick the removed one
         let lb_inst = t.fast_chain.instances[1];
-        let remaining = lb(&["10.0.2.1", "10.0.2.2"]);
+        let remaining = lb_config("10.0.0.100", None, &["10.0.2.1", "10.0.2.2"]);
         let mut te = t;
         te.slow
             .update_load_balancer(lb_inst, &remaining)
@@ -530,17 +513,8 @@ fn live(hook: Hook, tag: &str) {
     ns.link(0, "eth0", "10.95.0.1/24", 1, "eth0", "10.95.0.2/24");
     let (client, pod) = (ns.0[0].clone(), ns.0[1].clone());
     let addr = |s: &str| -> std::net::SocketAddr { s.parse().expect("addr") };
-    let allow = |port: u16| FirewallRule {
-        priority: 0,
-        action: Action::Allow,
-        protocol: Some(UDP),
-        src: None,
-        dst: None,
-        src_ports: None,
-        dst_ports: Some(PortRange::single(port)),
-    };
-    let fw = move |port: u16| FirewallConfig {
-        rules: vec![allow(port)],
+    let fw = |port: u16| FirewallConfig {
+        rules: vec![allow_udp_to(port, 0)],
         default_action: Action::Deny,
         conntrack: true,
         ..Default::default()
@@ -584,23 +558,25 @@ fn live(hook: Hook, tag: &str) {
     answers
         .recv_timeout(Duration::from_secs(60))
         .expect("attached");
-    let echo = udp_echo(&pod, addr("10.95.0.2:8080"), Duration::from_millis(2000));
-    let n = 30;
-    assert_eq!(
+    let ask = |cmd: &'static str| {
+        to_engine.send(cmd).expect("cmd");
+        answers
+            .recv_timeout(Duration::from_secs(30))
+            .expect("stats")
+    };
+    let calls = |n: usize, wait_ms: u64| {
         udp_calls(
             &client,
             addr("10.95.0.1:6000"),
             addr("10.95.0.2:8080"),
             n,
-            Duration::from_millis(500)
-        ),
-        n,
-        "{hook:?}: control: every call answered"
-    );
-    to_engine.send("stats").expect("cmd");
-    let (fast, completed, mon_in, _) = answers
-        .recv_timeout(Duration::from_secs(30))
-        .expect("stats");
+            Duration::from_millis(wait_ms),
+        )
+    };
+    let echo = udp_echo(&pod, addr("10.95.0.2:8080"), Duration::from_millis(2000));
+    let n = 30;
+    assert_eq!(calls(n, 500), n, "{hook:?}: control: every call answered");
+    let (fast, completed, mon_in, _) = ask("stats");
     // other frames (neighbour discovery, ARP) may enter the chain too; the flow's own are most of them
     assert!(completed >= n as u64, "{hook:?}: {completed} completed");
     assert!(mon_in >= n as u64, "{hook:?}: the monitor counted {mon_in}");
@@ -610,25 +586,9 @@ fn live(hook: Hook, tag: &str) {
     );
     // the rule update: the established flow is denied from its next packet on (the fast path kept
     // its result for up to a second: the epoch, not the lifetime, must end it)
-    to_engine.send("deny").expect("cmd");
-    let (fast2, _, _, denied2) = answers
-        .recv_timeout(Duration::from_secs(30))
-        .expect("stats");
-    assert_eq!(
-        udp_calls(
-            &client,
-            addr("10.95.0.1:6000"),
-            addr("10.95.0.2:8080"),
-            3,
-            Duration::from_millis(300)
-        ),
-        0,
-        "{hook:?}: denied after the update"
-    );
-    to_engine.send("stats").expect("cmd");
-    let (fast3, _, _, denied3) = answers
-        .recv_timeout(Duration::from_secs(30))
-        .expect("stats");
+    let (fast2, _, _, denied2) = ask("deny");
+    assert_eq!(calls(3, 300), 0, "{hook:?}: denied after the update");
+    let (fast3, _, _, denied3) = ask("stats");
     // (IPv6 neighbour discovery the default deny drops may add to the count)
     assert!(
         denied3 - denied2 >= 3,
@@ -642,18 +602,7 @@ fn live(hook: Hook, tag: &str) {
     assert_eq!(echo.join().expect("echo"), n);
 }
 
-#[test]
-fn live_established_flow_takes_the_fast_path_xdp() {
-    if !privileged() {
-        return;
-    }
-    live(Hook::Xdp, "x");
-}
-
-#[test]
-fn live_established_flow_takes_the_fast_path_tc() {
-    if !privileged() {
-        return;
-    }
-    live(Hook::Tc, "t");
-}
+hook_tests!(
+    live: live_established_flow_takes_the_fast_path_xdp,
+    live_established_flow_takes_the_fast_path_tc
+);

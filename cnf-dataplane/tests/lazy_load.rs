@@ -5,9 +5,7 @@
 mod common;
 
 use cnf_dataplane::engine::abi::reason;
-use cnf_dataplane::engine::{
-    Action, ChainConfig, Engine, FirewallConfig, FunctionConfig, FunctionKind, MonitorConfig,
-};
+use cnf_dataplane::engine::{ChainConfig, Engine, FunctionConfig, FunctionKind, MonitorConfig};
 use common::*;
 
 fn monitor() -> FunctionConfig {
@@ -15,16 +13,6 @@ fn monitor() -> FunctionConfig {
         "mon",
         FunctionKind::Monitor(MonitorConfig {
             sample_rate: 0,
-            ..Default::default()
-        }),
-    )
-}
-
-fn deny_all() -> FunctionConfig {
-    FunctionConfig::new(
-        "fw",
-        FunctionKind::Firewall(FirewallConfig {
-            default_action: Action::Deny,
             ..Default::default()
         }),
     )

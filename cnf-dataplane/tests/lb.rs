@@ -5,31 +5,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use cnf_dataplane::engine::maglev;
 use cnf_dataplane::engine::{
     ChainConfig, Engine, FunctionConfig, FunctionKind, Hook, LbBackendConfig, LbConfig,
 };
 use common::*;
-
-fn lb_config(vip: &str, backends: &[&str]) -> LbConfig {
-    LbConfig {
-        vip: ip(vip),
-        port: Some(80),
-        protocol: Some(TCP),
-        backends: backends
-            .iter()
-            .map(|b| LbBackendConfig {
-                addr: ip(b),
-                port: Some(8080),
-                weight: 1,
-            })
-            .collect(),
-        affinity_timeout: Duration::from_secs(60),
-        table_size: 4093,
-    }
-}
 
 fn setup(hook: Hook, cfg: &LbConfig) -> (Engine, u32) {
     let mut e = load(hook);
@@ -94,7 +75,7 @@ fn flows_are_spread_by_maglev_and_replies_are_translated() {
     }
     let backends = ["10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.4"];
     for hook in HOOKS {
-        let cfg = lb_config("192.0.2.100", &backends);
+        let cfg = lb_config("192.0.2.100", Some(TCP), &backends);
         let (e, inst) = setup(hook, &cfg);
         let mut per_backend: HashMap<usize, usize> = HashMap::new();
         for i in 0..200u16 {
@@ -139,7 +120,7 @@ fn established_flows_keep_their_backend_across_updates() {
     }
     let backends = ["2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"];
     for hook in HOOKS {
-        let cfg = lb_config("2001:db8::100", &backends);
+        let cfg = lb_config("2001:db8::100", Some(TCP), &backends);
         let (mut e, inst) = setup(hook, &cfg);
         // find a flow on backend 0, then remove backend 0
         let (client, sport) = (0..1000u16)
@@ -150,7 +131,7 @@ fn established_flows_keep_their_backend_across_updates() {
         let to_b0 = Pkt::tcp(client, sport, backends[0], 8080).build();
         assert_eq!(run_ok(&e, hook, &req), to_b0);
 
-        let smaller = lb_config("2001:db8::100", &backends[1..]);
+        let smaller = lb_config("2001:db8::100", Some(TCP), &backends[1..]);
         e.update_load_balancer(inst, &smaller).expect("update");
         assert_eq!(run_ok(&e, hook, &req), to_b0, "{hook:?}: affinity lost");
         // new flows never go to the removed backend and follow the new table
@@ -170,15 +151,15 @@ fn invalid_load_balancers_are_rejected() {
         return;
     }
     let mut e = load(Hook::Xdp);
-    let mut mixed = lb_config("192.0.2.1", &["10.0.0.1"]);
+    let mut mixed = lb_config("192.0.2.1", Some(TCP), &["10.0.0.1"]);
     mixed.backends.push(LbBackendConfig {
         addr: ip("2001:db8::1"),
         port: None,
         weight: 1,
     });
-    let empty = lb_config("192.0.2.1", &[]);
-    let dup = lb_config("192.0.2.1", &["10.0.0.1", "10.0.0.1"]);
-    let mut icmp = lb_config("192.0.2.1", &["10.0.0.1"]);
+    let empty = lb_config("192.0.2.1", Some(TCP), &[]);
+    let dup = lb_config("192.0.2.1", Some(TCP), &["10.0.0.1", "10.0.0.1"]);
+    let mut icmp = lb_config("192.0.2.1", Some(TCP), &["10.0.0.1"]);
     icmp.protocol = Some(ICMP);
     for cfg in [mixed, empty, dup, icmp] {
         let chain = ChainConfig {

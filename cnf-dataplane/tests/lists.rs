@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use cnf_dataplane::engine::abi::{self, reason};
 use cnf_dataplane::engine::{
-    Action, ChainConfig, ClassifierConfig, CountBy, Engine, FirewallConfig, FunctionConfig,
-    FunctionKind, Hook, LbBackendConfig, LbConfig, MonitorConfig, NatConfig, NatRule, PortRange,
-    maglev,
+    ChainConfig, ClassifierConfig, CountBy, Engine, FunctionConfig, FunctionKind, Hook,
+    LbBackendConfig, LbConfig, MonitorConfig, NatConfig, NatRule, PortRange, maglev,
 };
 use common::*;
 
@@ -35,16 +34,6 @@ fn fields(f: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
 fn run(e: &Engine, p: &Pkt) -> (u32, Vec<u8>) {
     let out = e.test_run(&p.build(), 1).expect("run");
     (out.retval, out.data)
-}
-
-fn deny_all() -> FunctionConfig {
-    FunctionConfig::new(
-        "fw",
-        FunctionKind::Firewall(FirewallConfig {
-            default_action: Action::Deny,
-            ..Default::default()
-        }),
-    )
 }
 
 fn cidr(s: &str) -> cnf_dataplane::engine::IpCidr {

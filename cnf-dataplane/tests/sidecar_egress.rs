@@ -12,21 +12,9 @@ use std::time::Duration;
 
 use cnf_dataplane::engine::{
     Action, ChainConfig, Engine, FirewallConfig, FirewallRule, FunctionConfig, FunctionKind, Hook,
-    NatConfig, NatRule, PortRange,
+    NatConfig, NatRule,
 };
-use common::{Namespaces, UDP, privileged};
-
-fn allow_udp_to(port: u16, priority: u32) -> FirewallRule {
-    FirewallRule {
-        priority,
-        action: Action::Allow,
-        protocol: Some(UDP),
-        src: None,
-        dst: None,
-        src_ports: None,
-        dst_ports: Some(PortRange::single(port)),
-    }
-}
+use common::{Namespaces, UDP, allow_udp_to, hook_tests};
 
 fn chain(rules: Vec<FirewallRule>) -> ChainConfig {
     ChainConfig {
@@ -211,21 +199,10 @@ fn run(hook: Hook, tag: &str) {
     engine.join().expect("engine thread");
 }
 
-#[test]
-fn replies_of_the_pods_own_flows_pass_and_only_they_xdp() {
-    if !privileged() {
-        return;
-    }
-    run(Hook::Xdp, "x");
-}
-
-#[test]
-fn replies_of_the_pods_own_flows_pass_and_only_they_tc() {
-    if !privileged() {
-        return;
-    }
-    run(Hook::Tc, "t");
-}
+hook_tests!(
+    run: replies_of_the_pods_own_flows_pass_and_only_they_xdp,
+    replies_of_the_pods_own_flows_pass_and_only_they_tc
+);
 
 /// A port mapping in front of the pod (DNAT pod:80 -> pod:8080, UDP): the replies leave by the pod's egress,
 /// where vnf_egress translates them back to pod:80; without it the client sees them come from 8080.
@@ -297,18 +274,7 @@ fn port_mapping(hook: Hook, tag: &str) {
     engine.join().expect("engine thread");
 }
 
-#[test]
-fn a_port_mapping_translates_the_pods_replies_back_xdp() {
-    if !privileged() {
-        return;
-    }
-    port_mapping(Hook::Xdp, "x");
-}
-
-#[test]
-fn a_port_mapping_translates_the_pods_replies_back_tc() {
-    if !privileged() {
-        return;
-    }
-    port_mapping(Hook::Tc, "t");
-}
+hook_tests!(
+    port_mapping: a_port_mapping_translates_the_pods_replies_back_xdp,
+    a_port_mapping_translates_the_pods_replies_back_tc
+);

@@ -473,53 +473,23 @@ static __always_inline void fp_mon(const struct fp_val *v,
 				   struct vnf_fn_stats *fs,
 				   const struct vnf_pkt *p, __u32 len)
 {
-	struct vnf_mon_counter *c;
 	struct vnf_mon_sample *smp;
 	const struct fp_tup *t;
 	struct vnf_mon_cfg *cfg;
-	__u32 inst = st->arg, idx;
+	__u32 inst = st->arg;
 	__u8 cls = p->t.proto == IPPROTO_TCP ? VNF_MON_TCP : VNF_MON_UDP;
 
 	cfg = bpf_map_lookup_elem(&vnf_mon_cfg, &inst);
 	if (!cfg)
 		return;
 	t = &v->stage[st->stage & (FP_MAX_STAGES - 1)];
-	if (cfg->count_by == VNF_MON_BY_CLASS) {
-		idx = st->state * VNF_MON_CLASSES + cls;
-		c = bpf_map_lookup_elem(&vnf_mon_classes, &idx);
-		if (c) {
-			c->packets++;
-			c->bytes += len;
-		}
-	} else {
-		struct vnf_mon_key k = { .instance = st->state };
-
-		k.value = cfg->count_by == VNF_MON_BY_DPORT ? t->dport : p->dscp;
-		c = bpf_map_lookup_elem(&vnf_mon_keyed, &k);
-		if (c) {
-			c->packets++;
-			c->bytes += len;
-		} else {
-			struct vnf_mon_counter first = { .packets = 1,
-							 .bytes = len };
-
-			bpf_map_update_elem(&vnf_mon_keyed, &k, &first,
-					    BPF_NOEXIST);
-		}
-	}
-	if (!tel_sample(cfg->sample_rate, fs->pkts_in))
-		return;
-	smp = bpf_ringbuf_reserve(&vnf_samples, sizeof(*smp), 0);
+	mon_count(cfg, st->state, cls,
+		  cfg->count_by == VNF_MON_BY_DPORT ? t->dport : p->dscp, len);
+	/* v->ifindex: the entry checked it is the packet's */
+	smp = mon_sample_start(cfg, fs->pkts_in, inst, v->ifindex, len, cls,
+			       p->tcp_flags);
 	if (!smp)
 		return;
-	smp->ts_ns = bpf_ktime_get_ns();
-	smp->instance = inst;
-	smp->ifindex = v->ifindex; /* the entry checked it is the packet's */
-	smp->pkt_len = len;
-	smp->class = cls;
-	smp->tcp_flags = p->tcp_flags;
-	smp->_pad[0] = 0;
-	smp->_pad[1] = 0;
 	__builtin_memset(&smp->t, 0, sizeof(smp->t));
 	__builtin_memcpy(smp->t.saddr, &t->saddr, 4);
 	__builtin_memcpy(smp->t.daddr, &t->daddr, 4);
@@ -545,11 +515,8 @@ static __always_inline int fp_rewrite(vnf_ctx_t *ctx, const struct fp_val *v,
 	__be16 *ports;
 	__u32 s;
 
-	if (l3 > VNF_NAT_OFF_MASK || l4 > VNF_NAT_OFF_MASK)
+	if (nat_bound_offs(&l3, &l4))
 		return -1;
-	asm volatile("" : "+r"(l3), "+r"(l4));
-	l3 &= VNF_NAT_OFF_MASK;
-	l4 &= VNF_NAT_OFF_MASK;
 	iph = data + l3;
 	if ((void *)(iph + 1) > data_end)
 		return -1;

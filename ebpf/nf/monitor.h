@@ -63,45 +63,26 @@ static __always_inline __u8 mon_class(int rc, const struct vnf_pkt *p)
 	return p->t.family == 4 ? VNF_MON_OTHER_V4 : VNF_MON_OTHER_V6;
 }
 
-static __always_inline int nf_monitor(vnf_ctx_t *ctx, struct vnf_scratch *s,
-				      __u32 inst, struct vnf_fn_stats *st)
+/* Count one packet of len bytes for monitor state `state`: in its class
+ * counter, or (count_by dport / dscp) in the keyed counter for value,
+ * created on first use.  Shared by nf_monitor and the fast path (fp_mon). */
+static __always_inline void mon_count(const struct vnf_mon_cfg *cfg,
+				      __u32 state, __u8 cls, __u32 value,
+				      __u32 len)
 {
-	struct vnf_mon_cfg *cfg = bpf_map_lookup_elem(&vnf_mon_cfg, &inst);
 	struct vnf_mon_counter *c;
-	struct vnf_mon_sample *smp;
-	struct vnf_pkt p;
-	__u32 len = ctx_len(ctx);
-	__u32 idx;
-	__u8 cls;
-	int rc;
 
-	if (!cfg) {
-		s->reason = VNF_R_NO_CONFIG;
-		return VNF_ACT_DROP;
-	}
-	fp_note(FP_OP_MON, inst, 0, 0);
-	rc = chain_parse(ctx, &p);
-	cls = mon_class(rc, &p);
 	if (cfg->count_by == VNF_MON_BY_CLASS) {
-		idx = s->state * VNF_MON_CLASSES + cls;
+		__u32 idx = state * VNF_MON_CLASSES + cls;
+
 		c = bpf_map_lookup_elem(&vnf_mon_classes, &idx);
 		if (c) {
 			c->packets++;
 			c->bytes += len;
 		}
 	} else {
-		struct vnf_mon_key k = { .instance = s->state };
+		struct vnf_mon_key k = { .instance = state, .value = value };
 
-		if (cfg->count_by == VNF_MON_BY_DPORT)
-			k.value = (rc == VNF_PARSE_OK && p.l4_valid &&
-				   p.frag != VNF_FRAG_LATER &&
-				   (p.t.proto == IPPROTO_TCP ||
-				    p.t.proto == IPPROTO_UDP)) ?
-					  p.t.dport :
-					  VNF_MON_NO_PORT;
-		else
-			k.value = vnf_parse_has_l3(rc) ? p.dscp :
-							 VNF_MON_NO_DSCP;
 		c = bpf_map_lookup_elem(&vnf_mon_keyed, &k);
 		if (c) {
 			c->packets++;
@@ -114,19 +95,64 @@ static __always_inline int nf_monitor(vnf_ctx_t *ctx, struct vnf_scratch *s,
 					    BPF_NOEXIST);
 		}
 	}
-	if (!tel_sample(cfg->sample_rate, st->pkts_in))
-		return VNF_NEXT;
+}
+
+/* 1-in-sample_rate (on seq): reserve a sample and fill all but its tuple,
+ * which the caller sets before bpf_ringbuf_submit.  NULL: no sample. */
+static __always_inline struct vnf_mon_sample *
+mon_sample_start(const struct vnf_mon_cfg *cfg, __u64 seq, __u32 inst,
+		 __u32 ifindex, __u32 len, __u8 cls, __u8 tcp_flags)
+{
+	struct vnf_mon_sample *smp;
+
+	if (!tel_sample(cfg->sample_rate, seq))
+		return NULL;
 	smp = bpf_ringbuf_reserve(&vnf_samples, sizeof(*smp), 0);
 	if (!smp)
-		return VNF_NEXT;
+		return NULL;
 	smp->ts_ns = bpf_ktime_get_ns();
 	smp->instance = inst;
-	smp->ifindex = ctx_ifindex(ctx);
+	smp->ifindex = ifindex;
 	smp->pkt_len = len;
 	smp->class = cls;
-	smp->tcp_flags = p.tcp_flags;
+	smp->tcp_flags = tcp_flags;
 	smp->_pad[0] = 0;
 	smp->_pad[1] = 0;
+	return smp;
+}
+
+static __always_inline int nf_monitor(vnf_ctx_t *ctx, struct vnf_scratch *s,
+				      __u32 inst, struct vnf_fn_stats *st)
+{
+	struct vnf_mon_cfg *cfg = bpf_map_lookup_elem(&vnf_mon_cfg, &inst);
+	struct vnf_mon_sample *smp;
+	struct vnf_pkt p;
+	__u32 len = ctx_len(ctx);
+	__u32 value = 0;
+	__u8 cls;
+	int rc;
+
+	if (!cfg) {
+		s->reason = VNF_R_NO_CONFIG;
+		return VNF_ACT_DROP;
+	}
+	fp_note(FP_OP_MON, inst, 0, 0);
+	rc = chain_parse(ctx, &p);
+	cls = mon_class(rc, &p);
+	if (cfg->count_by == VNF_MON_BY_DPORT)
+		value = (rc == VNF_PARSE_OK && p.l4_valid &&
+			 p.frag != VNF_FRAG_LATER &&
+			 (p.t.proto == IPPROTO_TCP ||
+			  p.t.proto == IPPROTO_UDP)) ?
+				p.t.dport :
+				VNF_MON_NO_PORT;
+	else if (cfg->count_by == VNF_MON_BY_DSCP)
+		value = vnf_parse_has_l3(rc) ? p.dscp : VNF_MON_NO_DSCP;
+	mon_count(cfg, s->state, cls, value, len);
+	smp = mon_sample_start(cfg, st->pkts_in, inst, ctx_ifindex(ctx), len,
+			       cls, p.tcp_flags);
+	if (!smp)
+		return VNF_NEXT;
 	smp->t = p.t;
 	bpf_ringbuf_submit(smp, 0);
 	st->aux++;

@@ -84,6 +84,23 @@ static __always_inline __u32 nat_hash(const struct vnf_tuple *t)
 	return h;
 }
 
+/* -1 when an L3/L4 offset is past VNF_NAT_OFF_MASK; else masks both, in a
+ * way the verifier sees bounds the variable packet offsets.  Shared by
+ * nat_rewrite and the fast path's composed rewrite (fp_rewrite). */
+static __always_inline int nat_bound_offs(__u32 *l3, __u32 *l4)
+{
+	__u32 a = *l3, b = *l4;
+
+	if (a > VNF_NAT_OFF_MASK || b > VNF_NAT_OFF_MASK)
+		return -1;
+	/* hide the range check from clang so the masks below survive: the
+	 * verifier needs them to bound the variable packet offsets */
+	asm volatile("" : "+r"(a), "+r"(b));
+	*l3 = a & VNF_NAT_OFF_MASK;
+	*l4 = b & VNF_NAT_OFF_MASK;
+	return 0;
+}
+
 /* Rewrite source (or destination) address and port, fixing checksums. */
 static __always_inline int nat_rewrite(vnf_ctx_t *ctx, const struct vnf_pkt *p,
 				       int src, const __u8 *addr, __u16 port)
@@ -97,13 +114,8 @@ static __always_inline int nat_rewrite(vnf_ctx_t *ctx, const struct vnf_pkt *p,
 	int udp = p->t.proto == IPPROTO_UDP;
 	int i;
 
-	if (l3 > VNF_NAT_OFF_MASK || l4 > VNF_NAT_OFF_MASK)
+	if (nat_bound_offs(&l3, &l4))
 		return -1;
-	/* hide the range check from clang so the masks below survive: the
-	 * verifier needs them to bound the variable packet offsets */
-	asm volatile("" : "+r"(l3), "+r"(l4));
-	l3 &= VNF_NAT_OFF_MASK;
-	l4 &= VNF_NAT_OFF_MASK;
 	if (udp) {
 		struct udphdr *uh = data + l4;
 

@@ -12,6 +12,8 @@
 //! - [`serve`]: the testbed's server listeners (UDP echo, a tiny HTTP server);
 //! - [`tcp`]: TCP stream mode (length-prefixed records) and its receiver;
 //! - [`xdp_live`]: the fast path, `BPF_PROG_TEST_RUN` live frames with per-frame seq/timestamp;
+//! - [`xdp_cps`]: new-flow live frames (a new UDP 5-tuple per frame) and the sink that checks their
+//!   translation;
 //! - [`xdp_sink`]: the XDP sink receiver (per-CPU and per-stream counters);
 //!   both XDP programs are C in `ebpf/` (`pktgen_live.c`, `pktgen_sink.c`), loaded with aya;
 //! - [`xsk`]: the AF_XDP transmit generator (paced, flows, sizes, IPv4/IPv6);
@@ -33,6 +35,7 @@ pub mod serve;
 pub mod sizes;
 pub mod stats;
 pub mod tcp;
+pub mod xdp_cps;
 pub mod xdp_live;
 pub mod xdp_sink;
 pub mod xsk;

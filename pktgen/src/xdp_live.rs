@@ -148,75 +148,87 @@ fn ifindex(name: &str) -> Result<u32, Error> {
     Ok(i)
 }
 
-/// A loaded live-frames generator: the program, its template and flow pattern, set up once for
-/// any number of bursts (in the network namespace of the thread that created it).
-pub struct XdpLive {
+/// Writes `value` into slot 0 of the one-slot array `map` of `ebpf` (object `obj`, for errors).
+pub(crate) fn set_config<T: aya::Pod>(
+    ebpf: &mut Ebpf,
+    obj: &str,
+    map: &str,
+    value: T,
+) -> Result<(), Error> {
+    let mut m: Array<_, T> = Array::try_from(
+        ebpf.map_mut(map)
+            .ok_or_else(|| Error::Config(format!("{obj} has no map {map}")))?,
+    )
+    .map_err(bpf_err(map.to_string()))?;
+    m.set(0, value, 0).map_err(bpf_err(format!("write {map}")))
+}
+
+/// A loaded live-frames XDP program, the frame it is run over and where: the part the fast-path
+/// generator ([`XdpLive`]) and the new-flow generator (`xdp_cps::CpsGenerator`) share.
+pub(crate) struct LiveFrames {
     ebpf: Ebpf,
+    /// Object file name, for errors.
+    obj: &'static str,
+    /// Program name.
+    prog: &'static str,
     frame: Vec<u8>,
     ifindex: u32,
     batch: u32,
 }
 
-impl XdpLive {
-    /// Loads the program for `cfg`'s frame (its `count` is ignored) with `flows` flows: source
-    /// ports `cfg.src.port()`, `+1`, … `+flows-1`, round robin frame by frame.
-    pub fn new(cfg: &XdpLiveConfig, flows: u16) -> Result<Self, Error> {
-        if !(1..=256).contains(&cfg.batch) {
+impl LiveFrames {
+    /// Loads program `prog` of object `bytes` (named `obj` in errors), to be run over `frame`
+    /// transmitting on `ifname` (calling thread's namespace), `batch` (1..=256) frames per flush.
+    pub(crate) fn load(
+        bytes: &[u8],
+        obj: &'static str,
+        prog: &'static str,
+        ifname: &str,
+        batch: u32,
+        frame: Vec<u8>,
+    ) -> Result<Self, Error> {
+        if !(1..=256).contains(&batch) {
             return Err(Error::Config("batch must be within 1..=256".into()));
         }
-        let ifindex = ifindex(&cfg.ifname)?;
-        let frame = build_udp4_frame(
-            cfg.src_mac,
-            cfg.dst_mac,
-            cfg.src,
-            cfg.dst,
-            cfg.stream_id,
-            cfg.ip_size,
-        )?;
-        let value = live_cfg(&frame, cfg.src.port(), flows)?;
-        let mut ebpf =
-            Ebpf::load(buildvnf_ebpf::PKTGEN_LIVE).map_err(bpf_err("load pktgen_live.o"))?;
-        buildvnf_ebpf::load_xdp(&mut ebpf, "pktgen_live").map_err(bpf_err("pktgen_live.o"))?;
-        let mut m: Array<_, [u8; LIVE_CFG_LEN]> = Array::try_from(
-            ebpf.map_mut("pktgen_live_cfg")
-                .ok_or_else(|| Error::Config("pktgen_live.o has no map pktgen_live_cfg".into()))?,
-        )
-        .map_err(bpf_err("pktgen_live_cfg"))?;
-        m.set(0, value, 0)
-            .map_err(bpf_err("write pktgen_live_cfg"))?;
+        let ifindex = ifindex(ifname)?;
+        let mut ebpf = Ebpf::load(bytes).map_err(bpf_err(format!("load {obj}")))?;
+        buildvnf_ebpf::load_xdp(&mut ebpf, prog).map_err(bpf_err(obj))?;
         Ok(Self {
             ebpf,
+            obj,
+            prog,
             frame,
             ifindex,
-            batch: cfg.batch,
+            batch,
         })
     }
 
-    /// Frames sent so far (the program's sequence counter).
-    pub fn sent(&self) -> Result<u64, Error> {
-        let seq: Array<_, u64> = Array::try_from(
-            self.ebpf
-                .map("pktgen_live_seq")
-                .ok_or_else(|| Error::Config("pktgen_live.o has no map pktgen_live_seq".into()))?,
-        )
-        .map_err(bpf_err("pktgen_live_seq"))?;
-        seq.get(&0, 0).map_err(bpf_err("read pktgen_live_seq"))
+    /// Writes `value` into slot 0 of the one-slot array `map` (the program's configuration).
+    pub(crate) fn set_config<T: aya::Pod>(&mut self, map: &str, value: T) -> Result<(), Error> {
+        set_config(&mut self.ebpf, self.obj, map, value)
     }
 
-    /// Sends `count` frames in one `BPF_PROG_TEST_RUN` call (more only past `u32::MAX` frames);
-    /// the summary counts this burst alone, timed around the calls.
-    pub fn send(&mut self, count: u64) -> Result<XdpLiveSummary, Error> {
-        if count == 0 {
-            return Err(Error::Config("count must be at least 1".into()));
-        }
-        let before = self.sent()?;
+    /// Slot 0 of the one-slot `u64` array `map` (the program's sequence counter).
+    pub(crate) fn counter(&self, map: &str) -> Result<u64, Error> {
+        let seq: Array<_, u64> = Array::try_from(
+            self.ebpf
+                .map(map)
+                .ok_or_else(|| Error::Config(format!("{} has no map {map}", self.obj)))?,
+        )
+        .map_err(bpf_err(map.to_string()))?;
+        seq.get(&0, 0).map_err(bpf_err(format!("read {map}")))
+    }
+
+    /// Runs the program over `count` copies of the frame in live-frames mode, one
+    /// `BPF_PROG_TEST_RUN` call (more only past `u32::MAX` frames); returns the seconds it took.
+    pub(crate) fn run(&mut self, count: u64) -> Result<f64, Error> {
         let prog: &Xdp = self
             .ebpf
-            .program("pktgen_live")
-            .ok_or_else(|| Error::Config("pktgen_live.o has no program pktgen_live".into()))?
+            .program(self.prog)
+            .ok_or_else(|| Error::Config(format!("{} has no program {}", self.obj, self.prog)))?
             .try_into()
-            .map_err(bpf_err("pktgen_live"))?;
-        let prog = prog.fd().map_err(bpf_err("pktgen_live fd"))?;
+            .map_err(bpf_err(self.prog))?;
+        let prog = prog.fd().map_err(bpf_err(format!("{} fd", self.prog)))?;
         let frame_len =
             u32::try_from(self.frame.len()).map_err(|_| Error::Config("frame too large".into()))?;
         let ctx = xdp_md(self.ifindex, 0, frame_len);
@@ -235,7 +247,54 @@ impl XdpLive {
             test_run(prog.as_fd(), run).map_err(io_err("BPF_PROG_TEST_RUN (live frames)"))?;
             done += u64::from(n);
         }
-        let elapsed = monotonic_ns().saturating_sub(start) as f64 / 1e9;
+        Ok(monotonic_ns().saturating_sub(start) as f64 / 1e9)
+    }
+}
+
+/// A loaded live-frames generator: the program, its template and flow pattern, set up once for
+/// any number of bursts (in the network namespace of the thread that created it).
+pub struct XdpLive {
+    live: LiveFrames,
+}
+
+impl XdpLive {
+    /// Loads the program for `cfg`'s frame (its `count` is ignored) with `flows` flows: source
+    /// ports `cfg.src.port()`, `+1`, … `+flows-1`, round robin frame by frame.
+    pub fn new(cfg: &XdpLiveConfig, flows: u16) -> Result<Self, Error> {
+        let frame = build_udp4_frame(
+            cfg.src_mac,
+            cfg.dst_mac,
+            cfg.src,
+            cfg.dst,
+            cfg.stream_id,
+            cfg.ip_size,
+        )?;
+        let value = live_cfg(&frame, cfg.src.port(), flows)?;
+        let mut live = LiveFrames::load(
+            buildvnf_ebpf::PKTGEN_LIVE,
+            "pktgen_live.o",
+            "pktgen_live",
+            &cfg.ifname,
+            cfg.batch,
+            frame,
+        )?;
+        live.set_config("pktgen_live_cfg", value)?;
+        Ok(Self { live })
+    }
+
+    /// Frames sent so far (the program's sequence counter).
+    pub fn sent(&self) -> Result<u64, Error> {
+        self.live.counter("pktgen_live_seq")
+    }
+
+    /// Sends `count` frames in one `BPF_PROG_TEST_RUN` call (more only past `u32::MAX` frames);
+    /// the summary counts this burst alone, timed around the calls.
+    pub fn send(&mut self, count: u64) -> Result<XdpLiveSummary, Error> {
+        if count == 0 {
+            return Err(Error::Config("count must be at least 1".into()));
+        }
+        let before = self.sent()?;
+        let elapsed = self.live.run(count)?;
         let sent = self.sent()?.saturating_sub(before);
         Ok(XdpLiveSummary {
             sent,
@@ -262,9 +321,9 @@ mod tests {
     use super::*;
     use crate::payload::Header;
 
-    #[test]
-    fn frame_layout_and_checksums() {
-        let f = build_udp4_frame(
+    /// 192.0.2.1:4000 -> 192.0.2.2:9000, stream 5, 64-byte IP packet.
+    fn sample_frame() -> Vec<u8> {
+        build_udp4_frame(
             parse_mac("02:00:00:00:00:01").expect("mac"),
             parse_mac("02:00:00:00:00:02").expect("mac"),
             "192.0.2.1:4000".parse().expect("addr"),
@@ -272,7 +331,12 @@ mod tests {
             5,
             64,
         )
-        .expect("frame");
+        .expect("frame")
+    }
+
+    #[test]
+    fn frame_layout_and_checksums() {
+        let f = sample_frame();
         assert_eq!(f.len(), 14 + 64);
         assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 2]);
         assert_eq!(&f[12..14], &[0x08, 0x00]);
@@ -289,15 +353,7 @@ mod tests {
 
     #[test]
     fn the_live_cfg_holds_the_headers_and_the_flow_pattern() {
-        let f = build_udp4_frame(
-            parse_mac("02:00:00:00:00:01").expect("mac"),
-            parse_mac("02:00:00:00:00:02").expect("mac"),
-            "192.0.2.1:4000".parse().expect("addr"),
-            "192.0.2.2:9000".parse().expect("addr"),
-            5,
-            64,
-        )
-        .expect("frame");
+        let f = sample_frame();
         let c = live_cfg(&f, 4000, 3).expect("cfg");
         assert_eq!(c.len(), 46, "sizeof(struct pktgen_live_cfg)");
         assert_eq!(&c[..PAYLOAD_OFFSET], &f[..PAYLOAD_OFFSET]);

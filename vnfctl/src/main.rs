@@ -2,6 +2,7 @@
 //! benchmark suite.
 
 mod bench_cmd;
+mod cps_cmd;
 mod testbed_cmd;
 
 use std::io::Write;
@@ -51,6 +52,10 @@ enum Command {
     },
     /// The benchmark suite: the chain against a bare XDP redirect and the kernel's own tools, same traffic.
     Bench(bench_cmd::BenchArgs),
+    /// New flows per second through NAT + LB: the chain on XDP vs nftables NAT (the suite's "new flows" table).
+    BenchNewFlows(cps_cmd::NewFlowsArgs),
+    /// The round trip a chain adds over a bare XDP redirect at a fixed rate (the suite's "RTT added" row).
+    BenchRtt(cps_cmd::RttArgs),
 }
 
 /// Exit status for invalid input (EX_DATAERR).
@@ -98,6 +103,8 @@ fn main() -> ExitCode {
         Command::Crd => print_crd(),
         Command::Testbed { command } => testbed_cmd::run(command),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::BenchNewFlows(args) => cps_cmd::new_flows(args),
+        Command::BenchRtt(args) => cps_cmd::rtt(args),
     };
     match result {
         Ok(code) => code,

